@@ -1,0 +1,75 @@
+package storage
+
+import (
+	"errors"
+	"fmt"
+)
+
+// The domain failures Apply and the readers return. Each is wrapped in an
+// *Error whose message is the text a user sees (AWS wording where AWS has a
+// well-known one); test for a kind with errors.Is. The server maps kinds to
+// AWS error types and gRPC codes; this package never does.
+var (
+	// ErrSecretNotFound: no secret has that name or ARN.
+	ErrSecretNotFound = errors.New("secret not found")
+	// ErrVersionNotFound: the secret has no version with that id.
+	ErrVersionNotFound = errors.New("version not found")
+	// ErrStageNotFound: no version of the secret carries that staging label.
+	ErrStageNotFound = errors.New("staging label not found")
+	// ErrSecretExists: a secret with that name already exists.
+	ErrSecretExists = errors.New("secret already exists")
+	// ErrTokenInUse: the ClientRequestToken names a version with another value.
+	ErrTokenInUse = errors.New("client request token already in use")
+	// ErrMarkedForDeletion: the secret is scheduled for deletion, so the
+	// operation is refused until it is restored.
+	ErrMarkedForDeletion = errors.New("secret marked for deletion")
+	// ErrStageMismatch: the VersionStage asked for is not on the VersionId asked for.
+	ErrStageMismatch = errors.New("version stage does not match version id")
+	// ErrInvalidParameter: a parameter breaks a rule that depends on state,
+	// such as RemoveFromVersionId naming the wrong version.
+	ErrInvalidParameter = errors.New("invalid parameter")
+	// ErrLimitExceeded: the change would exceed a per-secret limit (versions,
+	// labels per version, tags).
+	ErrLimitExceeded = errors.New("limit exceeded")
+	// ErrInvalidNextToken: a pagination token is malformed or belongs to another query.
+	ErrInvalidNextToken = errors.New("invalid next token")
+)
+
+// Error is a domain failure: a kind from the var block above and the message
+// a user should read. Messages name secrets and versions, never values.
+type Error struct {
+	Kind error
+	Msg  string
+}
+
+func (e *Error) Error() string { return e.Msg }
+
+// Unwrap makes errors.Is(err, ErrSecretNotFound) and friends work.
+func (e *Error) Unwrap() error { return e.Kind }
+
+func newError(kind error, format string, args ...any) *Error {
+	return &Error{Kind: kind, Msg: fmt.Sprintf(format, args...)}
+}
+
+func errSecretNotFound() *Error {
+	return newError(ErrSecretNotFound, "Secrets Manager can't find the specified secret.")
+}
+
+func errMarkedForDeletion() *Error {
+	return newError(ErrMarkedForDeletion, "You can't perform this operation on the secret because it was marked for deletion.")
+}
+
+func errTokenInUse(token, arn string) *Error {
+	return newError(ErrTokenInUse, "You can't use ClientRequestToken %s because that value is already in use for a version of secret %s.", token, arn)
+}
+
+// Sentinels lists every error kind, in a fixed order, so that a result can
+// cross the network (leader forwarding) as an index and come back as the same
+// kind.
+func Sentinels() []error {
+	return []error{
+		ErrSecretNotFound, ErrVersionNotFound, ErrStageNotFound, ErrSecretExists,
+		ErrTokenInUse, ErrMarkedForDeletion, ErrStageMismatch, ErrInvalidParameter,
+		ErrLimitExceeded, ErrInvalidNextToken,
+	}
+}

@@ -1,0 +1,327 @@
+package storage
+
+import (
+	"crypto/sha256"
+	"encoding/base64"
+	"encoding/hex"
+	"encoding/json"
+	"fmt"
+	"slices"
+	"strings"
+	"unicode"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+)
+
+// The ListSecrets filter keys.
+const (
+	FilterDescription   = "description"
+	FilterName          = "name"
+	FilterTagKey        = "tag-key"
+	FilterTagValue      = "tag-value"
+	FilterPrimaryRegion = "primary-region"
+	FilterOwningService = "owning-service"
+	FilterAll           = "all"
+)
+
+// FilterKeys lists the accepted filter keys.
+var FilterKeys = []string{FilterDescription, FilterName, FilterTagKey, FilterTagValue, FilterPrimaryRegion, FilterOwningService, FilterAll}
+
+// The ListSecrets sort keys and orders.
+const (
+	SortCreatedDate      = "created-date"
+	SortLastAccessedDate = "last-accessed-date"
+	SortLastChangedDate  = "last-changed-date"
+	SortName             = "name"
+	SortAsc              = "asc"
+	SortDesc             = "desc"
+)
+
+// Filter is one ListSecrets filter: a secret matches when any of its
+// positive values matches (or it has none) and none of its "!" values does.
+type Filter struct {
+	Key    string
+	Values []string
+}
+
+// Query is a ListSecrets request.
+type Query struct {
+	Filters                []Filter
+	IncludePlannedDeletion bool
+	SortBy                 string // default created-date
+	SortOrder              string // default asc
+	MaxResults             int    // default 100
+	NextToken              string
+}
+
+// Page is one page of ListSecrets.
+type Page struct {
+	Secrets   []*storagev1.Secret
+	NextToken string
+}
+
+// cursor is what a NextToken carries: the position after the last secret
+// returned, in a total order (sort key, then name), plus a digest of the
+// query so a token cannot be replayed against another one. Because it names
+// a position rather than an offset, secrets created or deleted between pages
+// do not shift the pages.
+type cursor struct {
+	Query string `json:"q"`
+	Key   string `json:"k"`
+	Name  string `json:"n"`
+}
+
+// ListSecrets returns one page of the secrets that match q.
+func (s *Store) ListSecrets(q Query) (*Page, error) {
+	if q.SortBy == "" {
+		q.SortBy = SortCreatedDate
+	}
+	if q.SortOrder == "" {
+		q.SortOrder = SortAsc
+	}
+	if q.MaxResults <= 0 {
+		q.MaxResults = 100
+	}
+	digest := q.digest()
+	var after *cursor
+	if q.NextToken != "" {
+		c, err := decodeCursor(q.NextToken)
+		if err != nil || c.Query != digest {
+			return nil, newError(ErrInvalidNextToken, "The NextToken value is invalid or does not belong to this request.")
+		}
+		after = c
+	}
+	type item struct {
+		key string
+		sec *storagev1.Secret
+	}
+	var items []item
+	err := s.Secrets(func(sec *storagev1.Secret) bool {
+		if sec.GetDeletedDate() != nil && !q.IncludePlannedDeletion {
+			return true
+		}
+		if Matches(sec, q.Filters) {
+			items = append(items, item{sortKey(sec, q.SortBy), sec})
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	less := func(a, b item) int {
+		if c := strings.Compare(a.key, b.key); c != 0 {
+			return c
+		}
+		return strings.Compare(a.sec.GetName(), b.sec.GetName())
+	}
+	if q.SortOrder == SortDesc {
+		slices.SortFunc(items, func(a, b item) int { return less(b, a) })
+	} else {
+		slices.SortFunc(items, less)
+	}
+	start := 0
+	if after != nil {
+		pos := item{after.Key, &storagev1.Secret{Name: after.Name}}
+		start = len(items)
+		for i, it := range items {
+			c := less(it, pos)
+			if q.SortOrder == SortDesc {
+				c = -c
+			}
+			if c > 0 {
+				start = i
+				break
+			}
+		}
+	}
+	page := &Page{}
+	end := min(start+q.MaxResults, len(items))
+	for _, it := range items[start:end] {
+		page.Secrets = append(page.Secrets, it.sec)
+	}
+	if end < len(items) {
+		last := items[end-1]
+		page.NextToken = encodeCursor(cursor{Query: digest, Key: last.key, Name: last.sec.GetName()})
+	}
+	return page, nil
+}
+
+func (q Query) digest() string {
+	b, _ := json.Marshal(struct {
+		F []Filter
+		D bool
+		S string
+		O string
+	}{q.Filters, q.IncludePlannedDeletion, q.SortBy, q.SortOrder})
+	sum := sha256.Sum256(b)
+	return hex.EncodeToString(sum[:8])
+}
+
+func encodeCursor(c cursor) string {
+	b, _ := json.Marshal(c)
+	return base64.RawURLEncoding.EncodeToString(b)
+}
+
+func decodeCursor(tok string) (*cursor, error) {
+	b, err := base64.RawURLEncoding.DecodeString(tok)
+	if err != nil {
+		return nil, fmt.Errorf("decode next token: %w", err)
+	}
+	c := &cursor{}
+	if err := json.Unmarshal(b, c); err != nil {
+		return nil, fmt.Errorf("decode next token: %w", err)
+	}
+	return c, nil
+}
+
+func sortKey(sec *storagev1.Secret, by string) string {
+	switch by {
+	case SortName:
+		return sec.GetName()
+	case SortLastAccessedDate:
+		return tsKey(sec.GetLastAccessedDate())
+	case SortLastChangedDate:
+		return tsKey(sec.GetLastChangedDate())
+	default:
+		return tsKey(sec.GetCreatedDate())
+	}
+}
+
+// tsKey encodes a time so that string order is time order; unset sorts first.
+func tsKey(ts *timestamppb.Timestamp) string {
+	if ts == nil {
+		return strings.Repeat("0", 20)
+	}
+	return fmt.Sprintf("%020d", ts.AsTime().UnixNano()+(1<<62))
+}
+
+// Matches reports whether sec passes every filter (filters are ANDed).
+func Matches(sec *storagev1.Secret, filters []Filter) bool {
+	for _, f := range filters {
+		if !matchFilter(sec, f) {
+			return false
+		}
+	}
+	return true
+}
+
+func matchFilter(sec *storagev1.Secret, f Filter) bool {
+	anyPositive, positiveHit := false, false
+	for _, v := range f.Values {
+		neg := strings.HasPrefix(v, "!")
+		if neg {
+			v = v[1:]
+		}
+		hit := matchValue(sec, f.Key, v)
+		if neg && hit {
+			return false
+		}
+		if !neg {
+			anyPositive = true
+			positiveHit = positiveHit || hit
+		}
+	}
+	return !anyPositive || positiveHit
+}
+
+// matchValue applies one filter value as AWS documents it: prefix matches,
+// case-insensitive for description and all, case-sensitive otherwise.
+func matchValue(sec *storagev1.Secret, key, v string) bool {
+	switch key {
+	case FilterName:
+		return strings.HasPrefix(sec.GetName(), v)
+	case FilterDescription:
+		return strings.HasPrefix(strings.ToLower(sec.GetDescription()), strings.ToLower(v))
+	case FilterTagKey:
+		for _, t := range sec.GetTags() {
+			if strings.HasPrefix(t.GetKey(), v) {
+				return true
+			}
+		}
+		return false
+	case FilterTagValue:
+		for _, t := range sec.GetTags() {
+			if strings.HasPrefix(t.GetValue(), v) {
+				return true
+			}
+		}
+		return false
+	case FilterPrimaryRegion:
+		return strings.HasPrefix(sec.GetPrimaryRegion(), v)
+	case FilterOwningService:
+		return strings.HasPrefix(sec.GetOwningService(), v)
+	case FilterAll:
+		return matchAll(sec, v)
+	}
+	return false
+}
+
+// matchAll splits the filter value into words; every word must be a
+// case-insensitive prefix of some word of some attribute.
+func matchAll(sec *storagev1.Secret, v string) bool {
+	attrs := []string{sec.GetName(), sec.GetDescription(), sec.GetPrimaryRegion(), sec.GetOwningService()}
+	for _, t := range sec.GetTags() {
+		attrs = append(attrs, t.GetKey(), t.GetValue())
+	}
+	var words []string
+	for _, a := range attrs {
+		lower := strings.ToLower(a)
+		words = append(words, lower)
+		words = append(words, strings.FieldsFunc(lower, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })...)
+	}
+	for _, w := range strings.Fields(strings.ToLower(v)) {
+		if !slices.ContainsFunc(words, func(x string) bool { return strings.HasPrefix(x, w) }) {
+			return false
+		}
+	}
+	return true
+}
+
+// VersionPage is one page of ListSecretVersionIds.
+type VersionPage struct {
+	Secret    *storagev1.Secret
+	Versions  []*storagev1.Version
+	NextToken string
+}
+
+// SecretVersions lists a secret's versions newest first; deprecated
+// (unlabeled) versions only when includeDeprecated.
+func (s *Store) SecretVersions(ref string, includeDeprecated bool, maxResults int, nextToken string) (*VersionPage, error) {
+	sec, err := s.Secret(ref)
+	if err != nil {
+		return nil, err
+	}
+	if maxResults <= 0 {
+		maxResults = 100
+	}
+	var all []*storagev1.Version
+	for i := len(sec.GetVersions()) - 1; i >= 0; i-- {
+		v := sec.GetVersions()[i]
+		if includeDeprecated || len(v.GetStages()) > 0 {
+			all = append(all, v)
+		}
+	}
+	start := 0
+	if nextToken != "" {
+		c, err := decodeCursor(nextToken)
+		if err != nil || c.Query != sec.GetArn() {
+			return nil, newError(ErrInvalidNextToken, "The NextToken value is invalid or does not belong to this request.")
+		}
+		start = len(all)
+		for i, v := range all {
+			if v.GetVersionId() == c.Name {
+				start = i + 1
+				break
+			}
+		}
+	}
+	page := &VersionPage{Secret: sec}
+	end := min(start+maxResults, len(all))
+	page.Versions = all[start:end]
+	if end < len(all) {
+		page.NextToken = encodeCursor(cursor{Query: sec.GetArn(), Name: all[end-1].GetVersionId()})
+	}
+	return page, nil
+}

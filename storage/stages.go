@@ -1,0 +1,129 @@
+package storage
+
+import (
+	"bytes"
+	"slices"
+	"time"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+)
+
+// deprecatedRetention is how long an unlabeled version is kept past the
+// 100-version mark: AWS "keeps all versions created in the last 24 hours".
+const deprecatedRetention = 24 * time.Hour
+
+func findVersion(s *storagev1.Secret, id string) *storagev1.Version {
+	for _, v := range s.GetVersions() {
+		if v.GetVersionId() == id {
+			return v
+		}
+	}
+	return nil
+}
+
+// stageHolder returns the version carrying label, or nil.
+func stageHolder(s *storagev1.Secret, label string) *storagev1.Version {
+	for _, v := range s.GetVersions() {
+		if slices.Contains(v.GetStages(), label) {
+			return v
+		}
+	}
+	return nil
+}
+
+func removeStage(v *storagev1.Version, label string) {
+	v.Stages = slices.DeleteFunc(v.Stages, func(s string) bool { return s == label })
+}
+
+// attachStage puts label on target, taking it off whichever version had it.
+// Moving AWSCURRENT moves AWSPREVIOUS to the version AWSCURRENT left, as AWS
+// does; that includes taking AWSPREVIOUS off target when rolling back.
+func attachStage(s *storagev1.Secret, label string, target *storagev1.Version) {
+	holder := stageHolder(s, label)
+	if holder == target {
+		return
+	}
+	if holder != nil {
+		removeStage(holder, label)
+	}
+	target.Stages = append(target.Stages, label)
+	if label == StageCurrent && holder != nil {
+		attachStage(s, StagePrevious, holder)
+	}
+}
+
+// detachStage takes label off whichever version has it.
+func detachStage(s *storagev1.Secret, label string) {
+	if h := stageHolder(s, label); h != nil {
+		removeStage(h, label)
+	}
+}
+
+// idempotentVersion answers a retried ClientRequestToken: the version the
+// token names when its fingerprint matches, ErrTokenInUse when it does not,
+// and (nil, nil) when the token is new.
+func idempotentVersion(s *storagev1.Secret, nv *raftv1.NewVersion) (*storagev1.Version, *Error) {
+	v := findVersion(s, nv.GetVersionId())
+	if v == nil {
+		return nil, nil
+	}
+	if !bytes.Equal(v.GetFingerprint(), nv.GetValue().GetFingerprint()) {
+		return nil, errTokenInUse(nv.GetVersionId(), s.GetArn())
+	}
+	return v, nil
+}
+
+// addVersion appends a new version carrying labels, moves the labels to it,
+// and prunes deprecated versions. It changes s only; the caller writes s and
+// the value, and deletes the values of the pruned versions it returns.
+func addVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersion, labels []string) (*storagev1.Version, []string, *Error) {
+	if len(labels) > MaxStagesPerVersion {
+		return nil, nil, newError(ErrLimitExceeded, "A version can have at most %d staging labels.", MaxStagesPerVersion)
+	}
+	v := &storagev1.Version{
+		VersionId:   nv.GetVersionId(),
+		CreatedDate: timestamppb.New(now),
+		KmsKeyId:    nv.GetValue().GetKmsKeyId(),
+		Fingerprint: nv.GetValue().GetFingerprint(),
+	}
+	s.Versions = append(s.Versions, v)
+	for _, l := range labels {
+		attachStage(s, l, v)
+	}
+	pruned, err := pruneVersions(now, s)
+	if err != nil {
+		return nil, nil, err
+	}
+	return v, pruned, nil
+}
+
+// pruneVersions keeps a secret at MaxVersions: unlabeled versions older than
+// 24 hours go first, oldest first. When every version over the limit is
+// labeled or younger than that, the new version is refused.
+func pruneVersions(now time.Time, s *storagev1.Secret) ([]string, *Error) {
+	excess := len(s.Versions) - MaxVersions
+	if excess <= 0 {
+		return nil, nil
+	}
+	cutoff := now.Add(-deprecatedRetention)
+	var pruned []string
+	kept := s.Versions[:0:0]
+	for _, v := range s.Versions {
+		if excess > 0 && len(v.GetStages()) == 0 && !v.GetCreatedDate().AsTime().After(cutoff) {
+			pruned = append(pruned, v.GetVersionId())
+			excess--
+			continue
+		}
+		kept = append(kept, v)
+	}
+	if excess > 0 {
+		return nil, newError(ErrLimitExceeded,
+			"You have exceeded the maximum number of versions (%d) for secret %s; unlabeled versions are removed once they are older than 24 hours.",
+			MaxVersions, s.GetArn())
+	}
+	s.Versions = kept
+	return pruned, nil
+}

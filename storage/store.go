@@ -1,0 +1,272 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"time"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+)
+
+var (
+	bucketMeta    = []byte("meta")
+	bucketSecrets = []byte("secrets") // name → storagev1.Secret
+	bucketValues  = []byte("values")  // arn \x00 version id → storagev1.SealedValue
+
+	keyApplied = []byte("applied_index")
+	keyKeyring = []byte("keyring")
+)
+
+var marshal = proto.MarshalOptions{Deterministic: true}
+
+// Store is the state machine's database. Apply* change it; every other
+// method only reads. It is safe for concurrent use; Restore swaps the whole
+// database under a lock that readers take.
+type Store struct {
+	path string
+
+	mu sync.RWMutex // guards db against Restore's swap
+	db *bolt.DB
+}
+
+// Entry is one committed log entry to apply. A nil Cmd (a Raft configuration
+// change, say) only advances the applied index.
+type Entry struct {
+	Index uint64
+	Cmd   *raftv1.Command
+}
+
+// Result is what applying one command produced. Err holds a domain failure
+// (an *Error); everything else describes the success.
+type Result struct {
+	ARN       string
+	Name      string
+	VersionID string
+	// Stages are the labels on VersionID after the command.
+	Stages []string
+	// DeletionDate is when a deleted secret is (or was) gone for good.
+	DeletionDate time.Time
+	// Skipped is true when the entry was at or below the applied index and
+	// so was not applied again (a replay after restart).
+	Skipped bool
+	Err     error
+}
+
+// Open opens or creates the state database at path.
+func Open(path string) (*Store, error) {
+	db, err := openDB(path)
+	if err != nil {
+		return nil, err
+	}
+	return &Store{path: path, db: db}, nil
+}
+
+func openDB(path string) (*bolt.DB, error) {
+	// A large initial mmap keeps bbolt from remapping while a snapshot's long
+	// read transaction is open (a remap waits for every reader to finish,
+	// which would stall Apply for the length of a snapshot transfer).
+	db, err := bolt.Open(path, 0o600, &bolt.Options{Timeout: time.Second, InitialMmapSize: 1 << 30})
+	if err != nil {
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	err = db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketSecrets, bucketValues} {
+			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
+				return err
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("initialise state database %s: %w", path, err)
+	}
+	return db, nil
+}
+
+// Close closes the database.
+func (s *Store) Close() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.db.Close()
+}
+
+// Path is the database file's path.
+func (s *Store) Path() string { return s.path }
+
+// AppliedIndex is the index of the last log entry applied.
+func (s *Store) AppliedIndex() uint64 {
+	var idx uint64
+	_ = s.view(func(tx *bolt.Tx) error {
+		idx = appliedIndex(tx)
+		return nil
+	})
+	return idx
+}
+
+func appliedIndex(tx *bolt.Tx) uint64 {
+	v := tx.Bucket(bucketMeta).Get(keyApplied)
+	if len(v) != 8 {
+		return 0
+	}
+	return binary.BigEndian.Uint64(v)
+}
+
+// Apply applies one entry; see ApplyBatch.
+func (s *Store) Apply(index uint64, cmd *raftv1.Command) *Result {
+	return s.ApplyBatch([]Entry{{Index: index, Cmd: cmd}})[0]
+}
+
+// ApplyBatch applies entries in one bbolt transaction — one fsync for the
+// batch — and records the highest index in the same transaction. Entries at
+// or below the stored applied index are skipped, so replaying the log after a
+// restart changes nothing. It panics on an I/O failure or a malformed
+// command: the node must stop rather than diverge.
+func (s *Store) ApplyBatch(entries []Entry) []*Result {
+	results := make([]*Result, len(entries))
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	err := s.db.Update(func(tx *bolt.Tx) error {
+		applied := appliedIndex(tx)
+		last := applied
+		t := &txn{tx: tx}
+		for i, e := range entries {
+			if e.Index <= applied {
+				results[i] = &Result{Skipped: true}
+				continue
+			}
+			if e.Cmd != nil {
+				results[i] = t.dispatch(e.Cmd)
+			} else {
+				results[i] = &Result{}
+			}
+			if e.Index > last {
+				last = e.Index
+			}
+		}
+		if t.err != nil {
+			return t.err
+		}
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], last)
+		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
+	})
+	if err != nil {
+		panic(fmt.Sprintf("storage: apply batch ending at index %d: %v", entries[len(entries)-1].Index, err))
+	}
+	return results
+}
+
+func (s *Store) view(fn func(tx *bolt.Tx) error) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.View(fn)
+}
+
+// Snapshot is a consistent, point-in-time copy of the database being
+// streamed. It holds a bbolt read transaction until Release.
+type Snapshot struct {
+	tx     *bolt.Tx
+	unlock func()
+	Index  uint64
+}
+
+// Snapshot begins a point-in-time snapshot. Writers keep going while it is
+// streamed; the caller must call Release.
+func (s *Store) Snapshot() (*Snapshot, error) {
+	s.mu.RLock()
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		s.mu.RUnlock()
+		return nil, fmt.Errorf("begin snapshot: %w", err)
+	}
+	return &Snapshot{tx: tx, unlock: s.mu.RUnlock, Index: appliedIndex(tx)}, nil
+}
+
+// WriteTo streams the database file as of the snapshot.
+func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
+	n, err := sn.tx.WriteTo(w)
+	if err != nil {
+		return n, fmt.Errorf("write snapshot: %w", err)
+	}
+	return n, nil
+}
+
+// Release ends the snapshot's read transaction.
+func (sn *Snapshot) Release() {
+	if sn.tx != nil {
+		_ = sn.tx.Rollback()
+		sn.tx = nil
+		sn.unlock()
+	}
+}
+
+// ErrBadSnapshot is returned by Restore when the stream is not a state
+// database.
+var ErrBadSnapshot = errors.New("snapshot is not a Coffer state database")
+
+// Restore replaces the database with the one read from r. The new database
+// is written and checked beside the old one, then swapped in under the lock
+// readers take, so a reader sees either the old state or the new one.
+func (s *Store) Restore(r io.Reader) error {
+	tmp := s.path + ".restore"
+	_ = os.Remove(tmp)
+	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
+	if err != nil {
+		return fmt.Errorf("restore: %w", err)
+	}
+	if _, err := io.Copy(f, r); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("restore: copy snapshot: %w", err)
+	}
+	if err := f.Sync(); err != nil {
+		_ = f.Close()
+		_ = os.Remove(tmp)
+		return fmt.Errorf("restore: sync: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("restore: close: %w", err)
+	}
+	check, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	if err != nil {
+		_ = os.Remove(tmp)
+		return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
+	}
+	err = check.View(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketMeta, bucketSecrets, bucketValues} {
+			if tx.Bucket(b) == nil {
+				return fmt.Errorf("%w: bucket %s missing", ErrBadSnapshot, b)
+			}
+		}
+		return nil
+	})
+	_ = check.Close()
+	if err != nil {
+		_ = os.Remove(tmp)
+		return err
+	}
+
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.db.Close(); err != nil {
+		return fmt.Errorf("restore: close current database: %w", err)
+	}
+	if err := os.Rename(tmp, s.path); err != nil {
+		return fmt.Errorf("restore: swap database: %w", err)
+	}
+	db, err := openDB(s.path)
+	if err != nil {
+		return fmt.Errorf("restore: reopen: %w", err)
+	}
+	s.db = db
+	return nil
+}
