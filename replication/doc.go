@@ -1,0 +1,9 @@
+// Package replication runs the Raft node of a region: hashicorp/raft with a
+// raft-boltdb/v2 log, file snapshots, and the FSM adapter that hands
+// committed entries to the storage state machine in batches.
+//
+// It moves opaque, already-decided commands; it never builds a command,
+// never looks inside a secret, and never decides a domain outcome. A
+// command that cannot be decoded stops the node rather than letting it
+// diverge.
+package replication

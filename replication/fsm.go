@@ -1,0 +1,90 @@
+package replication
+
+import (
+	"fmt"
+	"io"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// FSM adapts the storage state machine to hashicorp/raft. It decodes log
+// entries and hands whole batches to storage, which applies each batch in one
+// bbolt transaction.
+type FSM struct {
+	store *storage.Store
+}
+
+var (
+	_ raft.BatchingFSM  = (*FSM)(nil)
+	_ raft.FSMSnapshot = (*fsmSnapshot)(nil)
+)
+
+// NewFSM wraps store.
+func NewFSM(store *storage.Store) *FSM { return &FSM{store: store} }
+
+// Apply applies one entry.
+func (f *FSM) Apply(l *raft.Log) interface{} {
+	return f.ApplyBatch([]*raft.Log{l})[0]
+}
+
+// ApplyBatch applies committed entries in one storage transaction. Entries
+// other than commands only advance the applied index. An entry that does not
+// decode panics: it was written by a proposer of this cluster, so bad bytes
+// mean corruption, and a replica must stop rather than diverge.
+func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
+	entries := make([]storage.Entry, len(logs))
+	for i, l := range logs {
+		entries[i].Index = l.Index
+		if l.Type != raft.LogCommand {
+			continue
+		}
+		cmd := &raftv1.Command{}
+		if err := proto.Unmarshal(l.Data, cmd); err != nil {
+			panic(fmt.Sprintf("replication: undecodable command at index %d: %v", l.Index, err))
+		}
+		entries[i].Cmd = cmd
+	}
+	results := f.store.ApplyBatch(entries)
+	out := make([]interface{}, len(results))
+	for i, r := range results {
+		out[i] = r
+	}
+	return out
+}
+
+// Snapshot starts a point-in-time snapshot: a bbolt read transaction that
+// Persist streams while writes go on.
+func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
+	sn, err := f.store.Snapshot()
+	if err != nil {
+		return nil, fmt.Errorf("fsm snapshot: %w", err)
+	}
+	return &fsmSnapshot{sn: sn}, nil
+}
+
+// Restore replaces the state with a snapshot's.
+func (f *FSM) Restore(rc io.ReadCloser) error {
+	defer rc.Close()
+	if err := f.store.Restore(rc); err != nil {
+		return fmt.Errorf("fsm restore: %w", err)
+	}
+	return nil
+}
+
+type fsmSnapshot struct {
+	sn *storage.Snapshot
+}
+
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	if _, err := s.sn.WriteTo(sink); err != nil {
+		_ = sink.Cancel()
+		return fmt.Errorf("persist snapshot: %w", err)
+	}
+	return sink.Close()
+}
+
+func (s *fsmSnapshot) Release() { s.sn.Release() }
