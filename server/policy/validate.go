@@ -1,0 +1,64 @@
+package policy
+
+import "fmt"
+
+// CheckSyntax and CheckPublicAccess are the check names Validate reports, as
+// in the AWS ValidationErrorsEntry CheckName field.
+const (
+	CheckSyntax       = "SYNTAX_CHECK"
+	CheckPublicAccess = "PUBLIC_ACCESS_CHECK"
+)
+
+// Finding is one problem found by Validate, shaped like AWS
+// ValidationErrorsEntry.
+type Finding struct {
+	CheckName    string
+	ErrorMessage string
+}
+
+// Validate runs the ValidateResourcePolicy checks on doc and returns what
+// they find; nil means the document passed.
+//
+// The syntax check (CheckSyntax) reports every problem Parse would reject:
+// not JSON or trailing data, longer than MaxDocumentLength, a missing or
+// unknown Version, no statements, an Effect other than Allow or Deny,
+// neither or both of Action and NotAction, both of Resource and NotResource
+// or of Principal and NotPrincipal, unknown elements, actions not of the form
+// service:ActionName, and unknown condition operators or malformed condition
+// values.
+//
+// The broad-access check (CheckPublicAccess) runs only on a document without
+// syntax problems, since a statement that does not parse has no meaning to
+// judge. It reports each statement that makes the document public, by the
+// rule of Document.IsPublic.
+func Validate(doc string) []Finding {
+	d, problems := parse(doc)
+	var findings []Finding
+	for _, p := range problems {
+		findings = append(findings, Finding{CheckName: CheckSyntax, ErrorMessage: p})
+	}
+	if len(problems) > 0 {
+		return findings
+	}
+	for i, s := range d.Statements {
+		if !s.isPublic() {
+			continue
+		}
+		var grant string
+		switch {
+		case s.NotPrincipal != nil:
+			grant = "NotPrincipal"
+		case s.Principal.Wildcard:
+			grant = `Principal "*"`
+		default:
+			grant = `Principal {"AWS": "*"}`
+		}
+		findings = append(findings, Finding{
+			CheckName: CheckPublicAccess,
+			ErrorMessage: fmt.Sprintf("%s: Allow with %s and no Condition grants access to everyone; "+
+				"name specific principals or add a Condition that restricts access",
+				statementLocation(i, s.Sid), grant),
+		})
+	}
+	return findings
+}
