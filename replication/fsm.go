@@ -19,7 +19,7 @@ type FSM struct {
 }
 
 var (
-	_ raft.BatchingFSM  = (*FSM)(nil)
+	_ raft.BatchingFSM = (*FSM)(nil)
 	_ raft.FSMSnapshot = (*fsmSnapshot)(nil)
 )
 

@@ -3130,7 +3130,8 @@ type PutResourcePolicyRequest struct {
 	SecretId string `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
 	// resource_policy is the IAM JSON policy document (at most 20480 characters).
 	ResourcePolicy string `protobuf:"bytes,2,opt,name=resource_policy,json=resourcePolicy,proto3" json:"resource_policy,omitempty"`
-	// block_public_policy refuses a policy that grants broad access; default true.
+	// block_public_policy refuses a policy that grants broad access (such as a
+	// "*" principal); default false, as in AWS.
 	BlockPublicPolicy *bool `protobuf:"varint,3,opt,name=block_public_policy,json=blockPublicPolicy,proto3,oneof" json:"block_public_policy,omitempty"`
 	unknownFields     protoimpl.UnknownFields
 	sizeCache         protoimpl.SizeCache
