@@ -1,0 +1,155 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
+)
+
+// The AWS error types Coffer answers with. They are the strings AWS SDKs
+// switch on, so they never change.
+const (
+	TypeResourceNotFound      = "ResourceNotFoundException"
+	TypeResourceExists        = "ResourceExistsException"
+	TypeInvalidParameter      = "InvalidParameterException"
+	TypeInvalidRequest        = "InvalidRequestException"
+	TypeValidation            = "ValidationException"
+	TypeLimitExceeded         = "LimitExceededException"
+	TypeInvalidNextToken      = "InvalidNextTokenException"
+	TypeMalformedPolicy       = "MalformedPolicyDocumentException"
+	TypePublicPolicy          = "PublicPolicyException"
+	TypeEncryptionFailure     = "EncryptionFailure"
+	TypeDecryptionFailure     = "DecryptionFailure"
+	TypeInternalServiceError  = "InternalServiceError"
+	TypeServiceUnavailable    = "ServiceUnavailable"
+	TypeUnsupportedOperation  = "UnsupportedOperation"
+	TypePreconditionNotMet    = "PreconditionNotMetException"
+	TypeAccessDeniedException = "AccessDeniedException"
+)
+
+// ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.
+const ErrorDomain = "coffer.v1"
+
+// APIError is a failure as an API caller sees it: an AWS error type and a
+// message. It is the one error shape both protocols render: gRPC as a status
+// with ErrorInfo{Reason: Type}, the AWS JSON protocol as {"__type", "message"}.
+// Messages never contain a secret value.
+type APIError struct {
+	Type    string
+	Message string
+	// cause is kept for logs; it is never shown to the caller.
+	cause error
+}
+
+func (e *APIError) Error() string { return e.Type + ": " + e.Message }
+
+func (e *APIError) Unwrap() error { return e.cause }
+
+func apiErr(typ, format string, args ...any) *APIError {
+	return &APIError{Type: typ, Message: fmt.Sprintf(format, args...)}
+}
+
+// validationErr renders a model-constraint violation the way AWS does.
+func validationErr(field, constraint string) *APIError {
+	return apiErr(TypeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: %s", field, constraint)
+}
+
+// Code is the gRPC code for an AWS error type.
+func Code(typ string) codes.Code {
+	switch typ {
+	case TypeResourceNotFound:
+		return codes.NotFound
+	case TypeResourceExists:
+		return codes.AlreadyExists
+	case TypeInvalidParameter, TypeValidation, TypeInvalidNextToken, TypeMalformedPolicy:
+		return codes.InvalidArgument
+	case TypeInvalidRequest, TypePublicPolicy, TypePreconditionNotMet, TypeEncryptionFailure, TypeDecryptionFailure:
+		return codes.FailedPrecondition
+	case TypeLimitExceeded:
+		return codes.ResourceExhausted
+	case TypeServiceUnavailable:
+		return codes.Unavailable
+	case TypeUnsupportedOperation:
+		return codes.Unimplemented
+	case TypeAccessDeniedException:
+		return codes.PermissionDenied
+	}
+	return codes.Internal
+}
+
+// AsAPIError turns any error from the layers below into the APIError a
+// caller should see. Unknown errors become InternalServiceError with a
+// generic message: their text may name internals and is only logged.
+func AsAPIError(err error) *APIError {
+	var ae *APIError
+	if errors.As(err, &ae) {
+		return ae
+	}
+	var se *storage.Error
+	if errors.As(err, &se) {
+		return &APIError{Type: storageType(se.Kind), Message: se.Msg, cause: err}
+	}
+	switch {
+	case errors.Is(err, replication.ErrNoLeader), errors.Is(err, replication.ErrNotLeader), errors.Is(err, replication.ErrShutdown):
+		return &APIError{Type: TypeServiceUnavailable, Message: "The region has no leader to accept the request; retry shortly.", cause: err}
+	case errors.Is(err, errKeyringNotReady):
+		return &APIError{Type: TypeServiceUnavailable, Message: "The region's keyring is not initialised yet; retry shortly.", cause: err}
+	case errors.Is(err, kms.ErrDecryption), errors.Is(err, kms.ErrSealed):
+		return &APIError{Type: TypeDecryptionFailure, Message: "Secrets Manager can't decrypt the protected secret text using the provided KMS key.", cause: err}
+	case errors.Is(err, kms.ErrEncryption):
+		return &APIError{Type: TypeEncryptionFailure, Message: "Secrets Manager can't encrypt the protected secret text using the provided KMS key.", cause: err}
+	case errors.Is(err, context.DeadlineExceeded), errors.Is(err, context.Canceled):
+		return &APIError{Type: TypeServiceUnavailable, Message: "The request timed out before it could be committed.", cause: err}
+	}
+	return &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side.", cause: err}
+}
+
+func storageType(kind error) string {
+	switch kind {
+	case storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound:
+		return TypeResourceNotFound
+	case storage.ErrSecretExists, storage.ErrTokenInUse:
+		return TypeResourceExists
+	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch:
+		return TypeInvalidRequest
+	case storage.ErrInvalidParameter:
+		return TypeInvalidParameter
+	case storage.ErrLimitExceeded:
+		return TypeLimitExceeded
+	case storage.ErrInvalidNextToken:
+		return TypeInvalidNextToken
+	}
+	return TypeInternalServiceError
+}
+
+// GRPCStatus renders an APIError as a gRPC status carrying the AWS type in
+// an ErrorInfo detail.
+func (e *APIError) GRPCStatus() *status.Status {
+	st := status.New(Code(e.Type), e.Message)
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Type, Domain: ErrorDomain}); err == nil {
+		return withInfo
+	}
+	return st
+}
+
+// TypeOf returns the AWS error type carried by a gRPC error, or "".
+func TypeOf(err error) string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return ""
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info.GetReason()
+		}
+	}
+	return ""
+}

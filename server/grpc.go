@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"log/slog"
+	"runtime/debug"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/reflection"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+)
+
+// RequestIDHeader is the response header that carries the request id, which
+// also appears in the server's logs and in the Raft command.
+const RequestIDHeader = "x-coffer-request-id"
+
+type requestIDKey struct{}
+
+// RequestID returns the id of the request ctx belongs to, or "".
+func RequestID(ctx context.Context) string {
+	id, _ := ctx.Value(requestIDKey{}).(string)
+	return id
+}
+
+// WithRequestID returns ctx carrying a request id.
+func WithRequestID(ctx context.Context, id string) context.Context {
+	return context.WithValue(ctx, requestIDKey{}, id)
+}
+
+// NewGRPCServer returns a gRPC server serving svc, gRPC health (reporting
+// SERVING once the service is ready) and reflection, so grpcurl works.
+func NewGRPCServer(svc *Service, log *slog.Logger, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log)))
+	srv := grpc.NewServer(opts...)
+	cofferv1.RegisterSecretsManagerServiceServer(srv, svc)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	hs.SetServingStatus(cofferv1.SecretsManagerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	reflection.Register(srv)
+	return srv, hs
+}
+
+// SetServing marks the health service serving or not.
+func SetServing(hs *health.Server, serving bool) {
+	st := healthpb.HealthCheckResponse_NOT_SERVING
+	if serving {
+		st = healthpb.HealthCheckResponse_SERVING
+	}
+	hs.SetServingStatus("", st)
+	hs.SetServingStatus(cofferv1.SecretsManagerService_ServiceDesc.ServiceName, st)
+}
+
+// unaryInterceptor gives every request an id, turns every error into an
+// AWS-typed status, turns a panic into InternalServiceError instead of a
+// crashed node, and logs one line per request — never a value.
+func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
+	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+		id := uuid.NewString()
+		ctx = WithRequestID(ctx, id)
+		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+		start := time.Now()
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("request panicked", "request_id", id, "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				resp, err = nil, &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
+			}
+			level, attrs := slog.LevelInfo, []any{"request_id", id, "method", info.FullMethod, "duration", time.Since(start)}
+			if err != nil {
+				ae := AsAPIError(err)
+				if ae.Type == TypeInternalServiceError {
+					level = slog.LevelError
+					attrs = append(attrs, "cause", errors.Unwrap(ae))
+				}
+				attrs = append(attrs, "error_type", ae.Type)
+				err = ae
+			}
+			log.Log(ctx, level, "request", attrs...)
+		}()
+		return handler(ctx, req)
+	}
+}

@@ -1,0 +1,143 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strings"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/password"
+	"github.com/cofferhq/coffer/server/policy"
+)
+
+// PutResourcePolicy implements the AWS operation. The document is parsed
+// here; only a well-formed one reaches the log.
+func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResourcePolicyRequest) (*cofferv1.PutResourcePolicyResponse, error) {
+	if e := validateSecretID(req.GetSecretId()); e != nil {
+		return nil, e
+	}
+	if req.GetResourcePolicy() == "" {
+		return nil, apiErr(TypeInvalidParameter, "You must provide a ResourcePolicy.")
+	}
+	doc, err := policy.Parse(req.GetResourcePolicy())
+	if err != nil {
+		return nil, malformed(err)
+	}
+	if req.GetBlockPublicPolicy() && doc.IsPublic() {
+		return nil, apiErr(TypePublicPolicy, "This resource policy contains a statement that grants broad access to the secret, and BlockPublicPolicy is set.")
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_PutResourcePolicy{PutResourcePolicy: &raftv1.PutResourcePolicy{
+		Arn: sec.GetArn(), ResourcePolicy: req.GetResourcePolicy(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.PutResourcePolicyResponse{Arn: res.ARN, Name: res.Name}, nil
+}
+
+func malformed(err error) *APIError {
+	msg := err.Error()
+	if errors.Is(err, policy.ErrMalformed) {
+		msg = strings.TrimPrefix(msg, policy.ErrMalformed.Error()+": ")
+	}
+	return apiErr(TypeMalformedPolicy, "This resource policy contains an unsupported or malformed document: %s", msg)
+}
+
+// DeleteResourcePolicy implements the AWS operation.
+func (s *Service) DeleteResourcePolicy(ctx context.Context, req *cofferv1.DeleteResourcePolicyRequest) (*cofferv1.DeleteResourcePolicyResponse, error) {
+	if e := validateSecretID(req.GetSecretId()); e != nil {
+		return nil, e
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeleteResourcePolicy{DeleteResourcePolicy: &raftv1.DeleteResourcePolicy{
+		Arn: sec.GetArn(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.DeleteResourcePolicyResponse{Arn: res.ARN, Name: res.Name}, nil
+}
+
+// ValidateResourcePolicy implements the AWS operation: syntax and
+// broad-access checks, reported as findings rather than as an error.
+func (s *Service) ValidateResourcePolicy(_ context.Context, req *cofferv1.ValidateResourcePolicyRequest) (*cofferv1.ValidateResourcePolicyResponse, error) {
+	if req.GetResourcePolicy() == "" {
+		return nil, apiErr(TypeInvalidParameter, "You must provide a ResourcePolicy.")
+	}
+	if req.GetSecretId() != "" {
+		if e := validateSecretID(req.GetSecretId()); e != nil {
+			return nil, e
+		}
+		if _, err := s.state.Secret(req.GetSecretId()); err != nil {
+			return nil, err
+		}
+	}
+	resp := &cofferv1.ValidateResourcePolicyResponse{PolicyValidationPassed: true}
+	for _, f := range policy.Validate(req.GetResourcePolicy()) {
+		resp.PolicyValidationPassed = false
+		resp.ValidationErrors = append(resp.ValidationErrors, &cofferv1.ValidationError{CheckName: f.CheckName, ErrorMessage: f.ErrorMessage})
+	}
+	return resp, nil
+}
+
+// GetRandomPassword implements the AWS operation. The password is made here
+// and returned; it is never stored or logged.
+func (s *Service) GetRandomPassword(_ context.Context, req *cofferv1.GetRandomPasswordRequest) (*cofferv1.GetRandomPasswordResponse, error) {
+	o := password.Defaults()
+	if req.PasswordLength != nil {
+		o.Length = req.GetPasswordLength()
+		if o.Length > password.MaxLength {
+			return nil, validationErr("passwordLength", "Member must have value less than or equal to 4096")
+		}
+	}
+	if e := checkLength("excludeCharacters", req.GetExcludeCharacters(), 0, 4096); e != nil {
+		return nil, e
+	}
+	o.ExcludeCharacters = req.GetExcludeCharacters()
+	o.ExcludeNumbers = req.GetExcludeNumbers()
+	o.ExcludePunctuation = req.GetExcludePunctuation()
+	o.ExcludeUppercase = req.GetExcludeUppercase()
+	o.ExcludeLowercase = req.GetExcludeLowercase()
+	o.IncludeSpace = req.GetIncludeSpace()
+	if req.RequireEachIncludedType != nil {
+		o.RequireEachIncludedType = req.GetRequireEachIncludedType()
+	}
+	pw, err := password.Generate(o)
+	if err != nil {
+		return nil, apiErr(TypeInvalidParameter, "%s", err.Error())
+	}
+	return &cofferv1.GetRandomPasswordResponse{RandomPassword: pw}, nil
+}
+
+// RotateSecret is delivered with rotation; until then it is refused clearly.
+func (s *Service) RotateSecret(context.Context, *cofferv1.RotateSecretRequest) (*cofferv1.RotateSecretResponse, error) {
+	return nil, unsupported("RotateSecret")
+}
+
+// CancelRotateSecret is delivered with rotation.
+func (s *Service) CancelRotateSecret(context.Context, *cofferv1.CancelRotateSecretRequest) (*cofferv1.CancelRotateSecretResponse, error) {
+	return nil, unsupported("CancelRotateSecret")
+}
+
+// ReplicateSecretToRegions is delivered with cross-region replication.
+func (s *Service) ReplicateSecretToRegions(context.Context, *cofferv1.ReplicateSecretToRegionsRequest) (*cofferv1.ReplicateSecretToRegionsResponse, error) {
+	return nil, unsupported("ReplicateSecretToRegions")
+}
+
+// RemoveRegionsFromReplication is delivered with cross-region replication.
+func (s *Service) RemoveRegionsFromReplication(context.Context, *cofferv1.RemoveRegionsFromReplicationRequest) (*cofferv1.RemoveRegionsFromReplicationResponse, error) {
+	return nil, unsupported("RemoveRegionsFromReplication")
+}
+
+// StopReplicationToReplica is delivered with cross-region replication.
+func (s *Service) StopReplicationToReplica(context.Context, *cofferv1.StopReplicationToReplicaRequest) (*cofferv1.StopReplicationToReplicaResponse, error) {
+	return nil, unsupported("StopReplicationToReplica")
+}

@@ -1,0 +1,233 @@
+package server
+
+import (
+	"context"
+	"slices"
+
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// GetSecretValue implements the AWS operation.
+func (s *Service) GetSecretValue(_ context.Context, req *cofferv1.GetSecretValueRequest) (*cofferv1.GetSecretValueResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("versionId", req.GetVersionId()),
+		optionalStage(req.GetVersionStage())); e != nil {
+		return nil, e
+	}
+	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage())
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.GetSecretValueResponse{
+		Arn: v.Arn, Name: v.Name, VersionId: v.VersionId, SecretString: v.SecretString,
+		SecretBinary: v.SecretBinary, VersionStages: v.VersionStages, CreatedDate: v.CreatedDate,
+	}, nil
+}
+
+func optionalStage(stage string) *APIError {
+	if stage == "" {
+		return nil
+	}
+	return validateStage("versionStage", stage)
+}
+
+// readValue finds, unseals and records the read of one version.
+func (s *Service) readValue(id, versionID, stage string) (*cofferv1.SecretValueEntry, error) {
+	sv, err := s.state.SecretValue(id, versionID, stage)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	arn, vid := sv.Secret.GetArn(), sv.Version.GetVersionId()
+	plain, err := kr.Unseal(sv.Value, arn, vid)
+	if err != nil {
+		s.log.Error("unseal failed", "arn", arn, "version_id", vid, "err", err)
+		return nil, err
+	}
+	s.access.record(sv.Secret, sv.Version, s.now())
+	out := &cofferv1.SecretValueEntry{
+		Arn: arn, Name: sv.Secret.GetName(), VersionId: vid,
+		VersionStages: slices.Clone(sv.Version.GetStages()), CreatedDate: sv.Version.GetCreatedDate(),
+	}
+	if sv.Value.GetKind() == storagev1.ValueKind_VALUE_KIND_BINARY {
+		out.SecretBinary = plain
+	} else {
+		str := string(plain)
+		clear(plain)
+		out.SecretString = &str
+	}
+	return out, nil
+}
+
+// BatchGetSecretValue implements the AWS operation.
+func (s *Service) BatchGetSecretValue(_ context.Context, req *cofferv1.BatchGetSecretValueRequest) (*cofferv1.BatchGetSecretValueResponse, error) {
+	ids, filters := req.GetSecretIdList(), req.GetFilters()
+	switch {
+	case len(ids) > 0 && len(filters) > 0:
+		return nil, apiErr(TypeInvalidParameter, "Either SecretIdList or Filters must be specified, but not both.")
+	case len(ids) == 0 && len(filters) == 0:
+		return nil, apiErr(TypeInvalidParameter, "You must specify either SecretIdList or Filters.")
+	case len(ids) > maxBatchIDs:
+		return nil, validationErr("secretIdList", "Member must have length less than or equal to 20")
+	case len(ids) > 0 && (req.MaxResults != nil || req.GetNextToken() != ""):
+		return nil, apiErr(TypeInvalidParameter, "MaxResults and NextToken can be used only with Filters.")
+	}
+	if e := firstErr(validateFilters(filters), validateMaxResults("maxResults", req.MaxResults, maxBatchResults)); e != nil {
+		return nil, e
+	}
+	resp := &cofferv1.BatchGetSecretValueResponse{}
+	if len(ids) == 0 {
+		page, err := s.state.ListSecrets(storage.Query{
+			Filters: storageFilters(filters), MaxResults: int(orDefault(req.MaxResults, maxBatchResults)), NextToken: req.GetNextToken(),
+		})
+		if err != nil {
+			return nil, err
+		}
+		for _, sec := range page.Secrets {
+			ids = append(ids, sec.GetArn())
+		}
+		resp.NextToken = page.NextToken
+	}
+	for _, id := range ids {
+		if e := validateSecretID(id); e != nil {
+			resp.Errors = append(resp.Errors, &cofferv1.APIError{SecretId: id, ErrorCode: e.Type, Message: e.Message})
+			continue
+		}
+		v, err := s.readValue(id, "", "")
+		if err != nil {
+			ae := AsAPIError(err)
+			resp.Errors = append(resp.Errors, &cofferv1.APIError{SecretId: id, ErrorCode: ae.Type, Message: ae.Message})
+			continue
+		}
+		resp.SecretValues = append(resp.SecretValues, v)
+	}
+	return resp, nil
+}
+
+func orDefault(v *int32, d int32) int32 {
+	if v == nil {
+		return d
+	}
+	return *v
+}
+
+// DescribeSecret implements the AWS operation.
+func (s *Service) DescribeSecret(_ context.Context, req *cofferv1.DescribeSecretRequest) (*cofferv1.DescribeSecretResponse, error) {
+	if e := validateSecretID(req.GetSecretId()); e != nil {
+		return nil, e
+	}
+	sec, err := s.state.Secret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	e := listEntry(sec)
+	return &cofferv1.DescribeSecretResponse{
+		Arn: e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
+		RotationEnabled: e.RotationEnabled, RotationLambdaArn: e.RotationLambdaArn, RotationRules: e.RotationRules,
+		LastRotatedDate: e.LastRotatedDate, LastChangedDate: e.LastChangedDate, LastAccessedDate: e.LastAccessedDate,
+		DeletedDate: e.DeletedDate, NextRotationDate: e.NextRotationDate, Tags: e.Tags,
+		VersionIdsToStages: e.SecretVersionsToStages, OwningService: e.OwningService, CreatedDate: e.CreatedDate,
+		PrimaryRegion: e.PrimaryRegion,
+	}, nil
+}
+
+// listEntry renders a secret's metadata; DescribeSecret shares it.
+func listEntry(sec *storagev1.Secret) *cofferv1.SecretListEntry {
+	stages := map[string]*cofferv1.VersionStages{}
+	for _, v := range sec.GetVersions() {
+		if len(v.GetStages()) > 0 {
+			stages[v.GetVersionId()] = &cofferv1.VersionStages{Stages: slices.Clone(v.GetStages())}
+		}
+	}
+	tags := make([]*cofferv1.Tag, len(sec.GetTags()))
+	for i, t := range sec.GetTags() {
+		tags[i] = proto.CloneOf(t)
+	}
+	return &cofferv1.SecretListEntry{
+		Arn:                    sec.GetArn(),
+		Name:                   sec.GetName(),
+		Description:            sec.GetDescription(),
+		KmsKeyId:               sec.GetKmsKeyId(),
+		LastChangedDate:        sec.GetLastChangedDate(),
+		LastAccessedDate:       sec.GetLastAccessedDate(),
+		DeletedDate:            sec.GetDeletedDate(),
+		Tags:                   tags,
+		SecretVersionsToStages: stages,
+		OwningService:          sec.GetOwningService(),
+		CreatedDate:            sec.GetCreatedDate(),
+		PrimaryRegion:          sec.GetPrimaryRegion(),
+	}
+}
+
+// ListSecrets implements the AWS operation.
+func (s *Service) ListSecrets(_ context.Context, req *cofferv1.ListSecretsRequest) (*cofferv1.ListSecretsResponse, error) {
+	if e := firstErr(validateFilters(req.GetFilters()), validateMaxResults("maxResults", req.MaxResults, maxListResults)); e != nil {
+		return nil, e
+	}
+	switch req.GetSortBy() {
+	case "", storage.SortCreatedDate, storage.SortLastAccessedDate, storage.SortLastChangedDate, storage.SortName:
+	default:
+		return nil, validationErr("sortBy", "Member must satisfy enum value set: [created-date, last-accessed-date, last-changed-date, name]")
+	}
+	switch req.GetSortOrder() {
+	case "", storage.SortAsc, storage.SortDesc:
+	default:
+		return nil, validationErr("sortOrder", "Member must satisfy enum value set: [asc, desc]")
+	}
+	page, err := s.state.ListSecrets(storage.Query{
+		Filters:                storageFilters(req.GetFilters()),
+		IncludePlannedDeletion: req.GetIncludePlannedDeletion(),
+		SortBy:                 req.GetSortBy(),
+		SortOrder:              req.GetSortOrder(),
+		MaxResults:             int(orDefault(req.MaxResults, maxListResults)),
+		NextToken:              req.GetNextToken(),
+	})
+	if err != nil {
+		return nil, err
+	}
+	resp := &cofferv1.ListSecretsResponse{NextToken: page.NextToken}
+	for _, sec := range page.Secrets {
+		resp.SecretList = append(resp.SecretList, listEntry(sec))
+	}
+	return resp, nil
+}
+
+// ListSecretVersionIds implements the AWS operation.
+func (s *Service) ListSecretVersionIds(_ context.Context, req *cofferv1.ListSecretVersionIdsRequest) (*cofferv1.ListSecretVersionIdsResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateMaxResults("maxResults", req.MaxResults, maxListResults)); e != nil {
+		return nil, e
+	}
+	page, err := s.state.SecretVersions(req.GetSecretId(), req.GetIncludeDeprecated(), int(orDefault(req.MaxResults, maxListResults)), req.GetNextToken())
+	if err != nil {
+		return nil, err
+	}
+	resp := &cofferv1.ListSecretVersionIdsResponse{Arn: page.Secret.GetArn(), Name: page.Secret.GetName(), NextToken: page.NextToken}
+	for _, v := range page.Versions {
+		resp.Versions = append(resp.Versions, &cofferv1.SecretVersionsListEntry{
+			VersionId:        v.GetVersionId(),
+			VersionStages:    slices.Clone(v.GetStages()),
+			LastAccessedDate: v.GetLastAccessedDate(),
+			CreatedDate:      v.GetCreatedDate(),
+			KmsKeyIds:        []string{v.GetKmsKeyId()},
+		})
+	}
+	return resp, nil
+}
+
+// GetResourcePolicy implements the AWS operation.
+func (s *Service) GetResourcePolicy(_ context.Context, req *cofferv1.GetResourcePolicyRequest) (*cofferv1.GetResourcePolicyResponse, error) {
+	if e := validateSecretID(req.GetSecretId()); e != nil {
+		return nil, e
+	}
+	sec, err := s.state.Secret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.GetResourcePolicyResponse{Arn: sec.GetArn(), Name: sec.GetName(), ResourcePolicy: sec.ResourcePolicy}, nil
+}

@@ -1,0 +1,479 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"errors"
+	"fmt"
+	"log/slog"
+	"math/big"
+	"sync/atomic"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
+)
+
+// Replicator is what the service needs from the region's Raft node.
+type Replicator interface {
+	// Apply commits cmd through the region's log and returns its result.
+	Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result, error)
+	// IsLeader reports whether this node leads the region.
+	IsLeader() bool
+}
+
+// State is the read side of the state machine the service uses.
+type State interface {
+	Keyring() (*storagev1.Keyring, error)
+	Secret(ref string) (*storagev1.Secret, error)
+	SecretValue(ref, versionID, stage string) (*storage.SecretValue, error)
+	SecretVersions(ref string, includeDeprecated bool, maxResults int, nextToken string) (*storage.VersionPage, error)
+	ListSecrets(q storage.Query) (*storage.Page, error)
+	Secrets(fn func(*storagev1.Secret) bool) error
+}
+
+// Config is the service's configuration.
+type Config struct {
+	// Partition, Region and AccountID make up every ARN the region issues.
+	Partition string
+	Region    string
+	AccountID string
+	// MaintenanceInterval is how often the leader purges secrets whose
+	// recovery window has ended.
+	MaintenanceInterval time.Duration
+	// AccessFlushInterval is how often a node proposes the last-accessed
+	// days it has gathered.
+	AccessFlushInterval time.Duration
+}
+
+// DefaultConfig holds the service defaults.
+func DefaultConfig() Config {
+	return Config{
+		Partition:           "aws",
+		Region:              "us-east-1",
+		AccountID:           "000000000000",
+		MaintenanceInterval: time.Minute,
+		AccessFlushInterval: time.Minute,
+	}
+}
+
+// Validate reports the first problem with c.
+func (c Config) Validate() error {
+	switch {
+	case !idPattern.MatchString(c.Partition):
+		return fmt.Errorf("partition %q must be lower-case letters, digits and dashes", c.Partition)
+	case !idPattern.MatchString(c.Region):
+		return fmt.Errorf("region %q must be lower-case letters, digits and dashes, like us-east-1", c.Region)
+	case !accountPattern.MatchString(c.AccountID):
+		return fmt.Errorf("account id %q must be 12 digits", c.AccountID)
+	case c.MaintenanceInterval <= 0 || c.AccessFlushInterval <= 0:
+		return errors.New("maintenance and access flush intervals must be positive")
+	}
+	return nil
+}
+
+var errKeyringNotReady = errors.New("keyring not initialised")
+
+// Service implements the SecretsManagerService API on top of a replicated
+// state machine. One Service backs both the gRPC API and the AWS JSON API.
+type Service struct {
+	cofferv1.UnimplementedSecretsManagerServiceServer
+
+	cfg     Config
+	rep     Replicator
+	state   State
+	root    []byte
+	log     *slog.Logger
+	now     func() time.Time
+	keyring atomic.Pointer[kms.Keyring]
+	access  *accessTracker
+}
+
+var _ cofferv1.SecretsManagerServiceServer = (*Service)(nil)
+
+// New builds a Service. root is the region's root key, released by its seal.
+func New(cfg Config, rep Replicator, state State, root []byte, log *slog.Logger) (*Service, error) {
+	if err := cfg.Validate(); err != nil {
+		return nil, err
+	}
+	if log == nil {
+		log = slog.Default()
+	}
+	return &Service{
+		cfg:    cfg,
+		rep:    rep,
+		state:  state,
+		root:   root,
+		log:    log,
+		now:    func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
+		access: newAccessTracker(),
+	}, nil
+}
+
+// keys returns the unsealed keyring, loading it from the state on first use.
+func (s *Service) keys() (*kms.Keyring, error) {
+	if k := s.keyring.Load(); k != nil {
+		return k, nil
+	}
+	rec, err := s.state.Keyring()
+	if err != nil {
+		return nil, fmt.Errorf("load keyring: %w", err)
+	}
+	if rec == nil {
+		return nil, errKeyringNotReady
+	}
+	k, err := kms.Open(s.root, rec)
+	if err != nil {
+		return nil, fmt.Errorf("open keyring: %w", err)
+	}
+	s.keyring.Store(k)
+	return k, nil
+}
+
+// EnsureKeyring creates the region's keyring if this node leads a region
+// that has none yet, and loads it.
+func (s *Service) EnsureKeyring(ctx context.Context) error {
+	if _, err := s.keys(); !errors.Is(err, errKeyringNotReady) {
+		return err
+	}
+	if !s.rep.IsLeader() {
+		return errKeyringNotReady
+	}
+	rec, err := kms.NewKeyring(s.root, s.now())
+	if err != nil {
+		return fmt.Errorf("create keyring: %w", err)
+	}
+	if _, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_InitKeyring{InitKeyring: &raftv1.InitKeyring{Keyring: rec}}}); err != nil {
+		return err
+	}
+	_, err = s.keys()
+	return err
+}
+
+// Ready reports whether the service can serve requests (its keyring is loaded).
+func (s *Service) Ready() bool {
+	_, err := s.keys()
+	return err == nil
+}
+
+// propose stamps cmd with the request id and time and commits it. A domain
+// failure comes back as the error.
+func (s *Service) propose(ctx context.Context, cmd *raftv1.Command) (*storage.Result, error) {
+	cmd.Header = &raftv1.Header{RequestId: RequestID(ctx), Time: timestamppb.New(s.now())}
+	res, err := s.rep.Apply(ctx, cmd)
+	if err != nil {
+		return nil, err
+	}
+	if res.Err != nil {
+		return nil, res.Err
+	}
+	return res, nil
+}
+
+// liveSecret resolves a SecretId for a write: it must exist and not be
+// scheduled for deletion. Apply checks again against the committed state.
+func (s *Service) liveSecret(id string) (*storagev1.Secret, error) {
+	sec, err := s.state.Secret(id)
+	if err != nil {
+		return nil, err
+	}
+	if sec.GetDeletedDate() != nil {
+		return nil, apiErr(TypeInvalidRequest, "You can't perform this operation on the secret because it was marked for deletion.")
+	}
+	return sec, nil
+}
+
+// sealVersion encrypts a new version's value for the secret with arn.
+func (s *Service) sealVersion(kr *kms.Keyring, keyRef, name, arn, versionID string, kind storagev1.ValueKind, plain []byte) (*raftv1.NewVersion, error) {
+	defer clear(plain)
+	keyID, err := s.resolveKey(kr, keyRef)
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := kr.Seal(keyID, name, arn, versionID, kind, plain)
+	if err != nil {
+		return nil, err
+	}
+	return &raftv1.NewVersion{VersionId: versionID, Value: sealed}, nil
+}
+
+func (s *Service) resolveKey(kr *kms.Keyring, ref string) (string, error) {
+	id, err := kr.ResolveKey(ref)
+	if errors.Is(err, kms.ErrKeyNotFound) {
+		return "", apiErr(TypeInvalidParameter, "Secrets Manager can't find the specified KMS key: %s", ref)
+	}
+	return id, err
+}
+
+// newARN picks the ARN of a new secret: the name plus a random 6-character
+// suffix, so a recreated secret never reuses an old ARN.
+func (s *Service) newARN(name string) (string, error) {
+	const alphabet = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789"
+	suffix := make([]byte, storage.ARNSuffixLength)
+	for i := range suffix {
+		n, err := rand.Int(rand.Reader, big.NewInt(int64(len(alphabet))))
+		if err != nil {
+			return "", fmt.Errorf("arn suffix: %w", err)
+		}
+		suffix[i] = alphabet[n.Int64()]
+	}
+	return storage.SecretARN(s.cfg.Partition, s.cfg.Region, s.cfg.AccountID, name, string(suffix)), nil
+}
+
+// CreateSecret implements the AWS operation.
+func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRequest) (*cofferv1.CreateSecretResponse, error) {
+	if e := firstErr(validateName(req.GetName()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId()), validateTags(req.GetTags())); e != nil {
+		return nil, e
+	}
+	if len(req.GetAddReplicaRegions()) > 0 || req.GetForceOverwriteReplicaSecret() {
+		return nil, unsupported("AddReplicaRegions")
+	}
+	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)
+	if verr != nil {
+		return nil, verr
+	}
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.resolveKey(kr, req.GetKmsKeyId()); err != nil {
+		return nil, err
+	}
+	// A retried CreateSecret must seal for the ARN the first attempt created.
+	var arn string
+	if existing, err := s.state.Secret(req.GetName()); err == nil && existing.GetName() == req.GetName() {
+		arn = existing.GetArn()
+	} else if arn, err = s.newARN(req.GetName()); err != nil {
+		return nil, err
+	}
+	op := &raftv1.CreateSecret{
+		Name:               req.GetName(),
+		Arn:                arn,
+		Description:        req.GetDescription(),
+		KmsKeyId:           req.GetKmsKeyId(),
+		Tags:               req.GetTags(),
+		PrimaryRegion:      s.cfg.Region,
+		ClientRequestToken: req.GetClientRequestToken(),
+	}
+	if hasValue {
+		versionID := req.GetClientRequestToken()
+		if versionID == "" {
+			versionID = uuid.NewString()
+		}
+		if op.Version, err = s.sealVersion(kr, req.GetKmsKeyId(), req.GetName(), arn, versionID, kind, plain); err != nil {
+			return nil, err
+		}
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_CreateSecret{CreateSecret: op}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.CreateSecretResponse{Arn: res.ARN, Name: res.Name, VersionId: res.VersionID}, nil
+}
+
+// PutSecretValue implements the AWS operation.
+func (s *Service) PutSecretValue(ctx context.Context, req *cofferv1.PutSecretValueRequest) (*cofferv1.PutSecretValueResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		validateStages(req.GetVersionStages())); e != nil {
+		return nil, e
+	}
+	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)
+	if verr != nil {
+		return nil, verr
+	}
+	if !hasValue {
+		return nil, apiErr(TypeInvalidRequest, "You must provide either SecretString or SecretBinary.")
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	versionID := req.GetClientRequestToken()
+	if versionID == "" {
+		versionID = uuid.NewString()
+	}
+	nv, err := s.sealVersion(kr, sec.GetKmsKeyId(), sec.GetName(), sec.GetArn(), versionID, kind, plain)
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_PutSecretValue{PutSecretValue: &raftv1.PutSecretValue{
+		Arn: sec.GetArn(), Version: nv, VersionStages: req.GetVersionStages(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.PutSecretValueResponse{Arn: res.ARN, Name: res.Name, VersionId: res.VersionID, VersionStages: res.Stages}, nil
+}
+
+// UpdateSecret implements the AWS operation.
+func (s *Service) UpdateSecret(ctx context.Context, req *cofferv1.UpdateSecretRequest) (*cofferv1.UpdateSecretResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId())); e != nil {
+		return nil, e
+	}
+	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)
+	if verr != nil {
+		return nil, verr
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	keyRef := sec.GetKmsKeyId()
+	if req.KmsKeyId != nil {
+		if _, err := s.resolveKey(kr, req.GetKmsKeyId()); err != nil {
+			return nil, err
+		}
+		keyRef = req.GetKmsKeyId()
+	}
+	op := &raftv1.UpdateSecret{Arn: sec.GetArn(), Description: req.Description, KmsKeyId: req.KmsKeyId}
+	if hasValue {
+		versionID := req.GetClientRequestToken()
+		if versionID == "" {
+			versionID = uuid.NewString()
+		}
+		if op.Version, err = s.sealVersion(kr, keyRef, sec.GetName(), sec.GetArn(), versionID, kind, plain); err != nil {
+			return nil, err
+		}
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_UpdateSecret{UpdateSecret: op}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.UpdateSecretResponse{Arn: res.ARN, Name: res.Name, VersionId: res.VersionID}, nil
+}
+
+// UpdateSecretVersionStage implements the AWS operation.
+func (s *Service) UpdateSecretVersionStage(ctx context.Context, req *cofferv1.UpdateSecretVersionStageRequest) (*cofferv1.UpdateSecretVersionStageResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateStage("versionStage", req.GetVersionStage()),
+		validateToken("removeFromVersionId", req.GetRemoveFromVersionId()), validateToken("moveToVersionId", req.GetMoveToVersionId())); e != nil {
+		return nil, e
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_UpdateVersionStage{UpdateVersionStage: &raftv1.UpdateVersionStage{
+		Arn: sec.GetArn(), VersionStage: req.GetVersionStage(),
+		RemoveFromVersionId: req.GetRemoveFromVersionId(), MoveToVersionId: req.GetMoveToVersionId(),
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.UpdateSecretVersionStageResponse{Arn: res.ARN, Name: res.Name}, nil
+}
+
+// DeleteSecret implements the AWS operation.
+func (s *Service) DeleteSecret(ctx context.Context, req *cofferv1.DeleteSecretRequest) (*cofferv1.DeleteSecretResponse, error) {
+	if e := validateSecretID(req.GetSecretId()); e != nil {
+		return nil, e
+	}
+	force := req.GetForceDeleteWithoutRecovery()
+	if force && req.RecoveryWindowInDays != nil {
+		return nil, apiErr(TypeInvalidParameter, "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.")
+	}
+	window := int64(30)
+	if req.RecoveryWindowInDays != nil {
+		window = req.GetRecoveryWindowInDays()
+		if window < 7 || window > 30 {
+			return nil, apiErr(TypeInvalidParameter, "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
+		}
+	}
+	sec, err := s.state.Secret(req.GetSecretId())
+	if errors.Is(err, storage.ErrSecretNotFound) && force {
+		// AWS answers a forced delete of a missing secret with success, so
+		// cleanup scripts are idempotent.
+		return &cofferv1.DeleteSecretResponse{Name: req.GetSecretId(), DeletionDate: timestamppb.New(s.now())}, nil
+	}
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeleteSecret{DeleteSecret: &raftv1.DeleteSecret{
+		Arn: sec.GetArn(), RecoveryWindowDays: window, Force: force,
+	}}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.DeleteSecretResponse{Arn: res.ARN, Name: res.Name, DeletionDate: timestamppb.New(res.DeletionDate)}, nil
+}
+
+// RestoreSecret implements the AWS operation.
+func (s *Service) RestoreSecret(ctx context.Context, req *cofferv1.RestoreSecretRequest) (*cofferv1.RestoreSecretResponse, error) {
+	if e := validateSecretID(req.GetSecretId()); e != nil {
+		return nil, e
+	}
+	sec, err := s.state.Secret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_RestoreSecret{RestoreSecret: &raftv1.RestoreSecret{Arn: sec.GetArn()}}})
+	if err != nil {
+		return nil, err
+	}
+	return &cofferv1.RestoreSecretResponse{Arn: res.ARN, Name: res.Name}, nil
+}
+
+// TagResource implements the AWS operation.
+func (s *Service) TagResource(ctx context.Context, req *cofferv1.TagResourceRequest) (*cofferv1.TagResourceResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateTags(req.GetTags())); e != nil {
+		return nil, e
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_TagResource{TagResource: &raftv1.TagResource{
+		Arn: sec.GetArn(), Tags: req.GetTags(),
+	}}}); err != nil {
+		return nil, err
+	}
+	return &cofferv1.TagResourceResponse{}, nil
+}
+
+// UntagResource implements the AWS operation.
+func (s *Service) UntagResource(ctx context.Context, req *cofferv1.UntagResourceRequest) (*cofferv1.UntagResourceResponse, error) {
+	if e := firstErr(validateSecretID(req.GetSecretId()), validateTagKeys(req.GetTagKeys())); e != nil {
+		return nil, e
+	}
+	sec, err := s.liveSecret(req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
+	if _, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_UntagResource{UntagResource: &raftv1.UntagResource{
+		Arn: sec.GetArn(), TagKeys: req.GetTagKeys(),
+	}}}); err != nil {
+		return nil, err
+	}
+	return &cofferv1.UntagResourceResponse{}, nil
+}
+
+func firstErr(errs ...*APIError) *APIError {
+	for _, e := range errs {
+		if e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+// unsupported answers the operations that later releases deliver (rotation,
+// cross-region replication) with a clear UnsupportedOperation error, which
+// gRPC renders as Unimplemented.
+func unsupported(what string) *APIError {
+	return apiErr(TypeUnsupportedOperation, "%s is not supported by this Coffer release yet.", what)
+}

@@ -1,0 +1,215 @@
+package server
+
+import (
+	"fmt"
+	"regexp"
+	"slices"
+	"strings"
+	"unicode/utf8"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Limits of the AWS API model that are checked here rather than in storage.
+const (
+	maxSecretIDLength    = 2048
+	maxKmsKeyIDLength    = 2048
+	maxFilters           = 10
+	maxFilterValues      = 10
+	maxFilterValueLength = 512
+	maxBatchIDs          = 20
+	maxListResults       = 100
+	maxBatchResults      = 20
+	maxTagKeysPerCall    = 200
+)
+
+var (
+	// tagPattern is the AWS model's pattern for tag keys and values.
+	tagPattern = regexp.MustCompile(`^[\p{L}\p{Z}\p{N}_.:/=+\-@]*$`)
+	// filterValuePattern is the AWS model's pattern for filter values.
+	filterValuePattern = regexp.MustCompile(`^!?[a-zA-Z0-9 :_@/+=.\-!]*$`)
+	// idPattern is what partitions and regions look like (aws, us-east-1).
+	idPattern = regexp.MustCompile(`^[a-z][a-z0-9-]{0,62}$`)
+	// accountPattern is a 12-digit account id.
+	accountPattern = regexp.MustCompile(`^[0-9]{12}$`)
+)
+
+func checkLength(field, v string, lo, hi int) *APIError {
+	n := utf8.RuneCountInString(v)
+	switch {
+	case n < lo:
+		return validationErr(field, fmt.Sprintf("Member must have length greater than or equal to %d", lo))
+	case n > hi:
+		return validationErr(field, fmt.Sprintf("Member must have length less than or equal to %d", hi))
+	}
+	return nil
+}
+
+func validateSecretID(id string) *APIError {
+	if id == "" {
+		return apiErr(TypeInvalidParameter, "You must provide a SecretId.")
+	}
+	return checkLength("secretId", id, 1, maxSecretIDLength)
+}
+
+func validateName(name string) *APIError {
+	if !storage.ValidName(name) {
+		if name == "" || len(name) > storage.MaxNameLength {
+			return checkLength("name", name, 1, storage.MaxNameLength)
+		}
+		return apiErr(TypeValidation, "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
+	}
+	return nil
+}
+
+// validateToken checks a ClientRequestToken or version id when one is given.
+func validateToken(field, tok string) *APIError {
+	if tok == "" {
+		return nil
+	}
+	if e := checkLength(field, tok, storage.MinTokenLength, storage.MaxTokenLength); e != nil {
+		return e
+	}
+	for _, r := range tok {
+		if r < 0x20 || r == 0x7f {
+			return validationErr(field, "Member must not contain control characters")
+		}
+	}
+	return nil
+}
+
+func validateDescription(d string) *APIError {
+	return checkLength("description", d, 0, storage.MaxDescription)
+}
+
+func validateKmsKeyRef(k string) *APIError {
+	return checkLength("kmsKeyId", k, 0, maxKmsKeyIDLength)
+}
+
+func validateStage(field, stage string) *APIError {
+	return checkLength(field, stage, 1, storage.MaxStageLength)
+}
+
+func validateStages(stages []string) *APIError {
+	if len(stages) > storage.MaxStagesPerVersion {
+		return validationErr("versionStages", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxStagesPerVersion))
+	}
+	for i, s := range stages {
+		if e := validateStage(fmt.Sprintf("versionStages.%d.member", i+1), s); e != nil {
+			return e
+		}
+		if slices.Contains(stages[:i], s) {
+			return apiErr(TypeInvalidParameter, "The staging label %s is listed more than once.", s)
+		}
+	}
+	return nil
+}
+
+func validateTags(tags []*cofferv1.Tag) *APIError {
+	if len(tags) > storage.MaxTagsPerSecret {
+		return validationErr("tags", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxTagsPerSecret))
+	}
+	seen := map[string]bool{}
+	for i, t := range tags {
+		field := fmt.Sprintf("tags.%d.member", i+1)
+		if e := checkLength(field+".key", t.GetKey(), 1, storage.MaxTagKeyLength); e != nil {
+			return e
+		}
+		if e := checkLength(field+".value", t.GetValue(), 0, storage.MaxTagValueLength); e != nil {
+			return e
+		}
+		if !tagPattern.MatchString(t.GetKey()) || !tagPattern.MatchString(t.GetValue()) {
+			return validationErr(field, `Member must satisfy regular expression pattern: ^([\p{L}\p{Z}\p{N}_.:/=+\-@]*)$`)
+		}
+		if strings.HasPrefix(strings.ToLower(t.GetKey()), "aws:") {
+			return apiErr(TypeInvalidParameter, "Tag keys that start with aws: are reserved for AWS use.")
+		}
+		if seen[t.GetKey()] {
+			return apiErr(TypeInvalidParameter, "The tag key %s is listed more than once.", t.GetKey())
+		}
+		seen[t.GetKey()] = true
+	}
+	return nil
+}
+
+func validateTagKeys(keys []string) *APIError {
+	if len(keys) > maxTagKeysPerCall {
+		return validationErr("tagKeys", fmt.Sprintf("Member must have length less than or equal to %d", maxTagKeysPerCall))
+	}
+	for i, k := range keys {
+		if e := checkLength(fmt.Sprintf("tagKeys.%d.member", i+1), k, 1, storage.MaxTagKeyLength); e != nil {
+			return e
+		}
+	}
+	return nil
+}
+
+func validateFilters(filters []*cofferv1.Filter) *APIError {
+	if len(filters) > maxFilters {
+		return validationErr("filters", fmt.Sprintf("Member must have length less than or equal to %d", maxFilters))
+	}
+	for i, f := range filters {
+		if !slices.Contains(storage.FilterKeys, f.GetKey()) {
+			return validationErr(fmt.Sprintf("filters.%d.member.key", i+1),
+				"Member must satisfy enum value set: ["+strings.Join(storage.FilterKeys, ", ")+"]")
+		}
+		if len(f.GetValues()) < 1 || len(f.GetValues()) > maxFilterValues {
+			return validationErr(fmt.Sprintf("filters.%d.member.values", i+1),
+				fmt.Sprintf("Member must have length between 1 and %d", maxFilterValues))
+		}
+		for j, v := range f.GetValues() {
+			field := fmt.Sprintf("filters.%d.member.values.%d.member", i+1, j+1)
+			if e := checkLength(field, v, 1, maxFilterValueLength); e != nil {
+				return e
+			}
+			if !filterValuePattern.MatchString(v) {
+				return validationErr(field, `Member must satisfy regular expression pattern: ^\!?[a-zA-Z0-9 :_@/+=.\-!]*$`)
+			}
+		}
+	}
+	return nil
+}
+
+func storageFilters(filters []*cofferv1.Filter) []storage.Filter {
+	out := make([]storage.Filter, len(filters))
+	for i, f := range filters {
+		out[i] = storage.Filter{Key: f.GetKey(), Values: slices.Clone(f.GetValues())}
+	}
+	return out
+}
+
+func validateMaxResults(field string, v *int32, hi int32) *APIError {
+	if v == nil {
+		return nil
+	}
+	if *v < 1 || *v > hi {
+		return validationErr(field, fmt.Sprintf("Member must have value between 1 and %d", hi))
+	}
+	return nil
+}
+
+// secretValue checks that at most one of a string and a binary value is
+// given and returns it as bytes with its kind. ok is false when neither is.
+func secretValue(str *string, bin []byte, binSet bool) (kind storagev1.ValueKind, plain []byte, ok bool, err *APIError) {
+	hasStr := str != nil
+	switch {
+	case hasStr && binSet:
+		return 0, nil, false, apiErr(TypeInvalidParameter, "You can't specify both a binary secret value and a string secret value in the same secret.")
+	case hasStr:
+		if len(*str) > storage.MaxValueBytes {
+			return 0, nil, false, validationErr("secretString", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
+		}
+		if !utf8.ValidString(*str) {
+			return 0, nil, false, apiErr(TypeInvalidParameter, "SecretString must be valid UTF-8 text; store bytes in SecretBinary.")
+		}
+		return storagev1.ValueKind_VALUE_KIND_STRING, []byte(*str), true, nil
+	case binSet:
+		if len(bin) > storage.MaxValueBytes {
+			return 0, nil, false, validationErr("secretBinary", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
+		}
+		return storagev1.ValueKind_VALUE_KIND_BINARY, slices.Clone(bin), true, nil
+	}
+	return 0, nil, false, nil
+}
