@@ -1,0 +1,271 @@
+package main
+
+import (
+	"errors"
+	"flag"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
+
+	"gopkg.in/yaml.v3"
+
+	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/server"
+)
+
+// Config is cofferd's configuration. It is read from a YAML file, then
+// COFFER_* environment variables, then flags, each overriding the one before;
+// defaults live in defaultConfig only.
+type Config struct {
+	// NodeID is the node's stable id within its region.
+	NodeID string `yaml:"node_id"`
+	// DataDir holds state.db (the state machine) and raft/ (log, snapshots).
+	DataDir string `yaml:"data_dir"`
+	// GRPCAddr is where the gRPC API listens.
+	GRPCAddr string `yaml:"grpc_addr"`
+	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC API.
+	TLSCertFile string `yaml:"tls_cert_file"`
+	TLSKeyFile  string `yaml:"tls_key_file"`
+
+	Partition string `yaml:"partition"`
+	Region    string `yaml:"region"`
+	AccountID string `yaml:"account_id"`
+
+	Seal SealConfig `yaml:"seal"`
+	Raft RaftConfig `yaml:"raft"`
+
+	// LogLevel is debug, info, warn or error; LogFormat is text or json.
+	LogLevel  string `yaml:"log_level"`
+	LogFormat string `yaml:"log_format"`
+
+	MaintenanceInterval time.Duration `yaml:"maintenance_interval"`
+	AccessFlushInterval time.Duration `yaml:"access_flush_interval"`
+}
+
+// SealConfig says how the root key is released.
+type SealConfig struct {
+	// Type is "file": the root key is read from KeyFile.
+	Type    string `yaml:"type"`
+	KeyFile string `yaml:"key_file"`
+}
+
+// RaftConfig is the Raft part of the configuration.
+type RaftConfig struct {
+	BindAddr      string `yaml:"bind_addr"`
+	AdvertiseAddr string `yaml:"advertise_addr"`
+	// Bootstrap starts a new single-node region when the node has no Raft state.
+	Bootstrap          bool          `yaml:"bootstrap"`
+	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
+	ElectionTimeout    time.Duration `yaml:"election_timeout"`
+	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
+	ApplyTimeout       time.Duration `yaml:"apply_timeout"`
+	SnapshotThreshold  uint64        `yaml:"snapshot_threshold"`
+	SnapshotInterval   time.Duration `yaml:"snapshot_interval"`
+	TrailingLogs       uint64        `yaml:"trailing_logs"`
+}
+
+func defaultConfig() Config {
+	rd := replication.DefaultConfig()
+	sd := server.DefaultConfig()
+	host, _ := os.Hostname()
+	if host == "" {
+		host = "coffer-1"
+	}
+	return Config{
+		NodeID:    host,
+		DataDir:   "/var/lib/coffer",
+		GRPCAddr:  "127.0.0.1:7400",
+		Partition: sd.Partition,
+		Region:    sd.Region,
+		AccountID: sd.AccountID,
+		Seal:      SealConfig{Type: "file", KeyFile: "/etc/coffer/root.key"},
+		Raft: RaftConfig{
+			BindAddr:           rd.BindAddr,
+			Bootstrap:          true,
+			HeartbeatTimeout:   rd.HeartbeatTimeout,
+			ElectionTimeout:    rd.ElectionTimeout,
+			LeaderLeaseTimeout: rd.LeaderLeaseTimeout,
+			ApplyTimeout:       rd.ApplyTimeout,
+			SnapshotThreshold:  rd.SnapshotThreshold,
+			SnapshotInterval:   rd.SnapshotInterval,
+			TrailingLogs:       rd.TrailingLogs,
+		},
+		LogLevel:            "info",
+		LogFormat:           "text",
+		MaintenanceInterval: sd.MaintenanceInterval,
+		AccessFlushInterval: sd.AccessFlushInterval,
+	}
+}
+
+// Validate reports every problem with c at once, so an operator fixes a
+// config file in one pass.
+func (c Config) Validate() error {
+	var errs []error
+	add := func(format string, args ...any) { errs = append(errs, fmt.Errorf(format, args...)) }
+	if c.NodeID == "" {
+		add("node_id is required")
+	}
+	if c.DataDir == "" {
+		add("data_dir is required")
+	}
+	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
+		add("grpc_addr %q is not host:port: %v", c.GRPCAddr, err)
+	}
+	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
+		add("tls_cert_file and tls_key_file must be set together")
+	}
+	if c.Seal.Type != "file" {
+		add("seal.type %q is not supported (supported: file)", c.Seal.Type)
+	}
+	if c.Seal.Type == "file" && c.Seal.KeyFile == "" {
+		add("seal.key_file is required for the file seal")
+	}
+	switch c.LogLevel {
+	case "debug", "info", "warn", "error":
+	default:
+		add("log_level %q must be debug, info, warn or error", c.LogLevel)
+	}
+	if c.LogFormat != "text" && c.LogFormat != "json" {
+		add("log_format %q must be text or json", c.LogFormat)
+	}
+	if err := c.serviceConfig().Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	rc := c.raftConfig(nil)
+	if err := rc.Validate(); err != nil {
+		errs = append(errs, err)
+	}
+	return errors.Join(errs...)
+}
+
+func (c Config) serviceConfig() server.Config {
+	return server.Config{
+		Partition: c.Partition, Region: c.Region, AccountID: c.AccountID,
+		MaintenanceInterval: c.MaintenanceInterval, AccessFlushInterval: c.AccessFlushInterval,
+	}
+}
+
+func (c Config) raftConfig(log *slog.Logger) replication.Config {
+	return replication.Config{
+		NodeID:             c.NodeID,
+		Dir:                filepath.Join(c.DataDir, "raft"),
+		BindAddr:           c.Raft.BindAddr,
+		AdvertiseAddr:      c.Raft.AdvertiseAddr,
+		Bootstrap:          c.Raft.Bootstrap,
+		HeartbeatTimeout:   c.Raft.HeartbeatTimeout,
+		ElectionTimeout:    c.Raft.ElectionTimeout,
+		LeaderLeaseTimeout: c.Raft.LeaderLeaseTimeout,
+		ApplyTimeout:       c.Raft.ApplyTimeout,
+		SnapshotThreshold:  c.Raft.SnapshotThreshold,
+		SnapshotInterval:   c.Raft.SnapshotInterval,
+		TrailingLogs:       c.Raft.TrailingLogs,
+		Logger:             log,
+	}
+}
+
+// setting is one configuration value that an environment variable and a
+// flag can set.
+type setting struct {
+	flag, env, usage string
+	set              func(*Config, string) error
+}
+
+func str(dst func(*Config) *string) func(*Config, string) error {
+	return func(c *Config, v string) error { *dst(c) = v; return nil }
+}
+
+func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		d, err := time.ParseDuration(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = d
+		return nil
+	}
+}
+
+func boolean(dst func(*Config) *bool) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return err
+		}
+		*dst(c) = b
+		return nil
+	}
+}
+
+// settings lists every value settable by flag and COFFER_* variable.
+var settings = []setting{
+	{"node-id", "COFFER_NODE_ID", "node id, unique in the region", str(func(c *Config) *string { return &c.NodeID })},
+	{"data-dir", "COFFER_DATA_DIR", "directory for state and Raft data", str(func(c *Config) *string { return &c.DataDir })},
+	{"grpc-addr", "COFFER_GRPC_ADDR", "gRPC API listen address", str(func(c *Config) *string { return &c.GRPCAddr })},
+	{"tls-cert-file", "COFFER_TLS_CERT_FILE", "TLS certificate for the gRPC API", str(func(c *Config) *string { return &c.TLSCertFile })},
+	{"tls-key-file", "COFFER_TLS_KEY_FILE", "TLS key for the gRPC API", str(func(c *Config) *string { return &c.TLSKeyFile })},
+	{"partition", "COFFER_PARTITION", "ARN partition", str(func(c *Config) *string { return &c.Partition })},
+	{"region", "COFFER_REGION", "region name used in ARNs", str(func(c *Config) *string { return &c.Region })},
+	{"account-id", "COFFER_ACCOUNT_ID", "12-digit account id used in ARNs", str(func(c *Config) *string { return &c.AccountID })},
+	{"seal-key-file", "COFFER_SEAL_KEY_FILE", "root key file (file seal)", str(func(c *Config) *string { return &c.Seal.KeyFile })},
+	{"raft-addr", "COFFER_RAFT_ADDR", "Raft listen address", str(func(c *Config) *string { return &c.Raft.BindAddr })},
+	{"raft-advertise-addr", "COFFER_RAFT_ADVERTISE_ADDR", "Raft address peers dial", str(func(c *Config) *string { return &c.Raft.AdvertiseAddr })},
+	{"bootstrap", "COFFER_BOOTSTRAP", "start a new region when there is no Raft state", boolean(func(c *Config) *bool { return &c.Raft.Bootstrap })},
+	{"log-level", "COFFER_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
+	{"log-format", "COFFER_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
+	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},
+	{"access-flush-interval", "COFFER_ACCESS_FLUSH_INTERVAL", "how often last-accessed days are written", dur(func(c *Config) *time.Duration { return &c.AccessFlushInterval })},
+}
+
+// loadConfig builds the configuration from base, an optional YAML file,
+// the environment and the flags in args.
+func loadConfig(fs *flag.FlagSet, base Config, args []string, getenv func(string) string) (Config, error) {
+	configFile := fs.String("config", getenv("COFFER_CONFIG"), "YAML configuration file (env COFFER_CONFIG)")
+	values := map[string]*string{}
+	for _, s := range settings {
+		values[s.flag] = fs.String(s.flag, "", s.usage+" (env "+s.env+")")
+	}
+	if err := fs.Parse(args); err != nil {
+		return Config{}, err
+	}
+	if fs.NArg() > 0 {
+		return Config{}, fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))
+	}
+	cfg := base
+	if *configFile != "" {
+		raw, err := os.ReadFile(*configFile)
+		if err != nil {
+			return Config{}, fmt.Errorf("read config: %w", err)
+		}
+		dec := yaml.NewDecoder(strings.NewReader(string(raw)))
+		dec.KnownFields(true)
+		if err := dec.Decode(&cfg); err != nil {
+			return Config{}, fmt.Errorf("parse config %s: %w", *configFile, err)
+		}
+	}
+	for _, s := range settings {
+		if v := getenv(s.env); v != "" {
+			if err := s.set(&cfg, v); err != nil {
+				return Config{}, fmt.Errorf("%s=%q: %w", s.env, v, err)
+			}
+		}
+	}
+	var ferr error
+	fs.Visit(func(f *flag.Flag) {
+		for _, s := range settings {
+			if s.flag == f.Name && ferr == nil {
+				if err := s.set(&cfg, *values[s.flag]); err != nil {
+					ferr = fmt.Errorf("--%s=%q: %w", s.flag, *values[s.flag], err)
+				}
+			}
+		}
+	})
+	if ferr != nil {
+		return Config{}, ferr
+	}
+	return cfg, cfg.Validate()
+}
