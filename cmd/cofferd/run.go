@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"io/fs"
 	"log/slog"
 	"net"
 	"os"
@@ -35,6 +36,9 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // once the node serves requests.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, onReady func(addr string)) error {
 	root, err := kms.FileSeal{Path: cfg.Seal.KeyFile}.RootKey()
+	if errors.Is(err, fs.ErrNotExist) {
+		return fmt.Errorf("unseal: no root key at %s; create one with `cofferd keygen %s` (and back it up): %w", cfg.Seal.KeyFile, cfg.Seal.KeyFile, err)
+	}
 	if err != nil {
 		return fmt.Errorf("unseal: %w", err)
 	}

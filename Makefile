@@ -1,0 +1,61 @@
+# Coffer's build. `make test` is the whole test suite, exactly what CI runs.
+
+GO        ?= go
+BUF_VER   := v1.75.0
+BUF       := $(GO) run github.com/bufbuild/buf/cmd/buf@$(BUF_VER)
+FUZZTIME  ?= 10s
+BIN       := bin
+
+.PHONY: all build test deps lint fmt-check vet generate check-generated unit fuzz bench docker clean
+
+all: build
+
+build:
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+## test: everything CI checks — tools, lint, generated code, race tests, short fuzzing.
+test: deps lint check-generated unit fuzz
+
+## deps: install what the tests need (apt-get where missing).
+deps:
+	./scripts/deps.sh
+
+lint: fmt-check vet
+	$(BUF) lint
+
+fmt-check:
+	@out="$$(gofmt -l $$(git ls-files '*.go'))"; if [ -n "$$out" ]; then echo "gofmt needed:"; echo "$$out"; exit 1; fi
+
+vet:
+	$(GO) vet ./...
+
+## generate: regenerate the Go code beside the .proto files.
+generate:
+	$(BUF) generate
+
+## check-generated: fail when regenerating changes anything.
+check-generated: generate
+	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
+		echo "generated code under proto/ is stale: run 'make generate' and commit"; \
+		git status --porcelain -- proto; git diff --stat -- proto; exit 1; fi
+
+unit:
+	$(GO) test -race -count=1 ./...
+
+## fuzz: a short run of every fuzz target (the seeds also run in `unit`).
+fuzz:
+	$(GO) test -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzCreateSecret$$' -fuzztime $(FUZZTIME) ./server
+	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/policy
+
+## bench: the performance figures quoted in notes and docs.
+bench:
+	$(GO) test -run '^$$' -bench . -benchmem ./storage ./storage/kms ./server ./server/password
+
+## docker: a FROM-scratch image of the static cofferd binary.
+docker:
+	CGO_ENABLED=0 $(GO) build -trimpath -o deploy/cofferd ./cmd/cofferd
+	docker build -t coffer/cofferd:dev -f deploy/Dockerfile deploy
+
+clean:
+	rm -rf $(BIN) deploy/cofferd

@@ -1,0 +1,23 @@
+#!/usr/bin/env bash
+# Installs what `make test` needs and the machine lacks, with apt-get.
+# Safe to run again: it only installs what is missing.
+set -euo pipefail
+
+need=()
+command -v git >/dev/null 2>&1 || need+=(git)
+command -v make >/dev/null 2>&1 || need+=(make)
+command -v gcc >/dev/null 2>&1 || need+=(gcc) # the race detector needs cgo
+
+if ! command -v go >/dev/null 2>&1; then
+	echo "deps: Go is required (1.26 or newer) and is not on PATH" >&2
+	exit 1
+fi
+
+if [ ${#need[@]} -gt 0 ]; then
+	echo "deps: installing ${need[*]}"
+	SUDO=""
+	[ "$(id -u)" -ne 0 ] && SUDO="sudo"
+	$SUDO apt-get update -qq
+	DEBIAN_FRONTEND=noninteractive $SUDO apt-get install -y -qq "${need[@]}"
+fi
+echo "deps: ok ($(go version | cut -d' ' -f3))"
