@@ -1,0 +1,132 @@
+package main
+
+import (
+	"crypto/tls"
+	"crypto/x509"
+	"errors"
+	"flag"
+	"fmt"
+	"os"
+	"strconv"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+)
+
+// Defaults of the global options, in one place.
+const (
+	defaultEndpoint = "127.0.0.1:7400"
+	defaultOutput   = outputTable
+	defaultTimeout  = 30 * time.Second
+)
+
+// Output formats accepted by -o/--output.
+const (
+	outputTable = "table"
+	outputJSON  = "json"
+)
+
+// options are the global settings every command accepts: where the server is,
+// how to reach it, and how to print what it says.
+type options struct {
+	endpoint string
+	output   string
+	timeout  time.Duration // deadline of each RPC, not of the whole command
+	tls      bool
+	caFile   string
+}
+
+// optionsFromEnv returns the defaults overridden by the COFFER_* environment
+// variables. An empty variable counts as unset.
+func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
+	o := options{endpoint: defaultEndpoint, output: defaultOutput, timeout: defaultTimeout}
+	get := func(name string) (string, bool) {
+		v, ok := lookup(name)
+		return v, ok && v != ""
+	}
+	if v, ok := get("COFFER_ENDPOINT"); ok {
+		o.endpoint = v
+	}
+	if v, ok := get("COFFER_OUTPUT"); ok {
+		o.output = v
+	}
+	if v, ok := get("COFFER_CA_FILE"); ok {
+		o.caFile = v
+	}
+	if v, ok := get("COFFER_TLS"); ok {
+		b, err := strconv.ParseBool(v)
+		if err != nil {
+			return o, &usageError{msg: fmt.Sprintf("COFFER_TLS=%q: want true or false", v)}
+		}
+		o.tls = b
+	}
+	return o, nil
+}
+
+// globalFlagNames are the flags register adds; leaf usage lists them apart.
+var globalFlagNames = map[string]bool{
+	"endpoint": true, "output": true, "o": true, "timeout": true, "tls": true, "ca-file": true,
+}
+
+// globalFlagHelp documents the global flags for "coffer help". It is written
+// out rather than generated so that it shows the built-in defaults and the
+// environment variables, not whatever this process happens to have set.
+const globalFlagHelp = `  --endpoint HOST:PORT  server address (env COFFER_ENDPOINT; default 127.0.0.1:7400)
+  -o, --output FORMAT   table or json (env COFFER_OUTPUT; default table)
+  --timeout DURATION    deadline of each RPC, such as 5s or 2m (default 30s)
+  --tls                 connect with TLS instead of plaintext (env COFFER_TLS)
+  --ca-file FILE        PEM CA bundle that verifies the server; implies --tls
+                        (env COFFER_CA_FILE; default the system roots)
+`
+
+// register adds the global flags to fs, bound to o, so that they are accepted
+// at every level of the command line. The current values are the defaults, so
+// a flag given after the subcommand overrides one given before it.
+func (o *options) register(fs *flag.FlagSet) {
+	fs.StringVar(&o.endpoint, "endpoint", o.endpoint, "server `HOST:PORT`")
+	fs.StringVar(&o.output, "output", o.output, "output `FORMAT`: table or json")
+	fs.StringVar(&o.output, "o", o.output, "shorthand for --output")
+	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each RPC")
+	fs.BoolVar(&o.tls, "tls", o.tls, "connect with TLS")
+	fs.StringVar(&o.caFile, "ca-file", o.caFile, "PEM `FILE` of CAs that verify the server")
+}
+
+// validate reports the first global option that cannot work.
+func (o *options) validate() error {
+	switch {
+	case o.endpoint == "":
+		return errors.New("--endpoint must not be empty")
+	case o.output != outputTable && o.output != outputJSON:
+		return fmt.Errorf("--output %q: want table or json", o.output)
+	case o.timeout <= 0:
+		return fmt.Errorf("--timeout %v: must be positive", o.timeout)
+	}
+	return nil
+}
+
+// dial returns a client connection; it does not connect until the first RPC.
+func (o *options) dial() (*grpc.ClientConn, error) {
+	creds := insecure.NewCredentials()
+	if o.tls || o.caFile != "" {
+		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.caFile != "" {
+			pem, err := os.ReadFile(o.caFile)
+			if err != nil {
+				return nil, fmt.Errorf("--ca-file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return nil, fmt.Errorf("--ca-file %s: no PEM certificates found", o.caFile)
+			}
+			cfg.RootCAs = pool
+		}
+		creds = credentials.NewTLS(cfg)
+	}
+	conn, err := grpc.NewClient(o.endpoint, grpc.WithTransportCredentials(creds))
+	if err != nil {
+		return nil, &usageError{msg: fmt.Sprintf("--endpoint %q: %v", o.endpoint, err)}
+	}
+	return conn, nil
+}
