@@ -309,13 +309,13 @@ func (s *Store) SecretVersions(ref string, includeDeprecated bool, maxResults in
 		if err != nil || c.Query != sec.GetArn() {
 			return nil, newError(ErrInvalidNextToken, "The NextToken value is invalid or does not belong to this request.")
 		}
-		start = len(all)
-		for i, v := range all {
-			if v.GetVersionId() == c.Name {
-				start = i + 1
-				break
-			}
+		i := slices.IndexFunc(all, func(v *storagev1.Version) bool { return v.GetVersionId() == c.Name })
+		if i < 0 {
+			// The version the token points after was removed (pruned or
+			// deprecated) between pages; say so rather than return nothing.
+			return nil, newError(ErrInvalidNextToken, "The NextToken value is no longer valid because the secret's versions changed; list again from the start.")
 		}
+		start = i + 1
 	}
 	page := &VersionPage{Secret: sec}
 	end := min(start+maxResults, len(all))

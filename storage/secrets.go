@@ -28,6 +28,9 @@ func (t *txn) createSecret(now time.Time, op *raftv1.CreateSecret) *Result {
 				return &Result{ARN: existing.GetArn(), Name: existing.GetName(), VersionID: v.GetVersionId(), Stages: v.GetStages()}
 			}
 		}
+		if op.GetVersion() == nil && op.GetClientRequestToken() != "" && op.GetClientRequestToken() == existing.GetCreateRequestToken() {
+			return &Result{ARN: existing.GetArn(), Name: existing.GetName()}
+		}
 		return &Result{Err: newError(ErrSecretExists, "The operation failed because the secret %s already exists.", op.GetName())}
 	}
 	if !ValidName(op.GetName()) || op.GetArn() == "" {
@@ -41,6 +44,8 @@ func (t *txn) createSecret(now time.Time, op *raftv1.CreateSecret) *Result {
 		CreatedDate:     timestamppb.New(now),
 		LastChangedDate: timestamppb.New(now),
 		PrimaryRegion:   op.GetPrimaryRegion(),
+
+		CreateRequestToken: op.GetClientRequestToken(),
 	}
 	if err := mergeTags(s, op.GetTags()); err != nil {
 		return &Result{Err: err}
@@ -146,8 +151,12 @@ func (t *txn) updateVersionStage(now time.Time, op *raftv1.UpdateVersionStage) *
 		detachStage(s, label)
 	} else {
 		attachStage(s, label, target)
-		if len(target.GetStages()) > MaxStagesPerVersion {
-			return &Result{Err: newError(ErrLimitExceeded, "A version can have at most %d staging labels.", MaxStagesPerVersion)}
+		// Moving AWSCURRENT also lands AWSPREVIOUS on the old version, so
+		// check every version, not just the target.
+		for _, v := range s.GetVersions() {
+			if len(v.GetStages()) > MaxStagesPerVersion {
+				return &Result{Err: newError(ErrLimitExceeded, "A version can have at most %d staging labels.", MaxStagesPerVersion)}
+			}
 		}
 	}
 	s.LastChangedDate = timestamppb.New(now)

@@ -80,6 +80,11 @@ func idempotentVersion(s *storagev1.Secret, nv *raftv1.NewVersion) (*storagev1.V
 // and prunes deprecated versions. It changes s only; the caller writes s and
 // the value, and deletes the values of the pruned versions it returns.
 func addVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersion, labels []string) (*storagev1.Version, []string, *Error) {
+	// AWS attaches AWSCURRENT to a secret's first version whatever labels
+	// the request names, so a secret with versions always has a current one.
+	if len(s.GetVersions()) == 0 && !slices.Contains(labels, StageCurrent) {
+		labels = append(slices.Clone(labels), StageCurrent)
+	}
 	if len(labels) > MaxStagesPerVersion {
 		return nil, nil, newError(ErrLimitExceeded, "A version can have at most %d staging labels.", MaxStagesPerVersion)
 	}

@@ -22,7 +22,7 @@ func TestUpdateVersionStage(t *testing.T) {
 		name string
 		op   *raftv1.UpdateVersionStage
 		want map[string][]string // on success
-		kind error                // on failure
+		kind error               // on failure
 		msg  string
 	}{
 		{

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"path/filepath"
 	"sync"
 	"time"
 
@@ -126,7 +127,8 @@ func (s *Store) Apply(index uint64, cmd *raftv1.Command) *Result {
 
 // ApplyBatch applies entries in one bbolt transaction — one fsync for the
 // batch — and records the highest index in the same transaction. Entries at
-// or below the stored applied index are skipped, so replaying the log after a
+// or below the highest index applied so far (stored, or earlier in the same
+// batch) are skipped, so replaying the log after a
 // restart changes nothing. It panics on an I/O failure or a malformed
 // command: the node must stop rather than diverge.
 func (s *Store) ApplyBatch(entries []Entry) []*Result {
@@ -134,11 +136,10 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	err := s.db.Update(func(tx *bolt.Tx) error {
-		applied := appliedIndex(tx)
-		last := applied
+		last := appliedIndex(tx)
 		t := &txn{tx: tx}
 		for i, e := range entries {
-			if e.Index <= applied {
+			if e.Index <= last {
 				results[i] = &Result{Skipped: true}
 				continue
 			}
@@ -262,6 +263,10 @@ func (s *Store) Restore(r io.Reader) error {
 	}
 	if err := os.Rename(tmp, s.path); err != nil {
 		return fmt.Errorf("restore: swap database: %w", err)
+	}
+	if dir, err := os.Open(filepath.Dir(s.path)); err == nil {
+		_ = dir.Sync() // make the rename durable before anything is applied on top
+		_ = dir.Close()
 	}
 	db, err := openDB(s.path)
 	if err != nil {

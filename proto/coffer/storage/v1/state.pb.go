@@ -108,8 +108,11 @@ type Secret struct {
 	PrimaryRegion string `protobuf:"bytes,13,opt,name=primary_region,json=primaryRegion,proto3" json:"primary_region,omitempty"`
 	// owning_service names a service that manages the secret, if any.
 	OwningService string `protobuf:"bytes,14,opt,name=owning_service,json=owningService,proto3" json:"owning_service,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	// create_request_token is the ClientRequestToken of the CreateSecret that
+	// made the secret, so a retry of a CreateSecret without a value succeeds.
+	CreateRequestToken string `protobuf:"bytes,15,opt,name=create_request_token,json=createRequestToken,proto3" json:"create_request_token,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *Secret) Reset() {
@@ -236,6 +239,13 @@ func (x *Secret) GetPrimaryRegion() string {
 func (x *Secret) GetOwningService() string {
 	if x != nil {
 		return x.OwningService
+	}
+	return ""
+}
+
+func (x *Secret) GetCreateRequestToken() string {
+	if x != nil {
+		return x.CreateRequestToken
 	}
 	return ""
 }
@@ -649,7 +659,7 @@ var File_coffer_storage_v1_state_proto protoreflect.FileDescriptor
 
 const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xab\x05\n" +
+	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x05\n" +
 	"\x06Secret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12 \n" +
@@ -666,7 +676,8 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\rdeletion_date\x18\v \x01(\v2\x1a.google.protobuf.TimestampR\fdeletionDate\x126\n" +
 	"\bversions\x18\f \x03(\v2\x1a.coffer.storage.v1.VersionR\bversions\x12%\n" +
 	"\x0eprimary_region\x18\r \x01(\tR\rprimaryRegion\x12%\n" +
-	"\x0eowning_service\x18\x0e \x01(\tR\rowningServiceB\x12\n" +
+	"\x0eowning_service\x18\x0e \x01(\tR\rowningService\x120\n" +
+	"\x14create_request_token\x18\x0f \x01(\tR\x12createRequestTokenB\x12\n" +
 	"\x10_resource_policy\"\x89\x02\n" +
 	"\aVersion\x12\x1d\n" +
 	"\n" +

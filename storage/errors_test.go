@@ -1,0 +1,42 @@
+package storage_test
+
+import (
+	"errors"
+	"fmt"
+	"testing"
+
+	"github.com/cofferhq/coffer/storage"
+)
+
+// TestSentinels pins the order of Sentinels: a result crosses the network
+// as an index into it, so reordering would turn one kind into another on a
+// node running the other build.
+func TestSentinels(t *testing.T) {
+	t.Parallel()
+	want := []error{
+		storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound, storage.ErrSecretExists,
+		storage.ErrTokenInUse, storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrInvalidParameter,
+		storage.ErrLimitExceeded, storage.ErrInvalidNextToken,
+	}
+	got := storage.Sentinels()
+	if len(got) != len(want) {
+		t.Fatalf("Sentinels() has %d kinds, want %d", len(got), len(want))
+	}
+	for i := range want {
+		if got[i] != want[i] {
+			t.Errorf("Sentinels()[%d] = %v, want %v", i, got[i], want[i])
+		}
+	}
+}
+
+func TestErrorWrapsKind(t *testing.T) {
+	t.Parallel()
+	e := &storage.Error{Kind: storage.ErrTokenInUse, Msg: "the user's message"}
+	wrapped := fmt.Errorf("apply: %w", e)
+	if !errors.Is(wrapped, storage.ErrTokenInUse) || errors.Is(wrapped, storage.ErrSecretExists) {
+		t.Fatal("errors.Is does not see the kind through *Error")
+	}
+	if e.Error() != "the user's message" {
+		t.Fatalf("Error() = %q, want the message alone", e.Error())
+	}
+}
