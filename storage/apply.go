@@ -20,11 +20,26 @@ type txn struct {
 }
 
 // dispatch is the one switch from command to operation.
-func (t *txn) dispatch(cmd *raftv1.Command) *Result {
+// A proposal already applied (same proposal id) gets its first result back.
+func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 	if cmd.GetHeader().GetTime() == nil {
 		panic(fmt.Sprintf("storage: command %T without header time", cmd.GetOp()))
 	}
 	now := cmd.GetHeader().GetTime().AsTime()
+	id := cmd.GetHeader().GetProposalId()
+	if id == "" {
+		return t.apply(now, cmd)
+	}
+	if r := t.recalled(id); r != nil {
+		return r
+	}
+	r := t.apply(now, cmd)
+	r.Index = index
+	t.remember(id, now, r)
+	return r
+}
+
+func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 	switch op := cmd.GetOp().(type) {
 	case *raftv1.Command_InitKeyring:
 		return t.initKeyring(op.InitKeyring)

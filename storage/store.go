@@ -47,6 +47,8 @@ type Entry struct {
 // Result is what applying one command produced. Err holds a domain failure
 // (an *Error); everything else describes the success.
 type Result struct {
+	// Index is the log index the command was applied at.
+	Index     uint64
 	ARN       string
 	Name      string
 	VersionID string
@@ -78,7 +80,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketSecrets, bucketValues} {
+		for _, b := range allBuckets() {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
@@ -144,9 +146,12 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 				continue
 			}
 			if e.Cmd != nil {
-				results[i] = t.dispatch(e.Cmd)
+				results[i] = t.dispatch(e.Index, e.Cmd)
 			} else {
 				results[i] = &Result{}
+			}
+			if results[i].Index == 0 { // a recalled proposal keeps its first index
+				results[i].Index = e.Index
 			}
 			if e.Index > last {
 				last = e.Index
@@ -163,6 +168,20 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 		panic(fmt.Sprintf("storage: apply batch ending at index %d: %v", entries[len(entries)-1].Index, err))
 	}
 	return results
+}
+
+// SetAppliedIndex records idx as the applied index. Only snapshot installs
+// use it: the Raft index of an installed snapshot need not equal the applied
+// index stored inside it (a backup from another region, a user restore), and
+// the entries after the snapshot must not be skipped as replays.
+func (s *Store) SetAppliedIndex(idx uint64) error {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Update(func(tx *bolt.Tx) error {
+		var b [8]byte
+		binary.BigEndian.PutUint64(b[:], idx)
+		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
+	})
 }
 
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
@@ -199,6 +218,9 @@ func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
 	}
 	return n, nil
 }
+
+// Size is the number of bytes WriteTo will write.
+func (sn *Snapshot) Size() int64 { return sn.tx.Size() }
 
 // Release ends the snapshot's read transaction.
 func (sn *Snapshot) Release() {

@@ -317,7 +317,11 @@ type Header struct {
 	RequestId string `protobuf:"bytes,1,opt,name=request_id,json=requestId,proto3" json:"request_id,omitempty"`
 	// time is the proposer's clock when the command was built; Apply uses it
 	// for every date it records.
-	Time          *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// proposal_id is unique per proposal. Apply records each proposal's
+	// result for a while, so a proposal retried after an unknown outcome (a
+	// forwarded write whose connection dropped) is answered, not applied twice.
+	ProposalId    string `protobuf:"bytes,3,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -364,6 +368,13 @@ func (x *Header) GetTime() *timestamppb.Timestamp {
 		return x.Time
 	}
 	return nil
+}
+
+func (x *Header) GetProposalId() string {
+	if x != nil {
+		return x.ProposalId
+	}
+	return ""
 }
 
 // NewVersion is a version to add, sealed by the proposer.
@@ -1284,11 +1295,13 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x16delete_resource_policy\x18\x14 \x01(\v2$.coffer.raft.v1.DeleteResourcePolicyH\x00R\x14deleteResourcePolicy\x12@\n" +
 	"\fpurge_secret\x18\x15 \x01(\v2\x1b.coffer.raft.v1.PurgeSecretH\x00R\vpurgeSecret\x12C\n" +
 	"\rrecord_access\x18\x16 \x01(\v2\x1c.coffer.raft.v1.RecordAccessH\x00R\frecordAccessB\x04\n" +
-	"\x02op\"W\n" +
+	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12.\n" +
-	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"a\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1f\n" +
+	"\vproposal_id\x18\x03 \x01(\tR\n" +
+	"proposalId\"a\n" +
 	"\n" +
 	"NewVersion\x12\x1d\n" +
 	"\n" +

@@ -655,6 +655,126 @@ func (x *KmsKeyVersion) GetCreatedDate() *timestamppb.Timestamp {
 	return nil
 }
 
+// AppliedProposal is the remembered result of one proposal, kept for a
+// while so a retried proposal gets the same answer without being re-applied.
+type AppliedProposal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the log index the proposal was applied at.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// time is the proposal's header time; records expire relative to it.
+	Time *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=time,proto3" json:"time,omitempty"`
+	// arn of the secret the command touched.
+	Arn string `protobuf:"bytes,3,opt,name=arn,proto3" json:"arn,omitempty"`
+	// name of the secret the command touched.
+	Name string `protobuf:"bytes,4,opt,name=name,proto3" json:"name,omitempty"`
+	// version_id created or named by the command.
+	VersionId string `protobuf:"bytes,5,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// stages on version_id after the command.
+	Stages []string `protobuf:"bytes,6,rep,name=stages,proto3" json:"stages,omitempty"`
+	// deletion_date of a deleted secret.
+	DeletionDate *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=deletion_date,json=deletionDate,proto3" json:"deletion_date,omitempty"`
+	// error_kind is 0 for success, else 1 + the kind's position in
+	// storage.Sentinels().
+	ErrorKind uint32 `protobuf:"varint,8,opt,name=error_kind,json=errorKind,proto3" json:"error_kind,omitempty"`
+	// error_message is the domain error's message.
+	ErrorMessage  string `protobuf:"bytes,9,opt,name=error_message,json=errorMessage,proto3" json:"error_message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AppliedProposal) Reset() {
+	*x = AppliedProposal{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AppliedProposal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AppliedProposal) ProtoMessage() {}
+
+func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AppliedProposal.ProtoReflect.Descriptor instead.
+func (*AppliedProposal) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *AppliedProposal) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *AppliedProposal) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+func (x *AppliedProposal) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *AppliedProposal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AppliedProposal) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *AppliedProposal) GetStages() []string {
+	if x != nil {
+		return x.Stages
+	}
+	return nil
+}
+
+func (x *AppliedProposal) GetDeletionDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeletionDate
+	}
+	return nil
+}
+
+func (x *AppliedProposal) GetErrorKind() uint32 {
+	if x != nil {
+		return x.ErrorKind
+	}
+	return 0
+}
+
+func (x *AppliedProposal) GetErrorMessage() string {
+	if x != nil {
+		return x.ErrorMessage
+	}
+	return ""
+}
+
 var File_coffer_storage_v1_state_proto protoreflect.FileDescriptor
 
 const file_coffer_storage_v1_state_proto_rawDesc = "" +
@@ -713,7 +833,19 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\rKmsKeyVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12'\n" +
 	"\x0fsealed_material\x18\x02 \x01(\fR\x0esealedMaterial\x12=\n" +
-	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate*U\n" +
+	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\xb9\x02\n" +
+	"\x0fAppliedProposal\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12.\n" +
+	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x10\n" +
+	"\x03arn\x18\x03 \x01(\tR\x03arn\x12\x12\n" +
+	"\x04name\x18\x04 \x01(\tR\x04name\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x05 \x01(\tR\tversionId\x12\x16\n" +
+	"\x06stages\x18\x06 \x03(\tR\x06stages\x12?\n" +
+	"\rdeletion_date\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fdeletionDate\x12\x1d\n" +
+	"\n" +
+	"error_kind\x18\b \x01(\rR\terrorKind\x12#\n" +
+	"\rerror_message\x18\t \x01(\tR\ferrorMessage*U\n" +
 	"\tValueKind\x12\x1a\n" +
 	"\x16VALUE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VALUE_KIND_STRING\x10\x01\x12\x15\n" +
@@ -732,7 +864,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -741,30 +873,33 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*Keyring)(nil),               // 4: coffer.storage.v1.Keyring
 	(*KmsKey)(nil),                // 5: coffer.storage.v1.KmsKey
 	(*KmsKeyVersion)(nil),         // 6: coffer.storage.v1.KmsKeyVersion
-	(*v1.Tag)(nil),                // 7: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*AppliedProposal)(nil),       // 7: coffer.storage.v1.AppliedProposal
+	(*v1.Tag)(nil),                // 8: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	7,  // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	8,  // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	8,  // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	8,  // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	8,  // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	8,  // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	8,  // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	9,  // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	9,  // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	9,  // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	9,  // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	9,  // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	2,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	8,  // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	8,  // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	9,  // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	9,  // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
 	0,  // 9: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
 	5,  // 10: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	8,  // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	9,  // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
 	6,  // 12: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	8,  // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	8,  // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	15, // [15:15] is the sub-list for method output_type
-	15, // [15:15] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	9,  // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	9,  // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	9,  // 15: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	9,  // 16: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	17, // [17:17] is the sub-list for method output_type
+	17, // [17:17] is the sub-list for method input_type
+	17, // [17:17] is the sub-list for extension type_name
+	17, // [17:17] is the sub-list for extension extendee
+	0,  // [0:17] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -779,7 +914,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

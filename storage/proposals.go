@@ -1,0 +1,84 @@
+package storage
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+)
+
+// ProposalRetention is how long a proposal's result is remembered, measured
+// in command time. A retry arriving later is applied again (and, for most
+// operations, answered idempotently by the secret rules anyway).
+const ProposalRetention = 10 * time.Minute
+
+var (
+	bucketProposals    = []byte("proposals")     // proposal id → AppliedProposal
+	bucketProposalTime = []byte("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
+)
+
+// recalled returns the remembered result of proposal id, or nil.
+func (t *txn) recalled(id string) *Result {
+	buf := t.tx.Bucket(bucketProposals).Get([]byte(id))
+	if buf == nil {
+		return nil
+	}
+	p := &storagev1.AppliedProposal{}
+	if err := proto.Unmarshal(buf, p); err != nil {
+		panic(fmt.Sprintf("storage: corrupt proposal record %q: %v", id, err))
+	}
+	r := &Result{Index: p.GetIndex(), ARN: p.GetArn(), Name: p.GetName(), VersionID: p.GetVersionId(), Stages: p.GetStages()}
+	if p.GetDeletionDate() != nil {
+		r.DeletionDate = p.GetDeletionDate().AsTime()
+	}
+	if k := p.GetErrorKind(); k > 0 && int(k) <= len(Sentinels()) {
+		r.Err = &Error{Kind: Sentinels()[k-1], Msg: p.GetErrorMessage()}
+	}
+	return r
+}
+
+// remember stores a proposal's result and expires old ones. Expiry is by
+// command time, so every replica drops the same records.
+func (t *txn) remember(id string, now time.Time, r *Result) {
+	p := &storagev1.AppliedProposal{
+		Index: r.Index, Time: timestamppb.New(now), Arn: r.ARN, Name: r.Name,
+		VersionId: r.VersionID, Stages: r.Stages,
+	}
+	if !r.DeletionDate.IsZero() {
+		p.DeletionDate = timestamppb.New(r.DeletionDate)
+	}
+	var se *Error
+	if errors.As(r.Err, &se) {
+		p.ErrorMessage = se.Msg
+		for i, k := range Sentinels() {
+			if se.Kind == k {
+				p.ErrorKind = uint32(i + 1)
+			}
+		}
+	}
+	t.put(t.tx.Bucket(bucketProposals), []byte(id), p)
+	t.fail(t.tx.Bucket(bucketProposalTime).Put(proposalTimeKey(now, id), nil))
+
+	c := t.tx.Bucket(bucketProposalTime).Cursor()
+	cutoff := now.Add(-ProposalRetention).UnixNano()
+	for k, _ := c.First(); k != nil && len(k) >= 8 && int64(binary.BigEndian.Uint64(k[:8])) < cutoff; k, _ = c.Next() {
+		t.fail(t.tx.Bucket(bucketProposals).Delete(k[8:]))
+		t.fail(c.Delete())
+	}
+}
+
+func proposalTimeKey(now time.Time, id string) []byte {
+	k := make([]byte, 8, 8+len(id))
+	binary.BigEndian.PutUint64(k, uint64(now.UnixNano()))
+	return append(k, id...)
+}
+
+// allBuckets lists every bucket the state database has.
+func allBuckets() [][]byte {
+	return [][]byte{bucketMeta, bucketSecrets, bucketValues, bucketProposals, bucketProposalTime}
+}
