@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -22,10 +23,18 @@ import (
 
 // Replicator is what the service needs from the region's Raft node.
 type Replicator interface {
-	// Apply commits cmd through the region's log and returns its result.
+	// Apply commits cmd through the region's log (forwarding it to the
+	// leader if need be) and returns its result.
 	Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result, error)
 	// IsLeader reports whether this node leads the region.
 	IsLeader() bool
+	// ReadBarrier returns once a read of local state is linearizable, with
+	// the index it reflects.
+	ReadBarrier(ctx context.Context) (uint64, error)
+	// WaitApplied returns once this node has applied idx.
+	WaitApplied(ctx context.Context, idx uint64) error
+	// AppliedIndex is the last index this node applied.
+	AppliedIndex() uint64
 }
 
 // State is the read side of the state machine the service uses.
@@ -106,10 +115,11 @@ func New(cfg Config, rep Replicator, state State, root []byte, log *slog.Logger)
 		log = slog.Default()
 	}
 	return &Service{
-		cfg:    cfg,
-		rep:    rep,
-		state:  state,
-		root:   root,
+		cfg:   cfg,
+		rep:   rep,
+		state: state,
+		// The service owns its copy: callers wipe theirs once it is handed over.
+		root:   bytes.Clone(root),
 		log:    log,
 		now:    func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
 		access: newAccessTracker(),
@@ -170,6 +180,7 @@ func (s *Service) propose(ctx context.Context, cmd *raftv1.Command) (*storage.Re
 	if err != nil {
 		return nil, err
 	}
+	noteIndex(ctx, res.Index)
 	if res.Err != nil {
 		return nil, res.Err
 	}
@@ -178,8 +189,8 @@ func (s *Service) propose(ctx context.Context, cmd *raftv1.Command) (*storage.Re
 
 // liveSecret resolves a SecretId for a write: it must exist and not be
 // scheduled for deletion. Apply checks again against the committed state.
-func (s *Service) liveSecret(id string) (*storagev1.Secret, error) {
-	sec, err := s.state.Secret(id)
+func (s *Service) liveSecret(ctx context.Context, id string) (*storagev1.Secret, error) {
+	sec, err := s.lookupForWrite(ctx, id)
 	if err != nil {
 		return nil, err
 	}
@@ -248,7 +259,7 @@ func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRe
 	}
 	// A retried CreateSecret must seal for the ARN the first attempt created.
 	var arn string
-	if existing, err := s.state.Secret(req.GetName()); err == nil && existing.GetName() == req.GetName() {
+	if existing, err := s.lookupForWrite(ctx, req.GetName()); err == nil && existing.GetName() == req.GetName() {
 		arn = existing.GetArn()
 	} else if arn, err = s.newARN(req.GetName()); err != nil {
 		return nil, err
@@ -291,7 +302,7 @@ func (s *Service) PutSecretValue(ctx context.Context, req *cofferv1.PutSecretVal
 	if !hasValue {
 		return nil, apiErr(TypeInvalidRequest, "You must provide either SecretString or SecretBinary.")
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -326,7 +337,7 @@ func (s *Service) UpdateSecret(ctx context.Context, req *cofferv1.UpdateSecretRe
 	if verr != nil {
 		return nil, verr
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -364,7 +375,7 @@ func (s *Service) UpdateSecretVersionStage(ctx context.Context, req *cofferv1.Up
 		validateToken("removeFromVersionId", req.GetRemoveFromVersionId()), validateToken("moveToVersionId", req.GetMoveToVersionId())); e != nil {
 		return nil, e
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -394,7 +405,7 @@ func (s *Service) DeleteSecret(ctx context.Context, req *cofferv1.DeleteSecretRe
 			return nil, apiErr(TypeInvalidParameter, "The RecoveryWindowInDays value must be between 7 and 30 days (inclusive).")
 		}
 	}
-	sec, err := s.state.Secret(req.GetSecretId())
+	sec, err := s.lookupForWrite(ctx, req.GetSecretId())
 	if errors.Is(err, storage.ErrSecretNotFound) && force {
 		// AWS answers a forced delete of a missing secret with success, so
 		// cleanup scripts are idempotent.
@@ -417,7 +428,7 @@ func (s *Service) RestoreSecret(ctx context.Context, req *cofferv1.RestoreSecret
 	if e := validateSecretID(req.GetSecretId()); e != nil {
 		return nil, e
 	}
-	sec, err := s.state.Secret(req.GetSecretId())
+	sec, err := s.lookupForWrite(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -433,7 +444,7 @@ func (s *Service) TagResource(ctx context.Context, req *cofferv1.TagResourceRequ
 	if e := firstErr(validateSecretID(req.GetSecretId()), validateTags(req.GetTags())); e != nil {
 		return nil, e
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -450,7 +461,7 @@ func (s *Service) UntagResource(ctx context.Context, req *cofferv1.UntagResource
 	if e := firstErr(validateSecretID(req.GetSecretId()), validateTagKeys(req.GetTagKeys())); e != nil {
 		return nil, e
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}

@@ -1,0 +1,225 @@
+// Package node assembles one running Coffer node: the state database, the
+// region's Raft node, the API service and its gRPC listener, and the
+// background work. cofferd, `cofferd dev --nodes N` and the in-process
+// cluster tests all start nodes through it, so they run the same code.
+//
+// It wires parts together and owns their lifecycle; it must never contain
+// API logic (server/), state logic (storage/) or consensus logic
+// (replication/).
+package node
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Options configures a node.
+type Options struct {
+	// DataDir holds state.db and raft/.
+	DataDir string
+	// GRPCAddr is the client API listen address (":0" picks a port).
+	GRPCAddr string
+	// GRPCTLS, when set, serves the client API over TLS.
+	GRPCTLS *tls.Config
+	// Service configures the API service (ARN parts, intervals).
+	Service server.Config
+	// Raft configures the Raft node; Dir defaults to DataDir/raft and
+	// APIAddr to the API listener's address.
+	Raft replication.Config
+	// RootKey is the region's root key, released by the seal.
+	RootKey []byte
+	// Logger receives the node's logs.
+	Logger *slog.Logger
+}
+
+// Node is a running Coffer node.
+type Node struct {
+	opts   Options
+	log    *slog.Logger
+	store  *storage.Store
+	raft   *replication.Node
+	svc    *server.Service
+	grpc   *grpc.Server
+	health *health.Server
+	lis    net.Listener
+
+	ready    chan struct{}
+	failed   chan struct{} // closed with readyErr set when the node cannot become ready
+	readyErr error
+	cancel   context.CancelFunc
+	wg       sync.WaitGroup
+	stopOnce sync.Once
+}
+
+// Start starts a node. It returns once its listeners are up; Ready closes
+// when it serves requests (a leader is known and the keyring is loaded).
+func Start(opts Options) (*Node, error) {
+	if opts.Logger == nil {
+		opts.Logger = slog.Default()
+	}
+	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
+		return nil, fmt.Errorf("create data dir: %w", err)
+	}
+	n := &Node{opts: opts, log: opts.Logger, ready: make(chan struct{}), failed: make(chan struct{})}
+	var err error
+	if n.store, err = storage.Open(filepath.Join(opts.DataDir, "state.db")); err != nil {
+		return nil, err
+	}
+	if n.lis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
+		_ = n.store.Close()
+		return nil, fmt.Errorf("listen on %s: %w", opts.GRPCAddr, err)
+	}
+	rc := opts.Raft
+	if rc.Dir == "" {
+		rc.Dir = filepath.Join(opts.DataDir, "raft")
+	}
+	if rc.APIAddr == "" {
+		rc.APIAddr = n.lis.Addr().String()
+	}
+	if rc.Region == "" {
+		rc.Region = opts.Service.Region
+	}
+	if rc.Logger == nil {
+		rc.Logger = opts.Logger
+	}
+	if n.raft, err = replication.Start(rc, n.store); err != nil {
+		_ = n.lis.Close()
+		_ = n.store.Close()
+		return nil, err
+	}
+	if n.svc, err = server.New(opts.Service, n.raft, n.store, opts.RootKey, opts.Logger); err != nil {
+		n.shutdownParts()
+		return nil, err
+	}
+	var gopts []grpc.ServerOption
+	if opts.GRPCTLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
+	}
+	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, gopts...)
+	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.grpc.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+			n.log.Error("grpc server stopped", "err", err)
+		}
+	}()
+
+	ctx, cancel := context.WithCancel(context.Background())
+	n.cancel = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		if err := n.waitReady(ctx); err != nil {
+			n.readyErr = err
+			close(n.failed)
+			return
+		}
+		server.SetServing(n.health, true)
+		close(n.ready)
+		n.log.Info("node ready", "node_id", rc.NodeID, "region", opts.Service.Region, "grpc_addr", n.Addr(),
+			"cluster_addr", n.raft.ClusterAddr(), "applied_index", n.store.AppliedIndex())
+		n.svc.Run(ctx)
+	}()
+	return n, nil
+}
+
+// waitReady waits for a leader and for the keyring; the leader of a new
+// region creates it, the others wait until it has replicated to them.
+func (n *Node) waitReady(ctx context.Context) error {
+	if err := n.raft.WaitLeader(ctx); err != nil {
+		return err
+	}
+	for {
+		err := n.svc.EnsureKeyring(ctx)
+		if err == nil {
+			return nil
+		}
+		if server.AsAPIError(err).Type != server.TypeServiceUnavailable {
+			return fmt.Errorf("initialise keyring: %w", err)
+		}
+		select {
+		case <-ctx.Done():
+			return ctx.Err()
+		case <-time.After(50 * time.Millisecond):
+		}
+	}
+}
+
+// Ready is closed once the node serves requests.
+func (n *Node) Ready() <-chan struct{} { return n.ready }
+
+// WaitReady blocks until the node serves requests or ctx ends.
+func (n *Node) WaitReady(ctx context.Context) error {
+	select {
+	case <-n.ready:
+		return nil
+	case <-n.failed:
+		return n.readyErr
+	case <-ctx.Done():
+		return fmt.Errorf("node not ready: %w", ctx.Err())
+	}
+}
+
+// Addr is the client API's address.
+func (n *Node) Addr() string { return n.lis.Addr().String() }
+
+// Raft is the node's Raft member.
+func (n *Node) Raft() *replication.Node { return n.raft }
+
+// Service is the node's API service.
+func (n *Node) Service() *server.Service { return n.svc }
+
+// Store is the node's state database.
+func (n *Node) Store() *storage.Store { return n.store }
+
+// Stop stops the node cleanly: the API stops taking requests, background
+// work flushes, Raft leaves and shuts down, the database closes.
+func (n *Node) Stop() error {
+	var err error
+	n.stopOnce.Do(func() {
+		server.SetServing(n.health, false)
+		stopped := make(chan struct{})
+		go func() { n.grpc.GracefulStop(); close(stopped) }()
+		select {
+		case <-stopped:
+		case <-time.After(5 * time.Second):
+			n.grpc.Stop()
+		}
+		n.cancel()
+		n.wg.Wait()
+		err = n.shutdownParts()
+	})
+	return err
+}
+
+func (n *Node) shutdownParts() error {
+	var errs []error
+	if n.raft != nil {
+		errs = append(errs, n.raft.Shutdown())
+	}
+	if n.lis != nil {
+		_ = n.lis.Close()
+	}
+	if n.store != nil {
+		errs = append(errs, n.store.Close())
+	}
+	return errors.Join(errs...)
+}
