@@ -16,6 +16,12 @@ import (
 // bbolt transaction.
 type FSM struct {
 	store *storage.Store
+	// applied, when set, is advanced after every batch so readers waiting
+	// for an index wake up.
+	applied *appliedWaiter
+	// snapshots, when set, tells Restore the Raft index of the snapshot
+	// being installed: Raft saves it in the store before restoring from it.
+	snapshots raft.SnapshotStore
 }
 
 var (
@@ -49,6 +55,9 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		entries[i].Cmd = cmd
 	}
 	results := f.store.ApplyBatch(entries)
+	if f.applied != nil && len(logs) > 0 {
+		f.applied.advance(logs[len(logs)-1].Index)
+	}
 	out := make([]interface{}, len(results))
 	for i, r := range results {
 		out[i] = r
@@ -71,6 +80,19 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 	defer rc.Close()
 	if err := f.store.Restore(rc); err != nil {
 		return fmt.Errorf("fsm restore: %w", err)
+	}
+	// The snapshot's Raft index, not the applied index stored inside it,
+	// is where this node now stands (a backup from elsewhere may carry any
+	// index). Entries after it must apply.
+	if f.snapshots != nil {
+		if metas, err := f.snapshots.List(); err == nil && len(metas) > 0 {
+			if err := f.store.SetAppliedIndex(metas[0].Index); err != nil {
+				return fmt.Errorf("fsm restore: %w", err)
+			}
+		}
+	}
+	if f.applied != nil {
+		f.applied.reset(f.store.AppliedIndex())
 	}
 	return nil
 }

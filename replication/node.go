@@ -9,26 +9,38 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
+	"google.golang.org/grpc"
 	"google.golang.org/protobuf/proto"
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
 	"github.com/cofferhq/coffer/storage"
 )
 
-// Errors a proposer can get back from Apply. A domain failure is not among
+// Errors a proposer or reader can get back. A domain failure is not among
 // them: it comes back inside the *storage.Result.
 var (
-	// ErrNotLeader: this node cannot commit writes because another node leads.
+	// ErrNotLeader: this node cannot do what only the leader can.
 	ErrNotLeader = errors.New("this node is not the region leader")
-	// ErrNoLeader: the region has no leader (no quorum); writes are unavailable.
+	// ErrNoLeader: the region has no leader (no quorum); writes and
+	// linearizable reads are unavailable.
 	ErrNoLeader = errors.New("the region has no leader")
 	// ErrShutdown: the node is stopping.
 	ErrShutdown = errors.New("raft node is shut down")
+	// ErrUnknownPeer: no server with that id is in the configuration.
+	ErrUnknownPeer = errors.New("no such server in the region")
+)
+
+const (
+	leaderPollInterval = 10 * time.Millisecond
+	readIndexTimeout   = 5 * time.Second
 )
 
 // Config is a Raft node's configuration. Zero fields take the defaults of
@@ -36,21 +48,39 @@ var (
 type Config struct {
 	// NodeID is the node's stable Raft id.
 	NodeID string
+	// Region is the node's region, gossiped to peers.
+	Region string
 	// Dir holds the Raft log (raft.db) and snapshots.
 	Dir string
-	// BindAddr is the TCP address Raft listens on.
+	// BindAddr is the cluster port: Raft and node-to-node gRPC, mutual TLS,
+	// told apart by ALPN.
 	BindAddr string
 	// AdvertiseAddr is the address peers dial; defaults to BindAddr.
 	AdvertiseAddr string
-	// Bootstrap makes a node with no Raft state start a new single-node
-	// region with itself as the only voter.
+	// APIAddr is the node's client API address, gossiped for status output.
+	APIAddr string
+	// TLS is the cluster mutual-TLS material. Node-to-node traffic is never
+	// plaintext.
+	TLS *ClusterTLS
+	// Dial opens node-to-node connections; nil is a plain TCP dialer.
+	// Tests replace it to cut links.
+	Dial Dialer
+	// Bootstrap makes a node with no Raft state start a new region with
+	// itself as the only voter; the others join through gossip.
 	Bootstrap bool
+
+	// Gossip is the region's LAN pool. A zero BindAddr disables it (a
+	// single-node region needs none).
+	Gossip MembershipConfig
+	// Autopilot tunes membership reconciliation on the leader.
+	Autopilot AutopilotConfig
 
 	HeartbeatTimeout   time.Duration
 	ElectionTimeout    time.Duration
 	LeaderLeaseTimeout time.Duration
 	CommitTimeout      time.Duration
-	// ApplyTimeout bounds how long a proposal may wait to be enqueued.
+	// ApplyTimeout bounds how long a proposal may take when the caller's
+	// context has no deadline.
 	ApplyTimeout time.Duration
 	// MaxAppendEntries is the largest batch sent to followers and applied to
 	// the FSM in one transaction.
@@ -60,7 +90,7 @@ type Config struct {
 	TrailingLogs      uint64
 	SnapshotRetain    int
 
-	// Logger receives Raft's own log lines (warnings and above).
+	// Logger receives the node's and Raft's log lines.
 	Logger *slog.Logger
 }
 
@@ -144,25 +174,47 @@ func (c Config) Validate() error {
 // Node is one member of a region's Raft group.
 type Node struct {
 	cfg       Config
+	log       *slog.Logger
 	raft      *raft.Raft
 	store     *storage.Store
 	logStore  *raftboltdb.BoltStore
-	transport *raft.NetworkTransport
 	snapshots *raft.FileSnapshotStore
+	mux       *Mux
+	transport *raft.NetworkTransport
+	grpc      *grpc.Server
+	peers     *peers
+	members   *Membership
+	applied   *appliedWaiter
+	reads     *readIndexBatcher
+
+	// leaderGen counts leadership changes; readyGen is the generation in
+	// which this node, as leader, last committed an entry of its own term.
+	// Until then its commit index may be stale and it cannot serve a read
+	// index.
+	leaderGen atomic.Uint64
+	readyGen  atomic.Uint64
+
+	stop chan struct{}
+	wg   sync.WaitGroup
+	once sync.Once
 }
 
 // Start opens the Raft log and snapshots under cfg.Dir, catches store up to
-// the newest snapshot if it is behind (a lost state file), and joins or
-// bootstraps the region.
+// the newest snapshot if it is behind (a lost state file), listens on the
+// cluster port, and joins or bootstraps the region.
 func Start(cfg Config, store *storage.Store) (*Node, error) {
 	cfg.withDefaults()
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
+	if cfg.TLS == nil {
+		return nil, errors.New("raft: cluster TLS material is required")
+	}
 	if err := os.MkdirAll(cfg.Dir, 0o700); err != nil {
 		return nil, fmt.Errorf("raft: create %s: %w", cfg.Dir, err)
 	}
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{cfg.Logger}})
+	log := cfg.Logger.With("node_id", cfg.NodeID)
+	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{log}})
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -180,16 +232,17 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hlog
 
-	logStore, err := raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
-	if err != nil {
-		return nil, fmt.Errorf("raft: open log store: %w", err)
-	}
-	n := &Node{cfg: cfg, store: store, logStore: logStore}
+	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{})}
 	fail := func(err error) (*Node, error) {
 		n.close()
 		return nil, err
 	}
-	cached, err := raft.NewLogCache(1024, logStore)
+	var err error
+	n.logStore, err = raftboltdb.New(raftboltdb.Options{Path: filepath.Join(cfg.Dir, "raft.db")})
+	if err != nil {
+		return nil, fmt.Errorf("raft: open log store: %w", err)
+	}
+	cached, err := raft.NewLogCache(1024, n.logStore)
 	if err != nil {
 		return fail(fmt.Errorf("raft: log cache: %w", err))
 	}
@@ -200,15 +253,26 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return fail(err)
 	}
-	addr, err := net.ResolveTCPAddr("tcp", cfg.AdvertiseAddr)
+	n.applied = newAppliedWaiter(store.AppliedIndex())
+	n.reads = &readIndexBatcher{fetch: n.fetchReadIndex}
+
+	n.mux, err = ListenCluster(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS)
 	if err != nil {
-		return fail(fmt.Errorf("raft: advertise address: %w", err))
+		return fail(fmt.Errorf("raft: cluster port %s: %w", cfg.BindAddr, err))
 	}
-	n.transport, err = raft.NewTCPTransportWithLogger(cfg.BindAddr, addr, 3, 10*time.Second, hlog)
-	if err != nil {
-		return fail(fmt.Errorf("raft: listen on %s: %w", cfg.BindAddr, err))
-	}
-	existing, err := raft.HasExistingState(cached, logStore, n.snapshots)
+	n.transport = raft.NewNetworkTransportWithLogger(n.mux.RaftLayer(cfg.Dial), 3, 10*time.Second, hlog)
+	n.peers = &peers{conns: map[string]*grpc.ClientConn{}, dial: func(addr string) (*grpc.ClientConn, error) {
+		return DialCluster(addr, cfg.TLS, cfg.Dial)
+	}}
+	n.grpc = grpc.NewServer()
+	replicationv1.RegisterClusterServiceServer(n.grpc, &clusterService{n: n})
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		_ = n.grpc.Serve(n.mux.GRPCListener())
+	}()
+
+	existing, err := raft.HasExistingState(cached, n.logStore, n.snapshots)
 	if err != nil {
 		return fail(fmt.Errorf("raft: inspect state: %w", err))
 	}
@@ -216,15 +280,60 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter,
 		}}}
-		if err := raft.BootstrapCluster(rc, cached, logStore, n.snapshots, n.transport, boot); err != nil {
+		if err := raft.BootstrapCluster(rc, cached, n.logStore, n.snapshots, n.transport, boot); err != nil {
 			return fail(fmt.Errorf("raft: bootstrap: %w", err))
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, NewFSM(store), cached, logStore, n.snapshots, n.transport)
+	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots}, cached, n.logStore, n.snapshots, n.transport)
 	if err != nil {
 		return fail(fmt.Errorf("raft: start: %w", err))
 	}
+	n.applied.mu.Lock()
+	n.applied.raftApplied = n.raft.AppliedIndex
+	n.applied.mu.Unlock()
+	n.watchLeadership()
+
+	if cfg.Gossip.BindAddr != "" {
+		g := cfg.Gossip
+		g.Meta = MemberMeta{NodeID: cfg.NodeID, Region: cfg.Region, ClusterAddr: n.mux.Addr().String(), APIAddr: cfg.APIAddr}
+		if g.Logger == nil {
+			g.Logger = log
+		}
+		n.members, err = StartMembership(g)
+		if err != nil {
+			return fail(fmt.Errorf("gossip: %w", err))
+		}
+		ap := NewAutopilot(n.raft, n.members, n.peerApplied, cfg.Autopilot, log)
+		ctx, cancel := context.WithCancel(context.Background())
+		n.wg.Add(2)
+		go func() { defer n.wg.Done(); ap.Run(ctx) }()
+		go func() { defer n.wg.Done(); <-n.stop; cancel() }()
+	}
 	return n, nil
+}
+
+// watchLeadership bumps leaderGen on every leadership change, so a new
+// leader must commit an entry of its own term before serving read indexes.
+func (n *Node) watchLeadership() {
+	ch := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	n.raft.RegisterObserver(obs)
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		defer n.raft.DeregisterObserver(obs)
+		for {
+			select {
+			case <-ch:
+				n.leaderGen.Add(1)
+			case <-n.stop:
+				return
+			}
+		}
+	}()
 }
 
 // catchUpFromSnapshot restores the newest snapshot into the store when the
@@ -248,23 +357,65 @@ func (n *Node) catchUpFromSnapshot() error {
 	if err := n.store.Restore(rc); err != nil {
 		return fmt.Errorf("raft: restore snapshot %s into state: %w", newest.ID, err)
 	}
+	if err := n.store.SetAppliedIndex(newest.Index); err != nil {
+		return fmt.Errorf("raft: record snapshot index: %w", err)
+	}
 	return nil
 }
 
-// Apply proposes cmd and waits until it is committed and applied here. The
-// returned result carries any domain failure; the error is only about
-// getting the command committed.
+// Apply commits cmd through the region's log — locally on the leader,
+// forwarded to the leader from a follower — and returns its result. The
+// error is only about getting the command committed; a domain failure is in
+// the result. Each command gets a proposal id, so Apply may retry a
+// proposal whose outcome is unknown (a leader change, a dropped connection)
+// without it ever being applied twice.
 func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result, error) {
+	if cmd.GetHeader() == nil {
+		cmd.Header = &raftv1.Header{}
+	}
+	if cmd.Header.ProposalId == "" {
+		cmd.Header.ProposalId = newProposalID()
+	}
 	data, err := proto.Marshal(cmd)
 	if err != nil {
 		return nil, fmt.Errorf("marshal command: %w", err)
 	}
-	if n.raft.State() != raft.Leader {
-		if addr, _ := n.raft.LeaderWithID(); addr == "" {
-			return nil, ErrNoLeader
-		}
-		return nil, ErrNotLeader
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
+		defer cancel()
 	}
+	for {
+		var res *storage.Result
+		if n.IsLeader() {
+			res, err = n.applyLocal(ctx, data)
+		} else {
+			var fr *ForwardedResult
+			fr, err = n.forward(ctx, data)
+			if err == nil {
+				res = decodeResult(fr.r)
+			}
+		}
+		if err == nil {
+			return res, nil
+		}
+		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errPeerUnreachable) {
+			return nil, err
+		}
+		n.log.Debug("retrying proposal", "proposal_id", cmd.Header.ProposalId, "err", err)
+		select {
+		case <-ctx.Done():
+			if errors.Is(err, errPeerUnreachable) || n.leaderAddr() == "" {
+				return nil, fmt.Errorf("%w: %v", ErrNoLeader, err)
+			}
+			return nil, fmt.Errorf("%w: %v", ErrNoLeader, ctx.Err())
+		case <-time.After(leaderPollInterval):
+		}
+	}
+}
+
+// applyLocal commits a marshalled command on this node, which must lead.
+func (n *Node) applyLocal(ctx context.Context, data []byte) (*storage.Result, error) {
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
@@ -288,21 +439,88 @@ func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result,
 	return res, nil
 }
 
+// ReadBarrier makes the next local read linearizable: it obtains a read
+// index (the leader's commit index at a moment it confirmed its leadership
+// with a quorum; concurrent callers share one round) and waits until this
+// node has applied it. It returns the index.
+func (n *Node) ReadBarrier(ctx context.Context) (uint64, error) {
+	idx, err := n.reads.readIndex(ctx)
+	if err != nil {
+		return 0, err
+	}
+	if err := n.applied.wait(ctx, idx); err != nil {
+		return 0, fmt.Errorf("wait for index %d: %w", idx, err)
+	}
+	return idx, nil
+}
+
+// WaitApplied waits until this node has applied idx (read-your-writes on
+// any node with stale reads).
+func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {
+	return n.applied.wait(ctx, idx)
+}
+
+// AppliedIndex is the last index this node applied.
+func (n *Node) AppliedIndex() uint64 { return n.applied.current() }
+
+// fetchReadIndex is one read-index round: on the leader, confirm
+// leadership; on a follower, ask the leader.
+func (n *Node) fetchReadIndex(ctx context.Context) (uint64, error) {
+	if !n.IsLeader() {
+		c, err := n.leaderClient(ctx)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := c.ReadIndex(ctx, &replicationv1.ReadIndexRequest{})
+		if err != nil {
+			err = fromStatus(err)
+			if errors.Is(err, ErrNotLeader) || errors.Is(err, errPeerUnreachable) {
+				return 0, fmt.Errorf("%w: %v", ErrNoLeader, err)
+			}
+			return 0, err
+		}
+		return resp.GetIndex(), nil
+	}
+	gen := n.leaderGen.Load()
+	if n.readyGen.Load() != gen {
+		// A new leader's commit index can lag the true one until an entry
+		// of its own term commits; the barrier waits for exactly that.
+		if err := n.raft.Barrier(readIndexTimeout).Error(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		n.readyGen.Store(gen)
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return idx, nil
+}
+
 // IsLeader reports whether this node leads its region now.
 func (n *Node) IsLeader() bool { return n.raft.State() == raft.Leader }
 
+func (n *Node) leaderAddr() string {
+	addr, _ := n.raft.LeaderWithID()
+	return string(addr)
+}
+
+// Leader returns the current leader's id, or "".
+func (n *Node) Leader() string {
+	_, id := n.raft.LeaderWithID()
+	return string(id)
+}
+
 // WaitLeader blocks until the region has a leader or ctx ends.
 func (n *Node) WaitLeader(ctx context.Context) error {
-	t := time.NewTicker(20 * time.Millisecond)
-	defer t.Stop()
 	for {
-		if addr, _ := n.raft.LeaderWithID(); addr != "" {
+		if n.leaderAddr() != "" {
 			return nil
 		}
 		select {
 		case <-ctx.Done():
 			return fmt.Errorf("wait for leader: %w", ctx.Err())
-		case <-t.C:
+		case <-time.After(20 * time.Millisecond):
 		}
 	}
 }
@@ -315,16 +533,36 @@ func (n *Node) Snapshot() error {
 	return nil
 }
 
-// Stats is Raft's own view of the node, for status output.
+// Stats is Raft's own view of the node.
 func (n *Node) Stats() map[string]string { return n.raft.Stats() }
 
-// Shutdown stops Raft and closes the log. It does not close the store.
+// ClusterAddr is the node's advertised cluster address.
+func (n *Node) ClusterAddr() string { return n.mux.Addr().String() }
+
+// Members returns the gossip pool, or nil when gossip is off.
+func (n *Node) Members() []Member {
+	if n.members == nil {
+		return nil
+	}
+	return n.members.Members()
+}
+
+// Shutdown leaves the gossip pool, stops Raft and closes the log. It does
+// not close the store.
 func (n *Node) Shutdown() error {
 	var err error
-	if n.raft != nil {
-		err = n.raft.Shutdown().Error()
-	}
-	n.close()
+	n.once.Do(func() {
+		close(n.stop)
+		if n.members != nil {
+			_ = n.members.Leave(time.Second)
+			_ = n.members.Shutdown()
+		}
+		if n.raft != nil {
+			err = n.raft.Shutdown().Error()
+		}
+		n.close()
+		n.wg.Wait()
+	})
 	if err != nil {
 		return fmt.Errorf("raft shutdown: %w", err)
 	}
@@ -332,8 +570,17 @@ func (n *Node) Shutdown() error {
 }
 
 func (n *Node) close() {
+	if n.grpc != nil {
+		n.grpc.Stop()
+	}
+	if n.peers != nil {
+		n.peers.close()
+	}
 	if n.transport != nil {
 		_ = n.transport.Close()
+	}
+	if n.mux != nil {
+		_ = n.mux.Close()
 	}
 	if n.logStore != nil {
 		_ = n.logStore.Close()

@@ -40,8 +40,16 @@ func startTestNode(t *testing.T, dir, addr string) *testNode {
 	if err != nil {
 		t.Fatal(err)
 	}
+	ca, err := NewCA("test CA", time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
+	tlsMat, _, _, err := ca.IssueNode("n1", []string{"127.0.0.1"}, time.Hour)
+	if err != nil {
+		t.Fatal(err)
+	}
 	n, err := Start(Config{
-		NodeID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr, Bootstrap: true,
+		NodeID: "n1", Dir: filepath.Join(dir, "raft"), BindAddr: addr, Bootstrap: true, TLS: tlsMat,
 		HeartbeatTimeout: 200 * time.Millisecond, ElectionTimeout: 200 * time.Millisecond,
 		LeaderLeaseTimeout: 100 * time.Millisecond, SnapshotThreshold: 1 << 20, SnapshotInterval: time.Hour,
 		TrailingLogs: 16,

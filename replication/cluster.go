@@ -1,0 +1,235 @@
+package replication
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
+)
+
+// reasonNotLeader marks a cluster RPC refused because the callee is not the
+// leader; the caller looks the leader up again and retries.
+const reasonNotLeader = "NOT_LEADER"
+
+// clusterService is the ClusterService a node serves to its peers.
+type clusterService struct {
+	replicationv1.UnimplementedClusterServiceServer
+	n *Node
+}
+
+func notLeaderStatus(err error) error {
+	st := status.New(codes.FailedPrecondition, err.Error())
+	if d, e := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonNotLeader, Domain: "coffer.replication.v1"}); e == nil {
+		st = d
+	}
+	return st.Err()
+}
+
+// toStatus renders a node error for a peer.
+func toStatus(err error) error {
+	switch {
+	case errors.Is(err, ErrNotLeader):
+		return notLeaderStatus(err)
+	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrShutdown), errors.Is(err, context.DeadlineExceeded):
+		return status.Error(codes.Unavailable, err.Error())
+	}
+	return status.Error(codes.Internal, err.Error())
+}
+
+// fromStatus turns a peer's answer back into a node error.
+func fromStatus(err error) error {
+	st, ok := status.FromError(err)
+	if !ok {
+		return err
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonNotLeader {
+			return fmt.Errorf("%w: %s", ErrNotLeader, st.Message())
+		}
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded, codes.Canceled:
+		return fmt.Errorf("%w: %s", errPeerUnreachable, st.Message())
+	}
+	return fmt.Errorf("peer: %s", st.Message())
+}
+
+// errPeerUnreachable: a cluster RPC failed in transport; the outcome of a
+// forwarded write is unknown, and retrying it is safe because commands carry
+// a proposal id.
+var errPeerUnreachable = errors.New("peer unreachable")
+
+func (c *clusterService) Forward(ctx context.Context, req *replicationv1.ForwardRequest) (*replicationv1.ForwardResponse, error) {
+	if !c.n.IsLeader() {
+		return nil, notLeaderStatus(ErrNotLeader)
+	}
+	res, err := c.n.applyLocal(ctx, req.GetCommand())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &replicationv1.ForwardResponse{Result: encodeResult(res)}, nil
+}
+
+func (c *clusterService) ReadIndex(ctx context.Context, _ *replicationv1.ReadIndexRequest) (*replicationv1.ReadIndexResponse, error) {
+	if !c.n.IsLeader() {
+		return nil, notLeaderStatus(ErrNotLeader)
+	}
+	idx, err := c.n.reads.readIndex(ctx)
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return &replicationv1.ReadIndexResponse{Index: idx}, nil
+}
+
+func (c *clusterService) NodeStatus(context.Context, *replicationv1.NodeStatusRequest) (*replicationv1.NodeStatusResponse, error) {
+	return c.n.localStatus(), nil
+}
+
+func (c *clusterService) RemovePeer(ctx context.Context, req *replicationv1.RemovePeerRequest) (*replicationv1.RemovePeerResponse, error) {
+	if err := c.n.RemovePeer(ctx, req.GetNodeId()); err != nil {
+		if errors.Is(err, ErrNotLeader) {
+			return nil, notLeaderStatus(err)
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &replicationv1.RemovePeerResponse{}, nil
+}
+
+func (c *clusterService) TransferLeadership(ctx context.Context, req *replicationv1.TransferLeadershipRequest) (*replicationv1.TransferLeadershipResponse, error) {
+	if _, err := c.n.TransferLeadership(ctx, req.GetNodeId()); err != nil {
+		if errors.Is(err, ErrNotLeader) {
+			return nil, notLeaderStatus(err)
+		}
+		return nil, status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return &replicationv1.TransferLeadershipResponse{}, nil
+}
+
+func (c *clusterService) RestoreSnapshot(stream grpc.ClientStreamingServer[replicationv1.RestoreSnapshotRequest, replicationv1.RestoreSnapshotResponse]) error {
+	if !c.n.IsLeader() {
+		return notLeaderStatus(ErrNotLeader)
+	}
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	r := &chunkReader{next: func() ([]byte, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return m.GetChunk(), nil
+	}}
+	idx, err := c.n.restoreLocal(first.GetSize(), r)
+	if err != nil {
+		return status.Error(codes.FailedPrecondition, err.Error())
+	}
+	return stream.SendAndClose(&replicationv1.RestoreSnapshotResponse{Index: idx})
+}
+
+// chunkReader reads a stream of chunks as one io.Reader.
+type chunkReader struct {
+	next func() ([]byte, error)
+	buf  []byte
+}
+
+func (r *chunkReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		b, err := r.next()
+		if err != nil {
+			return 0, err // io.EOF at the end of the stream
+		}
+		r.buf = b
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}
+
+// peers keeps one client connection per peer address.
+type peers struct {
+	mu    sync.Mutex
+	conns map[string]*grpc.ClientConn
+	dial  func(addr string) (*grpc.ClientConn, error)
+}
+
+func (p *peers) client(addr string) (replicationv1.ClusterServiceClient, error) {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	if c, ok := p.conns[addr]; ok {
+		return replicationv1.NewClusterServiceClient(c), nil
+	}
+	c, err := p.dial(addr)
+	if err != nil {
+		return nil, fmt.Errorf("dial peer %s: %w", addr, err)
+	}
+	p.conns[addr] = c
+	return replicationv1.NewClusterServiceClient(c), nil
+}
+
+func (p *peers) close() {
+	p.mu.Lock()
+	defer p.mu.Unlock()
+	for a, c := range p.conns {
+		_ = c.Close()
+		delete(p.conns, a)
+	}
+}
+
+// leaderClient returns a client for the current leader, waiting (within
+// ctx) for one to be elected.
+func (n *Node) leaderClient(ctx context.Context) (replicationv1.ClusterServiceClient, error) {
+	for {
+		addr, _ := n.raft.LeaderWithID()
+		if addr != "" {
+			return n.peers.client(string(addr))
+		}
+		if n.raft.State() == raft.Shutdown {
+			return nil, ErrShutdown
+		}
+		select {
+		case <-ctx.Done():
+			return nil, ErrNoLeader
+		case <-time.After(leaderPollInterval):
+		}
+	}
+}
+
+// forward sends a marshalled command to the leader.
+func (n *Node) forward(ctx context.Context, data []byte) (*ForwardedResult, error) {
+	c, err := n.leaderClient(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp, err := c.Forward(ctx, &replicationv1.ForwardRequest{Command: data})
+	if err != nil {
+		return nil, fromStatus(err)
+	}
+	return &ForwardedResult{resp.GetResult()}, nil
+}
+
+// ForwardedResult wraps a result that came back from the leader.
+type ForwardedResult struct{ r *replicationv1.ApplyResult }
+
+// proposalID returns the proposal id inside a marshalled command, for logs.
+func proposalID(data []byte) string {
+	cmd := &raftv1.Command{}
+	if proto.Unmarshal(data, cmd) != nil {
+		return ""
+	}
+	return cmd.GetHeader().GetProposalId()
+}
+
+var _ io.Reader = (*chunkReader)(nil)
