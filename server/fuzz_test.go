@@ -18,8 +18,8 @@ var knownTypes = map[string]bool{
 	TypeUnsupportedOperation: true,
 }
 
-// call decodes data as the request of operation op and calls it.
-func call(svc *Service, op byte, data []byte) error {
+// callOp decodes data as the request of operation op and calls it.
+func callOp(svc *Service, op byte, data []byte) error {
 	ctx := context.Background()
 	do := func(req proto.Message, f func() error) error {
 		if err := proto.Unmarshal(data, req); err != nil {
@@ -126,7 +126,7 @@ func FuzzRequests(f *testing.F) {
 	}
 	f.Add(byte(0), []byte{0xff, 0xff, 0x01})
 	f.Fuzz(func(t *testing.T, op byte, data []byte) {
-		err := call(svc, op, data)
+		err := callOp(svc, op, data)
 		if err == nil {
 			return
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"log/slog"
 	"runtime/debug"
+	"strconv"
 	"time"
 
 	"github.com/google/uuid"
@@ -67,6 +68,9 @@ func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 		ctx = WithRequestID(ctx, id)
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
 		start := time.Now()
+		md, _ := metadata.FromIncomingContext(ctx)
+		consistency, cerr := ParseConsistency(first(md, ConsistencyHeader), first(md, MinIndexHeader))
+		ctx = WithConsistency(ctx, consistency)
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("request panicked", "request_id", id, "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
@@ -82,8 +86,21 @@ func unaryInterceptor(log *slog.Logger) grpc.UnaryServerInterceptor {
 				attrs = append(attrs, "error_type", ae.Type)
 				err = ae
 			}
+			if idx := AnsweredIndex(ctx); idx > 0 {
+				_ = grpc.SetHeader(ctx, metadata.Pairs(IndexHeader, strconv.FormatUint(idx, 10)))
+			}
 			log.Log(ctx, level, "request", attrs...)
 		}()
+		if cerr != nil {
+			return nil, cerr
+		}
 		return handler(ctx, req)
 	}
+}
+
+func first(md metadata.MD, key string) string {
+	if v := md.Get(key); len(v) > 0 {
+		return v[0]
+	}
+	return ""
 }

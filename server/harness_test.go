@@ -40,6 +40,12 @@ func (d *directReplicator) Apply(_ context.Context, cmd *raftv1.Command) (*stora
 
 func (d *directReplicator) IsLeader() bool { return true }
 
+func (d *directReplicator) ReadBarrier(context.Context) (uint64, error) { return d.AppliedIndex(), nil }
+
+func (d *directReplicator) WaitApplied(context.Context, uint64) error { return nil }
+
+func (d *directReplicator) AppliedIndex() uint64 { return d.store.AppliedIndex() }
+
 // newTestService returns a ready Service over a fresh store.
 func newTestService(tb testing.TB) (*Service, *storage.Store) {
 	tb.Helper()

@@ -27,7 +27,7 @@ func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResour
 	if req.GetBlockPublicPolicy() && doc.IsPublic() {
 		return nil, apiErr(TypePublicPolicy, "This resource policy contains a statement that grants broad access to the secret, and BlockPublicPolicy is set.")
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -53,7 +53,7 @@ func (s *Service) DeleteResourcePolicy(ctx context.Context, req *cofferv1.Delete
 	if e := validateSecretID(req.GetSecretId()); e != nil {
 		return nil, e
 	}
-	sec, err := s.liveSecret(req.GetSecretId())
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -68,13 +68,16 @@ func (s *Service) DeleteResourcePolicy(ctx context.Context, req *cofferv1.Delete
 
 // ValidateResourcePolicy implements the AWS operation: syntax and
 // broad-access checks, reported as findings rather than as an error.
-func (s *Service) ValidateResourcePolicy(_ context.Context, req *cofferv1.ValidateResourcePolicyRequest) (*cofferv1.ValidateResourcePolicyResponse, error) {
+func (s *Service) ValidateResourcePolicy(ctx context.Context, req *cofferv1.ValidateResourcePolicyRequest) (*cofferv1.ValidateResourcePolicyResponse, error) {
 	if req.GetResourcePolicy() == "" {
 		return nil, apiErr(TypeInvalidParameter, "You must provide a ResourcePolicy.")
 	}
 	if req.GetSecretId() != "" {
 		if e := validateSecretID(req.GetSecretId()); e != nil {
 			return nil, e
+		}
+		if err := s.readPoint(ctx); err != nil {
+			return nil, err
 		}
 		if _, err := s.state.Secret(req.GetSecretId()); err != nil {
 			return nil, err

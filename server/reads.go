@@ -12,10 +12,13 @@ import (
 )
 
 // GetSecretValue implements the AWS operation.
-func (s *Service) GetSecretValue(_ context.Context, req *cofferv1.GetSecretValueRequest) (*cofferv1.GetSecretValueResponse, error) {
+func (s *Service) GetSecretValue(ctx context.Context, req *cofferv1.GetSecretValueRequest) (*cofferv1.GetSecretValueResponse, error) {
 	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("versionId", req.GetVersionId()),
 		optionalStage(req.GetVersionStage())); e != nil {
 		return nil, e
+	}
+	if err := s.readPoint(ctx); err != nil {
+		return nil, err
 	}
 	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage())
 	if err != nil {
@@ -66,7 +69,7 @@ func (s *Service) readValue(id, versionID, stage string) (*cofferv1.SecretValueE
 }
 
 // BatchGetSecretValue implements the AWS operation.
-func (s *Service) BatchGetSecretValue(_ context.Context, req *cofferv1.BatchGetSecretValueRequest) (*cofferv1.BatchGetSecretValueResponse, error) {
+func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGetSecretValueRequest) (*cofferv1.BatchGetSecretValueResponse, error) {
 	ids, filters := req.GetSecretIdList(), req.GetFilters()
 	switch {
 	case len(ids) > 0 && len(filters) > 0:
@@ -80,6 +83,9 @@ func (s *Service) BatchGetSecretValue(_ context.Context, req *cofferv1.BatchGetS
 	}
 	if e := firstErr(validateFilters(filters), validateMaxResults("maxResults", req.MaxResults, maxBatchResults)); e != nil {
 		return nil, e
+	}
+	if err := s.readPoint(ctx); err != nil {
+		return nil, err
 	}
 	resp := &cofferv1.BatchGetSecretValueResponse{}
 	if len(ids) == 0 {
@@ -118,9 +124,12 @@ func orDefault(v *int32, d int32) int32 {
 }
 
 // DescribeSecret implements the AWS operation.
-func (s *Service) DescribeSecret(_ context.Context, req *cofferv1.DescribeSecretRequest) (*cofferv1.DescribeSecretResponse, error) {
+func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecretRequest) (*cofferv1.DescribeSecretResponse, error) {
 	if e := validateSecretID(req.GetSecretId()); e != nil {
 		return nil, e
+	}
+	if err := s.readPoint(ctx); err != nil {
+		return nil, err
 	}
 	sec, err := s.state.Secret(req.GetSecretId())
 	if err != nil {
@@ -166,7 +175,7 @@ func listEntry(sec *storagev1.Secret) *cofferv1.SecretListEntry {
 }
 
 // ListSecrets implements the AWS operation.
-func (s *Service) ListSecrets(_ context.Context, req *cofferv1.ListSecretsRequest) (*cofferv1.ListSecretsResponse, error) {
+func (s *Service) ListSecrets(ctx context.Context, req *cofferv1.ListSecretsRequest) (*cofferv1.ListSecretsResponse, error) {
 	if e := firstErr(validateFilters(req.GetFilters()), validateMaxResults("maxResults", req.MaxResults, maxListResults)); e != nil {
 		return nil, e
 	}
@@ -179,6 +188,9 @@ func (s *Service) ListSecrets(_ context.Context, req *cofferv1.ListSecretsReques
 	case "", storage.SortAsc, storage.SortDesc:
 	default:
 		return nil, validationErr("sortOrder", "Member must satisfy enum value set: [asc, desc]")
+	}
+	if err := s.readPoint(ctx); err != nil {
+		return nil, err
 	}
 	page, err := s.state.ListSecrets(storage.Query{
 		Filters:                storageFilters(req.GetFilters()),
@@ -199,9 +211,12 @@ func (s *Service) ListSecrets(_ context.Context, req *cofferv1.ListSecretsReques
 }
 
 // ListSecretVersionIds implements the AWS operation.
-func (s *Service) ListSecretVersionIds(_ context.Context, req *cofferv1.ListSecretVersionIdsRequest) (*cofferv1.ListSecretVersionIdsResponse, error) {
+func (s *Service) ListSecretVersionIds(ctx context.Context, req *cofferv1.ListSecretVersionIdsRequest) (*cofferv1.ListSecretVersionIdsResponse, error) {
 	if e := firstErr(validateSecretID(req.GetSecretId()), validateMaxResults("maxResults", req.MaxResults, maxListResults)); e != nil {
 		return nil, e
+	}
+	if err := s.readPoint(ctx); err != nil {
+		return nil, err
 	}
 	page, err := s.state.SecretVersions(req.GetSecretId(), req.GetIncludeDeprecated(), int(orDefault(req.MaxResults, maxListResults)), req.GetNextToken())
 	if err != nil {
@@ -221,9 +236,12 @@ func (s *Service) ListSecretVersionIds(_ context.Context, req *cofferv1.ListSecr
 }
 
 // GetResourcePolicy implements the AWS operation.
-func (s *Service) GetResourcePolicy(_ context.Context, req *cofferv1.GetResourcePolicyRequest) (*cofferv1.GetResourcePolicyResponse, error) {
+func (s *Service) GetResourcePolicy(ctx context.Context, req *cofferv1.GetResourcePolicyRequest) (*cofferv1.GetResourcePolicyResponse, error) {
 	if e := validateSecretID(req.GetSecretId()); e != nil {
 		return nil, e
+	}
+	if err := s.readPoint(ctx); err != nil {
+		return nil, err
 	}
 	sec, err := s.state.Secret(req.GetSecretId())
 	if err != nil {

@@ -1,0 +1,219 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/replication"
+)
+
+// Cluster is what the admin API needs from the region's Raft node.
+type Cluster interface {
+	Status(ctx context.Context) ([]replication.ServerStatus, error)
+	Members() []replication.Member
+	Leader() string
+	RemovePeer(ctx context.Context, id string) error
+	TransferLeadership(ctx context.Context, id string) (string, error)
+	SaveSnapshot(ctx context.Context, w io.Writer, begin func(replication.SnapshotInfo)) error
+	RestoreSnapshot(ctx context.Context, size int64, r io.Reader) (uint64, error)
+}
+
+// Admin implements the AdminService: status, membership, leadership and
+// backup of a region.
+type Admin struct {
+	cofferv1.UnimplementedAdminServiceServer
+	cluster Cluster
+	region  string
+	nodeID  string
+}
+
+var _ cofferv1.AdminServiceServer = (*Admin)(nil)
+
+// NewAdmin builds the admin API for the node nodeID of region.
+func NewAdmin(c Cluster, region, nodeID string) *Admin {
+	return &Admin{cluster: c, region: region, nodeID: nodeID}
+}
+
+// maxLagHealthy is how many entries a server may be behind the leader's
+// commit index and still count as healthy.
+const maxLagHealthy = 1000
+
+// ClusterStatus implements the admin operation.
+func (a *Admin) ClusterStatus(ctx context.Context, _ *cofferv1.ClusterStatusRequest) (*cofferv1.ClusterStatusResponse, error) {
+	servers, err := a.cluster.Status(ctx)
+	if err != nil {
+		return nil, err
+	}
+	resp := &cofferv1.ClusterStatusResponse{Region: a.region, LeaderId: a.cluster.Leader(), AnsweredBy: a.nodeID}
+	var leaderCommit uint64
+	for _, s := range servers {
+		if s.Leader && s.Status != nil {
+			leaderCommit = s.Status.GetCommitIndex()
+		}
+		if s.ID == a.nodeID && s.Status != nil {
+			resp.Term = s.Status.GetTerm()
+		}
+	}
+	for _, s := range servers {
+		out := &cofferv1.ServerStatus{
+			NodeId: s.ID, RaftAddress: s.Address, ApiAddress: s.APIAddress, Voter: s.Voter, Leader: s.Leader,
+			State: "Unreachable", Health: "unreachable",
+		}
+		if st := s.Status; st != nil {
+			out.State, out.Term = st.GetState(), st.GetTerm()
+			out.CommitIndex, out.AppliedIndex, out.LastLogIndex = st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastLogIndex()
+			out.Health = "healthy"
+			if leaderCommit > st.GetAppliedIndex() && leaderCommit-st.GetAppliedIndex() > maxLagHealthy {
+				out.Health = "lagging"
+			}
+		}
+		resp.Servers = append(resp.Servers, out)
+	}
+	return resp, nil
+}
+
+// ListMembers implements the admin operation.
+func (a *Admin) ListMembers(context.Context, *cofferv1.ListMembersRequest) (*cofferv1.ListMembersResponse, error) {
+	resp := &cofferv1.ListMembersResponse{}
+	for _, m := range a.cluster.Members() {
+		resp.Members = append(resp.Members, &cofferv1.Member{
+			NodeId: m.Meta.NodeID, GossipAddress: m.GossipAddr, RaftAddress: m.Meta.ClusterAddr,
+			ApiAddress: m.Meta.APIAddr, Status: string(m.Status), Region: m.Meta.Region,
+		})
+	}
+	return resp, nil
+}
+
+// RemovePeer implements the admin operation.
+func (a *Admin) RemovePeer(ctx context.Context, req *cofferv1.RemovePeerRequest) (*cofferv1.RemovePeerResponse, error) {
+	if req.GetNodeId() == "" {
+		return nil, apiErr(TypeInvalidParameter, "You must provide the NodeId of the server to remove.")
+	}
+	if err := a.cluster.RemovePeer(ctx, req.GetNodeId()); err != nil {
+		return nil, clusterErr(err)
+	}
+	return &cofferv1.RemovePeerResponse{}, nil
+}
+
+// TransferLeadership implements the admin operation.
+func (a *Admin) TransferLeadership(ctx context.Context, req *cofferv1.TransferLeadershipRequest) (*cofferv1.TransferLeadershipResponse, error) {
+	leader, err := a.cluster.TransferLeadership(ctx, req.GetNodeId())
+	if err != nil {
+		return nil, clusterErr(err)
+	}
+	return &cofferv1.TransferLeadershipResponse{LeaderId: leader}, nil
+}
+
+// SaveSnapshot implements the admin operation: the size and index first,
+// then 256 KiB chunks.
+func (a *Admin) SaveSnapshot(_ *cofferv1.SaveSnapshotRequest, stream grpc.ServerStreamingServer[cofferv1.SaveSnapshotResponse]) error {
+	w := &chunkWriter{send: func(b []byte) error {
+		return stream.Send(&cofferv1.SaveSnapshotResponse{Part: &cofferv1.SaveSnapshotResponse_Chunk{Chunk: b}})
+	}}
+	var beginErr error
+	err := a.cluster.SaveSnapshot(stream.Context(), w, func(info replication.SnapshotInfo) {
+		beginErr = stream.Send(&cofferv1.SaveSnapshotResponse{Part: &cofferv1.SaveSnapshotResponse_Info{Info: &cofferv1.SnapshotInfo{
+			Size: info.Size, Index: info.Index, Created: timestamppb.Now(),
+		}}})
+	})
+	if err == nil {
+		err = beginErr
+	}
+	if err == nil {
+		err = w.flush()
+	}
+	if err != nil {
+		return clusterErr(err)
+	}
+	return nil
+}
+
+// RestoreSnapshot implements the admin operation.
+func (a *Admin) RestoreSnapshot(stream grpc.ClientStreamingServer[cofferv1.RestoreSnapshotRequest, cofferv1.RestoreSnapshotResponse]) error {
+	first, err := stream.Recv()
+	if err != nil {
+		return err
+	}
+	if first.GetSize() <= 0 {
+		return apiErr(TypeInvalidParameter, "A snapshot upload must start with its size.")
+	}
+	r := &streamReader{next: func() ([]byte, error) {
+		m, err := stream.Recv()
+		if err != nil {
+			return nil, err
+		}
+		return m.GetChunk(), nil
+	}}
+	idx, err := a.cluster.RestoreSnapshot(stream.Context(), first.GetSize(), r)
+	if err != nil {
+		return clusterErr(err)
+	}
+	return stream.SendAndClose(&cofferv1.RestoreSnapshotResponse{Index: idx})
+}
+
+func clusterErr(err error) error {
+	if errors.Is(err, replication.ErrUnknownPeer) {
+		return apiErr(TypeResourceNotFound, "%s", err.Error())
+	}
+	ae := AsAPIError(err)
+	if ae.Type == TypeInternalServiceError {
+		return apiErr(TypeInvalidRequest, "%s", err.Error())
+	}
+	return ae
+}
+
+const snapshotChunk = 256 << 10
+
+// chunkWriter turns writes into stream messages of up to snapshotChunk.
+type chunkWriter struct {
+	send func([]byte) error
+	buf  []byte
+}
+
+func (w *chunkWriter) Write(p []byte) (int, error) {
+	n := len(p)
+	for len(p) > 0 {
+		k := min(snapshotChunk-len(w.buf), len(p))
+		w.buf = append(w.buf, p[:k]...)
+		p = p[k:]
+		if len(w.buf) == snapshotChunk {
+			if err := w.flush(); err != nil {
+				return 0, err
+			}
+		}
+	}
+	return n, nil
+}
+
+func (w *chunkWriter) flush() error {
+	if len(w.buf) == 0 {
+		return nil
+	}
+	err := w.send(w.buf)
+	w.buf = nil
+	return err
+}
+
+// streamReader reads a stream of chunks as one io.Reader.
+type streamReader struct {
+	next func() ([]byte, error)
+	buf  []byte
+}
+
+func (r *streamReader) Read(p []byte) (int, error) {
+	for len(r.buf) == 0 {
+		b, err := r.next()
+		if err != nil {
+			return 0, err
+		}
+		r.buf = b
+	}
+	n := copy(p, r.buf)
+	r.buf = r.buf[n:]
+	return n, nil
+}

@@ -1,0 +1,120 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"strconv"
+	"strings"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// Read consistency travels in request metadata, so the AWS-shaped messages
+// stay as AWS defines them.
+const (
+	// ConsistencyHeader is "linearizable" (the default) or "stale".
+	ConsistencyHeader = "x-coffer-consistency"
+	// MinIndexHeader asks the node to wait until it has applied this index
+	// before reading: read-your-writes on any node, even with stale reads.
+	MinIndexHeader = "x-coffer-min-index"
+	// IndexHeader, on every response, is the log index the answer reflects:
+	// the write's index, or the index a read was served at.
+	IndexHeader = "x-coffer-index"
+)
+
+// Consistency is how a read is served.
+type Consistency struct {
+	// Stale serves from local state without a read-index round.
+	Stale bool
+	// MinIndex, when non-zero, is waited for before reading.
+	MinIndex uint64
+}
+
+// ParseConsistency reads the two headers' values.
+func ParseConsistency(mode, minIndex string) (Consistency, *APIError) {
+	var c Consistency
+	switch strings.ToLower(mode) {
+	case "", "linearizable", "strong":
+	case "stale":
+		c.Stale = true
+	default:
+		return c, apiErr(TypeInvalidParameter, "%s must be linearizable or stale, not %q.", ConsistencyHeader, mode)
+	}
+	if minIndex != "" {
+		v, err := strconv.ParseUint(minIndex, 10, 64)
+		if err != nil {
+			return c, apiErr(TypeInvalidParameter, "%s must be a log index, not %q.", MinIndexHeader, minIndex)
+		}
+		c.MinIndex = v
+	}
+	return c, nil
+}
+
+type callKey struct{}
+
+// call is what a request carries through the service and back out.
+type call struct {
+	consistency Consistency
+	index       uint64
+}
+
+// WithConsistency returns ctx carrying a read consistency and room for the
+// index the answer reflects (read back with AnsweredIndex).
+func WithConsistency(ctx context.Context, c Consistency) context.Context {
+	return context.WithValue(ctx, callKey{}, &call{consistency: c})
+}
+
+// AnsweredIndex is the log index the request's answer reflects, or 0.
+func AnsweredIndex(ctx context.Context) uint64 {
+	if c, ok := ctx.Value(callKey{}).(*call); ok {
+		return c.index
+	}
+	return 0
+}
+
+func noteIndex(ctx context.Context, idx uint64) {
+	if c, ok := ctx.Value(callKey{}).(*call); ok && idx > c.index {
+		c.index = idx
+	}
+}
+
+// readPoint makes the reads that follow as consistent as the caller asked:
+// linearizable by default (a read-index round, shared with concurrent
+// readers, then waiting until this node applied it).
+func (s *Service) readPoint(ctx context.Context) error {
+	var c Consistency
+	if cl, ok := ctx.Value(callKey{}).(*call); ok {
+		c = cl.consistency
+	}
+	if c.MinIndex > 0 {
+		if err := s.rep.WaitApplied(ctx, c.MinIndex); err != nil {
+			return apiErr(TypeServiceUnavailable, "This node has not yet applied index %d; retry, or read from another node.", c.MinIndex)
+		}
+	}
+	if c.Stale {
+		noteIndex(ctx, s.rep.AppliedIndex())
+		return nil
+	}
+	idx, err := s.rep.ReadBarrier(ctx)
+	if err != nil {
+		return err
+	}
+	noteIndex(ctx, idx)
+	return nil
+}
+
+// lookupForWrite resolves a SecretId before a write. The local state may
+// lag the leader; when it does not know the secret, a read barrier makes
+// sure "not found" is true before saying so. Apply checks the ARN again
+// against the committed state either way.
+func (s *Service) lookupForWrite(ctx context.Context, id string) (*storagev1.Secret, error) {
+	sec, err := s.state.Secret(id)
+	if !errors.Is(err, storage.ErrSecretNotFound) {
+		return sec, err
+	}
+	if _, berr := s.rep.ReadBarrier(ctx); berr != nil {
+		return nil, berr
+	}
+	return s.state.Secret(id)
+}
