@@ -36,8 +36,9 @@ type Config struct {
 	Region    string `yaml:"region"`
 	AccountID string `yaml:"account_id"`
 
-	Seal SealConfig `yaml:"seal"`
-	Raft RaftConfig `yaml:"raft"`
+	Seal    SealConfig    `yaml:"seal"`
+	Raft    RaftConfig    `yaml:"raft"`
+	Cluster ClusterConfig `yaml:"cluster"`
 
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string `yaml:"log_level"`
@@ -52,6 +53,30 @@ type SealConfig struct {
 	// Type is "file": the root key is read from KeyFile.
 	Type    string `yaml:"type"`
 	KeyFile string `yaml:"key_file"`
+}
+
+// ClusterConfig is how the nodes of a region find and trust each other.
+type ClusterConfig struct {
+	// CAFile, CertFile and KeyFile are the cluster mutual-TLS material
+	// (`cofferd ca create` / `cofferd ca issue`). Empty: the node makes a
+	// private CA in data_dir/tls, which is enough for a single node.
+	CAFile   string `yaml:"ca_file"`
+	CertFile string `yaml:"cert_file"`
+	KeyFile  string `yaml:"key_file"`
+	// GossipAddr is the LAN gossip (memberlist) address; empty disables
+	// gossip, for a single-node region.
+	GossipAddr          string `yaml:"gossip_addr"`
+	GossipAdvertiseAddr string `yaml:"gossip_advertise_addr"`
+	// GossipKeyFile holds the region's gossip encryption key; empty: a key
+	// in data_dir/gossip.key, made on first start.
+	GossipKeyFile string `yaml:"gossip_key_file"`
+	// Join lists other nodes' gossip addresses.
+	Join []string `yaml:"join"`
+	// DeadServerTimeout is how long a node may be dead before the leader
+	// removes it (only while quorum stays safe); MinQuorum is the voter
+	// count autopilot never goes below.
+	DeadServerTimeout time.Duration `yaml:"dead_server_timeout"`
+	MinQuorum         int           `yaml:"min_quorum"`
 }
 
 // RaftConfig is the Raft part of the configuration.
@@ -95,6 +120,7 @@ func defaultConfig() Config {
 			SnapshotInterval:   rd.SnapshotInterval,
 			TrailingLogs:       rd.TrailingLogs,
 		},
+		Cluster:             ClusterConfig{DeadServerTimeout: 30 * time.Second, MinQuorum: 3},
 		LogLevel:            "info",
 		LogFormat:           "text",
 		MaintenanceInterval: sd.MaintenanceInterval,
@@ -115,6 +141,17 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
 		add("grpc_addr %q is not host:port: %v", c.GRPCAddr, err)
+	}
+	if n := countSet(c.Cluster.CAFile, c.Cluster.CertFile, c.Cluster.KeyFile); n != 0 && n != 3 {
+		add("cluster.ca_file, cluster.cert_file and cluster.key_file must be set together")
+	}
+	if c.Cluster.GossipAddr != "" {
+		if _, _, err := net.SplitHostPort(c.Cluster.GossipAddr); err != nil {
+			add("cluster.gossip_addr %q is not host:port: %v", c.Cluster.GossipAddr, err)
+		}
+	}
+	if len(c.Cluster.Join) > 0 && c.Cluster.GossipAddr == "" {
+		add("cluster.join needs cluster.gossip_addr")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls_cert_file and tls_key_file must be set together")
@@ -143,6 +180,16 @@ func (c Config) Validate() error {
 	return errors.Join(errs...)
 }
 
+func countSet(vs ...string) int {
+	n := 0
+	for _, v := range vs {
+		if v != "" {
+			n++
+		}
+	}
+	return n
+}
+
 func (c Config) serviceConfig() server.Config {
 	return server.Config{
 		Partition: c.Partition, Region: c.Region, AccountID: c.AccountID,
@@ -164,7 +211,12 @@ func (c Config) raftConfig(log *slog.Logger) replication.Config {
 		SnapshotThreshold:  c.Raft.SnapshotThreshold,
 		SnapshotInterval:   c.Raft.SnapshotInterval,
 		TrailingLogs:       c.Raft.TrailingLogs,
-		Logger:             log,
+		Region:             c.Region,
+		Autopilot: replication.AutopilotConfig{
+			DeadServerTimeout: c.Cluster.DeadServerTimeout,
+			MinQuorum:         c.Cluster.MinQuorum,
+		},
+		Logger: log,
 	}
 }
 
@@ -215,6 +267,20 @@ var settings = []setting{
 	{"raft-addr", "COFFER_RAFT_ADDR", "Raft listen address", str(func(c *Config) *string { return &c.Raft.BindAddr })},
 	{"raft-advertise-addr", "COFFER_RAFT_ADVERTISE_ADDR", "Raft address peers dial", str(func(c *Config) *string { return &c.Raft.AdvertiseAddr })},
 	{"bootstrap", "COFFER_BOOTSTRAP", "start a new region when there is no Raft state", boolean(func(c *Config) *bool { return &c.Raft.Bootstrap })},
+	{"cluster-ca-file", "COFFER_CLUSTER_CA_FILE", "cluster CA certificate (mutual TLS between nodes)", str(func(c *Config) *string { return &c.Cluster.CAFile })},
+	{"cluster-cert-file", "COFFER_CLUSTER_CERT_FILE", "this node's cluster certificate", str(func(c *Config) *string { return &c.Cluster.CertFile })},
+	{"cluster-key-file", "COFFER_CLUSTER_KEY_FILE", "this node's cluster key", str(func(c *Config) *string { return &c.Cluster.KeyFile })},
+	{"gossip-addr", "COFFER_GOSSIP_ADDR", "LAN gossip address (empty: no gossip, single node)", str(func(c *Config) *string { return &c.Cluster.GossipAddr })},
+	{"gossip-key-file", "COFFER_GOSSIP_KEY_FILE", "region gossip encryption key file", str(func(c *Config) *string { return &c.Cluster.GossipKeyFile })},
+	{"join", "COFFER_JOIN", "comma-separated gossip addresses of other nodes", func(c *Config, v string) error {
+		c.Cluster.Join = nil
+		for _, a := range strings.Split(v, ",") {
+			if a = strings.TrimSpace(a); a != "" {
+				c.Cluster.Join = append(c.Cluster.Join, a)
+			}
+		}
+		return nil
+	}},
 	{"log-level", "COFFER_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "COFFER_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},

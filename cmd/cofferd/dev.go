@@ -2,29 +2,47 @@ package main
 
 import (
 	"context"
+	"errors"
+	"flag"
 	"fmt"
 	"io"
+	"log/slog"
+	"net"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
+	"time"
 
+	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
-// runDev starts a single throw-away node: a temporary data directory and
-// root key, gRPC on 127.0.0.1:7400, everything removed on Ctrl-C.
+// runDev starts a throw-away region: one node by default, or --nodes N in
+// this process with separate listeners and data directories. Data, keys and
+// certificates live in a temporary directory removed on Ctrl-C.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	base := defaultConfig()
 	base.NodeID = "dev-1"
-	base.DataDir = ""
-	base.Seal.KeyFile = ""
 	base.Raft.Bootstrap = true
 	base.LogLevel = "warn"
+	// Placeholders until the data dir and key file are known.
+	base.DataDir, base.Seal.KeyFile = "pending", "pending"
 
-	cfg, err := parseDevConfig(base, args, stderr, getenv)
-	if err != nil {
-		return err
+	fs := flag.NewFlagSet("cofferd dev", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	nodes := fs.Int("nodes", 1, "number of nodes in the dev region (1, 3 or 5)")
+	cfg, err := loadConfig(fs, base, args, getenv)
+	if errors.Is(err, flag.ErrHelp) {
+		return usageError{}
 	}
-	temporary := cfg.DataDir == ""
+	if err != nil {
+		return usageError{err}
+	}
+	if *nodes < 1 || *nodes > 7 {
+		return usageError{fmt.Errorf("--nodes %d: want 1 to 7", *nodes)}
+	}
+	temporary := cfg.DataDir == "pending"
 	if temporary {
 		dir, err := os.MkdirTemp("", "coffer-dev-")
 		if err != nil {
@@ -33,7 +51,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
 	}
-	if cfg.Seal.KeyFile == "" {
+	if cfg.Seal.KeyFile == "pending" {
 		cfg.Seal.KeyFile = filepath.Join(cfg.DataDir, "root.key")
 		if _, err := os.Stat(cfg.Seal.KeyFile); os.IsNotExist(err) {
 			if err := kms.GenerateKeyFile(cfg.Seal.KeyFile); err != nil {
@@ -45,15 +63,23 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		return fmt.Errorf("invalid configuration:\n%w", err)
 	}
 	log := newLogger(cfg, stderr)
-	return serve(ctx, cfg, log, func(addr string) {
-		kept := "deleted when cofferd stops"
-		if !temporary {
-			kept = "kept"
-		}
-		fmt.Fprintf(stdout, `
-Coffer dev node is running: one node, region %s, account %s.
+	kept := "deleted when cofferd stops"
+	if !temporary {
+		kept = "kept"
+	}
+	if *nodes == 1 {
+		return serve(ctx, cfg, log, func(addr string) {
+			fmt.Fprintf(stdout, devBanner, "one node", cfg.Region, cfg.AccountID, "  gRPC endpoint:  "+addr+"   (plaintext; grpcurl -plaintext "+addr+" list)\n",
+				cfg.DataDir, kept, cfg.Seal.KeyFile, addr)
+		})
+	}
+	return devRegion(ctx, cfg, *nodes, log, stdout, kept)
+}
 
-  gRPC endpoint:  %s   (plaintext; grpcurl -plaintext %s list)
+const devBanner = `
+Coffer dev region is running: %s, region %s, account %s.
+
+%s
   Data:           %s (%s)
   Root key:       %s
   Credentials:    none needed in dev mode
@@ -62,27 +88,81 @@ Try it from another terminal:
   export COFFER_ENDPOINT=%s
   go run ./cmd/coffer secrets create demo/db-password --value 's3cr3t'
   go run ./cmd/coffer secrets get demo/db-password
-  go run ./cmd/coffer secrets list
+  go run ./cmd/coffer cluster status
 
 Press Ctrl-C to stop.
-`, cfg.Region, cfg.AccountID, addr, addr, cfg.DataDir, kept, cfg.Seal.KeyFile, addr)
-	})
-}
+`
 
-func parseDevConfig(base Config, args []string, stderr io.Writer, getenv func(string) string) (Config, error) {
-	// Validation waits until the data dir and key file are filled in.
-	cfg := base
-	cfg.DataDir = "pending"
-	cfg.Seal.KeyFile = "pending"
-	parsed, err := parseConfig("dev", cfg, args, stderr, getenv)
+// devRegion runs n nodes in this process. Node i listens on the gRPC port
+// + 10*i, with its cluster port one above and its gossip port two above.
+func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout io.Writer, kept string) error {
+	host, portStr, err := net.SplitHostPort(cfg.GRPCAddr)
 	if err != nil {
-		return Config{}, err
+		return err
 	}
-	if parsed.DataDir == "pending" {
-		parsed.DataDir = ""
+	basePort, err := strconv.Atoi(portStr)
+	if err != nil || basePort == 0 {
+		return fmt.Errorf("dev --nodes needs a fixed --grpc-addr port, not %q", cfg.GRPCAddr)
 	}
-	if parsed.Seal.KeyFile == "pending" {
-		parsed.Seal.KeyFile = ""
+	ca, err := loadOrCreateCA(filepath.Join(cfg.DataDir, "tls"))
+	if err != nil {
+		return err
 	}
-	return parsed, nil
+	cfg.Cluster.GossipKeyFile = filepath.Join(cfg.DataDir, "gossip.key")
+	if _, err := os.Stat(cfg.Cluster.GossipKeyFile); os.IsNotExist(err) {
+		if err := kms.GenerateKeyFile(cfg.Cluster.GossipKeyFile); err != nil {
+			return err
+		}
+	}
+	gossip0 := net.JoinHostPort(host, strconv.Itoa(basePort+2))
+	var started []*node.Node
+	defer func() {
+		for i := len(started) - 1; i >= 0; i-- {
+			_ = started[i].Stop()
+		}
+	}()
+	var endpoints strings.Builder
+	for i := range n {
+		nc := cfg
+		nc.NodeID = fmt.Sprintf("dev-%d", i+1)
+		nc.DataDir = filepath.Join(cfg.DataDir, nc.NodeID)
+		port := basePort + 10*i
+		nc.GRPCAddr = net.JoinHostPort(host, strconv.Itoa(port))
+		nc.Raft.BindAddr = net.JoinHostPort(host, strconv.Itoa(port+1))
+		nc.Cluster.GossipAddr = net.JoinHostPort(host, strconv.Itoa(port+2))
+		nc.Raft.Bootstrap = i == 0
+		if i > 0 {
+			nc.Cluster.Join = []string{gossip0}
+		}
+		opts, err := nodeOptions(nc, log.With("node", nc.NodeID))
+		if err != nil {
+			return err
+		}
+		tlsMat, _, _, err := ca.IssueNode(nc.NodeID, []string{host}, nodeValidity)
+		if err != nil {
+			return err
+		}
+		opts.Raft.TLS = tlsMat
+		// Fast membership changes suit a dev region on one machine.
+		opts.Raft.Autopilot.Interval = 500 * time.Millisecond
+		opts.Raft.Autopilot.StableFor = time.Second
+		nd, err := node.Start(opts)
+		if err != nil {
+			return fmt.Errorf("start %s: %w", nc.NodeID, err)
+		}
+		started = append(started, nd)
+		fmt.Fprintf(&endpoints, "  %s gRPC:     %s   cluster %s   gossip %s\n", nc.NodeID, nd.Addr(), nc.Raft.BindAddr, nc.Cluster.GossipAddr)
+	}
+	for _, nd := range started {
+		if err := nd.WaitReady(ctx); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
+	}
+	fmt.Fprintf(stdout, devBanner, fmt.Sprintf("%d nodes", n), cfg.Region, cfg.AccountID, endpoints.String(),
+		cfg.DataDir, kept, cfg.Seal.KeyFile, started[0].Addr())
+	<-ctx.Done()
+	return nil
 }

@@ -28,6 +28,9 @@ Usage:
   cofferd server [--config FILE] [flags]   run a node (flags and COFFER_* env override the file)
   cofferd dev [flags]                      run a throw-away local node, no files needed
   cofferd keygen FILE                      write a new root key file (mode 0600) for the file seal
+  cofferd ca create DIR                    create a region's cluster CA and gossip key
+  cofferd ca issue --ca-dir DIR --node-id ID [--host H]... --out-dir DIR
+                                           issue a node's cluster certificate
   cofferd help                             show this help
 
 Run "cofferd server -h" or "cofferd dev -h" for their flags.
@@ -48,6 +51,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = runDev(ctx, args[1:], stdout, stderr, getenv)
 	case "keygen":
 		err = runKeygen(args[1:], stdout)
+	case "ca":
+		err = runCA(args[1:], stdout, stderr)
 	case "help", "-h", "--help":
 		fmt.Fprint(stdout, usage)
 		return 0
