@@ -10,6 +10,7 @@ import (
 	"text/tabwriter"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -23,6 +24,7 @@ type command struct {
 	detail   string // printed by -h under the usage line
 	subs     []*command
 	run      func(l *leaf, args []string) error
+	index    indexKind // what x-coffer-index on the answer means, if anything
 	parent   *command
 }
 
@@ -56,7 +58,13 @@ func (c *command) execute(inv *invocation, args []string) error {
 	if c.run != nil {
 		l := &leaf{inv: inv, cmd: c, fs: newFlagSet(c.path())}
 		inv.opts.register(l.fs)
-		return c.run(l, args)
+		if c.index != noIndex {
+			l.showIndex = l.fs.Bool("show-index", false, "print \"index N\" on stderr: the log index the answer reflects")
+		}
+		if err := c.run(l, args); err != nil {
+			return err
+		}
+		return l.reportIndex()
 	}
 	fs := newFlagSet(c.path())
 	inv.opts.register(fs)
@@ -132,13 +140,24 @@ type invocation struct {
 	stderr io.Writer
 	opts   options
 	conn   *grpc.ClientConn
-	client cofferv1.SecretsManagerServiceClient
 }
 
 func (inv *invocation) close() {
 	if inv.conn != nil {
 		inv.conn.Close()
 	}
+}
+
+// connect returns the connection, dialing it on first use.
+func (inv *invocation) connect() (*grpc.ClientConn, error) {
+	if inv.conn == nil {
+		conn, err := inv.opts.dial()
+		if err != nil {
+			return nil, err
+		}
+		inv.conn = conn
+	}
+	return inv.conn, nil
 }
 
 // leaf is a leaf command being run: its flags, and after parse, which of them
@@ -148,6 +167,10 @@ type leaf struct {
 	cmd   *command
 	fs    *flag.FlagSet
 	given map[string]bool
+
+	showIndex *bool  // --show-index, on commands whose answers carry an index
+	index     uint64 // the highest x-coffer-index answered so far
+	indexSeen bool   // whether any answer carried one
 }
 
 // parse parses args, which may mix flags and positional arguments, and checks
@@ -166,6 +189,9 @@ func (l *leaf) parse(args []string, names ...string) ([]string, error) {
 	l.fs.Visit(func(f *flag.Flag) { l.given[f.Name] = true })
 	if err := l.inv.opts.validate(); err != nil {
 		return nil, &usageError{msg: err.Error()}
+	}
+	if err := l.checkReadFlags(); err != nil {
+		return nil, err
 	}
 	variadic := len(names) > 0 && strings.HasSuffix(names[len(names)-1], "...")
 	for i, name := range names {
@@ -233,6 +259,9 @@ func (l *leaf) usage(w io.Writer) {
 				arg = "VALUE"
 			}
 			name := "--" + f.Name
+			if len(f.Name) == 1 {
+				name = "-" + f.Name
+			}
 			if arg != "" {
 				name += " " + arg
 			}
@@ -240,30 +269,48 @@ func (l *leaf) usage(w io.Writer) {
 		}
 		tw.Flush()
 	}
-	fmt.Fprintln(w, "\nGlobal flags: --endpoint, -o/--output, --timeout, --tls, --ca-file (see \"coffer help\").")
+	globals := "--endpoint, -o/--output, --timeout, --tls, --ca-file"
+	if l.cmd.index == readIndex {
+		globals += ", --consistency, --min-index"
+	}
+	fmt.Fprintf(w, "\nGlobal flags: %s (see \"coffer help\").\n", globals)
 }
 
-// client names the generated client interface, whose method expressions
-// (client.GetSecretValue) are what call takes.
-type client = cofferv1.SecretsManagerServiceClient
+// client and adminClient name the generated client interfaces, whose method
+// expressions (client.GetSecretValue, adminClient.ClusterStatus) are what
+// call and callAdmin take.
+type (
+	client      = cofferv1.SecretsManagerServiceClient
+	adminClient = cofferv1.AdminServiceClient
+)
 
-// call makes one RPC with the per-RPC deadline, connecting first if needed.
-// rpc is a method expression such as
-// cofferv1.SecretsManagerServiceClient.GetSecretValue.
+// call makes one Secrets Manager RPC; see invoke.
 func call[Req, Resp any](l *leaf, rpc func(client, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
-	inv := l.inv
-	if inv.client == nil {
-		conn, err := inv.opts.dial()
-		if err != nil {
-			var zero Resp
-			return zero, err
-		}
-		inv.conn = conn
-		inv.client = cofferv1.NewSecretsManagerServiceClient(conn)
+	return invoke(l, cofferv1.NewSecretsManagerServiceClient, rpc, req)
+}
+
+// callAdmin makes one unary AdminService RPC; see invoke.
+func callAdmin[Req, Resp any](l *leaf, rpc func(adminClient, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	return invoke(l, cofferv1.NewAdminServiceClient, rpc, req)
+}
+
+// invoke makes one unary RPC with the per-RPC deadline, connecting first if
+// needed. A read sends the read flags as metadata, and the log index in the
+// answer's header is noted for --show-index.
+func invoke[C, Req, Resp any](l *leaf, newClient func(grpc.ClientConnInterface) C, rpc func(C, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	conn, err := l.inv.connect()
+	if err != nil {
+		var zero Resp
+		return zero, err
 	}
-	ctx, cancel := context.WithTimeout(inv.ctx, inv.opts.timeout)
+	ctx, cancel := context.WithTimeout(l.inv.ctx, l.inv.opts.timeout)
 	defer cancel()
-	return rpc(inv.client, ctx, req)
+	var header metadata.MD
+	resp, err := rpc(newClient(conn), l.withReadConsistency(ctx), req, grpc.Header(&header))
+	if err == nil {
+		l.noteIndex(header)
+	}
+	return resp, err
 }
 
 // followPages calls page with each next token, starting from "", until the

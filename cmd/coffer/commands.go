@@ -1,21 +1,23 @@
 package main
 
 // commandTree returns the commands coffer understands. Each leaf makes one RPC
-// (list and versions repeat theirs to follow pages).
+// (list and versions repeat theirs to follow pages). Secrets reads and writes
+// say so in index, which gives them --show-index and, for reads, the read
+// flags.
 func commandTree() *command {
 	policy := group("policy", "Manage a secret's resource-based policy",
 		"Get, attach, remove or check a secret's resource-based (IAM JSON) policy.",
 		&command{
-			name: "get", synopsis: "ID", run: runPolicyGet,
+			name: "get", synopsis: "ID", run: runPolicyGet, index: readIndex,
 			summary: "Show a secret's resource policy",
 		},
 		&command{
-			name: "put", synopsis: "ID (--file F | --policy JSON) [--block-public-policy=true|false]", run: runPolicyPut,
+			name: "put", synopsis: "ID (--file F | --policy JSON) [--block-public-policy=true|false]", run: runPolicyPut, index: writeIndex,
 			summary: "Attach a resource policy to a secret",
-			detail:  "Attaches the policy, replacing any previous one. The server refuses a policy that\ngrants broad access unless --block-public-policy=false.",
+			detail:  "Attaches the policy, replacing any previous one. With --block-public-policy the server\nrefuses a policy that grants broad access (off by default, as in AWS).",
 		},
 		&command{
-			name: "delete", synopsis: "ID", run: runPolicyDelete,
+			name: "delete", synopsis: "ID", run: runPolicyDelete, index: writeIndex,
 			summary: "Remove a secret's resource policy",
 		},
 		&command{
@@ -27,57 +29,57 @@ func commandTree() *command {
 	secrets := group("secrets", "Create, read and manage secrets",
 		"Each command calls one Secrets Manager operation. ID is a secret's name or ARN.",
 		&command{
-			name: "create", synopsis: "NAME [--value V | --value-file F | --binary-file F] [--description D] [--kms-key-id K] [--tag k=v]... [--token T]", run: runCreate,
+			name: "create", synopsis: "NAME [--value V | --value-file F | --binary-file F] [--description D] [--kms-key-id K] [--tag k=v]... [--token T]", run: runCreate, index: writeIndex,
 			summary: "Create a secret, with a first version when a value is given",
 		},
 		&command{
-			name: "get", synopsis: "ID [--version-id V] [--stage S] [--value-only]", run: runGet,
+			name: "get", synopsis: "ID [--version-id V] [--stage S] [--value-only]", run: runGet, index: readIndex,
 			summary: "Show a secret's value",
 			detail:  "Shows the AWSCURRENT version unless --version-id or --stage selects another.\nWith --value-only, prints only the value: the text and a newline, or the raw\nbytes of a binary secret (whatever -o says).",
 		},
 		&command{
-			name: "put", synopsis: "ID (--value V | --value-file F | --binary-file F) [--stage S]... [--token T]", run: runPut,
+			name: "put", synopsis: "ID (--value V | --value-file F | --binary-file F) [--stage S]... [--token T]", run: runPut, index: writeIndex,
 			summary: "Store a new version of a secret's value",
 			detail:  "The new version gets the labels given by --stage, or AWSCURRENT when none is given.",
 		},
 		&command{
-			name: "update", synopsis: "ID [--description D] [--kms-key-id K] [--value V | --value-file F | --binary-file F] [--token T]", run: runUpdate,
+			name: "update", synopsis: "ID [--description D] [--kms-key-id K] [--value V | --value-file F | --binary-file F] [--token T]", run: runUpdate, index: writeIndex,
 			summary: "Change a secret's description, KMS key or value",
 			detail:  "Only what is given changes: --description \"\" clears the description, and leaving\nthe flag out keeps it.",
 		},
 		&command{
-			name: "describe", synopsis: "ID", run: runDescribe,
+			name: "describe", synopsis: "ID", run: runDescribe, index: readIndex,
 			summary: "Show a secret's metadata (never its value)",
 		},
 		&command{
-			name: "list", synopsis: "[--filter key=value]... [--include-deleted] [--sort-by F] [--sort-order asc|desc] [--page-size N]", run: runList,
+			name: "list", synopsis: "[--filter key=value]... [--include-deleted] [--sort-by F] [--sort-order asc|desc] [--page-size N]", run: runList, index: readIndex,
 			summary: "List secrets, following all pages",
 			detail:  "Filter keys are description, name, tag-key, tag-value, primary-region, owning-service\nand all; values are prefixes, and a leading ! negates one. A secret matches when every\nkey matches; repeating a key adds values, any of which may match.",
 		},
 		&command{
-			name: "versions", synopsis: "ID [--include-deprecated]", run: runVersions,
+			name: "versions", synopsis: "ID [--include-deprecated]", run: runVersions, index: readIndex,
 			summary: "List a secret's versions, following all pages",
 		},
 		&command{
-			name: "label", synopsis: "ID STAGE [--move-to V] [--remove-from V]", run: runLabel,
+			name: "label", synopsis: "ID STAGE [--move-to V] [--remove-from V]", run: runLabel, index: writeIndex,
 			summary: "Move a staging label to another version, or remove it",
 			detail:  "Moving a label that is on a version needs --remove-from with that version's id.\nGive --remove-from alone to take the label off.",
 		},
 		&command{
-			name: "delete", synopsis: "ID [--recovery-window-days N] [--force]", run: runDelete,
+			name: "delete", synopsis: "ID [--recovery-window-days N] [--force]", run: runDelete, index: writeIndex,
 			summary: "Schedule a secret for deletion, or delete it now with --force",
 			detail:  "Without --force the secret can be restored until the recovery window\n(30 days unless --recovery-window-days says 7-30) ends.",
 		},
 		&command{
-			name: "restore", synopsis: "ID", run: runRestore,
+			name: "restore", synopsis: "ID", run: runRestore, index: writeIndex,
 			summary: "Cancel a scheduled deletion",
 		},
 		&command{
-			name: "tag", synopsis: "ID KEY=VALUE...", run: runTag,
+			name: "tag", synopsis: "ID KEY=VALUE...", run: runTag, index: writeIndex,
 			summary: "Add or overwrite tags",
 		},
 		&command{
-			name: "untag", synopsis: "ID KEY...", run: runUntag,
+			name: "untag", synopsis: "ID KEY...", run: runUntag, index: writeIndex,
 			summary: "Remove tags",
 		},
 		policy,
@@ -87,7 +89,47 @@ func commandTree() *command {
 			detail:  "Table output is only the password and a newline, so that\nPW=$(coffer secrets random-password) works.",
 		},
 	)
+	snapshot := group("snapshot", "Back up or restore the region's whole state",
+		"A snapshot holds the region's whole replicated state at one log index.",
+		&command{
+			name: "save", synopsis: "FILE [--progress]", run: runSnapshotSave,
+			summary: "Download a snapshot to FILE (- for stdout)",
+			detail: "Writes FILE.part, syncs it and renames it to FILE only when every byte the\n" +
+				"server announced has arrived, so FILE is never a truncated snapshot. Progress\n" +
+				"shows on stderr when it is a terminal, or with --progress. --timeout bounds\n" +
+				"each wait for data, not the whole download.",
+		},
+		&command{
+			name: "restore", synopsis: "FILE --yes [--progress]", run: runSnapshotRestore,
+			summary: "Replace the region's state with a snapshot",
+			detail: "Uploads FILE and replaces the WHOLE state of the region, on every node, with\n" +
+				"it: secrets written since the snapshot are lost. --yes is required. Progress\n" +
+				"shows on stderr when it is a terminal, or with --progress. --timeout bounds\n" +
+				"each wait for the server, not the whole upload.",
+		},
+	)
+	cluster := group("cluster", "Inspect and operate the region's Raft cluster",
+		"Each command calls one AdminService operation. Any node answers; it forwards\nwhat only the leader can do.",
+		&command{
+			name: "status", synopsis: "", run: runClusterStatus,
+			summary: "Show the leader and every server's Raft progress",
+		},
+		&command{
+			name: "members", synopsis: "", run: runClusterMembers,
+			summary: "List the nodes of the gossip pool",
+		},
+		&command{
+			name: "remove-peer", synopsis: "NODE_ID", run: runRemovePeer,
+			summary: "Remove a server from the Raft configuration",
+		},
+		&command{
+			name: "transfer-leader", synopsis: "[NODE_ID]", run: runTransferLeader,
+			summary: "Hand leadership to another voter",
+			detail:  "Without NODE_ID, Raft picks the most up-to-date voter.",
+		},
+		snapshot,
+	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets)
+		secrets, cluster)
 }

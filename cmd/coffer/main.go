@@ -1,9 +1,10 @@
 // Command coffer is the command-line client for Coffer, a self-hosted secrets
 // manager compatible with AWS Secrets Manager. Each "coffer secrets" command
-// calls one RPC of Coffer's native gRPC API (coffer.v1.SecretsManagerService)
-// and prints the response as aligned text for people or, with -o json, as
-// protobuf JSON for scripts. It never prints a stored secret's value except
-// from "coffer secrets get".
+// calls one RPC of Coffer's native gRPC API (coffer.v1.SecretsManagerService),
+// and each "coffer cluster" command one of coffer.v1.AdminService, and prints
+// the response as aligned text for people or, with -o json, as protobuf JSON
+// for scripts. It never prints a stored secret's value except from
+// "coffer secrets get".
 //
 // The exit status is part of the interface: scripts can tell "not found" (3)
 // from "already exists" (4), a rejected request (5), an unreachable server (6)

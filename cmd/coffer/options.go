@@ -36,6 +36,15 @@ type options struct {
 	timeout  time.Duration // deadline of each RPC, not of the whole command
 	tls      bool
 	caFile   string
+
+	// consistency and minIndex shape how read commands read; "" and 0 leave
+	// it to the server (linearizable, no wait).
+	consistency string
+	minIndex    uint64
+	// readFlagsGiven names the read flags given on the command line (not
+	// from the environment), so that commands that do not read can refuse
+	// them instead of ignoring them.
+	readFlagsGiven []string
 }
 
 // optionsFromEnv returns the defaults overridden by the COFFER_* environment
@@ -62,12 +71,19 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 		}
 		o.tls = b
 	}
+	if v, ok := get("COFFER_CONSISTENCY"); ok {
+		if err := checkConsistency(v); err != nil {
+			return o, &usageError{msg: fmt.Sprintf("COFFER_CONSISTENCY=%q: %v", v, err)}
+		}
+		o.consistency = v
+	}
 	return o, nil
 }
 
 // globalFlagNames are the flags register adds; leaf usage lists them apart.
 var globalFlagNames = map[string]bool{
 	"endpoint": true, "output": true, "o": true, "timeout": true, "tls": true, "ca-file": true,
+	"consistency": true, "min-index": true,
 }
 
 // globalFlagHelp documents the global flags for "coffer help". It is written
@@ -79,6 +95,11 @@ const globalFlagHelp = `  --endpoint HOST:PORT  server address (env COFFER_ENDPO
   --tls                 connect with TLS instead of plaintext (env COFFER_TLS)
   --ca-file FILE        PEM CA bundle that verifies the server; implies --tls
                         (env COFFER_CA_FILE; default the system roots)
+  --consistency MODE    how read commands read: linearizable (the server's
+                        default) or stale, from the answering node's own state
+                        (env COFFER_CONSISTENCY)
+  --min-index N         read commands first wait until the answering node has
+                        applied log index N, as printed by --show-index
 `
 
 // register adds the global flags to fs, bound to o, so that they are accepted
@@ -91,6 +112,31 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each RPC")
 	fs.BoolVar(&o.tls, "tls", o.tls, "connect with TLS")
 	fs.StringVar(&o.caFile, "ca-file", o.caFile, "PEM `FILE` of CAs that verify the server")
+	fs.Func("consistency", "read `MODE`: linearizable or stale", func(v string) error {
+		if err := checkConsistency(v); err != nil {
+			return err
+		}
+		o.consistency = v
+		o.readFlagsGiven = append(o.readFlagsGiven, "--consistency")
+		return nil
+	})
+	fs.Func("min-index", "wait until the node has applied log index `N` before reading", func(v string) error {
+		n, err := strconv.ParseUint(v, 10, 64)
+		if err != nil {
+			return errors.New("want a log index, a whole number")
+		}
+		o.minIndex = n
+		o.readFlagsGiven = append(o.readFlagsGiven, "--min-index")
+		return nil
+	})
+}
+
+// checkConsistency accepts the read modes the server understands.
+func checkConsistency(mode string) error {
+	if mode != consistencyLinearizable && mode != consistencyStale {
+		return errors.New("want linearizable or stale")
+	}
+	return nil
 }
 
 // validate reports the first global option that cannot work.

@@ -173,3 +173,21 @@ func replicationLines(rs []*cofferv1.ReplicationStatus) []string {
 	}
 	return lines
 }
+
+// printLine writes resp as JSON with -o json, and otherwise the one line of
+// text that says what happened.
+func (l *leaf) printLine(resp proto.Message, line string) error {
+	if l.inv.opts.output == outputJSON {
+		return l.print(resp, nil)
+	}
+	_, err := fmt.Fprintln(l.inv.stdout, line)
+	return err
+}
+
+// orNone is s, or "(none)" for an empty s, for names in a sentence.
+func orNone(s string) string {
+	if s == "" {
+		return "(none)"
+	}
+	return cell(s)
+}

@@ -73,7 +73,7 @@ func compactJSON(s string) string {
 func runPolicyPut(l *leaf, args []string) error {
 	var policy policyFlags
 	policy.register(l)
-	block := l.fs.Bool("block-public-policy", true, "refuse a policy that grants broad access (default true)")
+	block := l.fs.Bool("block-public-policy", false, "refuse a policy that grants broad access (off by default, as in AWS)")
 	pos, err := l.parse(args, "ID")
 	if err != nil {
 		return err
