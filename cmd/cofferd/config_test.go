@@ -1,0 +1,101 @@
+package main
+
+import (
+	"flag"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+	"time"
+)
+
+func load(t *testing.T, args []string, env map[string]string) (Config, error) {
+	t.Helper()
+	fs := flag.NewFlagSet("test", flag.ContinueOnError)
+	fs.SetOutput(io.Discard)
+	base := defaultConfig()
+	base.NodeID, base.DataDir, base.Seal.KeyFile = "n1", "/tmp/d", "/tmp/k"
+	return loadConfig(fs, base, args, func(k string) string { return env[k] })
+}
+
+// A file, then COFFER_* variables, then flags: each overrides the one before.
+func TestConfigPrecedence(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "region: eu-west-1\naccount_id: \"111111111111\"\ngrpc_addr: 127.0.0.1:9000\nraft:\n  heartbeat_timeout: 2s\n  election_timeout: 3s\ncluster:\n  join: [a:1, b:2]\n  gossip_addr: 127.0.0.1:9002\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(t, []string{"--config", file, "--account-id", "333333333333"},
+		map[string]string{"COFFER_ACCOUNT_ID": "222222222222", "COFFER_GRPC_ADDR": "127.0.0.1:9100", "COFFER_JOIN": "c:3, d:4"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Region != "eu-west-1" || cfg.AccountID != "333333333333" || cfg.GRPCAddr != "127.0.0.1:9100" {
+		t.Fatalf("region %q account %q grpc %q", cfg.Region, cfg.AccountID, cfg.GRPCAddr)
+	}
+	if cfg.Raft.HeartbeatTimeout != 2*time.Second || cfg.Raft.ElectionTimeout != 3*time.Second {
+		t.Fatalf("durations from file: %v %v", cfg.Raft.HeartbeatTimeout, cfg.Raft.ElectionTimeout)
+	}
+	if strings.Join(cfg.Cluster.Join, ",") != "c:3,d:4" {
+		t.Fatalf("join %v, want the environment's", cfg.Cluster.Join)
+	}
+	if cfg.Raft.LeaderLeaseTimeout != defaultConfig().Raft.LeaderLeaseTimeout {
+		t.Fatalf("unset value lost its default")
+	}
+}
+
+func TestConfigErrors(t *testing.T) {
+	unknown := filepath.Join(t.TempDir(), "u.yaml")
+	if err := os.WriteFile(unknown, []byte("regoin: typo\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cases := []struct {
+		args []string
+		env  map[string]string
+		want []string
+	}{
+		{[]string{"--config", unknown}, nil, []string{"regoin"}},
+		{[]string{"--region", "US_EAST", "--log-level", "loud"}, nil, []string{"region", "log_level"}},
+		{[]string{"--grpc-addr", "nope"}, nil, []string{"grpc_addr"}},
+		{[]string{"--join", "a:1"}, nil, []string{"cluster.join needs cluster.gossip_addr"}},
+		{[]string{"--cluster-ca-file", "/ca"}, nil, []string{"must be set together"}},
+		{nil, map[string]string{"COFFER_MAINTENANCE_INTERVAL": "soon"}, []string{"COFFER_MAINTENANCE_INTERVAL"}},
+		{[]string{"extra"}, nil, []string{"unexpected arguments"}},
+	}
+	for _, c := range cases {
+		_, err := load(t, c.args, c.env)
+		if err == nil {
+			t.Errorf("%v %v: no error", c.args, c.env)
+			continue
+		}
+		for _, w := range c.want {
+			if !strings.Contains(err.Error(), w) {
+				t.Errorf("%v %v: error %q does not mention %q", c.args, c.env, err, w)
+			}
+		}
+	}
+}
+
+func TestRunUsage(t *testing.T) {
+	var out, errOut strings.Builder
+	if code := run(t.Context(), nil, &out, &errOut, func(string) string { return "" }); code != 2 {
+		t.Fatalf("no args: exit %d", code)
+	}
+	if code := run(t.Context(), []string{"frobnicate"}, &out, &errOut, func(string) string { return "" }); code != 2 || !strings.Contains(errOut.String(), "unknown command") {
+		t.Fatalf("unknown command: exit %d, %q", code, errOut.String())
+	}
+	if code := run(t.Context(), []string{"help"}, &out, &errOut, func(string) string { return "" }); code != 0 || !strings.Contains(out.String(), "cofferd dev") {
+		t.Fatalf("help: exit %d", code)
+	}
+	key := filepath.Join(t.TempDir(), "k")
+	if code := run(t.Context(), []string{"keygen", key}, &out, &errOut, func(string) string { return "" }); code != 0 {
+		t.Fatalf("keygen: exit %d: %s", code, errOut.String())
+	}
+	if st, err := os.Stat(key); err != nil || st.Mode().Perm() != 0o600 {
+		t.Fatalf("key file %v %v", st, err)
+	}
+	if code := run(t.Context(), []string{"keygen", key}, &out, &errOut, func(string) string { return "" }); code != 1 {
+		t.Fatalf("keygen over an existing key: exit %d, want 1", code)
+	}
+}
