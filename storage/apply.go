@@ -67,6 +67,14 @@ func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 		return t.purgeSecret(now, op.PurgeSecret)
 	case *raftv1.Command_RecordAccess:
 		return t.recordAccess(op.RecordAccess)
+	case *raftv1.Command_CreatePrincipal:
+		return t.createPrincipal(op.CreatePrincipal)
+	case *raftv1.Command_DeletePrincipal:
+		return t.deletePrincipal(op.DeletePrincipal)
+	case *raftv1.Command_CreateAccessKey:
+		return t.createAccessKey(op.CreateAccessKey)
+	case *raftv1.Command_DeleteAccessKey:
+		return t.deleteAccessKey(op.DeleteAccessKey)
 	default:
 		panic(fmt.Sprintf("storage: unknown command op %T", op))
 	}

@@ -33,6 +33,12 @@ var (
 	ErrLimitExceeded = errors.New("limit exceeded")
 	// ErrInvalidNextToken: a pagination token is malformed or belongs to another query.
 	ErrInvalidNextToken = errors.New("invalid next token")
+	// ErrPrincipalNotFound: no principal has that name.
+	ErrPrincipalNotFound = errors.New("principal not found")
+	// ErrPrincipalExists: a principal with that name exists.
+	ErrPrincipalExists = errors.New("principal already exists")
+	// ErrAccessKeyNotFound: no access key has that id.
+	ErrAccessKeyNotFound = errors.New("access key not found")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -71,5 +77,7 @@ func Sentinels() []error {
 		ErrSecretNotFound, ErrVersionNotFound, ErrStageNotFound, ErrSecretExists,
 		ErrTokenInUse, ErrMarkedForDeletion, ErrStageMismatch, ErrInvalidParameter,
 		ErrLimitExceeded, ErrInvalidNextToken,
+		// Append only: a kind's position is its wire number.
+		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
 	}
 }

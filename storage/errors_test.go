@@ -17,6 +17,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound, storage.ErrSecretExists,
 		storage.ErrTokenInUse, storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrInvalidParameter,
 		storage.ErrLimitExceeded, storage.ErrInvalidNextToken,
+		storage.ErrPrincipalNotFound, storage.ErrPrincipalExists, storage.ErrAccessKeyNotFound,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {

@@ -49,6 +49,10 @@ type Command struct {
 	//	*Command_DeleteResourcePolicy
 	//	*Command_PurgeSecret
 	//	*Command_RecordAccess
+	//	*Command_CreatePrincipal
+	//	*Command_DeletePrincipal
+	//	*Command_CreateAccessKey
+	//	*Command_DeleteAccessKey
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -215,6 +219,42 @@ func (x *Command) GetRecordAccess() *RecordAccess {
 	return nil
 }
 
+func (x *Command) GetCreatePrincipal() *CreatePrincipal {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreatePrincipal); ok {
+			return x.CreatePrincipal
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeletePrincipal() *DeletePrincipal {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeletePrincipal); ok {
+			return x.DeletePrincipal
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateAccessKey() *CreateAccessKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateAccessKey); ok {
+			return x.CreateAccessKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteAccessKey() *DeleteAccessKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteAccessKey); ok {
+			return x.DeleteAccessKey
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -284,6 +324,26 @@ type Command_RecordAccess struct {
 	RecordAccess *RecordAccess `protobuf:"bytes,22,opt,name=record_access,json=recordAccess,proto3,oneof"`
 }
 
+type Command_CreatePrincipal struct {
+	// create_principal adds a principal.
+	CreatePrincipal *CreatePrincipal `protobuf:"bytes,23,opt,name=create_principal,json=createPrincipal,proto3,oneof"`
+}
+
+type Command_DeletePrincipal struct {
+	// delete_principal removes a principal and its access keys.
+	DeletePrincipal *DeletePrincipal `protobuf:"bytes,24,opt,name=delete_principal,json=deletePrincipal,proto3,oneof"`
+}
+
+type Command_CreateAccessKey struct {
+	// create_access_key adds an access key to a principal.
+	CreateAccessKey *CreateAccessKey `protobuf:"bytes,25,opt,name=create_access_key,json=createAccessKey,proto3,oneof"`
+}
+
+type Command_DeleteAccessKey struct {
+	// delete_access_key removes an access key.
+	DeleteAccessKey *DeleteAccessKey `protobuf:"bytes,26,opt,name=delete_access_key,json=deleteAccessKey,proto3,oneof"`
+}
+
 func (*Command_InitKeyring) isCommand_Op() {}
 
 func (*Command_CreateSecret) isCommand_Op() {}
@@ -309,6 +369,14 @@ func (*Command_DeleteResourcePolicy) isCommand_Op() {}
 func (*Command_PurgeSecret) isCommand_Op() {}
 
 func (*Command_RecordAccess) isCommand_Op() {}
+
+func (*Command_CreatePrincipal) isCommand_Op() {}
+
+func (*Command_DeletePrincipal) isCommand_Op() {}
+
+func (*Command_CreateAccessKey) isCommand_Op() {}
+
+func (*Command_DeleteAccessKey) isCommand_Op() {}
 
 // Header is common to every command.
 type Header struct {
@@ -1274,11 +1342,215 @@ func (x *AccessEntry) GetDay() *timestamppb.Timestamp {
 	return nil
 }
 
+// CreatePrincipal adds a principal.
+type CreatePrincipal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the new principal.
+	Principal *v1.Principal `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// if_none_exist makes the command a no-op success when any principal
+	// exists (bootstrap of the root principal, raced by several nodes).
+	IfNoneExist bool `protobuf:"varint,2,opt,name=if_none_exist,json=ifNoneExist,proto3" json:"if_none_exist,omitempty"`
+	// access_key is created with the principal, when set.
+	AccessKey     *v1.AccessKey `protobuf:"bytes,3,opt,name=access_key,json=accessKey,proto3" json:"access_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreatePrincipal) Reset() {
+	*x = CreatePrincipal{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreatePrincipal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreatePrincipal) ProtoMessage() {}
+
+func (x *CreatePrincipal) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreatePrincipal.ProtoReflect.Descriptor instead.
+func (*CreatePrincipal) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CreatePrincipal) GetPrincipal() *v1.Principal {
+	if x != nil {
+		return x.Principal
+	}
+	return nil
+}
+
+func (x *CreatePrincipal) GetIfNoneExist() bool {
+	if x != nil {
+		return x.IfNoneExist
+	}
+	return false
+}
+
+func (x *CreatePrincipal) GetAccessKey() *v1.AccessKey {
+	if x != nil {
+		return x.AccessKey
+	}
+	return nil
+}
+
+// DeletePrincipal removes a principal and all its access keys.
+type DeletePrincipal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the principal's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePrincipal) Reset() {
+	*x = DeletePrincipal{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePrincipal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePrincipal) ProtoMessage() {}
+
+func (x *DeletePrincipal) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePrincipal.ProtoReflect.Descriptor instead.
+func (*DeletePrincipal) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeletePrincipal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// CreateAccessKey adds an access key.
+type CreateAccessKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// access_key is the new key, secret sealed by the proposer.
+	AccessKey     *v1.AccessKey `protobuf:"bytes,1,opt,name=access_key,json=accessKey,proto3" json:"access_key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateAccessKey) Reset() {
+	*x = CreateAccessKey{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateAccessKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateAccessKey) ProtoMessage() {}
+
+func (x *CreateAccessKey) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateAccessKey.ProtoReflect.Descriptor instead.
+func (*CreateAccessKey) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *CreateAccessKey) GetAccessKey() *v1.AccessKey {
+	if x != nil {
+		return x.AccessKey
+	}
+	return nil
+}
+
+// DeleteAccessKey removes an access key.
+type DeleteAccessKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// access_key_id is the key to remove.
+	AccessKeyId   string `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteAccessKey) Reset() {
+	*x = DeleteAccessKey{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteAccessKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteAccessKey) ProtoMessage() {}
+
+func (x *DeleteAccessKey) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteAccessKey.ProtoReflect.Descriptor instead.
+func (*DeleteAccessKey) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *DeleteAccessKey) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x80\b\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\n" +
+	"\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -1294,7 +1566,11 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x13put_resource_policy\x18\x13 \x01(\v2!.coffer.raft.v1.PutResourcePolicyH\x00R\x11putResourcePolicy\x12\\\n" +
 	"\x16delete_resource_policy\x18\x14 \x01(\v2$.coffer.raft.v1.DeleteResourcePolicyH\x00R\x14deleteResourcePolicy\x12@\n" +
 	"\fpurge_secret\x18\x15 \x01(\v2\x1b.coffer.raft.v1.PurgeSecretH\x00R\vpurgeSecret\x12C\n" +
-	"\rrecord_access\x18\x16 \x01(\v2\x1c.coffer.raft.v1.RecordAccessH\x00R\frecordAccessB\x04\n" +
+	"\rrecord_access\x18\x16 \x01(\v2\x1c.coffer.raft.v1.RecordAccessH\x00R\frecordAccess\x12L\n" +
+	"\x10create_principal\x18\x17 \x01(\v2\x1f.coffer.raft.v1.CreatePrincipalH\x00R\x0fcreatePrincipal\x12L\n" +
+	"\x10delete_principal\x18\x18 \x01(\v2\x1f.coffer.raft.v1.DeletePrincipalH\x00R\x0fdeletePrincipal\x12M\n" +
+	"\x11create_access_key\x18\x19 \x01(\v2\x1f.coffer.raft.v1.CreateAccessKeyH\x00R\x0fcreateAccessKey\x12M\n" +
+	"\x11delete_access_key\x18\x1a \x01(\v2\x1f.coffer.raft.v1.DeleteAccessKeyH\x00R\x0fdeleteAccessKeyB\x04\n" +
 	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
@@ -1361,7 +1637,19 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x1f\n" +
 	"\vversion_ids\x18\x02 \x03(\tR\n" +
 	"versionIds\x12,\n" +
-	"\x03day\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03dayB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\x03day\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"\xae\x01\n" +
+	"\x0fCreatePrincipal\x12:\n" +
+	"\tprincipal\x18\x01 \x01(\v2\x1c.coffer.storage.v1.PrincipalR\tprincipal\x12\"\n" +
+	"\rif_none_exist\x18\x02 \x01(\bR\vifNoneExist\x12;\n" +
+	"\n" +
+	"access_key\x18\x03 \x01(\v2\x1c.coffer.storage.v1.AccessKeyR\taccessKey\"%\n" +
+	"\x0fDeletePrincipal\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
+	"\x0fCreateAccessKey\x12;\n" +
+	"\n" +
+	"access_key\x18\x01 \x01(\v2\x1c.coffer.storage.v1.AccessKeyR\taccessKey\"5\n" +
+	"\x0fDeleteAccessKey\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyIdB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -1375,7 +1663,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: coffer.raft.v1.Command
 	(*Header)(nil),                // 1: coffer.raft.v1.Header
@@ -1394,10 +1682,16 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*PurgeSecret)(nil),           // 14: coffer.raft.v1.PurgeSecret
 	(*RecordAccess)(nil),          // 15: coffer.raft.v1.RecordAccess
 	(*AccessEntry)(nil),           // 16: coffer.raft.v1.AccessEntry
-	(*timestamppb.Timestamp)(nil), // 17: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),        // 18: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),            // 19: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),               // 20: coffer.v1.Tag
+	(*CreatePrincipal)(nil),       // 17: coffer.raft.v1.CreatePrincipal
+	(*DeletePrincipal)(nil),       // 18: coffer.raft.v1.DeletePrincipal
+	(*CreateAccessKey)(nil),       // 19: coffer.raft.v1.CreateAccessKey
+	(*DeleteAccessKey)(nil),       // 20: coffer.raft.v1.DeleteAccessKey
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),        // 22: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),            // 23: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),               // 24: coffer.v1.Tag
+	(*v1.Principal)(nil),          // 25: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),          // 26: coffer.storage.v1.AccessKey
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -1414,21 +1708,28 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	13, // 11: coffer.raft.v1.Command.delete_resource_policy:type_name -> coffer.raft.v1.DeleteResourcePolicy
 	14, // 12: coffer.raft.v1.Command.purge_secret:type_name -> coffer.raft.v1.PurgeSecret
 	15, // 13: coffer.raft.v1.Command.record_access:type_name -> coffer.raft.v1.RecordAccess
-	17, // 14: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	18, // 15: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	19, // 16: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 17: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	20, // 18: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 19: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 20: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	20, // 21: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 22: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	17, // 23: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	24, // [24:24] is the sub-list for method output_type
-	24, // [24:24] is the sub-list for method input_type
-	24, // [24:24] is the sub-list for extension type_name
-	24, // [24:24] is the sub-list for extension extendee
-	0,  // [0:24] is the sub-list for field type_name
+	17, // 14: coffer.raft.v1.Command.create_principal:type_name -> coffer.raft.v1.CreatePrincipal
+	18, // 15: coffer.raft.v1.Command.delete_principal:type_name -> coffer.raft.v1.DeletePrincipal
+	19, // 16: coffer.raft.v1.Command.create_access_key:type_name -> coffer.raft.v1.CreateAccessKey
+	20, // 17: coffer.raft.v1.Command.delete_access_key:type_name -> coffer.raft.v1.DeleteAccessKey
+	21, // 18: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	22, // 19: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	23, // 20: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 21: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	24, // 22: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 23: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 24: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	24, // 25: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 26: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	21, // 27: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	25, // 28: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	26, // 29: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	26, // 30: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	31, // [31:31] is the sub-list for method output_type
+	31, // [31:31] is the sub-list for method input_type
+	31, // [31:31] is the sub-list for extension type_name
+	31, // [31:31] is the sub-list for extension extendee
+	0,  // [0:31] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -1450,6 +1751,10 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_DeleteResourcePolicy)(nil),
 		(*Command_PurgeSecret)(nil),
 		(*Command_RecordAccess)(nil),
+		(*Command_CreatePrincipal)(nil),
+		(*Command_DeletePrincipal)(nil),
+		(*Command_CreateAccessKey)(nil),
+		(*Command_DeleteAccessKey)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -1458,7 +1763,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   21,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

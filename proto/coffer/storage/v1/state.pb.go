@@ -775,6 +775,163 @@ func (x *AppliedProposal) GetErrorMessage() string {
 	return ""
 }
 
+// Principal is an identity that can hold access keys.
+type Principal struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is unique in the region, 1–64 characters of A-Za-z0-9+=,.@_-.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:iam::<account>:user/<name>.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// created_date is when the principal was created.
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// description is free text.
+	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Principal) Reset() {
+	*x = Principal{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Principal) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Principal) ProtoMessage() {}
+
+func (x *Principal) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Principal.ProtoReflect.Descriptor instead.
+func (*Principal) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *Principal) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Principal) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *Principal) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *Principal) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// AccessKey is a principal's access key. SigV4 needs the secret itself to
+// recompute signatures, so it is kept sealed under the region's keyring
+// (as AWS keeps it under its own keys) and never returned after creation.
+type AccessKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// access_key_id is the public half, like AKIA...
+	AccessKeyId string `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	// principal is the owning principal's name.
+	Principal string `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	// sealed_secret is the secret access key under envelope encryption.
+	SealedSecret *SealedValue `protobuf:"bytes,3,opt,name=sealed_secret,json=sealedSecret,proto3" json:"sealed_secret,omitempty"`
+	// status is "Active" or "Inactive".
+	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
+	// created_date is when the key was created.
+	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AccessKey) Reset() {
+	*x = AccessKey{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AccessKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AccessKey) ProtoMessage() {}
+
+func (x *AccessKey) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
+func (*AccessKey) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *AccessKey) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *AccessKey) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AccessKey) GetSealedSecret() *SealedValue {
+	if x != nil {
+		return x.SealedSecret
+	}
+	return nil
+}
+
+func (x *AccessKey) GetStatus() string {
+	if x != nil {
+		return x.Status
+	}
+	return ""
+}
+
+func (x *AccessKey) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
 var File_coffer_storage_v1_state_proto protoreflect.FileDescriptor
 
 const file_coffer_storage_v1_state_proto_rawDesc = "" +
@@ -845,7 +1002,18 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\rdeletion_date\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fdeletionDate\x12\x1d\n" +
 	"\n" +
 	"error_kind\x18\b \x01(\rR\terrorKind\x12#\n" +
-	"\rerror_message\x18\t \x01(\tR\ferrorMessage*U\n" +
+	"\rerror_message\x18\t \x01(\tR\ferrorMessage\"\x92\x01\n" +
+	"\tPrincipal\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12=\n" +
+	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xe9\x01\n" +
+	"\tAccessKey\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12C\n" +
+	"\rsealed_secret\x18\x03 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\fsealedSecret\x12\x16\n" +
+	"\x06status\x18\x04 \x01(\tR\x06status\x12=\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate*U\n" +
 	"\tValueKind\x12\x1a\n" +
 	"\x16VALUE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VALUE_KIND_STRING\x10\x01\x12\x15\n" +
@@ -864,7 +1032,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -874,32 +1042,37 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*KmsKey)(nil),                // 5: coffer.storage.v1.KmsKey
 	(*KmsKeyVersion)(nil),         // 6: coffer.storage.v1.KmsKeyVersion
 	(*AppliedProposal)(nil),       // 7: coffer.storage.v1.AppliedProposal
-	(*v1.Tag)(nil),                // 8: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 9: google.protobuf.Timestamp
+	(*Principal)(nil),             // 8: coffer.storage.v1.Principal
+	(*AccessKey)(nil),             // 9: coffer.storage.v1.AccessKey
+	(*v1.Tag)(nil),                // 10: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	8,  // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	9,  // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	9,  // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	9,  // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	9,  // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	9,  // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	10, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	11, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	11, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	11, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	11, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	11, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	2,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	9,  // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	9,  // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	11, // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	11, // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
 	0,  // 9: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
 	5,  // 10: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	9,  // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	11, // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
 	6,  // 12: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	9,  // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	9,  // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	9,  // 15: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	9,  // 16: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	17, // [17:17] is the sub-list for method output_type
-	17, // [17:17] is the sub-list for method input_type
-	17, // [17:17] is the sub-list for extension type_name
-	17, // [17:17] is the sub-list for extension extendee
-	0,  // [0:17] is the sub-list for field type_name
+	11, // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	11, // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	11, // 15: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	11, // 16: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	11, // 17: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	3,  // 18: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	11, // 19: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	20, // [20:20] is the sub-list for method output_type
+	20, // [20:20] is the sub-list for method input_type
+	20, // [20:20] is the sub-list for extension type_name
+	20, // [20:20] is the sub-list for extension extendee
+	0,  // [0:20] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -914,7 +1087,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

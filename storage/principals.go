@@ -1,0 +1,131 @@
+package storage
+
+import (
+	"fmt"
+	"sort"
+
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+)
+
+var (
+	bucketPrincipals = []byte("principals")  // name → Principal
+	bucketAccessKeys = []byte("access_keys") // access key id → AccessKey
+)
+
+func (t *txn) createPrincipal(op *raftv1.CreatePrincipal) *Result {
+	b := t.tx.Bucket(bucketPrincipals)
+	p := op.GetPrincipal()
+	if op.GetIfNoneExist() {
+		if k, _ := b.Cursor().First(); k != nil {
+			return &Result{Name: string(k)}
+		}
+	}
+	if b.Get([]byte(p.GetName())) != nil {
+		return &Result{Err: newError(ErrPrincipalExists, "A principal named %s already exists.", p.GetName())}
+	}
+	t.put(b, []byte(p.GetName()), p)
+	if k := op.GetAccessKey(); k != nil {
+		t.put(t.tx.Bucket(bucketAccessKeys), []byte(k.GetAccessKeyId()), k)
+	}
+	return &Result{Name: p.GetName(), ARN: p.GetArn()}
+}
+
+func (t *txn) deletePrincipal(op *raftv1.DeletePrincipal) *Result {
+	b := t.tx.Bucket(bucketPrincipals)
+	if b.Get([]byte(op.GetName())) == nil {
+		return &Result{Err: newError(ErrPrincipalNotFound, "No principal named %s.", op.GetName())}
+	}
+	keys := t.tx.Bucket(bucketAccessKeys)
+	var doomed [][]byte
+	_ = keys.ForEach(func(k, v []byte) error {
+		if decodeAccessKey(k, v).GetPrincipal() == op.GetName() {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range doomed {
+		t.fail(keys.Delete(k))
+	}
+	t.fail(b.Delete([]byte(op.GetName())))
+	return &Result{Name: op.GetName()}
+}
+
+func (t *txn) createAccessKey(op *raftv1.CreateAccessKey) *Result {
+	k := op.GetAccessKey()
+	if t.tx.Bucket(bucketPrincipals).Get([]byte(k.GetPrincipal())) == nil {
+		return &Result{Err: newError(ErrPrincipalNotFound, "No principal named %s.", k.GetPrincipal())}
+	}
+	t.put(t.tx.Bucket(bucketAccessKeys), []byte(k.GetAccessKeyId()), k)
+	return &Result{Name: k.GetPrincipal()}
+}
+
+func (t *txn) deleteAccessKey(op *raftv1.DeleteAccessKey) *Result {
+	b := t.tx.Bucket(bucketAccessKeys)
+	v := b.Get([]byte(op.GetAccessKeyId()))
+	if v == nil {
+		return &Result{Err: newError(ErrAccessKeyNotFound, "No access key %s.", op.GetAccessKeyId())}
+	}
+	name := decodeAccessKey([]byte(op.GetAccessKeyId()), v).GetPrincipal()
+	t.fail(b.Delete([]byte(op.GetAccessKeyId())))
+	return &Result{Name: name}
+}
+
+func decodeAccessKey(k, v []byte) *storagev1.AccessKey {
+	a := &storagev1.AccessKey{}
+	if err := proto.Unmarshal(v, a); err != nil {
+		panic(fmt.Sprintf("storage: corrupt access key record %q: %v", k, err))
+	}
+	return a
+}
+
+// AccessKey returns an access key by id, or nil.
+func (s *Store) AccessKey(id string) (*storagev1.AccessKey, error) {
+	var out *storagev1.AccessKey
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketAccessKeys).Get([]byte(id)); v != nil {
+			out = decodeAccessKey([]byte(id), v)
+		}
+		return nil
+	})
+	return out, err
+}
+
+// PrincipalEntry is a principal with its access key ids.
+type PrincipalEntry struct {
+	Principal    *storagev1.Principal
+	AccessKeyIDs []string
+}
+
+// Principals lists principals by name, each with its access key ids.
+func (s *Store) Principals() ([]PrincipalEntry, error) {
+	var out []PrincipalEntry
+	err := s.view(func(tx *bolt.Tx) error {
+		idx := map[string]int{}
+		err := tx.Bucket(bucketPrincipals).ForEach(func(k, v []byte) error {
+			p := &storagev1.Principal{}
+			if err := proto.Unmarshal(v, p); err != nil {
+				return fmt.Errorf("decode principal %q: %w", k, err)
+			}
+			idx[p.GetName()] = len(out)
+			out = append(out, PrincipalEntry{Principal: p})
+			return nil
+		})
+		if err != nil {
+			return err
+		}
+		return tx.Bucket(bucketAccessKeys).ForEach(func(k, v []byte) error {
+			if i, ok := idx[decodeAccessKey(k, v).GetPrincipal()]; ok {
+				out[i].AccessKeyIDs = append(out[i].AccessKeyIDs, string(k))
+			}
+			return nil
+		})
+	})
+	for _, e := range out {
+		sort.Strings(e.AccessKeyIDs)
+	}
+	return out, err
+}
