@@ -33,6 +33,10 @@ const (
 	TypeUnsupportedOperation  = "UnsupportedOperation"
 	TypePreconditionNotMet    = "PreconditionNotMetException"
 	TypeAccessDeniedException = "AccessDeniedException"
+	TypeUnrecognizedClient    = "UnrecognizedClientException"
+	TypeInvalidSignature      = "InvalidSignatureException"
+	TypeIncompleteSignature   = "IncompleteSignature"
+	TypeMissingAuthToken      = "MissingAuthenticationTokenException"
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.
@@ -81,6 +85,8 @@ func Code(typ string) codes.Code {
 		return codes.Unimplemented
 	case TypeAccessDeniedException:
 		return codes.PermissionDenied
+	case TypeUnrecognizedClient, TypeInvalidSignature, TypeIncompleteSignature, TypeMissingAuthToken:
+		return codes.Unauthenticated
 	}
 	return codes.Internal
 }
@@ -114,9 +120,10 @@ func AsAPIError(err error) *APIError {
 
 func storageType(kind error) string {
 	switch kind {
-	case storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound:
+	case storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound,
+		storage.ErrPrincipalNotFound, storage.ErrAccessKeyNotFound:
 		return TypeResourceNotFound
-	case storage.ErrSecretExists, storage.ErrTokenInUse:
+	case storage.ErrSecretExists, storage.ErrTokenInUse, storage.ErrPrincipalExists:
 		return TypeResourceExists
 	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch:
 		return TypeInvalidRequest

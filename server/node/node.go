@@ -47,6 +47,18 @@ type Options struct {
 	RootKey []byte
 	// Logger receives the node's logs.
 	Logger *slog.Logger
+
+	// AllowAnonymous lets gRPC calls without credentials through (cofferd
+	// dev only). Otherwise every call must authenticate.
+	AllowAnonymous bool
+	// RootAccessKeyID and RootSecretAccessKey, when set, are the root
+	// principal's access key on a region's first start (fixed credentials
+	// for test suites); otherwise new ones are made.
+	RootAccessKeyID     string
+	RootSecretAccessKey string
+	// OnRootCredentials is called when this node created the root
+	// principal's access key, with the only copy of the secret.
+	OnRootCredentials func(accessKeyID, secretAccessKey string)
 }
 
 // Node is a running Coffer node.
@@ -56,6 +68,7 @@ type Node struct {
 	store  *storage.Store
 	raft   *replication.Node
 	svc    *server.Service
+	iam    *server.IAM
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
@@ -112,8 +125,10 @@ func Start(opts Options) (*Node, error) {
 	if opts.GRPCTLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
 	}
-	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, gopts...)
+	n.iam = server.NewIAM(n.svc, n.store)
+	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.AllowAnonymous), gopts...)
 	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
+	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -142,7 +157,8 @@ func Start(opts Options) (*Node, error) {
 }
 
 // waitReady waits for a leader and for the keyring; the leader of a new
-// region creates it, the others wait until it has replicated to them.
+// region creates it, the others wait until it has replicated to them. The
+// leader of a region with no principal then creates the root principal.
 func (n *Node) waitReady(ctx context.Context) error {
 	if err := n.raft.WaitLeader(ctx); err != nil {
 		return err
@@ -150,7 +166,7 @@ func (n *Node) waitReady(ctx context.Context) error {
 	for {
 		err := n.svc.EnsureKeyring(ctx)
 		if err == nil {
-			return nil
+			return n.bootstrapRoot(ctx)
 		}
 		if server.AsAPIError(err).Type != server.TypeServiceUnavailable {
 			return fmt.Errorf("initialise keyring: %w", err)
@@ -162,6 +178,26 @@ func (n *Node) waitReady(ctx context.Context) error {
 		}
 	}
 }
+
+func (n *Node) bootstrapRoot(ctx context.Context) error {
+	if !n.raft.IsLeader() {
+		return nil
+	}
+	id, secret, created, err := n.iam.BootstrapRoot(ctx, n.opts.RootAccessKeyID, n.opts.RootSecretAccessKey)
+	if err != nil {
+		return fmt.Errorf("bootstrap root principal: %w", err)
+	}
+	if created {
+		n.log.Info("created the root principal and its access key", "access_key_id", id)
+		if n.opts.OnRootCredentials != nil {
+			n.opts.OnRootCredentials(id, secret)
+		}
+	}
+	return nil
+}
+
+// IAM is the node's IAM service (credential lookups for other protocols).
+func (n *Node) IAM() *server.IAM { return n.iam }
 
 // Ready is closed once the node serves requests.
 func (n *Node) Ready() <-chan struct{} { return n.ready }

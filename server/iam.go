@@ -1,0 +1,245 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/subtle"
+	"encoding/base64"
+	"errors"
+	"fmt"
+	"regexp"
+	"strings"
+	"sync"
+
+	"google.golang.org/protobuf/types/known/timestamppb"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// RootPrincipal is the principal cofferd creates on a region's first start.
+const RootPrincipal = "root"
+
+var principalPattern = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
+
+// IAMState is the read side of principals and keys.
+type IAMState interface {
+	Principals() ([]storage.PrincipalEntry, error)
+	AccessKey(id string) (*storagev1.AccessKey, error)
+}
+
+// IAM implements the IAMService and looks up credentials for
+// authentication. Access key secrets are sealed under the keyring: SigV4
+// recomputes signatures from the secret, so a one-way verifier cannot work.
+type IAM struct {
+	cofferv1.UnimplementedIAMServiceServer
+	svc   *Service
+	state IAMState
+
+	mu    sync.Mutex
+	cache map[string]cachedSecret // access key id → unsealed secret
+}
+
+type cachedSecret struct {
+	sealed    string // the ciphertext it was unsealed from
+	secret    string
+	principal string
+}
+
+var _ cofferv1.IAMServiceServer = (*IAM)(nil)
+
+// NewIAM builds the IAM service over svc's replicator and keyring.
+func NewIAM(svc *Service, state IAMState) *IAM {
+	return &IAM{svc: svc, state: state, cache: map[string]cachedSecret{}}
+}
+
+func (i *IAM) principalARN(name string) string {
+	return fmt.Sprintf("arn:%s:iam::%s:user/%s", i.svc.cfg.Partition, i.svc.cfg.AccountID, name)
+}
+
+// CreatePrincipal implements the IAM operation.
+func (i *IAM) CreatePrincipal(ctx context.Context, req *cofferv1.CreatePrincipalRequest) (*cofferv1.CreatePrincipalResponse, error) {
+	if !principalPattern.MatchString(req.GetName()) {
+		return nil, apiErr(TypeValidation, "Invalid principal name. Use 1–64 characters of A-Za-z0-9+=,.@_-.")
+	}
+	if e := checkLength("description", req.GetDescription(), 0, 1000); e != nil {
+		return nil, e
+	}
+	p := &storagev1.Principal{Name: req.GetName(), Arn: i.principalARN(req.GetName()), CreatedDate: timestamppb.New(i.svc.now()), Description: req.GetDescription()}
+	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_CreatePrincipal{CreatePrincipal: &raftv1.CreatePrincipal{Principal: p}}}); err != nil {
+		return nil, err
+	}
+	return &cofferv1.CreatePrincipalResponse{Principal: &cofferv1.PrincipalInfo{
+		Name: p.GetName(), Arn: p.GetArn(), CreatedDate: p.GetCreatedDate(), Description: p.GetDescription(),
+	}}, nil
+}
+
+// ListPrincipals implements the IAM operation.
+func (i *IAM) ListPrincipals(ctx context.Context, _ *cofferv1.ListPrincipalsRequest) (*cofferv1.ListPrincipalsResponse, error) {
+	if err := i.svc.readPoint(ctx); err != nil {
+		return nil, err
+	}
+	entries, err := i.state.Principals()
+	if err != nil {
+		return nil, err
+	}
+	resp := &cofferv1.ListPrincipalsResponse{}
+	for _, e := range entries {
+		resp.Principals = append(resp.Principals, &cofferv1.PrincipalInfo{
+			Name: e.Principal.GetName(), Arn: e.Principal.GetArn(), CreatedDate: e.Principal.GetCreatedDate(),
+			Description: e.Principal.GetDescription(), AccessKeyIds: e.AccessKeyIDs,
+		})
+	}
+	return resp, nil
+}
+
+// DeletePrincipal implements the IAM operation.
+func (i *IAM) DeletePrincipal(ctx context.Context, req *cofferv1.DeletePrincipalRequest) (*cofferv1.DeletePrincipalResponse, error) {
+	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeletePrincipal{DeletePrincipal: &raftv1.DeletePrincipal{Name: req.GetName()}}}); err != nil {
+		return nil, err
+	}
+	return &cofferv1.DeletePrincipalResponse{}, nil
+}
+
+// CreateAccessKey implements the IAM operation.
+func (i *IAM) CreateAccessKey(ctx context.Context, req *cofferv1.CreateAccessKeyRequest) (*cofferv1.CreateAccessKeyResponse, error) {
+	id, secret, err := NewAccessKey()
+	if err != nil {
+		return nil, err
+	}
+	k, err := i.sealedKey(req.GetPrincipal(), id, secret)
+	if err != nil {
+		return nil, err
+	}
+	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_CreateAccessKey{CreateAccessKey: &raftv1.CreateAccessKey{AccessKey: k}}}); err != nil {
+		return nil, err
+	}
+	return &cofferv1.CreateAccessKeyResponse{AccessKeyId: id, SecretAccessKey: secret, Principal: req.GetPrincipal(), CreatedDate: k.GetCreatedDate()}, nil
+}
+
+// DeleteAccessKey implements the IAM operation.
+func (i *IAM) DeleteAccessKey(ctx context.Context, req *cofferv1.DeleteAccessKeyRequest) (*cofferv1.DeleteAccessKeyResponse, error) {
+	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeleteAccessKey{DeleteAccessKey: &raftv1.DeleteAccessKey{AccessKeyId: req.GetAccessKeyId()}}}); err != nil {
+		return nil, err
+	}
+	return &cofferv1.DeleteAccessKeyResponse{}, nil
+}
+
+// sealedKey builds an access key record with its secret sealed under the
+// region's default key.
+func (i *IAM) sealedKey(principal, id, secret string) (*storagev1.AccessKey, error) {
+	kr, err := i.svc.keys()
+	if err != nil {
+		return nil, err
+	}
+	sealed, err := kr.Seal(kr.DefaultKeyID(), "iam:"+principal, accessKeyAAD(id), id, storagev1.ValueKind_VALUE_KIND_STRING, []byte(secret))
+	if err != nil {
+		return nil, err
+	}
+	return &storagev1.AccessKey{AccessKeyId: id, Principal: principal, SealedSecret: sealed, Status: "Active", CreatedDate: timestamppb.New(i.svc.now())}, nil
+}
+
+func accessKeyAAD(id string) string { return "coffer:iam:access-key:" + id }
+
+// NewAccessKey makes an access key id (AKIA + 16 base-32 characters, the
+// shape AWS tools expect) and a 40-character secret.
+func NewAccessKey() (id, secret string, err error) {
+	var b [40]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", "", fmt.Errorf("access key: %w", err)
+	}
+	const b32 = "ABCDEFGHIJKLMNOPQRSTUVWXYZ234567"
+	idb := make([]byte, 16)
+	for j := range idb {
+		idb[j] = b32[b[j]&31]
+	}
+	return "AKIA" + string(idb), base64.StdEncoding.EncodeToString(b[10:40]), nil
+}
+
+// ErrUnknownAccessKey means no active key has that id.
+var ErrUnknownAccessKey = errors.New("unknown access key")
+
+// Lookup returns the secret and principal of an active access key.
+func (i *IAM) Lookup(id string) (secret, principal string, err error) {
+	k, err := i.state.AccessKey(id)
+	if err != nil {
+		return "", "", err
+	}
+	if k == nil || k.GetStatus() != "Active" {
+		return "", "", ErrUnknownAccessKey
+	}
+	sealed := string(k.GetSealedSecret().GetCiphertext())
+	i.mu.Lock()
+	c, ok := i.cache[id]
+	i.mu.Unlock()
+	if ok && c.sealed == sealed {
+		return c.secret, c.principal, nil
+	}
+	kr, err := i.svc.keys()
+	if err != nil {
+		return "", "", err
+	}
+	plain, err := kr.Unseal(k.GetSealedSecret(), accessKeyAAD(id), id)
+	if err != nil {
+		return "", "", err
+	}
+	c = cachedSecret{sealed: sealed, secret: string(plain), principal: k.GetPrincipal()}
+	i.mu.Lock()
+	i.cache[id] = c
+	i.mu.Unlock()
+	return c.secret, c.principal, nil
+}
+
+// CheckBearer authenticates "AKID:SECRET" (the gRPC bearer form) and
+// returns the principal.
+func (i *IAM) CheckBearer(token string) (string, error) {
+	id, given, ok := strings.Cut(token, ":")
+	if !ok {
+		return "", apiErr(TypeUnrecognizedClient, "The bearer token must be ACCESS_KEY_ID:SECRET_ACCESS_KEY.")
+	}
+	secret, principal, err := i.Lookup(id)
+	if errors.Is(err, ErrUnknownAccessKey) {
+		return "", apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
+	}
+	if err != nil {
+		return "", err
+	}
+	if subtle.ConstantTimeCompare([]byte(secret), []byte(given)) != 1 {
+		return "", apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
+	}
+	return principal, nil
+}
+
+// BootstrapRoot creates the root principal and an access key on a region
+// that has no principal yet. With id and secret empty it makes new ones.
+// created is false when principals already existed (nothing was changed).
+func (i *IAM) BootstrapRoot(ctx context.Context, id, secret string) (createdID, createdSecret string, created bool, err error) {
+	if entries, err := i.state.Principals(); err != nil {
+		return "", "", false, err
+	} else if len(entries) > 0 {
+		return "", "", false, nil
+	}
+	if id == "" {
+		if id, secret, err = NewAccessKey(); err != nil {
+			return "", "", false, err
+		}
+	}
+	k, err := i.sealedKey(RootPrincipal, id, secret)
+	if err != nil {
+		return "", "", false, err
+	}
+	p := &storagev1.Principal{Name: RootPrincipal, Arn: i.principalARN(RootPrincipal), CreatedDate: timestamppb.New(i.svc.now()),
+		Description: "created on the region's first start"}
+	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_CreatePrincipal{CreatePrincipal: &raftv1.CreatePrincipal{
+		Principal: p, AccessKey: k, IfNoneExist: true,
+	}}}); err != nil {
+		return "", "", false, err
+	}
+	// Another node may have won the race; ours counts only if it is there.
+	if got, err := i.state.AccessKey(id); err != nil || got == nil {
+		return "", "", false, err
+	}
+	return id, secret, true, nil
+}
