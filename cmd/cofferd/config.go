@@ -44,6 +44,15 @@ type Config struct {
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
 
+	// RootCredentialsFile is where the root principal's access key is
+	// written (mode 0600) on the region's first start; default
+	// data_dir/root-credentials.
+	RootCredentialsFile string `yaml:"root_credentials_file"`
+	// RootAccessKeyID and RootSecretAccessKey fix the root access key
+	// instead of generating one (test suites with fixed credentials).
+	RootAccessKeyID     string `yaml:"root_access_key_id"`
+	RootSecretAccessKey string `yaml:"root_secret_access_key"`
+
 	MaintenanceInterval time.Duration `yaml:"maintenance_interval"`
 	AccessFlushInterval time.Duration `yaml:"access_flush_interval"`
 }
@@ -152,6 +161,12 @@ func (c Config) Validate() error {
 	}
 	if len(c.Cluster.Join) > 0 && c.Cluster.GossipAddr == "" {
 		add("cluster.join needs cluster.gossip_addr")
+	}
+	if (c.RootAccessKeyID == "") != (c.RootSecretAccessKey == "") {
+		add("root_access_key_id and root_secret_access_key must be set together")
+	}
+	if c.RootAccessKeyID != "" && (len(c.RootAccessKeyID) < 16 || len(c.RootSecretAccessKey) < 16) {
+		add("root access key id and secret must be at least 16 characters")
 	}
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls_cert_file and tls_key_file must be set together")
@@ -281,6 +296,9 @@ var settings = []setting{
 		}
 		return nil
 	}},
+	{"root-credentials-file", "COFFER_ROOT_CREDENTIALS_FILE", "where the root access key is written on first start", str(func(c *Config) *string { return &c.RootCredentialsFile })},
+	{"root-access-key-id", "COFFER_ROOT_ACCESS_KEY_ID", "fixed root access key id (with the secret)", str(func(c *Config) *string { return &c.RootAccessKeyID })},
+	{"root-secret-access-key", "COFFER_ROOT_SECRET_ACCESS_KEY", "fixed root secret access key", str(func(c *Config) *string { return &c.RootSecretAccessKey })},
 	{"log-level", "COFFER_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "COFFER_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},

@@ -12,6 +12,7 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
+	"sync"
 	"time"
 
 	"github.com/cofferhq/coffer/server/node"
@@ -67,13 +68,17 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if !temporary {
 		kept = "kept"
 	}
+	creds := &devCredentials{id: cfg.RootAccessKeyID, secret: cfg.RootSecretAccessKey}
 	if *nodes == 1 {
-		return serve(ctx, cfg, log, func(addr string) {
+		return serveWith(ctx, cfg, log, func(o *node.Options) {
+			o.AllowAnonymous = true
+			creds.capture(o)
+		}, func(addr string) {
 			fmt.Fprintf(stdout, devBanner, "one node", cfg.Region, cfg.AccountID, "  gRPC endpoint:  "+addr+"   (plaintext; grpcurl -plaintext "+addr+" list)\n",
-				cfg.DataDir, kept, cfg.Seal.KeyFile, addr)
+				cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), addr)
 		})
 	}
-	return devRegion(ctx, cfg, *nodes, log, stdout, kept)
+	return devRegion(ctx, cfg, *nodes, log, stdout, kept, creds)
 }
 
 const devBanner = `
@@ -82,7 +87,7 @@ Coffer dev region is running: %s, region %s, account %s.
 %s
   Data:           %s (%s)
   Root key:       %s
-  Credentials:    none needed in dev mode
+%s
 
 Try it from another terminal:
   export COFFER_ENDPOINT=%s
@@ -95,7 +100,7 @@ Press Ctrl-C to stop.
 
 // devRegion runs n nodes in this process. Node i listens on the gRPC port
 // + 10*i, with its cluster port one above and its gossip port two above.
-func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout io.Writer, kept string) error {
+func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout io.Writer, kept string, creds *devCredentials) error {
 	host, portStr, err := net.SplitHostPort(cfg.GRPCAddr)
 	if err != nil {
 		return err
@@ -143,6 +148,8 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 			return err
 		}
 		opts.Raft.TLS = tlsMat
+		opts.AllowAnonymous = true
+		creds.capture(&opts)
 		// Fast membership changes suit a dev region on one machine.
 		opts.Raft.Autopilot.Interval = 500 * time.Millisecond
 		opts.Raft.Autopilot.StableFor = time.Second
@@ -162,7 +169,38 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 		}
 	}
 	fmt.Fprintf(stdout, devBanner, fmt.Sprintf("%d nodes", n), cfg.Region, cfg.AccountID, endpoints.String(),
-		cfg.DataDir, kept, cfg.Seal.KeyFile, started[0].Addr())
+		cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), started[0].Addr())
 	<-ctx.Done()
 	return nil
+}
+
+// devCredentials remembers the root access key a dev region was created
+// with, to print it.
+type devCredentials struct {
+	mu         sync.Mutex
+	id, secret string
+}
+
+func (c *devCredentials) capture(o *node.Options) {
+	prev := o.OnRootCredentials
+	o.OnRootCredentials = func(id, secret string) {
+		c.mu.Lock()
+		c.id, c.secret = id, secret
+		c.mu.Unlock()
+		if prev != nil {
+			prev(id, secret)
+		}
+	}
+}
+
+func (c *devCredentials) String() string {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.id == "" {
+		return "  Credentials:    the region already had principals (see its root-credentials file)"
+	}
+	return fmt.Sprintf(`  Root access key (gRPC needs none in dev mode; AWS clients sign with it):
+    COFFER_ACCESS_KEY_ID=%s
+    COFFER_SECRET_ACCESS_KEY=%s
+    AWS_ACCESS_KEY_ID=%s AWS_SECRET_ACCESS_KEY=%s`, c.id, c.secret, c.id, c.secret)
 }

@@ -8,6 +8,8 @@ import (
 	"io"
 	"io/fs"
 	"log/slog"
+	"os"
+	"path/filepath"
 
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server/node"
@@ -52,6 +54,18 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 	opts := node.Options{
 		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, Service: cfg.serviceConfig(),
 		Raft: rc, RootKey: root, Logger: log,
+		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
+	}
+	credFile := cfg.RootCredentialsFile
+	if credFile == "" {
+		credFile = filepath.Join(cfg.DataDir, "root-credentials")
+	}
+	opts.OnRootCredentials = func(id, secret string) {
+		if err := writeCredentials(credFile, id, secret); err != nil {
+			log.Error("could not write the root credentials file", "path", credFile, "err", err)
+			return
+		}
+		log.Info("wrote the root principal's access key (readable by this user only)", "path", credFile, "access_key_id", id)
 	}
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
@@ -66,9 +80,17 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 // serve runs one node until ctx ends, then stops it cleanly. onReady is
 // called once the node serves requests.
 func serve(ctx context.Context, cfg Config, log *slog.Logger, onReady func(addr string)) error {
+	return serveWith(ctx, cfg, log, nil, onReady)
+}
+
+// serveWith is serve with a hook that adjusts the node options.
+func serveWith(ctx context.Context, cfg Config, log *slog.Logger, adjust func(*node.Options), onReady func(addr string)) error {
 	opts, err := nodeOptions(cfg, log)
 	if err != nil {
 		return err
+	}
+	if adjust != nil {
+		adjust(&opts)
 	}
 	n, err := node.Start(opts)
 	clear(opts.RootKey)
@@ -92,4 +114,20 @@ func serve(ctx context.Context, cfg Config, log *slog.Logger, onReady func(addr 
 	<-ctx.Done()
 	log.Info("cofferd stopping")
 	return nil
+}
+
+// writeCredentials writes an access key in the AWS shared-credentials
+// format, readable only by its owner, so both the aws CLI
+// (AWS_SHARED_CREDENTIALS_FILE) and coffer (COFFER_CREDENTIALS_FILE) can
+// use it.
+func writeCredentials(path, id, secret string) error {
+	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
+		return err
+	}
+	body := fmt.Sprintf("# Coffer root principal, created on the region's first start.\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
+	tmp := path + ".tmp"
+	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
+		return err
+	}
+	return os.Rename(tmp, path)
 }
