@@ -129,7 +129,26 @@ func commandTree() *command {
 		},
 		snapshot,
 	)
+	iam := group("iam", "Manage principals and their access keys",
+		"Principals are who may call Coffer; each authenticates with an access key (gRPC:\nbearer ACCESS_KEY_ID:SECRET, AWS API: SigV4). Policies come with access control;\nuntil then every authenticated principal may do everything.",
+		&command{
+			name: "create-principal", synopsis: "NAME [--description D]", run: runIAMCreatePrincipal,
+			summary: "Create a principal",
+		},
+		&command{
+			name: "create-access-key", synopsis: "PRINCIPAL", run: runIAMCreateAccessKey,
+			summary: "Create an access key; its secret is shown only once",
+		},
+		&command{
+			name: "list", synopsis: "", run: runIAMList,
+			summary: "List principals and their access key ids",
+		},
+		&command{
+			name: "delete", synopsis: "NAME | --access-key KEY_ID", run: runIAMDelete,
+			summary: "Delete a principal (and its keys) or one access key",
+		},
+	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, cluster)
+		secrets, cluster, iam)
 }

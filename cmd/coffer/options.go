@@ -37,6 +37,14 @@ type options struct {
 	tls      bool
 	caFile   string
 
+	// Credentials: an access key from COFFER_ACCESS_KEY_ID and
+	// COFFER_SECRET_ACCESS_KEY, else from a profile of a credentials file
+	// (AWS shared-credentials format, as cofferd writes root-credentials).
+	accessKeyID     string
+	secretAccessKey string
+	credentialsFile string
+	profile         string
+
 	// consistency and minIndex shape how read commands read; "" and 0 leave
 	// it to the server (linearizable, no wait).
 	consistency string
@@ -71,6 +79,18 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 		}
 		o.tls = b
 	}
+	if v, ok := get("COFFER_ACCESS_KEY_ID"); ok {
+		o.accessKeyID = v
+	}
+	if v, ok := get("COFFER_SECRET_ACCESS_KEY"); ok {
+		o.secretAccessKey = v
+	}
+	if v, ok := get("COFFER_CREDENTIALS_FILE"); ok {
+		o.credentialsFile = v
+	}
+	if v, ok := get("COFFER_PROFILE"); ok {
+		o.profile = v
+	}
 	if v, ok := get("COFFER_CONSISTENCY"); ok {
 		if err := checkConsistency(v); err != nil {
 			return o, &usageError{msg: fmt.Sprintf("COFFER_CONSISTENCY=%q: %v", v, err)}
@@ -83,7 +103,7 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 // globalFlagNames are the flags register adds; leaf usage lists them apart.
 var globalFlagNames = map[string]bool{
 	"endpoint": true, "output": true, "o": true, "timeout": true, "tls": true, "ca-file": true,
-	"consistency": true, "min-index": true,
+	"consistency": true, "min-index": true, "profile": true, "credentials-file": true,
 }
 
 // globalFlagHelp documents the global flags for "coffer help". It is written
@@ -95,6 +115,10 @@ const globalFlagHelp = `  --endpoint HOST:PORT  server address (env COFFER_ENDPO
   --tls                 connect with TLS instead of plaintext (env COFFER_TLS)
   --ca-file FILE        PEM CA bundle that verifies the server; implies --tls
                         (env COFFER_CA_FILE; default the system roots)
+  --profile NAME        credentials profile (env COFFER_PROFILE; default "default")
+  --credentials-file F  credentials file in the AWS shared-credentials format
+                        (env COFFER_CREDENTIALS_FILE; default ~/.coffer/credentials);
+                        COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY win over it
   --consistency MODE    how read commands read: linearizable (the server's
                         default) or stale, from the answering node's own state
                         (env COFFER_CONSISTENCY)
@@ -112,6 +136,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each RPC")
 	fs.BoolVar(&o.tls, "tls", o.tls, "connect with TLS")
 	fs.StringVar(&o.caFile, "ca-file", o.caFile, "PEM `FILE` of CAs that verify the server")
+	fs.StringVar(&o.profile, "profile", o.profile, "credentials profile `NAME`")
+	fs.StringVar(&o.credentialsFile, "credentials-file", o.credentialsFile, "credentials `FILE`")
 	fs.Func("consistency", "read `MODE`: linearizable or stale", func(v string) error {
 		if err := checkConsistency(v); err != nil {
 			return err
@@ -170,7 +196,15 @@ func (o *options) dial() (*grpc.ClientConn, error) {
 		}
 		creds = credentials.NewTLS(cfg)
 	}
-	conn, err := grpc.NewClient(o.endpoint, grpc.WithTransportCredentials(creds))
+	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
+	id, secret, err := o.credentials()
+	if err != nil {
+		return nil, err
+	}
+	if id != "" {
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: id + ":" + secret, secure: o.tls || o.caFile != ""}))
+	}
+	conn, err := grpc.NewClient(o.endpoint, dialOpts...)
 	if err != nil {
 		return nil, &usageError{msg: fmt.Sprintf("--endpoint %q: %v", o.endpoint, err)}
 	}

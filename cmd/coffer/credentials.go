@@ -1,0 +1,101 @@
+package main
+
+import (
+	"bufio"
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"os"
+	"path/filepath"
+	"strings"
+)
+
+// credentials returns the access key to authenticate with, or empty
+// strings to call without credentials (cofferd dev accepts that).
+func (o *options) credentials() (id, secret string, err error) {
+	if o.accessKeyID != "" || o.secretAccessKey != "" {
+		if o.accessKeyID == "" || o.secretAccessKey == "" {
+			return "", "", &usageError{msg: "COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY must be set together"}
+		}
+		return o.accessKeyID, o.secretAccessKey, nil
+	}
+	path, explicit := o.credentialsFile, o.credentialsFile != ""
+	if path == "" {
+		home, err := os.UserHomeDir()
+		if err != nil {
+			return "", "", nil
+		}
+		path = filepath.Join(home, ".coffer", "credentials")
+	}
+	profile := o.profile
+	if profile == "" {
+		profile = "default"
+	}
+	id, secret, err = readProfile(path, profile)
+	if errors.Is(err, fs.ErrNotExist) && !explicit && o.profile == "" {
+		return "", "", nil
+	}
+	if err != nil {
+		return "", "", fmt.Errorf("credentials: %w", err)
+	}
+	return id, secret, nil
+}
+
+// readProfile reads one profile of an AWS shared-credentials style file:
+// [name] sections with aws_access_key_id and aws_secret_access_key (the
+// aws_ prefix is optional).
+func readProfile(path, profile string) (id, secret string, err error) {
+	f, err := os.Open(path)
+	if err != nil {
+		return "", "", err
+	}
+	defer f.Close()
+	section, found := "", false
+	sc := bufio.NewScanner(f)
+	for sc.Scan() {
+		line := strings.TrimSpace(sc.Text())
+		if line == "" || strings.HasPrefix(line, "#") || strings.HasPrefix(line, ";") {
+			continue
+		}
+		if strings.HasPrefix(line, "[") && strings.HasSuffix(line, "]") {
+			section = strings.TrimSpace(strings.TrimPrefix(line[1:len(line)-1], "profile "))
+			found = found || section == profile
+			continue
+		}
+		if section != profile {
+			continue
+		}
+		k, v, ok := strings.Cut(line, "=")
+		if !ok {
+			continue
+		}
+		switch strings.TrimPrefix(strings.TrimSpace(k), "aws_") {
+		case "access_key_id":
+			id = strings.TrimSpace(v)
+		case "secret_access_key":
+			secret = strings.TrimSpace(v)
+		}
+	}
+	if err := sc.Err(); err != nil {
+		return "", "", err
+	}
+	if !found || id == "" || secret == "" {
+		return "", "", fmt.Errorf("%s has no profile %q with an access key id and secret", path, profile)
+	}
+	return id, secret, nil
+}
+
+// bearer sends the access key as gRPC bearer credentials.
+type bearer struct {
+	token  string
+	secure bool
+}
+
+func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + b.token}, nil
+}
+
+// RequireTransportSecurity is false so loopback and dev setups work;
+// across a network, use --tls.
+func (b bearer) RequireTransportSecurity() bool { return false }
