@@ -218,6 +218,8 @@ func (n *node) launch() error {
 		return err
 	}
 	cmd := exec.Command(bin.cofferd, "server", "--config", n.configFile)
+	// Fixed root credentials, as a test suite would set them.
+	cmd.Env = append(os.Environ(), "COFFER_ROOT_ACCESS_KEY_ID="+rootAccessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY="+rootSecretAccessKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	err = cmd.Start()
 	logf.Close() // the child has its own descriptor
@@ -237,7 +239,8 @@ func (n *node) launch() error {
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
 			BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, MaxDelay: 500 * time.Millisecond,
 		}, MinConnectTimeout: 5 * time.Second}),
-		grpc.WithUnaryInterceptor(defaultDeadline))
+		grpc.WithUnaryInterceptor(defaultDeadline),
+		grpc.WithPerRPCCredentials(rootBearer{}))
 	if err != nil {
 		n.kill()
 		return fmt.Errorf("grpc client: %w", err)
@@ -399,6 +402,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, exit int) {
 	ctx, cancel := context.WithTimeout(t.Context(), cliTimeout)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, bin.coffer, args...)
+	cmd.Env = append(os.Environ(), "COFFER_ACCESS_KEY_ID="+rootAccessKeyID, "COFFER_SECRET_ACCESS_KEY="+rootSecretAccessKey)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()
@@ -486,3 +490,18 @@ func utcMidnight(t time.Time) time.Time {
 	y, m, d := t.UTC().Date()
 	return time.Date(y, m, d, 0, 0, 0, 0, time.UTC)
 }
+
+// The root principal's access key every test node is started with.
+const (
+	rootAccessKeyID     = "AKIAE2ETESTROOT00001"
+	rootSecretAccessKey = "e2e/test/root/secret/access/key/0000000001"
+)
+
+// rootBearer authenticates gRPC calls as the root principal.
+type rootBearer struct{}
+
+func (rootBearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
+	return map[string]string{"authorization": "Bearer " + rootAccessKeyID + ":" + rootSecretAccessKey}, nil
+}
+
+func (rootBearer) RequireTransportSecurity() bool { return false }
