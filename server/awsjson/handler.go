@@ -1,0 +1,304 @@
+package awsjson
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"mime"
+	"net/http"
+	"runtime/debug"
+	"strconv"
+	"strings"
+	"time"
+
+	"github.com/google/uuid"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
+)
+
+// Wire constants of the awsJson1_1 protocol.
+const (
+	// TargetPrefix is the X-Amz-Target prefix of every Secrets Manager operation.
+	TargetPrefix = "secretsmanager."
+	// ContentType is the media type of every response.
+	ContentType = "application/x-amz-json-1.1"
+	// RequestIDHeader carries the request id, spelled as AWS spells it.
+	RequestIDHeader = "x-amzn-RequestId"
+	// ErrorTypeHeader carries an error's type; SDKs read it before the body.
+	ErrorTypeHeader = "X-Amzn-ErrorType"
+	// DefaultMaxBodyBytes bounds a request body when Handler.MaxBodyBytes is 0.
+	// A 64 KiB secret escaped as \u00XX is under 400 KiB.
+	DefaultMaxBodyBytes = 1 << 20
+)
+
+// Error types of the protocol layer itself, beyond server's AWS types.
+const (
+	TypeUnknownOperation = "UnknownOperationException"
+	TypeSerialization    = "SerializationException"
+	TypeRequestTooLarge  = "RequestEntityTooLargeException"
+)
+
+// The authentication failures AWS answers with 403 rather than 400. (An
+// incomplete signature, IncompleteSignatureException, is a 400.) The
+// Authenticator chooses the type; these only pick the status.
+const (
+	typeUnrecognizedClient = "UnrecognizedClientException"
+	typeInvalidSignature   = "InvalidSignatureException"
+	typeMissingAuthToken   = "MissingAuthenticationTokenException"
+)
+
+// Authenticator authenticates an HTTP request. It returns the caller's
+// principal name, or an error, preferably a *server.APIError such as
+// UnrecognizedClientException or InvalidSignatureException, which the caller
+// is shown. body is the full request body, for payload signing.
+type Authenticator interface {
+	Authenticate(ctx context.Context, r *http.Request, body []byte) (principal string, err error)
+}
+
+// Handler serves the AWS Secrets Manager JSON protocol (awsJson1_1) over
+// HTTP, answering every operation with Service.
+type Handler struct {
+	// Service answers the operations; it is the same service the gRPC API serves.
+	Service cofferv1.SecretsManagerServiceServer
+	// Auth authenticates every request. A Handler without one refuses all
+	// requests: it never serves unauthenticated callers by accident.
+	Auth Authenticator
+	// Logger receives one line per request; nil means slog.Default().
+	Logger *slog.Logger
+	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
+	MaxBodyBytes int64
+}
+
+type principalKey struct{}
+
+// PrincipalFrom returns the authenticated principal the handler stored in
+// ctx, or "" outside an authenticated request.
+func PrincipalFrom(ctx context.Context) string {
+	p, _ := ctx.Value(principalKey{}).(string)
+	return p
+}
+
+// exchange is one request and what the log line says about it.
+type exchange struct {
+	w         http.ResponseWriter
+	id        string
+	operation string
+	principal string
+	status    int
+	errType   string
+	cause     error
+	written   bool
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	start := time.Now()
+	x := &exchange{w: w, id: uuid.NewString()}
+	// Set directly, not through Header.Set, to keep AWS's spelling on the wire.
+	w.Header()[RequestIDHeader] = []string{x.id}
+	w.Header().Set(server.RequestIDHeader, x.id)
+	ctx := server.WithRequestID(r.Context(), x.id)
+	log := h.logger()
+	defer func() {
+		if p := recover(); p != nil {
+			log.Error("request panicked", "request_id", x.id, "operation", x.operation, "panic", p, "stack", string(debug.Stack()))
+			x.cause = fmt.Errorf("panic: %v", p)
+			if !x.written {
+				x.fail(0, &server.APIError{Type: server.TypeInternalServiceError, Message: "An error occurred on the server side."})
+			}
+		}
+		level := slog.LevelInfo
+		attrs := []slog.Attr{
+			slog.String("request_id", x.id), slog.String("api", "aws"), slog.String("operation", x.operation),
+			slog.Int("status", x.status), slog.Duration("duration", time.Since(start)),
+		}
+		if x.principal != "" {
+			attrs = append(attrs, slog.String("principal", x.principal))
+		}
+		if x.errType != "" {
+			attrs = append(attrs, slog.String("error_type", x.errType))
+		}
+		if x.cause != nil {
+			level = slog.LevelError
+			attrs = append(attrs, slog.Any("cause", x.cause))
+		}
+		log.LogAttrs(ctx, level, "request", attrs...)
+	}()
+	h.serve(ctx, x, r)
+}
+
+func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
+	if r.URL.Path != "/" {
+		x.fail(http.StatusNotFound, apiError(TypeUnknownOperation, "Nothing is served at %s: AWS JSON requests are POST /.", truncate(r.URL.Path)))
+		return
+	}
+	if r.Method != http.MethodPost {
+		x.w.Header().Set("Allow", http.MethodPost)
+		x.fail(http.StatusMethodNotAllowed, apiError(TypeUnknownOperation, "Method %s is not allowed: AWS JSON requests are POST /.", truncate(r.Method)))
+		return
+	}
+	body, err := h.readBody(x.w, r)
+	if err != nil {
+		var tooLarge *http.MaxBytesError
+		if errors.As(err, &tooLarge) {
+			x.fail(http.StatusRequestEntityTooLarge, apiError(TypeRequestTooLarge, "The request body exceeds %d bytes.", tooLarge.Limit))
+			return
+		}
+		x.fail(0, apiError(TypeSerialization, "The request body could not be read."))
+		return
+	}
+
+	if h.Auth == nil {
+		x.cause = errors.New("awsjson: Handler has no Authenticator")
+		x.fail(0, &server.APIError{Type: server.TypeInternalServiceError, Message: "An error occurred on the server side."})
+		return
+	}
+	principal, err := h.Auth.Authenticate(ctx, r, body)
+	if err != nil {
+		x.failWith(err)
+		return
+	}
+	x.principal = principal
+	ctx = context.WithValue(ctx, principalKey{}, principal)
+
+	target := r.Header.Get("X-Amz-Target")
+	name, ok := strings.CutPrefix(target, TargetPrefix)
+	op, known := operations[name]
+	if !ok || !known {
+		if target == "" {
+			x.fail(0, apiError(TypeUnknownOperation, "The X-Amz-Target header is missing; it names the operation, as in secretsmanager.GetSecretValue."))
+		} else {
+			x.fail(0, apiError(TypeUnknownOperation, "%s is not a Secrets Manager operation.", truncate(target)))
+		}
+		return
+	}
+	x.operation = name
+	if e := checkContentType(r.Header.Get("Content-Type")); e != nil {
+		x.fail(0, e)
+		return
+	}
+	in := op.newInput()
+	if err := decodeRequest(body, in); err != nil {
+		x.fail(0, apiError(TypeSerialization, "%s", err.Error()))
+		return
+	}
+	if e := requireToken(in); e != nil {
+		x.fail(0, e)
+		return
+	}
+	consistency, cerr := server.ParseConsistency(r.Header.Get(server.ConsistencyHeader), r.Header.Get(server.MinIndexHeader))
+	if cerr != nil {
+		x.fail(0, cerr)
+		return
+	}
+	ctx = server.WithConsistency(ctx, consistency)
+
+	out, err := op.invoke(ctx, h.Service, in)
+	if idx := server.AnsweredIndex(ctx); idx > 0 {
+		x.w.Header().Set(server.IndexHeader, strconv.FormatUint(idx, 10))
+	}
+	if err != nil {
+		x.failWith(err)
+		return
+	}
+	x.write(http.StatusOK, encodeResponse(make([]byte, 0, 512), out))
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+func (h *Handler) readBody(w http.ResponseWriter, r *http.Request) ([]byte, error) {
+	limit := h.MaxBodyBytes
+	if limit <= 0 {
+		limit = DefaultMaxBodyBytes
+	}
+	if r.ContentLength > limit {
+		return nil, &http.MaxBytesError{Limit: limit}
+	}
+	return io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+}
+
+// checkContentType accepts the awsJson media types and a missing header.
+func checkContentType(ct string) *server.APIError {
+	if ct == "" {
+		return nil
+	}
+	mt, _, err := mime.ParseMediaType(ct)
+	if err == nil && (mt == "application/x-amz-json-1.1" || mt == "application/x-amz-json-1.0") {
+		return nil
+	}
+	return apiError(TypeSerialization, "Content-Type must be %s, not %q.", ContentType, truncate(ct))
+}
+
+func apiError(typ, format string, args ...any) *server.APIError {
+	return &server.APIError{Type: typ, Message: fmt.Sprintf(format, args...)}
+}
+
+// truncate bounds caller-supplied text echoed in messages and logs.
+func truncate(s string) string {
+	const limit = 128
+	if len(s) <= limit {
+		return s
+	}
+	return s[:limit] + "…"
+}
+
+// statusOf is the HTTP status AWS answers an error type with.
+func statusOf(typ string) int {
+	switch typ {
+	case server.TypeInternalServiceError:
+		return http.StatusInternalServerError
+	case server.TypeServiceUnavailable:
+		return http.StatusServiceUnavailable
+	case typeUnrecognizedClient, typeInvalidSignature, typeMissingAuthToken, server.TypeAccessDeniedException:
+		return http.StatusForbidden
+	}
+	return http.StatusBadRequest
+}
+
+// failWith renders whatever a layer below returned as the APIError the
+// caller should see; the cause of an internal failure is only logged.
+func (x *exchange) failWith(err error) {
+	ae := server.AsAPIError(err)
+	if ae.Type == server.TypeInternalServiceError {
+		if cause := errors.Unwrap(ae); cause != nil {
+			x.cause = cause
+		} else {
+			x.cause = err
+		}
+	}
+	x.fail(0, ae)
+}
+
+// fail writes an AWS JSON error; status 0 means the type's usual status.
+func (x *exchange) fail(status int, e *server.APIError) {
+	if status == 0 {
+		status = statusOf(e.Type)
+	}
+	x.errType = e.Type
+	x.w.Header()[ErrorTypeHeader] = []string{e.Type}
+	b := make([]byte, 0, 64+len(e.Type)+len(e.Message))
+	b = append(b, `{"__type":`...)
+	b = appendString(b, e.Type)
+	b = append(b, `,"message":`...)
+	b = appendString(b, e.Message)
+	b = append(b, '}')
+	x.write(status, b)
+}
+
+func (x *exchange) write(status int, body []byte) {
+	hdr := x.w.Header()
+	hdr.Set("Content-Type", ContentType)
+	hdr.Set("Content-Length", strconv.Itoa(len(body)))
+	x.w.WriteHeader(status)
+	_, _ = x.w.Write(body)
+	x.status = status
+	x.written = true
+}
