@@ -13,9 +13,9 @@ import (
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
-	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/storage"
 )
 

@@ -100,6 +100,9 @@ func (s *Service) GetRandomPassword(_ context.Context, req *cofferv1.GetRandomPa
 		if o.Length > password.MaxLength {
 			return nil, validationErr("passwordLength", "Member must have value less than or equal to 4096")
 		}
+		if o.Length < password.MinLength {
+			return nil, validationErr("passwordLength", "Member must have value greater than or equal to 1")
+		}
 	}
 	if e := checkLength("excludeCharacters", req.GetExcludeCharacters(), 0, 4096); e != nil {
 		return nil, e

@@ -223,13 +223,21 @@ func (s *Service) ListSecretVersionIds(ctx context.Context, req *cofferv1.ListSe
 		return nil, err
 	}
 	resp := &cofferv1.ListSecretVersionIdsResponse{Arn: page.Secret.GetArn(), Name: page.Secret.GetName(), NextToken: page.NextToken}
+	defaultKey := ""
+	if kr, err := s.keys(); err == nil {
+		defaultKey = kr.DefaultKeyID()
+	}
 	for _, v := range page.Versions {
+		keyID := v.GetKmsKeyId()
+		if keyID == defaultKey && page.Secret.GetKmsKeyId() == "" {
+			keyID = "DefaultEncryptionKey" // what AWS reports for the default key
+		}
 		resp.Versions = append(resp.Versions, &cofferv1.SecretVersionsListEntry{
 			VersionId:        v.GetVersionId(),
 			VersionStages:    slices.Clone(v.GetStages()),
 			LastAccessedDate: v.GetLastAccessedDate(),
 			CreatedDate:      v.GetCreatedDate(),
-			KmsKeyIds:        []string{v.GetKmsKeyId()},
+			KmsKeyIds:        []string{keyID},
 		})
 	}
 	return resp, nil

@@ -198,6 +198,9 @@ func secretValue(str *string, bin []byte, binSet bool) (kind storagev1.ValueKind
 	case hasStr && binSet:
 		return 0, nil, false, apiErr(TypeInvalidParameter, "You can't specify both a binary secret value and a string secret value in the same secret.")
 	case hasStr:
+		if len(*str) == 0 {
+			return 0, nil, false, validationErr("secretString", "Member must have length greater than or equal to 1")
+		}
 		if len(*str) > storage.MaxValueBytes {
 			return 0, nil, false, validationErr("secretString", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
 		}
@@ -206,6 +209,9 @@ func secretValue(str *string, bin []byte, binSet bool) (kind storagev1.ValueKind
 		}
 		return storagev1.ValueKind_VALUE_KIND_STRING, []byte(*str), true, nil
 	case binSet:
+		if len(bin) == 0 {
+			return 0, nil, false, validationErr("secretBinary", "Member must have length greater than or equal to 1")
+		}
 		if len(bin) > storage.MaxValueBytes {
 			return 0, nil, false, validationErr("secretBinary", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
 		}

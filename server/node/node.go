@@ -15,6 +15,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"sync"
@@ -38,6 +39,11 @@ type Options struct {
 	GRPCAddr string
 	// GRPCTLS, when set, serves the client API over TLS.
 	GRPCTLS *tls.Config
+	// AWSAddr is the AWS Secrets Manager protocol listen address; empty
+	// turns it off.
+	AWSAddr string
+	// AWSTLS, when set, serves the AWS API over HTTPS.
+	AWSTLS *tls.Config
 	// Service configures the API service (ARN parts, intervals).
 	Service server.Config
 	// Raft configures the Raft node; Dir defaults to DataDir/raft and
@@ -72,6 +78,8 @@ type Node struct {
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
+	aws    *http.Server
+	awsLis net.Listener
 
 	ready    chan struct{}
 	failed   chan struct{} // closed with readyErr set when the node cannot become ready
@@ -129,6 +137,12 @@ func Start(opts Options) (*Node, error) {
 	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.AllowAnonymous), gopts...)
 	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
 	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
+	if opts.AWSAddr != "" {
+		if err := n.startAWS(); err != nil {
+			n.shutdownParts()
+			return nil, err
+		}
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -232,6 +246,7 @@ func (n *Node) Stop() error {
 	var err error
 	n.stopOnce.Do(func() {
 		server.SetServing(n.health, false)
+		n.stopAWS()
 		stopped := make(chan struct{})
 		go func() { n.grpc.GracefulStop(); close(stopped) }()
 		select {

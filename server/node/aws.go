@@ -1,0 +1,95 @@
+package node
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"net/http"
+	"time"
+
+	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/awsjson"
+	"github.com/cofferhq/coffer/server/sigv4"
+)
+
+// sigv4Auth authenticates AWS API requests with SigV4 against the region's
+// access keys. Only credentials scoped to this region are accepted.
+type sigv4Auth struct {
+	verifier *sigv4.Verifier
+	region   string
+}
+
+func newSigV4Auth(iam *server.IAM, region string) *sigv4Auth {
+	return &sigv4Auth{region: region, verifier: &sigv4.Verifier{
+		Service: "secretsmanager",
+		Lookup: func(_ context.Context, id string) (*sigv4.Credentials, error) {
+			secret, principal, err := iam.Lookup(id)
+			if errors.Is(err, server.ErrUnknownAccessKey) {
+				return nil, nil
+			}
+			if err != nil {
+				return nil, err
+			}
+			return &sigv4.Credentials{AccessKeyID: id, SecretAccessKey: secret, Principal: principal}, nil
+		},
+	}}
+}
+
+func (a *sigv4Auth) Authenticate(ctx context.Context, r *http.Request, body []byte) (string, error) {
+	creds, region, err := a.verifier.Verify(ctx, r, body)
+	if err != nil {
+		var se *sigv4.Error
+		if errors.As(err, &se) {
+			return "", &server.APIError{Type: se.Code, Message: se.Message}
+		}
+		return "", err
+	}
+	if region != a.region {
+		return "", &server.APIError{Type: server.TypeInvalidSignature,
+			Message: fmt.Sprintf("Credential should be scoped to a valid region. This endpoint serves %s, not '%s'.", a.region, region)}
+	}
+	return creds.Principal, nil
+}
+
+// startAWS serves the AWS Secrets Manager protocol on opts.AWSAddr.
+func (n *Node) startAWS() error {
+	lis, err := net.Listen("tcp", n.opts.AWSAddr)
+	if err != nil {
+		return fmt.Errorf("listen on %s: %w", n.opts.AWSAddr, err)
+	}
+	h := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region), Logger: n.log}
+	n.aws = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: n.opts.AWSTLS}
+	n.awsLis = lis
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		var err error
+		if n.opts.AWSTLS != nil {
+			err = n.aws.ServeTLS(lis, "", "")
+		} else {
+			err = n.aws.Serve(lis)
+		}
+		if err != nil && !errors.Is(err, http.ErrServerClosed) {
+			n.log.Error("AWS API server stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+// AWSAddr is the AWS API listener's address, or "" when it is off.
+func (n *Node) AWSAddr() string {
+	if n.awsLis == nil {
+		return ""
+	}
+	return n.awsLis.Addr().String()
+}
+
+func (n *Node) stopAWS() {
+	if n.aws == nil {
+		return
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	_ = n.aws.Shutdown(ctx)
+}
