@@ -28,7 +28,10 @@ type Config struct {
 	DataDir string `yaml:"data_dir"`
 	// GRPCAddr is where the gRPC API listens.
 	GRPCAddr string `yaml:"grpc_addr"`
-	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC API.
+	// AWSAddr is where the AWS Secrets Manager protocol (awsJson1_1,
+	// SigV4) listens; empty turns it off.
+	AWSAddr string `yaml:"aws_addr"`
+	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC and AWS APIs.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
 
@@ -114,6 +117,7 @@ func defaultConfig() Config {
 		NodeID:    host,
 		DataDir:   "/var/lib/coffer",
 		GRPCAddr:  "127.0.0.1:7400",
+		AWSAddr:   "127.0.0.1:7480",
 		Partition: sd.Partition,
 		Region:    sd.Region,
 		AccountID: sd.AccountID,
@@ -150,6 +154,11 @@ func (c Config) Validate() error {
 	}
 	if _, _, err := net.SplitHostPort(c.GRPCAddr); err != nil {
 		add("grpc_addr %q is not host:port: %v", c.GRPCAddr, err)
+	}
+	if c.AWSAddr != "" {
+		if _, _, err := net.SplitHostPort(c.AWSAddr); err != nil {
+			add("aws_addr %q is not host:port: %v", c.AWSAddr, err)
+		}
 	}
 	if n := countSet(c.Cluster.CAFile, c.Cluster.CertFile, c.Cluster.KeyFile); n != 0 && n != 3 {
 		add("cluster.ca_file, cluster.cert_file and cluster.key_file must be set together")
@@ -273,6 +282,7 @@ var settings = []setting{
 	{"node-id", "COFFER_NODE_ID", "node id, unique in the region", str(func(c *Config) *string { return &c.NodeID })},
 	{"data-dir", "COFFER_DATA_DIR", "directory for state and Raft data", str(func(c *Config) *string { return &c.DataDir })},
 	{"grpc-addr", "COFFER_GRPC_ADDR", "gRPC API listen address", str(func(c *Config) *string { return &c.GRPCAddr })},
+	{"aws-addr", "COFFER_AWS_ADDR", "AWS Secrets Manager API listen address (empty: off)", str(func(c *Config) *string { return &c.AWSAddr })},
 	{"tls-cert-file", "COFFER_TLS_CERT_FILE", "TLS certificate for the gRPC API", str(func(c *Config) *string { return &c.TLSCertFile })},
 	{"tls-key-file", "COFFER_TLS_KEY_FILE", "TLS key for the gRPC API", str(func(c *Config) *string { return &c.TLSKeyFile })},
 	{"partition", "COFFER_PARTITION", "ARN partition", str(func(c *Config) *string { return &c.Partition })},

@@ -74,7 +74,11 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 			o.AllowAnonymous = true
 			creds.capture(o)
 		}, func(addr string) {
-			fmt.Fprintf(stdout, devBanner, "one node", cfg.Region, cfg.AccountID, "  gRPC endpoint:  "+addr+"   (plaintext; grpcurl -plaintext "+addr+" list)\n",
+			eps := "  gRPC endpoint:  " + addr + "   (plaintext; grpcurl -plaintext " + addr + " list)\n"
+			if cfg.AWSAddr != "" {
+				eps += "  AWS endpoint:   http://" + cfg.AWSAddr + "   (aws --endpoint-url http://" + cfg.AWSAddr + " secretsmanager list-secrets)\n"
+			}
+			fmt.Fprintf(stdout, devBanner, "one node", cfg.Region, cfg.AccountID, eps,
 				cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), addr)
 		})
 	}
@@ -136,6 +140,14 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 		nc.Raft.BindAddr = net.JoinHostPort(host, strconv.Itoa(port+1))
 		nc.Cluster.GossipAddr = net.JoinHostPort(host, strconv.Itoa(port+2))
 		nc.Raft.Bootstrap = i == 0
+		if cfg.AWSAddr != "" {
+			awsHost, awsPort, err := net.SplitHostPort(cfg.AWSAddr)
+			if err != nil {
+				return err
+			}
+			p, _ := strconv.Atoi(awsPort)
+			nc.AWSAddr = net.JoinHostPort(awsHost, strconv.Itoa(p+10*i))
+		}
 		if i > 0 {
 			nc.Cluster.Join = []string{gossip0}
 		}
@@ -158,7 +170,7 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 			return fmt.Errorf("start %s: %w", nc.NodeID, err)
 		}
 		started = append(started, nd)
-		fmt.Fprintf(&endpoints, "  %s gRPC:     %s   cluster %s   gossip %s\n", nc.NodeID, nd.Addr(), nc.Raft.BindAddr, nc.Cluster.GossipAddr)
+		fmt.Fprintf(&endpoints, "  %s gRPC:     %s   AWS http://%s   cluster %s   gossip %s\n", nc.NodeID, nd.Addr(), nd.AWSAddr(), nc.Raft.BindAddr, nc.Cluster.GossipAddr)
 	}
 	for _, nd := range started {
 		if err := nd.WaitReady(ctx); err != nil {

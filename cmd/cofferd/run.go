@@ -52,7 +52,7 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		}
 	}
 	opts := node.Options{
-		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, Service: cfg.serviceConfig(),
+		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, AWSAddr: cfg.AWSAddr, Service: cfg.serviceConfig(),
 		Raft: rc, RootKey: root, Logger: log,
 		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
 	}
@@ -73,6 +73,7 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 			return node.Options{}, fmt.Errorf("load TLS key pair: %w", err)
 		}
 		opts.GRPCTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		opts.AWSTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return opts, nil
 }
