@@ -7,6 +7,9 @@ need=()
 command -v git >/dev/null 2>&1 || need+=(git)
 command -v make >/dev/null 2>&1 || need+=(make)
 command -v gcc >/dev/null 2>&1 || need+=(gcc) # the race detector needs cgo
+# The compatibility tests drive Debian's aws CLI (/usr/bin/aws) besides any
+# aws on PATH.
+[ -x /usr/bin/aws ] || need+=(awscli)
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go is required (1.26 or newer) and is not on PATH" >&2

@@ -84,6 +84,7 @@ func runMain(m *testing.M) int {
 type node struct {
 	t          *testing.T
 	dataDir    string
+	awsAddr    string
 	keyFile    string
 	configFile string
 	logFile    string
@@ -153,7 +154,7 @@ func startNode(t *testing.T, dir string, opts ...nodeOption) *node {
 	// A free port can be taken by someone else between our probe and the
 	// child's bind; try again with new ports when that is why it failed.
 	for attempt := 1; ; attempt++ {
-		n.grpcAddr, n.raftAddr = freeAddr(t), freeAddr(t)
+		n.grpcAddr, n.raftAddr, n.awsAddr = freeAddr(t), freeAddr(t), freeAddr(t)
 		n.writeConfig()
 		err := n.launch()
 		if err == nil {
@@ -188,6 +189,7 @@ func (n *node) writeConfig() {
 	fmt.Fprintf(&b, "node_id: e2e-1\n")
 	fmt.Fprintf(&b, "data_dir: %s\n", q(n.dataDir))
 	fmt.Fprintf(&b, "grpc_addr: %s\n", q(n.grpcAddr))
+	fmt.Fprintf(&b, "aws_addr: %s\n", q(n.awsAddr))
 	fmt.Fprintf(&b, "region: %s\n", testRegion)
 	fmt.Fprintf(&b, "account_id: %s\n", q(testAccount))
 	fmt.Fprintf(&b, "seal:\n  type: file\n  key_file: %s\n", q(n.keyFile))
