@@ -47,10 +47,12 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzRequests$$' -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzCreateSecret$$' -fuzztime $(FUZZTIME) ./server
 	$(GO) test -run '^$$' -fuzz '^FuzzParse$$' -fuzztime $(FUZZTIME) ./server/policy
+	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) ./server/sigv4
+	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) ./server/awsjson
 
 ## bench: the performance figures quoted in notes and docs.
 bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./storage ./storage/kms ./server ./server/password
+	$(GO) test -run '^$$' -bench . -benchmem ./storage ./storage/kms ./server ./server/password ./server/sigv4 ./server/awsjson
 
 ## docker: a FROM-scratch image of the static cofferd binary.
 docker:
