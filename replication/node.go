@@ -187,12 +187,10 @@ type Node struct {
 	applied   *appliedWaiter
 	reads     *readIndexBatcher
 
-	// leaderGen counts leadership changes; readyGen is the generation in
-	// which this node, as leader, last committed an entry of its own term.
-	// Until then its commit index may be stale and it cannot serve a read
-	// index.
-	leaderGen atomic.Uint64
-	readyGen  atomic.Uint64
+	// readyTerm is the term in which this node, as leader, committed an
+	// entry of its own (a barrier). Until then its commit index may lag the
+	// true one, and it cannot serve a read index.
+	readyTerm atomic.Uint64
 
 	stop chan struct{}
 	wg   sync.WaitGroup
@@ -290,8 +288,25 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	}
 	n.applied.mu.Lock()
 	n.applied.raftApplied = n.raft.AppliedIndex
+	n.applied.onlyRaftEntries = func(from, to uint64) bool {
+		if to < from {
+			return true
+		}
+		if to-from > 64 {
+			return false // a long gap is not a tail of no-ops; wait for the FSM
+		}
+		var l raft.Log
+		for i := from; i <= to; i++ {
+			if err := cached.GetLog(i, &l); err != nil {
+				return false
+			}
+			if l.Type == raft.LogCommand || l.Type == raft.LogConfiguration {
+				return false
+			}
+		}
+		return true
+	}
 	n.applied.mu.Unlock()
-	n.watchLeadership()
 
 	if cfg.Gossip.BindAddr != "" {
 		g := cfg.Gossip
@@ -310,30 +325,6 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		go func() { defer n.wg.Done(); <-n.stop; cancel() }()
 	}
 	return n, nil
-}
-
-// watchLeadership bumps leaderGen on every leadership change, so a new
-// leader must commit an entry of its own term before serving read indexes.
-func (n *Node) watchLeadership() {
-	ch := make(chan raft.Observation, 16)
-	obs := raft.NewObserver(ch, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
-	})
-	n.raft.RegisterObserver(obs)
-	n.wg.Add(1)
-	go func() {
-		defer n.wg.Done()
-		defer n.raft.DeregisterObserver(obs)
-		for {
-			select {
-			case <-ch:
-				n.leaderGen.Add(1)
-			case <-n.stop:
-				return
-			}
-		}
-	}()
 }
 
 // catchUpFromSnapshot restores the newest snapshot into the store when the
@@ -380,11 +371,14 @@ func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result,
 	if err != nil {
 		return nil, fmt.Errorf("marshal command: %w", err)
 	}
-	if _, ok := ctx.Deadline(); !ok {
-		var cancel context.CancelFunc
-		ctx, cancel = context.WithTimeout(ctx, n.cfg.ApplyTimeout)
-		defer cancel()
+	// Give up early enough that the caller hears "no leader" rather than
+	// running out its own deadline: ApplyTimeout, or 90% of what is left.
+	limit := n.cfg.ApplyTimeout
+	if dl, ok := ctx.Deadline(); ok {
+		limit = min(limit, time.Until(dl)*9/10)
 	}
+	ctx, cancel := context.WithTimeout(ctx, limit)
+	defer cancel()
 	for {
 		var res *storage.Result
 		if n.IsLeader() {
@@ -481,14 +475,15 @@ func (n *Node) fetchReadIndex(ctx context.Context) (uint64, error) {
 		}
 		return resp.GetIndex(), nil
 	}
-	gen := n.leaderGen.Load()
-	if n.readyGen.Load() != gen {
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() != term {
 		// A new leader's commit index can lag the true one until an entry
-		// of its own term commits; the barrier waits for exactly that.
+		// of its own term commits; the barrier waits for exactly that. If
+		// the term moves meanwhile, the next round barriers again.
 		if err := n.raft.Barrier(readIndexTimeout).Error(); err != nil {
 			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
 		}
-		n.readyGen.Store(gen)
+		n.readyTerm.Store(term)
 	}
 	idx := n.raft.CommitIndex()
 	if err := n.raft.VerifyLeader().Error(); err != nil {
@@ -552,6 +547,13 @@ func (n *Node) Members() []Member {
 func (n *Node) Shutdown() error {
 	var err error
 	n.once.Do(func() {
+		if n.raft != nil && n.IsLeader() && n.votersOtherThanMe() > 0 {
+			// Hand over first, so writes pause for one transfer rather than
+			// for an election timeout.
+			if terr := n.raft.LeadershipTransfer().Error(); terr != nil {
+				n.log.Warn("leadership transfer before shutdown failed", "err", terr)
+			}
+		}
 		close(n.stop)
 		if n.members != nil {
 			_ = n.members.Leave(time.Second)
@@ -567,6 +569,20 @@ func (n *Node) Shutdown() error {
 		return fmt.Errorf("raft shutdown: %w", err)
 	}
 	return nil
+}
+
+func (n *Node) votersOtherThanMe() int {
+	f := n.raft.GetConfiguration()
+	if f.Error() != nil {
+		return 0
+	}
+	c := 0
+	for _, s := range f.Configuration().Servers {
+		if s.Suffrage == raft.Voter && string(s.ID) != n.cfg.NodeID {
+			c++
+		}
+	}
+	return c
 }
 
 func (n *Node) close() {

@@ -7,16 +7,22 @@ import (
 )
 
 // appliedWaiter lets readers wait until the state machine has applied a
-// given index. The FSM advances it after every batch. Raft's no-op and
-// barrier entries never reach the FSM, so an index can also be reached by
-// Raft's own applied index (raftApplied); waiters look at it on a short poll,
-// which only matters while the log's tail is such entries (just after a
-// leader change) — otherwise the FSM's next batch wakes them.
+// given index. The FSM advances it after every batch.
+//
+// Raft's no-op and barrier entries never reach the FSM, so a read index can
+// name one that the FSM will never report. Such an index counts as reached
+// when Raft has processed it AND every entry after the FSM's index up to it
+// is a no-op or barrier (onlyRaftEntries). Raft's own applied index alone is
+// not enough: hashicorp/raft advances it when it queues entries for the FSM,
+// before the FSM has applied them. Waiters check on a short poll, which only
+// matters while the log's tail is such entries (just after a leader change);
+// otherwise the FSM's next batch wakes them.
 type appliedWaiter struct {
-	mu          sync.Mutex
-	index       uint64
-	waiters     map[chan struct{}]uint64
-	raftApplied func() uint64
+	mu              sync.Mutex
+	index           uint64
+	waiters         map[chan struct{}]uint64
+	raftApplied     func() uint64
+	onlyRaftEntries func(from, to uint64) bool
 }
 
 const appliedPoll = 2 * time.Millisecond
@@ -56,8 +62,12 @@ func (w *appliedWaiter) current() uint64 {
 	return w.index
 }
 
+// reached is called with w.mu held.
 func (w *appliedWaiter) reached(idx uint64) bool {
-	return w.raftApplied != nil && w.raftApplied() >= idx
+	if w.raftApplied == nil || w.onlyRaftEntries == nil || w.raftApplied() < idx {
+		return false
+	}
+	return w.onlyRaftEntries(w.index+1, idx)
 }
 
 // wait returns once idx is applied, or with ctx's error.
@@ -82,7 +92,10 @@ func (w *appliedWaiter) wait(ctx context.Context, idx uint64) error {
 		case <-ch:
 			return nil
 		case <-t.C:
-			if w.reached(idx) {
+			w.mu.Lock()
+			ok := w.index >= idx || w.reached(idx)
+			w.mu.Unlock()
+			if ok {
 				return nil
 			}
 		case <-ctx.Done():
