@@ -74,7 +74,7 @@ func BearerAuth(iam *IAM, allowAnonymous bool) GRPCAuth {
 		if !strings.EqualFold(scheme, "Bearer") {
 			return "", apiErr(TypeIncompleteSignature, "The authorization header must use the Bearer scheme.")
 		}
-		return iam.CheckBearer(strings.TrimSpace(token))
+		return iam.CheckBearer(ctx, strings.TrimSpace(token))
 	}
 }
 

@@ -161,9 +161,16 @@ func NewAccessKey() (id, secret string, err error) {
 // ErrUnknownAccessKey means no active key has that id.
 var ErrUnknownAccessKey = errors.New("unknown access key")
 
-// Lookup returns the secret and principal of an active access key.
-func (i *IAM) Lookup(id string) (secret, principal string, err error) {
+// Lookup returns the secret and principal of an active access key. A key
+// this node does not know yet (created moments ago through another node) is
+// looked up again after a read barrier before it is called unknown.
+func (i *IAM) Lookup(ctx context.Context, id string) (secret, principal string, err error) {
 	k, err := i.state.AccessKey(id)
+	if err == nil && k == nil {
+		if _, berr := i.svc.rep.ReadBarrier(ctx); berr == nil {
+			k, err = i.state.AccessKey(id)
+		}
+	}
 	if err != nil {
 		return "", "", err
 	}
@@ -194,12 +201,12 @@ func (i *IAM) Lookup(id string) (secret, principal string, err error) {
 
 // CheckBearer authenticates "AKID:SECRET" (the gRPC bearer form) and
 // returns the principal.
-func (i *IAM) CheckBearer(token string) (string, error) {
+func (i *IAM) CheckBearer(ctx context.Context, token string) (string, error) {
 	id, given, ok := strings.Cut(token, ":")
 	if !ok {
 		return "", apiErr(TypeUnrecognizedClient, "The bearer token must be ACCESS_KEY_ID:SECRET_ACCESS_KEY.")
 	}
-	secret, principal, err := i.Lookup(id)
+	secret, principal, err := i.Lookup(ctx, id)
 	if errors.Is(err, ErrUnknownAccessKey) {
 		return "", apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
 	}

@@ -23,8 +23,8 @@ type sigv4Auth struct {
 func newSigV4Auth(iam *server.IAM, region string) *sigv4Auth {
 	return &sigv4Auth{region: region, verifier: &sigv4.Verifier{
 		Service: "secretsmanager",
-		Lookup: func(_ context.Context, id string) (*sigv4.Credentials, error) {
-			secret, principal, err := iam.Lookup(id)
+		Lookup: func(ctx context.Context, id string) (*sigv4.Credentials, error) {
+			secret, principal, err := iam.Lookup(ctx, id)
 			if errors.Is(err, server.ErrUnknownAccessKey) {
 				return nil, nil
 			}
