@@ -40,7 +40,7 @@ check-generated: generate
 		git status --porcelain -- proto; git diff --stat -- proto; exit 1; fi
 
 unit:
-	$(GO) test -race -count=1 ./...
+	$(GO) test -race -count=1 -timeout 25m ./...
 
 ## fuzz: a short run of every fuzz target (the seeds also run in `unit`).
 fuzz:

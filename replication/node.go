@@ -560,7 +560,7 @@ func (n *Node) Shutdown() error {
 			_ = n.members.Shutdown()
 		}
 		if n.raft != nil {
-			err = n.raft.Shutdown().Error()
+			err = n.shutdownRaft()
 		}
 		n.close()
 		n.wg.Wait()
@@ -569,6 +569,28 @@ func (n *Node) Shutdown() error {
 		return fmt.Errorf("raft shutdown: %w", err)
 	}
 	return nil
+}
+
+// raftShutdownTimeout bounds the wait for Raft's goroutines to stop.
+const raftShutdownTimeout = 10 * time.Second
+
+// shutdownRaft stops Raft, waiting at most raftShutdownTimeout.
+// hashicorp/raft v1.7.3 can wedge a replication pipeline while replication
+// is being stopped (its decoder quits, the in-flight queue fills, and
+// AppendEntries blocks with nothing left to unblock it), and then Shutdown
+// never returns. A node must still stop: the transport is closed right
+// after, which cuts the stuck pipeline off from its peer.
+func (n *Node) shutdownRaft() error {
+	done := make(chan error, 1)
+	go func() { done <- n.raft.Shutdown().Error() }()
+	select {
+	case err := <-done:
+		return err
+	case <-time.After(raftShutdownTimeout):
+		n.log.Error("raft did not shut down within the timeout (a stuck replication pipeline); closing the transport anyway",
+			"timeout", raftShutdownTimeout)
+		return nil
+	}
 }
 
 func (n *Node) votersOtherThanMe() int {
