@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"unicode/utf8"
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -19,6 +20,9 @@ func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResour
 	}
 	if req.GetResourcePolicy() == "" {
 		return nil, apiErr(TypeInvalidParameter, "You must provide a ResourcePolicy.")
+	}
+	if e := checkLength("resourcePolicy", req.GetResourcePolicy(), 1, policy.MaxDocumentLength); e != nil {
+		return nil, e
 	}
 	doc, err := policy.Parse(req.GetResourcePolicy())
 	if err != nil {
@@ -71,6 +75,9 @@ func (s *Service) DeleteResourcePolicy(ctx context.Context, req *cofferv1.Delete
 func (s *Service) ValidateResourcePolicy(ctx context.Context, req *cofferv1.ValidateResourcePolicyRequest) (*cofferv1.ValidateResourcePolicyResponse, error) {
 	if req.GetResourcePolicy() == "" {
 		return nil, apiErr(TypeInvalidParameter, "You must provide a ResourcePolicy.")
+	}
+	if !utf8.ValidString(req.GetResourcePolicy()) {
+		return nil, validationErr("resourcePolicy", "Member must be valid UTF-8 text")
 	}
 	if req.GetSecretId() != "" {
 		if e := validateSecretID(req.GetSecretId()); e != nil {

@@ -37,6 +37,9 @@ var (
 )
 
 func checkLength(field, v string, lo, hi int) *APIError {
+	if !utf8.ValidString(v) {
+		return validationErr(field, "Member must be valid UTF-8 text")
+	}
 	n := utf8.RuneCountInString(v)
 	switch {
 	case n < lo:
