@@ -265,7 +265,7 @@ func TestAppendStringMatchesEncodingJSON(t *testing.T) {
 		}
 		return string(appendString(nil, s)) == string(bytes.TrimSuffix(want.Bytes(), []byte("\n")))
 	}
-	for _, s := range []string{"", "plain", "\x00\x1f\x7f", "\"\\/", "\u2028\u2029", "\xff\xfe bad utf8", "é中😀", "<&>"} {
+	for _, s := range []string{"", "plain", "\x00\x1f\x7f", "\b\f", "\"\\/", "\u2028\u2029", "\xff\xfe bad utf8", "é中😀", "<&>"} {
 		if !check(s) {
 			t.Errorf("%q: %s", s, appendString(nil, s))
 		}
