@@ -43,7 +43,9 @@ check-generated: generate
 		git status --porcelain -- proto; git diff --stat -- proto; exit 1; fi
 
 unit:
-	$(GO) test -race -count=1 -timeout 25m ./...
+	# One package at a time: the cluster, compat and e2e suites each start
+	# real nodes, and sharing 2 cores under -race starves their heartbeats.
+	$(GO) test -race -count=1 -timeout 25m -p 1 ./...
 
 ## fuzz: a short run of every fuzz target (the seeds also run in `unit`).
 fuzz:

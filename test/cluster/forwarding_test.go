@@ -4,12 +4,14 @@ import (
 	"fmt"
 	"sync"
 	"testing"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
 )
 
 // TestForwardingAndReads: a write on a follower is forwarded to the leader
@@ -126,18 +128,30 @@ func TestReadYourWritesAcrossFollowers(t *testing.T) {
 			writeOn, readOn := followers[w%2], followers[(w+1)%2]
 			for r := 1; r <= rounds; r++ {
 				want := fmt.Sprint(r)
-				ctx, cancel := rpcContext()
-				_, err := c.Client(writeOn).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{
-					SecretId: name, ClientRequestToken: fmt.Sprintf("ryw-%028d", w*1000+r), SecretString: proto.String(want),
+				// A client retries ServiceUnavailable (no leader for a
+				// moment, as happens on a loaded machine), as the AWS SDKs
+				// do; the same token makes a retried put idempotent. What
+				// this test checks is that a successful read is never stale.
+				err := retryUnavailable(func() error {
+					ctx, cancel := rpcContext()
+					defer cancel()
+					_, err := c.Client(writeOn).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{
+						SecretId: name, ClientRequestToken: fmt.Sprintf("ryw-%028d", w*1000+r), SecretString: proto.String(want),
+					})
+					return err
 				})
-				cancel()
 				if err != nil {
 					t.Errorf("put %s on %s: %s", name, c.ID(writeOn), describeErr(err))
 					return
 				}
-				ctx, cancel = rpcContext()
-				got, _, err := getValue(ctx, c.Client(readOn), name, "")
-				cancel()
+				var got *cofferv1.GetSecretValueResponse
+				err = retryUnavailable(func() error {
+					ctx, cancel := rpcContext()
+					defer cancel()
+					var err error
+					got, _, err = getValue(ctx, c.Client(readOn), name, "")
+					return err
+				})
 				if err != nil {
 					t.Errorf("read %s on %s: %s", name, c.ID(readOn), describeErr(err))
 					return
@@ -154,4 +168,17 @@ func TestReadYourWritesAcrossFollowers(t *testing.T) {
 	if len(stale) > 0 {
 		t.Errorf("%d of %d linearizable reads missed an acknowledged write, e.g.:\n%s", len(stale), writers*rounds, stale[0])
 	}
+}
+
+// retryUnavailable retries call while it answers ServiceUnavailable, up to
+// ten times with a short pause, and returns the last error.
+func retryUnavailable(call func() error) error {
+	var err error
+	for range 10 {
+		if err = call(); server.TypeOf(err) != server.TypeServiceUnavailable {
+			return err
+		}
+		time.Sleep(200 * time.Millisecond)
+	}
+	return err
 }
