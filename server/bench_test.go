@@ -6,6 +6,8 @@ import (
 	"io"
 	"log/slog"
 	"net"
+	"slices"
+	"sync"
 	"testing"
 	"time"
 
@@ -66,18 +68,33 @@ func BenchmarkGetSecretValueGRPC(b *testing.B) {
 	}
 	b.Cleanup(func() { _ = conn.Close() })
 	client := cofferv1.NewSecretsManagerServiceClient(conn)
+	var mu sync.Mutex
+	var latencies []time.Duration
 	b.ReportAllocs()
 	b.ResetTimer()
 	b.RunParallel(func(pb *testing.PB) {
+		var mine []time.Duration
 		i := 0
 		for pb.Next() {
+			start := time.Now()
 			if _, err := client.GetSecretValue(context.Background(), &cofferv1.GetSecretValueRequest{SecretId: ids[i%len(ids)]}); err != nil {
 				b.Error(err)
 				return
 			}
+			mine = append(mine, time.Since(start))
 			i++
 		}
+		mu.Lock()
+		latencies = append(latencies, mine...)
+		mu.Unlock()
 	})
+	b.StopTimer()
+	// The same p50/p99 metrics as awsjson's BenchmarkGetSecretValueAWS.
+	if len(latencies) > 0 {
+		slices.Sort(latencies)
+		b.ReportMetric(float64(latencies[len(latencies)/2].Nanoseconds()), "p50-ns")
+		b.ReportMetric(float64(latencies[len(latencies)*99/100].Nanoseconds()), "p99-ns")
+	}
 }
 
 // BenchmarkPutSecretValue measures the write path without Raft: validate,
