@@ -22,14 +22,7 @@ func encodeResult(r *storage.Result) *replicationv1.ApplyResult {
 	}
 	if r.Err != nil {
 		out.ErrorMessage = r.Err.Error()
-		var se *storage.Error
-		if errors.As(r.Err, &se) {
-			for i, k := range storage.Sentinels() {
-				if se.Kind == k {
-					out.ErrorKind = uint32(i + 1)
-				}
-			}
-		}
+		out.ErrorKind = storage.KindNumber(r.Err)
 	}
 	return out
 }
@@ -42,8 +35,8 @@ func decodeResult(in *replicationv1.ApplyResult) *storage.Result {
 	if in.GetDeletionDate() != nil {
 		r.DeletionDate = in.GetDeletionDate().AsTime()
 	}
-	if k := in.GetErrorKind(); k > 0 && int(k) <= len(storage.Sentinels()) {
-		r.Err = &storage.Error{Kind: storage.Sentinels()[k-1], Msg: in.GetErrorMessage()}
+	if e := storage.FromKindNumber(in.GetErrorKind(), in.GetErrorMessage()); e != nil {
+		r.Err = e
 	} else if in.GetErrorMessage() != "" {
 		r.Err = errors.New(in.GetErrorMessage())
 	}

@@ -81,3 +81,28 @@ func Sentinels() []error {
 		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
 	}
 }
+
+// KindNumber is err's kind as carried on the wire and in stored proposal
+// results: 0 for none or an error that is not a domain failure, else one
+// plus the kind's position in Sentinels.
+func KindNumber(err error) uint32 {
+	var se *Error
+	if !errors.As(err, &se) {
+		return 0
+	}
+	for i, k := range Sentinels() {
+		if se.Kind == k {
+			return uint32(i + 1)
+		}
+	}
+	return 0
+}
+
+// FromKindNumber rebuilds the domain failure KindNumber described; nil for 0
+// or a number this build does not know.
+func FromKindNumber(n uint32, msg string) *Error {
+	if n == 0 || int(n) > len(Sentinels()) {
+		return nil
+	}
+	return &Error{Kind: Sentinels()[n-1], Msg: msg}
+}

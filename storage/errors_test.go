@@ -41,3 +41,22 @@ func TestErrorWrapsKind(t *testing.T) {
 		t.Fatalf("Error() = %q, want the message alone", e.Error())
 	}
 }
+
+// TestKindNumberRoundTrip: every kind survives the trip through its wire
+// number with its message; other errors have no number.
+func TestKindNumberRoundTrip(t *testing.T) {
+	t.Parallel()
+	for i, k := range storage.Sentinels() {
+		n := storage.KindNumber(fmt.Errorf("wrapped: %w", &storage.Error{Kind: k, Msg: "m"}))
+		if n != uint32(i+1) {
+			t.Fatalf("KindNumber(%v) = %d, want %d", k, n, i+1)
+		}
+		back := storage.FromKindNumber(n, "m")
+		if back == nil || !errors.Is(back, k) || back.Error() != "m" {
+			t.Fatalf("FromKindNumber(%d) = %v", n, back)
+		}
+	}
+	if storage.KindNumber(errors.New("plain")) != 0 || storage.FromKindNumber(0, "x") != nil || storage.FromKindNumber(999, "x") != nil {
+		t.Fatal("a non-domain error or unknown number mapped to a kind")
+	}
+}

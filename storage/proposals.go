@@ -2,7 +2,6 @@ package storage
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
 	"time"
 
@@ -36,8 +35,8 @@ func (t *txn) recalled(id string) *Result {
 	if p.GetDeletionDate() != nil {
 		r.DeletionDate = p.GetDeletionDate().AsTime()
 	}
-	if k := p.GetErrorKind(); k > 0 && int(k) <= len(Sentinels()) {
-		r.Err = &Error{Kind: Sentinels()[k-1], Msg: p.GetErrorMessage()}
+	if e := FromKindNumber(p.GetErrorKind(), p.GetErrorMessage()); e != nil {
+		r.Err = e
 	}
 	return r
 }
@@ -52,14 +51,8 @@ func (t *txn) remember(id string, now time.Time, r *Result) {
 	if !r.DeletionDate.IsZero() {
 		p.DeletionDate = timestamppb.New(r.DeletionDate)
 	}
-	var se *Error
-	if errors.As(r.Err, &se) {
-		p.ErrorMessage = se.Msg
-		for i, k := range Sentinels() {
-			if se.Kind == k {
-				p.ErrorKind = uint32(i + 1)
-			}
-		}
+	if p.ErrorKind = KindNumber(r.Err); p.ErrorKind != 0 {
+		p.ErrorMessage = r.Err.Error()
 	}
 	t.put(t.tx.Bucket(bucketProposals), []byte(id), p)
 	t.fail(t.tx.Bucket(bucketProposalTime).Put(proposalTimeKey(now, id), nil))
