@@ -66,13 +66,7 @@ func startTestNode(t *testing.T, dir, addr string) *testNode {
 		t.Fatal(err)
 	}
 	// The single voter is the leader once elected; wait until it knows.
-	for !n.IsLeader() {
-		if ctx.Err() != nil {
-			tn.stop()
-			t.Fatal("never became leader")
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	pollUntil(t, 30*time.Second, "the single voter to lead", n.IsLeader)
 	return tn
 }
 
@@ -144,10 +138,7 @@ func TestApplyRestartAndSnapshotCatchUp(t *testing.T) {
 		t.Fatal(err)
 	}
 	tn = startTestNode(t, dir, addr)
-	deadline := time.Now().Add(30 * time.Second)
-	for countSecrets(t, tn.store) != 30 && time.Now().Before(deadline) {
-		time.Sleep(20 * time.Millisecond)
-	}
+	pollUntil(t, 30*time.Second, "the log after the snapshot to be replayed", func() bool { return countSecrets(t, tn.store) == 30 })
 	if got := countSecrets(t, tn.store); got != 30 {
 		t.Fatalf("after losing state.db: %d secrets, want 30", got)
 	}
