@@ -52,6 +52,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
 	}
+	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
+		return fmt.Errorf("dev: data dir: %w", err)
+	}
 	if cfg.Seal.KeyFile == "pending" {
 		cfg.Seal.KeyFile = filepath.Join(cfg.DataDir, "root.key")
 		if _, err := os.Stat(cfg.Seal.KeyFile); os.IsNotExist(err) {
