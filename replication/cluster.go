@@ -125,7 +125,7 @@ func (c *clusterService) RestoreSnapshot(stream grpc.ClientStreamingServer[repli
 	if err != nil {
 		return err
 	}
-	r := &chunkReader{next: func() ([]byte, error) {
+	r := &ChunkReader{Next: func() ([]byte, error) {
 		m, err := stream.Recv()
 		if err != nil {
 			return nil, err
@@ -139,15 +139,16 @@ func (c *clusterService) RestoreSnapshot(stream grpc.ClientStreamingServer[repli
 	return stream.SendAndClose(&replicationv1.RestoreSnapshotResponse{Index: idx})
 }
 
-// chunkReader reads a stream of chunks as one io.Reader.
-type chunkReader struct {
-	next func() ([]byte, error)
+// ChunkReader reads a stream of chunks (snapshot uploads, on the cluster
+// and admin APIs) as one io.Reader. Next returns io.EOF after the last.
+type ChunkReader struct {
+	Next func() ([]byte, error)
 	buf  []byte
 }
 
-func (r *chunkReader) Read(p []byte) (int, error) {
+func (r *ChunkReader) Read(p []byte) (int, error) {
 	for len(r.buf) == 0 {
-		b, err := r.next()
+		b, err := r.Next()
 		if err != nil {
 			return 0, err // io.EOF at the end of the stream
 		}
@@ -232,4 +233,4 @@ func proposalID(data []byte) string {
 	return cmd.GetHeader().GetProposalId()
 }
 
-var _ io.Reader = (*chunkReader)(nil)
+var _ io.Reader = (*ChunkReader)(nil)

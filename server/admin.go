@@ -142,7 +142,7 @@ func (a *Admin) RestoreSnapshot(stream grpc.ClientStreamingServer[cofferv1.Resto
 	if first.GetSize() <= 0 {
 		return apiErr(TypeInvalidParameter, "A snapshot upload must start with its size.")
 	}
-	r := &streamReader{next: func() ([]byte, error) {
+	r := &replication.ChunkReader{Next: func() ([]byte, error) {
 		m, err := stream.Recv()
 		if err != nil {
 			return nil, err
@@ -197,23 +197,4 @@ func (w *chunkWriter) flush() error {
 	err := w.send(w.buf)
 	w.buf = nil
 	return err
-}
-
-// streamReader reads a stream of chunks as one io.Reader.
-type streamReader struct {
-	next func() ([]byte, error)
-	buf  []byte
-}
-
-func (r *streamReader) Read(p []byte) (int, error) {
-	for len(r.buf) == 0 {
-		b, err := r.next()
-		if err != nil {
-			return 0, err
-		}
-		r.buf = b
-	}
-	n := copy(p, r.buf)
-	r.buf = r.buf[n:]
-	return n, nil
 }

@@ -80,13 +80,7 @@ func (s *Service) ValidateResourcePolicy(ctx context.Context, req *cofferv1.Vali
 		return nil, validationErr("resourcePolicy", "Member must be valid UTF-8 text")
 	}
 	if req.GetSecretId() != "" {
-		if e := validateSecretID(req.GetSecretId()); e != nil {
-			return nil, e
-		}
-		if err := s.readPoint(ctx); err != nil {
-			return nil, err
-		}
-		if _, err := s.state.Secret(req.GetSecretId()); err != nil {
+		if _, err := s.readSecret(ctx, req.GetSecretId()); err != nil {
 			return nil, err
 		}
 	}

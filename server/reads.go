@@ -123,15 +123,21 @@ func orDefault(v *int32, d int32) int32 {
 	return *v
 }
 
-// DescribeSecret implements the AWS operation.
-func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecretRequest) (*cofferv1.DescribeSecretResponse, error) {
-	if e := validateSecretID(req.GetSecretId()); e != nil {
+// readSecret is a linearizable (or, on request, stale) read of one
+// secret's record: validate the id, take the read point, look it up.
+func (s *Service) readSecret(ctx context.Context, id string) (*storagev1.Secret, error) {
+	if e := validateSecretID(id); e != nil {
 		return nil, e
 	}
 	if err := s.readPoint(ctx); err != nil {
 		return nil, err
 	}
-	sec, err := s.state.Secret(req.GetSecretId())
+	return s.state.Secret(id)
+}
+
+// DescribeSecret implements the AWS operation.
+func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecretRequest) (*cofferv1.DescribeSecretResponse, error) {
+	sec, err := s.readSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
@@ -245,13 +251,7 @@ func (s *Service) ListSecretVersionIds(ctx context.Context, req *cofferv1.ListSe
 
 // GetResourcePolicy implements the AWS operation.
 func (s *Service) GetResourcePolicy(ctx context.Context, req *cofferv1.GetResourcePolicyRequest) (*cofferv1.GetResourcePolicyResponse, error) {
-	if e := validateSecretID(req.GetSecretId()); e != nil {
-		return nil, e
-	}
-	if err := s.readPoint(ctx); err != nil {
-		return nil, err
-	}
-	sec, err := s.state.Secret(req.GetSecretId())
+	sec, err := s.readSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
 	}
