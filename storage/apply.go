@@ -75,6 +75,16 @@ func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 		return t.createAccessKey(op.CreateAccessKey)
 	case *raftv1.Command_DeleteAccessKey:
 		return t.deleteAccessKey(op.DeleteAccessKey)
+	case *raftv1.Command_PutPolicy:
+		return t.putPolicy(op.PutPolicy)
+	case *raftv1.Command_DeletePolicy:
+		return t.deletePolicy(op.DeletePolicy)
+	case *raftv1.Command_AttachPolicy:
+		return t.attachPolicy(op.AttachPolicy)
+	case *raftv1.Command_DetachPolicy:
+		return t.detachPolicy(op.DetachPolicy)
+	case *raftv1.Command_PurgeSessions:
+		return t.purgeSessions(now)
 	default:
 		panic(fmt.Sprintf("storage: unknown command op %T", op))
 	}

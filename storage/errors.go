@@ -39,6 +39,10 @@ var (
 	ErrPrincipalExists = errors.New("principal already exists")
 	// ErrAccessKeyNotFound: no access key has that id.
 	ErrAccessKeyNotFound = errors.New("access key not found")
+	// ErrPolicyNotFound: no identity policy has that name.
+	ErrPolicyNotFound = errors.New("policy not found")
+	// ErrPolicyInUse: the policy is still attached to a principal.
+	ErrPolicyInUse = errors.New("policy attached to principals")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -79,6 +83,7 @@ func Sentinels() []error {
 		ErrLimitExceeded, ErrInvalidNextToken,
 		// Append only: a kind's position is its wire number.
 		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
+		ErrPolicyNotFound, ErrPolicyInUse,
 	}
 }
 

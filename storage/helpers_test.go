@@ -99,6 +99,22 @@ func command(at time.Duration, op proto.Message) *raftv1.Command {
 		c.Op = &raftv1.Command_PurgeSecret{PurgeSecret: op}
 	case *raftv1.RecordAccess:
 		c.Op = &raftv1.Command_RecordAccess{RecordAccess: op}
+	case *raftv1.CreatePrincipal:
+		c.Op = &raftv1.Command_CreatePrincipal{CreatePrincipal: op}
+	case *raftv1.CreateAccessKey:
+		c.Op = &raftv1.Command_CreateAccessKey{CreateAccessKey: op}
+	case *raftv1.DeleteAccessKey:
+		c.Op = &raftv1.Command_DeleteAccessKey{DeleteAccessKey: op}
+	case *raftv1.PutPolicy:
+		c.Op = &raftv1.Command_PutPolicy{PutPolicy: op}
+	case *raftv1.DeletePolicy:
+		c.Op = &raftv1.Command_DeletePolicy{DeletePolicy: op}
+	case *raftv1.AttachPolicy:
+		c.Op = &raftv1.Command_AttachPolicy{AttachPolicy: op}
+	case *raftv1.DetachPolicy:
+		c.Op = &raftv1.Command_DetachPolicy{DetachPolicy: op}
+	case *raftv1.PurgeSessions:
+		c.Op = &raftv1.Command_PurgeSessions{PurgeSessions: op}
 	default:
 		panic(fmt.Sprintf("command: unhandled op %T", op))
 	}

@@ -59,6 +59,11 @@ func (t *txn) createAccessKey(op *raftv1.CreateAccessKey) *Result {
 	if t.tx.Bucket(bucketPrincipals).Get([]byte(k.GetPrincipal())) == nil {
 		return &Result{Err: newError(ErrPrincipalNotFound, "No principal named %s.", k.GetPrincipal())}
 	}
+	// A session lives only as long as the key it was exchanged for: one
+	// whose parent was deleted while it was being proposed is refused.
+	if parent := k.GetParentAccessKeyId(); parent != "" && t.tx.Bucket(bucketAccessKeys).Get([]byte(parent)) == nil {
+		return &Result{Err: newError(ErrAccessKeyNotFound, "No access key %s.", parent)}
+	}
 	t.put(t.tx.Bucket(bucketAccessKeys), []byte(k.GetAccessKeyId()), k)
 	return &Result{Name: k.GetPrincipal()}
 }
@@ -70,7 +75,17 @@ func (t *txn) deleteAccessKey(op *raftv1.DeleteAccessKey) *Result {
 		return &Result{Err: newError(ErrAccessKeyNotFound, "No access key %s.", op.GetAccessKeyId())}
 	}
 	name := decodeAccessKey([]byte(op.GetAccessKeyId()), v).GetPrincipal()
-	t.fail(b.Delete([]byte(op.GetAccessKeyId())))
+	// Deleting a key revokes the sessions exchanged for it.
+	doomed := [][]byte{[]byte(op.GetAccessKeyId())}
+	_ = b.ForEach(func(k, v []byte) error {
+		if decodeAccessKey(k, v).GetParentAccessKeyId() == op.GetAccessKeyId() {
+			doomed = append(doomed, append([]byte(nil), k...))
+		}
+		return nil
+	})
+	for _, k := range doomed {
+		t.fail(b.Delete(k))
+	}
 	return &Result{Name: name}
 }
 
@@ -118,7 +133,11 @@ func (s *Store) Principals() ([]PrincipalEntry, error) {
 			return err
 		}
 		return tx.Bucket(bucketAccessKeys).ForEach(func(k, v []byte) error {
-			if i, ok := idx[decodeAccessKey(k, v).GetPrincipal()]; ok {
+			a := decodeAccessKey(k, v)
+			if a.GetExpiration() != nil {
+				return nil // temporary credentials are not the principal's keys
+			}
+			if i, ok := idx[a.GetPrincipal()]; ok {
 				out[i].AccessKeyIDs = append(out[i].AccessKeyIDs, string(k))
 			}
 			return nil

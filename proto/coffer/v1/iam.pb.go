@@ -33,8 +33,13 @@ type PrincipalInfo struct {
 	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
 	// description is free text.
 	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
-	// access_key_ids are the principal's access keys.
-	AccessKeyIds  []string `protobuf:"bytes,5,rep,name=access_key_ids,json=accessKeyIds,proto3" json:"access_key_ids,omitempty"`
+	// access_key_ids are the principal's long-term access keys (temporary
+	// credentials are not listed).
+	AccessKeyIds []string `protobuf:"bytes,5,rep,name=access_key_ids,json=accessKeyIds,proto3" json:"access_key_ids,omitempty"`
+	// attached_policies names the identity policies attached to it.
+	AttachedPolicies []string `protobuf:"bytes,6,rep,name=attached_policies,json=attachedPolicies,proto3" json:"attached_policies,omitempty"`
+	// tags are the principal's tags (the aws:PrincipalTag/* condition keys).
+	Tags          map[string]string `protobuf:"bytes,7,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -104,13 +109,30 @@ func (x *PrincipalInfo) GetAccessKeyIds() []string {
 	return nil
 }
 
+func (x *PrincipalInfo) GetAttachedPolicies() []string {
+	if x != nil {
+		return x.AttachedPolicies
+	}
+	return nil
+}
+
+func (x *PrincipalInfo) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
 // CreatePrincipalRequest is the input of CreatePrincipal.
 type CreatePrincipalRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is 1–64 characters of A-Za-z0-9+=,.@_-.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
 	// description is free text, at most 1000 characters.
-	Description   string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,2,opt,name=description,proto3" json:"description,omitempty"`
+	// tags are the principal's tags (at most 50; keys 1–128 characters,
+	// values at most 256), the aws:PrincipalTag/* condition keys.
+	Tags          map[string]string `protobuf:"bytes,3,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -157,6 +179,13 @@ func (x *CreatePrincipalRequest) GetDescription() string {
 		return x.Description
 	}
 	return ""
+}
+
+func (x *CreatePrincipalRequest) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
 }
 
 // CreatePrincipalResponse is the output of CreatePrincipal.
@@ -574,20 +603,1066 @@ func (*DeleteAccessKeyResponse) Descriptor() ([]byte, []int) {
 	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{10}
 }
 
+// PolicyInfo describes an identity policy.
+type PolicyInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the policy's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:iam::<account>:policy/<name>.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// document is the IAM JSON policy document (GetPolicy and PutPolicy only).
+	Document string `protobuf:"bytes,3,opt,name=document,proto3" json:"document,omitempty"`
+	// description is free text.
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// created_date is when the policy was first put.
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// updated_date is when its document last changed.
+	UpdatedDate *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_date,json=updatedDate,proto3" json:"updated_date,omitempty"`
+	// attached_to names the principals the policy is attached to.
+	AttachedTo    []string `protobuf:"bytes,7,rep,name=attached_to,json=attachedTo,proto3" json:"attached_to,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PolicyInfo) Reset() {
+	*x = PolicyInfo{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PolicyInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PolicyInfo) ProtoMessage() {}
+
+func (x *PolicyInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PolicyInfo.ProtoReflect.Descriptor instead.
+func (*PolicyInfo) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *PolicyInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetDocument() string {
+	if x != nil {
+		return x.Document
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *PolicyInfo) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *PolicyInfo) GetUpdatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedDate
+	}
+	return nil
+}
+
+func (x *PolicyInfo) GetAttachedTo() []string {
+	if x != nil {
+		return x.AttachedTo
+	}
+	return nil
+}
+
+// PutPolicyRequest creates or replaces a policy.
+type PutPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is 1–128 characters of A-Za-z0-9+=,.@_-.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// document is an IAM JSON policy document. Identity policies name no
+	// Principal: the principals they are attached to are implied.
+	Document string `protobuf:"bytes,2,opt,name=document,proto3" json:"document,omitempty"`
+	// description is free text, at most 1000 characters.
+	Description   string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPolicyRequest) Reset() {
+	*x = PutPolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPolicyRequest) ProtoMessage() {}
+
+func (x *PutPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPolicyRequest.ProtoReflect.Descriptor instead.
+func (*PutPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *PutPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *PutPolicyRequest) GetDocument() string {
+	if x != nil {
+		return x.Document
+	}
+	return ""
+}
+
+func (x *PutPolicyRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+// PutPolicyResponse is the output of PutPolicy.
+type PutPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is the stored policy.
+	Policy        *PolicyInfo `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPolicyResponse) Reset() {
+	*x = PutPolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPolicyResponse) ProtoMessage() {}
+
+func (x *PutPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPolicyResponse.ProtoReflect.Descriptor instead.
+func (*PutPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *PutPolicyResponse) GetPolicy() *PolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// GetPolicyRequest names a policy.
+type GetPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the policy's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyRequest) Reset() {
+	*x = GetPolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyRequest) ProtoMessage() {}
+
+func (x *GetPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyRequest.ProtoReflect.Descriptor instead.
+func (*GetPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *GetPolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetPolicyResponse is the output of GetPolicy.
+type GetPolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is the policy, with its document.
+	Policy        *PolicyInfo `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetPolicyResponse) Reset() {
+	*x = GetPolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetPolicyResponse) ProtoMessage() {}
+
+func (x *GetPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetPolicyResponse.ProtoReflect.Descriptor instead.
+func (*GetPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *GetPolicyResponse) GetPolicy() *PolicyInfo {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// ListPoliciesRequest is empty.
+type ListPoliciesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesRequest) Reset() {
+	*x = ListPoliciesRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesRequest) ProtoMessage() {}
+
+func (x *ListPoliciesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesRequest.ProtoReflect.Descriptor instead.
+func (*ListPoliciesRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{16}
+}
+
+// ListPoliciesResponse lists policies.
+type ListPoliciesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policies are sorted by name, without documents.
+	Policies      []*PolicyInfo `protobuf:"bytes,1,rep,name=policies,proto3" json:"policies,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListPoliciesResponse) Reset() {
+	*x = ListPoliciesResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListPoliciesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListPoliciesResponse) ProtoMessage() {}
+
+func (x *ListPoliciesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListPoliciesResponse.ProtoReflect.Descriptor instead.
+func (*ListPoliciesResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListPoliciesResponse) GetPolicies() []*PolicyInfo {
+	if x != nil {
+		return x.Policies
+	}
+	return nil
+}
+
+// DeletePolicyRequest names a policy.
+type DeletePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the policy's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyRequest) Reset() {
+	*x = DeletePolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyRequest) ProtoMessage() {}
+
+func (x *DeletePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DeletePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DeletePolicyRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// DeletePolicyResponse is empty.
+type DeletePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicyResponse) Reset() {
+	*x = DeletePolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicyResponse) ProtoMessage() {}
+
+func (x *DeletePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DeletePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{19}
+}
+
+// AttachPolicyRequest names a principal and a policy.
+type AttachPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the principal's name.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// policy is the policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachPolicyRequest) Reset() {
+	*x = AttachPolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachPolicyRequest) ProtoMessage() {}
+
+func (x *AttachPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachPolicyRequest.ProtoReflect.Descriptor instead.
+func (*AttachPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *AttachPolicyRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AttachPolicyRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// AttachPolicyResponse is empty.
+type AttachPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachPolicyResponse) Reset() {
+	*x = AttachPolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachPolicyResponse) ProtoMessage() {}
+
+func (x *AttachPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachPolicyResponse.ProtoReflect.Descriptor instead.
+func (*AttachPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{21}
+}
+
+// DetachPolicyRequest names a principal and a policy.
+type DetachPolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the principal's name.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// policy is the policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachPolicyRequest) Reset() {
+	*x = DetachPolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachPolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachPolicyRequest) ProtoMessage() {}
+
+func (x *DetachPolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachPolicyRequest.ProtoReflect.Descriptor instead.
+func (*DetachPolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DetachPolicyRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *DetachPolicyRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// DetachPolicyResponse is empty.
+type DetachPolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachPolicyResponse) Reset() {
+	*x = DetachPolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachPolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachPolicyResponse) ProtoMessage() {}
+
+func (x *DetachPolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachPolicyResponse.ProtoReflect.Descriptor instead.
+func (*DetachPolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{23}
+}
+
+// SimulatePolicyRequest is the question "may principal do action on
+// resource".
+type SimulatePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the principal's name.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// action is service:Operation, such as secretsmanager:GetSecretValue or
+	// coffer:SaveSnapshot.
+	Action string `protobuf:"bytes,2,opt,name=action,proto3" json:"action,omitempty"`
+	// resource is a secret's name or ARN, another ARN, or "*" (the default).
+	// A secret that exists contributes its resource policy and tags.
+	Resource string `protobuf:"bytes,3,opt,name=resource,proto3" json:"resource,omitempty"`
+	// context sets condition keys, such as aws:SourceIp; aws:CurrentTime and
+	// aws:PrincipalTag/* are filled in unless given.
+	Context       map[string]string `protobuf:"bytes,4,rep,name=context,proto3" json:"context,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SimulatePolicyRequest) Reset() {
+	*x = SimulatePolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SimulatePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SimulatePolicyRequest) ProtoMessage() {}
+
+func (x *SimulatePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SimulatePolicyRequest.ProtoReflect.Descriptor instead.
+func (*SimulatePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *SimulatePolicyRequest) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *SimulatePolicyRequest) GetAction() string {
+	if x != nil {
+		return x.Action
+	}
+	return ""
+}
+
+func (x *SimulatePolicyRequest) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+func (x *SimulatePolicyRequest) GetContext() map[string]string {
+	if x != nil {
+		return x.Context
+	}
+	return nil
+}
+
+// SimulatePolicyResponse is the decision and what made it.
+type SimulatePolicyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// decision is "allowed", "explicitDeny" or "implicitDeny", as IAM's
+	// simulator spells it.
+	Decision string `protobuf:"bytes,1,opt,name=decision,proto3" json:"decision,omitempty"`
+	// matched_policy names the deciding policy ("resource-policy" for the
+	// secret's, "root" for the root principal's full access); empty for an
+	// implicit deny.
+	MatchedPolicy string `protobuf:"bytes,2,opt,name=matched_policy,json=matchedPolicy,proto3" json:"matched_policy,omitempty"`
+	// matched_statement is the deciding statement's Sid, or Statement[i].
+	MatchedStatement string `protobuf:"bytes,3,opt,name=matched_statement,json=matchedStatement,proto3" json:"matched_statement,omitempty"`
+	// resource is the ARN the request was evaluated against.
+	Resource      string `protobuf:"bytes,4,opt,name=resource,proto3" json:"resource,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SimulatePolicyResponse) Reset() {
+	*x = SimulatePolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SimulatePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SimulatePolicyResponse) ProtoMessage() {}
+
+func (x *SimulatePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SimulatePolicyResponse.ProtoReflect.Descriptor instead.
+func (*SimulatePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *SimulatePolicyResponse) GetDecision() string {
+	if x != nil {
+		return x.Decision
+	}
+	return ""
+}
+
+func (x *SimulatePolicyResponse) GetMatchedPolicy() string {
+	if x != nil {
+		return x.MatchedPolicy
+	}
+	return ""
+}
+
+func (x *SimulatePolicyResponse) GetMatchedStatement() string {
+	if x != nil {
+		return x.MatchedStatement
+	}
+	return ""
+}
+
+func (x *SimulatePolicyResponse) GetResource() string {
+	if x != nil {
+		return x.Resource
+	}
+	return ""
+}
+
+// GetSessionTokenRequest asks for temporary credentials.
+type GetSessionTokenRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// duration_seconds is how long they last; 0 means the server's default
+	// (one hour). It must lie within the server's bounds.
+	DurationSeconds int32 `protobuf:"varint,1,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *GetSessionTokenRequest) Reset() {
+	*x = GetSessionTokenRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionTokenRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionTokenRequest) ProtoMessage() {}
+
+func (x *GetSessionTokenRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionTokenRequest.ProtoReflect.Descriptor instead.
+func (*GetSessionTokenRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *GetSessionTokenRequest) GetDurationSeconds() int32 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+// GetSessionTokenResponse carries temporary credentials. The secret and
+// the token are shown only here.
+type GetSessionTokenResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// access_key_id is the public half (ASIA…).
+	AccessKeyId string `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	// secret_access_key is the secret half.
+	SecretAccessKey string `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	// session_token goes in X-Amz-Security-Token (AWS_SESSION_TOKEN).
+	SessionToken string `protobuf:"bytes,3,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// expiration is when the credentials stop working.
+	Expiration    *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expiration,proto3" json:"expiration,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetSessionTokenResponse) Reset() {
+	*x = GetSessionTokenResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetSessionTokenResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetSessionTokenResponse) ProtoMessage() {}
+
+func (x *GetSessionTokenResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetSessionTokenResponse.ProtoReflect.Descriptor instead.
+func (*GetSessionTokenResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *GetSessionTokenResponse) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *GetSessionTokenResponse) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *GetSessionTokenResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *GetSessionTokenResponse) GetExpiration() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiration
+	}
+	return nil
+}
+
+// GetCallerIdentityRequest is empty.
+type GetCallerIdentityRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerIdentityRequest) Reset() {
+	*x = GetCallerIdentityRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerIdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerIdentityRequest) ProtoMessage() {}
+
+func (x *GetCallerIdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerIdentityRequest.ProtoReflect.Descriptor instead.
+func (*GetCallerIdentityRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{28}
+}
+
+// GetCallerIdentityResponse names the caller.
+type GetCallerIdentityResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the caller's name.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// arn is the caller's ARN.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// account is the account id.
+	Account string `protobuf:"bytes,3,opt,name=account,proto3" json:"account,omitempty"`
+	// access_key_id is the key the call was signed with, if any.
+	AccessKeyId   string `protobuf:"bytes,4,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetCallerIdentityResponse) Reset() {
+	*x = GetCallerIdentityResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetCallerIdentityResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetCallerIdentityResponse) ProtoMessage() {}
+
+func (x *GetCallerIdentityResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetCallerIdentityResponse.ProtoReflect.Descriptor instead.
+func (*GetCallerIdentityResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *GetCallerIdentityResponse) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *GetCallerIdentityResponse) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *GetCallerIdentityResponse) GetAccount() string {
+	if x != nil {
+		return x.Account
+	}
+	return ""
+}
+
+func (x *GetCallerIdentityResponse) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
 var File_coffer_v1_iam_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_iam_proto_rawDesc = "" +
 	"\n" +
-	"\x13coffer/v1/iam.proto\x12\tcoffer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbc\x01\n" +
+	"\x13coffer/v1/iam.proto\x12\tcoffer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x02\n" +
 	"\rPrincipalInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12=\n" +
 	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12 \n" +
 	"\vdescription\x18\x04 \x01(\tR\vdescription\x12$\n" +
-	"\x0eaccess_key_ids\x18\x05 \x03(\tR\faccessKeyIds\"N\n" +
+	"\x0eaccess_key_ids\x18\x05 \x03(\tR\faccessKeyIds\x12+\n" +
+	"\x11attached_policies\x18\x06 \x03(\tR\x10attachedPolicies\x126\n" +
+	"\x04tags\x18\a \x03(\v2\".coffer.v1.PrincipalInfo.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xc8\x01\n" +
 	"\x16CreatePrincipalRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12 \n" +
-	"\vdescription\x18\x02 \x01(\tR\vdescription\"Q\n" +
+	"\vdescription\x18\x02 \x01(\tR\vdescription\x12?\n" +
+	"\x04tags\x18\x03 \x03(\v2+.coffer.v1.CreatePrincipalRequest.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"Q\n" +
 	"\x17CreatePrincipalResponse\x126\n" +
 	"\tprincipal\x18\x01 \x01(\v2\x18.coffer.v1.PrincipalInfoR\tprincipal\"\x17\n" +
 	"\x15ListPrincipalsRequest\"R\n" +
@@ -607,14 +1682,85 @@ const file_coffer_v1_iam_proto_rawDesc = "" +
 	"\fcreated_date\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"<\n" +
 	"\x16DeleteAccessKeyRequest\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\"\x19\n" +
-	"\x17DeleteAccessKeyResponse2\xcb\x03\n" +
+	"\x17DeleteAccessKeyResponse\"\x8f\x02\n" +
+	"\n" +
+	"PolicyInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x1a\n" +
+	"\bdocument\x18\x03 \x01(\tR\bdocument\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12=\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12=\n" +
+	"\fupdated_date\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vupdatedDate\x12\x1f\n" +
+	"\vattached_to\x18\a \x03(\tR\n" +
+	"attachedTo\"d\n" +
+	"\x10PutPolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
+	"\bdocument\x18\x02 \x01(\tR\bdocument\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"B\n" +
+	"\x11PutPolicyResponse\x12-\n" +
+	"\x06policy\x18\x01 \x01(\v2\x15.coffer.v1.PolicyInfoR\x06policy\"&\n" +
+	"\x10GetPolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
+	"\x11GetPolicyResponse\x12-\n" +
+	"\x06policy\x18\x01 \x01(\v2\x15.coffer.v1.PolicyInfoR\x06policy\"\x15\n" +
+	"\x13ListPoliciesRequest\"I\n" +
+	"\x14ListPoliciesResponse\x121\n" +
+	"\bpolicies\x18\x01 \x03(\v2\x15.coffer.v1.PolicyInfoR\bpolicies\")\n" +
+	"\x13DeletePolicyRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x16\n" +
+	"\x14DeletePolicyResponse\"K\n" +
+	"\x13AttachPolicyRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\"\x16\n" +
+	"\x14AttachPolicyResponse\"K\n" +
+	"\x13DetachPolicyRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\"\x16\n" +
+	"\x14DetachPolicyResponse\"\xee\x01\n" +
+	"\x15SimulatePolicyRequest\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06action\x18\x02 \x01(\tR\x06action\x12\x1a\n" +
+	"\bresource\x18\x03 \x01(\tR\bresource\x12G\n" +
+	"\acontext\x18\x04 \x03(\v2-.coffer.v1.SimulatePolicyRequest.ContextEntryR\acontext\x1a:\n" +
+	"\fContextEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa4\x01\n" +
+	"\x16SimulatePolicyResponse\x12\x1a\n" +
+	"\bdecision\x18\x01 \x01(\tR\bdecision\x12%\n" +
+	"\x0ematched_policy\x18\x02 \x01(\tR\rmatchedPolicy\x12+\n" +
+	"\x11matched_statement\x18\x03 \x01(\tR\x10matchedStatement\x12\x1a\n" +
+	"\bresource\x18\x04 \x01(\tR\bresource\"C\n" +
+	"\x16GetSessionTokenRequest\x12)\n" +
+	"\x10duration_seconds\x18\x01 \x01(\x05R\x0fdurationSeconds\"\xca\x01\n" +
+	"\x17GetSessionTokenResponse\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
+	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12:\n" +
+	"\n" +
+	"expiration\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expiration\"\x1a\n" +
+	"\x18GetCallerIdentityRequest\"\x89\x01\n" +
+	"\x19GetCallerIdentityResponse\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x18\n" +
+	"\aaccount\x18\x03 \x01(\tR\aaccount\x12\"\n" +
+	"\raccess_key_id\x18\x04 \x01(\tR\vaccessKeyId2\xb0\t\n" +
 	"\n" +
 	"IAMService\x12X\n" +
 	"\x0fCreatePrincipal\x12!.coffer.v1.CreatePrincipalRequest\x1a\".coffer.v1.CreatePrincipalResponse\x12U\n" +
 	"\x0eListPrincipals\x12 .coffer.v1.ListPrincipalsRequest\x1a!.coffer.v1.ListPrincipalsResponse\x12X\n" +
 	"\x0fDeletePrincipal\x12!.coffer.v1.DeletePrincipalRequest\x1a\".coffer.v1.DeletePrincipalResponse\x12X\n" +
 	"\x0fCreateAccessKey\x12!.coffer.v1.CreateAccessKeyRequest\x1a\".coffer.v1.CreateAccessKeyResponse\x12X\n" +
-	"\x0fDeleteAccessKey\x12!.coffer.v1.DeleteAccessKeyRequest\x1a\".coffer.v1.DeleteAccessKeyResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x0fDeleteAccessKey\x12!.coffer.v1.DeleteAccessKeyRequest\x1a\".coffer.v1.DeleteAccessKeyResponse\x12F\n" +
+	"\tPutPolicy\x12\x1b.coffer.v1.PutPolicyRequest\x1a\x1c.coffer.v1.PutPolicyResponse\x12F\n" +
+	"\tGetPolicy\x12\x1b.coffer.v1.GetPolicyRequest\x1a\x1c.coffer.v1.GetPolicyResponse\x12O\n" +
+	"\fListPolicies\x12\x1e.coffer.v1.ListPoliciesRequest\x1a\x1f.coffer.v1.ListPoliciesResponse\x12O\n" +
+	"\fDeletePolicy\x12\x1e.coffer.v1.DeletePolicyRequest\x1a\x1f.coffer.v1.DeletePolicyResponse\x12O\n" +
+	"\fAttachPolicy\x12\x1e.coffer.v1.AttachPolicyRequest\x1a\x1f.coffer.v1.AttachPolicyResponse\x12O\n" +
+	"\fDetachPolicy\x12\x1e.coffer.v1.DetachPolicyRequest\x1a\x1f.coffer.v1.DetachPolicyResponse\x12U\n" +
+	"\x0eSimulatePolicy\x12 .coffer.v1.SimulatePolicyRequest\x1a!.coffer.v1.SimulatePolicyResponse\x12X\n" +
+	"\x0fGetSessionToken\x12!.coffer.v1.GetSessionTokenRequest\x1a\".coffer.v1.GetSessionTokenResponse\x12^\n" +
+	"\x11GetCallerIdentity\x12#.coffer.v1.GetCallerIdentityRequest\x1a$.coffer.v1.GetCallerIdentityResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_iam_proto_rawDescOnce sync.Once
@@ -628,41 +1774,90 @@ func file_coffer_v1_iam_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_iam_proto_rawDescData
 }
 
-var file_coffer_v1_iam_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_coffer_v1_iam_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
 var file_coffer_v1_iam_proto_goTypes = []any{
-	(*PrincipalInfo)(nil),           // 0: coffer.v1.PrincipalInfo
-	(*CreatePrincipalRequest)(nil),  // 1: coffer.v1.CreatePrincipalRequest
-	(*CreatePrincipalResponse)(nil), // 2: coffer.v1.CreatePrincipalResponse
-	(*ListPrincipalsRequest)(nil),   // 3: coffer.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),  // 4: coffer.v1.ListPrincipalsResponse
-	(*DeletePrincipalRequest)(nil),  // 5: coffer.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil), // 6: coffer.v1.DeletePrincipalResponse
-	(*CreateAccessKeyRequest)(nil),  // 7: coffer.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil), // 8: coffer.v1.CreateAccessKeyResponse
-	(*DeleteAccessKeyRequest)(nil),  // 9: coffer.v1.DeleteAccessKeyRequest
-	(*DeleteAccessKeyResponse)(nil), // 10: coffer.v1.DeleteAccessKeyResponse
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*PrincipalInfo)(nil),             // 0: coffer.v1.PrincipalInfo
+	(*CreatePrincipalRequest)(nil),    // 1: coffer.v1.CreatePrincipalRequest
+	(*CreatePrincipalResponse)(nil),   // 2: coffer.v1.CreatePrincipalResponse
+	(*ListPrincipalsRequest)(nil),     // 3: coffer.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),    // 4: coffer.v1.ListPrincipalsResponse
+	(*DeletePrincipalRequest)(nil),    // 5: coffer.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),   // 6: coffer.v1.DeletePrincipalResponse
+	(*CreateAccessKeyRequest)(nil),    // 7: coffer.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),   // 8: coffer.v1.CreateAccessKeyResponse
+	(*DeleteAccessKeyRequest)(nil),    // 9: coffer.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),   // 10: coffer.v1.DeleteAccessKeyResponse
+	(*PolicyInfo)(nil),                // 11: coffer.v1.PolicyInfo
+	(*PutPolicyRequest)(nil),          // 12: coffer.v1.PutPolicyRequest
+	(*PutPolicyResponse)(nil),         // 13: coffer.v1.PutPolicyResponse
+	(*GetPolicyRequest)(nil),          // 14: coffer.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),         // 15: coffer.v1.GetPolicyResponse
+	(*ListPoliciesRequest)(nil),       // 16: coffer.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),      // 17: coffer.v1.ListPoliciesResponse
+	(*DeletePolicyRequest)(nil),       // 18: coffer.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),      // 19: coffer.v1.DeletePolicyResponse
+	(*AttachPolicyRequest)(nil),       // 20: coffer.v1.AttachPolicyRequest
+	(*AttachPolicyResponse)(nil),      // 21: coffer.v1.AttachPolicyResponse
+	(*DetachPolicyRequest)(nil),       // 22: coffer.v1.DetachPolicyRequest
+	(*DetachPolicyResponse)(nil),      // 23: coffer.v1.DetachPolicyResponse
+	(*SimulatePolicyRequest)(nil),     // 24: coffer.v1.SimulatePolicyRequest
+	(*SimulatePolicyResponse)(nil),    // 25: coffer.v1.SimulatePolicyResponse
+	(*GetSessionTokenRequest)(nil),    // 26: coffer.v1.GetSessionTokenRequest
+	(*GetSessionTokenResponse)(nil),   // 27: coffer.v1.GetSessionTokenResponse
+	(*GetCallerIdentityRequest)(nil),  // 28: coffer.v1.GetCallerIdentityRequest
+	(*GetCallerIdentityResponse)(nil), // 29: coffer.v1.GetCallerIdentityResponse
+	nil,                               // 30: coffer.v1.PrincipalInfo.TagsEntry
+	nil,                               // 31: coffer.v1.CreatePrincipalRequest.TagsEntry
+	nil,                               // 32: coffer.v1.SimulatePolicyRequest.ContextEntry
+	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
 }
 var file_coffer_v1_iam_proto_depIdxs = []int32{
-	11, // 0: coffer.v1.PrincipalInfo.created_date:type_name -> google.protobuf.Timestamp
-	0,  // 1: coffer.v1.CreatePrincipalResponse.principal:type_name -> coffer.v1.PrincipalInfo
-	0,  // 2: coffer.v1.ListPrincipalsResponse.principals:type_name -> coffer.v1.PrincipalInfo
-	11, // 3: coffer.v1.CreateAccessKeyResponse.created_date:type_name -> google.protobuf.Timestamp
-	1,  // 4: coffer.v1.IAMService.CreatePrincipal:input_type -> coffer.v1.CreatePrincipalRequest
-	3,  // 5: coffer.v1.IAMService.ListPrincipals:input_type -> coffer.v1.ListPrincipalsRequest
-	5,  // 6: coffer.v1.IAMService.DeletePrincipal:input_type -> coffer.v1.DeletePrincipalRequest
-	7,  // 7: coffer.v1.IAMService.CreateAccessKey:input_type -> coffer.v1.CreateAccessKeyRequest
-	9,  // 8: coffer.v1.IAMService.DeleteAccessKey:input_type -> coffer.v1.DeleteAccessKeyRequest
-	2,  // 9: coffer.v1.IAMService.CreatePrincipal:output_type -> coffer.v1.CreatePrincipalResponse
-	4,  // 10: coffer.v1.IAMService.ListPrincipals:output_type -> coffer.v1.ListPrincipalsResponse
-	6,  // 11: coffer.v1.IAMService.DeletePrincipal:output_type -> coffer.v1.DeletePrincipalResponse
-	8,  // 12: coffer.v1.IAMService.CreateAccessKey:output_type -> coffer.v1.CreateAccessKeyResponse
-	10, // 13: coffer.v1.IAMService.DeleteAccessKey:output_type -> coffer.v1.DeleteAccessKeyResponse
-	9,  // [9:14] is the sub-list for method output_type
-	4,  // [4:9] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	33, // 0: coffer.v1.PrincipalInfo.created_date:type_name -> google.protobuf.Timestamp
+	30, // 1: coffer.v1.PrincipalInfo.tags:type_name -> coffer.v1.PrincipalInfo.TagsEntry
+	31, // 2: coffer.v1.CreatePrincipalRequest.tags:type_name -> coffer.v1.CreatePrincipalRequest.TagsEntry
+	0,  // 3: coffer.v1.CreatePrincipalResponse.principal:type_name -> coffer.v1.PrincipalInfo
+	0,  // 4: coffer.v1.ListPrincipalsResponse.principals:type_name -> coffer.v1.PrincipalInfo
+	33, // 5: coffer.v1.CreateAccessKeyResponse.created_date:type_name -> google.protobuf.Timestamp
+	33, // 6: coffer.v1.PolicyInfo.created_date:type_name -> google.protobuf.Timestamp
+	33, // 7: coffer.v1.PolicyInfo.updated_date:type_name -> google.protobuf.Timestamp
+	11, // 8: coffer.v1.PutPolicyResponse.policy:type_name -> coffer.v1.PolicyInfo
+	11, // 9: coffer.v1.GetPolicyResponse.policy:type_name -> coffer.v1.PolicyInfo
+	11, // 10: coffer.v1.ListPoliciesResponse.policies:type_name -> coffer.v1.PolicyInfo
+	32, // 11: coffer.v1.SimulatePolicyRequest.context:type_name -> coffer.v1.SimulatePolicyRequest.ContextEntry
+	33, // 12: coffer.v1.GetSessionTokenResponse.expiration:type_name -> google.protobuf.Timestamp
+	1,  // 13: coffer.v1.IAMService.CreatePrincipal:input_type -> coffer.v1.CreatePrincipalRequest
+	3,  // 14: coffer.v1.IAMService.ListPrincipals:input_type -> coffer.v1.ListPrincipalsRequest
+	5,  // 15: coffer.v1.IAMService.DeletePrincipal:input_type -> coffer.v1.DeletePrincipalRequest
+	7,  // 16: coffer.v1.IAMService.CreateAccessKey:input_type -> coffer.v1.CreateAccessKeyRequest
+	9,  // 17: coffer.v1.IAMService.DeleteAccessKey:input_type -> coffer.v1.DeleteAccessKeyRequest
+	12, // 18: coffer.v1.IAMService.PutPolicy:input_type -> coffer.v1.PutPolicyRequest
+	14, // 19: coffer.v1.IAMService.GetPolicy:input_type -> coffer.v1.GetPolicyRequest
+	16, // 20: coffer.v1.IAMService.ListPolicies:input_type -> coffer.v1.ListPoliciesRequest
+	18, // 21: coffer.v1.IAMService.DeletePolicy:input_type -> coffer.v1.DeletePolicyRequest
+	20, // 22: coffer.v1.IAMService.AttachPolicy:input_type -> coffer.v1.AttachPolicyRequest
+	22, // 23: coffer.v1.IAMService.DetachPolicy:input_type -> coffer.v1.DetachPolicyRequest
+	24, // 24: coffer.v1.IAMService.SimulatePolicy:input_type -> coffer.v1.SimulatePolicyRequest
+	26, // 25: coffer.v1.IAMService.GetSessionToken:input_type -> coffer.v1.GetSessionTokenRequest
+	28, // 26: coffer.v1.IAMService.GetCallerIdentity:input_type -> coffer.v1.GetCallerIdentityRequest
+	2,  // 27: coffer.v1.IAMService.CreatePrincipal:output_type -> coffer.v1.CreatePrincipalResponse
+	4,  // 28: coffer.v1.IAMService.ListPrincipals:output_type -> coffer.v1.ListPrincipalsResponse
+	6,  // 29: coffer.v1.IAMService.DeletePrincipal:output_type -> coffer.v1.DeletePrincipalResponse
+	8,  // 30: coffer.v1.IAMService.CreateAccessKey:output_type -> coffer.v1.CreateAccessKeyResponse
+	10, // 31: coffer.v1.IAMService.DeleteAccessKey:output_type -> coffer.v1.DeleteAccessKeyResponse
+	13, // 32: coffer.v1.IAMService.PutPolicy:output_type -> coffer.v1.PutPolicyResponse
+	15, // 33: coffer.v1.IAMService.GetPolicy:output_type -> coffer.v1.GetPolicyResponse
+	17, // 34: coffer.v1.IAMService.ListPolicies:output_type -> coffer.v1.ListPoliciesResponse
+	19, // 35: coffer.v1.IAMService.DeletePolicy:output_type -> coffer.v1.DeletePolicyResponse
+	21, // 36: coffer.v1.IAMService.AttachPolicy:output_type -> coffer.v1.AttachPolicyResponse
+	23, // 37: coffer.v1.IAMService.DetachPolicy:output_type -> coffer.v1.DetachPolicyResponse
+	25, // 38: coffer.v1.IAMService.SimulatePolicy:output_type -> coffer.v1.SimulatePolicyResponse
+	27, // 39: coffer.v1.IAMService.GetSessionToken:output_type -> coffer.v1.GetSessionTokenResponse
+	29, // 40: coffer.v1.IAMService.GetCallerIdentity:output_type -> coffer.v1.GetCallerIdentityResponse
+	27, // [27:41] is the sub-list for method output_type
+	13, // [13:27] is the sub-list for method input_type
+	13, // [13:13] is the sub-list for extension type_name
+	13, // [13:13] is the sub-list for extension extendee
+	0,  // [0:13] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_iam_proto_init() }
@@ -676,7 +1871,7 @@ func file_coffer_v1_iam_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_iam_proto_rawDesc), len(file_coffer_v1_iam_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   33,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,20 +19,30 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IAMService_CreatePrincipal_FullMethodName = "/coffer.v1.IAMService/CreatePrincipal"
-	IAMService_ListPrincipals_FullMethodName  = "/coffer.v1.IAMService/ListPrincipals"
-	IAMService_DeletePrincipal_FullMethodName = "/coffer.v1.IAMService/DeletePrincipal"
-	IAMService_CreateAccessKey_FullMethodName = "/coffer.v1.IAMService/CreateAccessKey"
-	IAMService_DeleteAccessKey_FullMethodName = "/coffer.v1.IAMService/DeleteAccessKey"
+	IAMService_CreatePrincipal_FullMethodName   = "/coffer.v1.IAMService/CreatePrincipal"
+	IAMService_ListPrincipals_FullMethodName    = "/coffer.v1.IAMService/ListPrincipals"
+	IAMService_DeletePrincipal_FullMethodName   = "/coffer.v1.IAMService/DeletePrincipal"
+	IAMService_CreateAccessKey_FullMethodName   = "/coffer.v1.IAMService/CreateAccessKey"
+	IAMService_DeleteAccessKey_FullMethodName   = "/coffer.v1.IAMService/DeleteAccessKey"
+	IAMService_PutPolicy_FullMethodName         = "/coffer.v1.IAMService/PutPolicy"
+	IAMService_GetPolicy_FullMethodName         = "/coffer.v1.IAMService/GetPolicy"
+	IAMService_ListPolicies_FullMethodName      = "/coffer.v1.IAMService/ListPolicies"
+	IAMService_DeletePolicy_FullMethodName      = "/coffer.v1.IAMService/DeletePolicy"
+	IAMService_AttachPolicy_FullMethodName      = "/coffer.v1.IAMService/AttachPolicy"
+	IAMService_DetachPolicy_FullMethodName      = "/coffer.v1.IAMService/DetachPolicy"
+	IAMService_SimulatePolicy_FullMethodName    = "/coffer.v1.IAMService/SimulatePolicy"
+	IAMService_GetSessionToken_FullMethodName   = "/coffer.v1.IAMService/GetSessionToken"
+	IAMService_GetCallerIdentity_FullMethodName = "/coffer.v1.IAMService/GetCallerIdentity"
 )
 
 // IAMServiceClient is the client API for IAMService service.
 //
 // For semantics around ctx use and closing/ending streaming RPCs, please refer to https://pkg.go.dev/google.golang.org/grpc/?tab=doc#ClientConn.NewStream.
 //
-// IAMService manages the principals that may call Coffer and their access
-// keys. (Policies come with access control; until then every authenticated
-// principal may do everything.)
+// IAMService manages the principals that may call Coffer, their access
+// keys and temporary credentials, and the identity policies that decide what
+// each may do. Its own operations are authorized as the actions
+// coffer:<RpcName> (coffer:PutPolicy, coffer:CreatePrincipal…).
 type IAMServiceClient interface {
 	// CreatePrincipal creates a principal.
 	CreatePrincipal(ctx context.Context, in *CreatePrincipalRequest, opts ...grpc.CallOption) (*CreatePrincipalResponse, error)
@@ -44,6 +54,28 @@ type IAMServiceClient interface {
 	CreateAccessKey(ctx context.Context, in *CreateAccessKeyRequest, opts ...grpc.CallOption) (*CreateAccessKeyResponse, error)
 	// DeleteAccessKey deletes an access key.
 	DeleteAccessKey(ctx context.Context, in *DeleteAccessKeyRequest, opts ...grpc.CallOption) (*DeleteAccessKeyResponse, error)
+	// PutPolicy creates or replaces a named identity policy. A malformed
+	// document is refused with MalformedPolicyDocumentException.
+	PutPolicy(ctx context.Context, in *PutPolicyRequest, opts ...grpc.CallOption) (*PutPolicyResponse, error)
+	// GetPolicy returns a policy and its document.
+	GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error)
+	// ListPolicies lists policies and the principals they are attached to.
+	ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error)
+	// DeletePolicy deletes a policy that is attached to no principal.
+	DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error)
+	// AttachPolicy attaches a policy to a principal.
+	AttachPolicy(ctx context.Context, in *AttachPolicyRequest, opts ...grpc.CallOption) (*AttachPolicyResponse, error)
+	// DetachPolicy detaches a policy from a principal.
+	DetachPolicy(ctx context.Context, in *DetachPolicyRequest, opts ...grpc.CallOption) (*DetachPolicyResponse, error)
+	// SimulatePolicy answers whether a principal may perform an action on a
+	// resource, and which statement decided, without performing it.
+	SimulatePolicy(ctx context.Context, in *SimulatePolicyRequest, opts ...grpc.CallOption) (*SimulatePolicyResponse, error)
+	// GetSessionToken exchanges the caller's long-term access key for
+	// temporary credentials, like STS GetSessionToken.
+	GetSessionToken(ctx context.Context, in *GetSessionTokenRequest, opts ...grpc.CallOption) (*GetSessionTokenResponse, error)
+	// GetCallerIdentity names the authenticated caller, like STS
+	// GetCallerIdentity.
+	GetCallerIdentity(ctx context.Context, in *GetCallerIdentityRequest, opts ...grpc.CallOption) (*GetCallerIdentityResponse, error)
 }
 
 type iAMServiceClient struct {
@@ -104,13 +136,104 @@ func (c *iAMServiceClient) DeleteAccessKey(ctx context.Context, in *DeleteAccess
 	return out, nil
 }
 
+func (c *iAMServiceClient) PutPolicy(ctx context.Context, in *PutPolicyRequest, opts ...grpc.CallOption) (*PutPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(PutPolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_PutPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) GetPolicy(ctx context.Context, in *GetPolicyRequest, opts ...grpc.CallOption) (*GetPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetPolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_GetPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) ListPolicies(ctx context.Context, in *ListPoliciesRequest, opts ...grpc.CallOption) (*ListPoliciesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListPoliciesResponse)
+	err := c.cc.Invoke(ctx, IAMService_ListPolicies_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) DeletePolicy(ctx context.Context, in *DeletePolicyRequest, opts ...grpc.CallOption) (*DeletePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeletePolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_DeletePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) AttachPolicy(ctx context.Context, in *AttachPolicyRequest, opts ...grpc.CallOption) (*AttachPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachPolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_AttachPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) DetachPolicy(ctx context.Context, in *DetachPolicyRequest, opts ...grpc.CallOption) (*DetachPolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetachPolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_DetachPolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) SimulatePolicy(ctx context.Context, in *SimulatePolicyRequest, opts ...grpc.CallOption) (*SimulatePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SimulatePolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_SimulatePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) GetSessionToken(ctx context.Context, in *GetSessionTokenRequest, opts ...grpc.CallOption) (*GetSessionTokenResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetSessionTokenResponse)
+	err := c.cc.Invoke(ctx, IAMService_GetSessionToken_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) GetCallerIdentity(ctx context.Context, in *GetCallerIdentityRequest, opts ...grpc.CallOption) (*GetCallerIdentityResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetCallerIdentityResponse)
+	err := c.cc.Invoke(ctx, IAMService_GetCallerIdentity_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IAMServiceServer is the server API for IAMService service.
 // All implementations must embed UnimplementedIAMServiceServer
 // for forward compatibility.
 //
-// IAMService manages the principals that may call Coffer and their access
-// keys. (Policies come with access control; until then every authenticated
-// principal may do everything.)
+// IAMService manages the principals that may call Coffer, their access
+// keys and temporary credentials, and the identity policies that decide what
+// each may do. Its own operations are authorized as the actions
+// coffer:<RpcName> (coffer:PutPolicy, coffer:CreatePrincipal…).
 type IAMServiceServer interface {
 	// CreatePrincipal creates a principal.
 	CreatePrincipal(context.Context, *CreatePrincipalRequest) (*CreatePrincipalResponse, error)
@@ -122,6 +245,28 @@ type IAMServiceServer interface {
 	CreateAccessKey(context.Context, *CreateAccessKeyRequest) (*CreateAccessKeyResponse, error)
 	// DeleteAccessKey deletes an access key.
 	DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*DeleteAccessKeyResponse, error)
+	// PutPolicy creates or replaces a named identity policy. A malformed
+	// document is refused with MalformedPolicyDocumentException.
+	PutPolicy(context.Context, *PutPolicyRequest) (*PutPolicyResponse, error)
+	// GetPolicy returns a policy and its document.
+	GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error)
+	// ListPolicies lists policies and the principals they are attached to.
+	ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error)
+	// DeletePolicy deletes a policy that is attached to no principal.
+	DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error)
+	// AttachPolicy attaches a policy to a principal.
+	AttachPolicy(context.Context, *AttachPolicyRequest) (*AttachPolicyResponse, error)
+	// DetachPolicy detaches a policy from a principal.
+	DetachPolicy(context.Context, *DetachPolicyRequest) (*DetachPolicyResponse, error)
+	// SimulatePolicy answers whether a principal may perform an action on a
+	// resource, and which statement decided, without performing it.
+	SimulatePolicy(context.Context, *SimulatePolicyRequest) (*SimulatePolicyResponse, error)
+	// GetSessionToken exchanges the caller's long-term access key for
+	// temporary credentials, like STS GetSessionToken.
+	GetSessionToken(context.Context, *GetSessionTokenRequest) (*GetSessionTokenResponse, error)
+	// GetCallerIdentity names the authenticated caller, like STS
+	// GetCallerIdentity.
+	GetCallerIdentity(context.Context, *GetCallerIdentityRequest) (*GetCallerIdentityResponse, error)
 	mustEmbedUnimplementedIAMServiceServer()
 }
 
@@ -146,6 +291,33 @@ func (UnimplementedIAMServiceServer) CreateAccessKey(context.Context, *CreateAcc
 }
 func (UnimplementedIAMServiceServer) DeleteAccessKey(context.Context, *DeleteAccessKeyRequest) (*DeleteAccessKeyResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DeleteAccessKey not implemented")
+}
+func (UnimplementedIAMServiceServer) PutPolicy(context.Context, *PutPolicyRequest) (*PutPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method PutPolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) GetPolicy(context.Context, *GetPolicyRequest) (*GetPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetPolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) ListPolicies(context.Context, *ListPoliciesRequest) (*ListPoliciesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListPolicies not implemented")
+}
+func (UnimplementedIAMServiceServer) DeletePolicy(context.Context, *DeletePolicyRequest) (*DeletePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeletePolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) AttachPolicy(context.Context, *AttachPolicyRequest) (*AttachPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachPolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) DetachPolicy(context.Context, *DetachPolicyRequest) (*DetachPolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DetachPolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) SimulatePolicy(context.Context, *SimulatePolicyRequest) (*SimulatePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SimulatePolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) GetSessionToken(context.Context, *GetSessionTokenRequest) (*GetSessionTokenResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetSessionToken not implemented")
+}
+func (UnimplementedIAMServiceServer) GetCallerIdentity(context.Context, *GetCallerIdentityRequest) (*GetCallerIdentityResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetCallerIdentity not implemented")
 }
 func (UnimplementedIAMServiceServer) mustEmbedUnimplementedIAMServiceServer() {}
 func (UnimplementedIAMServiceServer) testEmbeddedByValue()                    {}
@@ -258,6 +430,168 @@ func _IAMService_DeleteAccessKey_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IAMService_PutPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(PutPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).PutPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_PutPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).PutPolicy(ctx, req.(*PutPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_GetPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).GetPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_GetPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).GetPolicy(ctx, req.(*GetPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_ListPolicies_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListPoliciesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).ListPolicies(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_ListPolicies_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).ListPolicies(ctx, req.(*ListPoliciesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_DeletePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeletePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).DeletePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_DeletePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).DeletePolicy(ctx, req.(*DeletePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_AttachPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).AttachPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_AttachPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).AttachPolicy(ctx, req.(*AttachPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_DetachPolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachPolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).DetachPolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_DetachPolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).DetachPolicy(ctx, req.(*DetachPolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_SimulatePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SimulatePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).SimulatePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_SimulatePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).SimulatePolicy(ctx, req.(*SimulatePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_GetSessionToken_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetSessionTokenRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).GetSessionToken(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_GetSessionToken_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).GetSessionToken(ctx, req.(*GetSessionTokenRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_GetCallerIdentity_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetCallerIdentityRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).GetCallerIdentity(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_GetCallerIdentity_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).GetCallerIdentity(ctx, req.(*GetCallerIdentityRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IAMService_ServiceDesc is the grpc.ServiceDesc for IAMService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -284,6 +618,42 @@ var IAMService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DeleteAccessKey",
 			Handler:    _IAMService_DeleteAccessKey_Handler,
+		},
+		{
+			MethodName: "PutPolicy",
+			Handler:    _IAMService_PutPolicy_Handler,
+		},
+		{
+			MethodName: "GetPolicy",
+			Handler:    _IAMService_GetPolicy_Handler,
+		},
+		{
+			MethodName: "ListPolicies",
+			Handler:    _IAMService_ListPolicies_Handler,
+		},
+		{
+			MethodName: "DeletePolicy",
+			Handler:    _IAMService_DeletePolicy_Handler,
+		},
+		{
+			MethodName: "AttachPolicy",
+			Handler:    _IAMService_AttachPolicy_Handler,
+		},
+		{
+			MethodName: "DetachPolicy",
+			Handler:    _IAMService_DetachPolicy_Handler,
+		},
+		{
+			MethodName: "SimulatePolicy",
+			Handler:    _IAMService_SimulatePolicy_Handler,
+		},
+		{
+			MethodName: "GetSessionToken",
+			Handler:    _IAMService_GetSessionToken_Handler,
+		},
+		{
+			MethodName: "GetCallerIdentity",
+			Handler:    _IAMService_GetCallerIdentity_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -53,6 +53,11 @@ type Command struct {
 	//	*Command_DeletePrincipal
 	//	*Command_CreateAccessKey
 	//	*Command_DeleteAccessKey
+	//	*Command_PutPolicy
+	//	*Command_DeletePolicy
+	//	*Command_AttachPolicy
+	//	*Command_DetachPolicy
+	//	*Command_PurgeSessions
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -255,6 +260,51 @@ func (x *Command) GetDeleteAccessKey() *DeleteAccessKey {
 	return nil
 }
 
+func (x *Command) GetPutPolicy() *PutPolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PutPolicy); ok {
+			return x.PutPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeletePolicy() *DeletePolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeletePolicy); ok {
+			return x.DeletePolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAttachPolicy() *AttachPolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AttachPolicy); ok {
+			return x.AttachPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDetachPolicy() *DetachPolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DetachPolicy); ok {
+			return x.DetachPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPurgeSessions() *PurgeSessions {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PurgeSessions); ok {
+			return x.PurgeSessions
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -344,6 +394,31 @@ type Command_DeleteAccessKey struct {
 	DeleteAccessKey *DeleteAccessKey `protobuf:"bytes,26,opt,name=delete_access_key,json=deleteAccessKey,proto3,oneof"`
 }
 
+type Command_PutPolicy struct {
+	// put_policy creates or replaces an identity policy.
+	PutPolicy *PutPolicy `protobuf:"bytes,50,opt,name=put_policy,json=putPolicy,proto3,oneof"`
+}
+
+type Command_DeletePolicy struct {
+	// delete_policy removes an identity policy attached to no one.
+	DeletePolicy *DeletePolicy `protobuf:"bytes,51,opt,name=delete_policy,json=deletePolicy,proto3,oneof"`
+}
+
+type Command_AttachPolicy struct {
+	// attach_policy attaches an identity policy to a principal.
+	AttachPolicy *AttachPolicy `protobuf:"bytes,52,opt,name=attach_policy,json=attachPolicy,proto3,oneof"`
+}
+
+type Command_DetachPolicy struct {
+	// detach_policy detaches an identity policy from a principal.
+	DetachPolicy *DetachPolicy `protobuf:"bytes,53,opt,name=detach_policy,json=detachPolicy,proto3,oneof"`
+}
+
+type Command_PurgeSessions struct {
+	// purge_sessions removes temporary credentials that have expired.
+	PurgeSessions *PurgeSessions `protobuf:"bytes,54,opt,name=purge_sessions,json=purgeSessions,proto3,oneof"`
+}
+
 func (*Command_InitKeyring) isCommand_Op() {}
 
 func (*Command_CreateSecret) isCommand_Op() {}
@@ -377,6 +452,16 @@ func (*Command_DeletePrincipal) isCommand_Op() {}
 func (*Command_CreateAccessKey) isCommand_Op() {}
 
 func (*Command_DeleteAccessKey) isCommand_Op() {}
+
+func (*Command_PutPolicy) isCommand_Op() {}
+
+func (*Command_DeletePolicy) isCommand_Op() {}
+
+func (*Command_AttachPolicy) isCommand_Op() {}
+
+func (*Command_DetachPolicy) isCommand_Op() {}
+
+func (*Command_PurgeSessions) isCommand_Op() {}
 
 // Header is common to every command.
 type Header struct {
@@ -1545,12 +1630,252 @@ func (x *DeleteAccessKey) GetAccessKeyId() string {
 	return ""
 }
 
+// PutPolicy creates or replaces an identity policy. The document was
+// parsed by the proposer; only a well-formed one reaches the log.
+type PutPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// policy is the policy; created_date is kept from an existing one.
+	Policy        *v1.Policy `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PutPolicy) Reset() {
+	*x = PutPolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PutPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PutPolicy) ProtoMessage() {}
+
+func (x *PutPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PutPolicy.ProtoReflect.Descriptor instead.
+func (*PutPolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *PutPolicy) GetPolicy() *v1.Policy {
+	if x != nil {
+		return x.Policy
+	}
+	return nil
+}
+
+// DeletePolicy removes an identity policy.
+type DeletePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the policy's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeletePolicy) Reset() {
+	*x = DeletePolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeletePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeletePolicy) ProtoMessage() {}
+
+func (x *DeletePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeletePolicy.ProtoReflect.Descriptor instead.
+func (*DeletePolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *DeletePolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// AttachPolicy attaches a policy to a principal (a no-op when attached).
+type AttachPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the principal's name.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// policy is the policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachPolicy) Reset() {
+	*x = AttachPolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachPolicy) ProtoMessage() {}
+
+func (x *AttachPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachPolicy.ProtoReflect.Descriptor instead.
+func (*AttachPolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *AttachPolicy) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *AttachPolicy) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// DetachPolicy detaches a policy from a principal.
+type DetachPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// principal is the principal's name.
+	Principal string `protobuf:"bytes,1,opt,name=principal,proto3" json:"principal,omitempty"`
+	// policy is the policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachPolicy) Reset() {
+	*x = DetachPolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachPolicy) ProtoMessage() {}
+
+func (x *DetachPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachPolicy.ProtoReflect.Descriptor instead.
+func (*DetachPolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *DetachPolicy) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+func (x *DetachPolicy) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// PurgeSessions removes every temporary access key whose expiration is at
+// or before the command's header time.
+type PurgeSessions struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PurgeSessions) Reset() {
+	*x = PurgeSessions{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PurgeSessions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PurgeSessions) ProtoMessage() {}
+
+func (x *PurgeSessions) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PurgeSessions.ProtoReflect.Descriptor instead.
+func (*PurgeSessions) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{25}
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xba\n" +
-	"\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\r\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -1570,7 +1895,13 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x10create_principal\x18\x17 \x01(\v2\x1f.coffer.raft.v1.CreatePrincipalH\x00R\x0fcreatePrincipal\x12L\n" +
 	"\x10delete_principal\x18\x18 \x01(\v2\x1f.coffer.raft.v1.DeletePrincipalH\x00R\x0fdeletePrincipal\x12M\n" +
 	"\x11create_access_key\x18\x19 \x01(\v2\x1f.coffer.raft.v1.CreateAccessKeyH\x00R\x0fcreateAccessKey\x12M\n" +
-	"\x11delete_access_key\x18\x1a \x01(\v2\x1f.coffer.raft.v1.DeleteAccessKeyH\x00R\x0fdeleteAccessKeyB\x04\n" +
+	"\x11delete_access_key\x18\x1a \x01(\v2\x1f.coffer.raft.v1.DeleteAccessKeyH\x00R\x0fdeleteAccessKey\x12:\n" +
+	"\n" +
+	"put_policy\x182 \x01(\v2\x19.coffer.raft.v1.PutPolicyH\x00R\tputPolicy\x12C\n" +
+	"\rdelete_policy\x183 \x01(\v2\x1c.coffer.raft.v1.DeletePolicyH\x00R\fdeletePolicy\x12C\n" +
+	"\rattach_policy\x184 \x01(\v2\x1c.coffer.raft.v1.AttachPolicyH\x00R\fattachPolicy\x12C\n" +
+	"\rdetach_policy\x185 \x01(\v2\x1c.coffer.raft.v1.DetachPolicyH\x00R\fdetachPolicy\x12F\n" +
+	"\x0epurge_sessions\x186 \x01(\v2\x1d.coffer.raft.v1.PurgeSessionsH\x00R\rpurgeSessionsB\x04\n" +
 	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
@@ -1649,7 +1980,18 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"access_key\x18\x01 \x01(\v2\x1c.coffer.storage.v1.AccessKeyR\taccessKey\"5\n" +
 	"\x0fDeleteAccessKey\x12\"\n" +
-	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyIdB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\">\n" +
+	"\tPutPolicy\x121\n" +
+	"\x06policy\x18\x01 \x01(\v2\x19.coffer.storage.v1.PolicyR\x06policy\"\"\n" +
+	"\fDeletePolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"D\n" +
+	"\fAttachPolicy\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\"D\n" +
+	"\fDetachPolicy\x12\x1c\n" +
+	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\"\x0f\n" +
+	"\rPurgeSessionsB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -1663,7 +2005,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 21)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),               // 0: coffer.raft.v1.Command
 	(*Header)(nil),                // 1: coffer.raft.v1.Header
@@ -1686,12 +2028,18 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*DeletePrincipal)(nil),       // 18: coffer.raft.v1.DeletePrincipal
 	(*CreateAccessKey)(nil),       // 19: coffer.raft.v1.CreateAccessKey
 	(*DeleteAccessKey)(nil),       // 20: coffer.raft.v1.DeleteAccessKey
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),        // 22: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),            // 23: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),               // 24: coffer.v1.Tag
-	(*v1.Principal)(nil),          // 25: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),          // 26: coffer.storage.v1.AccessKey
+	(*PutPolicy)(nil),             // 21: coffer.raft.v1.PutPolicy
+	(*DeletePolicy)(nil),          // 22: coffer.raft.v1.DeletePolicy
+	(*AttachPolicy)(nil),          // 23: coffer.raft.v1.AttachPolicy
+	(*DetachPolicy)(nil),          // 24: coffer.raft.v1.DetachPolicy
+	(*PurgeSessions)(nil),         // 25: coffer.raft.v1.PurgeSessions
+	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),        // 27: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),            // 28: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),               // 29: coffer.v1.Tag
+	(*v1.Principal)(nil),          // 30: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),          // 31: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),             // 32: coffer.storage.v1.Policy
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -1712,24 +2060,30 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	18, // 15: coffer.raft.v1.Command.delete_principal:type_name -> coffer.raft.v1.DeletePrincipal
 	19, // 16: coffer.raft.v1.Command.create_access_key:type_name -> coffer.raft.v1.CreateAccessKey
 	20, // 17: coffer.raft.v1.Command.delete_access_key:type_name -> coffer.raft.v1.DeleteAccessKey
-	21, // 18: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	22, // 19: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	23, // 20: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 21: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	24, // 22: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 23: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 24: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	24, // 25: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 26: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	21, // 27: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	25, // 28: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	26, // 29: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	26, // 30: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	31, // [31:31] is the sub-list for method output_type
-	31, // [31:31] is the sub-list for method input_type
-	31, // [31:31] is the sub-list for extension type_name
-	31, // [31:31] is the sub-list for extension extendee
-	0,  // [0:31] is the sub-list for field type_name
+	21, // 18: coffer.raft.v1.Command.put_policy:type_name -> coffer.raft.v1.PutPolicy
+	22, // 19: coffer.raft.v1.Command.delete_policy:type_name -> coffer.raft.v1.DeletePolicy
+	23, // 20: coffer.raft.v1.Command.attach_policy:type_name -> coffer.raft.v1.AttachPolicy
+	24, // 21: coffer.raft.v1.Command.detach_policy:type_name -> coffer.raft.v1.DetachPolicy
+	25, // 22: coffer.raft.v1.Command.purge_sessions:type_name -> coffer.raft.v1.PurgeSessions
+	26, // 23: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	27, // 24: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	28, // 25: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 26: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	29, // 27: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 28: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 29: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	29, // 30: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 31: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	26, // 32: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	30, // 33: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	31, // 34: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	31, // 35: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	32, // 36: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	37, // [37:37] is the sub-list for method output_type
+	37, // [37:37] is the sub-list for method input_type
+	37, // [37:37] is the sub-list for extension type_name
+	37, // [37:37] is the sub-list for extension extendee
+	0,  // [0:37] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -1755,6 +2109,11 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_DeletePrincipal)(nil),
 		(*Command_CreateAccessKey)(nil),
 		(*Command_DeleteAccessKey)(nil),
+		(*Command_PutPolicy)(nil),
+		(*Command_DeletePolicy)(nil),
+		(*Command_AttachPolicy)(nil),
+		(*Command_DetachPolicy)(nil),
+		(*Command_PurgeSessions)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -1763,7 +2122,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   21,
+			NumMessages:   26,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -785,7 +785,12 @@ type Principal struct {
 	// created_date is when the principal was created.
 	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
 	// description is free text.
-	Description   string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// attached_policies names the identity policies attached to the
+	// principal, in the order they were attached.
+	AttachedPolicies []string `protobuf:"bytes,10,rep,name=attached_policies,json=attachedPolicies,proto3" json:"attached_policies,omitempty"`
+	// tags are the principal's tags, the aws:PrincipalTag/* condition keys.
+	Tags          map[string]string `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -848,6 +853,20 @@ func (x *Principal) GetDescription() string {
 	return ""
 }
 
+func (x *Principal) GetAttachedPolicies() []string {
+	if x != nil {
+		return x.AttachedPolicies
+	}
+	return nil
+}
+
+func (x *Principal) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
 // AccessKey is a principal's access key. SigV4 needs the secret itself to
 // recompute signatures, so it is kept sealed under the region's keyring
 // (as AWS keeps it under its own keys) and never returned after creation.
@@ -862,9 +881,18 @@ type AccessKey struct {
 	// status is "Active" or "Inactive".
 	Status string `protobuf:"bytes,4,opt,name=status,proto3" json:"status,omitempty"`
 	// created_date is when the key was created.
-	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// expiration, when set, makes the key temporary credentials (a session):
+	// it authenticates nothing at or after this time.
+	Expiration *timestamppb.Timestamp `protobuf:"bytes,10,opt,name=expiration,proto3" json:"expiration,omitempty"`
+	// parent_access_key_id is the long-term key a session was exchanged
+	// for; deleting it revokes the session.
+	ParentAccessKeyId string `protobuf:"bytes,11,opt,name=parent_access_key_id,json=parentAccessKeyId,proto3" json:"parent_access_key_id,omitempty"`
+	// sealed_session_token is a session's token under envelope encryption;
+	// SigV4 compares the X-Amz-Security-Token a client sends with it.
+	SealedSessionToken *SealedValue `protobuf:"bytes,12,opt,name=sealed_session_token,json=sealedSessionToken,proto3" json:"sealed_session_token,omitempty"`
+	unknownFields      protoimpl.UnknownFields
+	sizeCache          protoimpl.SizeCache
 }
 
 func (x *AccessKey) Reset() {
@@ -928,6 +956,118 @@ func (x *AccessKey) GetStatus() string {
 func (x *AccessKey) GetCreatedDate() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *AccessKey) GetExpiration() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiration
+	}
+	return nil
+}
+
+func (x *AccessKey) GetParentAccessKeyId() string {
+	if x != nil {
+		return x.ParentAccessKeyId
+	}
+	return ""
+}
+
+func (x *AccessKey) GetSealedSessionToken() *SealedValue {
+	if x != nil {
+		return x.SealedSessionToken
+	}
+	return nil
+}
+
+// Policy is a named identity policy that can be attached to principals.
+type Policy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is unique in the region, 1–128 characters of A-Za-z0-9+=,.@_-.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:iam::<account>:policy/<name>.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// document is the IAM JSON policy document, as given.
+	Document string `protobuf:"bytes,3,opt,name=document,proto3" json:"document,omitempty"`
+	// description is free text.
+	Description string `protobuf:"bytes,4,opt,name=description,proto3" json:"description,omitempty"`
+	// created_date is when the policy was first put.
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// updated_date is when the document last changed.
+	UpdatedDate   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=updated_date,json=updatedDate,proto3" json:"updated_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *Policy) Reset() {
+	*x = Policy{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Policy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Policy) ProtoMessage() {}
+
+func (x *Policy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Policy.ProtoReflect.Descriptor instead.
+func (*Policy) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *Policy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Policy) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *Policy) GetDocument() string {
+	if x != nil {
+		return x.Document
+	}
+	return ""
+}
+
+func (x *Policy) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Policy) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *Policy) GetUpdatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.UpdatedDate
 	}
 	return nil
 }
@@ -1002,18 +1142,37 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\rdeletion_date\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\fdeletionDate\x12\x1d\n" +
 	"\n" +
 	"error_kind\x18\b \x01(\rR\terrorKind\x12#\n" +
-	"\rerror_message\x18\t \x01(\tR\ferrorMessage\"\x92\x01\n" +
+	"\rerror_message\x18\t \x01(\tR\ferrorMessage\"\xb4\x02\n" +
 	"\tPrincipal\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12=\n" +
 	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12 \n" +
-	"\vdescription\x18\x04 \x01(\tR\vdescription\"\xe9\x01\n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12+\n" +
+	"\x11attached_policies\x18\n" +
+	" \x03(\tR\x10attachedPolicies\x12:\n" +
+	"\x04tags\x18\v \x03(\v2&.coffer.storage.v1.Principal.TagsEntryR\x04tags\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x03\n" +
 	"\tAccessKey\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12C\n" +
 	"\rsealed_secret\x18\x03 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\fsealedSecret\x12\x16\n" +
 	"\x06status\x18\x04 \x01(\tR\x06status\x12=\n" +
-	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate*U\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12:\n" +
+	"\n" +
+	"expiration\x18\n" +
+	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expiration\x12/\n" +
+	"\x14parent_access_key_id\x18\v \x01(\tR\x11parentAccessKeyId\x12P\n" +
+	"\x14sealed_session_token\x18\f \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x12sealedSessionToken\"\xea\x01\n" +
+	"\x06Policy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x1a\n" +
+	"\bdocument\x18\x03 \x01(\tR\bdocument\x12 \n" +
+	"\vdescription\x18\x04 \x01(\tR\vdescription\x12=\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12=\n" +
+	"\fupdated_date\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vupdatedDate*U\n" +
 	"\tValueKind\x12\x1a\n" +
 	"\x16VALUE_KIND_UNSPECIFIED\x10\x00\x12\x15\n" +
 	"\x11VALUE_KIND_STRING\x10\x01\x12\x15\n" +
@@ -1032,7 +1191,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -1044,35 +1203,42 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*AppliedProposal)(nil),       // 7: coffer.storage.v1.AppliedProposal
 	(*Principal)(nil),             // 8: coffer.storage.v1.Principal
 	(*AccessKey)(nil),             // 9: coffer.storage.v1.AccessKey
-	(*v1.Tag)(nil),                // 10: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 11: google.protobuf.Timestamp
+	(*Policy)(nil),                // 10: coffer.storage.v1.Policy
+	nil,                           // 11: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 12: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	10, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	11, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	11, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	11, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	11, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	11, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	12, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	13, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	13, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	13, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	13, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	13, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	2,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	11, // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	11, // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	13, // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	13, // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
 	0,  // 9: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
 	5,  // 10: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	11, // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	13, // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
 	6,  // 12: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	11, // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	11, // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	11, // 15: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	11, // 16: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	11, // 17: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	3,  // 18: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	11, // 19: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	20, // [20:20] is the sub-list for method output_type
-	20, // [20:20] is the sub-list for method input_type
-	20, // [20:20] is the sub-list for extension type_name
-	20, // [20:20] is the sub-list for extension extendee
-	0,  // [0:20] is the sub-list for field type_name
+	13, // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	13, // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	13, // 15: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	13, // 16: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	13, // 17: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	11, // 18: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	3,  // 19: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	13, // 20: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	13, // 21: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	3,  // 22: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
+	13, // 23: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	13, // 24: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	25, // [25:25] is the sub-list for method output_type
+	25, // [25:25] is the sub-list for method input_type
+	25, // [25:25] is the sub-list for extension type_name
+	25, // [25:25] is the sub-list for extension extendee
+	0,  // [0:25] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -1087,7 +1253,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   9,
+			NumMessages:   11,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
