@@ -1,6 +1,7 @@
 package kms
 
 import (
+	"crypto/hkdf"
 	"crypto/hmac"
 	"crypto/sha256"
 	"encoding/binary"
@@ -135,4 +136,19 @@ func associatedData(domain string, fields ...string) []byte {
 func appendField(dst []byte, field string) []byte {
 	dst = binary.BigEndian.AppendUint64(dst, uint64(len(field)))
 	return append(dst, field...)
+}
+
+// derivedKeyDomain prefixes the purpose of every key DeriveKey makes.
+const derivedKeyDomain = "coffer/kms/v1/derived/"
+
+// DeriveKey returns a 32-byte key for purpose (such as "audit-params"),
+// derived with HKDF-SHA256 from the keyring's fingerprint key. Every node of
+// a region opens the same keyring, so every node derives the same key, and
+// keys for different purposes are independent.
+func (k *Keyring) DeriveKey(purpose string) ([]byte, error) {
+	out, err := hkdf.Key(sha256.New, k.fingerprintKey, nil, derivedKeyDomain+purpose, keySize)
+	if err != nil {
+		return nil, fmt.Errorf("derive %s key: %w", purpose, err)
+	}
+	return out, nil
 }

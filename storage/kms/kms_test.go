@@ -724,3 +724,27 @@ func BenchmarkSealUnseal1KiB(b *testing.B) {
 		}
 	}
 }
+
+func TestDeriveKeyIsStablePerKeyringAndPurpose(t *testing.T) {
+	root, rec, k := newTestKeyring(t)
+	again, err := Open(root, rec) // another node opening the same keyring
+	if err != nil {
+		t.Fatalf("Open: %v", err)
+	}
+	a1, err1 := k.DeriveKey("audit-params")
+	a2, err2 := again.DeriveKey("audit-params")
+	other, err3 := k.DeriveKey("something-else")
+	if err := errors.Join(err1, err2, err3); err != nil {
+		t.Fatal(err)
+	}
+	if len(a1) != 32 || !bytes.Equal(a1, a2) {
+		t.Fatalf("the same keyring derived different audit keys (%d bytes)", len(a1))
+	}
+	if bytes.Equal(a1, other) {
+		t.Fatal("two purposes derived the same key")
+	}
+	_, _, k2 := newTestKeyring(t)
+	if b, _ := k2.DeriveKey("audit-params"); bytes.Equal(a1, b) {
+		t.Fatal("two keyrings derived the same key")
+	}
+}
