@@ -55,7 +55,7 @@ func BenchmarkGetSecretValue(b *testing.B) {
 func BenchmarkGetSecretValueGRPC(b *testing.B) {
 	svc, _ := newTestService(b)
 	ids := benchSecrets(b, svc, 100)
-	gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil)
+	gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)

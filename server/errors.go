@@ -37,6 +37,7 @@ const (
 	TypeInvalidSignature      = "InvalidSignatureException"
 	TypeIncompleteSignature   = "IncompleteSignature"
 	TypeMissingAuthToken      = "MissingAuthenticationTokenException"
+	TypeExpiredToken          = "ExpiredTokenException"
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.
@@ -85,7 +86,7 @@ func Code(typ string) codes.Code {
 		return codes.Unimplemented
 	case TypeAccessDeniedException:
 		return codes.PermissionDenied
-	case TypeUnrecognizedClient, TypeInvalidSignature, TypeIncompleteSignature, TypeMissingAuthToken:
+	case TypeUnrecognizedClient, TypeInvalidSignature, TypeIncompleteSignature, TypeMissingAuthToken, TypeExpiredToken:
 		return codes.Unauthenticated
 	}
 	return codes.Internal
@@ -121,11 +122,11 @@ func AsAPIError(err error) *APIError {
 func storageType(kind error) string {
 	switch kind {
 	case storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound,
-		storage.ErrPrincipalNotFound, storage.ErrAccessKeyNotFound:
+		storage.ErrPrincipalNotFound, storage.ErrAccessKeyNotFound, storage.ErrPolicyNotFound:
 		return TypeResourceNotFound
 	case storage.ErrSecretExists, storage.ErrTokenInUse, storage.ErrPrincipalExists:
 		return TypeResourceExists
-	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch:
+	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrPolicyInUse:
 		return TypeInvalidRequest
 	case storage.ErrInvalidParameter:
 		return TypeInvalidParameter

@@ -11,10 +11,13 @@ import (
 
 	"github.com/google/uuid"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/metadata"
+	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -36,21 +39,38 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }
 
-// GRPCAuth authenticates a call and returns the caller's principal. It is
+// GRPCAuth authenticates a call and returns the caller's identity. It is
 // not consulted for health checks and reflection.
-type GRPCAuth func(ctx context.Context, fullMethod string) (principal string, err error)
+type GRPCAuth func(ctx context.Context, fullMethod string) (Identity, error)
 
-type principalKey struct{}
+// Identity is an authenticated caller: the principal, and the access key
+// it signed with ("" when a client certificate identified it).
+type Identity struct {
+	Principal   string
+	AccessKeyID string
+}
+
+type identityKey struct{}
 
 // PrincipalFrom returns the authenticated principal of a request, or "".
 func PrincipalFrom(ctx context.Context) string {
-	p, _ := ctx.Value(principalKey{}).(string)
-	return p
+	return IdentityFrom(ctx).Principal
+}
+
+// IdentityFrom returns the authenticated identity of a request.
+func IdentityFrom(ctx context.Context) Identity {
+	id, _ := ctx.Value(identityKey{}).(Identity)
+	return id
 }
 
 // WithPrincipal returns ctx carrying the authenticated principal.
 func WithPrincipal(ctx context.Context, p string) context.Context {
-	return context.WithValue(ctx, principalKey{}, p)
+	return WithIdentity(ctx, Identity{Principal: p})
+}
+
+// WithIdentity returns ctx carrying the authenticated identity.
+func WithIdentity(ctx context.Context, id Identity) context.Context {
+	return context.WithValue(ctx, identityKey{}, id)
 }
 
 func openMethod(fullMethod string) bool {
@@ -58,21 +78,27 @@ func openMethod(fullMethod string) bool {
 }
 
 // BearerAuth authenticates gRPC calls with "authorization: Bearer
-// ACCESS_KEY_ID:SECRET_ACCESS_KEY". allowAnonymous (cofferd dev only) lets
-// calls without the header through as "anonymous".
-func BearerAuth(iam *IAM, allowAnonymous bool) GRPCAuth {
-	return func(ctx context.Context, _ string) (string, error) {
+// ACCESS_KEY_ID:SECRET_ACCESS_KEY" (":SESSION_TOKEN" appended for temporary
+// credentials). A call without the header may instead be identified by its
+// verified TLS client certificate, through certs (nil: no mapping).
+// allowAnonymous (cofferd dev only) lets calls with neither through as
+// AnonymousPrincipal.
+func BearerAuth(iam *IAM, certs *CertIdentities, allowAnonymous bool) GRPCAuth {
+	return func(ctx context.Context, _ string) (Identity, error) {
 		md, _ := metadata.FromIncomingContext(ctx)
 		v := first(md, "authorization")
 		if v == "" {
-			if allowAnonymous {
-				return "anonymous", nil
+			if name, ok := certs.FromPeer(ctx); ok {
+				return Identity{Principal: name}, nil
 			}
-			return "", apiErr(TypeMissingAuthToken, "Request is missing Authentication Token: send authorization: Bearer ACCESS_KEY_ID:SECRET_ACCESS_KEY.")
+			if allowAnonymous {
+				return Identity{Principal: AnonymousPrincipal}, nil
+			}
+			return Identity{}, apiErr(TypeMissingAuthToken, "Request is missing Authentication Token: send authorization: Bearer ACCESS_KEY_ID:SECRET_ACCESS_KEY.")
 		}
 		scheme, token, _ := strings.Cut(v, " ")
 		if !strings.EqualFold(scheme, "Bearer") {
-			return "", apiErr(TypeIncompleteSignature, "The authorization header must use the Bearer scheme.")
+			return Identity{}, apiErr(TypeIncompleteSignature, "The authorization header must use the Bearer scheme.")
 		}
 		return iam.CheckBearer(ctx, strings.TrimSpace(token))
 	}
@@ -80,9 +106,10 @@ func BearerAuth(iam *IAM, allowAnonymous bool) GRPCAuth {
 
 // NewGRPCServer returns a gRPC server serving svc, gRPC health (reporting
 // SERVING once the service is ready) and reflection, so grpcurl works.
-// auth, when non-nil, authenticates every other call.
-func NewGRPCServer(svc *Service, log *slog.Logger, auth GRPCAuth, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log, auth)), grpc.ChainStreamInterceptor(streamInterceptor(auth)))
+// auth, when non-nil, authenticates every other call; gate, when non-nil,
+// authorizes and audits it.
+func NewGRPCServer(svc *Service, log *slog.Logger, auth GRPCAuth, gate *Gate, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log, auth, gate)), grpc.ChainStreamInterceptor(streamInterceptor(auth, gate)))
 	srv := grpc.NewServer(opts...)
 	cofferv1.RegisterSecretsManagerServiceServer(srv, svc)
 	hs := health.NewServer()
@@ -103,19 +130,40 @@ func SetServing(hs *health.Server, serving bool) {
 	hs.SetServingStatus(cofferv1.SecretsManagerService_ServiceDesc.ServiceName, st)
 }
 
-// unaryInterceptor gives every request an id, turns every error into an
-// AWS-typed status, turns a panic into InternalServiceError instead of a
-// crashed node, and logs one line per request — never a value.
-func streamInterceptor(auth GRPCAuth) grpc.StreamServerInterceptor {
+// edgeCall describes a gRPC call for the Gate.
+func edgeCall(ctx context.Context, fullMethod string, id Identity, req proto.Message) Call {
+	action, op := actionFor(fullMethod)
+	c := Call{Protocol: "grpc", Operation: op, Action: action, Request: req,
+		Caller: Caller{Principal: id.Principal, AccessKeyID: id.AccessKeyID}}
+	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
+		c.SourceAddr = p.Addr.String()
+		c.Caller.SourceIP = hostOf(c.SourceAddr)
+		_, c.Caller.SecureTransport = p.AuthInfo.(credentials.TLSInfo)
+	}
+	return c
+}
+
+// streamInterceptor authenticates, authorizes and audits streaming calls
+// (snapshot save and restore).
+func streamInterceptor(auth GRPCAuth, gate *Gate) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
 		if auth == nil || openMethod(info.FullMethod) {
 			return handler(srv, ss)
 		}
-		p, err := auth(ss.Context(), info.FullMethod)
+		ctx := WithRequestID(ss.Context(), uuid.NewString())
+		id, err := auth(ctx, info.FullMethod)
+		if err != nil {
+			return AsAPIError(gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, nil), err))
+		}
+		ctx, x, err := gate.Begin(WithIdentity(ctx, id), edgeCall(ctx, info.FullMethod, id, nil))
 		if err != nil {
 			return AsAPIError(err)
 		}
-		return handler(srv, &principalStream{ServerStream: ss, ctx: WithPrincipal(ss.Context(), p)})
+		err = handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
+		if err = x.End(nil, err); err != nil {
+			return AsAPIError(err)
+		}
+		return nil
 	}
 }
 
@@ -126,7 +174,11 @@ type principalStream struct {
 
 func (s *principalStream) Context() context.Context { return s.ctx }
 
-func unaryInterceptor(log *slog.Logger, auth GRPCAuth) grpc.UnaryServerInterceptor {
+// unaryInterceptor gives every request an id, authenticates it, authorizes
+// and audits it through the Gate, turns every error into an AWS-typed
+// status, turns a panic into InternalServiceError instead of a crashed
+// node, and logs one line per request — never a value.
+func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnaryServerInterceptor {
 	return func(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
 		id := uuid.NewString()
 		ctx = WithRequestID(ctx, id)
@@ -157,18 +209,33 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth) grpc.UnaryServerIntercept
 			}
 			log.Log(ctx, level, "request", attrs...)
 		}()
-		if cerr != nil {
-			return nil, cerr
-		}
-		if auth != nil && !openMethod(info.FullMethod) {
-			p, aerr := auth(ctx, info.FullMethod)
-			if aerr != nil {
-				return nil, aerr
+		msg, _ := req.(proto.Message)
+		if auth == nil || openMethod(info.FullMethod) {
+			if cerr != nil {
+				return nil, cerr
 			}
-			ctx = WithPrincipal(ctx, p)
-			attrs = append(attrs, "principal", p)
+			return handler(ctx, req)
 		}
-		return handler(ctx, req)
+		ident, aerr := auth(ctx, info.FullMethod)
+		if aerr != nil {
+			return nil, gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, msg), aerr)
+		}
+		ctx = WithIdentity(ctx, ident)
+		attrs = append(attrs, "principal", ident.Principal)
+		call := edgeCall(ctx, info.FullMethod, ident, msg)
+		if cerr != nil {
+			return nil, gate.Refused(ctx, call, cerr)
+		}
+		ctx, x, gerr := gate.Begin(ctx, call)
+		if gerr != nil {
+			return nil, gerr
+		}
+		resp, err = handler(ctx, req)
+		out, _ := resp.(proto.Message)
+		if err = x.End(out, err); err != nil {
+			return nil, err
+		}
+		return resp, nil
 	}
 }
 

@@ -10,6 +10,7 @@ import (
 	"regexp"
 	"strings"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -24,10 +25,11 @@ const RootPrincipal = "root"
 
 var principalPattern = regexp.MustCompile(`^[A-Za-z0-9+=,.@_-]{1,64}$`)
 
-// IAMState is the read side of principals and keys.
+// IAMState is the read side of principals, keys and policies.
 type IAMState interface {
+	AuthzState
 	Principals() ([]storage.PrincipalEntry, error)
-	AccessKey(id string) (*storagev1.AccessKey, error)
+	Policies() ([]*storagev1.Policy, error)
 }
 
 // IAM implements the IAMService and looks up credentials for
@@ -37,23 +39,41 @@ type IAM struct {
 	cofferv1.UnimplementedIAMServiceServer
 	svc   *Service
 	state IAMState
+	authz *Authorizer
 
 	mu    sync.Mutex
-	cache map[string]cachedSecret // access key id → unsealed secret
+	cache map[string]cachedKey // access key id → unsealed secret (and token)
 }
 
-type cachedSecret struct {
-	sealed    string // the ciphertext it was unsealed from
-	secret    string
-	principal string
+type cachedKey struct {
+	sealed string // the ciphertext it was unsealed from
+	Key
+}
+
+// Key is an access key as authentication needs it. Secrets and tokens are
+// never logged.
+type Key struct {
+	Principal string
+	Secret    string
+	// SessionToken and Expiration are set for temporary credentials.
+	SessionToken string
+	Expiration   time.Time
+}
+
+// Expired reports whether temporary credentials have run out at now.
+func (k Key) Expired(now time.Time) bool {
+	return !k.Expiration.IsZero() && !now.Before(k.Expiration)
 }
 
 var _ cofferv1.IAMServiceServer = (*IAM)(nil)
 
 // NewIAM builds the IAM service over svc's replicator and keyring.
 func NewIAM(svc *Service, state IAMState) *IAM {
-	return &IAM{svc: svc, state: state, cache: map[string]cachedSecret{}}
+	return &IAM{svc: svc, state: state, authz: NewAuthorizer(svc.cfg, state), cache: map[string]cachedKey{}}
 }
+
+// Authorizer is the region's authorizer over the same state.
+func (i *IAM) Authorizer() *Authorizer { return i.authz }
 
 func (i *IAM) principalARN(name string) string {
 	return fmt.Sprintf("arn:%s:iam::%s:user/%s", i.svc.cfg.Partition, i.svc.cfg.AccountID, name)
@@ -67,12 +87,16 @@ func (i *IAM) CreatePrincipal(ctx context.Context, req *cofferv1.CreatePrincipal
 	if e := checkLength("description", req.GetDescription(), 0, 1000); e != nil {
 		return nil, e
 	}
-	p := &storagev1.Principal{Name: req.GetName(), Arn: i.principalARN(req.GetName()), CreatedDate: timestamppb.New(i.svc.now()), Description: req.GetDescription()}
+	if e := validatePrincipalTags(req.GetTags()); e != nil {
+		return nil, e
+	}
+	p := &storagev1.Principal{Name: req.GetName(), Arn: i.principalARN(req.GetName()), CreatedDate: timestamppb.New(i.svc.now()),
+		Description: req.GetDescription(), Tags: req.GetTags()}
 	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_CreatePrincipal{CreatePrincipal: &raftv1.CreatePrincipal{Principal: p}}}); err != nil {
 		return nil, err
 	}
 	return &cofferv1.CreatePrincipalResponse{Principal: &cofferv1.PrincipalInfo{
-		Name: p.GetName(), Arn: p.GetArn(), CreatedDate: p.GetCreatedDate(), Description: p.GetDescription(),
+		Name: p.GetName(), Arn: p.GetArn(), CreatedDate: p.GetCreatedDate(), Description: p.GetDescription(), Tags: p.GetTags(),
 	}}, nil
 }
 
@@ -90,6 +114,7 @@ func (i *IAM) ListPrincipals(ctx context.Context, _ *cofferv1.ListPrincipalsRequ
 		resp.Principals = append(resp.Principals, &cofferv1.PrincipalInfo{
 			Name: e.Principal.GetName(), Arn: e.Principal.GetArn(), CreatedDate: e.Principal.GetCreatedDate(),
 			Description: e.Principal.GetDescription(), AccessKeyIds: e.AccessKeyIDs,
+			AttachedPolicies: e.Principal.GetAttachedPolicies(), Tags: e.Principal.GetTags(),
 		})
 	}
 	return resp, nil
@@ -165,6 +190,15 @@ var ErrUnknownAccessKey = errors.New("unknown access key")
 // this node does not know yet (created moments ago through another node) is
 // looked up again after a read barrier before it is called unknown.
 func (i *IAM) Lookup(ctx context.Context, id string) (secret, principal string, err error) {
+	k, err := i.LookupKey(ctx, id)
+	return k.Secret, k.Principal, err
+}
+
+// LookupKey returns an active access key (or temporary credentials, with
+// their token and expiration). It does not judge expiration: a caller
+// verifies the signature first, so that a forged request never learns
+// whether a key id exists, and then checks Key.Expired.
+func (i *IAM) LookupKey(ctx context.Context, id string) (Key, error) {
 	k, err := i.state.AccessKey(id)
 	if err == nil && k == nil {
 		if _, berr := i.svc.rep.ReadBarrier(ctx); berr == nil {
@@ -172,51 +206,80 @@ func (i *IAM) Lookup(ctx context.Context, id string) (secret, principal string, 
 		}
 	}
 	if err != nil {
-		return "", "", err
+		return Key{}, err
 	}
 	if k == nil || k.GetStatus() != "Active" {
-		return "", "", ErrUnknownAccessKey
+		return Key{}, ErrUnknownAccessKey
 	}
 	sealed := string(k.GetSealedSecret().GetCiphertext())
 	i.mu.Lock()
 	c, ok := i.cache[id]
 	i.mu.Unlock()
 	if ok && c.sealed == sealed {
-		return c.secret, c.principal, nil
+		return c.Key, nil
 	}
 	kr, err := i.svc.keys()
 	if err != nil {
-		return "", "", err
+		return Key{}, err
 	}
 	plain, err := kr.Unseal(k.GetSealedSecret(), accessKeyAAD(id), id)
 	if err != nil {
-		return "", "", err
+		return Key{}, err
 	}
-	c = cachedSecret{sealed: sealed, secret: string(plain), principal: k.GetPrincipal()}
+	c = cachedKey{sealed: sealed, Key: Key{Principal: k.GetPrincipal(), Secret: string(plain)}}
+	if exp := k.GetExpiration(); exp != nil {
+		token, err := kr.Unseal(k.GetSealedSessionToken(), sessionTokenAAD(id), id)
+		if err != nil {
+			return Key{}, err
+		}
+		c.SessionToken, c.Expiration = string(token), exp.AsTime()
+	}
 	i.mu.Lock()
+	if len(i.cache) >= maxCachedKeys {
+		clear(i.cache)
+	}
 	i.cache[id] = c
 	i.mu.Unlock()
-	return c.secret, c.principal, nil
+	return c.Key, nil
 }
 
-// CheckBearer authenticates "AKID:SECRET" (the gRPC bearer form) and
-// returns the principal.
-func (i *IAM) CheckBearer(ctx context.Context, token string) (string, error) {
-	id, given, ok := strings.Cut(token, ":")
+// maxCachedKeys bounds the unsealed-key cache; sessions come and go.
+const maxCachedKeys = 10000
+
+// ErrExpiredToken is the answer to temporary credentials past their
+// expiration, in AWS's words.
+func errExpiredToken() *APIError {
+	return apiErr(TypeExpiredToken, "The security token included in the request is expired")
+}
+
+func errInvalidToken() *APIError {
+	return apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
+}
+
+// CheckBearer authenticates "AKID:SECRET" (the gRPC bearer form of an
+// access key) or "AKID:SECRET:SESSION_TOKEN" (temporary credentials) and
+// returns the caller's identity.
+func (i *IAM) CheckBearer(ctx context.Context, token string) (Identity, error) {
+	id, rest, ok := strings.Cut(token, ":")
 	if !ok {
-		return "", apiErr(TypeUnrecognizedClient, "The bearer token must be ACCESS_KEY_ID:SECRET_ACCESS_KEY.")
+		return Identity{}, apiErr(TypeUnrecognizedClient, "The bearer token must be ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN].")
 	}
-	secret, principal, err := i.Lookup(ctx, id)
+	given, session, _ := strings.Cut(rest, ":")
+	k, err := i.LookupKey(ctx, id)
 	if errors.Is(err, ErrUnknownAccessKey) {
-		return "", apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
+		return Identity{}, errInvalidToken()
 	}
 	if err != nil {
-		return "", err
+		return Identity{}, err
 	}
-	if subtle.ConstantTimeCompare([]byte(secret), []byte(given)) != 1 {
-		return "", apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
+	if subtle.ConstantTimeCompare([]byte(k.Secret), []byte(given)) != 1 ||
+		subtle.ConstantTimeCompare([]byte(k.SessionToken), []byte(session)) != 1 {
+		return Identity{}, errInvalidToken()
 	}
-	return principal, nil
+	if k.Expired(time.Now()) {
+		return Identity{}, errExpiredToken()
+	}
+	return Identity{Principal: k.Principal, AccessKeyID: id}, nil
 }
 
 // BootstrapRoot creates the root principal and an access key on a region

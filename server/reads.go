@@ -20,7 +20,7 @@ func (s *Service) GetSecretValue(ctx context.Context, req *cofferv1.GetSecretVal
 	if err := s.readPoint(ctx); err != nil {
 		return nil, err
 	}
-	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage())
+	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage(), nil)
 	if err != nil {
 		return nil, err
 	}
@@ -37,11 +37,17 @@ func optionalStage(stage string) *APIError {
 	return validateStage("versionStage", stage)
 }
 
-// readValue finds, unseals and records the read of one version.
-func (s *Service) readValue(id, versionID, stage string) (*cofferv1.SecretValueEntry, error) {
+// readValue finds, unseals and records the read of one version. allow,
+// when set, may refuse the secret before its value is unsealed.
+func (s *Service) readValue(id, versionID, stage string, allow func(*storagev1.Secret) error) (*cofferv1.SecretValueEntry, error) {
 	sv, err := s.state.SecretValue(id, versionID, stage)
 	if err != nil {
 		return nil, err
+	}
+	if allow != nil {
+		if err := allow(sv.Secret); err != nil {
+			return nil, err
+		}
 	}
 	kr, err := s.keys()
 	if err != nil {
@@ -88,6 +94,14 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 		return nil, err
 	}
 	resp := &cofferv1.BatchGetSecretValueResponse{}
+	// A caller sees only the secrets it may read: one it named and may not
+	// read is an AccessDeniedException entry (as in AWS), one a filter
+	// matched is left out.
+	var allow func(*storagev1.Secret) error
+	if f := secretFilterFrom(ctx); f != nil {
+		allow = func(sec *storagev1.Secret) error { return f.AllowSecret(SecretAction("GetSecretValue"), sec) }
+	}
+	named := len(ids) > 0
 	if len(ids) == 0 {
 		page, err := s.state.ListSecrets(storage.Query{
 			Filters: storageFilters(filters), MaxResults: int(orDefault(req.MaxResults, maxBatchResults)), NextToken: req.GetNextToken(),
@@ -105,9 +119,12 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 			resp.Errors = append(resp.Errors, &cofferv1.APIError{SecretId: id, ErrorCode: e.Type, Message: e.Message})
 			continue
 		}
-		v, err := s.readValue(id, "", "")
+		v, err := s.readValue(id, "", "", allow)
 		if err != nil {
 			ae := AsAPIError(err)
+			if !named && ae.Type == TypeAccessDeniedException {
+				continue
+			}
 			resp.Errors = append(resp.Errors, &cofferv1.APIError{SecretId: id, ErrorCode: ae.Type, Message: ae.Message})
 			continue
 		}
@@ -210,7 +227,18 @@ func (s *Service) ListSecrets(ctx context.Context, req *cofferv1.ListSecretsRequ
 		return nil, err
 	}
 	resp := &cofferv1.ListSecretsResponse{NextToken: page.NextToken}
+	// A caller sees only the secrets it may list (secretsmanager:ListSecrets
+	// on the secret's ARN), so a page may hold fewer than MaxResults.
+	f := secretFilterFrom(ctx)
 	for _, sec := range page.Secrets {
+		if f != nil {
+			if err := f.AllowSecret(SecretAction("ListSecrets"), sec); err != nil {
+				if AsAPIError(err).Type == TypeAccessDeniedException {
+					continue
+				}
+				return nil, err
+			}
+		}
 		resp.SecretList = append(resp.SecretList, listEntry(sec))
 	}
 	return resp, nil

@@ -59,6 +59,12 @@ type Config struct {
 	// AccessFlushInterval is how often a node proposes the last-accessed
 	// days it has gathered.
 	AccessFlushInterval time.Duration
+	// SessionDuration is how long temporary credentials last when the
+	// caller does not say; Min/MaxSessionDuration bound what it may ask.
+	// Zero means DefaultSessionDuration, DefaultMin… and DefaultMax….
+	SessionDuration    time.Duration
+	MinSessionDuration time.Duration
+	MaxSessionDuration time.Duration
 }
 
 // DefaultConfig holds the service defaults.
@@ -83,6 +89,11 @@ func (c Config) Validate() error {
 		return fmt.Errorf("account id %q must be 12 digits", c.AccountID)
 	case c.MaintenanceInterval <= 0 || c.AccessFlushInterval <= 0:
 		return errors.New("maintenance and access flush intervals must be positive")
+	case c.SessionDuration < 0 || c.MinSessionDuration < 0 || c.MaxSessionDuration < 0:
+		return errors.New("session durations must not be negative")
+	}
+	if def, lo, hi := c.sessionBounds(); lo > def || def > hi {
+		return fmt.Errorf("session durations must satisfy min (%v) <= default (%v) <= max (%v)", lo, def, hi)
 	}
 	return nil
 }
@@ -487,4 +498,14 @@ func firstErr(errs ...*APIError) *APIError {
 // gRPC renders as Unimplemented.
 func unsupported(what string) *APIError {
 	return apiErr(TypeUnsupportedOperation, "%s is not supported by this Coffer release yet.", what)
+}
+
+// DerivedKey returns a key derived from the region's keyring for purpose
+// (such as "audit-params"); every node of the region derives the same one.
+func (s *Service) DerivedKey(purpose string) ([]byte, error) {
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	return kr.DeriveKey(purpose)
 }

@@ -70,6 +70,9 @@ type Handler struct {
 	Logger *slog.Logger
 	// MaxBodyBytes bounds a request body; 0 means DefaultMaxBodyBytes.
 	MaxBodyBytes int64
+	// Gate authorizes each authenticated request and audits every request;
+	// nil does neither (tests of the protocol layer).
+	Gate *server.Gate
 }
 
 type principalKey struct{}
@@ -131,76 +134,100 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 }
 
 func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
+	call := server.Call{Protocol: "aws", SourceAddr: r.RemoteAddr,
+		Caller: server.Caller{SourceIP: server.HostOf(r.RemoteAddr), SecureTransport: r.TLS != nil}}
+	if name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), TargetPrefix); ok {
+		if _, known := operations[name]; known {
+			call.Operation, call.Action = name, server.SecretAction(name)
+		}
+	}
+	// refuse answers a request that never reached authorization, and
+	// audits it: every request leaves one record.
+	refuse := func(status int, e *server.APIError) {
+		_ = h.Gate.Refused(ctx, call, e)
+		x.fail(status, e)
+	}
 	if r.URL.Path != "/" {
-		x.fail(http.StatusNotFound, apiError(TypeUnknownOperation, "Nothing is served at %s: AWS JSON requests are POST /.", truncate(r.URL.Path)))
+		refuse(http.StatusNotFound, apiError(TypeUnknownOperation, "Nothing is served at %s: AWS JSON requests are POST /.", truncate(r.URL.Path)))
 		return
 	}
 	if r.Method != http.MethodPost {
 		x.w.Header().Set("Allow", http.MethodPost)
-		x.fail(http.StatusMethodNotAllowed, apiError(TypeUnknownOperation, "Method %s is not allowed: AWS JSON requests are POST /.", truncate(r.Method)))
+		refuse(http.StatusMethodNotAllowed, apiError(TypeUnknownOperation, "Method %s is not allowed: AWS JSON requests are POST /.", truncate(r.Method)))
 		return
 	}
 	body, err := h.readBody(x.w, r)
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			x.fail(http.StatusRequestEntityTooLarge, apiError(TypeRequestTooLarge, "The request body exceeds %d bytes.", tooLarge.Limit))
+			refuse(http.StatusRequestEntityTooLarge, apiError(TypeRequestTooLarge, "The request body exceeds %d bytes.", tooLarge.Limit))
 			return
 		}
-		x.fail(0, apiError(TypeSerialization, "The request body could not be read."))
+		refuse(0, apiError(TypeSerialization, "The request body could not be read."))
 		return
 	}
 
 	if h.Auth == nil {
 		x.cause = errors.New("awsjson: Handler has no Authenticator")
-		x.fail(0, &server.APIError{Type: server.TypeInternalServiceError, Message: "An error occurred on the server side."})
+		refuse(0, &server.APIError{Type: server.TypeInternalServiceError, Message: "An error occurred on the server side."})
 		return
 	}
 	principal, err := h.Auth.Authenticate(ctx, r, body)
 	if err != nil {
+		_ = h.Gate.Refused(ctx, call, err)
 		x.failWith(err)
 		return
 	}
 	x.principal = principal
+	call.Caller.Principal = principal
 	ctx = context.WithValue(ctx, principalKey{}, principal)
+	ctx = server.WithPrincipal(ctx, principal)
 
 	target := r.Header.Get("X-Amz-Target")
 	name, ok := strings.CutPrefix(target, TargetPrefix)
 	op, known := operations[name]
 	if !ok || !known {
 		if target == "" {
-			x.fail(0, apiError(TypeUnknownOperation, "The X-Amz-Target header is missing; it names the operation, as in secretsmanager.GetSecretValue."))
+			refuse(0, apiError(TypeUnknownOperation, "The X-Amz-Target header is missing; it names the operation, as in secretsmanager.GetSecretValue."))
 		} else {
-			x.fail(0, apiError(TypeUnknownOperation, "%s is not a Secrets Manager operation.", truncate(target)))
+			refuse(0, apiError(TypeUnknownOperation, "%s is not a Secrets Manager operation.", truncate(target)))
 		}
 		return
 	}
 	x.operation = name
 	if e := checkContentType(r.Header.Get("Content-Type")); e != nil {
-		x.fail(0, e)
+		refuse(0, e)
 		return
 	}
 	in := op.newInput()
 	if err := decodeRequest(body, in); err != nil {
-		x.fail(0, apiError(TypeSerialization, "%s", err.Error()))
+		refuse(0, apiError(TypeSerialization, "%s", err.Error()))
 		return
 	}
+	call.Request = in
 	if e := requireToken(in); e != nil {
-		x.fail(0, e)
+		refuse(0, e)
 		return
 	}
 	consistency, cerr := server.ParseConsistency(r.Header.Get(server.ConsistencyHeader), r.Header.Get(server.MinIndexHeader))
 	if cerr != nil {
-		x.fail(0, cerr)
+		refuse(0, cerr)
 		return
 	}
 	ctx = server.WithConsistency(ctx, consistency)
 
+	ctx, audit, err := h.Gate.Begin(ctx, call)
+	if err != nil {
+		x.failWith(err)
+		return
+	}
 	out, err := op.invoke(ctx, h.Service, in)
 	if idx := server.AnsweredIndex(ctx); idx > 0 {
 		x.w.Header().Set(server.IndexHeader, strconv.FormatUint(idx, 10))
 	}
-	if err != nil {
+	// The audit record is written before the response: if it cannot be,
+	// the caller gets an error and the value never leaves the node.
+	if err = audit.End(out, err); err != nil {
 		x.failWith(err)
 		return
 	}
@@ -258,6 +285,7 @@ func statusOf(typ string) int {
 	case server.TypeServiceUnavailable:
 		return http.StatusServiceUnavailable
 	case typeUnrecognizedClient, typeInvalidSignature, typeMissingAuthToken, server.TypeAccessDeniedException:
+		// ExpiredTokenException stays a 400, as AWS sends it.
 		return http.StatusForbidden
 	}
 	return http.StatusBadRequest

@@ -14,24 +14,27 @@ import (
 )
 
 // sigv4Auth authenticates AWS API requests with SigV4 against the region's
-// access keys. Only credentials scoped to this region are accepted.
+// access keys and temporary credentials (whose token arrives as
+// X-Amz-Security-Token, as AWS SDKs send AWS_SESSION_TOKEN). Only
+// credentials scoped to this region are accepted.
 type sigv4Auth struct {
 	verifier *sigv4.Verifier
+	iam      *server.IAM
 	region   string
 }
 
 func newSigV4Auth(iam *server.IAM, region string) *sigv4Auth {
-	return &sigv4Auth{region: region, verifier: &sigv4.Verifier{
+	return &sigv4Auth{region: region, iam: iam, verifier: &sigv4.Verifier{
 		Service: "secretsmanager",
 		Lookup: func(ctx context.Context, id string) (*sigv4.Credentials, error) {
-			secret, principal, err := iam.Lookup(ctx, id)
+			k, err := iam.LookupKey(ctx, id)
 			if errors.Is(err, server.ErrUnknownAccessKey) {
 				return nil, nil
 			}
 			if err != nil {
 				return nil, err
 			}
-			return &sigv4.Credentials{AccessKeyID: id, SecretAccessKey: secret, Principal: principal}, nil
+			return &sigv4.Credentials{AccessKeyID: id, SecretAccessKey: k.Secret, SessionToken: k.SessionToken, Principal: k.Principal}, nil
 		},
 	}}
 }
@@ -49,6 +52,13 @@ func (a *sigv4Auth) Authenticate(ctx context.Context, r *http.Request, body []by
 		return "", &server.APIError{Type: server.TypeInvalidSignature,
 			Message: fmt.Sprintf("Credential should be scoped to a valid region. This endpoint serves %s, not '%s'.", a.region, region)}
 	}
+	// Expiry is judged after the signature, so only the holder of the
+	// secret learns that the credentials are merely expired.
+	if k, err := a.iam.LookupKey(ctx, creds.AccessKeyID); err != nil {
+		return "", err
+	} else if k.Expired(time.Now()) {
+		return "", &server.APIError{Type: server.TypeExpiredToken, Message: "The security token included in the request is expired"}
+	}
 	return creds.Principal, nil
 }
 
@@ -58,7 +68,7 @@ func (n *Node) startAWS() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.opts.AWSAddr, err)
 	}
-	h := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region), Logger: n.log}
+	h := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region), Logger: n.log, Gate: n.gate}
 	n.aws = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: n.opts.AWSTLS}
 	n.awsLis = lis
 	n.wg.Add(1)

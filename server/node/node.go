@@ -28,6 +28,7 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/audit"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -65,6 +66,16 @@ type Options struct {
 	// OnRootCredentials is called when this node created the root
 	// principal's access key, with the only copy of the secret.
 	OnRootCredentials func(accessKeyID, secretAccessKey string)
+
+	// CertIdentities maps verified gRPC client certificates to principals
+	// (GRPCTLS must then ask for client certificates); nil maps none.
+	CertIdentities *server.CertIdentities
+	// AuditPath is this node's audit log; empty writes none. AuditMaxBytes
+	// is its rotation size (0: the audit package's default); AuditSync
+	// fsyncs each record before the request is answered.
+	AuditPath     string
+	AuditMaxBytes int64
+	AuditSync     bool
 }
 
 // Node is a running Coffer node.
@@ -75,6 +86,8 @@ type Node struct {
 	raft   *replication.Node
 	svc    *server.Service
 	iam    *server.IAM
+	audit  *auditSink
+	gate   *server.Gate
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
@@ -134,7 +147,16 @@ func Start(opts Options) (*Node, error) {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
 	}
 	n.iam = server.NewIAM(n.svc, n.store)
-	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.AllowAnonymous), gopts...)
+	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger}
+	if opts.AuditPath != "" {
+		n.audit = &auditSink{
+			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync},
+			key: func() ([]byte, error) { return n.svc.DerivedKey(auditPurpose) },
+		}
+		gate.Audit = n.audit
+	}
+	n.gate = gate
+	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous), gate, gopts...)
 	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
 	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
 	if opts.AWSAddr != "" {
@@ -165,6 +187,16 @@ func Start(opts Options) (*Node, error) {
 		close(n.ready)
 		n.log.Info("node ready", "node_id", rc.NodeID, "region", opts.Service.Region, "grpc_addr", n.Addr(),
 			"cluster_addr", n.raft.ClusterAddr(), "applied_index", n.store.AppliedIndex())
+		if n.audit != nil {
+			if _, err := n.audit.open(); err != nil {
+				n.log.Error("audit log cannot be opened; every request will fail until it can", "path", opts.AuditPath, "err", err)
+			}
+		}
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.purgeSessions(ctx)
+		}()
 		n.svc.Run(ctx)
 	}()
 	return n, nil
@@ -208,6 +240,25 @@ func (n *Node) bootstrapRoot(ctx context.Context) error {
 		}
 	}
 	return nil
+}
+
+// purgeSessions removes expired temporary credentials, on the leader, at
+// the maintenance interval.
+func (n *Node) purgeSessions(ctx context.Context) {
+	every := n.opts.Service.MaintenanceInterval
+	if every <= 0 {
+		every = time.Minute
+	}
+	t := time.NewTicker(every)
+	defer t.Stop()
+	for {
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+			n.iam.PurgeSessions(ctx)
+		}
+	}
 }
 
 // IAM is the node's IAM service (credential lookups for other protocols).
@@ -271,6 +322,9 @@ func (n *Node) shutdownParts() error {
 	}
 	if n.store != nil {
 		errs = append(errs, n.store.Close())
+	}
+	if n.audit != nil {
+		errs = append(errs, n.audit.Close())
 	}
 	return errors.Join(errs...)
 }

@@ -1,0 +1,418 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"strconv"
+	"strings"
+	"sync"
+	"time"
+
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/policy"
+	"github.com/cofferhq/coffer/storage"
+)
+
+// AnonymousPrincipal is who an unauthenticated gRPC call is, where cofferd
+// dev lets such calls through. Like RootPrincipal it has full access.
+const AnonymousPrincipal = "anonymous"
+
+// ResourcePolicyName is how a secret's resource policy is named as the
+// deciding policy.
+const ResourcePolicyName = "resource-policy"
+
+// AuthzState is what authorization reads from the state machine.
+type AuthzState interface {
+	Principal(name string) (*storagev1.Principal, error)
+	Policy(name string) (*storagev1.Policy, error)
+	Secret(ref string) (*storagev1.Secret, error)
+	AccessKey(id string) (*storagev1.AccessKey, error)
+}
+
+// Authorizer decides requests with the region's identity policies and
+// secrets' resource policies. It reads the node's local state: a policy
+// change takes effect on a node once it has applied it (like IAM, policy
+// changes are eventually consistent, here within replication lag).
+type Authorizer struct {
+	cfg   Config
+	state AuthzState
+	now   func() time.Time
+
+	mu   sync.Mutex
+	docs map[string]*policy.Document // document text → parsed
+}
+
+// maxCachedDocs bounds the parsed-document cache; it is emptied when full.
+const maxCachedDocs = 4096
+
+// NewAuthorizer builds an Authorizer for the region cfg describes.
+func NewAuthorizer(cfg Config, state AuthzState) *Authorizer {
+	return &Authorizer{cfg: cfg, state: state, now: time.Now, docs: map[string]*policy.Document{}}
+}
+
+// Caller is who makes a request and from where.
+type Caller struct {
+	// Principal is the authenticated principal's name.
+	Principal string
+	// AccessKeyID is the key the request was signed with ("" for mTLS).
+	AccessKeyID string
+	// SourceIP is the peer's address without port (aws:SourceIp).
+	SourceIP string
+	// SecureTransport is whether the request came over TLS.
+	SecureTransport bool
+}
+
+// Target is what a request acts on.
+type Target struct {
+	// Resource is the ARN evaluated against Resource elements, or "*".
+	Resource string
+	// Secret is the secret acted on, when it exists; it brings its
+	// resource policy and its tags.
+	Secret *storagev1.Secret
+	// Keys are condition keys the request itself sets
+	// (secretsmanager:VersionStage, aws:RequestTag/…).
+	Keys policy.Keys
+}
+
+// Verdict is a decision and what it was about.
+type Verdict struct {
+	Allowed   bool
+	Principal string // the caller's ARN
+	Action    string
+	Resource  string
+	Result    policy.Result
+}
+
+// Statement names the deciding statement ("policy/Sid"), or "".
+func (v Verdict) Statement() string { return v.Result.Decided() }
+
+// Err is the AccessDeniedException for a denied verdict, in AWS's words:
+// principal, action and resource, and why — never a value.
+func (v Verdict) Err() *APIError {
+	if v.Allowed {
+		return nil
+	}
+	on := ""
+	if v.Resource != "" && v.Resource != "*" {
+		on = " on resource: " + v.Resource
+	}
+	why := fmt.Sprintf("because no identity-based policy allows the %s action", v.Action)
+	if v.Result.Decision == policy.ExplicitDeny {
+		kind := "an identity-based policy"
+		if v.Result.ResourcePolicy {
+			kind = "a resource-based policy"
+		}
+		why = "with an explicit deny in " + kind
+	}
+	return apiErr(TypeAccessDeniedException, "User: %s is not authorized to perform: %s%s %s", v.Principal, v.Action, on, why)
+}
+
+func (a *Authorizer) principalARN(name string) string {
+	return fmt.Sprintf("arn:%s:iam::%s:user/%s", a.cfg.Partition, a.cfg.AccountID, name)
+}
+
+func (a *Authorizer) policyARN(name string) string {
+	return fmt.Sprintf("arn:%s:iam::%s:policy/%s", a.cfg.Partition, a.cfg.AccountID, name)
+}
+
+// secretARN is the ARN a policy is matched against for a secret that does
+// not exist (yet): the name without the random suffix, so that
+// "…:secret:app/*" matches it as it will match the created secret.
+func (a *Authorizer) secretARN(name string) string {
+	return fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s", a.cfg.Partition, a.cfg.Region, a.cfg.AccountID, name)
+}
+
+// Decide evaluates one request. The root principal (and, under cofferd
+// dev, the anonymous caller) has full access, decided by the pseudo
+// statement "root/full-access".
+func (a *Authorizer) Decide(c Caller, action string, t Target) (Verdict, error) {
+	if t.Resource == "" {
+		t.Resource = "*"
+	}
+	v := Verdict{Principal: a.principalARN(c.Principal), Action: action, Resource: t.Resource}
+	if c.Principal == RootPrincipal || c.Principal == AnonymousPrincipal {
+		v.Allowed = true
+		v.Result = policy.Result{Decision: policy.Allowed, Policy: c.Principal, Statement: "full-access"}
+		return v, nil
+	}
+	p, err := a.state.Principal(c.Principal)
+	if err != nil {
+		return v, err
+	}
+	var identity []policy.Named
+	for _, name := range p.GetAttachedPolicies() {
+		rec, err := a.state.Policy(name)
+		if err != nil {
+			return v, err
+		}
+		if rec == nil {
+			continue // detached concurrently; it grants nothing
+		}
+		d, err := a.parsed(rec.GetDocument())
+		if err != nil {
+			return v, err
+		}
+		identity = append(identity, policy.Named{Name: name, Doc: d})
+	}
+	var resource *policy.Named
+	if doc := t.Secret.GetResourcePolicy(); doc != "" {
+		d, err := a.parsed(doc)
+		if err != nil {
+			return v, err
+		}
+		resource = &policy.Named{Name: ResourcePolicyName, Doc: d}
+	}
+	req := policy.Request{Principal: v.Principal, Account: a.cfg.AccountID, Action: action, Resource: t.Resource,
+		Keys: a.keys(c, p, t)}
+	v.Result = policy.Evaluate(req, identity, resource)
+	v.Allowed = v.Result.Decision == policy.Allowed
+	return v, nil
+}
+
+// keys builds the request context: global keys, the principal's tags, the
+// secret's tags and id, then what the request itself sets.
+func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Keys {
+	now := a.now().UTC()
+	k := policy.Keys{}
+	k.Set("aws:CurrentTime", now.Format(time.RFC3339))
+	k.Set("aws:EpochTime", strconv.FormatInt(now.Unix(), 10))
+	k.Set("aws:SecureTransport", strconv.FormatBool(c.SecureTransport))
+	k.Set("aws:username", c.Principal)
+	k.Set("aws:PrincipalArn", a.principalARN(c.Principal))
+	k.Set("aws:PrincipalAccount", a.cfg.AccountID)
+	k.Set("aws:PrincipalType", "User")
+	if c.SourceIP != "" {
+		k.Set("aws:SourceIp", c.SourceIP)
+	}
+	for key, value := range p.GetTags() {
+		k.Set("aws:PrincipalTag/"+key, value)
+	}
+	if s := t.Secret; s != nil {
+		k.Set("secretsmanager:SecretId", s.GetArn())
+		k.Set("secretsmanager:Name", s.GetName())
+		for _, tag := range s.GetTags() {
+			k.Set("secretsmanager:ResourceTag/"+tag.GetKey(), tag.GetValue())
+			k.Set("aws:ResourceTag/"+tag.GetKey(), tag.GetValue())
+		}
+	}
+	for key, values := range t.Keys {
+		k[key] = values
+	}
+	return k
+}
+
+// parsed parses a stored document once. Stored documents were parsed when
+// they were put, so an error here means the state is damaged.
+func (a *Authorizer) parsed(doc string) (*policy.Document, error) {
+	a.mu.Lock()
+	d, ok := a.docs[doc]
+	a.mu.Unlock()
+	if ok {
+		return d, nil
+	}
+	d, err := policy.Parse(doc)
+	if err != nil {
+		return nil, fmt.Errorf("stored policy no longer parses: %w", err)
+	}
+	a.mu.Lock()
+	if len(a.docs) >= maxCachedDocs {
+		clear(a.docs)
+	}
+	a.docs[doc] = d
+	a.mu.Unlock()
+	return d, nil
+}
+
+// actionFor is the IAM action of an RPC: secretsmanager:<Op> for the
+// Secrets Manager API, coffer:<Op> for the admin and IAM APIs.
+func actionFor(fullMethod string) (action, operation string) {
+	svc, op, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
+	if svc == cofferv1.SecretsManagerService_ServiceDesc.ServiceName {
+		return "secretsmanager:" + op, op
+	}
+	return "coffer:" + op, op
+}
+
+// SecretAction is the action of a Secrets Manager operation.
+func SecretAction(op string) string { return "secretsmanager:" + op }
+
+// Actions whose answer is filtered secret by secret rather than refused as
+// a whole: ListSecrets shows the secrets the caller may list
+// (secretsmanager:ListSecrets on each secret's ARN), BatchGetSecretValue
+// returns the ones it may read (secretsmanager:GetSecretValue on each).
+// Only an explicit Deny on "*" refuses them outright.
+var filteredActions = map[string]bool{
+	"secretsmanager:ListSecrets":         true,
+	"secretsmanager:BatchGetSecretValue": true,
+}
+
+// selfActions need no Allow: any authenticated caller may ask who it is or
+// exchange its key for temporary credentials, as with STS. An explicit
+// Deny still refuses them.
+var selfActions = map[string]bool{
+	"coffer:GetCallerIdentity": true,
+	"coffer:GetSessionToken":   true,
+}
+
+// TargetOf works out what req acts on: the secret it names (looked up in
+// local state, for its resource policy, tags and ARN), the principal or
+// policy an IAM request names, or "*".
+func (a *Authorizer) TargetOf(action string, req proto.Message) (Target, error) {
+	t := Target{Resource: "*", Keys: policy.Keys{}}
+	switch r := req.(type) {
+	case *cofferv1.CreatePrincipalRequest:
+		t.Resource = a.principalARN(r.GetName())
+		return t, nil
+	case *cofferv1.DeletePrincipalRequest:
+		t.Resource = a.principalARN(r.GetName())
+		return t, nil
+	case *cofferv1.CreateAccessKeyRequest:
+		t.Resource = a.principalARN(r.GetPrincipal())
+		return t, nil
+	case *cofferv1.DeleteAccessKeyRequest:
+		k, err := a.state.AccessKey(r.GetAccessKeyId())
+		if err != nil {
+			return t, err
+		}
+		if k != nil {
+			t.Resource = a.principalARN(k.GetPrincipal())
+		}
+		return t, nil
+	case *cofferv1.AttachPolicyRequest:
+		t.Resource = a.principalARN(r.GetPrincipal())
+		t.Keys.Set("iam:PolicyARN", a.policyARN(r.GetPolicy()))
+		return t, nil
+	case *cofferv1.DetachPolicyRequest:
+		t.Resource = a.principalARN(r.GetPrincipal())
+		t.Keys.Set("iam:PolicyARN", a.policyARN(r.GetPolicy()))
+		return t, nil
+	case *cofferv1.SimulatePolicyRequest:
+		t.Resource = a.principalARN(r.GetPrincipal())
+		return t, nil
+	case *cofferv1.PutPolicyRequest:
+		t.Resource = a.policyARN(r.GetName())
+		return t, nil
+	case *cofferv1.GetPolicyRequest:
+		t.Resource = a.policyARN(r.GetName())
+		return t, nil
+	case *cofferv1.DeletePolicyRequest:
+		t.Resource = a.policyARN(r.GetName())
+		return t, nil
+	case *cofferv1.CreateSecretRequest:
+		t.Resource = a.secretARN(r.GetName())
+		t.Keys.Set("secretsmanager:Name", r.GetName())
+		requestTags(t.Keys, r.GetTags())
+		return t, nil
+	}
+	if !strings.HasPrefix(action, "secretsmanager:") {
+		return t, nil
+	}
+	id := ""
+	if r, ok := req.(interface{ GetSecretId() string }); ok {
+		id = r.GetSecretId()
+	}
+	if id == "" {
+		return t, nil
+	}
+	sec, err := a.state.Secret(id)
+	switch {
+	case err == nil:
+		t.Secret = sec
+		t.Resource = sec.GetArn()
+	case errors.Is(err, storage.ErrSecretNotFound):
+		// Decide on the ARN the caller named; if allowed, the operation
+		// answers ResourceNotFound as it would anyway.
+		t.Resource = id
+		if !strings.HasPrefix(id, "arn:") {
+			t.Resource = a.secretARN(id)
+		}
+		t.Keys.Set("secretsmanager:SecretId", t.Resource)
+	default:
+		return t, err
+	}
+	switch r := req.(type) {
+	case *cofferv1.GetSecretValueRequest:
+		stage := r.GetVersionStage()
+		if stage == "" && r.GetVersionId() == "" {
+			stage = "AWSCURRENT" // what is read when neither is given
+		}
+		if stage != "" {
+			t.Keys.Set("secretsmanager:VersionStage", stage)
+		}
+		if r.GetVersionId() != "" {
+			t.Keys.Set("secretsmanager:VersionId", r.GetVersionId())
+		}
+	case *cofferv1.PutSecretValueRequest:
+		if len(r.GetVersionStages()) > 0 {
+			t.Keys.Set("secretsmanager:VersionStage", r.GetVersionStages()...)
+		}
+	case *cofferv1.UpdateSecretVersionStageRequest:
+		t.Keys.Set("secretsmanager:VersionStage", r.GetVersionStage())
+	case *cofferv1.TagResourceRequest:
+		requestTags(t.Keys, r.GetTags())
+	case *cofferv1.UntagResourceRequest:
+		t.Keys.Set("aws:TagKeys", r.GetTagKeys()...)
+	case *cofferv1.DeleteSecretRequest:
+		t.Keys.Set("secretsmanager:ForceDeleteWithoutRecovery", strconv.FormatBool(r.GetForceDeleteWithoutRecovery()))
+		if r.RecoveryWindowInDays != nil {
+			t.Keys.Set("secretsmanager:RecoveryWindowInDays", strconv.FormatInt(r.GetRecoveryWindowInDays(), 10))
+		}
+	case *cofferv1.PutResourcePolicyRequest:
+		t.Keys.Set("secretsmanager:BlockPublicPolicy", strconv.FormatBool(r.GetBlockPublicPolicy()))
+	}
+	return t, nil
+}
+
+func requestTags(k policy.Keys, tags []*cofferv1.Tag) {
+	if len(tags) == 0 {
+		return
+	}
+	keys := make([]string, 0, len(tags))
+	for _, tag := range tags {
+		k.Set("aws:RequestTag/"+tag.GetKey(), tag.GetValue())
+		keys = append(keys, tag.GetKey())
+	}
+	k.Set("aws:TagKeys", keys...)
+}
+
+// SecretFilter decides, secret by secret, what a caller may see in
+// ListSecrets and BatchGetSecretValue. It returns nil when allowed and
+// the AccessDeniedException otherwise.
+type SecretFilter interface {
+	AllowSecret(action string, sec *storagev1.Secret) error
+}
+
+type filterKey struct{}
+
+// WithSecretFilter returns ctx carrying the caller's filter. The transport
+// edge sets it; internal callers (rotation, replication) call the Service
+// without one and see everything.
+func WithSecretFilter(ctx context.Context, f SecretFilter) context.Context {
+	return context.WithValue(ctx, filterKey{}, f)
+}
+
+func secretFilterFrom(ctx context.Context) SecretFilter {
+	f, _ := ctx.Value(filterKey{}).(SecretFilter)
+	return f
+}
+
+// callerFilter is a SecretFilter for one caller.
+type callerFilter struct {
+	a      *Authorizer
+	caller Caller
+}
+
+func (f callerFilter) AllowSecret(action string, sec *storagev1.Secret) error {
+	v, err := f.a.Decide(f.caller, action, Target{Resource: sec.GetArn(), Secret: sec, Keys: policy.Keys{}})
+	if err != nil {
+		return err
+	}
+	if !v.Allowed {
+		return v.Err()
+	}
+	return nil
+}
