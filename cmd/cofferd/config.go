@@ -58,6 +58,48 @@ type Config struct {
 
 	MaintenanceInterval time.Duration `yaml:"maintenance_interval"`
 	AccessFlushInterval time.Duration `yaml:"access_flush_interval"`
+
+	Audit   AuditConfig   `yaml:"audit"`
+	MTLS    MTLSConfig    `yaml:"mtls"`
+	Session SessionConfig `yaml:"session"`
+}
+
+// AuditConfig is where this node writes its audit log (one JSON line per
+// request, hash-chained; see `coffer audit verify`).
+type AuditConfig struct {
+	// Path is the active log file; default data_dir/audit.log.
+	Path string `yaml:"path"`
+	// MaxBytes rotates the file at this size; 0 means the audit package's
+	// default (64 MiB).
+	MaxBytes int64 `yaml:"max_bytes"`
+	// NoSync skips the fsync before a request is answered (faster; a crash
+	// can then lose records of answered requests).
+	NoSync bool `yaml:"no_sync"`
+}
+
+// MTLSConfig lets gRPC clients authenticate with TLS client certificates
+// (it needs tls_cert_file and tls_key_file).
+type MTLSConfig struct {
+	// ClientCAFile holds the CA certificates client certificates must
+	// chain to.
+	ClientCAFile string `yaml:"client_ca_file"`
+	// Identities map certificates to principals.
+	Identities []CertIdentity `yaml:"identities"`
+}
+
+// CertIdentity maps one certificate identity to a principal: a SPIFFE ID
+// (URI SAN) or a subject common name.
+type CertIdentity struct {
+	SPIFFEID  string `yaml:"spiffe_id"`
+	SubjectCN string `yaml:"subject_cn"`
+	Principal string `yaml:"principal"`
+}
+
+// SessionConfig bounds temporary credentials (GetSessionToken).
+type SessionConfig struct {
+	DefaultDuration time.Duration `yaml:"default_duration"`
+	MinDuration     time.Duration `yaml:"min_duration"`
+	MaxDuration     time.Duration `yaml:"max_duration"`
 }
 
 // SealConfig says how the root key is released.
@@ -138,6 +180,11 @@ func defaultConfig() Config {
 		LogFormat:           "text",
 		MaintenanceInterval: sd.MaintenanceInterval,
 		AccessFlushInterval: sd.AccessFlushInterval,
+		Session: SessionConfig{
+			DefaultDuration: server.DefaultSessionDuration,
+			MinDuration:     server.DefaultMinSessionDuration,
+			MaxDuration:     server.DefaultMaxSessionDuration,
+		},
 	}
 }
 
@@ -180,6 +227,23 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls_cert_file and tls_key_file must be set together")
 	}
+	if c.Audit.MaxBytes < 0 {
+		add("audit.max_bytes must not be negative")
+	}
+	if c.MTLS.ClientCAFile != "" && c.TLSCertFile == "" {
+		add("mtls.client_ca_file needs tls_cert_file and tls_key_file: client certificates need TLS")
+	}
+	if len(c.MTLS.Identities) > 0 && c.MTLS.ClientCAFile == "" {
+		add("mtls.identities need mtls.client_ca_file")
+	}
+	for i, id := range c.MTLS.Identities {
+		if (id.SPIFFEID == "") == (id.SubjectCN == "") || id.Principal == "" {
+			add("mtls.identities[%d] must set exactly one of spiffe_id and subject_cn, and principal", i)
+		}
+		if id.SPIFFEID != "" && !strings.HasPrefix(id.SPIFFEID, "spiffe://") {
+			add("mtls.identities[%d].spiffe_id %q must start with spiffe://", i, id.SPIFFEID)
+		}
+	}
 	if c.Seal.Type != "file" {
 		add("seal.type %q is not supported (supported: file)", c.Seal.Type)
 	}
@@ -218,7 +282,33 @@ func (c Config) serviceConfig() server.Config {
 	return server.Config{
 		Partition: c.Partition, Region: c.Region, AccountID: c.AccountID,
 		MaintenanceInterval: c.MaintenanceInterval, AccessFlushInterval: c.AccessFlushInterval,
+		SessionDuration: c.Session.DefaultDuration, MinSessionDuration: c.Session.MinDuration,
+		MaxSessionDuration: c.Session.MaxDuration,
 	}
+}
+
+// auditPath is where the audit log goes: audit.path, or data_dir/audit.log.
+func (c Config) auditPath() string {
+	if c.Audit.Path != "" {
+		return c.Audit.Path
+	}
+	return filepath.Join(c.DataDir, "audit.log")
+}
+
+// certIdentities is the mTLS mapping for the server, or nil.
+func (c Config) certIdentities() *server.CertIdentities {
+	if len(c.MTLS.Identities) == 0 {
+		return nil
+	}
+	ids := &server.CertIdentities{BySPIFFEID: map[string]string{}, BySubjectCN: map[string]string{}}
+	for _, id := range c.MTLS.Identities {
+		if id.SPIFFEID != "" {
+			ids.BySPIFFEID[id.SPIFFEID] = id.Principal
+		} else {
+			ids.BySubjectCN[id.SubjectCN] = id.Principal
+		}
+	}
+	return ids
 }
 
 func (c Config) raftConfig(log *slog.Logger) replication.Config {
@@ -313,6 +403,16 @@ var settings = []setting{
 	{"log-format", "COFFER_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},
 	{"access-flush-interval", "COFFER_ACCESS_FLUSH_INTERVAL", "how often last-accessed days are written", dur(func(c *Config) *time.Duration { return &c.AccessFlushInterval })},
+	{"audit-path", "COFFER_AUDIT_PATH", "audit log file (default data_dir/audit.log)", str(func(c *Config) *string { return &c.Audit.Path })},
+	{"audit-max-bytes", "COFFER_AUDIT_MAX_BYTES", "rotate the audit log at this size", func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		c.Audit.MaxBytes = n
+		return err
+	}},
+	{"mtls-client-ca-file", "COFFER_MTLS_CLIENT_CA_FILE", "CA certificates gRPC client certificates must chain to", str(func(c *Config) *string { return &c.MTLS.ClientCAFile })},
+	{"session-duration", "COFFER_SESSION_DURATION", "default lifetime of temporary credentials", dur(func(c *Config) *time.Duration { return &c.Session.DefaultDuration })},
+	{"session-min-duration", "COFFER_SESSION_MIN_DURATION", "shortest temporary credentials", dur(func(c *Config) *time.Duration { return &c.Session.MinDuration })},
+	{"session-max-duration", "COFFER_SESSION_MAX_DURATION", "longest temporary credentials", dur(func(c *Config) *time.Duration { return &c.Session.MaxDuration })},
 }
 
 // loadConfig builds the configuration from base, an optional YAML file,

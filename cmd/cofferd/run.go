@@ -3,6 +3,7 @@ package main
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -55,6 +56,8 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, AWSAddr: cfg.AWSAddr, Service: cfg.serviceConfig(),
 		Raft: rc, RootKey: root, Logger: log,
 		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
+		AuditPath: cfg.auditPath(), AuditMaxBytes: cfg.Audit.MaxBytes, AuditSync: !cfg.Audit.NoSync,
+		CertIdentities: cfg.certIdentities(),
 	}
 	credFile := cfg.RootCredentialsFile
 	if credFile == "" {
@@ -73,6 +76,20 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 			return node.Options{}, fmt.Errorf("load TLS key pair: %w", err)
 		}
 		opts.GRPCTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		if cfg.MTLS.ClientCAFile != "" {
+			pem, err := os.ReadFile(cfg.MTLS.ClientCAFile)
+			if err != nil {
+				return node.Options{}, fmt.Errorf("read mtls.client_ca_file: %w", err)
+			}
+			pool := x509.NewCertPool()
+			if !pool.AppendCertsFromPEM(pem) {
+				return node.Options{}, fmt.Errorf("mtls.client_ca_file %s holds no PEM certificate", cfg.MTLS.ClientCAFile)
+			}
+			// Bearer credentials still work without a certificate; a
+			// certificate that is offered must verify.
+			opts.GRPCTLS.ClientCAs = pool
+			opts.GRPCTLS.ClientAuth = tls.VerifyClientCertIfGiven
+		}
 		opts.AWSTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return opts, nil
