@@ -1,0 +1,142 @@
+package main
+
+import (
+	"encoding/json"
+	"errors"
+	"fmt"
+	"regexp"
+	"strconv"
+	"strings"
+	"text/tabwriter"
+
+	"github.com/cofferhq/coffer/server/audit"
+)
+
+// auditCommands is "coffer audit": commands that read a node's audit log
+// files directly, with no server.
+func auditCommands() *command {
+	return group("audit", "Check audit log files",
+		"Audit commands read a node's audit log files directly; they make no RPC.",
+		&command{
+			name: "verify", synopsis: "FILE... [--start SEQ:HASH] [--expect SEQ:HASH]...", run: runAuditVerify,
+			summary: "Check that audit log files hold one unbroken hash chain",
+			detail: "Checks every record of FILE..., oldest first, and exits 1 at the first record that was\n" +
+				"changed, removed, inserted or moved, naming the file and line. A FILE that is a log's\n" +
+				"base path (audit.log) stands for its rotated set (audit.log.000001 ... audit.log).\n" +
+				"Prints the number of records verified and the head: keep the head hash elsewhere and\n" +
+				"give it to --expect later, so that a log rewritten as a whole is found too.",
+		},
+	)
+}
+
+// anchorFlags collects repeated SEQ:HASH flags.
+type anchorFlags []audit.Anchor
+
+var hashPattern = regexp.MustCompile(`^[0-9a-f]{64}$`)
+
+func parseAnchor(s string) (audit.Anchor, error) {
+	seq, hash, ok := strings.Cut(s, ":")
+	n, err := strconv.ParseUint(seq, 10, 64)
+	if !ok || err != nil || !hashPattern.MatchString(hash) {
+		return audit.Anchor{}, fmt.Errorf("%q is not SEQ:HASH (a record number and 64 hex digits)", s)
+	}
+	return audit.Anchor{Seq: n, Hash: hash}, nil
+}
+
+func (a *anchorFlags) String() string { return "" }
+
+func (a *anchorFlags) Set(s string) error {
+	anchor, err := parseAnchor(s)
+	if err != nil {
+		return err
+	}
+	*a = append(*a, anchor)
+	return nil
+}
+
+// auditVerifyResult is the -o json output of "audit verify".
+type auditVerifyResult struct {
+	Valid bool `json:"valid"`
+	audit.Report
+	Error *audit.VerifyError `json:"error,omitempty"`
+}
+
+func runAuditVerify(l *leaf, args []string) error {
+	var expect anchorFlags
+	start := l.fs.String("start", "", "the record before the first one in the files, as `SEQ:HASH`, when older files were removed on purpose")
+	l.fs.Var(&expect, "expect", "a record kept elsewhere, as `SEQ:HASH`, that must be in the chain (repeatable)")
+	pos, err := l.parse(args, "FILE...")
+	if err != nil {
+		return err
+	}
+	var opts audit.VerifyOptions
+	opts.Expect = expect
+	if l.given["start"] {
+		if opts.Start, err = parseAnchor(*start); err != nil {
+			return l.usageErrorf("--start: %v", err)
+		}
+	}
+	files, err := expandAuditFiles(pos)
+	if err != nil {
+		return err
+	}
+	rep, verr := audit.VerifyWith(files, opts)
+	var broken *audit.VerifyError
+	if verr != nil && !errors.As(verr, &broken) {
+		return verr // a file that cannot be read: nothing was decided
+	}
+	if l.inv.opts.output == outputJSON {
+		b, err := json.MarshalIndent(auditVerifyResult{Valid: verr == nil, Report: rep, Error: broken}, "", "  ")
+		if err != nil {
+			return err
+		}
+		if _, err := l.inv.stdout.Write(append(b, '\n')); err != nil {
+			return err
+		}
+	} else if verr == nil {
+		t := &table{tw: tabwriter.NewWriter(l.inv.stdout, 0, 8, 2, ' ', 0)}
+		t.field("Records", strconv.Itoa(rep.Records))
+		lines := make([]string, len(rep.Files))
+		for i, f := range rep.Files {
+			lines[i] = fmt.Sprintf("%s: %d records", f.File, f.Records)
+			if f.Records > 0 {
+				lines[i] += fmt.Sprintf(", seq %d-%d", f.FirstSeq, f.LastSeq)
+			}
+		}
+		t.fieldLines("Files", lines)
+		if rep.Records > 0 {
+			t.field("Head", fmt.Sprintf("%d:%s", rep.Head.Seq, rep.Head.Hash))
+		}
+		if err := t.tw.Flush(); err != nil {
+			return err
+		}
+	}
+	if verr != nil {
+		return &exitError{code: exitFailure, msg: fmt.Sprintf("audit chain broken after %d good records: %v", rep.Records, verr)}
+	}
+	return nil
+}
+
+// expandAuditFiles replaces each argument that is a log's base path with its
+// rotated set, and drops repeats, so "audit.log*" from a shell (which sorts
+// audit.log first) still verifies in chain order.
+func expandAuditFiles(args []string) ([]string, error) {
+	var files []string
+	seen := map[string]bool{}
+	for _, a := range args {
+		set, err := audit.Files(a)
+		if err != nil {
+			return nil, err
+		}
+		if len(set) == 0 || set[0] == a {
+			set = []string{a} // not a base path with rotated files: as given
+		}
+		for _, f := range set {
+			if !seen[f] {
+				seen[f] = true
+				files = append(files, f)
+			}
+		}
+	}
+	return files, nil
+}
