@@ -129,10 +129,10 @@ func commandTree() *command {
 		},
 		snapshot,
 	)
-	iam := group("iam", "Manage principals and their access keys",
-		"Principals are who may call Coffer; each authenticates with an access key (gRPC:\nbearer ACCESS_KEY_ID:SECRET, AWS API: SigV4). Policies come with access control;\nuntil then every authenticated principal may do everything.",
+	iam := group("iam", "Manage principals, access keys, temporary credentials and policies",
+		"Principals are who may call Coffer; each authenticates with an access key (gRPC:\nbearer ACCESS_KEY_ID:SECRET, AWS API: SigV4), temporary credentials from\nsession-token, or a client certificate the server maps to it. What a principal may do\nis decided by the identity policies attached to it and the secrets' resource policies:\nan explicit Deny wins, then any Allow; otherwise access is denied. root may do everything.",
 		&command{
-			name: "create-principal", synopsis: "NAME [--description D]", run: runIAMCreatePrincipal,
+			name: "create-principal", synopsis: "NAME [--description D] [--tag k=v]...", run: runIAMCreatePrincipal,
 			summary: "Create a principal",
 		},
 		&command{
@@ -141,14 +141,53 @@ func commandTree() *command {
 		},
 		&command{
 			name: "list", synopsis: "", run: runIAMList,
-			summary: "List principals and their access key ids",
+			summary: "List principals, their access key ids and policies",
 		},
 		&command{
 			name: "delete", synopsis: "NAME | --access-key KEY_ID", run: runIAMDelete,
-			summary: "Delete a principal (and its keys) or one access key",
+			summary: "Delete a principal (and its keys) or one access key (and its sessions)",
+		},
+		&command{
+			name: "put-policy", synopsis: "NAME --file F | --policy JSON [--description D]", run: runIAMPutPolicy,
+			summary: "Create or replace an identity policy",
+			detail:  "IAM JSON: Version, Statement[] with Sid, Effect, Action/NotAction (secretsmanager:*,\ncoffer:SaveSnapshot…), Resource/NotResource and Condition. Identity policies name no\nPrincipal. A malformed document is refused with MalformedPolicyDocumentException.",
+		},
+		&command{
+			name: "get-policy", synopsis: "NAME", run: runIAMGetPolicy,
+			summary: "Show a policy, its document and who it is attached to",
+		},
+		&command{
+			name: "list-policies", synopsis: "", run: runIAMListPolicies,
+			summary: "List policies",
+		},
+		&command{
+			name: "delete-policy", synopsis: "NAME", run: runIAMDeletePolicy,
+			summary: "Delete a policy attached to no one",
+		},
+		&command{
+			name: "attach", synopsis: "PRINCIPAL POLICY", run: runIAMAttach,
+			summary: "Attach a policy to a principal",
+		},
+		&command{
+			name: "detach", synopsis: "PRINCIPAL POLICY", run: runIAMDetach,
+			summary: "Detach a policy from a principal",
+		},
+		&command{
+			name: "simulate", synopsis: "PRINCIPAL ACTION RESOURCE [--context k=v]...", run: runIAMSimulate,
+			summary: "Say whether PRINCIPAL may do ACTION on RESOURCE, and which statement decided",
+			detail:  "RESOURCE is a secret's name or ARN (its resource policy and tags count), another\nARN, or *. --context sets condition keys such as aws:SourceIp.",
+		},
+		&command{
+			name: "session-token", synopsis: "[--duration D] [--env]", run: runIAMSessionToken,
+			summary: "Exchange your access key for temporary credentials",
+			detail:  "The credentials work with SigV4 (AWS_SESSION_TOKEN / X-Amz-Security-Token) and as\ngRPC bearer credentials (COFFER_SESSION_TOKEN). They stop working at their expiration\nor when the access key they came from is deleted. --env prints export lines.",
+		},
+		&command{
+			name: "whoami", synopsis: "", run: runIAMWhoami,
+			summary: "Show who the server takes you for",
 		},
 	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, cluster, iam, auditCommands())
+		secrets, cluster, iam)
 }

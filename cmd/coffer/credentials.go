@@ -11,20 +11,25 @@ import (
 	"strings"
 )
 
-// credentials returns the access key to authenticate with, or empty
-// strings to call without credentials (cofferd dev accepts that).
-func (o *options) credentials() (id, secret string, err error) {
+// credentials returns the access key (and, for temporary credentials, the
+// session token) to authenticate with, or empty strings to call without
+// credentials (cofferd dev accepts that, and so does a server that knows
+// the client certificate).
+func (o *options) credentials() (id, secret, token string, err error) {
 	if o.accessKeyID != "" || o.secretAccessKey != "" {
 		if o.accessKeyID == "" || o.secretAccessKey == "" {
-			return "", "", &usageError{msg: "COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY must be set together"}
+			return "", "", "", &usageError{msg: "COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY must be set together"}
 		}
-		return o.accessKeyID, o.secretAccessKey, nil
+		return o.accessKeyID, o.secretAccessKey, o.sessionToken, nil
+	}
+	if o.certFile != "" && o.credentialsFile == "" && o.profile == "" {
+		return "", "", "", nil // the client certificate identifies the caller
 	}
 	path, explicit := o.credentialsFile, o.credentialsFile != ""
 	if path == "" {
 		home, err := os.UserHomeDir()
 		if err != nil {
-			return "", "", nil
+			return "", "", "", nil
 		}
 		path = filepath.Join(home, ".coffer", "credentials")
 	}
@@ -32,23 +37,23 @@ func (o *options) credentials() (id, secret string, err error) {
 	if profile == "" {
 		profile = "default"
 	}
-	id, secret, err = readProfile(path, profile)
+	id, secret, token, err = readProfile(path, profile)
 	if errors.Is(err, fs.ErrNotExist) && !explicit && o.profile == "" {
-		return "", "", nil
+		return "", "", "", nil
 	}
 	if err != nil {
-		return "", "", fmt.Errorf("credentials: %w", err)
+		return "", "", "", fmt.Errorf("credentials: %w", err)
 	}
-	return id, secret, nil
+	return id, secret, token, nil
 }
 
 // readProfile reads one profile of an AWS shared-credentials style file:
-// [name] sections with aws_access_key_id and aws_secret_access_key (the
-// aws_ prefix is optional).
-func readProfile(path, profile string) (id, secret string, err error) {
+// [name] sections with aws_access_key_id, aws_secret_access_key and
+// optionally aws_session_token (the aws_ prefix is optional).
+func readProfile(path, profile string) (id, secret, token string, err error) {
 	f, err := os.Open(path)
 	if err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	defer f.Close()
 	section, found := "", false
@@ -75,15 +80,17 @@ func readProfile(path, profile string) (id, secret string, err error) {
 			id = strings.TrimSpace(v)
 		case "secret_access_key":
 			secret = strings.TrimSpace(v)
+		case "session_token":
+			token = strings.TrimSpace(v)
 		}
 	}
 	if err := sc.Err(); err != nil {
-		return "", "", err
+		return "", "", "", err
 	}
 	if !found || id == "" || secret == "" {
-		return "", "", fmt.Errorf("%s has no profile %q with an access key id and secret", path, profile)
+		return "", "", "", fmt.Errorf("%s has no profile %q with an access key id and secret", path, profile)
 	}
-	return id, secret, nil
+	return id, secret, token, nil
 }
 
 // bearer sends the access key as gRPC bearer credentials.

@@ -36,12 +36,18 @@ type options struct {
 	timeout  time.Duration // deadline of each RPC, not of the whole command
 	tls      bool
 	caFile   string
+	// certFile and keyFile are a TLS client certificate, which a server
+	// configured for mTLS maps to a principal.
+	certFile string
+	keyFile  string
 
 	// Credentials: an access key from COFFER_ACCESS_KEY_ID and
 	// COFFER_SECRET_ACCESS_KEY, else from a profile of a credentials file
 	// (AWS shared-credentials format, as cofferd writes root-credentials).
 	accessKeyID     string
 	secretAccessKey string
+	// sessionToken accompanies temporary credentials (COFFER_SESSION_TOKEN).
+	sessionToken    string
 	credentialsFile string
 	profile         string
 
@@ -85,6 +91,15 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 	if v, ok := get("COFFER_SECRET_ACCESS_KEY"); ok {
 		o.secretAccessKey = v
 	}
+	if v, ok := get("COFFER_SESSION_TOKEN"); ok {
+		o.sessionToken = v
+	}
+	if v, ok := get("COFFER_CERT_FILE"); ok {
+		o.certFile = v
+	}
+	if v, ok := get("COFFER_KEY_FILE"); ok {
+		o.keyFile = v
+	}
 	if v, ok := get("COFFER_CREDENTIALS_FILE"); ok {
 		o.credentialsFile = v
 	}
@@ -104,6 +119,7 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 var globalFlagNames = map[string]bool{
 	"endpoint": true, "output": true, "o": true, "timeout": true, "tls": true, "ca-file": true,
 	"consistency": true, "min-index": true, "profile": true, "credentials-file": true,
+	"cert-file": true, "key-file": true,
 }
 
 // globalFlagHelp documents the global flags for "coffer help". It is written
@@ -119,6 +135,10 @@ const globalFlagHelp = `  --endpoint HOST:PORT  server address (env COFFER_ENDPO
   --credentials-file F  credentials file in the AWS shared-credentials format
                         (env COFFER_CREDENTIALS_FILE; default ~/.coffer/credentials);
                         COFFER_ACCESS_KEY_ID and COFFER_SECRET_ACCESS_KEY win over it
+                        (with COFFER_SESSION_TOKEN for temporary credentials)
+  --cert-file FILE      TLS client certificate (PEM), for a server that maps
+                        certificates to principals; implies --tls (env COFFER_CERT_FILE)
+  --key-file FILE       its private key (env COFFER_KEY_FILE)
   --consistency MODE    how read commands read: linearizable (the server's
                         default) or stale, from the answering node's own state
                         (env COFFER_CONSISTENCY)
@@ -136,6 +156,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each RPC")
 	fs.BoolVar(&o.tls, "tls", o.tls, "connect with TLS")
 	fs.StringVar(&o.caFile, "ca-file", o.caFile, "PEM `FILE` of CAs that verify the server")
+	fs.StringVar(&o.certFile, "cert-file", o.certFile, "TLS client certificate `FILE`")
+	fs.StringVar(&o.keyFile, "key-file", o.keyFile, "TLS client key `FILE`")
 	fs.StringVar(&o.profile, "profile", o.profile, "credentials profile `NAME`")
 	fs.StringVar(&o.credentialsFile, "credentials-file", o.credentialsFile, "credentials `FILE`")
 	fs.Func("consistency", "read `MODE`: linearizable or stale", func(v string) error {
@@ -174,6 +196,8 @@ func (o *options) validate() error {
 		return fmt.Errorf("--output %q: want table or json", o.output)
 	case o.timeout <= 0:
 		return fmt.Errorf("--timeout %v: must be positive", o.timeout)
+	case (o.certFile == "") != (o.keyFile == ""):
+		return errors.New("--cert-file and --key-file must be given together")
 	}
 	return nil
 }
@@ -181,8 +205,16 @@ func (o *options) validate() error {
 // dial returns a client connection; it does not connect until the first RPC.
 func (o *options) dial() (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
-	if o.tls || o.caFile != "" {
+	secure := o.tls || o.caFile != "" || o.certFile != ""
+	if secure {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
+		if o.certFile != "" {
+			cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
+			if err != nil {
+				return nil, fmt.Errorf("--cert-file/--key-file: %w", err)
+			}
+			cfg.Certificates = []tls.Certificate{cert}
+		}
 		if o.caFile != "" {
 			pem, err := os.ReadFile(o.caFile)
 			if err != nil {
@@ -197,12 +229,16 @@ func (o *options) dial() (*grpc.ClientConn, error) {
 		creds = credentials.NewTLS(cfg)
 	}
 	dialOpts := []grpc.DialOption{grpc.WithTransportCredentials(creds)}
-	id, secret, err := o.credentials()
+	id, secret, token, err := o.credentials()
 	if err != nil {
 		return nil, err
 	}
 	if id != "" {
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: id + ":" + secret, secure: o.tls || o.caFile != ""}))
+		bt := id + ":" + secret
+		if token != "" {
+			bt += ":" + token
+		}
+		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: bt, secure: secure}))
 	}
 	conn, err := grpc.NewClient(o.endpoint, dialOpts...)
 	if err != nil {
