@@ -57,10 +57,12 @@ func freePort(t *testing.T) string {
 // server is a real cofferd process with the AWS API on.
 type server struct {
 	endpoint string // http://host:port of the AWS API
+	grpcAddr string // host:port of the gRPC API
+	dataDir  string
 	logFile  string
 }
 
-func startServer(t *testing.T) *server {
+func startServer(t *testing.T, extraArgs ...string) *server {
 	t.Helper()
 	dir := t.TempDir()
 	key := filepath.Join(dir, "root.key")
@@ -68,15 +70,16 @@ func startServer(t *testing.T) *server {
 		t.Fatalf("keygen: %v %s", err, out)
 	}
 	awsAddr := freePort(t)
-	s := &server{endpoint: "http://" + awsAddr, logFile: filepath.Join(dir, "cofferd.log")}
+	s := &server{endpoint: "http://" + awsAddr, grpcAddr: freePort(t), dataDir: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "cofferd.log")}
 	logf, err := os.Create(s.logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
-	cmd := exec.Command(cofferdBin, "server",
-		"--node-id", "compat-1", "--data-dir", filepath.Join(dir, "data"), "--seal-key-file", key,
-		"--grpc-addr", freePort(t), "--raft-addr", freePort(t), "--aws-addr", awsAddr,
-		"--region", region, "--account-id", account, "--log-format", "json")
+	args := append([]string{"server",
+		"--node-id", "compat-1", "--data-dir", s.dataDir, "--seal-key-file", key,
+		"--grpc-addr", s.grpcAddr, "--raft-addr", freePort(t), "--aws-addr", awsAddr,
+		"--region", region, "--account-id", account, "--log-format", "json"}, extraArgs...)
+	cmd := exec.Command(cofferdBin, args...)
 	cmd.Env = append(os.Environ(), "COFFER_ROOT_ACCESS_KEY_ID="+accessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY="+secretAccessKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
 	if err := cmd.Start(); err != nil {
@@ -136,9 +139,16 @@ func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 // the endpoint differs from a real AWS client.
 func (s *server) sdk(t *testing.T, id, secret string) *secretsmanager.Client {
 	t.Helper()
+	return s.sdkSession(t, id, secret, "")
+}
+
+// sdkSession is sdk with temporary credentials: the SDK sends the token as
+// X-Amz-Security-Token, exactly as with AWS_SESSION_TOKEN.
+func (s *server) sdkSession(t *testing.T, id, secret, token string) *secretsmanager.Client {
+	t.Helper()
 	return secretsmanager.New(secretsmanager.Options{
 		Region:       region,
-		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, ""),
+		Credentials:  credentials.NewStaticCredentialsProvider(id, secret, token),
 		BaseEndpoint: aws.String(s.endpoint),
 		Retryer:      aws.NopRetryer{},
 		HTTPClient:   &http.Client{Timeout: 30 * time.Second},
