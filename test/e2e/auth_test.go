@@ -119,9 +119,46 @@ func TestIAMPrincipalsAndKeys(t *testing.T) {
 	if id == nil || secret == nil {
 		t.Fatalf("create-access-key output lacks the key:\n%s", out)
 	}
-	// The new principal can work with secrets.
+	// A new principal may do nothing until a policy allows it.
+	if _, errOut, code := cliAs(t, n, id[1], secret[1], "secrets", "create", "iam/made-by-ci", "--value", "v"); code != 7 ||
+		!strings.Contains(errOut, "AccessDeniedException") {
+		t.Fatalf("create as ci-deployer without a policy: exit %d, want 7 (AccessDeniedException): %s", code, errOut)
+	}
+	doc := `{"Version":"2012-10-17","Statement":[{"Sid":"CI","Effect":"Allow","Action":"secretsmanager:*","Resource":"arn:aws:secretsmanager:*:*:secret:iam/*"}]}`
+	if _, errOut, code := n.cli(t, "iam", "put-policy", "ci", "--policy", doc); code != 0 {
+		t.Fatalf("put-policy: exit %d: %s", code, errOut)
+	}
+	if _, errOut, code := n.cli(t, "iam", "put-policy", "broken", "--policy", `{"Version":"2012-10-17"}`); code != 5 ||
+		!strings.Contains(errOut, "MalformedPolicyDocumentException") {
+		t.Fatalf("put-policy of a malformed document: exit %d, want 5: %s", code, errOut)
+	}
+	if _, errOut, code := n.cli(t, "iam", "attach", "ci-deployer", "ci"); code != 0 {
+		t.Fatalf("attach: exit %d: %s", code, errOut)
+	}
+	out, _, _ = n.cli(t, "iam", "simulate", "ci-deployer", "secretsmanager:CreateSecret", "iam/made-by-ci")
+	if !strings.Contains(out, "allowed") || !strings.Contains(out, "CI") {
+		t.Fatalf("simulate does not name the deciding statement:\n%s", out)
+	}
 	if _, errOut, code := cliAs(t, n, id[1], secret[1], "secrets", "create", "iam/made-by-ci", "--value", "v"); code != 0 {
 		t.Fatalf("create as ci-deployer: exit %d: %s", code, errOut)
+	}
+	if _, _, code := cliAs(t, n, id[1], secret[1], "secrets", "create", "elsewhere", "--value", "v"); code != 7 {
+		t.Fatalf("create outside the policy's resources: exit %d, want 7", code)
+	}
+	// Temporary credentials from the CLI work with the CLI.
+	out, errOut, code = cliAs(t, n, id[1], secret[1], "iam", "session-token", "--env")
+	env := map[string]string{}
+	for _, m := range regexp.MustCompile(`export (COFFER_[A-Z_]+)='([^']*)'`).FindAllStringSubmatch(out, -1) {
+		env[m[1]] = m[2]
+	}
+	if code != 0 || !strings.HasPrefix(env["COFFER_ACCESS_KEY_ID"], "ASIA") || env["COFFER_SESSION_TOKEN"] == "" {
+		t.Fatalf("session-token --env: exit %d: %s%s", code, out, errOut)
+	}
+	out, errOut, code = runCLIEnv(t, []string{"COFFER_ACCESS_KEY_ID=" + env["COFFER_ACCESS_KEY_ID"],
+		"COFFER_SECRET_ACCESS_KEY=" + env["COFFER_SECRET_ACCESS_KEY"], "COFFER_SESSION_TOKEN=" + env["COFFER_SESSION_TOKEN"]},
+		"--endpoint", n.grpcAddr, "iam", "whoami")
+	if code != 0 || !strings.Contains(out, "ci-deployer") {
+		t.Fatalf("whoami with temporary credentials: exit %d: %s%s", code, out, errOut)
 	}
 	// The secret is never listed.
 	out, _, _ = n.cli(t, "iam", "list", "-o", "json")
