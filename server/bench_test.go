@@ -122,7 +122,7 @@ func BenchmarkPutSecretValue(b *testing.B) {
 // auditLog adapts an audit.Log to Auditor for benchmarks.
 type auditLog struct{ l *audit.Log }
 
-func (a auditLog) Write(r AuditRecord) error  { return a.l.Write(audit.Record(r)) }
+func (a auditLog) Write(r AuditRecord) error { return a.l.Write(audit.Record(r)) }
 func (a auditLog) HashValue(v string) string { return a.l.HashValue(v) }
 
 // BenchmarkGetSecretValueAuthz is BenchmarkGetSecretValueGRPC for a
