@@ -42,8 +42,24 @@ type Authorizer struct {
 	state AuthzState
 	now   func() time.Time
 
-	mu   sync.Mutex
-	docs map[string]*policy.Document // document text → parsed
+	mu         sync.Mutex
+	docs       map[string]*policy.Document // document text → parsed
+	identities map[string]identityEntry    // principal → its policies at an index
+}
+
+// identityEntry is a principal's record and parsed identity policies as of
+// a state index; it is reused while the state has not moved on.
+type identityEntry struct {
+	index     uint64
+	principal *storagev1.Principal
+	policies  []policy.Named
+}
+
+// indexedState is implemented by a state that knows the last index it
+// applied; with it, a principal's policies are read once per change
+// rather than once per request.
+type indexedState interface {
+	AppliedIndex() uint64
 }
 
 // maxCachedDocs bounds the parsed-document cache; it is emptied when full.
@@ -51,7 +67,7 @@ const maxCachedDocs = 4096
 
 // NewAuthorizer builds an Authorizer for the region cfg describes.
 func NewAuthorizer(cfg Config, state AuthzState) *Authorizer {
-	return &Authorizer{cfg: cfg, state: state, now: time.Now, docs: map[string]*policy.Document{}}
+	return &Authorizer{cfg: cfg, state: state, now: time.Now, docs: map[string]*policy.Document{}, identities: map[string]identityEntry{}}
 }
 
 // Caller is who makes a request and from where.
@@ -139,24 +155,9 @@ func (a *Authorizer) Decide(c Caller, action string, t Target) (Verdict, error) 
 		v.Result = policy.Result{Decision: policy.Allowed, Policy: c.Principal, Statement: "full-access"}
 		return v, nil
 	}
-	p, err := a.state.Principal(c.Principal)
+	p, identity, err := a.identity(c.Principal)
 	if err != nil {
 		return v, err
-	}
-	var identity []policy.Named
-	for _, name := range p.GetAttachedPolicies() {
-		rec, err := a.state.Policy(name)
-		if err != nil {
-			return v, err
-		}
-		if rec == nil {
-			continue // detached concurrently; it grants nothing
-		}
-		d, err := a.parsed(rec.GetDocument())
-		if err != nil {
-			return v, err
-		}
-		identity = append(identity, policy.Named{Name: name, Doc: d})
 	}
 	var resource *policy.Named
 	if doc := t.Secret.GetResourcePolicy(); doc != "" {
@@ -171,6 +172,52 @@ func (a *Authorizer) Decide(c Caller, action string, t Target) (Verdict, error) 
 	v.Result = policy.Evaluate(req, identity, resource)
 	v.Allowed = v.Result.Decision == policy.Allowed
 	return v, nil
+}
+
+// identity returns a principal's record and its identity policies, from
+// the cache while the state's applied index has not changed.
+func (a *Authorizer) identity(name string) (*storagev1.Principal, []policy.Named, error) {
+	var index uint64
+	is, indexed := a.state.(indexedState)
+	if indexed {
+		index = is.AppliedIndex()
+		a.mu.Lock()
+		e, ok := a.identities[name]
+		a.mu.Unlock()
+		if ok && e.index == index {
+			return e.principal, e.policies, nil
+		}
+	}
+	p, err := a.state.Principal(name)
+	if err != nil {
+		return nil, nil, err
+	}
+	var identity []policy.Named
+	for _, pn := range p.GetAttachedPolicies() {
+		rec, err := a.state.Policy(pn)
+		if err != nil {
+			return nil, nil, err
+		}
+		if rec == nil {
+			continue // detached concurrently; it grants nothing
+		}
+		d, err := a.parsed(rec.GetDocument())
+		if err != nil {
+			return nil, nil, err
+		}
+		identity = append(identity, policy.Named{Name: pn, Doc: d})
+	}
+	if indexed {
+		a.mu.Lock()
+		if len(a.identities) >= maxCachedDocs {
+			clear(a.identities)
+		}
+		// The index was read before the state, so a change applied
+		// meanwhile only makes the entry stale sooner, never wrong.
+		a.identities[name] = identityEntry{index: index, principal: p, policies: identity}
+		a.mu.Unlock()
+	}
+	return p, identity, nil
 }
 
 // keys builds the request context: global keys, the principal's tags, the
