@@ -5,6 +5,7 @@ import (
 	"log/slog"
 	"net"
 	"strconv"
+	"strings"
 	"time"
 	"unicode/utf8"
 
@@ -178,7 +179,7 @@ func (x *Exchange) End(resp proto.Message, err error) error {
 		return err
 	}
 	if resp != nil && err == nil {
-		if r, ok := resp.(interface{ GetArn() string }); ok && r.GetArn() != "" {
+		if r, ok := resp.(interface{ GetArn() string }); ok && strings.Contains(r.GetArn(), ":secretsmanager:") {
 			x.rec.SecretARN = r.GetArn()
 		}
 		if r, ok := resp.(interface{ GetVersionId() string }); ok {

@@ -390,3 +390,69 @@ func TestAuditFailsClosed(t *testing.T) {
 		t.Fatalf("AWS GetSecretValue with an unwritable audit log: %d %s", code, body)
 	}
 }
+
+// TestSTSQueryAPI serves GetSessionToken and GetCallerIdentity in the STS
+// Query protocol on the AWS endpoint, signed for "sts"; the credentials it
+// returns work on the Secrets Manager protocol of the same endpoint.
+func TestSTSQueryAPI(t *testing.T) {
+	opts := testOptions(t, t.TempDir())
+	opts.RootAccessKeyID, opts.RootSecretAccessKey = rootID, rootSecret
+	opts.AWSAddr = "127.0.0.1:0"
+	n, _ := startReady(t, opts)
+	defer n.Stop()
+	post := func(service, target, body string, creds sigv4.Credentials) (int, string) {
+		req, _ := http.NewRequest(http.MethodPost, "http://"+n.AWSAddr()+"/", strings.NewReader(body))
+		if target == "" {
+			req.Header.Set("Content-Type", "application/x-www-form-urlencoded; charset=utf-8")
+		} else {
+			req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+			req.Header.Set("X-Amz-Target", target)
+		}
+		if err := sigv4.Sign(req, []byte(body), creds, "us-east-1", service, time.Now()); err != nil {
+			t.Fatal(err)
+		}
+		resp, err := http.DefaultClient.Do(req)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer resp.Body.Close()
+		var b bytes.Buffer
+		_, _ = b.ReadFrom(resp.Body)
+		return resp.StatusCode, b.String()
+	}
+	root := sigv4.Credentials{AccessKeyID: rootID, SecretAccessKey: rootSecret}
+	code, body := post("sts", "", "Action=GetCallerIdentity&Version=2011-06-15", root)
+	if code != http.StatusOK || !strings.Contains(body, "<Arn>arn:aws:iam::000000000000:user/root</Arn>") {
+		t.Fatalf("GetCallerIdentity: %d %s", code, body)
+	}
+	code, body = post("sts", "", "Action=GetSessionToken&Version=2011-06-15&DurationSeconds=900", root)
+	if code != http.StatusOK {
+		t.Fatalf("GetSessionToken: %d %s", code, body)
+	}
+	field := func(name string) string {
+		_, rest, _ := strings.Cut(body, "<"+name+">")
+		v, _, _ := strings.Cut(rest, "</"+name+">")
+		return v
+	}
+	session := sigv4.Credentials{AccessKeyID: field("AccessKeyId"), SecretAccessKey: field("SecretAccessKey"), SessionToken: field("SessionToken")}
+	if !strings.HasPrefix(session.AccessKeyID, "ASIA") || session.SessionToken == "" || field("Expiration") == "" {
+		t.Fatalf("GetSessionToken response lacks credentials: %s", body)
+	}
+	if code, body := post("secretsmanager", "secretsmanager.ListSecrets", "{}", session); code != http.StatusOK {
+		t.Fatalf("ListSecrets with STS credentials: %d %s", code, body)
+	}
+	// Wrong key: STS's own error code, in XML.
+	code, body = post("sts", "", "Action=GetCallerIdentity&Version=2011-06-15", sigv4.Credentials{AccessKeyID: "AKIANOSUCHKEY0000000", SecretAccessKey: "x"})
+	if code != http.StatusForbidden || !strings.Contains(body, "<Code>InvalidClientTokenId</Code>") {
+		t.Fatalf("unknown key: %d %s", code, body)
+	}
+	code, body = post("sts", "", "Action=AssumeRole&Version=2011-06-15", root)
+	if code != http.StatusBadRequest || !strings.Contains(body, "<Code>InvalidAction</Code>") {
+		t.Fatalf("AssumeRole: %d %s", code, body)
+	}
+	// A request signed for sts is not accepted by Secrets Manager, and the
+	// reverse: the signing name is part of the scope.
+	if code, _ := post("sts", "secretsmanager.ListSecrets", "{}", root); code != http.StatusForbidden {
+		t.Fatalf("Secrets Manager request signed for sts: %d", code)
+	}
+}

@@ -11,6 +11,7 @@ import (
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/awsjson"
 	"github.com/cofferhq/coffer/server/sigv4"
+	"github.com/cofferhq/coffer/server/sts"
 )
 
 // sigv4Auth authenticates AWS API requests with SigV4 against the region's
@@ -23,9 +24,9 @@ type sigv4Auth struct {
 	region   string
 }
 
-func newSigV4Auth(iam *server.IAM, region string) *sigv4Auth {
+func newSigV4Auth(iam *server.IAM, region, service string) *sigv4Auth {
 	return &sigv4Auth{region: region, iam: iam, verifier: &sigv4.Verifier{
-		Service: "secretsmanager",
+		Service: service,
 		Lookup: func(ctx context.Context, id string) (*sigv4.Credentials, error) {
 			k, err := iam.LookupKey(ctx, id)
 			if errors.Is(err, server.ErrUnknownAccessKey) {
@@ -40,26 +41,33 @@ func newSigV4Auth(iam *server.IAM, region string) *sigv4Auth {
 }
 
 func (a *sigv4Auth) Authenticate(ctx context.Context, r *http.Request, body []byte) (string, error) {
+	id, err := a.AuthenticateSTS(ctx, r, body)
+	return id.Principal, err
+}
+
+// AuthenticateSTS verifies the request and returns the caller's identity
+// with the access key it signed with.
+func (a *sigv4Auth) AuthenticateSTS(ctx context.Context, r *http.Request, body []byte) (server.Identity, error) {
 	creds, region, err := a.verifier.Verify(ctx, r, body)
 	if err != nil {
 		var se *sigv4.Error
 		if errors.As(err, &se) {
-			return "", &server.APIError{Type: se.Code, Message: se.Message}
+			return server.Identity{}, &server.APIError{Type: se.Code, Message: se.Message}
 		}
-		return "", err
+		return server.Identity{}, err
 	}
 	if region != a.region {
-		return "", &server.APIError{Type: server.TypeInvalidSignature,
+		return server.Identity{}, &server.APIError{Type: server.TypeInvalidSignature,
 			Message: fmt.Sprintf("Credential should be scoped to a valid region. This endpoint serves %s, not '%s'.", a.region, region)}
 	}
 	// Expiry is judged after the signature, so only the holder of the
 	// secret learns that the credentials are merely expired.
 	if k, err := a.iam.LookupKey(ctx, creds.AccessKeyID); err != nil {
-		return "", err
+		return server.Identity{}, err
 	} else if k.Expired(time.Now()) {
-		return "", &server.APIError{Type: server.TypeExpiredToken, Message: "The security token included in the request is expired"}
+		return server.Identity{}, &server.APIError{Type: server.TypeExpiredToken, Message: "The security token included in the request is expired"}
 	}
-	return creds.Principal, nil
+	return server.Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID}, nil
 }
 
 // startAWS serves the AWS Secrets Manager protocol on opts.AWSAddr.
@@ -68,7 +76,17 @@ func (n *Node) startAWS() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.opts.AWSAddr, err)
 	}
-	h := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region), Logger: n.log, Gate: n.gate}
+	sm := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "secretsmanager"), Logger: n.log, Gate: n.gate}
+	st := &sts.Handler{IAM: n.iam, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "sts"), Gate: n.gate, Logger: n.log}
+	// One endpoint serves both: STS Query requests are form posts with no
+	// X-Amz-Target; everything else is Secrets Manager's JSON protocol.
+	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
+		if sts.IsRequest(r) {
+			st.ServeHTTP(w, r)
+			return
+		}
+		sm.ServeHTTP(w, r)
+	})
 	n.aws = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: n.opts.AWSTLS}
 	n.awsLis = lis
 	n.wg.Add(1)

@@ -3,6 +3,7 @@ package compat
 import (
 	"bytes"
 	"context"
+	"encoding/json"
 	"errors"
 	"net/http"
 	"os"
@@ -423,6 +424,28 @@ func TestTemporaryCredentialsWithSDK(t *testing.T) {
 		cmd.Stdout, cmd.Stderr = &stdout, &stderr
 		if err := cmd.Run(); err != nil || strings.TrimSpace(stdout.String()) != f.values["app/db"] {
 			t.Fatalf("aws CLI with AWS_SESSION_TOKEN: %v %s", err, stderr.String())
+		}
+		// aws sts get-session-token against the same endpoint (STS Query
+		// protocol), and the credentials it prints work with the SDK.
+		k := f.keys["reader"]
+		cmd = exec.CommandContext(ctx, awsPath, "--endpoint-url", f.s.endpoint, "--output", "json", "--region", region,
+			"sts", "get-session-token", "--duration-seconds", "900")
+		cmd.Env = append(os.Environ(), "AWS_ACCESS_KEY_ID="+k[0], "AWS_SECRET_ACCESS_KEY="+k[1], "AWS_CONFIG_FILE="+filepath.Join(home, "config"),
+			"AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "credentials"), "HOME="+home, "AWS_PAGER=", "AWS_MAX_ATTEMPTS=1")
+		stdout.Reset()
+		stderr.Reset()
+		cmd.Stdout, cmd.Stderr = &stdout, &stderr
+		if err := cmd.Run(); err != nil {
+			t.Fatalf("aws sts get-session-token: %v %s", err, stderr.String())
+		}
+		var got struct{ Credentials struct{ AccessKeyId, SecretAccessKey, SessionToken, Expiration string } }
+		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil || !strings.HasPrefix(got.Credentials.AccessKeyId, "ASIA") {
+			t.Fatalf("aws sts get-session-token printed %s (%v)", stdout.String(), err)
+		}
+		c := got.Credentials
+		if _, err := f.s.sdkSession(t, c.AccessKeyId, c.SecretAccessKey, c.SessionToken).DescribeSecret(ctx,
+			&secretsmanager.DescribeSecretInput{SecretId: aws.String("app/db")}); err != nil {
+			t.Fatalf("credentials from aws sts get-session-token: %v", err)
 		}
 	}
 

@@ -1,0 +1,252 @@
+package sts
+
+import (
+	"context"
+	"encoding/xml"
+	"errors"
+	"io"
+	"log/slog"
+	"net/http"
+	"net/url"
+	"strconv"
+	"time"
+
+	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
+)
+
+// Namespace is the XML namespace of every STS response.
+const Namespace = "https://sts.amazonaws.com/doc/2011-06-15/"
+
+// Version is the only STS API version.
+const Version = "2011-06-15"
+
+// maxBody bounds a request body; STS requests are a few form fields.
+const maxBody = 64 << 10
+
+// Authenticator verifies a SigV4 request signed for STS and returns the
+// caller's identity (principal and the access key it signed with).
+type Authenticator interface {
+	AuthenticateSTS(ctx context.Context, r *http.Request, body []byte) (server.Identity, error)
+}
+
+// IAM is what the handler calls: the IAM service.
+type IAM interface {
+	GetSessionToken(context.Context, *cofferv1.GetSessionTokenRequest) (*cofferv1.GetSessionTokenResponse, error)
+	GetCallerIdentity(context.Context, *cofferv1.GetCallerIdentityRequest) (*cofferv1.GetCallerIdentityResponse, error)
+}
+
+// Handler serves the STS Query protocol.
+type Handler struct {
+	IAM    IAM
+	Auth   Authenticator
+	Gate   *server.Gate
+	Logger *slog.Logger
+}
+
+// IsRequest reports whether r is an STS Query request rather than an AWS
+// JSON one: a form body and no X-Amz-Target.
+func IsRequest(r *http.Request) bool {
+	if r.Header.Get("X-Amz-Target") != "" {
+		return false
+	}
+	ct := r.Header.Get("Content-Type")
+	return len(ct) >= 33 && ct[:33] == "application/x-www-form-urlencoded"
+}
+
+type credentials struct {
+	AccessKeyID     string `xml:"AccessKeyId"`
+	SecretAccessKey string `xml:"SecretAccessKey"`
+	SessionToken    string `xml:"SessionToken"`
+	Expiration      string `xml:"Expiration"`
+}
+
+type responseMetadata struct {
+	RequestID string `xml:"RequestId"`
+}
+
+type getSessionTokenResponse struct {
+	XMLName  xml.Name         `xml:"GetSessionTokenResponse"`
+	XMLNS    string           `xml:"xmlns,attr"`
+	Result   credentialsBlock `xml:"GetSessionTokenResult"`
+	Metadata responseMetadata `xml:"ResponseMetadata"`
+}
+
+type credentialsBlock struct {
+	Credentials credentials `xml:"Credentials"`
+}
+
+type getCallerIdentityResponse struct {
+	XMLName xml.Name `xml:"GetCallerIdentityResponse"`
+	XMLNS   string   `xml:"xmlns,attr"`
+	Result  struct {
+		Arn     string `xml:"Arn"`
+		UserID  string `xml:"UserId"`
+		Account string `xml:"Account"`
+	} `xml:"GetCallerIdentityResult"`
+	Metadata responseMetadata `xml:"ResponseMetadata"`
+}
+
+type errorResponse struct {
+	XMLName xml.Name `xml:"ErrorResponse"`
+	XMLNS   string   `xml:"xmlns,attr"`
+	Error   struct {
+		Type    string `xml:"Type"`
+		Code    string `xml:"Code"`
+		Message string `xml:"Message"`
+	} `xml:"Error"`
+	RequestID string `xml:"RequestId"`
+}
+
+// ServeHTTP implements http.Handler.
+func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
+	id := uuid.NewString()
+	w.Header().Set("x-amzn-RequestId", id)
+	ctx := server.WithRequestID(r.Context(), id)
+	call := server.Call{Protocol: "aws", SourceAddr: r.RemoteAddr,
+		Caller: server.Caller{SourceIP: server.HostOf(r.RemoteAddr), SecureTransport: r.TLS != nil}}
+	fail := func(err error) {
+		ae := server.AsAPIError(err)
+		if ae.Type == server.TypeInternalServiceError {
+			h.logger().Error("sts request failed", "request_id", id, "operation", call.Operation, "cause", errors.Unwrap(ae))
+		}
+		writeError(w, id, ae)
+	}
+	if r.Method != http.MethodPost || r.URL.Path != "/" {
+		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: "InvalidAction", Message: "STS requests are POST / with a form body."}))
+		return
+	}
+	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
+	if err != nil {
+		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: server.TypeValidation, Message: "The request body could not be read."}))
+		return
+	}
+	form, err := url.ParseQuery(string(body))
+	if err != nil {
+		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: server.TypeValidation, Message: "The request body is not a valid form."}))
+		return
+	}
+	call.Operation = form.Get("Action")
+	call.Action = "coffer:" + call.Operation
+	ident, err := h.Auth.AuthenticateSTS(ctx, r, body)
+	if err != nil {
+		fail(h.Gate.Refused(ctx, call, err))
+		return
+	}
+	call.Caller.Principal, call.Caller.AccessKeyID = ident.Principal, ident.AccessKeyID
+	ctx = server.WithIdentity(ctx, ident)
+
+	var req proto.Message
+	switch call.Operation {
+	case "GetSessionToken":
+		in := &cofferv1.GetSessionTokenRequest{}
+		if v := form.Get("DurationSeconds"); v != "" {
+			n, err := strconv.ParseInt(v, 10, 32)
+			if err != nil {
+				fail(h.Gate.Refused(ctx, call, &server.APIError{Type: server.TypeValidation, Message: "DurationSeconds must be a whole number of seconds."}))
+				return
+			}
+			in.DurationSeconds = int32(n)
+		}
+		req = in
+	case "GetCallerIdentity":
+		req = &cofferv1.GetCallerIdentityRequest{}
+	default:
+		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: "InvalidAction",
+			Message: "Could not find operation " + truncate(call.Operation) + " for version " + truncate(form.Get("Version")) + ": this endpoint serves GetSessionToken and GetCallerIdentity."}))
+		return
+	}
+	call.Request = req
+	ctx, x, err := h.Gate.Begin(ctx, call)
+	if err != nil {
+		fail(err)
+		return
+	}
+	var out any
+	var resp proto.Message
+	switch in := req.(type) {
+	case *cofferv1.GetSessionTokenRequest:
+		var r *cofferv1.GetSessionTokenResponse
+		if r, err = h.IAM.GetSessionToken(ctx, in); err == nil {
+			resp = r
+			out = &getSessionTokenResponse{XMLNS: Namespace, Metadata: responseMetadata{RequestID: id},
+				Result: credentialsBlock{Credentials: credentials{AccessKeyID: r.GetAccessKeyId(), SecretAccessKey: r.GetSecretAccessKey(),
+					SessionToken: r.GetSessionToken(), Expiration: r.GetExpiration().AsTime().UTC().Format(time.RFC3339)}}}
+		}
+	case *cofferv1.GetCallerIdentityRequest:
+		var r *cofferv1.GetCallerIdentityResponse
+		if r, err = h.IAM.GetCallerIdentity(ctx, in); err == nil {
+			resp = r
+			o := &getCallerIdentityResponse{XMLNS: Namespace, Metadata: responseMetadata{RequestID: id}}
+			o.Result.Arn, o.Result.Account, o.Result.UserID = r.GetArn(), r.GetAccount(), r.GetAccessKeyId()
+			out = o
+		}
+	}
+	if err = x.End(resp, err); err != nil {
+		fail(err)
+		return
+	}
+	writeXML(w, http.StatusOK, out)
+}
+
+func (h *Handler) logger() *slog.Logger {
+	if h.Logger != nil {
+		return h.Logger
+	}
+	return slog.Default()
+}
+
+// stsCodes maps Coffer's AWS error types to the codes STS answers with.
+var stsCodes = map[string]struct {
+	code   string
+	status int
+}{
+	server.TypeUnrecognizedClient:    {"InvalidClientTokenId", http.StatusForbidden},
+	server.TypeInvalidSignature:      {"SignatureDoesNotMatch", http.StatusForbidden},
+	server.TypeIncompleteSignature:   {"IncompleteSignature", http.StatusBadRequest},
+	server.TypeMissingAuthToken:      {"MissingAuthenticationToken", http.StatusForbidden},
+	server.TypeExpiredToken:          {"ExpiredToken", http.StatusBadRequest},
+	server.TypeAccessDeniedException: {"AccessDenied", http.StatusForbidden},
+	server.TypeValidation:            {"ValidationError", http.StatusBadRequest},
+	"InvalidAction":                  {"InvalidAction", http.StatusBadRequest},
+	server.TypeServiceUnavailable:    {"ServiceUnavailable", http.StatusServiceUnavailable},
+}
+
+func writeError(w http.ResponseWriter, id string, e *server.APIError) {
+	out := errorResponse{XMLNS: Namespace, RequestID: id}
+	out.Error.Type, out.Error.Code, out.Error.Message = "Sender", e.Type, e.Message
+	st := http.StatusBadRequest
+	if c, ok := stsCodes[e.Type]; ok {
+		out.Error.Code, st = c.code, c.status
+	}
+	if e.Type == server.TypeInternalServiceError || st >= 500 {
+		out.Error.Type = "Receiver"
+		if st < 500 {
+			st = http.StatusInternalServerError
+		}
+	}
+	writeXML(w, st, out)
+}
+
+func writeXML(w http.ResponseWriter, status int, v any) {
+	b, err := xml.Marshal(v)
+	if err != nil {
+		status = http.StatusInternalServerError
+		b = []byte(`<ErrorResponse xmlns="` + Namespace + `"><Error><Type>Receiver</Type><Code>InternalFailure</Code></Error></ErrorResponse>`)
+	}
+	w.Header().Set("Content-Type", "text/xml")
+	w.Header().Set("Content-Length", strconv.Itoa(len(xml.Header)+len(b)))
+	w.WriteHeader(status)
+	_, _ = io.WriteString(w, xml.Header)
+	_, _ = w.Write(b)
+}
+
+func truncate(s string) string {
+	if len(s) > 64 {
+		return s[:64] + "…"
+	}
+	return s
+}
