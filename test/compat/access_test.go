@@ -78,10 +78,10 @@ func newAccessFixture(t *testing.T, extraArgs ...string) *accessFixture {
 		f.arns[sec.name], f.values[sec.name] = out.GetArn(), v
 	}
 	principals := []struct{ name, doc string }{
-		{"reader", stmts(`{"Sid":"Read","Effect":"Allow","Action":["secretsmanager:GetSecretValue","secretsmanager:DescribeSecret","secretsmanager:ListSecrets"],"Resource":"` + arnPrefix + `app/*"}`,
+		{"reader", stmts(`{"Sid":"Read","Effect":"Allow","Action":["secretsmanager:GetSecretValue","secretsmanager:DescribeSecret","secretsmanager:ListSecrets"],"Resource":"`+arnPrefix+`app/*"}`,
 			`{"Sid":"Batch","Effect":"Allow","Action":"secretsmanager:BatchGetSecretValue","Resource":"*"}`)},
 		{"denier", stmts(`{"Sid":"All","Effect":"Allow","Action":"secretsmanager:*","Resource":"*"}`,
-			`{"Sid":"NoDB","Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"` + arnPrefix + `app/db-*"}`)},
+			`{"Sid":"NoDB","Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"`+arnPrefix+`app/db-*"}`)},
 		{"nobody", ""},
 		{"resonly", ""},
 		{"tagged", stmts(`{"Sid":"Payments","Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*","Condition":{"StringEquals":{"secretsmanager:ResourceTag/team":"payments"}}}`)},
@@ -438,7 +438,9 @@ func TestTemporaryCredentialsWithSDK(t *testing.T) {
 		if err := cmd.Run(); err != nil {
 			t.Fatalf("aws sts get-session-token: %v %s", err, stderr.String())
 		}
-		var got struct{ Credentials struct{ AccessKeyId, SecretAccessKey, SessionToken, Expiration string } }
+		var got struct {
+			Credentials struct{ AccessKeyId, SecretAccessKey, SessionToken, Expiration string }
+		}
 		if err := json.Unmarshal(stdout.Bytes(), &got); err != nil || !strings.HasPrefix(got.Credentials.AccessKeyId, "ASIA") {
 			t.Fatalf("aws sts get-session-token printed %s (%v)", stdout.String(), err)
 		}
