@@ -99,3 +99,49 @@ func TestRunUsage(t *testing.T) {
 		t.Fatalf("keygen over an existing key: exit %d, want 1", code)
 	}
 }
+
+// Access control settings: the audit log defaults into the data dir, mTLS
+// identities are checked, session bounds must be ordered.
+func TestConfigAccessControl(t *testing.T) {
+	cfg, err := load(t, nil, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.auditPath() != "/tmp/d/audit.log" || cfg.certIdentities() != nil {
+		t.Fatalf("defaults: audit %q, identities %v", cfg.auditPath(), cfg.certIdentities())
+	}
+	if cfg.serviceConfig().SessionDuration != time.Hour {
+		t.Fatalf("default session %v", cfg.serviceConfig().SessionDuration)
+	}
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "tls_cert_file: /c\ntls_key_file: /k\naudit:\n  path: /var/log/coffer/audit.log\n  max_bytes: 1048576\n" +
+		"mtls:\n  client_ca_file: /ca\n  identities:\n    - {subject_cn: deploy-bot, principal: deployer}\n    - {spiffe_id: \"spiffe://example.org/app\", principal: app}\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err = load(t, []string{"--config", file, "--session-max-duration", "2h"}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ids := cfg.certIdentities()
+	if cfg.auditPath() != "/var/log/coffer/audit.log" || cfg.Audit.MaxBytes != 1<<20 ||
+		ids.BySubjectCN["deploy-bot"] != "deployer" || ids.BySPIFFEID["spiffe://example.org/app"] != "app" ||
+		cfg.serviceConfig().MaxSessionDuration != 2*time.Hour {
+		t.Fatalf("parsed %+v %+v", cfg.Audit, ids)
+	}
+	for _, tc := range []struct {
+		yaml, want string
+	}{
+		{"mtls:\n  identities:\n    - {subject_cn: x, principal: y}\n", "mtls.identities need mtls.client_ca_file"},
+		{"tls_cert_file: /c\ntls_key_file: /k\nmtls:\n  client_ca_file: /ca\n  identities:\n    - {subject_cn: x, spiffe_id: \"spiffe://a\", principal: y}\n", "exactly one of spiffe_id and subject_cn"},
+		{"session:\n  default_duration: 24h\n", "session durations"},
+		{"audit:\n  max_bytes: -1\n", "audit.max_bytes"},
+	} {
+		if err := os.WriteFile(file, []byte(tc.yaml), 0o600); err != nil {
+			t.Fatal(err)
+		}
+		if _, err := load(t, []string{"--config", file}, nil); err == nil || !strings.Contains(err.Error(), tc.want) {
+			t.Fatalf("config %q: err %v, want it to mention %q", tc.yaml, err, tc.want)
+		}
+	}
+}
