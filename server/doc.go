@@ -3,9 +3,15 @@
 // values with the keyring, builds storage commands and proposes them through
 // the region's replicator, and serves reads from local state. It maps domain
 // failures to AWS error types and gRPC status codes, in one place
-// (errors.go).
+// (errors.go). At the transport edge (the Gate, edge.go) it authorizes every
+// request with identity and resource policies (authz.go, evaluated by
+// server/policy) and writes one audit record per request; Service methods
+// themselves never authorize, because internal callers (rotation,
+// replication) call them as the system.
 //
-// It must never return, log or audit a plaintext secret value or data key
-// except in the response to the caller who read it, never reach into Raft
+// It must never return, log or audit a plaintext secret value, data key,
+// secret access key or session token except in the response to the caller
+// who asked for it, never answer a request whose audit record could not be
+// written, never reach into Raft
 // types (it sees a Replicator), and never let a request crash the node.
 package server

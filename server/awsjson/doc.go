@@ -2,6 +2,7 @@
 // POST / with X-Amz-Target: secretsmanager.<Operation>), so AWS SDKs, the
 // AWS CLI and tools built on them can use Coffer unchanged. It owns the
 // protocol only: routing by target, authenticating through an Authenticator,
+// authorizing and auditing through the server.Gate,
 // the mapping between AWS JSON members and the coffer.v1 messages (done
 // generically from the proto descriptors), the ClientRequestToken rule AWS
 // applies to raw callers, request ids, read-consistency headers, and
