@@ -189,5 +189,5 @@ func commandTree() *command {
 	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, cluster, iam)
+		secrets, cluster, iam, auditCommands())
 }
