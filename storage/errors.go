@@ -39,6 +39,12 @@ var (
 	ErrPrincipalExists = errors.New("principal already exists")
 	// ErrAccessKeyNotFound: no access key has that id.
 	ErrAccessKeyNotFound = errors.New("access key not found")
+	// ErrRotationInProgress: a rotation has not finished, so another cannot start.
+	ErrRotationInProgress = errors.New("rotation in progress")
+	// ErrNoRotationFunction: rotation needs a function and none is configured.
+	ErrNoRotationFunction = errors.New("no rotation function")
+	// ErrFunctionNotFound: no rotation function has that name.
+	ErrFunctionNotFound = errors.New("rotation function not found")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -79,6 +85,7 @@ func Sentinels() []error {
 		ErrLimitExceeded, ErrInvalidNextToken,
 		// Append only: a kind's position is its wire number.
 		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
+		ErrRotationInProgress, ErrNoRotationFunction, ErrFunctionNotFound,
 	}
 }
 

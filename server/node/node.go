@@ -28,6 +28,7 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -65,6 +66,13 @@ type Options struct {
 	// OnRootCredentials is called when this node created the root
 	// principal's access key, with the only copy of the secret.
 	OnRootCredentials func(accessKeyID, secretAccessKey string)
+
+	// Rotation tunes the rotation engine; its clock is always the
+	// service's (Service.Clock).
+	Rotation rotation.Config
+	// Rotators returns the built-in rotators, called once with the
+	// service they call back into; nil installs none.
+	Rotators func(api rotation.SecretsAPI) map[string]rotation.Function
 }
 
 // Node is a running Coffer node.
@@ -75,6 +83,7 @@ type Node struct {
 	raft   *replication.Node
 	svc    *server.Service
 	iam    *server.IAM
+	rot    *rotation.Engine
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
@@ -129,6 +138,12 @@ func Start(opts Options) (*Node, error) {
 		n.shutdownParts()
 		return nil, err
 	}
+	if opts.Rotators != nil {
+		n.svc.SetRotators(opts.Rotators(n.svc))
+	}
+	rotCfg := opts.Rotation
+	rotCfg.Now = n.svc.Now
+	n.rot = rotation.NewEngine(rotCfg, n.svc.RotationBackend(), n.svc, n.svc.ResolveRotationFunction, opts.Logger.With("component", "rotation"))
 	var gopts []grpc.ServerOption
 	if opts.GRPCTLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
@@ -137,6 +152,7 @@ func Start(opts Options) (*Node, error) {
 	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.AllowAnonymous), gopts...)
 	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
 	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
+	cofferv1.RegisterRotationServiceServer(n.grpc, server.NewRotation(n.svc))
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -165,6 +181,11 @@ func Start(opts Options) (*Node, error) {
 		close(n.ready)
 		n.log.Info("node ready", "node_id", rc.NodeID, "region", opts.Service.Region, "grpc_addr", n.Addr(),
 			"cluster_addr", n.raft.ClusterAddr(), "applied_index", n.store.AppliedIndex())
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.rot.Run(ctx)
+		}()
 		n.svc.Run(ctx)
 	}()
 	return n, nil
