@@ -18,7 +18,9 @@ const (
 	msgInProgress = "A previous rotation isn't complete. That rotation will be reattempted."
 )
 
-func days(n int64) *cofferv1.RotationRules { return &cofferv1.RotationRules{AutomaticallyAfterDays: &n} }
+func days(n int64) *cofferv1.RotationRules {
+	return &cofferv1.RotationRules{AutomaticallyAfterDays: &n}
+}
 
 func rotateOp(arn string, token int, testOnly bool) *raftv1.ConfigureRotation {
 	return &raftv1.ConfigureRotation{Arn: arn, RotationLambdaArn: fnARN, RotationRules: days(30), Token: vid(token), TestOnly: testOnly}
