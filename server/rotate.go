@@ -59,7 +59,7 @@ func (s *Service) RotateSecret(ctx context.Context, req *cofferv1.RotateSecretRe
 	}
 	fnARN := ""
 	if req.GetRotationLambdaArn() != "" {
-		if fnARN, err = s.canonicalFunction(req.GetRotationLambdaArn()); err != nil {
+		if fnARN, err = s.canonicalFunction(ctx, req.GetRotationLambdaArn()); err != nil {
 			return nil, err
 		}
 	} else if sec.GetRotationLambdaArn() == "" {
@@ -119,12 +119,19 @@ func validateRules(r *cofferv1.RotationRules) *APIError {
 }
 
 // canonicalFunction turns what a caller wrote in RotationLambdaARN into the
-// name stored: a built-in rotator's name, or a registered function's ARN.
-func (s *Service) canonicalFunction(ref string) (string, error) {
+// name stored: a built-in rotator's name, or a registered function's ARN. A
+// function this node does not know yet (registered a moment ago through
+// another node) is looked up again after a read barrier.
+func (s *Service) canonicalFunction(ctx context.Context, ref string) (string, error) {
 	if _, ok := s.rotators[ref]; ok {
 		return ref, nil
 	}
 	f, err := s.state.RotationFunction(ref)
+	if err == nil && f == nil {
+		if _, berr := s.rep.ReadBarrier(ctx); berr == nil {
+			f, err = s.state.RotationFunction(ref)
+		}
+	}
 	if err != nil {
 		return "", err
 	}
