@@ -66,8 +66,18 @@ func TestRotationRunsStepsInOrder(t *testing.T) {
 		t.Fatalf("rotation settings not stored: %v", sec)
 	}
 
+	if sec := f.secret("db"); !slices.Equal(stagesOf(sec, 2), []string{storage.StagePending}) || storage.HasValue(sec.GetVersions()[1]) {
+		t.Fatalf("RotateSecret did not create the value-less AWSPENDING version: %v", sec.GetVersions())
+	}
+	_, err := f.store.SecretValue(arn, vid(2), storage.StagePending)
+	wantErr(t, err, storage.ErrVersionNotFound, "Secrets Manager can't find the specified secret value for VersionId: "+vid(2))
+	f.fails(2*time.Minute, moveOp(arn, storage.StageCurrent, 2, 1), storage.ErrInvalidParameter,
+		"You can't move staging label AWSCURRENT to version "+vid(2)+" because it has no secret value yet.")
 	f.ok(2*time.Minute, stepOp(arn, 2, storage.StepCreateSecret, "", 0))
 	f.ok(3*time.Minute, putOp(arn, 2, "v2", storage.StagePending))
+	if v := f.value(arn, vid(2), storage.StagePending); !storage.HasValue(v.Version) {
+		t.Fatal("PutSecretValue did not fill the AWSPENDING version")
+	}
 	f.ok(4*time.Minute, stepOp(arn, 2, storage.StepSetSecret, "", 0))
 	// setSecret fails: back to createSecret, with the error, after the backoff.
 	res = f.ok(5*time.Minute, stepOp(arn, 2, storage.StepTestSecret, "HTTP 500: login failed", 10*time.Minute))

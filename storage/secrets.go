@@ -142,6 +142,11 @@ func (t *txn) updateVersionStage(now time.Time, op *raftv1.UpdateVersionStage) *
 	}
 	holder := stageHolder(s, label)
 	switch {
+	case target != nil && label == StageCurrent && !HasValue(target):
+		// A rotation's AWSPENDING version before its function put a value:
+		// AWSCURRENT there would leave the secret without a readable value.
+		return &Result{Err: newError(ErrInvalidParameter,
+			"You can't move staging label AWSCURRENT to version %s because it has no secret value yet.", moveTo)}
 	case holder != nil && holder != target && holder.GetVersionId() != removeFrom:
 		if removeFrom == "" {
 			return &Result{Err: newError(ErrInvalidParameter,
