@@ -414,3 +414,53 @@ func TestRotationSchedules(t *testing.T) {
 		t.Fatalf("a cancelled schedule rotated: %d rotations", n)
 	}
 }
+
+// TestRotationFunctionRegistry: a registered function is listed after the
+// built-ins, named by name or ARN in RotateSecret, resolved with its
+// signing secret, and gone after deregistration.
+func TestRotationFunctionRegistry(t *testing.T) {
+	r := newRotationRig(t)
+	ctx := context.Background()
+	api := NewRotation(r.svc)
+	for _, bad := range []*cofferv1.RegisterFunctionRequest{
+		{Name: "has space", Url: "https://x"},
+		{Name: "ok", Url: "ftp://x"},
+		{Name: "ok", Url: "/relative"},
+	} {
+		if _, err := api.RegisterFunction(ctx, bad); err == nil {
+			t.Errorf("RegisterFunction(%v) succeeded", bad)
+		}
+	}
+	res, err := api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: "s3cret"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	const arn = "arn:aws:lambda:us-east-1:123456789012:function:rot"
+	if f := res.GetFunction(); f.GetArn() != arn || !f.GetSigned() || f.GetUrl() != "https://rot.example/hook" {
+		t.Fatalf("registered %v", f)
+	}
+	list, err := api.ListFunctions(ctx, &cofferv1.ListFunctionsRequest{})
+	if err != nil || len(list.GetFunctions()) != 2 || !list.GetFunctions()[0].GetBuiltin() || list.GetFunctions()[1].GetArn() != arn {
+		t.Fatalf("ListFunctions = %v, %v", list, err)
+	}
+	fn, err := r.svc.ResolveRotationFunction(ctx, arn)
+	if hf, ok := fn.(*rotation.HTTPFunction); err != nil || !ok || string(hf.Secret) != "s3cret" || hf.URL != "https://rot.example/hook" {
+		t.Fatalf("ResolveRotationFunction = %#v, %v", fn, err)
+	}
+	r.create("db")
+	if _, err := r.svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: "db", RotationLambdaArn: "rot", RotateImmediately: new(false)}); err != nil {
+		t.Fatal(err)
+	}
+	if got := r.describe("db").GetRotationLambdaArn(); got != arn {
+		t.Fatalf("stored RotationLambdaARN %q, want the function's ARN", got)
+	}
+	if _, err := api.DeregisterFunction(ctx, &cofferv1.DeregisterFunctionRequest{Name: arn}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := r.svc.ResolveRotationFunction(ctx, arn); !errors.Is(err, ErrUnknownFunction) {
+		t.Fatalf("resolve after deregistration: %v", err)
+	}
+	if _, err := api.DeregisterFunction(ctx, &cofferv1.DeregisterFunctionRequest{Name: "rot"}); apiType(err) != TypeResourceNotFound {
+		t.Fatalf("second deregistration: %v", err)
+	}
+}
