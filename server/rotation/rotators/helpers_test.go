@@ -20,6 +20,7 @@ import (
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
 )
 
@@ -52,6 +53,10 @@ func startCoffer(t *testing.T) *server.Service {
 			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
+		// The engine looks for due work often, so RotateSecret tests finish
+		// promptly; the direct-step tests never enable rotation.
+		Rotation: rotation.Config{Interval: 50 * time.Millisecond},
+		Rotators: rotators.Builtin,
 	})
 	if err != nil {
 		t.Fatal(err)

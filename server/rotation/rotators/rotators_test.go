@@ -5,6 +5,7 @@ import (
 	"encoding/json"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"sync/atomic"
@@ -270,6 +271,42 @@ func TestFailuresNeverShowPasswords(t *testing.T) {
 			if !strings.Contains(err.Error(), `"password":"[REDACTED]"`) {
 				t.Fatalf("the scrubbed error should still show where the password was: %s", err)
 			}
+
+			// Alternating users with a master secret for another server:
+			// refused before the master's password goes anywhere.
+			masterARN, _ := createSecret(t, svc, "db/"+e.name+"/master",
+				db.SecretJSON(db.AdminUser, db.AdminPassword, map[string]any{"port": 1}))
+			multiARN, _ := createSecret(t, svc, "db/"+e.name+"/multi", db.SecretJSON("app", rogue, map[string]any{"masterarn": masterARN}))
+			mfn := rotators.Builtin(svc)[e.multi]
+			mtoken := uuid.NewString()
+			mstep := func(s rotation.Step) error {
+				return mfn.Invoke(ctx, rotation.Event{Step: s, SecretID: multiARN, ClientRequestToken: mtoken})
+			}
+			if err := mstep(rotation.StepCreateSecret); err != nil {
+				t.Fatal(err)
+			}
+			mpending, err := readCreds(ctx, svc, multiARN, mtoken, "AWSPENDING")
+			if err != nil {
+				t.Fatal(err)
+			}
+			err = mstep(rotation.StepSetSecret)
+			if !errors.Is(err, rotators.ErrMismatch) {
+				t.Fatalf("setSecret with a master secret for another server: err = %v, want ErrMismatch", err)
+			}
+			wantNoPassword(t, err.Error(), db.AdminPassword, rogue, mpending.Password)
+
+			// The right server but a wrong master password.
+			wrong := db.SecretJSON(db.AdminUser, initialPassword(), nil)
+			if _, err := svc.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: masterARN,
+				ClientRequestToken: uuid.NewString(), SecretString: &wrong}); err != nil {
+				t.Fatal(err)
+			}
+			err = mstep(rotation.StepSetSecret)
+			if !errors.Is(err, rotators.ErrLogin) {
+				t.Fatalf("setSecret with a wrong master password: err = %v, want ErrLogin", err)
+			}
+			wantNoPassword(t, err.Error(), db.AdminPassword, rogue, mpending.Password, mustCreds(t, svc, masterARN, "AWSCURRENT").Password)
+			t.Logf("setSecret with a wrong master password: %v", err)
 		})
 	}
 }
@@ -363,5 +400,79 @@ func TestAlternatingUsersClientsNeverFail(t *testing.T) {
 		rotations, total.Round(time.Millisecond), (rotating / rotations).Round(time.Millisecond), logins.Load(), clients, failures.Load())
 	if n := failures.Load(); n != 0 {
 		t.Fatalf("%d of %d client logins failed; first: %v", n, n+logins.Load(), firstFailure.Load())
+	}
+}
+
+// TestRotateSecretRunsBuiltin rotates through RotateSecret, so the steps
+// run in the engine: it names the AWSPENDING version before createSecret
+// runs, without a value, which createSecret must fill rather than trip on.
+func TestRotateSecretRunsBuiltin(t *testing.T) {
+	for _, e := range engines {
+		for _, multi := range []bool{false, true} {
+			fnName := map[bool]string{false: e.single, true: e.multi}[multi]
+			t.Run(strings.TrimPrefix(fnName, "coffer:rotator/"), func(t *testing.T) {
+				db := e.start(t)
+				svc := startCoffer(t)
+				pw0 := initialPassword()
+				e.setup(t, db, pw0)
+				extra := map[string]any{}
+				if multi {
+					masterARN, _ := createSecret(t, svc, "db/master", db.SecretJSON(db.AdminUser, db.AdminPassword, nil))
+					extra["masterarn"] = masterARN
+				}
+				arn, v1 := createSecret(t, svc, "db/app", db.SecretJSON("app", pw0, extra))
+				ctx := context.Background()
+				prev := v1
+				for i := range 2 {
+					req := &cofferv1.RotateSecretRequest{SecretId: arn, ClientRequestToken: uuid.NewString()}
+					if i == 0 {
+						req.RotationLambdaArn = fnName
+						days := int64(30)
+						req.RotationRules = &cofferv1.RotationRules{AutomaticallyAfterDays: &days}
+					}
+					rot, err := svc.RotateSecret(ctx, req)
+					if err != nil {
+						t.Fatal(err)
+					}
+					var last *cofferv1.DescribeSecretResponse
+					waitFor(t, time.Minute, "the engine to finish the rotation", func() bool {
+						last, err = svc.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: arn})
+						return err == nil && last.GetRotationStatus() == nil &&
+							slices.Contains(last.GetVersionIdsToStages()[rot.GetVersionId()].GetStages(), "AWSCURRENT")
+					})
+					wantLabels(t, svc, arn, rot.GetVersionId(), prev)
+					cur := mustCreds(t, svc, arn, "AWSCURRENT")
+					wantUser := "app"
+					if multi && i == 0 {
+						wantUser = "app_clone"
+					}
+					if cur.Username != wantUser {
+						t.Fatalf("after rotation %d AWSCURRENT names %s, want %s", i+1, cur.Username, wantUser)
+					}
+					wantReads(t, db, e, cur.Username, cur.Password)
+					prev = rot.GetVersionId()
+				}
+				if !multi {
+					wantLoginRefused(t, db, "app", pw0)
+				}
+
+				// RotateImmediately=false runs testSecret alone, on a copy of
+				// AWSCURRENT: it must pass and change nothing.
+				before := mustCreds(t, svc, arn, "AWSCURRENT")
+				rot, err := svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: arn,
+					ClientRequestToken: uuid.NewString(), RotateImmediately: new(false)})
+				if err != nil {
+					t.Fatal(err)
+				}
+				waitFor(t, time.Minute, "the engine to run testSecret", func() bool {
+					d, err := svc.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: arn})
+					return err == nil && d.GetRotationStatus() == nil
+				})
+				if after := mustCreds(t, svc, arn, "AWSCURRENT"); after != before {
+					t.Fatalf("RotateImmediately=false (version %s) changed AWSCURRENT from %s to %s", rot.GetVersionId(), before.VersionID, after.VersionID)
+				}
+				wantReads(t, db, e, before.Username, before.Password)
+			})
+		}
 	}
 }

@@ -286,6 +286,13 @@ type process struct {
 }
 
 func startProcess(cmd *exec.Cmd, logPath string) (*process, error) {
+	if cmd.SysProcAttr == nil {
+		cmd.SysProcAttr = &syscall.SysProcAttr{}
+	}
+	// A test binary killed by its timeout runs no cleanup; the kernel then
+	// stops the server rather than leaving it running. (Go sets this after
+	// switching the user, which would otherwise clear it.)
+	cmd.SysProcAttr.Pdeathsig = syscall.SIGKILL
 	f, err := os.Create(logPath)
 	if err != nil {
 		return nil, err
