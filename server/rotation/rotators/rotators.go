@@ -282,7 +282,8 @@ func (inv *invocation) setSingle(ctx context.Context, current, pending *dbSecret
 // same user on the same server, or nil.
 func (inv *invocation) previous(ctx context.Context, current *dbSecret) (*dbSecret, error) {
 	prev, err := inv.secret(ctx, inv.ev.SecretID, "", stagePrevious)
-	if isNotFound(err) {
+	if isNotFound(err) || errors.Is(err, ErrMalformedSecret) {
+		// Only a fallback: an unusable old version is as good as none.
 		return nil, nil
 	}
 	if err != nil {
