@@ -29,6 +29,7 @@ import (
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -71,7 +72,8 @@ type Options struct {
 	// service's (Service.Clock).
 	Rotation rotation.Config
 	// Rotators returns the built-in rotators, called once with the
-	// service they call back into; nil installs none.
+	// service they call back into; nil means rotators.Builtin (PostgreSQL
+	// and MySQL, single-user and alternating users).
 	Rotators func(api rotation.SecretsAPI) map[string]rotation.Function
 }
 
@@ -138,9 +140,10 @@ func Start(opts Options) (*Node, error) {
 		n.shutdownParts()
 		return nil, err
 	}
-	if opts.Rotators != nil {
-		n.svc.SetRotators(opts.Rotators(n.svc))
+	if opts.Rotators == nil {
+		opts.Rotators = rotators.Builtin
 	}
+	n.svc.SetRotators(opts.Rotators(n.svc))
 	rotCfg := opts.Rotation
 	rotCfg.Now = n.svc.Now
 	n.rot = rotation.NewEngine(rotCfg, n.svc.RotationBackend(), n.svc, n.svc.ResolveRotationFunction, opts.Logger.With("component", "rotation"))
