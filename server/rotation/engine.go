@@ -276,7 +276,7 @@ func (e *Engine) drive(ctx context.Context, arn string) {
 		rec := &raftv1.RecordRotationStep{Arn: arn, Token: token, Step: step}
 		if stepErr != nil {
 			backoff := e.backoff(p.GetAttempts() + 1)
-			rec.Error = stepErr.Error()
+			rec.Error = truncate(stepErr.Error(), 2*maxErrorMessage) // it lives in the secret's record
 			rec.NextAttempt = timestamppb.New(e.cfg.Now().Add(backoff))
 			log.Warn("rotation step failed", "step", step, "attempt", p.GetAttempts()+1, "retry_in", backoff, "err", stepErr)
 		} else {
