@@ -10,6 +10,14 @@ command -v gcc >/dev/null 2>&1 || need+=(gcc) # the race detector needs cgo
 # The compatibility tests drive Debian's aws CLI (/usr/bin/aws) besides any
 # aws on PATH.
 [ -x /usr/bin/aws ] || need+=(awscli)
+# The built-in rotators' tests start real database servers of their own
+# (server/rotation/rotators/dbtest): PostgreSQL's initdb and postgres, and
+# MariaDB's mariadb-install-db and mariadbd, with the clients for debugging.
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/dev/null 2>&1 ||
+	need+=(postgresql postgresql-client)
+{ command -v mariadb-install-db || command -v mysql_install_db; } >/dev/null 2>&1 &&
+	{ command -v mariadbd || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]; } >/dev/null 2>&1 ||
+	need+=(mariadb-server mariadb-client)
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go is required (1.26 or newer) and is not on PATH" >&2

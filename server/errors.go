@@ -122,11 +122,11 @@ func AsAPIError(err error) *APIError {
 func storageType(kind error) string {
 	switch kind {
 	case storage.ErrSecretNotFound, storage.ErrVersionNotFound, storage.ErrStageNotFound,
-		storage.ErrPrincipalNotFound, storage.ErrAccessKeyNotFound, storage.ErrPolicyNotFound:
+		storage.ErrPrincipalNotFound, storage.ErrAccessKeyNotFound, storage.ErrPolicyNotFound, storage.ErrFunctionNotFound:
 		return TypeResourceNotFound
 	case storage.ErrSecretExists, storage.ErrTokenInUse, storage.ErrPrincipalExists:
 		return TypeResourceExists
-	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrPolicyInUse:
+	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrPolicyInUse, storage.ErrRotationInProgress, storage.ErrNoRotationFunction:
 		return TypeInvalidRequest
 	case storage.ErrInvalidParameter:
 		return TypeInvalidParameter

@@ -124,16 +124,6 @@ func (s *Service) GetRandomPassword(_ context.Context, req *cofferv1.GetRandomPa
 	return &cofferv1.GetRandomPasswordResponse{RandomPassword: pw}, nil
 }
 
-// RotateSecret is delivered with rotation; until then it is refused clearly.
-func (s *Service) RotateSecret(context.Context, *cofferv1.RotateSecretRequest) (*cofferv1.RotateSecretResponse, error) {
-	return nil, unsupported("RotateSecret")
-}
-
-// CancelRotateSecret is delivered with rotation.
-func (s *Service) CancelRotateSecret(context.Context, *cofferv1.CancelRotateSecretRequest) (*cofferv1.CancelRotateSecretResponse, error) {
-	return nil, unsupported("CancelRotateSecret")
-}
-
 // ReplicateSecretToRegions is delivered with cross-region replication.
 func (s *Service) ReplicateSecretToRegions(context.Context, *cofferv1.ReplicateSecretToRegionsRequest) (*cofferv1.ReplicateSecretToRegionsResponse, error) {
 	return nil, unsupported("ReplicateSecretToRegions")

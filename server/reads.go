@@ -3,11 +3,14 @@ package server
 import (
 	"context"
 	"slices"
+	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -158,19 +161,19 @@ func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecr
 	if err != nil {
 		return nil, err
 	}
-	e := listEntry(sec)
+	e := listEntry(sec, s.now())
 	return &cofferv1.DescribeSecretResponse{
 		Arn: e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
 		RotationEnabled: e.RotationEnabled, RotationLambdaArn: e.RotationLambdaArn, RotationRules: e.RotationRules,
 		LastRotatedDate: e.LastRotatedDate, LastChangedDate: e.LastChangedDate, LastAccessedDate: e.LastAccessedDate,
 		DeletedDate: e.DeletedDate, NextRotationDate: e.NextRotationDate, Tags: e.Tags,
 		VersionIdsToStages: e.SecretVersionsToStages, OwningService: e.OwningService, CreatedDate: e.CreatedDate,
-		PrimaryRegion: e.PrimaryRegion,
+		PrimaryRegion: e.PrimaryRegion, RotationStatus: rotationStatus(sec),
 	}, nil
 }
 
 // listEntry renders a secret's metadata; DescribeSecret shares it.
-func listEntry(sec *storagev1.Secret) *cofferv1.SecretListEntry {
+func listEntry(sec *storagev1.Secret, now time.Time) *cofferv1.SecretListEntry {
 	stages := map[string]*cofferv1.VersionStages{}
 	for _, v := range sec.GetVersions() {
 		if len(v.GetStages()) > 0 {
@@ -194,7 +197,21 @@ func listEntry(sec *storagev1.Secret) *cofferv1.SecretListEntry {
 		OwningService:          sec.GetOwningService(),
 		CreatedDate:            sec.GetCreatedDate(),
 		PrimaryRegion:          sec.GetPrimaryRegion(),
+		RotationEnabled:        sec.GetRotationEnabled(),
+		RotationLambdaArn:      sec.GetRotationLambdaArn(),
+		RotationRules:          sec.GetRotationRules(),
+		LastRotatedDate:        lastRotated(sec),
+		NextRotationDate:       rotation.NextRotationDate(sec, now),
 	}
+}
+
+// lastRotated is LastRotatedDate as AWS reports it: null while rotation is
+// off.
+func lastRotated(sec *storagev1.Secret) *timestamppb.Timestamp {
+	if !sec.GetRotationEnabled() {
+		return nil
+	}
+	return sec.GetLastRotatedDate()
 }
 
 // ListSecrets implements the AWS operation.
@@ -239,7 +256,7 @@ func (s *Service) ListSecrets(ctx context.Context, req *cofferv1.ListSecretsRequ
 				return nil, err
 			}
 		}
-		resp.SecretList = append(resp.SecretList, listEntry(sec))
+		resp.SecretList = append(resp.SecretList, listEntry(sec, s.now()))
 	}
 	return resp, nil
 }
@@ -266,13 +283,16 @@ func (s *Service) ListSecretVersionIds(ctx context.Context, req *cofferv1.ListSe
 		if keyID == defaultKey && page.Secret.GetKmsKeyId() == "" {
 			keyID = "DefaultEncryptionKey" // what AWS reports for the default key
 		}
-		resp.Versions = append(resp.Versions, &cofferv1.SecretVersionsListEntry{
+		e := &cofferv1.SecretVersionsListEntry{
 			VersionId:        v.GetVersionId(),
 			VersionStages:    slices.Clone(v.GetStages()),
 			LastAccessedDate: v.GetLastAccessedDate(),
 			CreatedDate:      v.GetCreatedDate(),
-			KmsKeyIds:        []string{keyID},
-		})
+		}
+		if storage.HasValue(v) { // a rotation's AWSPENDING stub has no key yet
+			e.KmsKeyIds = []string{keyID}
+		}
+		resp.Versions = append(resp.Versions, e)
 	}
 	return resp, nil
 }

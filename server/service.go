@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"log/slog"
 	"math/big"
+	"net/http"
 	"sync/atomic"
 	"time"
 
@@ -17,6 +18,7 @@ import (
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/kms"
 )
@@ -45,6 +47,8 @@ type State interface {
 	SecretVersions(ref string, includeDeprecated bool, maxResults int, nextToken string) (*storage.VersionPage, error)
 	ListSecrets(q storage.Query) (*storage.Page, error)
 	Secrets(fn func(*storagev1.Secret) bool) error
+	RotationFunction(ref string) (*storagev1.RotationFunction, error)
+	RotationFunctions() ([]*storagev1.RotationFunction, error)
 }
 
 // Config is the service's configuration.
@@ -65,6 +69,9 @@ type Config struct {
 	SessionDuration    time.Duration
 	MinSessionDuration time.Duration
 	MaxSessionDuration time.Duration
+	// Clock, when set, replaces the wall clock for every time the service
+	// stamps on a command and reads schedules against (tests drive it).
+	Clock func() time.Time
 }
 
 // DefaultConfig holds the service defaults.
@@ -113,6 +120,10 @@ type Service struct {
 	now     func() time.Time
 	keyring atomic.Pointer[kms.Keyring]
 	access  *accessTracker
+
+	// rotators are the built-in rotation functions, set before serving.
+	rotators   map[string]rotation.Function
+	httpClient *http.Client
 }
 
 var _ cofferv1.SecretsManagerServiceServer = (*Service)(nil)
@@ -125,15 +136,21 @@ func New(cfg Config, rep Replicator, state State, root []byte, log *slog.Logger)
 	if log == nil {
 		log = slog.Default()
 	}
+	now := func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) }
+	if cfg.Clock != nil {
+		clock := cfg.Clock
+		now = func() time.Time { return clock().UTC().Truncate(time.Millisecond) }
+	}
 	return &Service{
 		cfg:   cfg,
 		rep:   rep,
 		state: state,
 		// The service owns its copy: callers wipe theirs once it is handed over.
-		root:   bytes.Clone(root),
-		log:    log,
-		now:    func() time.Time { return time.Now().UTC().Truncate(time.Millisecond) },
-		access: newAccessTracker(),
+		root:       bytes.Clone(root),
+		log:        log,
+		now:        now,
+		access:     newAccessTracker(),
+		httpClient: newFunctionClient(),
 	}, nil
 }
 

@@ -189,9 +189,9 @@ func TestValidationErrors(t *testing.T) {
 			return err
 		}, TypeMalformedPolicy},
 		{"rotate", func() error {
-			_, err := svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: "n"})
+			_, err := svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: "n", RotationRules: &cofferv1.RotationRules{ScheduleExpression: "rate(1 hours)"}})
 			return err
-		}, TypeUnsupportedOperation},
+		}, TypeInvalidParameter},
 	}
 	for _, c := range cases {
 		t.Run(c.name, func(t *testing.T) {

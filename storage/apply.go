@@ -85,6 +85,18 @@ func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 		return t.detachPolicy(op.DetachPolicy)
 	case *raftv1.Command_PurgeSessions:
 		return t.purgeSessions(now)
+	case *raftv1.Command_ConfigureRotation:
+		return t.configureRotation(now, op.ConfigureRotation)
+	case *raftv1.Command_StartRotation:
+		return t.startRotation(now, op.StartRotation)
+	case *raftv1.Command_RecordRotationStep:
+		return t.recordRotationStep(now, op.RecordRotationStep)
+	case *raftv1.Command_CancelRotation:
+		return t.cancelRotation(now, op.CancelRotation)
+	case *raftv1.Command_RegisterRotationFunction:
+		return t.registerRotationFunction(op.RegisterRotationFunction)
+	case *raftv1.Command_DeregisterRotationFunction:
+		return t.deregisterRotationFunction(op.DeregisterRotationFunction)
 	default:
 		panic(fmt.Sprintf("storage: unknown command op %T", op))
 	}

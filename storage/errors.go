@@ -43,6 +43,12 @@ var (
 	ErrPolicyNotFound = errors.New("policy not found")
 	// ErrPolicyInUse: the policy is still attached to a principal.
 	ErrPolicyInUse = errors.New("policy attached to principals")
+	// ErrRotationInProgress: a rotation has not finished, so another cannot start.
+	ErrRotationInProgress = errors.New("rotation in progress")
+	// ErrNoRotationFunction: rotation needs a function and none is configured.
+	ErrNoRotationFunction = errors.New("no rotation function")
+	// ErrFunctionNotFound: no rotation function has that name.
+	ErrFunctionNotFound = errors.New("rotation function not found")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -84,6 +90,7 @@ func Sentinels() []error {
 		// Append only: a kind's position is its wire number.
 		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
 		ErrPolicyNotFound, ErrPolicyInUse,
+		ErrRotationInProgress, ErrNoRotationFunction, ErrFunctionNotFound,
 	}
 }
 

@@ -19,6 +19,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrLimitExceeded, storage.ErrInvalidNextToken,
 		storage.ErrPrincipalNotFound, storage.ErrPrincipalExists, storage.ErrAccessKeyNotFound,
 		storage.ErrPolicyNotFound, storage.ErrPolicyInUse,
+		storage.ErrRotationInProgress, storage.ErrNoRotationFunction, storage.ErrFunctionNotFound,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {

@@ -92,6 +92,14 @@ func (s *Store) SecretValue(ref, versionID, stage string) (*SecretValue, error) 
 			derr = e
 			return nil
 		}
+		if !HasValue(v) {
+			if versionID != "" {
+				derr = newError(ErrVersionNotFound, "Secrets Manager can't find the specified secret value for VersionId: %s", versionID)
+			} else {
+				derr = newError(ErrStageNotFound, "Secrets Manager can't find the specified secret value for staging label: %s", orCurrent(stage))
+			}
+			return nil
+		}
 		val := getValue(tx, sec.GetArn(), v.GetVersionId())
 		if val == nil {
 			return fmt.Errorf("storage: value of %s version %s is missing", sec.GetArn(), v.GetVersionId())
@@ -147,4 +155,11 @@ func (s *Store) Secrets(fn func(*storagev1.Secret) bool) error {
 		}
 		return nil
 	})
+}
+
+func orCurrent(stage string) string {
+	if stage == "" {
+		return StageCurrent
+	}
+	return stage
 }

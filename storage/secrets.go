@@ -82,11 +82,22 @@ func (t *txn) newVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersi
 	} else if v != nil {
 		return &Result{ARN: s.GetArn(), Name: s.GetName(), VersionID: v.GetVersionId(), Stages: slices.Clone(v.GetStages())}
 	}
-	v, pruned, err := addVersion(now, s, nv, labels)
-	if err != nil {
-		return &Result{Err: err}
+	var pruned []string
+	v := findVersion(s, nv.GetVersionId())
+	if v != nil { // a rotation's value-less AWSPENDING stub
+		if err := fillVersion(s, v, nv, labels); err != nil {
+			return &Result{Err: err}
+		}
+	} else {
+		var err *Error
+		if v, pruned, err = addVersion(now, s, nv, labels); err != nil {
+			return &Result{Err: err}
+		}
 	}
 	s.LastChangedDate = timestamppb.New(now)
+	if slices.Contains(v.GetStages(), StageCurrent) {
+		noteCurrentMoved(now, s)
+	}
 	for _, id := range pruned {
 		t.deleteValue(s.GetArn(), id)
 	}
@@ -131,6 +142,11 @@ func (t *txn) updateVersionStage(now time.Time, op *raftv1.UpdateVersionStage) *
 	}
 	holder := stageHolder(s, label)
 	switch {
+	case target != nil && label == StageCurrent && !HasValue(target):
+		// A rotation's AWSPENDING version before its function put a value:
+		// AWSCURRENT there would leave the secret without a readable value.
+		return &Result{Err: newError(ErrInvalidParameter,
+			"You can't move staging label AWSCURRENT to version %s because it has no secret value yet.", moveTo)}
 	case holder != nil && holder != target && holder.GetVersionId() != removeFrom:
 		if removeFrom == "" {
 			return &Result{Err: newError(ErrInvalidParameter,
@@ -150,6 +166,9 @@ func (t *txn) updateVersionStage(now time.Time, op *raftv1.UpdateVersionStage) *
 	if target == nil {
 		detachStage(s, label)
 	} else {
+		if label == StageCurrent && holder != target {
+			noteCurrentMoved(now, s)
+		}
 		attachStage(s, label, target)
 		// Moving AWSCURRENT also lands AWSPREVIOUS on the old version, so
 		// check every version, not just the target.

@@ -15,6 +15,41 @@ import (
 // 100-version mark: AWS "keeps all versions created in the last 24 hours".
 const deprecatedRetention = 24 * time.Hour
 
+// HasValue reports whether v holds a value. The version a rotation starts
+// with has none until the rotation function puts one: AWS creates it, with
+// AWSPENDING, before the first step.
+func HasValue(v *storagev1.Version) bool { return len(v.GetFingerprint()) > 0 }
+
+// pendingStub puts AWSPENDING on the version token names, creating it
+// without a value when it does not exist, as AWS does when a rotation
+// starts. A version already AWSCURRENT is left alone.
+func pendingStub(now time.Time, s *storagev1.Secret, token string) ([]string, *Error) {
+	v := findVersion(s, token)
+	if v != nil {
+		if !slices.Contains(v.GetStages(), StageCurrent) {
+			attachStage(s, StagePending, v)
+		}
+		return nil, nil
+	}
+	v = &storagev1.Version{VersionId: token, CreatedDate: timestamppb.New(now)}
+	s.Versions = append(s.Versions, v)
+	attachStage(s, StagePending, v)
+	return pruneVersions(now, s)
+}
+
+// fillVersion gives a value-less version (a rotation's AWSPENDING stub) the
+// value a rotation function put, with labels.
+func fillVersion(s *storagev1.Secret, v *storagev1.Version, nv *raftv1.NewVersion, labels []string) *Error {
+	if len(slices.Compact(slices.Sorted(slices.Values(append(slices.Clone(v.GetStages()), labels...))))) > MaxStagesPerVersion {
+		return newError(ErrLimitExceeded, "A version can have at most %d staging labels.", MaxStagesPerVersion)
+	}
+	v.KmsKeyId, v.Fingerprint = nv.GetValue().GetKmsKeyId(), nv.GetValue().GetFingerprint()
+	for _, l := range labels {
+		attachStage(s, l, v)
+	}
+	return nil
+}
+
 func findVersion(s *storagev1.Secret, id string) *storagev1.Version {
 	for _, v := range s.GetVersions() {
 		if v.GetVersionId() == id {
@@ -67,7 +102,7 @@ func detachStage(s *storagev1.Secret, label string) {
 // and (nil, nil) when the token is new.
 func idempotentVersion(s *storagev1.Secret, nv *raftv1.NewVersion) (*storagev1.Version, *Error) {
 	v := findVersion(s, nv.GetVersionId())
-	if v == nil {
+	if v == nil || !HasValue(v) {
 		return nil, nil
 	}
 	if !bytes.Equal(v.GetFingerprint(), nv.GetValue().GetFingerprint()) {

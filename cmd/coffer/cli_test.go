@@ -32,7 +32,7 @@ func TestHelpPrintsUsageToStdout(t *testing.T) {
 		args []string
 		want []string // lines the usage must contain
 	}{
-		{[]string{"help"}, []string{"Usage: coffer [global flags] <command>", "  secrets  Create, read and manage secrets", "Exit status:", "  3  ResourceNotFoundException", "  6  server unreachable", "--endpoint HOST:PORT"}},
+		{[]string{"help"}, []string{"Usage: coffer [global flags] <command>", "  secrets   Create, read and manage secrets", "Exit status:", "  3  ResourceNotFoundException", "  6  server unreachable", "--endpoint HOST:PORT"}},
 		{[]string{"-h"}, []string{"Usage: coffer [global flags] <command>", "Exit status:"}},
 		{[]string{"--help"}, []string{"Usage: coffer [global flags] <command>"}},
 		{[]string{"secrets", "help"}, []string{"Usage: coffer secrets [global flags] <command>", "  create ", "  random-password ", "  policy "}},

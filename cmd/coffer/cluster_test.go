@@ -28,7 +28,7 @@ func TestClusterHelp(t *testing.T) {
 		args []string
 		want []string
 	}{
-		{[]string{"help"}, []string{"  cluster  Inspect and operate the region's Raft cluster", "--consistency MODE", "--min-index N"}},
+		{[]string{"help"}, []string{"  cluster   Inspect and operate the region's Raft cluster", "  rotation  Manage HTTP rotation functions", "--consistency MODE", "--min-index N"}},
 		{[]string{"cluster", "help"}, []string{"Usage: coffer cluster [global flags] <command>", "  status ", "  members ", "  remove-peer ", "  transfer-leader ", "  snapshot "}},
 		{[]string{"cluster", "snapshot", "help"}, []string{"  save ", "  restore "}},
 		{[]string{"help", "cluster", "snapshot", "restore"}, []string{"Usage: coffer cluster snapshot restore FILE --yes", "  -y ", "  --yes ", "  --progress "}},

@@ -82,6 +82,20 @@ func commandTree() *command {
 			name: "untag", synopsis: "ID KEY...", run: runUntag, index: writeIndex,
 			summary: "Remove tags",
 		},
+		&command{
+			name: "rotate", synopsis: "ID [--function F] [--days N | --schedule EXPR] [--duration Nh] [--rotate-immediately=true|false] [--token T]", run: runRotate, index: writeIndex,
+			summary: "Turn on rotation and start one (RotateSecret)",
+			detail: "Stores the function and schedule, then starts a rotation that the region leader runs\n" +
+				"in the background: createSecret, setSecret, testSecret, finishSecret. Without\n" +
+				"--function the stored one is used. --rotate-immediately=false only tests the\n" +
+				"function (testSecret). Follow the rotation with describe. A secret whose last\n" +
+				"rotation has not finished refuses another.",
+		},
+		&command{
+			name: "cancel-rotation", synopsis: "ID", run: runCancelRotation, index: writeIndex,
+			summary: "Turn rotation off (CancelRotateSecret)",
+			detail:  "A rotation in progress is abandoned: VersionId names its AWSPENDING version,\nwhich is left for you to inspect and remove, as AWS leaves it.",
+		},
 		policy,
 		&command{
 			name: "random-password", synopsis: "[--length N] [--exclude-characters S] [--exclude-numbers] [--exclude-punctuation] [--exclude-uppercase] [--exclude-lowercase] [--include-space] [--require-each-included-type=true|false]", run: runRandomPassword,
@@ -187,7 +201,25 @@ func commandTree() *command {
 			summary: "Show who the server takes you for",
 		},
 	)
+	rotation := group("rotation", "Manage HTTP rotation functions",
+		"A rotation function receives each rotation step as the AWS Lambda event JSON,\nPOSTed to its URL. A secret's RotationLambdaARN names one by name or ARN; the\nbuilt-in rotators (coffer:rotator/...) need no registration.",
+		&command{
+			name: "register-function", synopsis: "NAME URL [--secret S]", run: runRegisterFunction,
+			summary: "Register (or replace) an HTTP rotation function",
+			detail: "With --secret, every request carries X-Coffer-Signature: sha256=<hex HMAC-SHA256\n" +
+				"of the raw body under the secret>; the function should recompute and compare it.\n" +
+				"The secret is sealed in the region's state and never shown again.",
+		},
+		&command{
+			name: "list-functions", synopsis: "", run: runListFunctions,
+			summary: "List the built-in rotators and the registered functions",
+		},
+		&command{
+			name: "deregister-function", synopsis: "NAME", run: runDeregisterFunction,
+			summary: "Remove a registered function",
+		},
+	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, cluster, iam, auditCommands())
+		secrets, rotation, cluster, iam, auditCommands())
 }

@@ -197,6 +197,7 @@ func runDescribe(l *leaf, args []string) error {
 		t.field("RotationRules", formatRotationRules(resp.GetRotationRules()))
 		t.field("LastRotatedDate", formatTime(resp.GetLastRotatedDate()))
 		t.field("NextRotationDate", formatTime(resp.GetNextRotationDate()))
+		t.fieldLines("RotationStatus", rotationStatusLines(resp.GetRotationStatus()))
 		t.field("OwningService", resp.GetOwningService())
 		t.field("PrimaryRegion", resp.GetPrimaryRegion())
 		t.fieldLines("ReplicationStatus", replicationLines(resp.GetReplicationStatus()))

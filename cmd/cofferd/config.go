@@ -16,6 +16,7 @@ import (
 
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/rotation"
 )
 
 // Config is cofferd's configuration. It is read from a YAML file, then
@@ -59,9 +60,10 @@ type Config struct {
 	MaintenanceInterval time.Duration `yaml:"maintenance_interval"`
 	AccessFlushInterval time.Duration `yaml:"access_flush_interval"`
 
-	Audit   AuditConfig   `yaml:"audit"`
-	MTLS    MTLSConfig    `yaml:"mtls"`
-	Session SessionConfig `yaml:"session"`
+	Audit    AuditConfig    `yaml:"audit"`
+	MTLS     MTLSConfig     `yaml:"mtls"`
+	Session  SessionConfig  `yaml:"session"`
+	Rotation RotationConfig `yaml:"rotation"`
 }
 
 // AuditConfig is where this node writes its audit log (one JSON line per
@@ -100,6 +102,18 @@ type SessionConfig struct {
 	DefaultDuration time.Duration `yaml:"default_duration"`
 	MinDuration     time.Duration `yaml:"min_duration"`
 	MaxDuration     time.Duration `yaml:"max_duration"`
+}
+
+// RotationConfig tunes the rotation engine the region leader runs.
+type RotationConfig struct {
+	// Interval is how often the leader looks for due rotations and retries.
+	Interval time.Duration `yaml:"interval"`
+	// RetryBase is the wait after a rotation's first failure; it doubles
+	// with each further failure up to RetryMax.
+	RetryBase time.Duration `yaml:"retry_base"`
+	RetryMax  time.Duration `yaml:"retry_max"`
+	// StepTimeout bounds one call of a rotation function.
+	StepTimeout time.Duration `yaml:"step_timeout"`
 }
 
 // SealConfig says how the root key is released.
@@ -151,6 +165,7 @@ type RaftConfig struct {
 func defaultConfig() Config {
 	rd := replication.DefaultConfig()
 	sd := server.DefaultConfig()
+	rot := rotation.DefaultConfig()
 	host, _ := os.Hostname()
 	if host == "" {
 		host = "coffer-1"
@@ -185,6 +200,7 @@ func defaultConfig() Config {
 			MinDuration:     server.DefaultMinSessionDuration,
 			MaxDuration:     server.DefaultMaxSessionDuration,
 		},
+		Rotation: RotationConfig{Interval: rot.Interval, RetryBase: rot.RetryBase, RetryMax: rot.RetryMax, StepTimeout: rot.StepTimeout},
 	}
 }
 
@@ -258,6 +274,11 @@ func (c Config) Validate() error {
 	if c.LogFormat != "text" && c.LogFormat != "json" {
 		add("log_format %q must be text or json", c.LogFormat)
 	}
+	if r := c.Rotation; r.Interval <= 0 || r.RetryBase <= 0 || r.RetryMax <= 0 || r.StepTimeout <= 0 {
+		add("rotation.interval, retry_base, retry_max and step_timeout must be positive")
+	} else if r.RetryBase > r.RetryMax {
+		add("rotation.retry_base (%s) must not exceed rotation.retry_max (%s)", r.RetryBase, r.RetryMax)
+	}
 	if err := c.serviceConfig().Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -309,6 +330,11 @@ func (c Config) certIdentities() *server.CertIdentities {
 		}
 	}
 	return ids
+}
+
+func (c Config) rotationConfig() rotation.Config {
+	r := c.Rotation
+	return rotation.Config{Interval: r.Interval, RetryBase: r.RetryBase, RetryMax: r.RetryMax, StepTimeout: r.StepTimeout}
 }
 
 func (c Config) raftConfig(log *slog.Logger) replication.Config {
@@ -413,6 +439,10 @@ var settings = []setting{
 	{"session-duration", "COFFER_SESSION_DURATION", "default lifetime of temporary credentials", dur(func(c *Config) *time.Duration { return &c.Session.DefaultDuration })},
 	{"session-min-duration", "COFFER_SESSION_MIN_DURATION", "shortest temporary credentials", dur(func(c *Config) *time.Duration { return &c.Session.MinDuration })},
 	{"session-max-duration", "COFFER_SESSION_MAX_DURATION", "longest temporary credentials", dur(func(c *Config) *time.Duration { return &c.Session.MaxDuration })},
+	{"rotation-interval", "COFFER_ROTATION_INTERVAL", "how often the leader looks for due rotations", dur(func(c *Config) *time.Duration { return &c.Rotation.Interval })},
+	{"rotation-retry-base", "COFFER_ROTATION_RETRY_BASE", "wait after a rotation's first failure (doubles per failure)", dur(func(c *Config) *time.Duration { return &c.Rotation.RetryBase })},
+	{"rotation-retry-max", "COFFER_ROTATION_RETRY_MAX", "longest wait between rotation retries", dur(func(c *Config) *time.Duration { return &c.Rotation.RetryMax })},
+	{"rotation-step-timeout", "COFFER_ROTATION_STEP_TIMEOUT", "bound on one call of a rotation function", dur(func(c *Config) *time.Duration { return &c.Rotation.StepTimeout })},
 }
 
 // loadConfig builds the configuration from base, an optional YAML file,

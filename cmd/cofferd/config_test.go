@@ -45,6 +45,26 @@ func TestConfigPrecedence(t *testing.T) {
 	}
 }
 
+// The rotation engine's settings come from the rotation section, the
+// environment and flags, with the engine's defaults underneath.
+func TestRotationConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	if err := os.WriteFile(file, []byte("rotation:\n  retry_base: 30s\n  step_timeout: 2m\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(t, []string{"--config", file, "--rotation-interval", "1s"}, map[string]string{"COFFER_ROTATION_RETRY_MAX": "10m"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	got := cfg.rotationConfig()
+	if got.Interval != time.Second || got.RetryBase != 30*time.Second || got.RetryMax != 10*time.Minute || got.StepTimeout != 2*time.Minute {
+		t.Fatalf("rotation config %+v", got)
+	}
+	if d := defaultConfig().rotationConfig(); d.Interval != 5*time.Second || d.RetryBase != time.Minute || d.RetryMax != time.Hour || d.StepTimeout != 5*time.Minute {
+		t.Fatalf("default rotation config %+v", d)
+	}
+}
+
 func TestConfigErrors(t *testing.T) {
 	unknown := filepath.Join(t.TempDir(), "u.yaml")
 	if err := os.WriteFile(unknown, []byte("regoin: typo\n"), 0o600); err != nil {
@@ -62,6 +82,8 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--cluster-ca-file", "/ca"}, nil, []string{"must be set together"}},
 		{nil, map[string]string{"COFFER_MAINTENANCE_INTERVAL": "soon"}, []string{"COFFER_MAINTENANCE_INTERVAL"}},
 		{[]string{"extra"}, nil, []string{"unexpected arguments"}},
+		{[]string{"--rotation-retry-base", "2h", "--rotation-retry-max", "1h"}, nil, []string{"rotation.retry_base (2h0m0s) must not exceed rotation.retry_max (1h0m0s)"}},
+		{[]string{"--rotation-interval", "0s"}, nil, []string{"rotation.interval, retry_base, retry_max and step_timeout must be positive"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.args, c.env)

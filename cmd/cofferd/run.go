@@ -54,7 +54,7 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 	}
 	opts := node.Options{
 		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, AWSAddr: cfg.AWSAddr, Service: cfg.serviceConfig(),
-		Raft: rc, RootKey: root, Logger: log,
+		Raft: rc, RootKey: root, Logger: log, Rotation: cfg.rotationConfig(),
 		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
 		AuditPath: cfg.auditPath(), AuditMaxBytes: cfg.Audit.MaxBytes, AuditSync: !cfg.Audit.NoSync,
 		CertIdentities: cfg.certIdentities(),

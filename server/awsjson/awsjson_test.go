@@ -511,10 +511,12 @@ func TestSDKUnsupportedOperations(t *testing.T) {
 	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("r"), SecretString: aws.String("v")}); err != nil {
 		t.Fatal(err)
 	}
+	// Rotation is supported; an unregistered function gets AWS's answer.
 	_, err := sm.RotateSecret(ctx, &secretsmanager.RotateSecretInput{SecretId: aws.String("r"), RotationLambdaARN: aws.String("arn:aws:lambda:us-east-1:123456789012:function:rot")})
-	wantCode(t, err, server.TypeUnsupportedOperation)
-	_, err = sm.CancelRotateSecret(ctx, &secretsmanager.CancelRotateSecretInput{SecretId: aws.String("r")})
-	wantCode(t, err, server.TypeUnsupportedOperation)
+	wantCode(t, err, server.TypeAccessDeniedException)
+	if _, err = sm.CancelRotateSecret(ctx, &secretsmanager.CancelRotateSecretInput{SecretId: aws.String("r")}); err != nil {
+		t.Fatalf("CancelRotateSecret: %v", err)
+	}
 	_, err = sm.ReplicateSecretToRegions(ctx, &secretsmanager.ReplicateSecretToRegionsInput{SecretId: aws.String("r"), AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1")}}})
 	wantCode(t, err, server.TypeUnsupportedOperation)
 	_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("rr"), AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1")}}})

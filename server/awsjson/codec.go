@@ -73,6 +73,13 @@ func memberName(fd protoreflect.FieldDescriptor) string {
 	return b.String()
 }
 
+// cofferOnly are fields of Coffer's own API that the AWS model lacks. The
+// AWS protocol neither sends nor accepts them, so SDKs see AWS's shapes
+// exactly; the gRPC API and the CLI show them.
+var cofferOnly = map[protoreflect.FullName]bool{
+	"coffer.v1.DescribeSecretResponse.rotation_status": true,
+}
+
 // member is one proto field as it appears on the wire.
 type member struct {
 	fd     protoreflect.FieldDescriptor
@@ -93,10 +100,15 @@ func shapeOf(md protoreflect.MessageDescriptor) *shape {
 		return s.(*shape)
 	}
 	fields := md.Fields()
-	s := &shape{members: make([]member, fields.Len()), byName: make(map[string]*member, fields.Len())}
+	s := &shape{members: make([]member, 0, fields.Len()), byName: make(map[string]*member, fields.Len())}
 	for i := range fields.Len() {
 		fd := fields.Get(i)
-		s.members[i] = member{fd: fd, name: memberName(fd), always: alwaysEmitted[fd.FullName()]}
+		if cofferOnly[fd.FullName()] {
+			continue
+		}
+		s.members = append(s.members, member{fd: fd, name: memberName(fd), always: alwaysEmitted[fd.FullName()]})
+	}
+	for i := range s.members {
 		s.byName[s.members[i].name] = &s.members[i]
 	}
 	actual, _ := shapes.LoadOrStore(md.FullName(), s)

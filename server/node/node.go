@@ -29,6 +29,8 @@ import (
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/audit"
+	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/storage"
 )
 
@@ -76,6 +78,13 @@ type Options struct {
 	AuditPath     string
 	AuditMaxBytes int64
 	AuditSync     bool
+	// Rotation tunes the rotation engine; its clock is always the
+	// service's (Service.Clock).
+	Rotation rotation.Config
+	// Rotators returns the built-in rotators, called once with the
+	// service they call back into; nil means rotators.Builtin (PostgreSQL
+	// and MySQL, single-user and alternating users).
+	Rotators func(api rotation.SecretsAPI) map[string]rotation.Function
 }
 
 // Node is a running Coffer node.
@@ -88,6 +97,7 @@ type Node struct {
 	iam    *server.IAM
 	audit  *auditSink
 	gate   *server.Gate
+	rot    *rotation.Engine
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
@@ -142,6 +152,13 @@ func Start(opts Options) (*Node, error) {
 		n.shutdownParts()
 		return nil, err
 	}
+	if opts.Rotators == nil {
+		opts.Rotators = rotators.Builtin
+	}
+	n.svc.SetRotators(opts.Rotators(n.svc))
+	rotCfg := opts.Rotation
+	rotCfg.Now = n.svc.Now
+	n.rot = rotation.NewEngine(rotCfg, n.svc.RotationBackend(), n.svc, n.svc.ResolveRotationFunction, opts.Logger.With("component", "rotation"))
 	var gopts []grpc.ServerOption
 	if opts.GRPCTLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
@@ -159,6 +176,7 @@ func Start(opts Options) (*Node, error) {
 	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous), gate, gopts...)
 	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
 	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
+	cofferv1.RegisterRotationServiceServer(n.grpc, server.NewRotation(n.svc))
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -196,6 +214,11 @@ func Start(opts Options) (*Node, error) {
 		go func() {
 			defer n.wg.Done()
 			n.purgeSessions(ctx)
+		}()
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.rot.Run(ctx)
 		}()
 		n.svc.Run(ctx)
 	}()

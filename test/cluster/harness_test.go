@@ -71,6 +71,13 @@ type Option func(*settings)
 
 type settings struct {
 	raft []func(*replication.Config)
+	node []func(*node.Options)
+}
+
+// WithNode lets a test change every node's options (the AWS listener,
+// rotation tuning) after the harness has filled them in.
+func WithNode(f func(*node.Options)) Option {
+	return func(s *settings) { s.node = append(s.node, f) }
 }
 
 // WithRaft lets a test change every node's Raft configuration after the
@@ -225,11 +232,15 @@ func (c *Cluster) options(i int) node.Options {
 	}
 	svc := server.DefaultConfig()
 	svc.Region, svc.AccountID = testRegion, testAccount
-	return node.Options{
+	o := node.Options{
 		DataDir: m.dataDir, GRPCAddr: m.grpcAddr, Service: svc, Raft: rc,
 		RootKey: slices.Clone(c.rootKey), Logger: c.logs.logger(m.id),
 		RootAccessKeyID: rootAccessKeyID, RootSecretAccessKey: rootSecretAccessKey,
 	}
+	for _, f := range c.set.node {
+		f(&o)
+	}
+	return o
 }
 
 // N is the number of nodes, running or not.
@@ -454,6 +465,11 @@ func (c *Cluster) conn(i int) *grpc.ClientConn {
 // authenticated as the root principal.
 func (c *Cluster) Client(i int) cofferv1.SecretsManagerServiceClient {
 	return cofferv1.NewSecretsManagerServiceClient(c.conn(i))
+}
+
+// Rotation is a RotationService client on node i's API.
+func (c *Cluster) Rotation(i int) cofferv1.RotationServiceClient {
+	return cofferv1.NewRotationServiceClient(c.conn(i))
 }
 
 // Admin is an AdminService client on node i's API.

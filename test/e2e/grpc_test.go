@@ -613,14 +613,13 @@ func TestGRPCLifecycle(t *testing.T) {
 		}
 	})
 
-	t.Run("rotation is not implemented", func(t *testing.T) {
+	t.Run("rotation needs a function", func(t *testing.T) {
 		_, err := sm.RotateSecret(t.Context(), &cofferv1.RotateSecretRequest{SecretId: vs, ClientRequestToken: newToken(t)})
-		if status.Code(err) != codes.Unimplemented {
-			t.Errorf("RotateSecret: %v, want code Unimplemented", err)
+		if status.Code(err) != codes.FailedPrecondition || !strings.Contains(err.Error(), "No Lambda rotation function ARN is associated with this secret.") {
+			t.Errorf("RotateSecret: %v, want FailedPrecondition (InvalidRequestException)", err)
 		}
-		_, err = sm.CancelRotateSecret(t.Context(), &cofferv1.CancelRotateSecretRequest{SecretId: vs})
-		if status.Code(err) != codes.Unimplemented {
-			t.Errorf("CancelRotateSecret: %v, want code Unimplemented", err)
+		if _, err = sm.CancelRotateSecret(t.Context(), &cofferv1.CancelRotateSecretRequest{SecretId: vs}); err != nil {
+			t.Errorf("CancelRotateSecret: %v", err)
 		}
 	})
 

@@ -1573,8 +1573,10 @@ type DescribeSecretResponse struct {
 	PrimaryRegion string `protobuf:"bytes,17,opt,name=primary_region,json=primaryRegion,proto3" json:"primary_region,omitempty"`
 	// replication_status lists the secret's replicas.
 	ReplicationStatus []*ReplicationStatus `protobuf:"bytes,18,rep,name=replication_status,json=replicationStatus,proto3" json:"replication_status,omitempty"`
-	unknownFields     protoimpl.UnknownFields
-	sizeCache         protoimpl.SizeCache
+	// rotation_status is the rotation in progress, if any (a Coffer extension).
+	RotationStatus *RotationStatus `protobuf:"bytes,60,opt,name=rotation_status,json=rotationStatus,proto3" json:"rotation_status,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *DescribeSecretResponse) Reset() {
@@ -1729,6 +1731,13 @@ func (x *DescribeSecretResponse) GetPrimaryRegion() string {
 func (x *DescribeSecretResponse) GetReplicationStatus() []*ReplicationStatus {
 	if x != nil {
 		return x.ReplicationStatus
+	}
+	return nil
+}
+
+func (x *DescribeSecretResponse) GetRotationStatus() *RotationStatus {
+	if x != nil {
+		return x.RotationStatus
 	}
 	return nil
 }
@@ -3944,7 +3953,7 @@ var File_coffer_v1_secrets_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_secrets_proto_rawDesc = "" +
 	"\n" +
-	"\x17coffer/v1/secrets.proto\x12\tcoffer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n" +
+	"\x17coffer/v1/secrets.proto\x12\tcoffer.v1\x1a\x18coffer/v1/rotation.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"-\n" +
 	"\x03Tag\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
 	"\x05value\x18\x02 \x01(\tR\x05value\"2\n" +
@@ -4074,7 +4083,7 @@ const file_coffer_v1_secrets_proto_rawDesc = "" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\"4\n" +
 	"\x15DescribeSecretRequest\x12\x1b\n" +
-	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"\xca\b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"\x8e\t\n" +
 	"\x16DescribeSecretResponse\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12 \n" +
@@ -4095,7 +4104,8 @@ const file_coffer_v1_secrets_proto_rawDesc = "" +
 	"\x0eowning_service\x18\x0f \x01(\tR\rowningService\x12=\n" +
 	"\fcreated_date\x18\x10 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12%\n" +
 	"\x0eprimary_region\x18\x11 \x01(\tR\rprimaryRegion\x12K\n" +
-	"\x12replication_status\x18\x12 \x03(\v2\x1c.coffer.v1.ReplicationStatusR\x11replicationStatus\x1a_\n" +
+	"\x12replication_status\x18\x12 \x03(\v2\x1c.coffer.v1.ReplicationStatusR\x11replicationStatus\x12B\n" +
+	"\x0frotation_status\x18< \x01(\v2\x19.coffer.v1.RotationStatusR\x0erotationStatus\x1a_\n" +
 	"\x17VersionIdsToStagesEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12.\n" +
 	"\x05value\x18\x02 \x01(\v2\x18.coffer.v1.VersionStagesR\x05value:\x028\x01\"\xff\a\n" +
@@ -4360,6 +4370,7 @@ var file_coffer_v1_secrets_proto_goTypes = []any{
 	nil,                                          // 57: coffer.v1.DescribeSecretResponse.VersionIdsToStagesEntry
 	nil,                                          // 58: coffer.v1.SecretListEntry.SecretVersionsToStagesEntry
 	(*timestamppb.Timestamp)(nil),                // 59: google.protobuf.Timestamp
+	(*RotationStatus)(nil),                       // 60: coffer.v1.RotationStatus
 }
 var file_coffer_v1_secrets_proto_depIdxs = []int32{
 	59, // 0: coffer.v1.ReplicationStatus.last_accessed_date:type_name -> google.protobuf.Timestamp
@@ -4381,80 +4392,81 @@ var file_coffer_v1_secrets_proto_depIdxs = []int32{
 	57, // 16: coffer.v1.DescribeSecretResponse.version_ids_to_stages:type_name -> coffer.v1.DescribeSecretResponse.VersionIdsToStagesEntry
 	59, // 17: coffer.v1.DescribeSecretResponse.created_date:type_name -> google.protobuf.Timestamp
 	4,  // 18: coffer.v1.DescribeSecretResponse.replication_status:type_name -> coffer.v1.ReplicationStatus
-	2,  // 19: coffer.v1.SecretListEntry.rotation_rules:type_name -> coffer.v1.RotationRules
-	59, // 20: coffer.v1.SecretListEntry.last_rotated_date:type_name -> google.protobuf.Timestamp
-	59, // 21: coffer.v1.SecretListEntry.last_changed_date:type_name -> google.protobuf.Timestamp
-	59, // 22: coffer.v1.SecretListEntry.last_accessed_date:type_name -> google.protobuf.Timestamp
-	59, // 23: coffer.v1.SecretListEntry.deleted_date:type_name -> google.protobuf.Timestamp
-	59, // 24: coffer.v1.SecretListEntry.next_rotation_date:type_name -> google.protobuf.Timestamp
-	0,  // 25: coffer.v1.SecretListEntry.tags:type_name -> coffer.v1.Tag
-	58, // 26: coffer.v1.SecretListEntry.secret_versions_to_stages:type_name -> coffer.v1.SecretListEntry.SecretVersionsToStagesEntry
-	59, // 27: coffer.v1.SecretListEntry.created_date:type_name -> google.protobuf.Timestamp
-	1,  // 28: coffer.v1.ListSecretsRequest.filters:type_name -> coffer.v1.Filter
-	22, // 29: coffer.v1.ListSecretsResponse.secret_list:type_name -> coffer.v1.SecretListEntry
-	59, // 30: coffer.v1.SecretVersionsListEntry.last_accessed_date:type_name -> google.protobuf.Timestamp
-	59, // 31: coffer.v1.SecretVersionsListEntry.created_date:type_name -> google.protobuf.Timestamp
-	25, // 32: coffer.v1.ListSecretVersionIdsResponse.versions:type_name -> coffer.v1.SecretVersionsListEntry
-	59, // 33: coffer.v1.DeleteSecretResponse.deletion_date:type_name -> google.protobuf.Timestamp
-	2,  // 34: coffer.v1.RotateSecretRequest.rotation_rules:type_name -> coffer.v1.RotationRules
-	0,  // 35: coffer.v1.TagResourceRequest.tags:type_name -> coffer.v1.Tag
-	49, // 36: coffer.v1.ValidateResourcePolicyResponse.validation_errors:type_name -> coffer.v1.ValidationError
-	3,  // 37: coffer.v1.ReplicateSecretToRegionsRequest.add_replica_regions:type_name -> coffer.v1.ReplicaRegion
-	4,  // 38: coffer.v1.ReplicateSecretToRegionsResponse.replication_status:type_name -> coffer.v1.ReplicationStatus
-	4,  // 39: coffer.v1.RemoveRegionsFromReplicationResponse.replication_status:type_name -> coffer.v1.ReplicationStatus
-	5,  // 40: coffer.v1.DescribeSecretResponse.VersionIdsToStagesEntry.value:type_name -> coffer.v1.VersionStages
-	5,  // 41: coffer.v1.SecretListEntry.SecretVersionsToStagesEntry.value:type_name -> coffer.v1.VersionStages
-	6,  // 42: coffer.v1.SecretsManagerService.CreateSecret:input_type -> coffer.v1.CreateSecretRequest
-	8,  // 43: coffer.v1.SecretsManagerService.GetSecretValue:input_type -> coffer.v1.GetSecretValueRequest
-	12, // 44: coffer.v1.SecretsManagerService.BatchGetSecretValue:input_type -> coffer.v1.BatchGetSecretValueRequest
-	14, // 45: coffer.v1.SecretsManagerService.PutSecretValue:input_type -> coffer.v1.PutSecretValueRequest
-	16, // 46: coffer.v1.SecretsManagerService.UpdateSecret:input_type -> coffer.v1.UpdateSecretRequest
-	18, // 47: coffer.v1.SecretsManagerService.UpdateSecretVersionStage:input_type -> coffer.v1.UpdateSecretVersionStageRequest
-	20, // 48: coffer.v1.SecretsManagerService.DescribeSecret:input_type -> coffer.v1.DescribeSecretRequest
-	23, // 49: coffer.v1.SecretsManagerService.ListSecrets:input_type -> coffer.v1.ListSecretsRequest
-	26, // 50: coffer.v1.SecretsManagerService.ListSecretVersionIds:input_type -> coffer.v1.ListSecretVersionIdsRequest
-	28, // 51: coffer.v1.SecretsManagerService.DeleteSecret:input_type -> coffer.v1.DeleteSecretRequest
-	30, // 52: coffer.v1.SecretsManagerService.RestoreSecret:input_type -> coffer.v1.RestoreSecretRequest
-	32, // 53: coffer.v1.SecretsManagerService.RotateSecret:input_type -> coffer.v1.RotateSecretRequest
-	34, // 54: coffer.v1.SecretsManagerService.CancelRotateSecret:input_type -> coffer.v1.CancelRotateSecretRequest
-	36, // 55: coffer.v1.SecretsManagerService.TagResource:input_type -> coffer.v1.TagResourceRequest
-	38, // 56: coffer.v1.SecretsManagerService.UntagResource:input_type -> coffer.v1.UntagResourceRequest
-	40, // 57: coffer.v1.SecretsManagerService.GetRandomPassword:input_type -> coffer.v1.GetRandomPasswordRequest
-	42, // 58: coffer.v1.SecretsManagerService.PutResourcePolicy:input_type -> coffer.v1.PutResourcePolicyRequest
-	44, // 59: coffer.v1.SecretsManagerService.GetResourcePolicy:input_type -> coffer.v1.GetResourcePolicyRequest
-	46, // 60: coffer.v1.SecretsManagerService.DeleteResourcePolicy:input_type -> coffer.v1.DeleteResourcePolicyRequest
-	48, // 61: coffer.v1.SecretsManagerService.ValidateResourcePolicy:input_type -> coffer.v1.ValidateResourcePolicyRequest
-	51, // 62: coffer.v1.SecretsManagerService.ReplicateSecretToRegions:input_type -> coffer.v1.ReplicateSecretToRegionsRequest
-	53, // 63: coffer.v1.SecretsManagerService.RemoveRegionsFromReplication:input_type -> coffer.v1.RemoveRegionsFromReplicationRequest
-	55, // 64: coffer.v1.SecretsManagerService.StopReplicationToReplica:input_type -> coffer.v1.StopReplicationToReplicaRequest
-	7,  // 65: coffer.v1.SecretsManagerService.CreateSecret:output_type -> coffer.v1.CreateSecretResponse
-	9,  // 66: coffer.v1.SecretsManagerService.GetSecretValue:output_type -> coffer.v1.GetSecretValueResponse
-	13, // 67: coffer.v1.SecretsManagerService.BatchGetSecretValue:output_type -> coffer.v1.BatchGetSecretValueResponse
-	15, // 68: coffer.v1.SecretsManagerService.PutSecretValue:output_type -> coffer.v1.PutSecretValueResponse
-	17, // 69: coffer.v1.SecretsManagerService.UpdateSecret:output_type -> coffer.v1.UpdateSecretResponse
-	19, // 70: coffer.v1.SecretsManagerService.UpdateSecretVersionStage:output_type -> coffer.v1.UpdateSecretVersionStageResponse
-	21, // 71: coffer.v1.SecretsManagerService.DescribeSecret:output_type -> coffer.v1.DescribeSecretResponse
-	24, // 72: coffer.v1.SecretsManagerService.ListSecrets:output_type -> coffer.v1.ListSecretsResponse
-	27, // 73: coffer.v1.SecretsManagerService.ListSecretVersionIds:output_type -> coffer.v1.ListSecretVersionIdsResponse
-	29, // 74: coffer.v1.SecretsManagerService.DeleteSecret:output_type -> coffer.v1.DeleteSecretResponse
-	31, // 75: coffer.v1.SecretsManagerService.RestoreSecret:output_type -> coffer.v1.RestoreSecretResponse
-	33, // 76: coffer.v1.SecretsManagerService.RotateSecret:output_type -> coffer.v1.RotateSecretResponse
-	35, // 77: coffer.v1.SecretsManagerService.CancelRotateSecret:output_type -> coffer.v1.CancelRotateSecretResponse
-	37, // 78: coffer.v1.SecretsManagerService.TagResource:output_type -> coffer.v1.TagResourceResponse
-	39, // 79: coffer.v1.SecretsManagerService.UntagResource:output_type -> coffer.v1.UntagResourceResponse
-	41, // 80: coffer.v1.SecretsManagerService.GetRandomPassword:output_type -> coffer.v1.GetRandomPasswordResponse
-	43, // 81: coffer.v1.SecretsManagerService.PutResourcePolicy:output_type -> coffer.v1.PutResourcePolicyResponse
-	45, // 82: coffer.v1.SecretsManagerService.GetResourcePolicy:output_type -> coffer.v1.GetResourcePolicyResponse
-	47, // 83: coffer.v1.SecretsManagerService.DeleteResourcePolicy:output_type -> coffer.v1.DeleteResourcePolicyResponse
-	50, // 84: coffer.v1.SecretsManagerService.ValidateResourcePolicy:output_type -> coffer.v1.ValidateResourcePolicyResponse
-	52, // 85: coffer.v1.SecretsManagerService.ReplicateSecretToRegions:output_type -> coffer.v1.ReplicateSecretToRegionsResponse
-	54, // 86: coffer.v1.SecretsManagerService.RemoveRegionsFromReplication:output_type -> coffer.v1.RemoveRegionsFromReplicationResponse
-	56, // 87: coffer.v1.SecretsManagerService.StopReplicationToReplica:output_type -> coffer.v1.StopReplicationToReplicaResponse
-	65, // [65:88] is the sub-list for method output_type
-	42, // [42:65] is the sub-list for method input_type
-	42, // [42:42] is the sub-list for extension type_name
-	42, // [42:42] is the sub-list for extension extendee
-	0,  // [0:42] is the sub-list for field type_name
+	60, // 19: coffer.v1.DescribeSecretResponse.rotation_status:type_name -> coffer.v1.RotationStatus
+	2,  // 20: coffer.v1.SecretListEntry.rotation_rules:type_name -> coffer.v1.RotationRules
+	59, // 21: coffer.v1.SecretListEntry.last_rotated_date:type_name -> google.protobuf.Timestamp
+	59, // 22: coffer.v1.SecretListEntry.last_changed_date:type_name -> google.protobuf.Timestamp
+	59, // 23: coffer.v1.SecretListEntry.last_accessed_date:type_name -> google.protobuf.Timestamp
+	59, // 24: coffer.v1.SecretListEntry.deleted_date:type_name -> google.protobuf.Timestamp
+	59, // 25: coffer.v1.SecretListEntry.next_rotation_date:type_name -> google.protobuf.Timestamp
+	0,  // 26: coffer.v1.SecretListEntry.tags:type_name -> coffer.v1.Tag
+	58, // 27: coffer.v1.SecretListEntry.secret_versions_to_stages:type_name -> coffer.v1.SecretListEntry.SecretVersionsToStagesEntry
+	59, // 28: coffer.v1.SecretListEntry.created_date:type_name -> google.protobuf.Timestamp
+	1,  // 29: coffer.v1.ListSecretsRequest.filters:type_name -> coffer.v1.Filter
+	22, // 30: coffer.v1.ListSecretsResponse.secret_list:type_name -> coffer.v1.SecretListEntry
+	59, // 31: coffer.v1.SecretVersionsListEntry.last_accessed_date:type_name -> google.protobuf.Timestamp
+	59, // 32: coffer.v1.SecretVersionsListEntry.created_date:type_name -> google.protobuf.Timestamp
+	25, // 33: coffer.v1.ListSecretVersionIdsResponse.versions:type_name -> coffer.v1.SecretVersionsListEntry
+	59, // 34: coffer.v1.DeleteSecretResponse.deletion_date:type_name -> google.protobuf.Timestamp
+	2,  // 35: coffer.v1.RotateSecretRequest.rotation_rules:type_name -> coffer.v1.RotationRules
+	0,  // 36: coffer.v1.TagResourceRequest.tags:type_name -> coffer.v1.Tag
+	49, // 37: coffer.v1.ValidateResourcePolicyResponse.validation_errors:type_name -> coffer.v1.ValidationError
+	3,  // 38: coffer.v1.ReplicateSecretToRegionsRequest.add_replica_regions:type_name -> coffer.v1.ReplicaRegion
+	4,  // 39: coffer.v1.ReplicateSecretToRegionsResponse.replication_status:type_name -> coffer.v1.ReplicationStatus
+	4,  // 40: coffer.v1.RemoveRegionsFromReplicationResponse.replication_status:type_name -> coffer.v1.ReplicationStatus
+	5,  // 41: coffer.v1.DescribeSecretResponse.VersionIdsToStagesEntry.value:type_name -> coffer.v1.VersionStages
+	5,  // 42: coffer.v1.SecretListEntry.SecretVersionsToStagesEntry.value:type_name -> coffer.v1.VersionStages
+	6,  // 43: coffer.v1.SecretsManagerService.CreateSecret:input_type -> coffer.v1.CreateSecretRequest
+	8,  // 44: coffer.v1.SecretsManagerService.GetSecretValue:input_type -> coffer.v1.GetSecretValueRequest
+	12, // 45: coffer.v1.SecretsManagerService.BatchGetSecretValue:input_type -> coffer.v1.BatchGetSecretValueRequest
+	14, // 46: coffer.v1.SecretsManagerService.PutSecretValue:input_type -> coffer.v1.PutSecretValueRequest
+	16, // 47: coffer.v1.SecretsManagerService.UpdateSecret:input_type -> coffer.v1.UpdateSecretRequest
+	18, // 48: coffer.v1.SecretsManagerService.UpdateSecretVersionStage:input_type -> coffer.v1.UpdateSecretVersionStageRequest
+	20, // 49: coffer.v1.SecretsManagerService.DescribeSecret:input_type -> coffer.v1.DescribeSecretRequest
+	23, // 50: coffer.v1.SecretsManagerService.ListSecrets:input_type -> coffer.v1.ListSecretsRequest
+	26, // 51: coffer.v1.SecretsManagerService.ListSecretVersionIds:input_type -> coffer.v1.ListSecretVersionIdsRequest
+	28, // 52: coffer.v1.SecretsManagerService.DeleteSecret:input_type -> coffer.v1.DeleteSecretRequest
+	30, // 53: coffer.v1.SecretsManagerService.RestoreSecret:input_type -> coffer.v1.RestoreSecretRequest
+	32, // 54: coffer.v1.SecretsManagerService.RotateSecret:input_type -> coffer.v1.RotateSecretRequest
+	34, // 55: coffer.v1.SecretsManagerService.CancelRotateSecret:input_type -> coffer.v1.CancelRotateSecretRequest
+	36, // 56: coffer.v1.SecretsManagerService.TagResource:input_type -> coffer.v1.TagResourceRequest
+	38, // 57: coffer.v1.SecretsManagerService.UntagResource:input_type -> coffer.v1.UntagResourceRequest
+	40, // 58: coffer.v1.SecretsManagerService.GetRandomPassword:input_type -> coffer.v1.GetRandomPasswordRequest
+	42, // 59: coffer.v1.SecretsManagerService.PutResourcePolicy:input_type -> coffer.v1.PutResourcePolicyRequest
+	44, // 60: coffer.v1.SecretsManagerService.GetResourcePolicy:input_type -> coffer.v1.GetResourcePolicyRequest
+	46, // 61: coffer.v1.SecretsManagerService.DeleteResourcePolicy:input_type -> coffer.v1.DeleteResourcePolicyRequest
+	48, // 62: coffer.v1.SecretsManagerService.ValidateResourcePolicy:input_type -> coffer.v1.ValidateResourcePolicyRequest
+	51, // 63: coffer.v1.SecretsManagerService.ReplicateSecretToRegions:input_type -> coffer.v1.ReplicateSecretToRegionsRequest
+	53, // 64: coffer.v1.SecretsManagerService.RemoveRegionsFromReplication:input_type -> coffer.v1.RemoveRegionsFromReplicationRequest
+	55, // 65: coffer.v1.SecretsManagerService.StopReplicationToReplica:input_type -> coffer.v1.StopReplicationToReplicaRequest
+	7,  // 66: coffer.v1.SecretsManagerService.CreateSecret:output_type -> coffer.v1.CreateSecretResponse
+	9,  // 67: coffer.v1.SecretsManagerService.GetSecretValue:output_type -> coffer.v1.GetSecretValueResponse
+	13, // 68: coffer.v1.SecretsManagerService.BatchGetSecretValue:output_type -> coffer.v1.BatchGetSecretValueResponse
+	15, // 69: coffer.v1.SecretsManagerService.PutSecretValue:output_type -> coffer.v1.PutSecretValueResponse
+	17, // 70: coffer.v1.SecretsManagerService.UpdateSecret:output_type -> coffer.v1.UpdateSecretResponse
+	19, // 71: coffer.v1.SecretsManagerService.UpdateSecretVersionStage:output_type -> coffer.v1.UpdateSecretVersionStageResponse
+	21, // 72: coffer.v1.SecretsManagerService.DescribeSecret:output_type -> coffer.v1.DescribeSecretResponse
+	24, // 73: coffer.v1.SecretsManagerService.ListSecrets:output_type -> coffer.v1.ListSecretsResponse
+	27, // 74: coffer.v1.SecretsManagerService.ListSecretVersionIds:output_type -> coffer.v1.ListSecretVersionIdsResponse
+	29, // 75: coffer.v1.SecretsManagerService.DeleteSecret:output_type -> coffer.v1.DeleteSecretResponse
+	31, // 76: coffer.v1.SecretsManagerService.RestoreSecret:output_type -> coffer.v1.RestoreSecretResponse
+	33, // 77: coffer.v1.SecretsManagerService.RotateSecret:output_type -> coffer.v1.RotateSecretResponse
+	35, // 78: coffer.v1.SecretsManagerService.CancelRotateSecret:output_type -> coffer.v1.CancelRotateSecretResponse
+	37, // 79: coffer.v1.SecretsManagerService.TagResource:output_type -> coffer.v1.TagResourceResponse
+	39, // 80: coffer.v1.SecretsManagerService.UntagResource:output_type -> coffer.v1.UntagResourceResponse
+	41, // 81: coffer.v1.SecretsManagerService.GetRandomPassword:output_type -> coffer.v1.GetRandomPasswordResponse
+	43, // 82: coffer.v1.SecretsManagerService.PutResourcePolicy:output_type -> coffer.v1.PutResourcePolicyResponse
+	45, // 83: coffer.v1.SecretsManagerService.GetResourcePolicy:output_type -> coffer.v1.GetResourcePolicyResponse
+	47, // 84: coffer.v1.SecretsManagerService.DeleteResourcePolicy:output_type -> coffer.v1.DeleteResourcePolicyResponse
+	50, // 85: coffer.v1.SecretsManagerService.ValidateResourcePolicy:output_type -> coffer.v1.ValidateResourcePolicyResponse
+	52, // 86: coffer.v1.SecretsManagerService.ReplicateSecretToRegions:output_type -> coffer.v1.ReplicateSecretToRegionsResponse
+	54, // 87: coffer.v1.SecretsManagerService.RemoveRegionsFromReplication:output_type -> coffer.v1.RemoveRegionsFromReplicationResponse
+	56, // 88: coffer.v1.SecretsManagerService.StopReplicationToReplica:output_type -> coffer.v1.StopReplicationToReplicaResponse
+	66, // [66:89] is the sub-list for method output_type
+	43, // [43:66] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_secrets_proto_init() }
@@ -4462,6 +4474,7 @@ func file_coffer_v1_secrets_proto_init() {
 	if File_coffer_v1_secrets_proto != nil {
 		return
 	}
+	file_coffer_v1_rotation_proto_init()
 	file_coffer_v1_secrets_proto_msgTypes[2].OneofWrappers = []any{}
 	file_coffer_v1_secrets_proto_msgTypes[6].OneofWrappers = []any{}
 	file_coffer_v1_secrets_proto_msgTypes[9].OneofWrappers = []any{}

@@ -58,6 +58,12 @@ type Command struct {
 	//	*Command_AttachPolicy
 	//	*Command_DetachPolicy
 	//	*Command_PurgeSessions
+	//	*Command_ConfigureRotation
+	//	*Command_StartRotation
+	//	*Command_RecordRotationStep
+	//	*Command_CancelRotation
+	//	*Command_RegisterRotationFunction
+	//	*Command_DeregisterRotationFunction
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -305,6 +311,60 @@ func (x *Command) GetPurgeSessions() *PurgeSessions {
 	return nil
 }
 
+func (x *Command) GetConfigureRotation() *ConfigureRotation {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ConfigureRotation); ok {
+			return x.ConfigureRotation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetStartRotation() *StartRotation {
+	if x != nil {
+		if x, ok := x.Op.(*Command_StartRotation); ok {
+			return x.StartRotation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRecordRotationStep() *RecordRotationStep {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RecordRotationStep); ok {
+			return x.RecordRotationStep
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCancelRotation() *CancelRotation {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CancelRotation); ok {
+			return x.CancelRotation
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetRegisterRotationFunction() *RegisterRotationFunction {
+	if x != nil {
+		if x, ok := x.Op.(*Command_RegisterRotationFunction); ok {
+			return x.RegisterRotationFunction
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeregisterRotationFunction() *DeregisterRotationFunction {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeregisterRotationFunction); ok {
+			return x.DeregisterRotationFunction
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -419,6 +479,37 @@ type Command_PurgeSessions struct {
 	PurgeSessions *PurgeSessions `protobuf:"bytes,54,opt,name=purge_sessions,json=purgeSessions,proto3,oneof"`
 }
 
+type Command_ConfigureRotation struct {
+	// configure_rotation is RotateSecret: it stores the rotation settings and
+	// starts a rotation (or a test of the function).
+	ConfigureRotation *ConfigureRotation `protobuf:"bytes,70,opt,name=configure_rotation,json=configureRotation,proto3,oneof"`
+}
+
+type Command_StartRotation struct {
+	// start_rotation is a scheduled rotation the region leader starts.
+	StartRotation *StartRotation `protobuf:"bytes,71,opt,name=start_rotation,json=startRotation,proto3,oneof"`
+}
+
+type Command_RecordRotationStep struct {
+	// record_rotation_step records the outcome of one step of a rotation.
+	RecordRotationStep *RecordRotationStep `protobuf:"bytes,72,opt,name=record_rotation_step,json=recordRotationStep,proto3,oneof"`
+}
+
+type Command_CancelRotation struct {
+	// cancel_rotation is CancelRotateSecret.
+	CancelRotation *CancelRotation `protobuf:"bytes,73,opt,name=cancel_rotation,json=cancelRotation,proto3,oneof"`
+}
+
+type Command_RegisterRotationFunction struct {
+	// register_rotation_function adds or replaces an HTTP rotation function.
+	RegisterRotationFunction *RegisterRotationFunction `protobuf:"bytes,74,opt,name=register_rotation_function,json=registerRotationFunction,proto3,oneof"`
+}
+
+type Command_DeregisterRotationFunction struct {
+	// deregister_rotation_function removes an HTTP rotation function.
+	DeregisterRotationFunction *DeregisterRotationFunction `protobuf:"bytes,75,opt,name=deregister_rotation_function,json=deregisterRotationFunction,proto3,oneof"`
+}
+
 func (*Command_InitKeyring) isCommand_Op() {}
 
 func (*Command_CreateSecret) isCommand_Op() {}
@@ -462,6 +553,18 @@ func (*Command_AttachPolicy) isCommand_Op() {}
 func (*Command_DetachPolicy) isCommand_Op() {}
 
 func (*Command_PurgeSessions) isCommand_Op() {}
+
+func (*Command_ConfigureRotation) isCommand_Op() {}
+
+func (*Command_StartRotation) isCommand_Op() {}
+
+func (*Command_RecordRotationStep) isCommand_Op() {}
+
+func (*Command_CancelRotation) isCommand_Op() {}
+
+func (*Command_RegisterRotationFunction) isCommand_Op() {}
+
+func (*Command_DeregisterRotationFunction) isCommand_Op() {}
 
 // Header is common to every command.
 type Header struct {
@@ -1871,11 +1974,376 @@ func (*PurgeSessions) Descriptor() ([]byte, []int) {
 	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
+// ConfigureRotation is RotateSecret. Apply refuses it while a rotation is in
+// progress (a rotation record with another token, or AWSPENDING on a version
+// that is not AWSCURRENT).
+type ConfigureRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the secret.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// rotation_lambda_arn is the function, already resolved to its full name;
+	// empty keeps the stored one.
+	RotationLambdaArn string `protobuf:"bytes,2,opt,name=rotation_lambda_arn,json=rotationLambdaArn,proto3" json:"rotation_lambda_arn,omitempty"`
+	// rotation_rules replace the stored rules when set.
+	RotationRules *v11.RotationRules `protobuf:"bytes,3,opt,name=rotation_rules,json=rotationRules,proto3" json:"rotation_rules,omitempty"`
+	// token is the ClientRequestToken of the rotation to start: the new
+	// version's id, or the id of the AWSPENDING copy a test-only run makes.
+	Token string `protobuf:"bytes,4,opt,name=token,proto3" json:"token,omitempty"`
+	// test_only runs only testSecret (RotateImmediately=false).
+	TestOnly      bool `protobuf:"varint,5,opt,name=test_only,json=testOnly,proto3" json:"test_only,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ConfigureRotation) Reset() {
+	*x = ConfigureRotation{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ConfigureRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ConfigureRotation) ProtoMessage() {}
+
+func (x *ConfigureRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ConfigureRotation.ProtoReflect.Descriptor instead.
+func (*ConfigureRotation) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *ConfigureRotation) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *ConfigureRotation) GetRotationLambdaArn() string {
+	if x != nil {
+		return x.RotationLambdaArn
+	}
+	return ""
+}
+
+func (x *ConfigureRotation) GetRotationRules() *v11.RotationRules {
+	if x != nil {
+		return x.RotationRules
+	}
+	return nil
+}
+
+func (x *ConfigureRotation) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *ConfigureRotation) GetTestOnly() bool {
+	if x != nil {
+		return x.TestOnly
+	}
+	return false
+}
+
+// StartRotation starts a scheduled rotation. Apply ignores it when a
+// rotation is already in progress or rotation was turned off meanwhile.
+type StartRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the secret.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// token is the new version's id.
+	Token         string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StartRotation) Reset() {
+	*x = StartRotation{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StartRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StartRotation) ProtoMessage() {}
+
+func (x *StartRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StartRotation.ProtoReflect.Descriptor instead.
+func (*StartRotation) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *StartRotation) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *StartRotation) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+// RecordRotationStep records that a step of the rotation with token
+// succeeded or failed. Apply ignores a record for another token or another
+// step than the one in progress (a deposed leader's late report).
+type RecordRotationStep struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the secret.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// token is the rotation's ClientRequestToken.
+	Token string `protobuf:"bytes,2,opt,name=token,proto3" json:"token,omitempty"`
+	// step is the step that ran: createSecret, setSecret, testSecret or
+	// finishSecret.
+	Step string `protobuf:"bytes,3,opt,name=step,proto3" json:"step,omitempty"`
+	// error is empty when the step succeeded, else the function's message.
+	Error string `protobuf:"bytes,4,opt,name=error,proto3" json:"error,omitempty"`
+	// next_attempt is when a failed rotation is tried again.
+	NextAttempt   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=next_attempt,json=nextAttempt,proto3" json:"next_attempt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RecordRotationStep) Reset() {
+	*x = RecordRotationStep{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RecordRotationStep) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RecordRotationStep) ProtoMessage() {}
+
+func (x *RecordRotationStep) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RecordRotationStep.ProtoReflect.Descriptor instead.
+func (*RecordRotationStep) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *RecordRotationStep) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *RecordRotationStep) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *RecordRotationStep) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *RecordRotationStep) GetError() string {
+	if x != nil {
+		return x.Error
+	}
+	return ""
+}
+
+func (x *RecordRotationStep) GetNextAttempt() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttempt
+	}
+	return nil
+}
+
+// CancelRotation turns rotation off and drops any rotation in progress.
+type CancelRotation struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the secret.
+	Arn           string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CancelRotation) Reset() {
+	*x = CancelRotation{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CancelRotation) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CancelRotation) ProtoMessage() {}
+
+func (x *CancelRotation) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CancelRotation.ProtoReflect.Descriptor instead.
+func (*CancelRotation) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *CancelRotation) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+// RegisterRotationFunction adds or replaces an HTTP rotation function.
+type RegisterRotationFunction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// function is the record to store, its shared secret sealed.
+	Function      *v1.RotationFunction `protobuf:"bytes,1,opt,name=function,proto3" json:"function,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegisterRotationFunction) Reset() {
+	*x = RegisterRotationFunction{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegisterRotationFunction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegisterRotationFunction) ProtoMessage() {}
+
+func (x *RegisterRotationFunction) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegisterRotationFunction.ProtoReflect.Descriptor instead.
+func (*RegisterRotationFunction) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RegisterRotationFunction) GetFunction() *v1.RotationFunction {
+	if x != nil {
+		return x.Function
+	}
+	return nil
+}
+
+// DeregisterRotationFunction removes an HTTP rotation function.
+type DeregisterRotationFunction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the function's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeregisterRotationFunction) Reset() {
+	*x = DeregisterRotationFunction{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeregisterRotationFunction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeregisterRotationFunction) ProtoMessage() {}
+
+func (x *DeregisterRotationFunction) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeregisterRotationFunction.ProtoReflect.Descriptor instead.
+func (*DeregisterRotationFunction) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *DeregisterRotationFunction) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8d\r\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x11\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -1901,7 +2369,13 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\rdelete_policy\x183 \x01(\v2\x1c.coffer.raft.v1.DeletePolicyH\x00R\fdeletePolicy\x12C\n" +
 	"\rattach_policy\x184 \x01(\v2\x1c.coffer.raft.v1.AttachPolicyH\x00R\fattachPolicy\x12C\n" +
 	"\rdetach_policy\x185 \x01(\v2\x1c.coffer.raft.v1.DetachPolicyH\x00R\fdetachPolicy\x12F\n" +
-	"\x0epurge_sessions\x186 \x01(\v2\x1d.coffer.raft.v1.PurgeSessionsH\x00R\rpurgeSessionsB\x04\n" +
+	"\x0epurge_sessions\x186 \x01(\v2\x1d.coffer.raft.v1.PurgeSessionsH\x00R\rpurgeSessions\x12R\n" +
+	"\x12configure_rotation\x18F \x01(\v2!.coffer.raft.v1.ConfigureRotationH\x00R\x11configureRotation\x12F\n" +
+	"\x0estart_rotation\x18G \x01(\v2\x1d.coffer.raft.v1.StartRotationH\x00R\rstartRotation\x12V\n" +
+	"\x14record_rotation_step\x18H \x01(\v2\".coffer.raft.v1.RecordRotationStepH\x00R\x12recordRotationStep\x12I\n" +
+	"\x0fcancel_rotation\x18I \x01(\v2\x1e.coffer.raft.v1.CancelRotationH\x00R\x0ecancelRotation\x12h\n" +
+	"\x1aregister_rotation_function\x18J \x01(\v2(.coffer.raft.v1.RegisterRotationFunctionH\x00R\x18registerRotationFunction\x12n\n" +
+	"\x1cderegister_rotation_function\x18K \x01(\v2*.coffer.raft.v1.DeregisterRotationFunctionH\x00R\x1aderegisterRotationFunctionB\x04\n" +
 	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
@@ -1991,7 +2465,28 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\fDetachPolicy\x12\x1c\n" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x16\n" +
 	"\x06policy\x18\x02 \x01(\tR\x06policy\"\x0f\n" +
-	"\rPurgeSessionsB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\rPurgeSessions\"\xc9\x01\n" +
+	"\x11ConfigureRotation\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x12.\n" +
+	"\x13rotation_lambda_arn\x18\x02 \x01(\tR\x11rotationLambdaArn\x12?\n" +
+	"\x0erotation_rules\x18\x03 \x01(\v2\x18.coffer.v1.RotationRulesR\rrotationRules\x12\x14\n" +
+	"\x05token\x18\x04 \x01(\tR\x05token\x12\x1b\n" +
+	"\ttest_only\x18\x05 \x01(\bR\btestOnly\"7\n" +
+	"\rStartRotation\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\"\xa5\x01\n" +
+	"\x12RecordRotationStep\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x14\n" +
+	"\x05token\x18\x02 \x01(\tR\x05token\x12\x12\n" +
+	"\x04step\x18\x03 \x01(\tR\x04step\x12\x14\n" +
+	"\x05error\x18\x04 \x01(\tR\x05error\x12=\n" +
+	"\fnext_attempt\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vnextAttempt\"\"\n" +
+	"\x0eCancelRotation\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\"[\n" +
+	"\x18RegisterRotationFunction\x12?\n" +
+	"\bfunction\x18\x01 \x01(\v2#.coffer.storage.v1.RotationFunctionR\bfunction\"0\n" +
+	"\x1aDeregisterRotationFunction\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04nameB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -2005,41 +2500,49 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 26)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
-	(*Command)(nil),               // 0: coffer.raft.v1.Command
-	(*Header)(nil),                // 1: coffer.raft.v1.Header
-	(*NewVersion)(nil),            // 2: coffer.raft.v1.NewVersion
-	(*InitKeyring)(nil),           // 3: coffer.raft.v1.InitKeyring
-	(*CreateSecret)(nil),          // 4: coffer.raft.v1.CreateSecret
-	(*PutSecretValue)(nil),        // 5: coffer.raft.v1.PutSecretValue
-	(*UpdateSecret)(nil),          // 6: coffer.raft.v1.UpdateSecret
-	(*UpdateVersionStage)(nil),    // 7: coffer.raft.v1.UpdateVersionStage
-	(*DeleteSecret)(nil),          // 8: coffer.raft.v1.DeleteSecret
-	(*RestoreSecret)(nil),         // 9: coffer.raft.v1.RestoreSecret
-	(*TagResource)(nil),           // 10: coffer.raft.v1.TagResource
-	(*UntagResource)(nil),         // 11: coffer.raft.v1.UntagResource
-	(*PutResourcePolicy)(nil),     // 12: coffer.raft.v1.PutResourcePolicy
-	(*DeleteResourcePolicy)(nil),  // 13: coffer.raft.v1.DeleteResourcePolicy
-	(*PurgeSecret)(nil),           // 14: coffer.raft.v1.PurgeSecret
-	(*RecordAccess)(nil),          // 15: coffer.raft.v1.RecordAccess
-	(*AccessEntry)(nil),           // 16: coffer.raft.v1.AccessEntry
-	(*CreatePrincipal)(nil),       // 17: coffer.raft.v1.CreatePrincipal
-	(*DeletePrincipal)(nil),       // 18: coffer.raft.v1.DeletePrincipal
-	(*CreateAccessKey)(nil),       // 19: coffer.raft.v1.CreateAccessKey
-	(*DeleteAccessKey)(nil),       // 20: coffer.raft.v1.DeleteAccessKey
-	(*PutPolicy)(nil),             // 21: coffer.raft.v1.PutPolicy
-	(*DeletePolicy)(nil),          // 22: coffer.raft.v1.DeletePolicy
-	(*AttachPolicy)(nil),          // 23: coffer.raft.v1.AttachPolicy
-	(*DetachPolicy)(nil),          // 24: coffer.raft.v1.DetachPolicy
-	(*PurgeSessions)(nil),         // 25: coffer.raft.v1.PurgeSessions
-	(*timestamppb.Timestamp)(nil), // 26: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),        // 27: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),            // 28: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),               // 29: coffer.v1.Tag
-	(*v1.Principal)(nil),          // 30: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),          // 31: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),             // 32: coffer.storage.v1.Policy
+	(*Command)(nil),                    // 0: coffer.raft.v1.Command
+	(*Header)(nil),                     // 1: coffer.raft.v1.Header
+	(*NewVersion)(nil),                 // 2: coffer.raft.v1.NewVersion
+	(*InitKeyring)(nil),                // 3: coffer.raft.v1.InitKeyring
+	(*CreateSecret)(nil),               // 4: coffer.raft.v1.CreateSecret
+	(*PutSecretValue)(nil),             // 5: coffer.raft.v1.PutSecretValue
+	(*UpdateSecret)(nil),               // 6: coffer.raft.v1.UpdateSecret
+	(*UpdateVersionStage)(nil),         // 7: coffer.raft.v1.UpdateVersionStage
+	(*DeleteSecret)(nil),               // 8: coffer.raft.v1.DeleteSecret
+	(*RestoreSecret)(nil),              // 9: coffer.raft.v1.RestoreSecret
+	(*TagResource)(nil),                // 10: coffer.raft.v1.TagResource
+	(*UntagResource)(nil),              // 11: coffer.raft.v1.UntagResource
+	(*PutResourcePolicy)(nil),          // 12: coffer.raft.v1.PutResourcePolicy
+	(*DeleteResourcePolicy)(nil),       // 13: coffer.raft.v1.DeleteResourcePolicy
+	(*PurgeSecret)(nil),                // 14: coffer.raft.v1.PurgeSecret
+	(*RecordAccess)(nil),               // 15: coffer.raft.v1.RecordAccess
+	(*AccessEntry)(nil),                // 16: coffer.raft.v1.AccessEntry
+	(*CreatePrincipal)(nil),            // 17: coffer.raft.v1.CreatePrincipal
+	(*DeletePrincipal)(nil),            // 18: coffer.raft.v1.DeletePrincipal
+	(*CreateAccessKey)(nil),            // 19: coffer.raft.v1.CreateAccessKey
+	(*DeleteAccessKey)(nil),            // 20: coffer.raft.v1.DeleteAccessKey
+	(*PutPolicy)(nil),                  // 21: coffer.raft.v1.PutPolicy
+	(*DeletePolicy)(nil),               // 22: coffer.raft.v1.DeletePolicy
+	(*AttachPolicy)(nil),               // 23: coffer.raft.v1.AttachPolicy
+	(*DetachPolicy)(nil),               // 24: coffer.raft.v1.DetachPolicy
+	(*PurgeSessions)(nil),              // 25: coffer.raft.v1.PurgeSessions
+	(*ConfigureRotation)(nil),          // 26: coffer.raft.v1.ConfigureRotation
+	(*StartRotation)(nil),              // 27: coffer.raft.v1.StartRotation
+	(*RecordRotationStep)(nil),         // 28: coffer.raft.v1.RecordRotationStep
+	(*CancelRotation)(nil),             // 29: coffer.raft.v1.CancelRotation
+	(*RegisterRotationFunction)(nil),   // 30: coffer.raft.v1.RegisterRotationFunction
+	(*DeregisterRotationFunction)(nil), // 31: coffer.raft.v1.DeregisterRotationFunction
+	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 33: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 34: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 35: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 36: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 37: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 38: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 39: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 40: coffer.storage.v1.RotationFunction
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -2065,25 +2568,34 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	23, // 20: coffer.raft.v1.Command.attach_policy:type_name -> coffer.raft.v1.AttachPolicy
 	24, // 21: coffer.raft.v1.Command.detach_policy:type_name -> coffer.raft.v1.DetachPolicy
 	25, // 22: coffer.raft.v1.Command.purge_sessions:type_name -> coffer.raft.v1.PurgeSessions
-	26, // 23: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	27, // 24: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	28, // 25: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 26: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	29, // 27: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 28: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 29: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	29, // 30: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 31: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	26, // 32: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	30, // 33: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	31, // 34: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	31, // 35: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	32, // 36: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	37, // [37:37] is the sub-list for method output_type
-	37, // [37:37] is the sub-list for method input_type
-	37, // [37:37] is the sub-list for extension type_name
-	37, // [37:37] is the sub-list for extension extendee
-	0,  // [0:37] is the sub-list for field type_name
+	26, // 23: coffer.raft.v1.Command.configure_rotation:type_name -> coffer.raft.v1.ConfigureRotation
+	27, // 24: coffer.raft.v1.Command.start_rotation:type_name -> coffer.raft.v1.StartRotation
+	28, // 25: coffer.raft.v1.Command.record_rotation_step:type_name -> coffer.raft.v1.RecordRotationStep
+	29, // 26: coffer.raft.v1.Command.cancel_rotation:type_name -> coffer.raft.v1.CancelRotation
+	30, // 27: coffer.raft.v1.Command.register_rotation_function:type_name -> coffer.raft.v1.RegisterRotationFunction
+	31, // 28: coffer.raft.v1.Command.deregister_rotation_function:type_name -> coffer.raft.v1.DeregisterRotationFunction
+	32, // 29: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	33, // 30: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	34, // 31: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 32: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	35, // 33: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 34: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 35: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	35, // 36: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 37: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	32, // 38: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	36, // 39: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	37, // 40: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	37, // 41: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	38, // 42: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	39, // 43: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	32, // 44: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	40, // 45: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	46, // [46:46] is the sub-list for method output_type
+	46, // [46:46] is the sub-list for method input_type
+	46, // [46:46] is the sub-list for extension type_name
+	46, // [46:46] is the sub-list for extension extendee
+	0,  // [0:46] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -2114,6 +2626,12 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_AttachPolicy)(nil),
 		(*Command_DetachPolicy)(nil),
 		(*Command_PurgeSessions)(nil),
+		(*Command_ConfigureRotation)(nil),
+		(*Command_StartRotation)(nil),
+		(*Command_RecordRotationStep)(nil),
+		(*Command_CancelRotation)(nil),
+		(*Command_RegisterRotationFunction)(nil),
+		(*Command_DeregisterRotationFunction)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2122,7 +2640,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   26,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

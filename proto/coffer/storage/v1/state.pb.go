@@ -111,8 +111,22 @@ type Secret struct {
 	// create_request_token is the ClientRequestToken of the CreateSecret that
 	// made the secret, so a retry of a CreateSecret without a value succeeds.
 	CreateRequestToken string `protobuf:"bytes,15,opt,name=create_request_token,json=createRequestToken,proto3" json:"create_request_token,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// rotation_enabled is true while rotation is configured and not cancelled.
+	RotationEnabled bool `protobuf:"varint,30,opt,name=rotation_enabled,json=rotationEnabled,proto3" json:"rotation_enabled,omitempty"`
+	// rotation_lambda_arn names the rotation function.
+	RotationLambdaArn string `protobuf:"bytes,31,opt,name=rotation_lambda_arn,json=rotationLambdaArn,proto3" json:"rotation_lambda_arn,omitempty"`
+	// rotation_rules is the rotation schedule.
+	RotationRules *v1.RotationRules `protobuf:"bytes,32,opt,name=rotation_rules,json=rotationRules,proto3" json:"rotation_rules,omitempty"`
+	// last_rotated_date is when a rotation last completed.
+	LastRotatedDate *timestamppb.Timestamp `protobuf:"bytes,33,opt,name=last_rotated_date,json=lastRotatedDate,proto3" json:"last_rotated_date,omitempty"`
+	// rotation_anchor_date is what the schedule counts from: the later of
+	// when rotation was configured, when it last completed, and when a
+	// manual write last moved AWSCURRENT.
+	RotationAnchorDate *timestamppb.Timestamp `protobuf:"bytes,34,opt,name=rotation_anchor_date,json=rotationAnchorDate,proto3" json:"rotation_anchor_date,omitempty"`
+	// rotation_progress is the rotation in progress, if any.
+	RotationProgress *RotationProgress `protobuf:"bytes,35,opt,name=rotation_progress,json=rotationProgress,proto3" json:"rotation_progress,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *Secret) Reset() {
@@ -250,6 +264,262 @@ func (x *Secret) GetCreateRequestToken() string {
 	return ""
 }
 
+func (x *Secret) GetRotationEnabled() bool {
+	if x != nil {
+		return x.RotationEnabled
+	}
+	return false
+}
+
+func (x *Secret) GetRotationLambdaArn() string {
+	if x != nil {
+		return x.RotationLambdaArn
+	}
+	return ""
+}
+
+func (x *Secret) GetRotationRules() *v1.RotationRules {
+	if x != nil {
+		return x.RotationRules
+	}
+	return nil
+}
+
+func (x *Secret) GetLastRotatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastRotatedDate
+	}
+	return nil
+}
+
+func (x *Secret) GetRotationAnchorDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.RotationAnchorDate
+	}
+	return nil
+}
+
+func (x *Secret) GetRotationProgress() *RotationProgress {
+	if x != nil {
+		return x.RotationProgress
+	}
+	return nil
+}
+
+// RotationProgress is a rotation in progress. It lives in the state machine
+// so that a new leader resumes the same rotation with the same token.
+type RotationProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// token is the ClientRequestToken: the id of the new version.
+	Token string `protobuf:"bytes,1,opt,name=token,proto3" json:"token,omitempty"`
+	// step is the next step to run.
+	Step string `protobuf:"bytes,2,opt,name=step,proto3" json:"step,omitempty"`
+	// attempts counts failed attempts of this rotation.
+	Attempts uint32 `protobuf:"varint,3,opt,name=attempts,proto3" json:"attempts,omitempty"`
+	// last_error is the last failure's message (never a value).
+	LastError string `protobuf:"bytes,4,opt,name=last_error,json=lastError,proto3" json:"last_error,omitempty"`
+	// started_date is when the rotation started.
+	StartedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=started_date,json=startedDate,proto3" json:"started_date,omitempty"`
+	// next_attempt_date is when the leader runs the next step; a failed
+	// rotation waits here for its backoff.
+	NextAttemptDate *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=next_attempt_date,json=nextAttemptDate,proto3" json:"next_attempt_date,omitempty"`
+	// test_only marks a RotateImmediately=false run: only testSecret, on an
+	// AWSPENDING copy of the current value that is removed afterwards.
+	TestOnly bool `protobuf:"varint,7,opt,name=test_only,json=testOnly,proto3" json:"test_only,omitempty"`
+	// last_error_step is the step that failed last.
+	LastErrorStep string `protobuf:"bytes,8,opt,name=last_error_step,json=lastErrorStep,proto3" json:"last_error_step,omitempty"`
+	// last_error_date is when it failed.
+	LastErrorDate *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=last_error_date,json=lastErrorDate,proto3" json:"last_error_date,omitempty"`
+	// function_arn is the function the rotation runs.
+	FunctionArn   string `protobuf:"bytes,10,opt,name=function_arn,json=functionArn,proto3" json:"function_arn,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotationProgress) Reset() {
+	*x = RotationProgress{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotationProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotationProgress) ProtoMessage() {}
+
+func (x *RotationProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotationProgress.ProtoReflect.Descriptor instead.
+func (*RotationProgress) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *RotationProgress) GetToken() string {
+	if x != nil {
+		return x.Token
+	}
+	return ""
+}
+
+func (x *RotationProgress) GetStep() string {
+	if x != nil {
+		return x.Step
+	}
+	return ""
+}
+
+func (x *RotationProgress) GetAttempts() uint32 {
+	if x != nil {
+		return x.Attempts
+	}
+	return 0
+}
+
+func (x *RotationProgress) GetLastError() string {
+	if x != nil {
+		return x.LastError
+	}
+	return ""
+}
+
+func (x *RotationProgress) GetStartedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.StartedDate
+	}
+	return nil
+}
+
+func (x *RotationProgress) GetNextAttemptDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextAttemptDate
+	}
+	return nil
+}
+
+func (x *RotationProgress) GetTestOnly() bool {
+	if x != nil {
+		return x.TestOnly
+	}
+	return false
+}
+
+func (x *RotationProgress) GetLastErrorStep() string {
+	if x != nil {
+		return x.LastErrorStep
+	}
+	return ""
+}
+
+func (x *RotationProgress) GetLastErrorDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastErrorDate
+	}
+	return nil
+}
+
+func (x *RotationProgress) GetFunctionArn() string {
+	if x != nil {
+		return x.FunctionArn
+	}
+	return ""
+}
+
+// RotationFunction is an HTTP rotation function registered with the region.
+type RotationFunction struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is unique in the region, 1–64 characters of A-Za-z0-9-_.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:lambda:<region>:<account>:function:<name>, what
+	// RotationLambdaARN names.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// url is the http(s) endpoint each step is POSTed to.
+	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
+	// sealed_secret is the HMAC signing secret under envelope encryption;
+	// unset when requests are not signed.
+	SealedSecret *SealedValue `protobuf:"bytes,4,opt,name=sealed_secret,json=sealedSecret,proto3" json:"sealed_secret,omitempty"`
+	// created_date is when the function was registered.
+	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RotationFunction) Reset() {
+	*x = RotationFunction{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RotationFunction) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RotationFunction) ProtoMessage() {}
+
+func (x *RotationFunction) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RotationFunction.ProtoReflect.Descriptor instead.
+func (*RotationFunction) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *RotationFunction) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RotationFunction) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *RotationFunction) GetUrl() string {
+	if x != nil {
+		return x.Url
+	}
+	return ""
+}
+
+func (x *RotationFunction) GetSealedSecret() *SealedValue {
+	if x != nil {
+		return x.SealedSecret
+	}
+	return nil
+}
+
+func (x *RotationFunction) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
 // Version is the metadata of one secret version; its sealed value is stored
 // separately, keyed by the secret's ARN and the version id.
 type Version struct {
@@ -273,7 +543,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[1]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -285,7 +555,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[1]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -298,7 +568,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{1}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Version) GetVersionId() string {
@@ -365,7 +635,7 @@ type SealedValue struct {
 
 func (x *SealedValue) Reset() {
 	*x = SealedValue{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[2]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -377,7 +647,7 @@ func (x *SealedValue) String() string {
 func (*SealedValue) ProtoMessage() {}
 
 func (x *SealedValue) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[2]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -390,7 +660,7 @@ func (x *SealedValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedValue.ProtoReflect.Descriptor instead.
 func (*SealedValue) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{2}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *SealedValue) GetKind() ValueKind {
@@ -451,7 +721,7 @@ type Keyring struct {
 
 func (x *Keyring) Reset() {
 	*x = Keyring{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -463,7 +733,7 @@ func (x *Keyring) String() string {
 func (*Keyring) ProtoMessage() {}
 
 func (x *Keyring) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -476,7 +746,7 @@ func (x *Keyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keyring.ProtoReflect.Descriptor instead.
 func (*Keyring) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *Keyring) GetKeys() []*KmsKey {
@@ -521,7 +791,7 @@ type KmsKey struct {
 
 func (x *KmsKey) Reset() {
 	*x = KmsKey{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -533,7 +803,7 @@ func (x *KmsKey) String() string {
 func (*KmsKey) ProtoMessage() {}
 
 func (x *KmsKey) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -546,7 +816,7 @@ func (x *KmsKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KmsKey.ProtoReflect.Descriptor instead.
 func (*KmsKey) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *KmsKey) GetKeyId() string {
@@ -606,7 +876,7 @@ type KmsKeyVersion struct {
 
 func (x *KmsKeyVersion) Reset() {
 	*x = KmsKeyVersion{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -618,7 +888,7 @@ func (x *KmsKeyVersion) String() string {
 func (*KmsKeyVersion) ProtoMessage() {}
 
 func (x *KmsKeyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -631,7 +901,7 @@ func (x *KmsKeyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KmsKeyVersion.ProtoReflect.Descriptor instead.
 func (*KmsKeyVersion) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *KmsKeyVersion) GetVersion() uint32 {
@@ -684,7 +954,7 @@ type AppliedProposal struct {
 
 func (x *AppliedProposal) Reset() {
 	*x = AppliedProposal{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -696,7 +966,7 @@ func (x *AppliedProposal) String() string {
 func (*AppliedProposal) ProtoMessage() {}
 
 func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -709,7 +979,7 @@ func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedProposal.ProtoReflect.Descriptor instead.
 func (*AppliedProposal) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *AppliedProposal) GetIndex() uint64 {
@@ -797,7 +1067,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -809,7 +1079,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -822,7 +1092,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Principal) GetName() string {
@@ -897,7 +1167,7 @@ type AccessKey struct {
 
 func (x *AccessKey) Reset() {
 	*x = AccessKey{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -909,7 +1179,7 @@ func (x *AccessKey) String() string {
 func (*AccessKey) ProtoMessage() {}
 
 func (x *AccessKey) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -922,7 +1192,7 @@ func (x *AccessKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
 func (*AccessKey) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *AccessKey) GetAccessKeyId() string {
@@ -1002,7 +1272,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1014,7 +1284,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1027,7 +1297,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *Policy) GetName() string {
@@ -1076,7 +1346,7 @@ var File_coffer_storage_v1_state_proto protoreflect.FileDescriptor
 
 const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xdd\x05\n" +
+	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\b\n" +
 	"\x06Secret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12 \n" +
@@ -1094,8 +1364,33 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\bversions\x18\f \x03(\v2\x1a.coffer.storage.v1.VersionR\bversions\x12%\n" +
 	"\x0eprimary_region\x18\r \x01(\tR\rprimaryRegion\x12%\n" +
 	"\x0eowning_service\x18\x0e \x01(\tR\rowningService\x120\n" +
-	"\x14create_request_token\x18\x0f \x01(\tR\x12createRequestTokenB\x12\n" +
-	"\x10_resource_policy\"\x89\x02\n" +
+	"\x14create_request_token\x18\x0f \x01(\tR\x12createRequestToken\x12)\n" +
+	"\x10rotation_enabled\x18\x1e \x01(\bR\x0frotationEnabled\x12.\n" +
+	"\x13rotation_lambda_arn\x18\x1f \x01(\tR\x11rotationLambdaArn\x12?\n" +
+	"\x0erotation_rules\x18  \x01(\v2\x18.coffer.v1.RotationRulesR\rrotationRules\x12F\n" +
+	"\x11last_rotated_date\x18! \x01(\v2\x1a.google.protobuf.TimestampR\x0flastRotatedDate\x12L\n" +
+	"\x14rotation_anchor_date\x18\" \x01(\v2\x1a.google.protobuf.TimestampR\x12rotationAnchorDate\x12P\n" +
+	"\x11rotation_progress\x18# \x01(\v2#.coffer.storage.v1.RotationProgressR\x10rotationProgressB\x12\n" +
+	"\x10_resource_policy\"\xaa\x03\n" +
+	"\x10RotationProgress\x12\x14\n" +
+	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
+	"\x04step\x18\x02 \x01(\tR\x04step\x12\x1a\n" +
+	"\battempts\x18\x03 \x01(\rR\battempts\x12\x1d\n" +
+	"\n" +
+	"last_error\x18\x04 \x01(\tR\tlastError\x12=\n" +
+	"\fstarted_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vstartedDate\x12F\n" +
+	"\x11next_attempt_date\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0fnextAttemptDate\x12\x1b\n" +
+	"\ttest_only\x18\a \x01(\bR\btestOnly\x12&\n" +
+	"\x0flast_error_step\x18\b \x01(\tR\rlastErrorStep\x12B\n" +
+	"\x0flast_error_date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorDate\x12!\n" +
+	"\ffunction_arn\x18\n" +
+	" \x01(\tR\vfunctionArn\"\xce\x01\n" +
+	"\x10RotationFunction\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x10\n" +
+	"\x03url\x18\x03 \x01(\tR\x03url\x12C\n" +
+	"\rsealed_secret\x18\x04 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\fsealedSecret\x12=\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\x89\x02\n" +
 	"\aVersion\x12\x1d\n" +
 	"\n" +
 	"version_id\x18\x01 \x01(\tR\tversionId\x12\x16\n" +
@@ -1191,54 +1486,66 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
-	(*Version)(nil),               // 2: coffer.storage.v1.Version
-	(*SealedValue)(nil),           // 3: coffer.storage.v1.SealedValue
-	(*Keyring)(nil),               // 4: coffer.storage.v1.Keyring
-	(*KmsKey)(nil),                // 5: coffer.storage.v1.KmsKey
-	(*KmsKeyVersion)(nil),         // 6: coffer.storage.v1.KmsKeyVersion
-	(*AppliedProposal)(nil),       // 7: coffer.storage.v1.AppliedProposal
-	(*Principal)(nil),             // 8: coffer.storage.v1.Principal
-	(*AccessKey)(nil),             // 9: coffer.storage.v1.AccessKey
-	(*Policy)(nil),                // 10: coffer.storage.v1.Policy
-	nil,                           // 11: coffer.storage.v1.Principal.TagsEntry
-	(*v1.Tag)(nil),                // 12: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 13: google.protobuf.Timestamp
+	(*RotationProgress)(nil),      // 2: coffer.storage.v1.RotationProgress
+	(*RotationFunction)(nil),      // 3: coffer.storage.v1.RotationFunction
+	(*Version)(nil),               // 4: coffer.storage.v1.Version
+	(*SealedValue)(nil),           // 5: coffer.storage.v1.SealedValue
+	(*Keyring)(nil),               // 6: coffer.storage.v1.Keyring
+	(*KmsKey)(nil),                // 7: coffer.storage.v1.KmsKey
+	(*KmsKeyVersion)(nil),         // 8: coffer.storage.v1.KmsKeyVersion
+	(*AppliedProposal)(nil),       // 9: coffer.storage.v1.AppliedProposal
+	(*Principal)(nil),             // 10: coffer.storage.v1.Principal
+	(*AccessKey)(nil),             // 11: coffer.storage.v1.AccessKey
+	(*Policy)(nil),                // 12: coffer.storage.v1.Policy
+	nil,                           // 13: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 14: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
+	(*v1.RotationRules)(nil),      // 16: coffer.v1.RotationRules
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	12, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	13, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	13, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	13, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	13, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	13, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
-	2,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	13, // 7: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	13, // 8: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
-	0,  // 9: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
-	5,  // 10: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	13, // 11: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
-	6,  // 12: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	13, // 13: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	13, // 14: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	13, // 15: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	13, // 16: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	13, // 17: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	11, // 18: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
-	3,  // 19: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	13, // 20: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	13, // 21: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
-	3,  // 22: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
-	13, // 23: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
-	13, // 24: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
-	25, // [25:25] is the sub-list for method output_type
-	25, // [25:25] is the sub-list for method input_type
-	25, // [25:25] is the sub-list for extension type_name
-	25, // [25:25] is the sub-list for extension extendee
-	0,  // [0:25] is the sub-list for field type_name
+	14, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	15, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	15, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	15, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	15, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	15, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	4,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
+	16, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
+	15, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
+	15, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
+	2,  // 10: coffer.storage.v1.Secret.rotation_progress:type_name -> coffer.storage.v1.RotationProgress
+	15, // 11: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
+	15, // 12: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
+	15, // 13: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
+	5,  // 14: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	15, // 15: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
+	15, // 16: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	15, // 17: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	0,  // 18: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
+	7,  // 19: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
+	15, // 20: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	8,  // 21: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
+	15, // 22: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	15, // 23: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	15, // 24: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	15, // 25: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	15, // 26: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	13, // 27: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	5,  // 28: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	15, // 29: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	15, // 30: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	5,  // 31: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
+	15, // 32: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	15, // 33: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	34, // [34:34] is the sub-list for method output_type
+	34, // [34:34] is the sub-list for method input_type
+	34, // [34:34] is the sub-list for extension type_name
+	34, // [34:34] is the sub-list for extension extendee
+	0,  // [0:34] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -1253,7 +1560,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
