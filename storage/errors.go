@@ -39,6 +39,8 @@ var (
 	ErrPrincipalExists = errors.New("principal already exists")
 	// ErrAccessKeyNotFound: no access key has that id.
 	ErrAccessKeyNotFound = errors.New("access key not found")
+	// ErrReplicaReadOnly: the secret is a replica; writes go to its primary region.
+	ErrReplicaReadOnly = errors.New("replica secret is read-only")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -79,6 +81,7 @@ func Sentinels() []error {
 		ErrLimitExceeded, ErrInvalidNextToken,
 		// Append only: a kind's position is its wire number.
 		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
+		ErrReplicaReadOnly,
 	}
 }
 
