@@ -18,6 +18,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrTokenInUse, storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrInvalidParameter,
 		storage.ErrLimitExceeded, storage.ErrInvalidNextToken,
 		storage.ErrPrincipalNotFound, storage.ErrPrincipalExists, storage.ErrAccessKeyNotFound,
+		storage.ErrReplicaReadOnly,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {
