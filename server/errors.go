@@ -127,7 +127,7 @@ func storageType(kind error) string {
 		return TypeResourceExists
 	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch:
 		return TypeInvalidRequest
-	case storage.ErrInvalidParameter:
+	case storage.ErrInvalidParameter, storage.ErrReplicaReadOnly:
 		return TypeInvalidParameter
 	case storage.ErrLimitExceeded:
 		return TypeLimitExceeded

@@ -133,18 +133,3 @@ func (s *Service) RotateSecret(context.Context, *cofferv1.RotateSecretRequest) (
 func (s *Service) CancelRotateSecret(context.Context, *cofferv1.CancelRotateSecretRequest) (*cofferv1.CancelRotateSecretResponse, error) {
 	return nil, unsupported("CancelRotateSecret")
 }
-
-// ReplicateSecretToRegions is delivered with cross-region replication.
-func (s *Service) ReplicateSecretToRegions(context.Context, *cofferv1.ReplicateSecretToRegionsRequest) (*cofferv1.ReplicateSecretToRegionsResponse, error) {
-	return nil, unsupported("ReplicateSecretToRegions")
-}
-
-// RemoveRegionsFromReplication is delivered with cross-region replication.
-func (s *Service) RemoveRegionsFromReplication(context.Context, *cofferv1.RemoveRegionsFromReplicationRequest) (*cofferv1.RemoveRegionsFromReplicationResponse, error) {
-	return nil, unsupported("RemoveRegionsFromReplication")
-}
-
-// StopReplicationToReplica is delivered with cross-region replication.
-func (s *Service) StopReplicationToReplica(context.Context, *cofferv1.StopReplicationToReplicaRequest) (*cofferv1.StopReplicationToReplicaResponse, error) {
-	return nil, unsupported("StopReplicationToReplica")
-}

@@ -1,0 +1,202 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
+)
+
+// The service's side of cross-region shipping: it reads the change feed
+// and re-wraps data keys for a destination, and on the destination
+// re-wraps them under its own keys and proposes the batch. replication/
+// moves the batches between regions; it never sees a data key.
+
+// ErrNotPaired: the other region is not paired with this one.
+var ErrNotPaired = errors.New("region is not paired")
+
+// pairwiseCache keeps the derived pairwise keys, by region and peer public
+// key (a re-pairing with a new key derives a new one).
+type pairwiseCache struct {
+	mu   sync.Mutex
+	keys map[string][]byte
+}
+
+func (s *Service) peer(region string) (*storagev1.RegionPeer, error) {
+	peers, err := s.state.RegionPeers()
+	if err != nil {
+		return nil, err
+	}
+	i := slices.IndexFunc(peers, func(p *storagev1.RegionPeer) bool { return p.GetRegion() == region })
+	if i < 0 {
+		return nil, fmt.Errorf("%w: %s", ErrNotPaired, region)
+	}
+	return peers[i], nil
+}
+
+// pairwiseKey is the replication key shared with region.
+func (s *Service) pairwiseKey(region string) ([]byte, error) {
+	p, err := s.peer(region)
+	if err != nil {
+		return nil, err
+	}
+	id := region + "\x00" + string(p.GetPublicKey())
+	s.pairwise.mu.Lock()
+	defer s.pairwise.mu.Unlock()
+	if k, ok := s.pairwise.keys[id]; ok {
+		return k, nil
+	}
+	k, err := kms.PairwiseKey(s.root, p.GetPublicKey(), s.cfg.Region, region)
+	if err != nil {
+		return nil, err
+	}
+	if s.pairwise.keys == nil {
+		s.pairwise.keys = map[string][]byte{}
+	}
+	s.pairwise.keys[id] = k
+	return k, nil
+}
+
+// PairingPublicKey is this region's X25519 pairing public key.
+func (s *Service) PairingPublicKey() ([]byte, error) {
+	k, err := kms.PairingKey(s.root)
+	if err != nil {
+		return nil, err
+	}
+	return k.PublicKey().Bytes(), nil
+}
+
+// Region is the service's region.
+func (s *Service) Region() string { return s.cfg.Region }
+
+// ExportBatch reads up to limit feed entries for dest after position after
+// and prepares them for shipping: each value's data key re-wrapped under the
+// pairwise key; ciphertexts unchanged.
+func (s *Service) ExportBatch(dest string, after uint64, limit int) (*replicationv1.ShipRequest, error) {
+	b, err := s.state.FeedAfter(dest, after, limit)
+	if err != nil {
+		return nil, err
+	}
+	req := &replicationv1.ShipRequest{SourceRegion: s.cfg.Region, DestinationRegion: dest, ThroughSeq: b.Through}
+	if len(b.Entries) == 0 {
+		return req, nil
+	}
+	key, err := s.pairwiseKey(dest)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	for _, e := range b.Entries {
+		e = proto.CloneOf(e)
+		for _, fv := range e.GetValues() {
+			out, err := kr.ExportValue(fv.GetValue(), storage.ValueARN(e.GetSecret()), fv.GetVersionId(), key, s.cfg.Region, dest)
+			if err != nil {
+				return nil, fmt.Errorf("export %s version %s: %w", e.GetArn(), fv.GetVersionId(), err)
+			}
+			fv.Value = out
+		}
+		req.Changes = append(req.Changes, e)
+	}
+	return req, nil
+}
+
+// ImportBatch applies a batch shipped by a paired region through this
+// region's log: each data key is re-wrapped from the pairwise key to the
+// replica's KMS key here (a value that does not open under the pairwise
+// key refuses the whole batch). It answers with the position applied and
+// the secrets refused.
+func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
+	src := req.GetSourceRegion()
+	if req.GetDestinationRegion() != s.cfg.Region {
+		return nil, fmt.Errorf("batch for region %s shipped to %s", req.GetDestinationRegion(), s.cfg.Region)
+	}
+	key, err := s.pairwiseKey(src)
+	if err != nil {
+		return nil, err
+	}
+	kr, err := s.keys()
+	if err != nil {
+		return nil, err
+	}
+	op := &raftv1.ApplyReplicaChanges{SourceRegion: src, ThroughSeq: req.GetThroughSeq(), Region: s.cfg.Region}
+	refused := map[string]string{}
+	for _, e := range req.GetChanges() {
+		e = proto.CloneOf(e)
+		if e.GetSecret() != nil && len(e.GetValues()) > 0 {
+			keyID, kerr := kr.ResolveKey(replicaKeyRef(e.GetSecret(), s.cfg.Region))
+			if kerr != nil {
+				refused[e.GetName()] = fmt.Sprintf("Secrets Manager can't find the specified KMS key in %s: %s", s.cfg.Region, replicaKeyRef(e.GetSecret(), s.cfg.Region))
+				continue
+			}
+			for _, fv := range e.GetValues() {
+				in, err := kr.ImportValue(fv.GetValue(), storage.ValueARN(e.GetSecret()), fv.GetVersionId(), key, src, s.cfg.Region, keyID)
+				if err != nil {
+					return nil, fmt.Errorf("import %s version %s from %s: %w", e.GetArn(), fv.GetVersionId(), src, err)
+				}
+				fv.Value = in
+			}
+		}
+		op.Changes = append(op.Changes, e)
+	}
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_ApplyReplicaChanges{ApplyReplicaChanges: op}})
+	if err != nil {
+		return nil, err
+	}
+	if err := s.rep.WaitApplied(ctx, res.Index); err != nil {
+		return nil, err
+	}
+	resp := &replicationv1.ShipResponse{AppliedThrough: s.state.ReplicaPosition(src)}
+	for _, e := range req.GetChanges() {
+		msg, ok := refused[e.GetName()]
+		if !ok {
+			msg = s.state.ReplicaRejection(src, e.GetName())
+		}
+		if msg != "" {
+			resp.Rejected = append(resp.Rejected, &replicationv1.Rejection{Name: e.GetName(), Message: msg})
+		} else if !slices.Contains(resp.Accepted, e.GetName()) {
+			resp.Accepted = append(resp.Accepted, e.GetName())
+		}
+	}
+	return resp, nil
+}
+
+func replicaKeyRef(sec *storagev1.Secret, region string) string {
+	for _, r := range sec.GetReplicas() {
+		if r.GetRegion() == region {
+			return r.GetKmsKeyId()
+		}
+	}
+	return ""
+}
+
+// AckBatch records a destination's answer in this region's log: its
+// position (which trims the feed) and the secrets it refused or accepted.
+func (s *Service) AckBatch(ctx context.Context, dest string, resp *replicationv1.ShipResponse) error {
+	op := &raftv1.AckFeed{Destination: dest, Seq: resp.GetAppliedThrough(), Accepted: resp.GetAccepted()}
+	for _, r := range resp.GetRejected() {
+		op.Rejected = append(op.Rejected, &raftv1.ReplicaRejection{Name: r.GetName(), Message: r.GetMessage()})
+	}
+	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_AckFeed{AckFeed: op}})
+	return err
+}
+
+// FeedAck is the position dest acknowledged.
+func (s *Service) FeedAck(dest string) uint64 { return s.state.FeedAck(dest) }
+
+// PairRegion records a paired region in this region's log.
+func (s *Service) PairRegion(ctx context.Context, peer *storagev1.RegionPeer) error {
+	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_PairRegion{PairRegion: &raftv1.PairRegion{Peer: peer}}})
+	return err
+}
