@@ -126,6 +126,9 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	if err != nil {
 		return nil, err
 	}
+	if pos := s.state.ReplicaPosition(src); len(req.GetChanges()) == 0 && req.GetThroughSeq() <= pos {
+		return &replicationv1.ShipResponse{AppliedThrough: pos}, nil // a heartbeat: nothing to apply
+	}
 	kr, err := s.keys()
 	if err != nil {
 		return nil, err

@@ -71,6 +71,10 @@ type Option func(*settings)
 
 type settings struct {
 	raft []func(*replication.Config)
+	// region names the cluster's region (testRegion when empty); cross,
+	// when set, gives the nodes region replication ports and WAN gossip.
+	region string
+	cross  *RegionSet
 }
 
 // WithRaft lets a test change every node's Raft configuration after the
@@ -110,6 +114,7 @@ type member struct {
 	id                                string
 	dataDir                           string
 	grpcAddr, clusterAddr, gossipAddr string
+	regionAddr, wanAddr               string // with a RegionSet only
 	tls                               *replication.ClusterTLS
 	started                           bool // has run at least once
 
@@ -155,6 +160,10 @@ func StartCluster(t *testing.T, n int, opts ...Option) *Cluster {
 			m.dataDir = filepath.Join(base, m.id, strconv.Itoa(attempt))
 			m.grpcAddr, m.clusterAddr, m.gossipAddr = freeAddr(t, false), freeAddr(t, false), freeAddr(t, true)
 			c.Net.register(m.clusterAddr, i)
+			if c.set.cross != nil {
+				m.regionAddr, m.wanAddr = freeAddr(t, false), freeAddr(t, true)
+				c.set.cross.register(c.region(), m.regionAddr, m.wanAddr)
+			}
 			nd, err := node.Start(c.options(i))
 			if err == nil {
 				c.mu.Lock()
@@ -224,12 +233,24 @@ func (c *Cluster) options(i int) node.Options {
 		f(&rc)
 	}
 	svc := server.DefaultConfig()
-	svc.Region, svc.AccountID = testRegion, testAccount
-	return node.Options{
+	svc.Region, svc.AccountID = c.region(), testAccount
+	opts := node.Options{
 		DataDir: m.dataDir, GRPCAddr: m.grpcAddr, Service: svc, Raft: rc,
 		RootKey: slices.Clone(c.rootKey), Logger: c.logs.logger(m.id),
 		RootAccessKeyID: rootAccessKeyID, RootSecretAccessKey: rootSecretAccessKey,
 	}
+	if rs := c.set.cross; rs != nil {
+		opts.Region = rs.regionOptions(c.region(), m, c.ca.CertPEM)
+	}
+	return opts
+}
+
+// region is the cluster's region.
+func (c *Cluster) region() string {
+	if c.set.region != "" {
+		return c.set.region
+	}
+	return testRegion
 }
 
 // N is the number of nodes, running or not.
@@ -454,6 +475,11 @@ func (c *Cluster) conn(i int) *grpc.ClientConn {
 // authenticated as the root principal.
 func (c *Cluster) Client(i int) cofferv1.SecretsManagerServiceClient {
 	return cofferv1.NewSecretsManagerServiceClient(c.conn(i))
+}
+
+// Regions is a RegionService client on node i's API.
+func (c *Cluster) Regions(i int) cofferv1.RegionServiceClient {
+	return cofferv1.NewRegionServiceClient(c.conn(i))
 }
 
 // Admin is an AdminService client on node i's API.
