@@ -145,7 +145,7 @@ func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecr
 	e := listEntry(sec)
 	return &cofferv1.DescribeSecretResponse{
 		ReplicationStatus: s.replicationStatus(sec),
-		Arn: e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
+		Arn:               e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
 		RotationEnabled: e.RotationEnabled, RotationLambdaArn: e.RotationLambdaArn, RotationRules: e.RotationRules,
 		LastRotatedDate: e.LastRotatedDate, LastChangedDate: e.LastChangedDate, LastAccessedDate: e.LastAccessedDate,
 		DeletedDate: e.DeletedDate, NextRotationDate: e.NextRotationDate, Tags: e.Tags,

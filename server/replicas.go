@@ -207,4 +207,3 @@ func (s *Service) PromoteRegionReplicas(ctx context.Context, candidates []*stora
 	}
 	return done, nil
 }
-
