@@ -98,8 +98,7 @@ func (s *Service) ExportBatch(dest string, after uint64, limit int) (*replicatio
 	if err != nil {
 		return nil, err
 	}
-	for _, e := range b.Entries {
-		e = proto.CloneOf(e)
+	for _, e := range coalesce(b.Entries) {
 		for _, fv := range e.GetValues() {
 			out, err := kr.ExportValue(fv.GetValue(), storage.ValueARN(e.GetSecret()), fv.GetVersionId(), key, s.cfg.Region, dest)
 			if err != nil {
@@ -173,6 +172,43 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 		}
 	}
 	return resp, nil
+}
+
+// coalesce merges the entries of a batch that change the same secret (same
+// ARN) into the last of them, carrying the values of every version the
+// merged record still has: the destination ends in the same state with one
+// apply per secret instead of one per change, which is what makes catching
+// up after a partition fast. Entries are cloned; the order of the last
+// change of each secret is kept.
+func coalesce(entries []*storagev1.ChangeFeedEntry) []*storagev1.ChangeFeedEntry {
+	last := map[string]int{}
+	for i, e := range entries {
+		last[e.GetArn()] = i
+	}
+	values := map[string][]*storagev1.FeedValue{}
+	var out []*storagev1.ChangeFeedEntry
+	for i, e := range entries {
+		values[e.GetArn()] = append(values[e.GetArn()], e.GetValues()...)
+		if last[e.GetArn()] != i {
+			continue
+		}
+		m := proto.CloneOf(e)
+		m.Values = nil
+		seen := map[string]bool{}
+		for _, fv := range slices.Backward(values[e.GetArn()]) {
+			if seen[fv.GetVersionId()] || !hasVersion(m.GetSecret(), fv.GetVersionId()) {
+				continue
+			}
+			seen[fv.GetVersionId()] = true
+			m.Values = append(m.Values, proto.CloneOf(fv))
+		}
+		out = append(out, m)
+	}
+	return out
+}
+
+func hasVersion(s *storagev1.Secret, id string) bool {
+	return slices.ContainsFunc(s.GetVersions(), func(v *storagev1.Version) bool { return v.GetVersionId() == id })
 }
 
 func replicaKeyRef(sec *storagev1.Secret, region string) string {

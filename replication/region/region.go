@@ -80,7 +80,7 @@ type Config struct {
 	// Dial opens connections to other regions; nil is a plain TCP dialer.
 	// Tests replace it to cut the link between regions.
 	Dial replication.Dialer
-	// BatchSize is the most feed entries per shipment (default 256).
+	// BatchSize is the most feed entries per shipment (default 1024).
 	BatchSize int
 	// Heartbeat is how often an idle shipper contacts each peer (default 1s).
 	Heartbeat time.Duration
@@ -93,7 +93,7 @@ type Config struct {
 
 func (c *Config) withDefaults() {
 	if c.BatchSize <= 0 {
-		c.BatchSize = 256
+		c.BatchSize = 1024
 	}
 	if c.Heartbeat <= 0 {
 		c.Heartbeat = time.Second
