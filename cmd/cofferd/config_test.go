@@ -62,6 +62,9 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--cluster-ca-file", "/ca"}, nil, []string{"must be set together"}},
 		{nil, map[string]string{"COFFER_MAINTENANCE_INTERVAL": "soon"}, []string{"COFFER_MAINTENANCE_INTERVAL"}},
 		{[]string{"extra"}, nil, []string{"unexpected arguments"}},
+		{[]string{"--wan-addr", "127.0.0.1:7404"}, nil, []string{"regions.wan_addr needs regions.bind_addr"}},
+		{[]string{"--region-addr", "127.0.0.1:7403", "--wan-join", "x:1"}, nil, []string{"regions.wan_join needs regions.wan_addr"}},
+		{[]string{"--region-addr", "nope"}, nil, []string{"regions.bind_addr"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.args, c.env)
@@ -74,6 +77,19 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("%v %v: error %q does not mention %q", c.args, c.env, err, w)
 			}
 		}
+	}
+}
+
+// The WAN flags land in the regions section.
+func TestConfigRegions(t *testing.T) {
+	cfg, err := load(t, []string{"--region-addr", "127.0.0.1:7403", "--wan-addr", "127.0.0.1:7404"},
+		map[string]string{"COFFER_WAN_JOIN": "10.0.0.1:7404, 10.1.0.1:7404"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Regions.BindAddr != "127.0.0.1:7403" || cfg.Regions.WANAddr != "127.0.0.1:7404" ||
+		strings.Join(cfg.Regions.WANJoin, ",") != "10.0.0.1:7404,10.1.0.1:7404" {
+		t.Fatalf("regions config %+v", cfg.Regions)
 	}
 }
 
