@@ -31,7 +31,7 @@ func TestCoalesceKeepsLastStateAndLiveValues(t *testing.T) {
 		{Seq: 2, Arn: "b", Secret: rec("b", "x"), Values: val("x")},
 		{Seq: 3, Arn: "a", Secret: rec("a", "1", "2"), Values: val("2")},
 		{Seq: 4, Arn: "a", Secret: rec("a", "2", "3"), Values: val("3")}, // 1 pruned
-		{Seq: 5, Arn: "c-old"},                                          // deleted
+		{Seq: 5, Arn: "c-old"}, // deleted
 		{Seq: 6, Arn: "c-new", Secret: rec("c-new", "9"), Values: val("9")},
 	}
 	out := coalesce(in)
