@@ -71,7 +71,7 @@ func (s *Service) replicationStatus(sec *storagev1.Secret) []*cofferv1.Replicati
 	}
 	out := make([]*cofferv1.ReplicationStatus, 0, len(sec.GetReplicas()))
 	for _, r := range sec.GetReplicas() {
-		st := &cofferv1.ReplicationStatus{Region: r.GetRegion(), KmsKeyId: r.GetKmsKeyId(), Status: ReplicaInProgress}
+		st := &cofferv1.ReplicationStatus{Region: r.GetRegion(), KmsKeyId: r.GetKmsKeyId(), Status: ReplicaInProgress, LastAccessedDate: r.GetLastAccessedDate()}
 		if st.KmsKeyId == "" {
 			st.KmsKeyId = kms.DefaultKeyAlias
 		}

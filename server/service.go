@@ -66,6 +66,10 @@ type Config struct {
 	// AccessFlushInterval is how often a node proposes the last-accessed
 	// days it has gathered.
 	AccessFlushInterval time.Duration
+	// AccessReportInterval is how often, at most, a node receiving shipments
+	// looks through its replicas for reads to report to their primary
+	// regions (ReplicationStatus.LastAccessedDate); zero means 30 seconds.
+	AccessReportInterval time.Duration
 }
 
 // DefaultConfig holds the service defaults.
@@ -111,6 +115,8 @@ type Service struct {
 	access  *accessTracker
 	// pairwise caches the replication keys shared with paired regions.
 	pairwise pairwiseCache
+	// accessReports tracks replica reads reported to primary regions.
+	accessReports accessReports
 }
 
 var _ cofferv1.SecretsManagerServiceServer = (*Service)(nil)

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"slices"
 	"sync"
+	"time"
 
 	"google.golang.org/protobuf/proto"
 
@@ -126,7 +127,8 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 		return nil, err
 	}
 	if pos := s.state.ReplicaPosition(src); len(req.GetChanges()) == 0 && req.GetThroughSeq() <= pos {
-		return &replicationv1.ShipResponse{AppliedThrough: pos}, nil // a heartbeat: nothing to apply
+		// A heartbeat: nothing to apply; report replica reads.
+		return &replicationv1.ShipResponse{AppliedThrough: pos, Accessed: s.replicaAccesses(src)}, nil
 	}
 	kr, err := s.keys()
 	if err != nil {
@@ -159,7 +161,7 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	if err := s.rep.WaitApplied(ctx, res.Index); err != nil {
 		return nil, err
 	}
-	resp := &replicationv1.ShipResponse{AppliedThrough: s.state.ReplicaPosition(src)}
+	resp := &replicationv1.ShipResponse{AppliedThrough: s.state.ReplicaPosition(src), Accessed: s.replicaAccesses(src)}
 	for _, e := range req.GetChanges() {
 		msg, ok := refused[e.GetName()]
 		if !ok {
@@ -211,6 +213,15 @@ func hasVersion(s *storagev1.Secret, id string) bool {
 	return slices.ContainsFunc(s.GetVersions(), func(v *storagev1.Version) bool { return v.GetVersionId() == id })
 }
 
+func newerAccess(sec *storagev1.Secret, dest string, day time.Time) bool {
+	for _, r := range sec.GetReplicas() {
+		if r.GetRegion() == dest {
+			return r.GetLastAccessedDate() == nil || r.GetLastAccessedDate().AsTime().Before(day)
+		}
+	}
+	return false
+}
+
 func replicaKeyRef(sec *storagev1.Secret, region string) string {
 	for _, r := range sec.GetReplicas() {
 		if r.GetRegion() == region {
@@ -220,12 +231,67 @@ func replicaKeyRef(sec *storagev1.Secret, region string) string {
 	return ""
 }
 
+// defaultAccessReportInterval is Config.AccessReportInterval's default.
+const defaultAccessReportInterval = 30 * time.Second
+
+// replicaAccesses lists the replicas of src's secrets read on a day this
+// node has not reported yet: each one once per day, and the scan runs at
+// most every Config.AccessReportInterval per source, so heartbeats stay cheap.
+func (s *Service) replicaAccesses(src string) []*replicationv1.ReplicaAccess {
+	s.accessReports.mu.Lock()
+	defer s.accessReports.mu.Unlock()
+	if s.accessReports.reported == nil {
+		s.accessReports.reported, s.accessReports.scanned = map[string]time.Time{}, map[string]time.Time{}
+	}
+	now := s.now()
+	every := s.cfg.AccessReportInterval
+	if every <= 0 {
+		every = defaultAccessReportInterval
+	}
+	if now.Sub(s.accessReports.scanned[src]) < every {
+		return nil
+	}
+	s.accessReports.scanned[src] = now
+	var out []*replicationv1.ReplicaAccess
+	_ = s.state.Secrets(func(sec *storagev1.Secret) bool {
+		if !sec.GetReplica() || sec.GetPrimaryRegion() != src || sec.GetLastAccessedDate() == nil {
+			return true
+		}
+		key := src + "\x00" + sec.GetArn()
+		day := sec.GetLastAccessedDate().AsTime()
+		if !s.accessReports.reported[key].Before(day) {
+			return true
+		}
+		s.accessReports.reported[key] = day
+		out = append(out, &replicationv1.ReplicaAccess{Name: sec.GetName(), Day: sec.GetLastAccessedDate()})
+		return true
+	})
+	return out
+}
+
+// accessReports remembers what replica reads a node reported, per source.
+type accessReports struct {
+	mu       sync.Mutex
+	reported map[string]time.Time // source \0 replica ARN → day reported
+	scanned  map[string]time.Time // source → last scan
+}
+
 // AckBatch records a destination's answer in this region's log: its
-// position (which trims the feed) and the secrets it refused or accepted.
+// position (which trims the feed), the secrets it refused or accepted, and
+// the days its replicas were read (only those newer than recorded, so a
+// heartbeat with no news writes nothing).
 func (s *Service) AckBatch(ctx context.Context, dest string, resp *replicationv1.ShipResponse) error {
 	op := &raftv1.AckFeed{Destination: dest, Seq: resp.GetAppliedThrough(), Accepted: resp.GetAccepted()}
 	for _, r := range resp.GetRejected() {
 		op.Rejected = append(op.Rejected, &raftv1.ReplicaRejection{Name: r.GetName(), Message: r.GetMessage()})
+	}
+	for _, a := range resp.GetAccessed() {
+		if sec, err := s.state.Secret(a.GetName()); err == nil && newerAccess(sec, dest, a.GetDay().AsTime()) {
+			op.Accessed = append(op.Accessed, &raftv1.ReplicaAccessDay{Name: a.GetName(), Day: a.GetDay()})
+		}
+	}
+	if op.GetSeq() <= s.state.FeedAck(dest) && len(op.GetRejected()) == 0 && len(op.GetAccepted()) == 0 && len(op.GetAccessed()) == 0 {
+		return nil
 	}
 	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_AckFeed{AckFeed: op}})
 	return err

@@ -224,6 +224,18 @@ func (t *txn) ackFeed(op *raftv1.AckFeed) *Result {
 	for _, rej := range op.GetRejected() {
 		setMessage(rej.GetName(), rej.GetMessage())
 	}
+	for _, a := range op.GetAccessed() {
+		s := t.secret(a.GetName())
+		if s == nil || s.GetReplica() || a.GetDay() == nil {
+			continue
+		}
+		for _, r := range s.GetReplicas() {
+			if r.GetRegion() == op.GetDestination() && (r.GetLastAccessedDate() == nil || r.GetLastAccessedDate().AsTime().Before(a.GetDay().AsTime())) {
+				r.LastAccessedDate = a.GetDay()
+				t.putSecret(s)
+			}
+		}
+	}
 	t.trimFeed()
 	return &Result{}
 }

@@ -5,6 +5,8 @@ import (
 	"testing"
 	"time"
 
+	"google.golang.org/protobuf/types/known/timestamppb"
+
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	"github.com/cofferhq/coffer/storage"
@@ -71,6 +73,13 @@ func TestReplicaFollowsPrimary(t *testing.T) {
 	r.fails(7*time.Second, putOp(replicaARN, 3, "x"), storage.ErrReplicaReadOnly,
 		"Operation not permitted on a replica secret. Call must be made in primary secret's region: eu-west-1.")
 	r.fails(7*time.Second, forceDeleteOp(replicaARN), storage.ErrReplicaReadOnly, "")
+
+	// The destination's read days reach the primary's replica config; an
+	// older day never moves it back.
+	day := timestamppb.New(base.Add(day))
+	p.ok(7*time.Second, &raftv1.AckFeed{Destination: dest, Seq: b.Through, Accessed: []*raftv1.ReplicaAccessDay{{Name: "db", Day: day}}})
+	p.ok(7*time.Second, &raftv1.AckFeed{Destination: dest, Seq: b.Through, Accessed: []*raftv1.ReplicaAccessDay{{Name: "db", Day: timestamppb.New(base)}}})
+	wantTime(t, "replica LastAccessedDate", p.secret("db").GetReplicas()[0].GetLastAccessedDate(), day.AsTime())
 
 	// Deletion follows.
 	p.ok(8*time.Second, forceDeleteOp(arn))

@@ -102,7 +102,7 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 		}
 		failing, backoff, lastContact = false, 50*time.Millisecond, time.Now()
 		m.touch(dest)
-		if resp.GetAppliedThrough() > pos || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 {
+		if resp.GetAppliedThrough() > pos || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 || len(resp.GetAccessed()) > 0 {
 			if err := m.feed.AckBatch(ctx, dest, resp); err != nil {
 				log.Warn("record acknowledgement", "err", err)
 				continue

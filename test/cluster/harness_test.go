@@ -241,6 +241,8 @@ func (c *Cluster) options(i int) node.Options {
 	}
 	if rs := c.set.cross; rs != nil {
 		opts.Region = rs.regionOptions(c.region(), m, c.ca.CertPEM)
+		// Replica reads reach the primary's ReplicationStatus quickly.
+		opts.Service.AccessFlushInterval, opts.Service.AccessReportInterval = 200*time.Millisecond, 200*time.Millisecond
 	}
 	return opts
 }

@@ -176,6 +176,8 @@ func TestReplicasFollowPrimaryAcrossThreeRegions(t *testing.T) {
 		wantValue(t, rs.Region(r), "db/main", "", "v2")
 		wantValue(t, rs.Region(r), "db/main", "BLUE", "v1")
 	}
+	// Both replicas were read above: the primary reports them in sync, and
+	// the day they were read.
 	waitFor(t, convergeTimeout, func() error {
 		d, err := describe(t, us, us.Leader(), arn)
 		if err != nil {
@@ -184,6 +186,9 @@ func TestReplicasFollowPrimaryAcrossThreeRegions(t *testing.T) {
 		for _, st := range d.GetReplicationStatus() {
 			if st.GetStatus() != server.ReplicaInSync {
 				return fmt.Errorf("replica %s is %s %s", st.GetRegion(), st.GetStatus(), st.GetStatusMessage())
+			}
+			if st.GetLastAccessedDate() == nil {
+				return fmt.Errorf("replica %s has no LastAccessedDate", st.GetRegion())
 			}
 		}
 		return nil

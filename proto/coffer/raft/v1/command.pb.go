@@ -1788,7 +1788,9 @@ type AckFeed struct {
 	// rejected names secrets the destination refused, with its reason.
 	Rejected []*ReplicaRejection `protobuf:"bytes,3,rep,name=rejected,proto3" json:"rejected,omitempty"`
 	// accepted names secrets the destination applied, clearing a failure.
-	Accepted      []string `protobuf:"bytes,4,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	Accepted []string `protobuf:"bytes,4,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	// accessed are the days the destination last read its replicas.
+	Accessed      []*ReplicaAccessDay `protobuf:"bytes,5,rep,name=accessed,proto3" json:"accessed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1851,6 +1853,68 @@ func (x *AckFeed) GetAccepted() []string {
 	return nil
 }
 
+func (x *AckFeed) GetAccessed() []*ReplicaAccessDay {
+	if x != nil {
+		return x.Accessed
+	}
+	return nil
+}
+
+// ReplicaAccessDay is the last day a replica was read in a destination.
+type ReplicaAccessDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the secret.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// day is UTC midnight of the last read.
+	Day           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=day,proto3" json:"day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaAccessDay) Reset() {
+	*x = ReplicaAccessDay{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaAccessDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaAccessDay) ProtoMessage() {}
+
+func (x *ReplicaAccessDay) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaAccessDay.ProtoReflect.Descriptor instead.
+func (*ReplicaAccessDay) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *ReplicaAccessDay) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplicaAccessDay) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
 // ReplicaRejection is a destination's refusal of one secret.
 type ReplicaRejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1864,7 +1928,7 @@ type ReplicaRejection struct {
 
 func (x *ReplicaRejection) Reset() {
 	*x = ReplicaRejection{}
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[24]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1876,7 +1940,7 @@ func (x *ReplicaRejection) String() string {
 func (*ReplicaRejection) ProtoMessage() {}
 
 func (x *ReplicaRejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[24]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1889,7 +1953,7 @@ func (x *ReplicaRejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaRejection.ProtoReflect.Descriptor instead.
 func (*ReplicaRejection) Descriptor() ([]byte, []int) {
-	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{24}
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *ReplicaRejection) GetName() string {
@@ -1922,7 +1986,7 @@ type PromoteReplica struct {
 
 func (x *PromoteReplica) Reset() {
 	*x = PromoteReplica{}
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[25]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1934,7 +1998,7 @@ func (x *PromoteReplica) String() string {
 func (*PromoteReplica) ProtoMessage() {}
 
 func (x *PromoteReplica) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[25]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1947,7 +2011,7 @@ func (x *PromoteReplica) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteReplica.ProtoReflect.Descriptor instead.
 func (*PromoteReplica) Descriptor() ([]byte, []int) {
-	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{25}
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *PromoteReplica) GetArn() string {
@@ -1982,7 +2046,7 @@ type PairRegion struct {
 
 func (x *PairRegion) Reset() {
 	*x = PairRegion{}
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[26]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1994,7 +2058,7 @@ func (x *PairRegion) String() string {
 func (*PairRegion) ProtoMessage() {}
 
 func (x *PairRegion) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[26]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -2007,7 +2071,7 @@ func (x *PairRegion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PairRegion.ProtoReflect.Descriptor instead.
 func (*PairRegion) Descriptor() ([]byte, []int) {
-	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{26}
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *PairRegion) GetPeer() *v1.RegionPeer {
@@ -2137,12 +2201,16 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
 	"throughSeq\x12<\n" +
 	"\achanges\x18\x03 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"\x97\x01\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xd5\x01\n" +
 	"\aAckFeed\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12<\n" +
 	"\brejected\x18\x03 \x03(\v2 .coffer.raft.v1.ReplicaRejectionR\brejected\x12\x1a\n" +
-	"\baccepted\x18\x04 \x03(\tR\baccepted\"@\n" +
+	"\baccepted\x18\x04 \x03(\tR\baccepted\x12<\n" +
+	"\baccessed\x18\x05 \x03(\v2 .coffer.raft.v1.ReplicaAccessDayR\baccessed\"T\n" +
+	"\x10ReplicaAccessDay\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"@\n" +
 	"\x10ReplicaRejection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage\"~\n" +
@@ -2166,7 +2234,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 27)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 28)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                // 0: coffer.raft.v1.Command
 	(*Header)(nil),                 // 1: coffer.raft.v1.Header
@@ -2192,18 +2260,19 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*SetReplicas)(nil),            // 21: coffer.raft.v1.SetReplicas
 	(*ApplyReplicaChanges)(nil),    // 22: coffer.raft.v1.ApplyReplicaChanges
 	(*AckFeed)(nil),                // 23: coffer.raft.v1.AckFeed
-	(*ReplicaRejection)(nil),       // 24: coffer.raft.v1.ReplicaRejection
-	(*PromoteReplica)(nil),         // 25: coffer.raft.v1.PromoteReplica
-	(*PairRegion)(nil),             // 26: coffer.raft.v1.PairRegion
-	(*timestamppb.Timestamp)(nil),  // 27: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),         // 28: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),             // 29: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                // 30: coffer.v1.Tag
-	(*v1.Principal)(nil),           // 31: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),           // 32: coffer.storage.v1.AccessKey
-	(*v1.ReplicaRegionConfig)(nil), // 33: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),     // 34: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),          // 35: coffer.storage.v1.RegionPeer
+	(*ReplicaAccessDay)(nil),       // 24: coffer.raft.v1.ReplicaAccessDay
+	(*ReplicaRejection)(nil),       // 25: coffer.raft.v1.ReplicaRejection
+	(*PromoteReplica)(nil),         // 26: coffer.raft.v1.PromoteReplica
+	(*PairRegion)(nil),             // 27: coffer.raft.v1.PairRegion
+	(*timestamppb.Timestamp)(nil),  // 28: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),         // 29: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),             // 30: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                // 31: coffer.v1.Tag
+	(*v1.Principal)(nil),           // 32: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),           // 33: coffer.storage.v1.AccessKey
+	(*v1.ReplicaRegionConfig)(nil), // 34: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),     // 35: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),          // 36: coffer.storage.v1.RegionPeer
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -2227,31 +2296,33 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	21, // 18: coffer.raft.v1.Command.set_replicas:type_name -> coffer.raft.v1.SetReplicas
 	22, // 19: coffer.raft.v1.Command.apply_replica_changes:type_name -> coffer.raft.v1.ApplyReplicaChanges
 	23, // 20: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
-	25, // 21: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
-	26, // 22: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
-	27, // 23: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	28, // 24: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	29, // 25: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	26, // 21: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
+	27, // 22: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
+	28, // 23: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	29, // 24: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	30, // 25: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
 	2,  // 26: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	30, // 27: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	31, // 27: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
 	2,  // 28: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
 	2,  // 29: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	30, // 30: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	31, // 30: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
 	16, // 31: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	27, // 32: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	31, // 33: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	32, // 34: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	32, // 35: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	33, // 36: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	34, // 37: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	24, // 38: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	33, // 39: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	35, // 40: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	28, // 32: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	32, // 33: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	33, // 34: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	33, // 35: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	34, // 36: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	35, // 37: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	25, // 38: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	24, // 39: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	28, // 40: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	34, // 41: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	36, // 42: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	43, // [43:43] is the sub-list for method output_type
+	43, // [43:43] is the sub-list for method input_type
+	43, // [43:43] is the sub-list for extension type_name
+	43, // [43:43] is the sub-list for extension extendee
+	0,  // [0:43] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -2290,7 +2361,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   27,
+			NumMessages:   28,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

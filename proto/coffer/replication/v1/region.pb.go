@@ -10,6 +10,7 @@ import (
 	v1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	protoreflect "google.golang.org/protobuf/reflect/protoreflect"
 	protoimpl "google.golang.org/protobuf/runtime/protoimpl"
+	timestamppb "google.golang.org/protobuf/types/known/timestamppb"
 	reflect "reflect"
 	sync "sync"
 	unsafe "unsafe"
@@ -107,7 +108,10 @@ type ShipResponse struct {
 	// rejected are secrets the destination refused, with its reason.
 	Rejected []*Rejection `protobuf:"bytes,2,rep,name=rejected,proto3" json:"rejected,omitempty"`
 	// accepted are secrets the destination applied.
-	Accepted      []string `protobuf:"bytes,3,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	Accepted []string `protobuf:"bytes,3,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	// accessed reports the days replicas of the source's secrets were last
+	// read in the destination, for ReplicationStatus.LastAccessedDate.
+	Accessed      []*ReplicaAccess `protobuf:"bytes,4,rep,name=accessed,proto3" json:"accessed,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -163,6 +167,68 @@ func (x *ShipResponse) GetAccepted() []string {
 	return nil
 }
 
+func (x *ShipResponse) GetAccessed() []*ReplicaAccess {
+	if x != nil {
+		return x.Accessed
+	}
+	return nil
+}
+
+// ReplicaAccess is the last day a replica was read.
+type ReplicaAccess struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the secret.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// day is UTC midnight of the last read.
+	Day           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=day,proto3" json:"day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaAccess) Reset() {
+	*x = ReplicaAccess{}
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaAccess) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaAccess) ProtoMessage() {}
+
+func (x *ReplicaAccess) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaAccess.ProtoReflect.Descriptor instead.
+func (*ReplicaAccess) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ReplicaAccess) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplicaAccess) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
 // Rejection is a destination's refusal of one secret.
 type Rejection struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -176,7 +242,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -188,7 +254,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -201,7 +267,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{2}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *Rejection) GetName() string {
@@ -222,17 +288,21 @@ var File_coffer_replication_v1_region_proto protoreflect.FileDescriptor
 
 const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\n" +
-	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\"\xc0\x01\n" +
+	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n" +
 	"\vShipRequest\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
 	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x1f\n" +
 	"\vthrough_seq\x18\x03 \x01(\x04R\n" +
 	"throughSeq\x12<\n" +
-	"\achanges\x18\x04 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\"\x91\x01\n" +
+	"\achanges\x18\x04 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\"\xd3\x01\n" +
 	"\fShipResponse\x12'\n" +
 	"\x0fapplied_through\x18\x01 \x01(\x04R\x0eappliedThrough\x12<\n" +
 	"\brejected\x18\x02 \x03(\v2 .coffer.replication.v1.RejectionR\brejected\x12\x1a\n" +
-	"\baccepted\x18\x03 \x03(\tR\baccepted\"9\n" +
+	"\baccepted\x18\x03 \x03(\tR\baccepted\x12@\n" +
+	"\baccessed\x18\x04 \x03(\v2$.coffer.replication.v1.ReplicaAccessR\baccessed\"Q\n" +
+	"\rReplicaAccess\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"9\n" +
 	"\tRejection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
 	"\amessage\x18\x02 \x01(\tR\amessage2k\n" +
@@ -251,23 +321,27 @@ func file_coffer_replication_v1_region_proto_rawDescGZIP() []byte {
 	return file_coffer_replication_v1_region_proto_rawDescData
 }
 
-var file_coffer_replication_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 3)
+var file_coffer_replication_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
 var file_coffer_replication_v1_region_proto_goTypes = []any{
-	(*ShipRequest)(nil),        // 0: coffer.replication.v1.ShipRequest
-	(*ShipResponse)(nil),       // 1: coffer.replication.v1.ShipResponse
-	(*Rejection)(nil),          // 2: coffer.replication.v1.Rejection
-	(*v1.ChangeFeedEntry)(nil), // 3: coffer.storage.v1.ChangeFeedEntry
+	(*ShipRequest)(nil),           // 0: coffer.replication.v1.ShipRequest
+	(*ShipResponse)(nil),          // 1: coffer.replication.v1.ShipResponse
+	(*ReplicaAccess)(nil),         // 2: coffer.replication.v1.ReplicaAccess
+	(*Rejection)(nil),             // 3: coffer.replication.v1.Rejection
+	(*v1.ChangeFeedEntry)(nil),    // 4: coffer.storage.v1.ChangeFeedEntry
+	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
 }
 var file_coffer_replication_v1_region_proto_depIdxs = []int32{
-	3, // 0: coffer.replication.v1.ShipRequest.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	2, // 1: coffer.replication.v1.ShipResponse.rejected:type_name -> coffer.replication.v1.Rejection
-	0, // 2: coffer.replication.v1.RegionReplicationService.Ship:input_type -> coffer.replication.v1.ShipRequest
-	1, // 3: coffer.replication.v1.RegionReplicationService.Ship:output_type -> coffer.replication.v1.ShipResponse
-	3, // [3:4] is the sub-list for method output_type
-	2, // [2:3] is the sub-list for method input_type
-	2, // [2:2] is the sub-list for extension type_name
-	2, // [2:2] is the sub-list for extension extendee
-	0, // [0:2] is the sub-list for field type_name
+	4, // 0: coffer.replication.v1.ShipRequest.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	3, // 1: coffer.replication.v1.ShipResponse.rejected:type_name -> coffer.replication.v1.Rejection
+	2, // 2: coffer.replication.v1.ShipResponse.accessed:type_name -> coffer.replication.v1.ReplicaAccess
+	5, // 3: coffer.replication.v1.ReplicaAccess.day:type_name -> google.protobuf.Timestamp
+	0, // 4: coffer.replication.v1.RegionReplicationService.Ship:input_type -> coffer.replication.v1.ShipRequest
+	1, // 5: coffer.replication.v1.RegionReplicationService.Ship:output_type -> coffer.replication.v1.ShipResponse
+	5, // [5:6] is the sub-list for method output_type
+	4, // [4:5] is the sub-list for method input_type
+	4, // [4:4] is the sub-list for extension type_name
+	4, // [4:4] is the sub-list for extension extendee
+	0, // [0:4] is the sub-list for field type_name
 }
 
 func init() { file_coffer_replication_v1_region_proto_init() }
@@ -281,7 +355,7 @@ func file_coffer_replication_v1_region_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_replication_v1_region_proto_rawDesc), len(file_coffer_replication_v1_region_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   3,
+			NumMessages:   4,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -316,8 +316,11 @@ type ReplicaRegionConfig struct {
 	StatusMessage string `protobuf:"bytes,3,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
 	// force_overwrite lets the replica replace a same-named secret there.
 	ForceOverwrite bool `protobuf:"varint,4,opt,name=force_overwrite,json=forceOverwrite,proto3" json:"force_overwrite,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// last_accessed_date is the last day the replica was read, as the
+	// destination reported it.
+	LastAccessedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_accessed_date,json=lastAccessedDate,proto3" json:"last_accessed_date,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
 }
 
 func (x *ReplicaRegionConfig) Reset() {
@@ -376,6 +379,13 @@ func (x *ReplicaRegionConfig) GetForceOverwrite() bool {
 		return x.ForceOverwrite
 	}
 	return false
+}
+
+func (x *ReplicaRegionConfig) GetLastAccessedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAccessedDate
+	}
+	return nil
 }
 
 // ChangeFeedEntry is one change to a replicated secret, kept on the primary
@@ -1332,13 +1342,14 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\x05epoch\x18\x16 \x01(\x04R\x05epoch\x12B\n" +
 	"\breplicas\x18\x17 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\breplicas\x12\"\n" +
 	"\rlast_feed_seq\x18\x18 \x01(\x04R\vlastFeedSeqB\x12\n" +
-	"\x10_resource_policy\"\x9b\x01\n" +
+	"\x10_resource_policy\"\xe5\x01\n" +
 	"\x13ReplicaRegionConfig\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1c\n" +
 	"\n" +
 	"kms_key_id\x18\x02 \x01(\tR\bkmsKeyId\x12%\n" +
 	"\x0estatus_message\x18\x03 \x01(\tR\rstatusMessage\x12'\n" +
-	"\x0fforce_overwrite\x18\x04 \x01(\bR\x0eforceOverwrite\"\x86\x02\n" +
+	"\x0fforce_overwrite\x18\x04 \x01(\bR\x0eforceOverwrite\x12H\n" +
+	"\x12last_accessed_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastAccessedDate\"\x86\x02\n" +
 	"\x0fChangeFeedEntry\x12\x10\n" +
 	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
@@ -1464,29 +1475,30 @@ var file_coffer_storage_v1_state_proto_depIdxs = []int32{
 	15, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	6,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
 	2,  // 7: coffer.storage.v1.Secret.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	1,  // 8: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
-	4,  // 9: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
-	15, // 10: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
-	7,  // 11: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
-	15, // 12: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
-	15, // 13: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	15, // 14: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
-	0,  // 15: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
-	9,  // 16: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	15, // 17: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
-	10, // 18: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	15, // 19: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	15, // 20: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	15, // 21: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	15, // 22: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	15, // 23: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	7,  // 24: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	15, // 25: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	26, // [26:26] is the sub-list for method output_type
-	26, // [26:26] is the sub-list for method input_type
-	26, // [26:26] is the sub-list for extension type_name
-	26, // [26:26] is the sub-list for extension extendee
-	0,  // [0:26] is the sub-list for field type_name
+	15, // 8: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
+	1,  // 9: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
+	4,  // 10: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
+	15, // 11: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
+	7,  // 12: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
+	15, // 13: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
+	15, // 14: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	15, // 15: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	0,  // 16: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
+	9,  // 17: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
+	15, // 18: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	10, // 19: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
+	15, // 20: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	15, // 21: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	15, // 22: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	15, // 23: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	15, // 24: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	7,  // 25: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	15, // 26: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	27, // [27:27] is the sub-list for method output_type
+	27, // [27:27] is the sub-list for method input_type
+	27, // [27:27] is the sub-list for extension type_name
+	27, // [27:27] is the sub-list for extension extendee
+	0,  // [0:27] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
