@@ -94,7 +94,7 @@ func (t *txn) applyOp(now time.Time, cmd *raftv1.Command) *Result {
 	case *raftv1.Command_SetReplicas:
 		return t.setReplicas(now, op.SetReplicas)
 	case *raftv1.Command_ApplyReplicaChanges:
-		return t.applyReplicaChanges(now, op.ApplyReplicaChanges)
+		return t.applyReplicaChanges(op.ApplyReplicaChanges)
 	case *raftv1.Command_AckFeed:
 		return t.ackFeed(op.AckFeed)
 	case *raftv1.Command_PromoteReplica:

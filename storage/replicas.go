@@ -269,7 +269,7 @@ func decodeFeedEntry(k, v []byte) *storagev1.ChangeFeedEntry {
 // change is applied at most once (its position is compared with the last
 // one applied from that source); a refused change is recorded so the
 // receiving node can report it back.
-func (t *txn) applyReplicaChanges(now time.Time, op *raftv1.ApplyReplicaChanges) *Result {
+func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
 	src := []byte(op.GetSourceRegion())
 	sources := t.tx.Bucket(bucketSources)
 	last := u64(sources.Get(src))
@@ -278,7 +278,7 @@ func (t *txn) applyReplicaChanges(now time.Time, op *raftv1.ApplyReplicaChanges)
 			continue
 		}
 		key := rejectionKey(op.GetSourceRegion(), ch.GetName())
-		if msg := t.applyShipped(now, op.GetRegion(), op.GetSourceRegion(), ch); msg != "" {
+		if msg := t.applyShipped(op.GetRegion(), op.GetSourceRegion(), ch); msg != "" {
 			t.fail(t.tx.Bucket(bucketRejections).Put(key, []byte(msg)))
 		} else {
 			t.fail(t.tx.Bucket(bucketRejections).Delete(key))
@@ -295,7 +295,7 @@ func rejectionKey(source, name string) []byte {
 }
 
 // applyShipped applies one shipped change; it returns why it refused it, or "".
-func (t *txn) applyShipped(now time.Time, region, source string, ch *storagev1.ChangeFeedEntry) string {
+func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry) string {
 	local := t.secret(ch.GetName())
 	in := ch.GetSecret()
 	if in == nil { // the primary deleted the secret or removed this replica
@@ -333,7 +333,7 @@ func (t *txn) applyShipped(now time.Time, region, source string, ch *storagev1.C
 	default:
 		return fmt.Sprintf("Destination region %s already has a secret named %s. Set ForceOverwriteReplicaSecret to replace it.", region, ch.GetName())
 	}
-	return t.writeReplica(now, region, local, in, ch.GetValues(), diverged)
+	return t.writeReplica(region, local, in, ch.GetValues(), diverged)
 }
 
 func forceOverwrite(s *storagev1.Secret, region string) bool {
@@ -348,7 +348,7 @@ func forceOverwrite(s *storagev1.Secret, region string) bool {
 // writeReplica stores in (the primary's record) as this region's replica,
 // with the replica's ARN and KMS key, keeping this region's access dates,
 // the values already here, and the diverged versions.
-func (t *txn) writeReplica(now time.Time, region string, local, in *storagev1.Secret, values []*storagev1.FeedValue, diverged []*storagev1.Version) string {
+func (t *txn) writeReplica(region string, local, in *storagev1.Secret, values []*storagev1.FeedValue, diverged []*storagev1.Version) string {
 	r := proto.CloneOf(in)
 	r.Arn = WithRegion(in.GetArn(), region)
 	r.ValueArn = ValueARN(in)
@@ -412,7 +412,6 @@ func (t *txn) writeReplica(now time.Time, region string, local, in *storagev1.Se
 		}
 	}
 	t.putSecret(r)
-	_ = now
 	return ""
 }
 
