@@ -46,6 +46,9 @@ type MemberMeta struct {
 	// Leader is true while the node leads its region (gossiped in the WAN
 	// pool, where other regions read it).
 	Leader bool `json:"leader,omitempty"`
+	// RegionAddr is the node's region replication address, when it has one
+	// (gossiped in the LAN pool, so any node can list its region's).
+	RegionAddr string `json:"region_addr,omitempty"`
 }
 
 // wireMeta is the node meta on the wire: MemberMeta plus the leave intent.

@@ -70,6 +70,9 @@ type Config struct {
 	AdvertiseAddr string
 	// APIAddr is the node's client API address, gossiped in the WAN pool.
 	APIAddr string
+	// RegionAddrs lists the region replication addresses of this region's
+	// alive nodes from the LAN pool; nil means only the WAN pool is asked.
+	RegionAddrs func() []string
 	// TLS is this node's cluster certificate, presented to other regions.
 	TLS *replication.ClusterTLS
 	// CAPEM is this region's cluster CA certificate, given to peers at pairing.
@@ -276,15 +279,32 @@ func cmpString(a, b string) int {
 }
 
 // LocalAddresses are the replication addresses of this region's nodes
-// known here: from the WAN pool when there is one, else this node's.
+// known here: this node's, its region's from the LAN pool, and from the WAN
+// pool, without duplicates.
 func (m *Manager) LocalAddresses() []string {
+	out := []string{m.cfg.AdvertiseAddr}
+	if m.cfg.RegionAddrs != nil {
+		out = append(out, m.cfg.RegionAddrs()...)
+	}
 	for _, v := range m.Regions() {
-		if v.Region == m.cfg.Region && len(v.Addrs) > 0 {
-			slices.Sort(v.Addrs)
-			return v.Addrs
+		if v.Region == m.cfg.Region {
+			out = append(out, v.Addrs...)
 		}
 	}
-	return []string{m.cfg.AdvertiseAddr}
+	out = slices.DeleteFunc(out, func(a string) bool { return !dialable(a) })
+	slices.Sort(out)
+	return slices.Compact(out)
+}
+
+// dialable is false for an address another region could not dial: no
+// port, or an unspecified host (0.0.0.0, ::) from a wildcard bind.
+func dialable(addr string) bool {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil || port == "" || port == "0" || host == "" {
+		return false
+	}
+	ip := net.ParseIP(host)
+	return ip == nil || !ip.IsUnspecified()
 }
 
 // LocalCA is this region's cluster CA certificate (PEM).

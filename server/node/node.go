@@ -139,6 +139,12 @@ func Start(opts Options) (*Node, error) {
 	if rc.Region == "" {
 		rc.Region = opts.Service.Region
 	}
+	if rc.RegionAddr == "" {
+		rc.RegionAddr = opts.Region.AdvertiseAddr
+		if rc.RegionAddr == "" {
+			rc.RegionAddr = opts.Region.BindAddr
+		}
+	}
 	if rc.Logger == nil {
 		rc.Logger = opts.Logger
 	}
@@ -164,6 +170,7 @@ func Start(opts Options) (*Node, error) {
 			Region: opts.Service.Region, NodeID: rc.NodeID, BindAddr: opts.Region.BindAddr, AdvertiseAddr: opts.Region.AdvertiseAddr,
 			APIAddr: n.Addr(), TLS: rc.TLS, CAPEM: opts.Region.CAPEM, WAN: opts.Region.WAN, Dial: opts.Region.Dial,
 			Heartbeat: opts.Region.Heartbeat, ContactWindow: opts.Region.ContactWindow, Logger: opts.Logger,
+			RegionAddrs: n.lanRegionAddrs,
 		}, n.svc, n.store, n.raft); err != nil {
 			n.shutdownParts()
 			return nil, err
@@ -312,6 +319,18 @@ func (n *Node) shutdownParts() error {
 		errs = append(errs, n.store.Close())
 	}
 	return errors.Join(errs...)
+}
+
+// lanRegionAddrs lists the region replication addresses the region's alive
+// nodes gossip in the LAN pool.
+func (n *Node) lanRegionAddrs() []string {
+	var out []string
+	for _, m := range n.raft.Members() {
+		if m.Status == replication.MemberAlive && m.Meta.RegionAddr != "" && m.Meta.Region == n.opts.Service.Region {
+			out = append(out, m.Meta.RegionAddr)
+		}
+	}
+	return out
 }
 
 // regionView adapts the region manager (or its absence) to what the
