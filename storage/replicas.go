@@ -327,9 +327,12 @@ func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry)
 	case local.GetReplica():
 		return fmt.Sprintf("Region %s holds a replica of this secret from %s at epoch %d, newer than the shipped epoch %d.",
 			region, local.GetPrimaryRegion(), local.GetEpoch(), in.GetEpoch())
-	case ValueARN(local) == ValueARN(in):
-		return fmt.Sprintf("The secret is primary in region %s at epoch %d, newer than or equal to the shipped epoch %d.",
+	case ValueARN(local) == ValueARN(in) && local.GetEpoch() > in.GetEpoch():
+		return fmt.Sprintf("The replica in region %s was promoted to a primary secret (epoch %d); it no longer takes changes from epoch %d.",
 			region, local.GetEpoch(), in.GetEpoch())
+	case ValueARN(local) == ValueARN(in):
+		return fmt.Sprintf("The secret is also primary in region %s at the same epoch %d; promote one region's copy or remove the replica.",
+			region, local.GetEpoch())
 	default:
 		return fmt.Sprintf("Destination region %s already has a secret named %s. Set ForceOverwriteReplicaSecret to replace it.", region, ch.GetName())
 	}
