@@ -189,9 +189,9 @@ func (a *RegionAPI) PromoteRegion(ctx context.Context, req *cofferv1.PromoteRegi
 	if req.GetDryRun() {
 		return resp, nil
 	}
-	done, err := a.svc.PromoteRegionReplicas(ctx, cands)
-	if err != nil {
-		resp.Promoted = resp.Promoted[:len(done)]
+	// A failure part way leaves the ones before it promoted; running the
+	// command again promotes the rest (the promoted are no longer replicas).
+	if _, err := a.svc.PromoteRegionReplicas(ctx, cands); err != nil {
 		return nil, err
 	}
 	return resp, nil
