@@ -10,7 +10,9 @@ import (
 // not dial.
 func TestLocalAddressesAreDialable(t *testing.T) {
 	m := &Manager{cfg: Config{Region: "us-east-1", AdvertiseAddr: "[::]:7403",
-		RegionAddrs: func() []string { return []string{"10.0.0.2:7403", "10.0.0.1:7403", "0.0.0.0:7403", "10.0.0.2:7403", "host-only", "10.0.0.3:0"} }}}
+		RegionAddrs: func() []string {
+			return []string{"10.0.0.2:7403", "10.0.0.1:7403", "0.0.0.0:7403", "10.0.0.2:7403", "host-only", "10.0.0.3:0"}
+		}}}
 	got := m.LocalAddresses()
 	if want := []string{"10.0.0.1:7403", "10.0.0.2:7403"}; !slices.Equal(got, want) {
 		t.Fatalf("LocalAddresses() = %v, want %v", got, want)
