@@ -43,6 +43,12 @@ type MemberMeta struct {
 	ClusterAddr string `json:"cluster"`
 	// APIAddr is the node's client API address, host:port.
 	APIAddr string `json:"api,omitempty"`
+	// Leader is true while the node leads its region (gossiped in the WAN
+	// pool, where other regions read it).
+	Leader bool `json:"leader,omitempty"`
+	// RegionAddr is the node's region replication address, when it has one
+	// (gossiped in the LAN pool, so any node can list its region's).
+	RegionAddr string `json:"region_addr,omitempty"`
 }
 
 // wireMeta is the node meta on the wire: MemberMeta plus the leave intent.
@@ -318,6 +324,28 @@ func (m *Membership) Leave(timeout time.Duration) error {
 	}
 	if err := m.list.Leave(max(time.Until(deadline), time.Millisecond)); err != nil {
 		return fmt.Errorf("membership: leave: %w", err)
+	}
+	return nil
+}
+
+// UpdateMeta changes what this node gossips about itself (its node id
+// stays) and pushes it to the pool, waiting up to timeout.
+func (m *Membership) UpdateMeta(meta MemberMeta, timeout time.Duration) error {
+	m.life.Lock()
+	defer m.life.Unlock()
+	if m.shutdown {
+		return ErrMembershipShutdown
+	}
+	meta.NodeID = m.nodeID
+	buf, err := json.Marshal(wireMeta{MemberMeta: meta})
+	if err != nil {
+		return fmt.Errorf("membership: encode meta: %w", err)
+	}
+	m.metaMu.Lock()
+	m.self, m.meta = meta, buf
+	m.metaMu.Unlock()
+	if err := m.list.UpdateNode(timeout); err != nil {
+		return fmt.Errorf("membership: update meta: %w", err)
 	}
 	return nil
 }

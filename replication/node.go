@@ -59,6 +59,9 @@ type Config struct {
 	AdvertiseAddr string
 	// APIAddr is the node's client API address, gossiped for status output.
 	APIAddr string
+	// RegionAddr is the node's region replication address, gossiped so that
+	// a pairing offer can list every node of the region; "" when none.
+	RegionAddr string
 	// TLS is the cluster mutual-TLS material. Node-to-node traffic is never
 	// plaintext.
 	TLS *ClusterTLS
@@ -310,7 +313,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 
 	if cfg.Gossip.BindAddr != "" {
 		g := cfg.Gossip
-		g.Meta = MemberMeta{NodeID: cfg.NodeID, Region: cfg.Region, ClusterAddr: n.mux.Addr().String(), APIAddr: cfg.APIAddr}
+		g.Meta = MemberMeta{NodeID: cfg.NodeID, Region: cfg.Region, ClusterAddr: n.mux.Addr().String(), APIAddr: cfg.APIAddr, RegionAddr: cfg.RegionAddr}
 		if g.Logger == nil {
 			g.Logger = log
 		}

@@ -131,6 +131,56 @@ func (c *ClusterTLS) GRPCCredentials() credentials.TransportCredentials {
 	return credentials.NewTLS(c.ClientConfig("h2"))
 }
 
+// RegionServerConfig is the TLS configuration of the region replication
+// port: this node's certificate, and a client certificate required and
+// checked by verify (against the CAs of the paired regions, which change
+// while the node runs).
+func (c *ClusterTLS) RegionServerConfig(verify func(rawCerts [][]byte) error) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.Cert},
+		ClientAuth:   tls.RequireAnyClientCert,
+		VerifyPeerCertificate: func(raw [][]byte, _ [][]*x509.Certificate) error {
+			return verify(raw)
+		},
+		NextProtos: []string{"h2"},
+	}
+}
+
+// RegionClientConfig is the TLS configuration for dialing another region's
+// replication port: this node's certificate presented, the peer verified
+// against peerCA (the CA recorded when the regions were paired) under the
+// fixed cluster name.
+func (c *ClusterTLS) RegionClientConfig(peerCA *x509.CertPool) *tls.Config {
+	return &tls.Config{
+		MinVersion:   tls.VersionTLS13,
+		Certificates: []tls.Certificate{c.Cert},
+		RootCAs:      peerCA,
+		ServerName:   clusterServerName,
+		NextProtos:   []string{"h2"},
+	}
+}
+
+// VerifyClientChain checks a client certificate chain (leaf first, DER)
+// against roots for client authentication.
+func VerifyClientChain(raw [][]byte, roots *x509.CertPool) error {
+	if len(raw) == 0 {
+		return errors.New("no client certificate")
+	}
+	leaf, err := x509.ParseCertificate(raw[0])
+	if err != nil {
+		return fmt.Errorf("parse client certificate: %w", err)
+	}
+	inter := x509.NewCertPool()
+	for _, der := range raw[1:] {
+		if ic, err := x509.ParseCertificate(der); err == nil {
+			inter.AddCert(ic)
+		}
+	}
+	_, err = leaf.Verify(x509.VerifyOptions{Roots: roots, Intermediates: inter, KeyUsages: []x509.ExtKeyUsage{x509.ExtKeyUsageClientAuth}})
+	return err
+}
+
 // CA is a cluster certificate authority (ECDSA P-256), for `cofferd dev`,
 // tests and `cofferd ca` commands.
 type CA struct {

@@ -128,7 +128,7 @@ func storageType(kind error) string {
 		return TypeResourceExists
 	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrPolicyInUse, storage.ErrRotationInProgress, storage.ErrNoRotationFunction:
 		return TypeInvalidRequest
-	case storage.ErrInvalidParameter:
+	case storage.ErrInvalidParameter, storage.ErrReplicaReadOnly:
 		return TypeInvalidParameter
 	case storage.ErrLimitExceeded:
 		return TypeLimitExceeded

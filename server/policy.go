@@ -123,18 +123,3 @@ func (s *Service) GetRandomPassword(_ context.Context, req *cofferv1.GetRandomPa
 	}
 	return &cofferv1.GetRandomPasswordResponse{RandomPassword: pw}, nil
 }
-
-// ReplicateSecretToRegions is delivered with cross-region replication.
-func (s *Service) ReplicateSecretToRegions(context.Context, *cofferv1.ReplicateSecretToRegionsRequest) (*cofferv1.ReplicateSecretToRegionsResponse, error) {
-	return nil, unsupported("ReplicateSecretToRegions")
-}
-
-// RemoveRegionsFromReplication is delivered with cross-region replication.
-func (s *Service) RemoveRegionsFromReplication(context.Context, *cofferv1.RemoveRegionsFromReplicationRequest) (*cofferv1.RemoveRegionsFromReplicationResponse, error) {
-	return nil, unsupported("RemoveRegionsFromReplication")
-}
-
-// StopReplicationToReplica is delivered with cross-region replication.
-func (s *Service) StopReplicationToReplica(context.Context, *cofferv1.StopReplicationToReplicaRequest) (*cofferv1.StopReplicationToReplicaResponse, error) {
-	return nil, unsupported("StopReplicationToReplica")
-}

@@ -57,7 +57,8 @@ func (s *Service) readValue(id, versionID, stage string, allow func(*storagev1.S
 		return nil, err
 	}
 	arn, vid := sv.Secret.GetArn(), sv.Version.GetVersionId()
-	plain, err := kr.Unseal(sv.Value, arn, vid)
+	// A replica's values stay bound to the ARN they were sealed for.
+	plain, err := kr.Unseal(sv.Value, storage.ValueARN(sv.Secret), vid)
 	if err != nil {
 		s.log.Error("unseal failed", "arn", arn, "version_id", vid, "err", err)
 		return nil, err
@@ -163,7 +164,8 @@ func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecr
 	}
 	e := listEntry(sec, s.now())
 	return &cofferv1.DescribeSecretResponse{
-		Arn: e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
+		ReplicationStatus: s.replicationStatus(sec),
+		Arn:               e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
 		RotationEnabled: e.RotationEnabled, RotationLambdaArn: e.RotationLambdaArn, RotationRules: e.RotationRules,
 		LastRotatedDate: e.LastRotatedDate, LastChangedDate: e.LastChangedDate, LastAccessedDate: e.LastAccessedDate,
 		DeletedDate: e.DeletedDate, NextRotationDate: e.NextRotationDate, Tags: e.Tags,

@@ -49,6 +49,13 @@ type State interface {
 	Secrets(fn func(*storagev1.Secret) bool) error
 	RotationFunction(ref string) (*storagev1.RotationFunction, error)
 	RotationFunctions() ([]*storagev1.RotationFunction, error)
+	// Cross-region replication.
+	FeedAck(dest string) uint64
+	FeedAfter(dest string, after uint64, limit int) (*storage.FeedBatch, error)
+	FeedStatus(dest string) (storage.FeedStatus, error)
+	RegionPeers() ([]*storagev1.RegionPeer, error)
+	ReplicaPosition(source string) uint64
+	ReplicaRejection(source, name string) string
 }
 
 // Config is the service's configuration.
@@ -72,6 +79,10 @@ type Config struct {
 	// Clock, when set, replaces the wall clock for every time the service
 	// stamps on a command and reads schedules against (tests drive it).
 	Clock func() time.Time
+	// AccessReportInterval is how often, at most, a node receiving shipments
+	// looks through its replicas for reads to report to their primary
+	// regions (ReplicationStatus.LastAccessedDate); zero means 30 seconds.
+	AccessReportInterval time.Duration
 }
 
 // DefaultConfig holds the service defaults.
@@ -124,6 +135,10 @@ type Service struct {
 	// rotators are the built-in rotation functions, set before serving.
 	rotators   map[string]rotation.Function
 	httpClient *http.Client
+	// pairwise caches the replication keys shared with paired regions.
+	pairwise pairwiseCache
+	// accessReports tracks replica reads reported to primary regions.
+	accessReports accessReports
 }
 
 var _ cofferv1.SecretsManagerServiceServer = (*Service)(nil)
@@ -222,6 +237,9 @@ func (s *Service) liveSecret(ctx context.Context, id string) (*storagev1.Secret,
 	if err != nil {
 		return nil, err
 	}
+	if sec.GetReplica() {
+		return nil, replicaReadOnly(sec.GetPrimaryRegion())
+	}
 	if sec.GetDeletedDate() != nil {
 		return nil, apiErr(TypeInvalidRequest, "You can't perform this operation on the secret because it was marked for deletion.")
 	}
@@ -271,8 +289,8 @@ func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRe
 		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId()), validateTags(req.GetTags())); e != nil {
 		return nil, e
 	}
-	if len(req.GetAddReplicaRegions()) > 0 || req.GetForceOverwriteReplicaSecret() {
-		return nil, unsupported("AddReplicaRegions")
+	if e := s.validateReplicaRegions(req.GetAddReplicaRegions()); e != nil {
+		return nil, e
 	}
 	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)
 	if verr != nil {
@@ -314,7 +332,20 @@ func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRe
 	if err != nil {
 		return nil, err
 	}
-	return &cofferv1.CreateSecretResponse{Arn: res.ARN, Name: res.Name, VersionId: res.VersionID}, nil
+	resp := &cofferv1.CreateSecretResponse{Arn: res.ARN, Name: res.Name, VersionId: res.VersionID}
+	if len(req.GetAddReplicaRegions()) > 0 {
+		// A second command: the log has no combined op, and a retry of the
+		// whole call repeats both harmlessly (replicas already there are kept).
+		if err := s.setReplicas(ctx, res.ARN, replicaConfigs(req.GetAddReplicaRegions(), req.GetForceOverwriteReplicaSecret()), nil); err != nil {
+			return nil, err
+		}
+		after, err := s.state.Secret(res.ARN)
+		if err != nil {
+			return nil, err
+		}
+		resp.ReplicationStatus = s.replicationStatus(after)
+	}
+	return resp, nil
 }
 
 // PutSecretValue implements the AWS operation.
@@ -342,7 +373,7 @@ func (s *Service) PutSecretValue(ctx context.Context, req *cofferv1.PutSecretVal
 	if versionID == "" {
 		versionID = uuid.NewString()
 	}
-	nv, err := s.sealVersion(kr, sec.GetKmsKeyId(), sec.GetName(), sec.GetArn(), versionID, kind, plain)
+	nv, err := s.sealVersion(kr, sec.GetKmsKeyId(), sec.GetName(), storage.ValueARN(sec), versionID, kind, plain)
 	if err != nil {
 		return nil, err
 	}
@@ -386,7 +417,7 @@ func (s *Service) UpdateSecret(ctx context.Context, req *cofferv1.UpdateSecretRe
 		if versionID == "" {
 			versionID = uuid.NewString()
 		}
-		if op.Version, err = s.sealVersion(kr, keyRef, sec.GetName(), sec.GetArn(), versionID, kind, plain); err != nil {
+		if op.Version, err = s.sealVersion(kr, keyRef, sec.GetName(), storage.ValueARN(sec), versionID, kind, plain); err != nil {
 			return nil, err
 		}
 	}
@@ -442,6 +473,9 @@ func (s *Service) DeleteSecret(ctx context.Context, req *cofferv1.DeleteSecretRe
 	if err != nil {
 		return nil, err
 	}
+	if sec.GetReplica() {
+		return nil, replicaReadOnly(sec.GetPrimaryRegion())
+	}
 	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeleteSecret{DeleteSecret: &raftv1.DeleteSecret{
 		Arn: sec.GetArn(), RecoveryWindowDays: window, Force: force,
 	}}})
@@ -459,6 +493,9 @@ func (s *Service) RestoreSecret(ctx context.Context, req *cofferv1.RestoreSecret
 	sec, err := s.lookupForWrite(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
+	}
+	if sec.GetReplica() {
+		return nil, replicaReadOnly(sec.GetPrimaryRegion())
 	}
 	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_RestoreSecret{RestoreSecret: &raftv1.RestoreSecret{Arn: sec.GetArn()}}})
 	if err != nil {

@@ -39,7 +39,23 @@ func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 	return r
 }
 
+// apply runs one command and feeds what it changed in a replicated primary
+// secret to the change feed.
 func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
+	var before *storagev1.Secret
+	if arn := changedARN(cmd); arn != "" {
+		if s, err := t.secretByARN(arn); err == nil && !s.GetReplica() && len(s.GetReplicas()) > 0 {
+			before = s
+		}
+	}
+	r := t.applyOp(now, cmd)
+	if before != nil && r.Err == nil && t.err == nil {
+		t.feedChange(now, before)
+	}
+	return r
+}
+
+func (t *txn) applyOp(now time.Time, cmd *raftv1.Command) *Result {
 	switch op := cmd.GetOp().(type) {
 	case *raftv1.Command_InitKeyring:
 		return t.initKeyring(op.InitKeyring)
@@ -97,6 +113,16 @@ func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 		return t.registerRotationFunction(op.RegisterRotationFunction)
 	case *raftv1.Command_DeregisterRotationFunction:
 		return t.deregisterRotationFunction(op.DeregisterRotationFunction)
+	case *raftv1.Command_SetReplicas:
+		return t.setReplicas(now, op.SetReplicas)
+	case *raftv1.Command_ApplyReplicaChanges:
+		return t.applyReplicaChanges(op.ApplyReplicaChanges)
+	case *raftv1.Command_AckFeed:
+		return t.ackFeed(op.AckFeed)
+	case *raftv1.Command_PromoteReplica:
+		return t.promoteReplica(now, op.PromoteReplica)
+	case *raftv1.Command_PairRegion:
+		return t.pairRegion(op.PairRegion)
 	default:
 		panic(fmt.Sprintf("storage: unknown command op %T", op))
 	}
@@ -136,6 +162,9 @@ func (t *txn) liveSecretByARN(arn string) (*storagev1.Secret, *Error) {
 	s, err := t.secretByARN(arn)
 	if err != nil {
 		return nil, err
+	}
+	if s.GetReplica() {
+		return nil, errReplicaReadOnly(s.GetPrimaryRegion())
 	}
 	if s.GetDeletedDate() != nil {
 		return nil, errMarkedForDeletion()

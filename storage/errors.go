@@ -49,6 +49,8 @@ var (
 	ErrNoRotationFunction = errors.New("no rotation function")
 	// ErrFunctionNotFound: no rotation function has that name.
 	ErrFunctionNotFound = errors.New("rotation function not found")
+	// ErrReplicaReadOnly: the secret is a replica; writes go to its primary region.
+	ErrReplicaReadOnly = errors.New("replica secret is read-only")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -91,6 +93,7 @@ func Sentinels() []error {
 		ErrPrincipalNotFound, ErrPrincipalExists, ErrAccessKeyNotFound,
 		ErrPolicyNotFound, ErrPolicyInUse,
 		ErrRotationInProgress, ErrNoRotationFunction, ErrFunctionNotFound,
+		ErrReplicaReadOnly,
 	}
 }
 

@@ -20,6 +20,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrPrincipalNotFound, storage.ErrPrincipalExists, storage.ErrAccessKeyNotFound,
 		storage.ErrPolicyNotFound, storage.ErrPolicyInUse,
 		storage.ErrRotationInProgress, storage.ErrNoRotationFunction, storage.ErrFunctionNotFound,
+		storage.ErrReplicaReadOnly,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {

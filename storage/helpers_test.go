@@ -127,6 +127,16 @@ func command(at time.Duration, op proto.Message) *raftv1.Command {
 		c.Op = &raftv1.Command_RegisterRotationFunction{RegisterRotationFunction: op}
 	case *raftv1.DeregisterRotationFunction:
 		c.Op = &raftv1.Command_DeregisterRotationFunction{DeregisterRotationFunction: op}
+	case *raftv1.SetReplicas:
+		c.Op = &raftv1.Command_SetReplicas{SetReplicas: op}
+	case *raftv1.ApplyReplicaChanges:
+		c.Op = &raftv1.Command_ApplyReplicaChanges{ApplyReplicaChanges: op}
+	case *raftv1.AckFeed:
+		c.Op = &raftv1.Command_AckFeed{AckFeed: op}
+	case *raftv1.PromoteReplica:
+		c.Op = &raftv1.Command_PromoteReplica{PromoteReplica: op}
+	case *raftv1.PairRegion:
+		c.Op = &raftv1.Command_PairRegion{PairRegion: op}
 	default:
 		panic(fmt.Sprintf("command: unhandled op %T", op))
 	}

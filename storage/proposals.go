@@ -73,5 +73,6 @@ func proposalTimeKey(now time.Time, id string) []byte {
 
 // allBuckets lists every bucket the state database has.
 func allBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketSecrets, bucketValues, bucketProposals, bucketProposalTime, bucketPrincipals, bucketAccessKeys, bucketPolicies, bucketRotationFunctions}
+	return [][]byte{bucketMeta, bucketSecrets, bucketValues, bucketProposals, bucketProposalTime, bucketPrincipals, bucketAccessKeys,
+		bucketPolicies, bucketRotationFunctions, bucketFeed, bucketFeedAcks, bucketSources, bucketRejections, bucketRegionPeers}
 }

@@ -188,6 +188,9 @@ func (t *txn) deleteSecret(now time.Time, op *raftv1.DeleteSecret) *Result {
 	if err != nil {
 		return &Result{Err: err}
 	}
+	if s.GetReplica() {
+		return &Result{Err: errReplicaReadOnly(s.GetPrimaryRegion())}
+	}
 	if op.GetForce() {
 		t.removeSecret(s)
 		return &Result{ARN: s.GetArn(), Name: s.GetName(), DeletionDate: now}
@@ -208,6 +211,9 @@ func (t *txn) restoreSecret(now time.Time, op *raftv1.RestoreSecret) *Result {
 	s, err := t.secretByARN(op.GetArn())
 	if err != nil {
 		return &Result{Err: err}
+	}
+	if s.GetReplica() {
+		return &Result{Err: errReplicaReadOnly(s.GetPrimaryRegion())}
 	}
 	if s.GetDeletedDate() != nil {
 		s.DeletedDate, s.DeletionDate = nil, nil

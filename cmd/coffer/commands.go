@@ -79,6 +79,19 @@ func commandTree() *command {
 			summary: "Add or overwrite tags",
 		},
 		&command{
+			name: "replicate", synopsis: "ID REGION[=KMS_KEY]... [--force-overwrite-replica]", run: runReplicate, index: writeIndex,
+			summary: "Replicate a secret to other (paired) regions",
+			detail:  "Each replica is a read-only copy with the replica region's ARN, encrypted under\nthat region's KMS key (KMS_KEY there, or its default key).",
+		},
+		&command{
+			name: "remove-regions", synopsis: "ID REGION...", run: runRemoveRegions, index: writeIndex,
+			summary: "Delete a secret's replicas in the given regions",
+		},
+		&command{
+			name: "stop-replication", synopsis: "ID", run: runStopReplication, index: writeIndex,
+			summary: "Promote a replica (in this region) to a standalone primary",
+		},
+		&command{
 			name: "untag", synopsis: "ID KEY...", run: runUntag, index: writeIndex,
 			summary: "Remove tags",
 		},
@@ -219,7 +232,28 @@ func commandTree() *command {
 			summary: "Remove a registered function",
 		},
 	)
+	region := group("region", "Regions, pairing and failover",
+		"Each region is its own Raft group; paired regions replicate secrets to each other.",
+		&command{
+			name: "list", synopsis: "", run: runRegionList,
+			summary: "List regions: leader, health, and replication lag to each",
+		},
+		&command{
+			name: "pair", synopsis: "--peer-endpoint HOST:PORT [--peer-profile P] [--peer-credentials-file F] [--peer-tls] [--peer-ca-file F]", run: runRegionPair,
+			summary: "Pair this region with another (both sides, each authenticated)",
+			detail: "Exchanges the regions' cluster CA certificates (trusted only for region-to-region\n" +
+				"replication), X25519 pairing public keys (from which each side derives the same\n" +
+				"pairwise replication key; no secret crosses the wire) and replication addresses.",
+		},
+		&command{
+			name: "promote", synopsis: "REGION [--dry-run]", run: runRegionPromote,
+			summary: "Promote every replica in REGION whose primary region is unreachable",
+			detail: "Run against a node of REGION. Each promoted secret gets a higher epoch and\n" +
+				"replicates back to its old primary region, which becomes a replica when it\n" +
+				"returns; writes it took that never shipped stay there under COFFER_DIVERGED_<region>.",
+		},
+	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, rotation, cluster, iam, auditCommands())
+		secrets, rotation, cluster, region, iam, auditCommands())
 }

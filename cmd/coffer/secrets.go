@@ -20,8 +20,11 @@ func runCreate(l *leaf, args []string) error {
 		description = l.fs.String("description", "", "description, free `TEXT`")
 		kmsKeyID    = l.fs.String("kms-key-id", "", "`KEY` id, ARN or alias that encrypts the secret (default alias/coffer/default)")
 	)
+	var replicas stringsFlag
 	value.register(l)
 	l.fs.Var(&tags, "tag", "tag to attach, as `KEY=VALUE`; repeatable")
+	l.fs.Var(&replicas, "replica-region", "replicate to `REGION[=KMS_KEY]`; repeatable")
+	forceReplica := l.fs.Bool("force-overwrite-replica", false, "replace a same-named secret in a replica region")
 	token := registerToken(l)
 	pos, err := l.parse(args, "NAME")
 	if err != nil {
@@ -43,6 +46,9 @@ func runCreate(l *leaf, args []string) error {
 		SecretString:       v.str,
 		SecretBinary:       v.bin,
 		Tags:               tagList,
+
+		AddReplicaRegions:           parseReplicaRegions(replicas),
+		ForceOverwriteReplicaSecret: *forceReplica,
 	})
 	if err != nil {
 		return err
@@ -51,6 +57,9 @@ func runCreate(l *leaf, args []string) error {
 		t.field("ARN", resp.GetArn())
 		t.field("Name", resp.GetName())
 		t.field("VersionId", resp.GetVersionId())
+		if len(resp.GetReplicationStatus()) > 0 {
+			t.fieldLines("ReplicationStatus", replicationLines(resp.GetReplicationStatus()))
+		}
 	})
 }
 

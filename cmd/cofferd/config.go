@@ -43,6 +43,7 @@ type Config struct {
 	Seal    SealConfig    `yaml:"seal"`
 	Raft    RaftConfig    `yaml:"raft"`
 	Cluster ClusterConfig `yaml:"cluster"`
+	Regions RegionsConfig `yaml:"regions"`
 
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string `yaml:"log_level"`
@@ -147,6 +148,25 @@ type ClusterConfig struct {
 	MinQuorum         int           `yaml:"min_quorum"`
 }
 
+// RegionsConfig is how a region reaches other regions: the region
+// replication port (mutual TLS; peers' CAs are trusted only once paired)
+// and the WAN gossip pool.
+type RegionsConfig struct {
+	// BindAddr is the region replication port; empty turns cross-region
+	// replication off on this node.
+	BindAddr      string `yaml:"bind_addr"`
+	AdvertiseAddr string `yaml:"advertise_addr"`
+	// WANAddr is the WAN gossip address; empty: no WAN pool (regions still
+	// replicate to the addresses recorded when they were paired).
+	WANAddr          string `yaml:"wan_addr"`
+	WANAdvertiseAddr string `yaml:"wan_advertise_addr"`
+	// WANJoin lists WAN gossip addresses of nodes in any region.
+	WANJoin []string `yaml:"wan_join"`
+	// WANKeyFile holds the WAN gossip key, the same file in every region;
+	// empty: data_dir/wan.key, made on first start.
+	WANKeyFile string `yaml:"wan_key_file"`
+}
+
 // RaftConfig is the Raft part of the configuration.
 type RaftConfig struct {
 	BindAddr      string `yaml:"bind_addr"`
@@ -233,6 +253,20 @@ func (c Config) Validate() error {
 	}
 	if len(c.Cluster.Join) > 0 && c.Cluster.GossipAddr == "" {
 		add("cluster.join needs cluster.gossip_addr")
+	}
+	for name, addr := range map[string]string{"regions.bind_addr": c.Regions.BindAddr, "regions.wan_addr": c.Regions.WANAddr} {
+		if addr == "" {
+			continue
+		}
+		if _, _, err := net.SplitHostPort(addr); err != nil {
+			add("%s %q is not host:port: %v", name, addr, err)
+		}
+	}
+	if c.Regions.WANAddr != "" && c.Regions.BindAddr == "" {
+		add("regions.wan_addr needs regions.bind_addr (the region replication port)")
+	}
+	if len(c.Regions.WANJoin) > 0 && c.Regions.WANAddr == "" {
+		add("regions.wan_join needs regions.wan_addr")
 	}
 	if (c.RootAccessKeyID == "") != (c.RootSecretAccessKey == "") {
 		add("root_access_key_id and root_secret_access_key must be set together")
@@ -414,14 +448,17 @@ var settings = []setting{
 	{"gossip-addr", "COFFER_GOSSIP_ADDR", "LAN gossip address (empty: no gossip, single node)", str(func(c *Config) *string { return &c.Cluster.GossipAddr })},
 	{"gossip-key-file", "COFFER_GOSSIP_KEY_FILE", "region gossip encryption key file", str(func(c *Config) *string { return &c.Cluster.GossipKeyFile })},
 	{"join", "COFFER_JOIN", "comma-separated gossip addresses of other nodes", func(c *Config, v string) error {
-		c.Cluster.Join = nil
-		for _, a := range strings.Split(v, ",") {
-			if a = strings.TrimSpace(a); a != "" {
-				c.Cluster.Join = append(c.Cluster.Join, a)
-			}
-		}
+		c.Cluster.Join = splitList(v)
 		return nil
 	}},
+	{"region-addr", "COFFER_REGION_ADDR", "region replication listen address (empty: no cross-region replication)", str(func(c *Config) *string { return &c.Regions.BindAddr })},
+	{"region-advertise-addr", "COFFER_REGION_ADVERTISE_ADDR", "region replication address other regions dial", str(func(c *Config) *string { return &c.Regions.AdvertiseAddr })},
+	{"wan-addr", "COFFER_WAN_ADDR", "WAN gossip address (regions find each other)", str(func(c *Config) *string { return &c.Regions.WANAddr })},
+	{"wan-join", "COFFER_WAN_JOIN", "comma-separated WAN gossip addresses of nodes in other regions", func(c *Config, v string) error {
+		c.Regions.WANJoin = splitList(v)
+		return nil
+	}},
+	{"wan-key-file", "COFFER_WAN_KEY_FILE", "WAN gossip encryption key file, the same in every region", str(func(c *Config) *string { return &c.Regions.WANKeyFile })},
 	{"root-credentials-file", "COFFER_ROOT_CREDENTIALS_FILE", "where the root access key is written on first start", str(func(c *Config) *string { return &c.RootCredentialsFile })},
 	{"root-access-key-id", "COFFER_ROOT_ACCESS_KEY_ID", "fixed root access key id (with the secret)", str(func(c *Config) *string { return &c.RootAccessKeyID })},
 	{"root-secret-access-key", "COFFER_ROOT_SECRET_ACCESS_KEY", "fixed root secret access key", str(func(c *Config) *string { return &c.RootSecretAccessKey })},
@@ -443,6 +480,16 @@ var settings = []setting{
 	{"rotation-retry-base", "COFFER_ROTATION_RETRY_BASE", "wait after a rotation's first failure (doubles per failure)", dur(func(c *Config) *time.Duration { return &c.Rotation.RetryBase })},
 	{"rotation-retry-max", "COFFER_ROTATION_RETRY_MAX", "longest wait between rotation retries", dur(func(c *Config) *time.Duration { return &c.Rotation.RetryMax })},
 	{"rotation-step-timeout", "COFFER_ROTATION_STEP_TIMEOUT", "bound on one call of a rotation function", dur(func(c *Config) *time.Duration { return &c.Rotation.StepTimeout })},
+}
+
+func splitList(v string) []string {
+	var out []string
+	for _, a := range strings.Split(v, ",") {
+		if a = strings.TrimSpace(a); a != "" {
+			out = append(out, a)
+		}
+	}
+	return out
 }
 
 // loadConfig builds the configuration from base, an optional YAML file,

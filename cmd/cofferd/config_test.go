@@ -84,6 +84,9 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"extra"}, nil, []string{"unexpected arguments"}},
 		{[]string{"--rotation-retry-base", "2h", "--rotation-retry-max", "1h"}, nil, []string{"rotation.retry_base (2h0m0s) must not exceed rotation.retry_max (1h0m0s)"}},
 		{[]string{"--rotation-interval", "0s"}, nil, []string{"rotation.interval, retry_base, retry_max and step_timeout must be positive"}},
+		{[]string{"--wan-addr", "127.0.0.1:7404"}, nil, []string{"regions.wan_addr needs regions.bind_addr"}},
+		{[]string{"--region-addr", "127.0.0.1:7403", "--wan-join", "x:1"}, nil, []string{"regions.wan_join needs regions.wan_addr"}},
+		{[]string{"--region-addr", "nope"}, nil, []string{"regions.bind_addr"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.args, c.env)
@@ -96,6 +99,19 @@ func TestConfigErrors(t *testing.T) {
 				t.Errorf("%v %v: error %q does not mention %q", c.args, c.env, err, w)
 			}
 		}
+	}
+}
+
+// The WAN flags land in the regions section.
+func TestConfigRegions(t *testing.T) {
+	cfg, err := load(t, []string{"--region-addr", "127.0.0.1:7403", "--wan-addr", "127.0.0.1:7404"},
+		map[string]string{"COFFER_WAN_JOIN": "10.0.0.1:7404, 10.1.0.1:7404"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if cfg.Regions.BindAddr != "127.0.0.1:7403" || cfg.Regions.WANAddr != "127.0.0.1:7404" ||
+		strings.Join(cfg.Regions.WANJoin, ",") != "10.0.0.1:7404,10.1.0.1:7404" {
+		t.Fatalf("regions config %+v", cfg.Regions)
 	}
 }
 

@@ -33,6 +33,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	fs := flag.NewFlagSet("cofferd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	nodes := fs.Int("nodes", 1, "number of nodes in the dev region (1, 3 or 5)")
+	regions := fs.String("regions", "", "comma-separated regions to start, each with --nodes nodes, paired with each other (like us-east-1,eu-west-1)")
 	cfg, err := loadConfig(fs, base, args, getenv)
 	if errors.Is(err, flag.ErrHelp) {
 		return usageError{}
@@ -72,6 +73,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		kept = "kept"
 	}
 	creds := &devCredentials{id: cfg.RootAccessKeyID, secret: cfg.RootSecretAccessKey}
+	if *regions != "" {
+		return devRegions(ctx, cfg, splitList(*regions), *nodes, log, stdout, kept)
+	}
 	if *nodes == 1 {
 		return serveWith(ctx, cfg, log, func(o *node.Options) {
 			o.AllowAnonymous = true
@@ -108,31 +112,49 @@ Press Ctrl-C to stop.
 // devRegion runs n nodes in this process. Node i listens on the gRPC port
 // + 10*i, with its cluster port one above and its gossip port two above.
 func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout io.Writer, kept string, creds *devCredentials) error {
+	started, endpoints, err := startDevRegion(ctx, cfg, n, log, creds)
+	defer stopAll(started)
+	if err != nil || ctx.Err() != nil {
+		return err
+	}
+	fmt.Fprintf(stdout, devBanner, fmt.Sprintf("%d nodes", n), cfg.Region, cfg.AccountID, endpoints,
+		cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), started[0].Addr())
+	<-ctx.Done()
+	return nil
+}
+
+func stopAll(started []*node.Node) {
+	for i := len(started) - 1; i >= 0; i-- {
+		_ = started[i].Stop()
+	}
+}
+
+// startDevRegion starts n nodes of cfg's region and waits until they serve.
+// With cfg.Regions.WANAddr set, node i also listens for other regions on
+// the gRPC port + 10*i + 3 and gossips on the WAN at + 4.
+func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, creds *devCredentials) ([]*node.Node, string, error) {
 	host, portStr, err := net.SplitHostPort(cfg.GRPCAddr)
 	if err != nil {
-		return err
+		return nil, "", err
 	}
 	basePort, err := strconv.Atoi(portStr)
 	if err != nil || basePort == 0 {
-		return fmt.Errorf("dev --nodes needs a fixed --grpc-addr port, not %q", cfg.GRPCAddr)
+		return nil, "", fmt.Errorf("dev --nodes needs a fixed --grpc-addr port, not %q", cfg.GRPCAddr)
 	}
 	ca, err := loadOrCreateCA(filepath.Join(cfg.DataDir, "tls"))
 	if err != nil {
-		return err
+		return nil, "", err
 	}
+	cross := cfg.Regions.WANAddr != ""
+	wanJoin := cfg.Regions.WANJoin
 	cfg.Cluster.GossipKeyFile = filepath.Join(cfg.DataDir, "gossip.key")
 	if _, err := os.Stat(cfg.Cluster.GossipKeyFile); os.IsNotExist(err) {
 		if err := kms.GenerateKeyFile(cfg.Cluster.GossipKeyFile); err != nil {
-			return err
+			return nil, "", err
 		}
 	}
 	gossip0 := net.JoinHostPort(host, strconv.Itoa(basePort+2))
 	var started []*node.Node
-	defer func() {
-		for i := len(started) - 1; i >= 0; i-- {
-			_ = started[i].Stop()
-		}
-	}()
 	var endpoints strings.Builder
 	for i := range n {
 		nc := cfg
@@ -143,10 +165,15 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 		nc.Raft.BindAddr = net.JoinHostPort(host, strconv.Itoa(port+1))
 		nc.Cluster.GossipAddr = net.JoinHostPort(host, strconv.Itoa(port+2))
 		nc.Raft.Bootstrap = i == 0
+		if cross {
+			nc.Regions.BindAddr = net.JoinHostPort(host, strconv.Itoa(port+3))
+			nc.Regions.WANAddr = net.JoinHostPort(host, strconv.Itoa(port+4))
+			nc.Regions.WANJoin = wanJoin
+		}
 		if cfg.AWSAddr != "" {
 			awsHost, awsPort, err := net.SplitHostPort(cfg.AWSAddr)
 			if err != nil {
-				return err
+				return started, "", err
 			}
 			p, _ := strconv.Atoi(awsPort)
 			nc.AWSAddr = net.JoinHostPort(awsHost, strconv.Itoa(p+10*i))
@@ -154,15 +181,18 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 		if i > 0 {
 			nc.Cluster.Join = []string{gossip0}
 		}
-		opts, err := nodeOptions(nc, log.With("node", nc.NodeID))
+		opts, err := nodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region))
 		if err != nil {
-			return err
+			return started, "", err
 		}
 		tlsMat, _, _, err := ca.IssueNode(nc.NodeID, []string{host}, nodeValidity)
 		if err != nil {
-			return err
+			return started, "", err
 		}
 		opts.Raft.TLS = tlsMat
+		if cross {
+			opts.Region.CAPEM = ca.CertPEM // the region's CA, not the node's private one
+		}
 		opts.AllowAnonymous = true
 		creds.capture(&opts)
 		// Fast membership changes suit a dev region on one machine.
@@ -170,7 +200,7 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 		opts.Raft.Autopilot.StableFor = time.Second
 		nd, err := node.Start(opts)
 		if err != nil {
-			return fmt.Errorf("start %s: %w", nc.NodeID, err)
+			return started, "", fmt.Errorf("start %s: %w", nc.NodeID, err)
 		}
 		started = append(started, nd)
 		fmt.Fprintf(&endpoints, "  %s gRPC:     %s   AWS http://%s   cluster %s   gossip %s\n", nc.NodeID, nd.Addr(), nd.AWSAddr(), nc.Raft.BindAddr, nc.Cluster.GossipAddr)
@@ -178,15 +208,12 @@ func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout 
 	for _, nd := range started {
 		if err := nd.WaitReady(ctx); err != nil {
 			if ctx.Err() != nil {
-				return nil
+				return started, "", nil
 			}
-			return err
+			return started, "", err
 		}
 	}
-	fmt.Fprintf(stdout, devBanner, fmt.Sprintf("%d nodes", n), cfg.Region, cfg.AccountID, endpoints.String(),
-		cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), started[0].Addr())
-	<-ctx.Done()
-	return nil
+	return started, endpoints.String(), nil
 }
 
 // devCredentials remembers the root access key a dev region was created

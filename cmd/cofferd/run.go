@@ -59,6 +59,11 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		AuditPath: cfg.auditPath(), AuditMaxBytes: cfg.Audit.MaxBytes, AuditSync: !cfg.Audit.NoSync,
 		CertIdentities: cfg.certIdentities(),
 	}
+	if cfg.Regions.BindAddr != "" {
+		if opts.Region, err = regionOptions(cfg); err != nil {
+			return node.Options{}, err
+		}
+	}
 	credFile := cfg.RootCredentialsFile
 	if credFile == "" {
 		credFile = filepath.Join(cfg.DataDir, "root-credentials")
@@ -93,6 +98,39 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		opts.AWSTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return opts, nil
+}
+
+// regionOptions reads what cross-region replication needs: the region's
+// CA certificate (handed to peers when pairing) and the WAN gossip key.
+func regionOptions(cfg Config) (node.RegionOptions, error) {
+	caFile := cfg.Cluster.CAFile
+	if caFile == "" {
+		caFile = filepath.Join(cfg.DataDir, "tls", "ca.crt")
+	}
+	caPEM, err := os.ReadFile(caFile)
+	if err != nil {
+		return node.RegionOptions{}, fmt.Errorf("region replication: read the cluster CA: %w", err)
+	}
+	ro := node.RegionOptions{BindAddr: cfg.Regions.BindAddr, AdvertiseAddr: cfg.Regions.AdvertiseAddr, CAPEM: caPEM}
+	if cfg.Regions.WANAddr != "" {
+		path := cfg.Regions.WANKeyFile
+		if path == "" {
+			path = filepath.Join(cfg.DataDir, "wan.key")
+			if _, err := os.Stat(path); errors.Is(err, fs.ErrNotExist) {
+				if err := kms.GenerateKeyFile(path); err != nil {
+					return node.RegionOptions{}, fmt.Errorf("WAN key: %w", err)
+				}
+			}
+		}
+		key, err := kms.FileSeal{Path: path}.RootKey()
+		if err != nil {
+			return node.RegionOptions{}, fmt.Errorf("WAN key %s: %w", path, err)
+		}
+		ro.WAN = replication.MembershipConfig{
+			BindAddr: cfg.Regions.WANAddr, AdvertiseAddr: cfg.Regions.WANAdvertiseAddr, Join: cfg.Regions.WANJoin, SecretKey: key,
+		}
+	}
+	return ro, nil
 }
 
 // serve runs one node until ctx ends, then stops it cleanly. onReady is

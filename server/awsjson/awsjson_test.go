@@ -19,6 +19,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 	"github.com/aws/smithy-go"
 
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
 )
@@ -505,7 +506,7 @@ func TestSDKDeleteAndRestore(t *testing.T) {
 	}
 }
 
-func TestSDKUnsupportedOperations(t *testing.T) {
+func TestSDKRotateUnknownFunction(t *testing.T) {
 	sm, _ := startAWS(t)
 	ctx := context.Background()
 	if _, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("r"), SecretString: aws.String("v")}); err != nil {
@@ -518,9 +519,52 @@ func TestSDKUnsupportedOperations(t *testing.T) {
 		t.Fatalf("CancelRotateSecret: %v", err)
 	}
 	_, err = sm.ReplicateSecretToRegions(ctx, &secretsmanager.ReplicateSecretToRegionsInput{SecretId: aws.String("r"), AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1")}}})
-	wantCode(t, err, server.TypeUnsupportedOperation)
-	_, err = sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("rr"), AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1")}}})
-	wantCode(t, err, server.TypeUnsupportedOperation)
+}
+
+// TestSDKReplication drives the replication operations through the SDK:
+// an unpaired region is refused; a paired one gets a replica whose status
+// DescribeSecret reports; removing it empties the list; a primary cannot
+// be "stopped" as if it were a replica.
+func TestSDKReplication(t *testing.T) {
+	svc := newService(t)
+	ts := startHandler(t, &Handler{Service: svc, Auth: allowAll{}, Logger: discardLogger()})
+	sm := sdkClient(ts.URL)
+	ctx := context.Background()
+	_, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("rr"), SecretString: aws.String("v"),
+		AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1")}}})
+	wantCode(t, err, server.TypeInvalidParameter)
+	if err := svc.PairRegion(ctx, &storagev1.RegionPeer{Region: "eu-west-1", PublicKey: make([]byte, 32), Addresses: []string{"127.0.0.1:1"}}); err != nil {
+		t.Fatal(err)
+	}
+	created, err := sm.CreateSecret(ctx, &secretsmanager.CreateSecretInput{Name: aws.String("rr"), SecretString: aws.String("v"),
+		AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1"), KmsKeyId: aws.String("alias/eu")}}})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if len(created.ReplicationStatus) != 1 || aws.ToString(created.ReplicationStatus[0].Region) != "eu-west-1" ||
+		created.ReplicationStatus[0].Status != types.StatusTypeInProgress || aws.ToString(created.ReplicationStatus[0].KmsKeyId) != "alias/eu" {
+		t.Fatalf("CreateSecret ReplicationStatus = %+v", created.ReplicationStatus)
+	}
+	d, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("rr")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if aws.ToString(d.PrimaryRegion) != "us-east-1" || len(d.ReplicationStatus) != 1 {
+		t.Fatalf("DescribeSecret PrimaryRegion %q ReplicationStatus %+v", aws.ToString(d.PrimaryRegion), d.ReplicationStatus)
+	}
+	_, err = sm.StopReplicationToReplica(ctx, &secretsmanager.StopReplicationToReplicaInput{SecretId: aws.String("rr")})
+	wantCode(t, err, server.TypeInvalidRequest)
+	_, err = sm.RemoveRegionsFromReplication(ctx, &secretsmanager.RemoveRegionsFromReplicationInput{SecretId: aws.String("rr"), RemoveReplicaRegions: []string{"ap-south-1"}})
+	wantCode(t, err, server.TypeInvalidParameter)
+	removed, err := sm.RemoveRegionsFromReplication(ctx, &secretsmanager.RemoveRegionsFromReplicationInput{SecretId: aws.String("rr"), RemoveReplicaRegions: []string{"eu-west-1"}})
+	if err != nil || len(removed.ReplicationStatus) != 0 || aws.ToString(removed.ARN) != aws.ToString(created.ARN) {
+		t.Fatalf("RemoveRegionsFromReplication: %+v, %v", removed, err)
+	}
+	rep, err := sm.ReplicateSecretToRegions(ctx, &secretsmanager.ReplicateSecretToRegionsInput{SecretId: aws.String("rr"),
+		AddReplicaRegions: []types.ReplicaRegionType{{Region: aws.String("eu-west-1")}}})
+	if err != nil || len(rep.ReplicationStatus) != 1 || aws.ToString(rep.ReplicationStatus[0].KmsKeyId) != "alias/coffer/default" {
+		t.Fatalf("ReplicateSecretToRegions: %+v, %v", rep, err)
+	}
 }
 
 // rawResponse is one raw HTTP exchange's outcome.

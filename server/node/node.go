@@ -27,6 +27,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/replication/region"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/audit"
 	"github.com/cofferhq/coffer/server/rotation"
@@ -85,6 +86,25 @@ type Options struct {
 	// service they call back into; nil means rotators.Builtin (PostgreSQL
 	// and MySQL, single-user and alternating users).
 	Rotators func(api rotation.SecretsAPI) map[string]rotation.Function
+	// Region configures cross-region replication; a zero BindAddr turns
+	// it off (a region on its own).
+	Region RegionOptions
+}
+
+// RegionOptions configures the node's cross-region part (replication/region).
+type RegionOptions struct {
+	// BindAddr is the region replication port; AdvertiseAddr what other
+	// regions dial ("" means the bound address).
+	BindAddr, AdvertiseAddr string
+	// CAPEM is the region's cluster CA certificate, handed to peers when
+	// pairing.
+	CAPEM []byte
+	// WAN is the WAN gossip pool (BindAddr "" disables it).
+	WAN replication.MembershipConfig
+	// Dial replaces the dialer to other regions (tests cut links with it).
+	Dial replication.Dialer
+	// Heartbeat and ContactWindow tune reachability; zero takes defaults.
+	Heartbeat, ContactWindow time.Duration
 }
 
 // Node is a running Coffer node.
@@ -103,6 +123,7 @@ type Node struct {
 	lis    net.Listener
 	aws    *http.Server
 	awsLis net.Listener
+	region *region.Manager
 
 	ready    chan struct{}
 	failed   chan struct{} // closed with readyErr set when the node cannot become ready
@@ -139,6 +160,12 @@ func Start(opts Options) (*Node, error) {
 	}
 	if rc.Region == "" {
 		rc.Region = opts.Service.Region
+	}
+	if rc.RegionAddr == "" {
+		rc.RegionAddr = opts.Region.AdvertiseAddr
+		if rc.RegionAddr == "" {
+			rc.RegionAddr = opts.Region.BindAddr
+		}
 	}
 	if rc.Logger == nil {
 		rc.Logger = opts.Logger
@@ -177,6 +204,18 @@ func Start(opts Options) (*Node, error) {
 	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
 	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
 	cofferv1.RegisterRotationServiceServer(n.grpc, server.NewRotation(n.svc))
+	if opts.Region.BindAddr != "" {
+		if n.region, err = region.Start(region.Config{
+			Region: opts.Service.Region, NodeID: rc.NodeID, BindAddr: opts.Region.BindAddr, AdvertiseAddr: opts.Region.AdvertiseAddr,
+			APIAddr: n.Addr(), TLS: rc.TLS, CAPEM: opts.Region.CAPEM, WAN: opts.Region.WAN, Dial: opts.Region.Dial,
+			Heartbeat: opts.Region.Heartbeat, ContactWindow: opts.Region.ContactWindow, Logger: opts.Logger,
+			RegionAddrs: n.lanRegionAddrs,
+		}, n.svc, n.store, n.raft); err != nil {
+			n.shutdownParts()
+			return nil, err
+		}
+	}
+	cofferv1.RegisterRegionServiceServer(n.grpc, server.NewRegionAPI(n.svc, regionView{n.region}))
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -311,6 +350,9 @@ func (n *Node) Raft() *replication.Node { return n.raft }
 // Service is the node's API service.
 func (n *Node) Service() *server.Service { return n.svc }
 
+// Region is the node's cross-region part, or nil when it has none.
+func (n *Node) Region() *region.Manager { return n.region }
+
 // Store is the node's state database.
 func (n *Node) Store() *storage.Store { return n.store }
 
@@ -337,6 +379,9 @@ func (n *Node) Stop() error {
 
 func (n *Node) shutdownParts() error {
 	var errs []error
+	if n.region != nil {
+		n.region.Stop()
+	}
 	if n.raft != nil {
 		errs = append(errs, n.raft.Shutdown())
 	}
@@ -351,3 +396,46 @@ func (n *Node) shutdownParts() error {
 	}
 	return errors.Join(errs...)
 }
+
+// lanRegionAddrs lists the region replication addresses the region's alive
+// nodes gossip in the LAN pool.
+func (n *Node) lanRegionAddrs() []string {
+	var out []string
+	for _, m := range n.raft.Members() {
+		if m.Status == replication.MemberAlive && m.Meta.RegionAddr != "" && m.Meta.Region == n.opts.Service.Region {
+			out = append(out, m.Meta.RegionAddr)
+		}
+	}
+	return out
+}
+
+// regionView adapts the region manager (or its absence) to what the
+// region API needs.
+type regionView struct{ m *region.Manager }
+
+func (v regionView) LocalCA() []byte {
+	if v.m == nil {
+		return nil
+	}
+	return v.m.LocalCA()
+}
+
+func (v regionView) LocalAddresses() []string {
+	if v.m == nil {
+		return nil
+	}
+	return v.m.LocalAddresses()
+}
+
+func (v regionView) WANRegions() []server.WANRegion {
+	if v.m == nil {
+		return nil
+	}
+	var out []server.WANRegion
+	for _, r := range v.m.Regions() {
+		out = append(out, server.WANRegion{Region: r.Region, Leader: r.Leader, Alive: r.Alive})
+	}
+	return out
+}
+
+func (v regionView) Reachable(name string) bool { return v.m != nil && v.m.Reachable(name) }

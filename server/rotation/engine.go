@@ -146,7 +146,9 @@ func (e *Engine) Tick(ctx context.Context) {
 	now := e.cfg.Now()
 	var resume, start []string
 	err := e.backend.Secrets(func(sec *storagev1.Secret) bool {
-		if sec.GetDeletedDate() != nil {
+		// A replica rotates in its primary region; its copy of the
+		// rotation state is that region's, shipped.
+		if sec.GetDeletedDate() != nil || sec.GetReplica() {
 			return true
 		}
 		if p := sec.GetRotationProgress(); p != nil {

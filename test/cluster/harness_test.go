@@ -72,6 +72,10 @@ type Option func(*settings)
 type settings struct {
 	raft []func(*replication.Config)
 	node []func(*node.Options)
+	// region names the cluster's region (testRegion when empty); cross,
+	// when set, gives the nodes region replication ports and WAN gossip.
+	region string
+	cross  *RegionSet
 }
 
 // WithNode lets a test change every node's options (the AWS listener,
@@ -117,6 +121,7 @@ type member struct {
 	id                                string
 	dataDir                           string
 	grpcAddr, clusterAddr, gossipAddr string
+	regionAddr, wanAddr               string // with a RegionSet only
 	tls                               *replication.ClusterTLS
 	started                           bool // has run at least once
 
@@ -162,6 +167,10 @@ func StartCluster(t *testing.T, n int, opts ...Option) *Cluster {
 			m.dataDir = filepath.Join(base, m.id, strconv.Itoa(attempt))
 			m.grpcAddr, m.clusterAddr, m.gossipAddr = freeAddr(t, false), freeAddr(t, false), freeAddr(t, true)
 			c.Net.register(m.clusterAddr, i)
+			if c.set.cross != nil {
+				m.regionAddr, m.wanAddr = freeAddr(t, false), freeAddr(t, true)
+				c.set.cross.register(c.region(), m.regionAddr, m.wanAddr)
+			}
 			nd, err := node.Start(c.options(i))
 			if err == nil {
 				c.mu.Lock()
@@ -231,16 +240,29 @@ func (c *Cluster) options(i int) node.Options {
 		f(&rc)
 	}
 	svc := server.DefaultConfig()
-	svc.Region, svc.AccountID = testRegion, testAccount
-	o := node.Options{
+	svc.Region, svc.AccountID = c.region(), testAccount
+	opts := node.Options{
 		DataDir: m.dataDir, GRPCAddr: m.grpcAddr, Service: svc, Raft: rc,
 		RootKey: slices.Clone(c.rootKey), Logger: c.logs.logger(m.id),
 		RootAccessKeyID: rootAccessKeyID, RootSecretAccessKey: rootSecretAccessKey,
 	}
-	for _, f := range c.set.node {
-		f(&o)
+	if rs := c.set.cross; rs != nil {
+		opts.Region = rs.regionOptions(c.region(), m, c.ca.CertPEM)
+		// Replica reads reach the primary's ReplicationStatus quickly.
+		opts.Service.AccessFlushInterval, opts.Service.AccessReportInterval = 200*time.Millisecond, 200*time.Millisecond
 	}
-	return o
+	for _, f := range c.set.node {
+		f(&opts)
+	}
+	return opts
+}
+
+// region is the cluster's region.
+func (c *Cluster) region() string {
+	if c.set.region != "" {
+		return c.set.region
+	}
+	return testRegion
 }
 
 // N is the number of nodes, running or not.
@@ -470,6 +492,11 @@ func (c *Cluster) Client(i int) cofferv1.SecretsManagerServiceClient {
 // Rotation is a RotationService client on node i's API.
 func (c *Cluster) Rotation(i int) cofferv1.RotationServiceClient {
 	return cofferv1.NewRotationServiceClient(c.conn(i))
+}
+
+// Regions is a RegionService client on node i's API.
+func (c *Cluster) Regions(i int) cofferv1.RegionServiceClient {
+	return cofferv1.NewRegionServiceClient(c.conn(i))
 }
 
 // Admin is an AdminService client on node i's API.

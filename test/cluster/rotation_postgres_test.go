@@ -123,14 +123,14 @@ func TestBuiltinRotatorThroughEngine(t *testing.T) {
 			if st := d.GetRotationStatus(); st != nil {
 				return fmt.Errorf("rotation %d in progress: %v", i+1, st)
 			}
-			if got := stagesOf(d)[rot.GetVersionId()]; !slices.Equal(got, []string{"AWSCURRENT"}) {
+			if got := rotationStages(d)[rot.GetVersionId()]; !slices.Equal(got, []string{"AWSCURRENT"}) {
 				return fmt.Errorf("rotation %d: new version has %v", i+1, got)
 			}
 			return nil
 		})
 		took = append(took, time.Since(start))
 		d := describeSecret(t, c, "db/app")
-		if got := stagesOf(d); len(got) != 2 || !slices.Equal(got[prev.version], []string{"AWSPREVIOUS"}) {
+		if got := rotationStages(d); len(got) != 2 || !slices.Equal(got[prev.version], []string{"AWSPREVIOUS"}) {
 			t.Fatalf("after rotation %d: stages %v, want %s AWSPREVIOUS and %s AWSCURRENT", i+1, got, prev.version, rot.GetVersionId())
 		}
 		cctx, cancel = call()

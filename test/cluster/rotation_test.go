@@ -220,7 +220,7 @@ func describeSecret(t *testing.T, c *Cluster, id string) *cofferv1.DescribeSecre
 	return d
 }
 
-func stagesOf(d *cofferv1.DescribeSecretResponse) map[string][]string {
+func rotationStages(d *cofferv1.DescribeSecretResponse) map[string][]string {
 	out := map[string][]string{}
 	for id, s := range d.GetVersionIdsToStages() {
 		out[id] = s.GetStages()
@@ -266,7 +266,7 @@ func TestHTTPRotationFunctionRetriesUntilFixed(t *testing.T) {
 		!strings.Contains(st.GetLastError(), "HTTP 500: ValueError: Unable to log into database with previous, current, or pending secret") {
 		t.Fatalf("rotation status %v", st)
 	}
-	if got := stagesOf(d); !slices.Equal(got[first], []string{"AWSCURRENT"}) || !slices.Equal(got[token], []string{"AWSPENDING"}) {
+	if got := rotationStages(d); !slices.Equal(got[first], []string{"AWSCURRENT"}) || !slices.Equal(got[token], []string{"AWSPENDING"}) {
 		t.Fatalf("stages during the failing rotation: %v", got)
 	}
 	v, err := sm.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("app/db")})

@@ -64,6 +64,11 @@ type Command struct {
 	//	*Command_CancelRotation
 	//	*Command_RegisterRotationFunction
 	//	*Command_DeregisterRotationFunction
+	//	*Command_SetReplicas
+	//	*Command_ApplyReplicaChanges
+	//	*Command_AckFeed
+	//	*Command_PromoteReplica
+	//	*Command_PairRegion
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -365,6 +370,51 @@ func (x *Command) GetDeregisterRotationFunction() *DeregisterRotationFunction {
 	return nil
 }
 
+func (x *Command) GetSetReplicas() *SetReplicas {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetReplicas); ok {
+			return x.SetReplicas
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetApplyReplicaChanges() *ApplyReplicaChanges {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ApplyReplicaChanges); ok {
+			return x.ApplyReplicaChanges
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAckFeed() *AckFeed {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AckFeed); ok {
+			return x.AckFeed
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPromoteReplica() *PromoteReplica {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PromoteReplica); ok {
+			return x.PromoteReplica
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetPairRegion() *PairRegion {
+	if x != nil {
+		if x, ok := x.Op.(*Command_PairRegion); ok {
+			return x.PairRegion
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -510,6 +560,31 @@ type Command_DeregisterRotationFunction struct {
 	DeregisterRotationFunction *DeregisterRotationFunction `protobuf:"bytes,75,opt,name=deregister_rotation_function,json=deregisterRotationFunction,proto3,oneof"`
 }
 
+type Command_SetReplicas struct {
+	// set_replicas adds or removes a primary secret's replica regions.
+	SetReplicas *SetReplicas `protobuf:"bytes,30,opt,name=set_replicas,json=setReplicas,proto3,oneof"`
+}
+
+type Command_ApplyReplicaChanges struct {
+	// apply_replica_changes applies changes shipped from another region.
+	ApplyReplicaChanges *ApplyReplicaChanges `protobuf:"bytes,31,opt,name=apply_replica_changes,json=applyReplicaChanges,proto3,oneof"`
+}
+
+type Command_AckFeed struct {
+	// ack_feed records a destination's acknowledged feed position.
+	AckFeed *AckFeed `protobuf:"bytes,32,opt,name=ack_feed,json=ackFeed,proto3,oneof"`
+}
+
+type Command_PromoteReplica struct {
+	// promote_replica turns a replica into a primary (failover).
+	PromoteReplica *PromoteReplica `protobuf:"bytes,33,opt,name=promote_replica,json=promoteReplica,proto3,oneof"`
+}
+
+type Command_PairRegion struct {
+	// pair_region records a paired region.
+	PairRegion *PairRegion `protobuf:"bytes,34,opt,name=pair_region,json=pairRegion,proto3,oneof"`
+}
+
 func (*Command_InitKeyring) isCommand_Op() {}
 
 func (*Command_CreateSecret) isCommand_Op() {}
@@ -565,6 +640,16 @@ func (*Command_CancelRotation) isCommand_Op() {}
 func (*Command_RegisterRotationFunction) isCommand_Op() {}
 
 func (*Command_DeregisterRotationFunction) isCommand_Op() {}
+
+func (*Command_SetReplicas) isCommand_Op() {}
+
+func (*Command_ApplyReplicaChanges) isCommand_Op() {}
+
+func (*Command_AckFeed) isCommand_Op() {}
+
+func (*Command_PromoteReplica) isCommand_Op() {}
+
+func (*Command_PairRegion) isCommand_Op() {}
 
 // Header is common to every command.
 type Header struct {
@@ -2339,11 +2424,462 @@ func (x *DeregisterRotationFunction) GetName() string {
 	return ""
 }
 
+// SetReplicas changes the replica regions of a primary secret.
+type SetReplicas struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the primary secret.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// add are regions to replicate to (already replicated ones are kept).
+	Add []*v1.ReplicaRegionConfig `protobuf:"bytes,2,rep,name=add,proto3" json:"add,omitempty"`
+	// remove are regions whose replicas are deleted.
+	Remove []string `protobuf:"bytes,3,rep,name=remove,proto3" json:"remove,omitempty"`
+	// region is the proposing (primary) region, refused as a destination.
+	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetReplicas) Reset() {
+	*x = SetReplicas{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetReplicas) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetReplicas) ProtoMessage() {}
+
+func (x *SetReplicas) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetReplicas.ProtoReflect.Descriptor instead.
+func (*SetReplicas) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *SetReplicas) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *SetReplicas) GetAdd() []*v1.ReplicaRegionConfig {
+	if x != nil {
+		return x.Add
+	}
+	return nil
+}
+
+func (x *SetReplicas) GetRemove() []string {
+	if x != nil {
+		return x.Remove
+	}
+	return nil
+}
+
+func (x *SetReplicas) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// ApplyReplicaChanges applies a batch of changes shipped from source_region.
+// Entries at or below the source's last applied position are skipped.
+type ApplyReplicaChanges struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source_region is the primary region that shipped the changes.
+	SourceRegion string `protobuf:"bytes,1,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
+	// through_seq is the source feed position the batch covers.
+	ThroughSeq uint64 `protobuf:"varint,2,opt,name=through_seq,json=throughSeq,proto3" json:"through_seq,omitempty"`
+	// changes are the changes for this region, in feed order, values
+	// re-wrapped under this region's KMS keys by the receiving node.
+	Changes []*v1.ChangeFeedEntry `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
+	// region is this (destination) region.
+	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ApplyReplicaChanges) Reset() {
+	*x = ApplyReplicaChanges{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ApplyReplicaChanges) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ApplyReplicaChanges) ProtoMessage() {}
+
+func (x *ApplyReplicaChanges) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ApplyReplicaChanges.ProtoReflect.Descriptor instead.
+func (*ApplyReplicaChanges) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *ApplyReplicaChanges) GetSourceRegion() string {
+	if x != nil {
+		return x.SourceRegion
+	}
+	return ""
+}
+
+func (x *ApplyReplicaChanges) GetThroughSeq() uint64 {
+	if x != nil {
+		return x.ThroughSeq
+	}
+	return 0
+}
+
+func (x *ApplyReplicaChanges) GetChanges() []*v1.ChangeFeedEntry {
+	if x != nil {
+		return x.Changes
+	}
+	return nil
+}
+
+func (x *ApplyReplicaChanges) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// AckFeed records that destination applied the feed through seq.
+type AckFeed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// destination is the acknowledging region.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// seq is the position it applied through.
+	Seq uint64 `protobuf:"varint,2,opt,name=seq,proto3" json:"seq,omitempty"`
+	// rejected names secrets the destination refused, with its reason.
+	Rejected []*ReplicaRejection `protobuf:"bytes,3,rep,name=rejected,proto3" json:"rejected,omitempty"`
+	// accepted names secrets the destination applied, clearing a failure.
+	Accepted []string `protobuf:"bytes,4,rep,name=accepted,proto3" json:"accepted,omitempty"`
+	// accessed are the days the destination last read its replicas.
+	Accessed      []*ReplicaAccessDay `protobuf:"bytes,5,rep,name=accessed,proto3" json:"accessed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AckFeed) Reset() {
+	*x = AckFeed{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AckFeed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AckFeed) ProtoMessage() {}
+
+func (x *AckFeed) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AckFeed.ProtoReflect.Descriptor instead.
+func (*AckFeed) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *AckFeed) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *AckFeed) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *AckFeed) GetRejected() []*ReplicaRejection {
+	if x != nil {
+		return x.Rejected
+	}
+	return nil
+}
+
+func (x *AckFeed) GetAccepted() []string {
+	if x != nil {
+		return x.Accepted
+	}
+	return nil
+}
+
+func (x *AckFeed) GetAccessed() []*ReplicaAccessDay {
+	if x != nil {
+		return x.Accessed
+	}
+	return nil
+}
+
+// ReplicaAccessDay is the last day a replica was read in a destination.
+type ReplicaAccessDay struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the secret.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// day is UTC midnight of the last read.
+	Day           *timestamppb.Timestamp `protobuf:"bytes,2,opt,name=day,proto3" json:"day,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaAccessDay) Reset() {
+	*x = ReplicaAccessDay{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaAccessDay) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaAccessDay) ProtoMessage() {}
+
+func (x *ReplicaAccessDay) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaAccessDay.ProtoReflect.Descriptor instead.
+func (*ReplicaAccessDay) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{35}
+}
+
+func (x *ReplicaAccessDay) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplicaAccessDay) GetDay() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Day
+	}
+	return nil
+}
+
+// ReplicaRejection is a destination's refusal of one secret.
+type ReplicaRejection struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the secret.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// message is the reason, shown as the replica's StatusMessage.
+	Message       string `protobuf:"bytes,2,opt,name=message,proto3" json:"message,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ReplicaRejection) Reset() {
+	*x = ReplicaRejection{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaRejection) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaRejection) ProtoMessage() {}
+
+func (x *ReplicaRejection) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaRejection.ProtoReflect.Descriptor instead.
+func (*ReplicaRejection) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ReplicaRejection) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ReplicaRejection) GetMessage() string {
+	if x != nil {
+		return x.Message
+	}
+	return ""
+}
+
+// PromoteReplica makes a replica the primary in this region.
+type PromoteReplica struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the replica's ARN.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// region is this region, the new primary region.
+	Region string `protobuf:"bytes,2,opt,name=region,proto3" json:"region,omitempty"`
+	// replicas are the regions the new primary replicates to (for a
+	// region-wide promotion: the old primary and the other replicas).
+	Replicas      []*v1.ReplicaRegionConfig `protobuf:"bytes,3,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PromoteReplica) Reset() {
+	*x = PromoteReplica{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PromoteReplica) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PromoteReplica) ProtoMessage() {}
+
+func (x *PromoteReplica) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PromoteReplica.ProtoReflect.Descriptor instead.
+func (*PromoteReplica) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *PromoteReplica) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *PromoteReplica) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PromoteReplica) GetReplicas() []*v1.ReplicaRegionConfig {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+// PairRegion records a paired region (or replaces its record).
+type PairRegion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// peer is the paired region.
+	Peer          *v1.RegionPeer `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PairRegion) Reset() {
+	*x = PairRegion{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PairRegion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PairRegion) ProtoMessage() {}
+
+func (x *PairRegion) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PairRegion.ProtoReflect.Descriptor instead.
+func (*PairRegion) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{38}
+}
+
+func (x *PairRegion) GetPeer() *v1.RegionPeer {
+	if x != nil {
+		return x.Peer
+	}
+	return nil
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xa6\x11\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x14\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -2375,7 +2911,13 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x14record_rotation_step\x18H \x01(\v2\".coffer.raft.v1.RecordRotationStepH\x00R\x12recordRotationStep\x12I\n" +
 	"\x0fcancel_rotation\x18I \x01(\v2\x1e.coffer.raft.v1.CancelRotationH\x00R\x0ecancelRotation\x12h\n" +
 	"\x1aregister_rotation_function\x18J \x01(\v2(.coffer.raft.v1.RegisterRotationFunctionH\x00R\x18registerRotationFunction\x12n\n" +
-	"\x1cderegister_rotation_function\x18K \x01(\v2*.coffer.raft.v1.DeregisterRotationFunctionH\x00R\x1aderegisterRotationFunctionB\x04\n" +
+	"\x1cderegister_rotation_function\x18K \x01(\v2*.coffer.raft.v1.DeregisterRotationFunctionH\x00R\x1aderegisterRotationFunction\x12@\n" +
+	"\fset_replicas\x18\x1e \x01(\v2\x1b.coffer.raft.v1.SetReplicasH\x00R\vsetReplicas\x12Y\n" +
+	"\x15apply_replica_changes\x18\x1f \x01(\v2#.coffer.raft.v1.ApplyReplicaChangesH\x00R\x13applyReplicaChanges\x124\n" +
+	"\back_feed\x18  \x01(\v2\x17.coffer.raft.v1.AckFeedH\x00R\aackFeed\x12I\n" +
+	"\x0fpromote_replica\x18! \x01(\v2\x1e.coffer.raft.v1.PromoteReplicaH\x00R\x0epromoteReplica\x12=\n" +
+	"\vpair_region\x18\" \x01(\v2\x1a.coffer.raft.v1.PairRegionH\x00R\n" +
+	"pairRegionB\x04\n" +
 	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
@@ -2486,7 +3028,37 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x18RegisterRotationFunction\x12?\n" +
 	"\bfunction\x18\x01 \x01(\v2#.coffer.storage.v1.RotationFunctionR\bfunction\"0\n" +
 	"\x1aDeregisterRotationFunction\x12\x12\n" +
-	"\x04name\x18\x01 \x01(\tR\x04nameB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x89\x01\n" +
+	"\vSetReplicas\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x128\n" +
+	"\x03add\x18\x02 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\x03add\x12\x16\n" +
+	"\x06remove\x18\x03 \x03(\tR\x06remove\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xb1\x01\n" +
+	"\x13ApplyReplicaChanges\x12#\n" +
+	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12\x1f\n" +
+	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
+	"throughSeq\x12<\n" +
+	"\achanges\x18\x03 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\x12\x16\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xd5\x01\n" +
+	"\aAckFeed\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x10\n" +
+	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12<\n" +
+	"\brejected\x18\x03 \x03(\v2 .coffer.raft.v1.ReplicaRejectionR\brejected\x12\x1a\n" +
+	"\baccepted\x18\x04 \x03(\tR\baccepted\x12<\n" +
+	"\baccessed\x18\x05 \x03(\v2 .coffer.raft.v1.ReplicaAccessDayR\baccessed\"T\n" +
+	"\x10ReplicaAccessDay\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
+	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"@\n" +
+	"\x10ReplicaRejection\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage\"~\n" +
+	"\x0ePromoteReplica\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x16\n" +
+	"\x06region\x18\x02 \x01(\tR\x06region\x12B\n" +
+	"\breplicas\x18\x03 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\breplicas\"?\n" +
+	"\n" +
+	"PairRegion\x121\n" +
+	"\x04peer\x18\x01 \x01(\v2\x1d.coffer.storage.v1.RegionPeerR\x04peerB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -2500,7 +3072,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -2534,15 +3106,25 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*CancelRotation)(nil),             // 29: coffer.raft.v1.CancelRotation
 	(*RegisterRotationFunction)(nil),   // 30: coffer.raft.v1.RegisterRotationFunction
 	(*DeregisterRotationFunction)(nil), // 31: coffer.raft.v1.DeregisterRotationFunction
-	(*timestamppb.Timestamp)(nil),      // 32: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 33: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 34: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 35: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 36: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 37: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 38: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 39: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 40: coffer.storage.v1.RotationFunction
+	(*SetReplicas)(nil),                // 32: coffer.raft.v1.SetReplicas
+	(*ApplyReplicaChanges)(nil),        // 33: coffer.raft.v1.ApplyReplicaChanges
+	(*AckFeed)(nil),                    // 34: coffer.raft.v1.AckFeed
+	(*ReplicaAccessDay)(nil),           // 35: coffer.raft.v1.ReplicaAccessDay
+	(*ReplicaRejection)(nil),           // 36: coffer.raft.v1.ReplicaRejection
+	(*PromoteReplica)(nil),             // 37: coffer.raft.v1.PromoteReplica
+	(*PairRegion)(nil),                 // 38: coffer.raft.v1.PairRegion
+	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 40: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 41: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 42: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 43: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 44: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 45: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 46: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 47: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 48: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 49: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 50: coffer.storage.v1.RegionPeer
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -2574,28 +3156,40 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	29, // 26: coffer.raft.v1.Command.cancel_rotation:type_name -> coffer.raft.v1.CancelRotation
 	30, // 27: coffer.raft.v1.Command.register_rotation_function:type_name -> coffer.raft.v1.RegisterRotationFunction
 	31, // 28: coffer.raft.v1.Command.deregister_rotation_function:type_name -> coffer.raft.v1.DeregisterRotationFunction
-	32, // 29: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	33, // 30: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	34, // 31: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 32: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	35, // 33: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 34: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 35: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	35, // 36: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 37: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	32, // 38: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	36, // 39: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	37, // 40: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	37, // 41: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	38, // 42: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	39, // 43: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	32, // 44: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	40, // 45: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	46, // [46:46] is the sub-list for method output_type
-	46, // [46:46] is the sub-list for method input_type
-	46, // [46:46] is the sub-list for extension type_name
-	46, // [46:46] is the sub-list for extension extendee
-	0,  // [0:46] is the sub-list for field type_name
+	32, // 29: coffer.raft.v1.Command.set_replicas:type_name -> coffer.raft.v1.SetReplicas
+	33, // 30: coffer.raft.v1.Command.apply_replica_changes:type_name -> coffer.raft.v1.ApplyReplicaChanges
+	34, // 31: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
+	37, // 32: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
+	38, // 33: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
+	39, // 34: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	40, // 35: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	41, // 36: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 37: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	42, // 38: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 39: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 40: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	42, // 41: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 42: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	39, // 43: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	43, // 44: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	44, // 45: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	44, // 46: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	45, // 47: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	46, // 48: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	39, // 49: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	47, // 50: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	48, // 51: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	49, // 52: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 53: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 54: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	39, // 55: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	48, // 56: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	50, // 57: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	58, // [58:58] is the sub-list for method output_type
+	58, // [58:58] is the sub-list for method input_type
+	58, // [58:58] is the sub-list for extension type_name
+	58, // [58:58] is the sub-list for extension extendee
+	0,  // [0:58] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -2632,6 +3226,11 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_CancelRotation)(nil),
 		(*Command_RegisterRotationFunction)(nil),
 		(*Command_DeregisterRotationFunction)(nil),
+		(*Command_SetReplicas)(nil),
+		(*Command_ApplyReplicaChanges)(nil),
+		(*Command_AckFeed)(nil),
+		(*Command_PromoteReplica)(nil),
+		(*Command_PairRegion)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -2640,7 +3239,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   32,
+			NumMessages:   39,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -125,8 +125,26 @@ type Secret struct {
 	RotationAnchorDate *timestamppb.Timestamp `protobuf:"bytes,34,opt,name=rotation_anchor_date,json=rotationAnchorDate,proto3" json:"rotation_anchor_date,omitempty"`
 	// rotation_progress is the rotation in progress, if any.
 	RotationProgress *RotationProgress `protobuf:"bytes,35,opt,name=rotation_progress,json=rotationProgress,proto3" json:"rotation_progress,omitempty"`
-	unknownFields    protoimpl.UnknownFields
-	sizeCache        protoimpl.SizeCache
+	// value_arn is the ARN bound into every value's and data key's associated
+	// data: the ARN the secret had in the region that created it. A replica
+	// (whose own ARN names its region) and a promoted replica keep it, so a
+	// ciphertext ships between regions unchanged. Empty means arn.
+	ValueArn string `protobuf:"bytes,20,opt,name=value_arn,json=valueArn,proto3" json:"value_arn,omitempty"`
+	// replica marks a read-only copy of a secret whose primary region is
+	// primary_region; only shipped changes from that region change it.
+	Replica bool `protobuf:"varint,21,opt,name=replica,proto3" json:"replica,omitempty"`
+	// epoch counts promotions. A shipped change is applied only when its
+	// epoch is at least the local copy's; the higher epoch wins when an old
+	// primary returns.
+	Epoch uint64 `protobuf:"varint,22,opt,name=epoch,proto3" json:"epoch,omitempty"`
+	// replicas are the regions a primary replicates to. On a replica it is
+	// the primary's list as last shipped (used when the replica is promoted).
+	Replicas []*ReplicaRegionConfig `protobuf:"bytes,23,rep,name=replicas,proto3" json:"replicas,omitempty"`
+	// last_feed_seq is the change feed position of the secret's last change
+	// (on a primary); a replica whose acknowledged position reaches it is in sync.
+	LastFeedSeq   uint64 `protobuf:"varint,24,opt,name=last_feed_seq,json=lastFeedSeq,proto3" json:"last_feed_seq,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *Secret) Reset() {
@@ -304,6 +322,41 @@ func (x *Secret) GetRotationProgress() *RotationProgress {
 		return x.RotationProgress
 	}
 	return nil
+}
+
+func (x *Secret) GetValueArn() string {
+	if x != nil {
+		return x.ValueArn
+	}
+	return ""
+}
+
+func (x *Secret) GetReplica() bool {
+	if x != nil {
+		return x.Replica
+	}
+	return false
+}
+
+func (x *Secret) GetEpoch() uint64 {
+	if x != nil {
+		return x.Epoch
+	}
+	return 0
+}
+
+func (x *Secret) GetReplicas() []*ReplicaRegionConfig {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *Secret) GetLastFeedSeq() uint64 {
+	if x != nil {
+		return x.LastFeedSeq
+	}
+	return 0
 }
 
 // RotationProgress is a rotation in progress. It lives in the state machine
@@ -520,6 +573,335 @@ func (x *RotationFunction) GetCreatedDate() *timestamppb.Timestamp {
 	return nil
 }
 
+// ReplicaRegionConfig is one destination region of a primary secret.
+type ReplicaRegionConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the destination region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// kms_key_id is the destination's KMS key as the user wrote it; empty
+	// means the destination's default key.
+	KmsKeyId string `protobuf:"bytes,2,opt,name=kms_key_id,json=kmsKeyId,proto3" json:"kms_key_id,omitempty"`
+	// status_message is set when the destination refused the secret; the
+	// status is then Failed.
+	StatusMessage string `protobuf:"bytes,3,opt,name=status_message,json=statusMessage,proto3" json:"status_message,omitempty"`
+	// force_overwrite lets the replica replace a same-named secret there.
+	ForceOverwrite bool `protobuf:"varint,4,opt,name=force_overwrite,json=forceOverwrite,proto3" json:"force_overwrite,omitempty"`
+	// last_accessed_date is the last day the replica was read, as the
+	// destination reported it.
+	LastAccessedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=last_accessed_date,json=lastAccessedDate,proto3" json:"last_accessed_date,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *ReplicaRegionConfig) Reset() {
+	*x = ReplicaRegionConfig{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ReplicaRegionConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ReplicaRegionConfig) ProtoMessage() {}
+
+func (x *ReplicaRegionConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ReplicaRegionConfig.ProtoReflect.Descriptor instead.
+func (*ReplicaRegionConfig) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{3}
+}
+
+func (x *ReplicaRegionConfig) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *ReplicaRegionConfig) GetKmsKeyId() string {
+	if x != nil {
+		return x.KmsKeyId
+	}
+	return ""
+}
+
+func (x *ReplicaRegionConfig) GetStatusMessage() string {
+	if x != nil {
+		return x.StatusMessage
+	}
+	return ""
+}
+
+func (x *ReplicaRegionConfig) GetForceOverwrite() bool {
+	if x != nil {
+		return x.ForceOverwrite
+	}
+	return false
+}
+
+func (x *ReplicaRegionConfig) GetLastAccessedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastAccessedDate
+	}
+	return nil
+}
+
+// ChangeFeedEntry is one change to a replicated secret, kept on the primary
+// until every destination acknowledged it. It holds sealed values only.
+type ChangeFeedEntry struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// seq is the entry's position in the region's feed, from 1, gap-free.
+	Seq uint64 `protobuf:"varint,1,opt,name=seq,proto3" json:"seq,omitempty"`
+	// name is the secret's name.
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is the primary secret's ARN.
+	Arn string `protobuf:"bytes,3,opt,name=arn,proto3" json:"arn,omitempty"`
+	// destinations are the regions this entry is for.
+	Destinations []string `protobuf:"bytes,4,rep,name=destinations,proto3" json:"destinations,omitempty"`
+	// secret is the record after the change; unset when the change deleted
+	// the secret (or removed the destination's replica).
+	Secret *Secret `protobuf:"bytes,5,opt,name=secret,proto3" json:"secret,omitempty"`
+	// values are the sealed values of the versions the change added (all
+	// versions for a destination's first copy).
+	Values []*FeedValue `protobuf:"bytes,6,rep,name=values,proto3" json:"values,omitempty"`
+	// time is the command time of the change.
+	Time          *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=time,proto3" json:"time,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ChangeFeedEntry) Reset() {
+	*x = ChangeFeedEntry{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ChangeFeedEntry) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ChangeFeedEntry) ProtoMessage() {}
+
+func (x *ChangeFeedEntry) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ChangeFeedEntry.ProtoReflect.Descriptor instead.
+func (*ChangeFeedEntry) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *ChangeFeedEntry) GetSeq() uint64 {
+	if x != nil {
+		return x.Seq
+	}
+	return 0
+}
+
+func (x *ChangeFeedEntry) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *ChangeFeedEntry) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *ChangeFeedEntry) GetDestinations() []string {
+	if x != nil {
+		return x.Destinations
+	}
+	return nil
+}
+
+func (x *ChangeFeedEntry) GetSecret() *Secret {
+	if x != nil {
+		return x.Secret
+	}
+	return nil
+}
+
+func (x *ChangeFeedEntry) GetValues() []*FeedValue {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+func (x *ChangeFeedEntry) GetTime() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Time
+	}
+	return nil
+}
+
+// FeedValue is one version's sealed value in a feed entry.
+type FeedValue struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version_id is the version.
+	VersionId string `protobuf:"bytes,1,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// value is the sealed value, data key wrapped by the primary's KMS key.
+	Value         *SealedValue `protobuf:"bytes,2,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FeedValue) Reset() {
+	*x = FeedValue{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FeedValue) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FeedValue) ProtoMessage() {}
+
+func (x *FeedValue) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FeedValue.ProtoReflect.Descriptor instead.
+func (*FeedValue) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *FeedValue) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *FeedValue) GetValue() *SealedValue {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// RegionPeer is a paired region: the trust and addresses established by
+// `coffer region pair`. The pairwise replication key is not stored: each
+// side derives it from its own pairing key (which comes from its root key)
+// and the peer's public key.
+type RegionPeer struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the peer's region name.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// ca_pem is the peer's cluster CA certificate; the only issuer accepted
+	// on region-to-region connections from or to that region.
+	CaPem []byte `protobuf:"bytes,2,opt,name=ca_pem,json=caPem,proto3" json:"ca_pem,omitempty"`
+	// public_key is the peer's X25519 pairing public key.
+	PublicKey []byte `protobuf:"bytes,3,opt,name=public_key,json=publicKey,proto3" json:"public_key,omitempty"`
+	// addresses are the peer's region replication addresses (host:port).
+	Addresses []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
+	// paired_date is when the pairing was recorded.
+	PairedDate    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=paired_date,json=pairedDate,proto3" json:"paired_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionPeer) Reset() {
+	*x = RegionPeer{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionPeer) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionPeer) ProtoMessage() {}
+
+func (x *RegionPeer) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionPeer.ProtoReflect.Descriptor instead.
+func (*RegionPeer) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{6}
+}
+
+func (x *RegionPeer) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *RegionPeer) GetCaPem() []byte {
+	if x != nil {
+		return x.CaPem
+	}
+	return nil
+}
+
+func (x *RegionPeer) GetPublicKey() []byte {
+	if x != nil {
+		return x.PublicKey
+	}
+	return nil
+}
+
+func (x *RegionPeer) GetAddresses() []string {
+	if x != nil {
+		return x.Addresses
+	}
+	return nil
+}
+
+func (x *RegionPeer) GetPairedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.PairedDate
+	}
+	return nil
+}
+
 // Version is the metadata of one secret version; its sealed value is stored
 // separately, keyed by the secret's ARN and the version id.
 type Version struct {
@@ -543,7 +925,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +937,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[3]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +950,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{3}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *Version) GetVersionId() string {
@@ -635,7 +1017,7 @@ type SealedValue struct {
 
 func (x *SealedValue) Reset() {
 	*x = SealedValue{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -647,7 +1029,7 @@ func (x *SealedValue) String() string {
 func (*SealedValue) ProtoMessage() {}
 
 func (x *SealedValue) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[4]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -660,7 +1042,7 @@ func (x *SealedValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedValue.ProtoReflect.Descriptor instead.
 func (*SealedValue) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{4}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *SealedValue) GetKind() ValueKind {
@@ -721,7 +1103,7 @@ type Keyring struct {
 
 func (x *Keyring) Reset() {
 	*x = Keyring{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -733,7 +1115,7 @@ func (x *Keyring) String() string {
 func (*Keyring) ProtoMessage() {}
 
 func (x *Keyring) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[5]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -746,7 +1128,7 @@ func (x *Keyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keyring.ProtoReflect.Descriptor instead.
 func (*Keyring) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{5}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *Keyring) GetKeys() []*KmsKey {
@@ -791,7 +1173,7 @@ type KmsKey struct {
 
 func (x *KmsKey) Reset() {
 	*x = KmsKey{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -803,7 +1185,7 @@ func (x *KmsKey) String() string {
 func (*KmsKey) ProtoMessage() {}
 
 func (x *KmsKey) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[6]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -816,7 +1198,7 @@ func (x *KmsKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KmsKey.ProtoReflect.Descriptor instead.
 func (*KmsKey) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{6}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *KmsKey) GetKeyId() string {
@@ -876,7 +1258,7 @@ type KmsKeyVersion struct {
 
 func (x *KmsKeyVersion) Reset() {
 	*x = KmsKeyVersion{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -888,7 +1270,7 @@ func (x *KmsKeyVersion) String() string {
 func (*KmsKeyVersion) ProtoMessage() {}
 
 func (x *KmsKeyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -901,7 +1283,7 @@ func (x *KmsKeyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KmsKeyVersion.ProtoReflect.Descriptor instead.
 func (*KmsKeyVersion) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KmsKeyVersion) GetVersion() uint32 {
@@ -954,7 +1336,7 @@ type AppliedProposal struct {
 
 func (x *AppliedProposal) Reset() {
 	*x = AppliedProposal{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -966,7 +1348,7 @@ func (x *AppliedProposal) String() string {
 func (*AppliedProposal) ProtoMessage() {}
 
 func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -979,7 +1361,7 @@ func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedProposal.ProtoReflect.Descriptor instead.
 func (*AppliedProposal) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *AppliedProposal) GetIndex() uint64 {
@@ -1067,7 +1449,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1079,7 +1461,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1092,7 +1474,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *Principal) GetName() string {
@@ -1167,7 +1549,7 @@ type AccessKey struct {
 
 func (x *AccessKey) Reset() {
 	*x = AccessKey{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1179,7 +1561,7 @@ func (x *AccessKey) String() string {
 func (*AccessKey) ProtoMessage() {}
 
 func (x *AccessKey) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1192,7 +1574,7 @@ func (x *AccessKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
 func (*AccessKey) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *AccessKey) GetAccessKeyId() string {
@@ -1272,7 +1654,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1284,7 +1666,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1297,7 +1679,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *Policy) GetName() string {
@@ -1346,7 +1728,8 @@ var File_coffer_storage_v1_state_proto protoreflect.FileDescriptor
 
 const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe1\b\n" +
+	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\n" +
+	"\n" +
 	"\x06Secret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12 \n" +
@@ -1370,7 +1753,12 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\x0erotation_rules\x18  \x01(\v2\x18.coffer.v1.RotationRulesR\rrotationRules\x12F\n" +
 	"\x11last_rotated_date\x18! \x01(\v2\x1a.google.protobuf.TimestampR\x0flastRotatedDate\x12L\n" +
 	"\x14rotation_anchor_date\x18\" \x01(\v2\x1a.google.protobuf.TimestampR\x12rotationAnchorDate\x12P\n" +
-	"\x11rotation_progress\x18# \x01(\v2#.coffer.storage.v1.RotationProgressR\x10rotationProgressB\x12\n" +
+	"\x11rotation_progress\x18# \x01(\v2#.coffer.storage.v1.RotationProgressR\x10rotationProgress\x12\x1b\n" +
+	"\tvalue_arn\x18\x14 \x01(\tR\bvalueArn\x12\x18\n" +
+	"\areplica\x18\x15 \x01(\bR\areplica\x12\x14\n" +
+	"\x05epoch\x18\x16 \x01(\x04R\x05epoch\x12B\n" +
+	"\breplicas\x18\x17 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\breplicas\x12\"\n" +
+	"\rlast_feed_seq\x18\x18 \x01(\x04R\vlastFeedSeqB\x12\n" +
 	"\x10_resource_policy\"\xaa\x03\n" +
 	"\x10RotationProgress\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
@@ -1390,7 +1778,35 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12C\n" +
 	"\rsealed_secret\x18\x04 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\fsealedSecret\x12=\n" +
-	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\x89\x02\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\xe5\x01\n" +
+	"\x13ReplicaRegionConfig\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1c\n" +
+	"\n" +
+	"kms_key_id\x18\x02 \x01(\tR\bkmsKeyId\x12%\n" +
+	"\x0estatus_message\x18\x03 \x01(\tR\rstatusMessage\x12'\n" +
+	"\x0fforce_overwrite\x18\x04 \x01(\bR\x0eforceOverwrite\x12H\n" +
+	"\x12last_accessed_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\x10lastAccessedDate\"\x86\x02\n" +
+	"\x0fChangeFeedEntry\x12\x10\n" +
+	"\x03seq\x18\x01 \x01(\x04R\x03seq\x12\x12\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x03 \x01(\tR\x03arn\x12\"\n" +
+	"\fdestinations\x18\x04 \x03(\tR\fdestinations\x121\n" +
+	"\x06secret\x18\x05 \x01(\v2\x19.coffer.storage.v1.SecretR\x06secret\x124\n" +
+	"\x06values\x18\x06 \x03(\v2\x1c.coffer.storage.v1.FeedValueR\x06values\x12.\n" +
+	"\x04time\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x04time\"`\n" +
+	"\tFeedValue\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x01 \x01(\tR\tversionId\x124\n" +
+	"\x05value\x18\x02 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x05value\"\xb5\x01\n" +
+	"\n" +
+	"RegionPeer\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x15\n" +
+	"\x06ca_pem\x18\x02 \x01(\fR\x05caPem\x12\x1d\n" +
+	"\n" +
+	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1c\n" +
+	"\taddresses\x18\x04 \x03(\tR\taddresses\x12;\n" +
+	"\vpaired_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"pairedDate\"\x89\x02\n" +
 	"\aVersion\x12\x1d\n" +
 	"\n" +
 	"version_id\x18\x01 \x01(\tR\tversionId\x12\x16\n" +
@@ -1486,66 +1902,77 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
 	(*RotationProgress)(nil),      // 2: coffer.storage.v1.RotationProgress
 	(*RotationFunction)(nil),      // 3: coffer.storage.v1.RotationFunction
-	(*Version)(nil),               // 4: coffer.storage.v1.Version
-	(*SealedValue)(nil),           // 5: coffer.storage.v1.SealedValue
-	(*Keyring)(nil),               // 6: coffer.storage.v1.Keyring
-	(*KmsKey)(nil),                // 7: coffer.storage.v1.KmsKey
-	(*KmsKeyVersion)(nil),         // 8: coffer.storage.v1.KmsKeyVersion
-	(*AppliedProposal)(nil),       // 9: coffer.storage.v1.AppliedProposal
-	(*Principal)(nil),             // 10: coffer.storage.v1.Principal
-	(*AccessKey)(nil),             // 11: coffer.storage.v1.AccessKey
-	(*Policy)(nil),                // 12: coffer.storage.v1.Policy
-	nil,                           // 13: coffer.storage.v1.Principal.TagsEntry
-	(*v1.Tag)(nil),                // 14: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 15: google.protobuf.Timestamp
-	(*v1.RotationRules)(nil),      // 16: coffer.v1.RotationRules
+	(*ReplicaRegionConfig)(nil),   // 4: coffer.storage.v1.ReplicaRegionConfig
+	(*ChangeFeedEntry)(nil),       // 5: coffer.storage.v1.ChangeFeedEntry
+	(*FeedValue)(nil),             // 6: coffer.storage.v1.FeedValue
+	(*RegionPeer)(nil),            // 7: coffer.storage.v1.RegionPeer
+	(*Version)(nil),               // 8: coffer.storage.v1.Version
+	(*SealedValue)(nil),           // 9: coffer.storage.v1.SealedValue
+	(*Keyring)(nil),               // 10: coffer.storage.v1.Keyring
+	(*KmsKey)(nil),                // 11: coffer.storage.v1.KmsKey
+	(*KmsKeyVersion)(nil),         // 12: coffer.storage.v1.KmsKeyVersion
+	(*AppliedProposal)(nil),       // 13: coffer.storage.v1.AppliedProposal
+	(*Principal)(nil),             // 14: coffer.storage.v1.Principal
+	(*AccessKey)(nil),             // 15: coffer.storage.v1.AccessKey
+	(*Policy)(nil),                // 16: coffer.storage.v1.Policy
+	nil,                           // 17: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 18: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
+	(*v1.RotationRules)(nil),      // 20: coffer.v1.RotationRules
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	14, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	15, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	15, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	15, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	15, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	15, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
-	4,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	16, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
-	15, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
-	15, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
+	18, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	19, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	19, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	19, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	19, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	19, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	8,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
+	20, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
+	19, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
+	19, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
 	2,  // 10: coffer.storage.v1.Secret.rotation_progress:type_name -> coffer.storage.v1.RotationProgress
-	15, // 11: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
-	15, // 12: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
-	15, // 13: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
-	5,  // 14: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	15, // 15: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
-	15, // 16: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	15, // 17: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
-	0,  // 18: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
-	7,  // 19: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	15, // 20: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
-	8,  // 21: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	15, // 22: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	15, // 23: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	15, // 24: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	15, // 25: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	15, // 26: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	13, // 27: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
-	5,  // 28: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	15, // 29: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	15, // 30: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
-	5,  // 31: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
-	15, // 32: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
-	15, // 33: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
-	34, // [34:34] is the sub-list for method output_type
-	34, // [34:34] is the sub-list for method input_type
-	34, // [34:34] is the sub-list for extension type_name
-	34, // [34:34] is the sub-list for extension extendee
-	0,  // [0:34] is the sub-list for field type_name
+	4,  // 11: coffer.storage.v1.Secret.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	19, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
+	19, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
+	19, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
+	9,  // 15: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	19, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
+	19, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
+	1,  // 18: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
+	6,  // 19: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
+	19, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
+	9,  // 21: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
+	19, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
+	19, // 23: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	19, // 24: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	0,  // 25: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
+	11, // 26: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
+	19, // 27: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	12, // 28: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
+	19, // 29: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	19, // 30: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	19, // 31: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	19, // 32: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	19, // 33: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	17, // 34: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	9,  // 35: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	19, // 36: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	19, // 37: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	9,  // 38: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
+	19, // 39: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	19, // 40: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	41, // [41:41] is the sub-list for method output_type
+	41, // [41:41] is the sub-list for method input_type
+	41, // [41:41] is the sub-list for extension type_name
+	41, // [41:41] is the sub-list for extension extendee
+	0,  // [0:41] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -1560,7 +1987,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   13,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

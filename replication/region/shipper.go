@@ -1,0 +1,221 @@
+package region
+
+import (
+	"context"
+	"crypto/x509"
+	"fmt"
+	"time"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+
+	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
+	"github.com/cofferhq/coffer/replication"
+)
+
+const (
+	superviseInterval = 200 * time.Millisecond
+	shipTimeout       = 10 * time.Second
+	maxBackoff        = 2 * time.Second
+)
+
+// supervise runs one shipper per paired region while this node leads, and
+// gossips its leadership in the WAN pool.
+func (m *Manager) supervise(ctx context.Context) {
+	defer m.wg.Done()
+	t := time.NewTicker(superviseInterval)
+	defer t.Stop()
+	wasLeader := false
+	for {
+		leader := m.leader.IsLeader()
+		if m.wan != nil && leader != wasLeader {
+			meta := replication.MemberMeta{Region: m.cfg.Region, ClusterAddr: m.cfg.AdvertiseAddr, APIAddr: m.cfg.APIAddr, Leader: leader}
+			if err := m.wan.UpdateMeta(meta, time.Second); err != nil {
+				m.log.Debug("gossip leadership", "err", err)
+			}
+		}
+		wasLeader = leader
+		if leader {
+			peers, err := m.peers.RegionPeers()
+			if err != nil {
+				m.log.Error("list paired regions", "err", err)
+			}
+			for _, p := range peers {
+				dest := p.GetRegion()
+				m.mu.Lock()
+				running := m.workers[dest]
+				m.workers[dest] = true
+				m.mu.Unlock()
+				if !running {
+					m.wg.Add(1)
+					go m.ship(ctx, dest)
+				}
+			}
+		}
+		select {
+		case <-ctx.Done():
+			return
+		case <-t.C:
+		}
+	}
+}
+
+// ship streams dest's feed while this node leads: from the position dest
+// acknowledged (in the state, so a new leader resumes there), a batch at a
+// time, each acknowledged in this region's log. Re-shipping after a lost
+// answer is harmless: dest skips what it applied.
+func (m *Manager) ship(ctx context.Context, dest string) {
+	defer m.wg.Done()
+	defer func() {
+		m.mu.Lock()
+		delete(m.workers, dest)
+		m.mu.Unlock()
+	}()
+	log := m.log.With("dest_region", dest)
+	pos := m.feed.FeedAck(dest)
+	backoff := 50 * time.Millisecond
+	failing := false
+	lastContact := time.Time{}
+	for ctx.Err() == nil && m.leader.IsLeader() {
+		req, err := m.feed.ExportBatch(dest, pos, m.cfg.BatchSize)
+		if err != nil {
+			log.Error("read the change feed", "err", err)
+			m.sleep(ctx, backoff)
+			continue
+		}
+		if len(req.GetChanges()) == 0 && req.GetThroughSeq() == pos && time.Since(lastContact) < m.cfg.Heartbeat {
+			m.waitForChange(ctx)
+			continue
+		}
+		resp, err := m.send(ctx, dest, req)
+		if err != nil {
+			if !failing {
+				log.Warn("shipping to region failed; retrying", "through", req.GetThroughSeq(), "err", err)
+			}
+			failing = true
+			m.sleep(ctx, backoff)
+			backoff = min(backoff*2, maxBackoff)
+			continue
+		}
+		if failing {
+			log.Info("shipping to region resumed", "from", pos)
+		}
+		failing, backoff, lastContact = false, 50*time.Millisecond, time.Now()
+		m.touch(dest)
+		if resp.GetAppliedThrough() > pos || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 || len(resp.GetAccessed()) > 0 {
+			if err := m.feed.AckBatch(ctx, dest, resp); err != nil {
+				log.Warn("record acknowledgement", "err", err)
+				continue
+			}
+		}
+		now := time.Now()
+		for _, e := range req.GetChanges() {
+			m.observe(LagSample{Dest: dest, Lag: now.Sub(e.GetTime().AsTime())})
+		}
+		pos = max(resp.GetAppliedThrough(), pos)
+	}
+}
+
+func (m *Manager) observe(s LagSample) {
+	m.mu.Lock()
+	fn := m.onLag
+	m.mu.Unlock()
+	if fn != nil {
+		fn(s)
+	}
+}
+
+// waitForChange returns when this node applies another entry (the feed may
+// have grown) or after a short while.
+func (m *Manager) waitForChange(ctx context.Context) {
+	wctx, cancel := context.WithTimeout(ctx, 100*time.Millisecond)
+	defer cancel()
+	_ = m.leader.WaitApplied(wctx, m.leader.AppliedIndex()+1)
+}
+
+func (m *Manager) sleep(ctx context.Context, d time.Duration) {
+	select {
+	case <-ctx.Done():
+	case <-time.After(d):
+	}
+}
+
+// send ships one batch to dest, trying its known addresses (the pairing
+// record's and the WAN pool's), the last one that worked first.
+func (m *Manager) send(ctx context.Context, dest string, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
+	p, err := m.peer(dest)
+	if err != nil {
+		return nil, err
+	}
+	addrs := p.GetAddresses()
+	for _, v := range m.Regions() {
+		if v.Region == dest {
+			addrs = append(addrs, v.Addrs...)
+		}
+	}
+	pool := caPool(p.GetCaPem())
+	if pool == nil {
+		return nil, fmt.Errorf("region %s: pairing record holds no CA certificate", dest)
+	}
+	var lastErr error
+	for _, addr := range m.ordered(dest, addrs) {
+		cc, err := m.conn(dest, addr, pool)
+		if err != nil {
+			lastErr = err
+			continue
+		}
+		sctx, cancel := context.WithTimeout(ctx, shipTimeout)
+		resp, err := replicationv1.NewRegionReplicationServiceClient(cc).Ship(sctx, req)
+		cancel()
+		if err == nil {
+			m.mu.Lock()
+			m.conns[dest+"|last"] = cc
+			m.mu.Unlock()
+			return resp, nil
+		}
+		lastErr = fmt.Errorf("%s: %w", addr, err)
+	}
+	if lastErr == nil {
+		lastErr = fmt.Errorf("region %s: no address known", dest)
+	}
+	return nil, lastErr
+}
+
+// ordered puts the address that last worked first and drops duplicates.
+func (m *Manager) ordered(dest string, addrs []string) []string {
+	m.mu.Lock()
+	last := m.conns[dest+"|last"]
+	m.mu.Unlock()
+	seen := map[string]bool{}
+	var out []string
+	if last != nil {
+		out = append(out, last.Target())
+		seen[last.Target()] = true
+	}
+	for _, a := range addrs {
+		if !seen[a] {
+			seen[a] = true
+			out = append(out, a)
+		}
+	}
+	return out
+}
+
+func (m *Manager) conn(dest, addr string, pool *x509.CertPool) (*grpc.ClientConn, error) {
+	key := dest + "|" + addr
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if cc, ok := m.conns[key]; ok {
+		return cc, nil
+	}
+	tlsCfg := m.cfg.TLS.RegionClientConfig(pool)
+	cc, err := grpc.NewClient(addr,
+		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
+		grpc.WithContextDialer(m.cfg.Dial),
+	)
+	if err != nil {
+		return nil, fmt.Errorf("region %s at %s: %w", dest, addr, err)
+	}
+	m.conns[key] = cc
+	return cc, nil
+}
