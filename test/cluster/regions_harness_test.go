@@ -35,12 +35,7 @@ type RegionSet struct {
 // joins the WAN pool. It pairs no regions: see Pair.
 func StartRegions(t *testing.T, n int, names ...string) *RegionSet {
 	t.Helper()
-	rs := &RegionSet{t: t, wanKey: randomBytes(t, 32), regions: map[string]*Cluster{}, names: names,
-		regionOf: map[string]string{}, cut: map[[2]string]bool{}, conns: map[*regionConn][2]string{}}
-	for _, name := range names {
-		rs.regions[name] = StartCluster(t, n, func(s *settings) { s.region, s.cross = name, rs })
-	}
-	return rs
+	return StartRegionsWith(t, n, names)
 }
 
 // Region is the cluster of the named region.
@@ -146,4 +141,17 @@ func (c *regionConn) Close() error {
 	delete(c.rs.conns, c)
 	c.rs.mu.Unlock()
 	return c.Conn.Close()
+}
+
+// StartRegionsWith is StartRegions with options applied to every region's
+// cluster (node tuning such as the AWS listener or rotation timing).
+func StartRegionsWith(t *testing.T, n int, names []string, opts ...Option) *RegionSet {
+	t.Helper()
+	rs := &RegionSet{t: t, wanKey: randomBytes(t, 32), regions: map[string]*Cluster{}, names: names,
+		regionOf: map[string]string{}, cut: map[[2]string]bool{}, conns: map[*regionConn][2]string{}}
+	for _, name := range names {
+		all := append([]Option{func(s *settings) { s.region, s.cross = name, rs }}, opts...)
+		rs.regions[name] = StartCluster(t, n, all...)
+	}
+	return rs
 }
