@@ -40,11 +40,11 @@ func readDBCreds(ctx context.Context, c cofferv1.SecretsManagerServiceClient, id
 // TestBuiltinRotatorThroughEngine rotates a PostgreSQL user with the
 // built-in alternating-users rotator the way an operator does: RotateSecret
 // with coffer:rotator/postgresql-multi-user on a 3-node region, the leader's
-// engine running the steps. A client on a follower keeps reading
+// engine running the steps, 20 times in a row. A client on a follower keeps reading
 // AWSCURRENT and logging in throughout; no login fails, each rotation
 // alternates the user, and the previous user works until the next one.
 func TestBuiltinRotatorThroughEngine(t *testing.T) {
-	const rotations = 6
+	const rotations = 20
 	db := dbtest.StartPostgres(t)
 	pw0 := "initial" + strings.ReplaceAll(uuid.NewString(), "-", "")
 	db.Exec(t, "CREATE ROLE app WITH LOGIN PASSWORD '"+pw0+"'",
