@@ -547,13 +547,6 @@ func firstErr(errs ...*APIError) *APIError {
 	return nil
 }
 
-// unsupported answers the operations that later releases deliver (rotation,
-// cross-region replication) with a clear UnsupportedOperation error, which
-// gRPC renders as Unimplemented.
-func unsupported(what string) *APIError {
-	return apiErr(TypeUnsupportedOperation, "%s is not supported by this Coffer release yet.", what)
-}
-
 // DerivedKey returns a key derived from the region's keyring for purpose
 // (such as "audit-params"); every node of the region derives the same one.
 func (s *Service) DerivedKey(purpose string) ([]byte, error) {

@@ -39,7 +39,7 @@ func TestErrorMapping(t *testing.T) {
 		{context.DeadlineExceeded, TypeServiceUnavailable, codes.Unavailable},
 		{errors.New("disk on fire at /var/lib/coffer"), TypeInternalServiceError, codes.Internal},
 		{validationErr("name", "x"), TypeValidation, codes.InvalidArgument},
-		{unsupported("RotateSecret"), TypeUnsupportedOperation, codes.Unimplemented},
+		{apiErr(TypeUnsupportedOperation, "Presigned requests are not supported."), TypeUnsupportedOperation, codes.Unimplemented},
 	}
 	for _, c := range cases {
 		ae := AsAPIError(c.err)
