@@ -18,6 +18,9 @@ import (
 // first. Each problem is a sentence that starts with where it is.
 type parser struct {
 	problems []string
+	// resource is set when parsing a resource policy, which must name a
+	// Principal or NotPrincipal in every statement.
+	resource bool
 }
 
 func (p *parser) addf(format string, args ...any) {
@@ -25,8 +28,10 @@ func (p *parser) addf(format string, args ...any) {
 }
 
 // parse returns the document and its syntax problems. The document is only
-// meaningful when there are none.
-func parse(doc string) (*Document, []string) {
+// meaningful when there are none. With resource set it applies the rules of
+// resource policies as well (every statement names a Principal or
+// NotPrincipal).
+func parse(doc string, resource bool) (*Document, []string) {
 	if n := utf8.RuneCountInString(doc); n > MaxDocumentLength {
 		return nil, []string{fmt.Sprintf("the document is %d characters long; the maximum is %d", n, MaxDocumentLength)}
 	}
@@ -43,7 +48,7 @@ func parse(doc string) (*Document, []string) {
 	if !ok {
 		return nil, []string{fmt.Sprintf("the document must be a JSON object, got %s", kind(root))}
 	}
-	var p parser
+	p := parser{resource: resource}
 	d := p.document(obj)
 	return d, p.problems
 }
@@ -158,6 +163,9 @@ func (p *parser) statement(i int, m map[string]any) Statement {
 	}
 	if hasNotPrincipal {
 		s.NotPrincipal = p.principal(loc, "NotPrincipal", m["NotPrincipal"])
+	}
+	if p.resource && !hasPrincipal && !hasNotPrincipal {
+		p.addf("%s: a resource policy statement must name a Principal or NotPrincipal, such as {\"AWS\": \"arn:aws:iam::123456789012:user/app\"}", loc)
 	}
 
 	_, hasAction := m["Action"]

@@ -3,7 +3,9 @@ package policy
 import (
 	"errors"
 	"fmt"
+	"net/netip"
 	"slices"
+	"strings"
 )
 
 // MaxDocumentLength is the longest resource policy AWS accepts, in
@@ -70,11 +72,22 @@ type Principal struct {
 	CanonicalUser []string
 }
 
-// Parse parses doc and checks its syntax. It succeeds exactly when Validate
-// reports no SYNTAX_CHECK finding; otherwise the error wraps ErrMalformed and
-// describes the first problem (and how many more there are).
+// Parse parses doc and checks its syntax as an identity policy or any IAM
+// policy document. The error wraps ErrMalformed and describes the first
+// problem (and how many more there are).
 func Parse(doc string) (*Document, error) {
-	d, problems := parse(doc)
+	return parseErr(parse(doc, false))
+}
+
+// ParseResource parses a resource policy: the grammar Parse accepts, plus
+// what AWS requires of resource policies — every statement names a
+// Principal or NotPrincipal. It succeeds exactly when Validate reports no
+// SYNTAX_CHECK finding.
+func ParseResource(doc string) (*Document, error) {
+	return parseErr(parse(doc, true))
+}
+
+func parseErr(d *Document, problems []string) (*Document, error) {
 	switch len(problems) {
 	case 0:
 		return d, nil
@@ -86,14 +99,13 @@ func Parse(doc string) (*Document, error) {
 }
 
 // IsPublic reports whether d grants access to everyone: whether any Allow
-// statement without a Condition has Principal "*" or {"AWS": "*"}, or has a
-// NotPrincipal (which allows everyone not listed) that lists less than
-// everyone. PutResourcePolicy with BlockPublicPolicy rejects such a document
-// with PublicPolicyException.
+// statement whose Principal is "*" or {"AWS": "*"}, or whose NotPrincipal
+// lists less than everyone, has no Condition that restricts the caller (see
+// RestrictsCaller). PutResourcePolicy with BlockPublicPolicy rejects such a
+// document with PublicPolicyException.
 //
-// Any Condition counts as restricting the statement. That is coarser than
-// AWS, which reasons about what each condition allows; it errs towards
-// accepting a conditioned policy, never towards calling a bare "*" private.
+// A Condition on anything else — aws:SecureTransport, aws:CurrentTime, a
+// resource tag — leaves the statement public: anyone can meet it.
 func (d *Document) IsPublic() bool {
 	if d == nil {
 		return false
@@ -102,7 +114,7 @@ func (d *Document) IsPublic() bool {
 }
 
 func (s Statement) isPublic() bool {
-	if s.Effect != Allow || len(s.Condition) > 0 {
+	if s.Effect != Allow || s.restrictsCaller() {
 		return false
 	}
 	if s.NotPrincipal != nil {
@@ -115,4 +127,100 @@ func (s Statement) isPublic() bool {
 
 func (p *Principal) isEveryone() bool {
 	return p != nil && (p.Wildcard || slices.Contains(p.AWS, "*"))
+}
+
+// callerKind is how a condition key restricts who the caller is.
+type callerKind int
+
+const (
+	callerExact   callerKind = iota + 1 // an identifier: account, org, user, VPC
+	callerARN                           // an ARN: restricting once its account is fixed
+	callerNetwork                       // an address range
+)
+
+// callerKeys are the condition keys that identify the caller or where it
+// calls from, lower-cased. A statement conditioned on one of them, with
+// values that pin it down, grants access only to known principals or
+// networks.
+var callerKeys = map[string]callerKind{
+	"aws:sourceip":         callerNetwork,
+	"aws:sourcevpc":        callerExact,
+	"aws:sourcevpce":       callerExact,
+	"aws:principalaccount": callerExact,
+	"aws:principalarn":     callerARN,
+	"aws:principalorgid":   callerExact,
+	"aws:sourceaccount":    callerExact,
+	"aws:sourcearn":        callerARN,
+	"aws:userid":           callerExact,
+	"aws:username":         callerExact,
+}
+
+// restrictsCaller reports whether one of s's conditions limits the
+// statement to known principals or networks. Condition blocks AND together,
+// so one such condition is enough. A condition counts when:
+//
+//   - its key is one of callerKeys;
+//   - its operator is positive and requires the key: StringEquals,
+//     StringEqualsIgnoreCase, StringLike, ArnEquals or ArnLike for
+//     identifiers and ARNs, IpAddress for aws:SourceIp — optionally with
+//     ForAnyValue:, which is false for an absent key. Negated operators,
+//     …IfExists and ForAllValues: hold for callers without the key, so
+//     they restrict no one;
+//   - every one of its values (which OR together) pins the caller down: an
+//     identifier without wildcards, an ARN whose partition, service and
+//     account have none, an address range narrower than the whole
+//     address space.
+func (s Statement) restrictsCaller() bool {
+	for op, block := range s.Condition {
+		set, base, found := strings.Cut(op, ":")
+		if !found {
+			set, base = "", op
+		}
+		if set == "ForAllValues" || strings.HasSuffix(base, "IfExists") {
+			continue
+		}
+		for key, values := range block {
+			kind := callerKeys[strings.ToLower(key)]
+			if kind == 0 || len(values) == 0 || !restrictingOperator(kind, base) {
+				continue
+			}
+			if !slices.ContainsFunc(values, func(v string) bool { return !pinsCaller(kind, v) }) {
+				return true
+			}
+		}
+	}
+	return false
+}
+
+func restrictingOperator(kind callerKind, op string) bool {
+	if kind == callerNetwork {
+		return op == "IpAddress"
+	}
+	switch op {
+	case "StringEquals", "StringEqualsIgnoreCase", "StringLike", "ArnEquals", "ArnLike":
+		return true
+	}
+	return false
+}
+
+// pinsCaller reports whether one condition value names known callers.
+func pinsCaller(kind callerKind, v string) bool {
+	switch kind {
+	case callerNetwork:
+		if pfx, err := netip.ParsePrefix(v); err == nil {
+			return pfx.Bits() > 0
+		}
+		_, err := netip.ParseAddr(v)
+		return err == nil
+	case callerARN:
+		// arn:partition:service:region:account:resource — the account
+		// must be fixed; the resource part may use wildcards.
+		parts := strings.SplitN(v, ":", 6)
+		if len(parts) != 6 || parts[0] != "arn" || parts[4] == "" {
+			return false
+		}
+		return !strings.ContainsAny(parts[1]+parts[2]+parts[4], "*?")
+	default:
+		return v != "" && !strings.ContainsAny(v, "*?")
+	}
 }

@@ -116,8 +116,11 @@ func TestParseValid(t *testing.T) {
 			if !reflect.DeepEqual(got, tc.want) {
 				t.Errorf("Parse =\n%#v\nwant\n%#v", got, tc.want)
 			}
-			if f := syntaxFindings(Validate(tc.doc)); len(f) != 0 {
-				t.Errorf("Validate reports syntax findings for a document Parse accepts: %v", f)
+			// Validate checks resource policies: it agrees with
+			// ParseResource, which also wants a Principal.
+			_, rerr := ParseResource(tc.doc)
+			if f := syntaxFindings(Validate(tc.doc)); (len(f) == 0) != (rerr == nil) {
+				t.Errorf("Validate reports syntax findings %v but ParseResource gives %v", f, rerr)
 			}
 		})
 	}
@@ -278,9 +281,11 @@ func TestValidate(t *testing.T) {
 				{CheckSyntax, `unknown top-level element "Extra"; a policy may contain only Version, Id and Statement`},
 				{CheckSyntax, `Version "1" is not a policy language version; use "2012-10-17" (or "2008-10-17")`},
 				{CheckSyntax, `Statement[0] (Sid "A"): unknown element "Resouce"; a statement may contain only Sid, Effect, Principal, NotPrincipal, Action, NotAction, Resource, NotResource, Condition`},
+				{CheckSyntax, `Statement[0] (Sid "A"): a resource policy statement must name a Principal or NotPrincipal, such as {"AWS": "arn:aws:iam::123456789012:user/app"}`},
 				{CheckSyntax, `Statement[0] (Sid "A"): a statement must not have both Action and NotAction`},
 				{CheckSyntax, `Statement[0] (Sid "A"): Action "nope" is not of the form "service:ActionName", such as "secretsmanager:GetSecretValue" (* and ? are wildcards)`},
 				{CheckSyntax, `Statement[0] (Sid "A"): Condition operator "Like" is not an IAM condition operator, such as StringEquals, ArnLike or ForAnyValue:StringLikeIfExists`},
+				{CheckSyntax, `Statement[1]: a resource policy statement must name a Principal or NotPrincipal, such as {"AWS": "arn:aws:iam::123456789012:user/app"}`},
 				{CheckSyntax, `Statement[1]: a statement must have Action or NotAction`},
 				{CheckSyntax, `Statement[1]: a statement must not have both Resource and NotResource`},
 			},
@@ -291,15 +296,27 @@ func TestValidate(t *testing.T) {
 			want: []Finding{{CheckSyntax, `Statement[0]: unknown element "Bogus"; a statement may contain only Sid, Effect, Principal, NotPrincipal, Action, NotAction, Resource, NotResource, Condition`}},
 		},
 		{
+			name: "a resource policy names a principal in every statement",
+			doc: stmt(`{"Sid":"Who","Effect":"Deny","Action":"secretsmanager:DeleteSecret","Resource":"*"},
+				{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:user/app"},"Action":"*"}`),
+			want: []Finding{{CheckSyntax, `Statement[0] (Sid "Who"): a resource policy statement must name a Principal or NotPrincipal, such as {"AWS": "arn:aws:iam::123456789012:user/app"}`}},
+		},
+		{
+			name: "a condition anyone can meet does not make a statement private",
+			doc: stmt(`{"Sid":"TLS","Effect":"Allow","Principal":"*","Action":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}},
+				{"Sid":"Office","Effect":"Allow","Principal":"*","Action":"*","Condition":{"Bool":{"aws:SecureTransport":"true"},"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}`),
+			want: []Finding{{CheckPublicAccess, `Statement[0] (Sid "TLS"): Allow with Principal "*" and no Condition that restricts the caller grants access to everyone; name specific principals, or add a Condition on who or where the caller is (aws:PrincipalAccount, aws:PrincipalArn, aws:PrincipalOrgID, aws:SourceIp, aws:SourceVpc…)`}},
+		},
+		{
 			name: "public statements",
 			doc: stmt(`{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue"},
 				{"Sid":"Ok","Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEquals":{"aws:PrincipalAccount":"123456789012"}}},
 				{"Sid":"AnyAWS","Effect":"Allow","Principal":{"AWS":["arn:aws:iam::123456789012:root","*"]},"Action":"*"},
 				{"Sid":"Except","Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"*"}`),
 			want: []Finding{
-				{CheckPublicAccess, `Statement[0]: Allow with Principal "*" and no Condition grants access to everyone; name specific principals or add a Condition that restricts access`},
-				{CheckPublicAccess, `Statement[2] (Sid "AnyAWS"): Allow with Principal {"AWS": "*"} and no Condition grants access to everyone; name specific principals or add a Condition that restricts access`},
-				{CheckPublicAccess, `Statement[3] (Sid "Except"): Allow with NotPrincipal and no Condition grants access to everyone; name specific principals or add a Condition that restricts access`},
+				{CheckPublicAccess, `Statement[0]: Allow with Principal "*" and no Condition that restricts the caller grants access to everyone; name specific principals, or add a Condition on who or where the caller is (aws:PrincipalAccount, aws:PrincipalArn, aws:PrincipalOrgID, aws:SourceIp, aws:SourceVpc…)`},
+				{CheckPublicAccess, `Statement[2] (Sid "AnyAWS"): Allow with Principal {"AWS": "*"} and no Condition that restricts the caller grants access to everyone; name specific principals, or add a Condition on who or where the caller is (aws:PrincipalAccount, aws:PrincipalArn, aws:PrincipalOrgID, aws:SourceIp, aws:SourceVpc…)`},
+				{CheckPublicAccess, `Statement[3] (Sid "Except"): Allow with NotPrincipal and no Condition that restricts the caller grants access to everyone; name specific principals, or add a Condition on who or where the caller is (aws:PrincipalAccount, aws:PrincipalArn, aws:PrincipalOrgID, aws:SourceIp, aws:SourceVpc…)`},
 			},
 		},
 	}
@@ -337,7 +354,23 @@ func TestIsPublic(t *testing.T) {
 		{"public statement after a private one", stmt(`{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"*"},
 			{"Effect":"Allow","Principal":"*","NotAction":"secretsmanager:DeleteSecret"}`), true},
 		{"empty Condition restricts nothing", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{}}`), true},
-		{"Condition present", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc123"}}}`), false},
+		{"restricted to an organization", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEquals":{"aws:PrincipalOrgID":"o-abc123"}}}`), false},
+		{"SecureTransport restricts no one", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"Bool":{"aws:SecureTransport":"true"}}}`), true},
+		{"a resource tag restricts no one", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEquals":{"secretsmanager:ResourceTag/team":"a"}}}`), true},
+		{"SecureTransport and a network", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"Bool":{"aws:SecureTransport":"true"},"IpAddress":{"aws:SourceIp":["10.0.0.0/8","192.168.1.7"]}}}`), false},
+		{"the whole address space", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","0.0.0.0/0"]}}}`), true},
+		{"NotIpAddress", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"NotIpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}`), true},
+		{"account (key case-insensitive)", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEquals":{"AWS:PrincipalAccount":"123456789012"}}}`), false},
+		{"account wildcard", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringLike":{"aws:PrincipalAccount":"*"}}}`), true},
+		{"one wildcard value among accounts", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringLike":{"aws:PrincipalAccount":["123456789012","1*"]}}}`), true},
+		{"StringNotEquals on the account", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringNotEquals":{"aws:PrincipalAccount":"999999999999"}}}`), true},
+		{"IfExists holds without the key", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEqualsIfExists":{"aws:SourceVpc":"vpc-1"}}}`), true},
+		{"ForAllValues holds without the key", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"ForAllValues:StringEquals":{"aws:SourceVpce":"vpce-1"}}}`), true},
+		{"ForAnyValue needs the key", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"ForAnyValue:StringEquals":{"aws:SourceVpce":"vpce-1"}}}`), false},
+		{"principal ARNs in one account", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::123456789012:user/*"}}}`), false},
+		{"principal ARNs in any account", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"ArnLike":{"aws:PrincipalArn":"arn:aws:iam::*:user/app"}}}`), true},
+		{"a user name", stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"StringEquals":{"aws:username":"app"}}}`), false},
+		{"NotPrincipal restricted by a condition", stmt(`{"Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:user/x"},"Action":"*","Condition":{"StringEquals":{"aws:SourceAccount":"123456789012"}}}`), false},
 		{"Allow with NotPrincipal *", stmt(`{"Effect":"Allow","NotPrincipal":"*","Action":"*"}`), false},
 		{"Allow with NotPrincipal AWS *", stmt(`{"Effect":"Allow","NotPrincipal":{"AWS":"*"},"Action":"*"}`), false},
 		{"Deny with *", stmt(`{"Effect":"Deny","Principal":"*","Action":"*"}`), false},
@@ -385,9 +418,10 @@ func TestKnownOperator(t *testing.T) {
 	}
 }
 
-// FuzzParse checks that no input panics Parse, Validate or IsPublic, and
-// that they agree: Parse succeeds exactly when Validate finds no syntax
-// problem, and then IsPublic exactly when Validate finds public access.
+// FuzzParse checks that no input panics Parse, ParseResource, Validate or
+// IsPublic, and that they agree: ParseResource accepts only what Parse
+// does, it succeeds exactly when Validate finds no syntax problem, and then
+// IsPublic holds exactly when Validate finds public access.
 func FuzzParse(f *testing.F) {
 	seeds := []string{
 		stmt(`{"Effect":"Allow","Principal":"*","Action":"secretsmanager:GetSecretValue","Resource":"*"}`),
@@ -397,6 +431,8 @@ func FuzzParse(f *testing.F) {
 		`{"Version":"2008-10-17","Id":"i","Statement":[]}`,
 		`{"Version":"2012-10-17","Statement":[{"Effect":"allow","Action":"x"},null,1,"s",[]]}`,
 		stmt(`{"Effect":"Allow","Action":"*","Condition":{"StringEquals":{"k":[null,{},[]]}}}`),
+		stmt(`{"Effect":"Allow","Principal":"*","Action":"*","Condition":{"IpAddress":{"aws:SourceIp":["10.0.0.0/8","::/0"]},"ForAnyValue:ArnLike":{"aws:PrincipalArn":"arn:aws:iam::1:*"}}}`),
+		stmt(`{"Effect":"Allow","NotPrincipal":{"AWS":"x"},"Action":"*","Condition":{"StringLikeIfExists":{"aws:SourceVpce":"vpce-?"},"Bool":{"aws:SecureTransport":true}}}`),
 		`{"Version":`,
 		`[1,2,3]`,
 		`{} {}`,
@@ -409,7 +445,12 @@ func FuzzParse(f *testing.F) {
 		f.Add(s)
 	}
 	f.Fuzz(func(t *testing.T, doc string) {
-		d, err := Parse(doc)
+		if _, err := ParseResource(doc); err == nil {
+			if _, perr := Parse(doc); perr != nil {
+				t.Fatalf("ParseResource accepted what Parse refuses: %v", perr)
+			}
+		}
+		d, err := ParseResource(doc)
 		findings := Validate(doc)
 		public := d.IsPublic()
 		syntax := len(syntaxFindings(findings))

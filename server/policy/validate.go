@@ -16,23 +16,24 @@ type Finding struct {
 	ErrorMessage string
 }
 
-// Validate runs the ValidateResourcePolicy checks on doc and returns what
-// they find; nil means the document passed.
+// Validate runs the ValidateResourcePolicy checks on doc, a resource
+// policy, and returns what they find; nil means the document passed.
 //
-// The syntax check (CheckSyntax) reports every problem Parse would reject:
-// not JSON or trailing data, longer than MaxDocumentLength, a missing or
-// unknown Version, no statements, an Effect other than Allow or Deny,
-// neither or both of Action and NotAction, both of Resource and NotResource
-// or of Principal and NotPrincipal, unknown elements, actions not of the form
-// service:ActionName, and unknown condition operators or malformed condition
-// values.
+// The syntax check (CheckSyntax) reports every problem ParseResource would
+// reject: a statement naming neither Principal nor NotPrincipal, and what
+// Parse rejects — not JSON or trailing data, longer than MaxDocumentLength,
+// a missing or unknown Version, no statements, an Effect other than Allow or
+// Deny, neither or both of Action and NotAction, both of Resource and
+// NotResource or of Principal and NotPrincipal, unknown elements, actions
+// not of the form service:ActionName, and unknown condition operators or
+// malformed condition values.
 //
 // The broad-access check (CheckPublicAccess) runs only on a document without
 // syntax problems, since a statement that does not parse has no meaning to
 // judge. It reports each statement that makes the document public, by the
 // rule of Document.IsPublic.
 func Validate(doc string) []Finding {
-	d, problems := parse(doc)
+	d, problems := parse(doc, true)
 	var findings []Finding
 	for _, p := range problems {
 		findings = append(findings, Finding{CheckName: CheckSyntax, ErrorMessage: p})
@@ -55,8 +56,9 @@ func Validate(doc string) []Finding {
 		}
 		findings = append(findings, Finding{
 			CheckName: CheckPublicAccess,
-			ErrorMessage: fmt.Sprintf("%s: Allow with %s and no Condition grants access to everyone; "+
-				"name specific principals or add a Condition that restricts access",
+			ErrorMessage: fmt.Sprintf("%s: Allow with %s and no Condition that restricts the caller grants access to everyone; "+
+				"name specific principals, or add a Condition on who or where the caller is (aws:PrincipalAccount, "+
+				"aws:PrincipalArn, aws:PrincipalOrgID, aws:SourceIp, aws:SourceVpc…)",
 				statementLocation(i, s.Sid), grant),
 		})
 	}
