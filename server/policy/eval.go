@@ -94,7 +94,8 @@ func (r Result) Decided() string {
 // resource policy allows; otherwise the request is implicitly denied.
 // resource may be nil. Identity policies' statements must not carry a
 // Principal (the caller is implied); resource policy statements apply only
-// when their Principal or NotPrincipal matches req.Principal.
+// when their Principal names the caller (or its account), or their
+// NotPrincipal does not list the caller itself.
 func Evaluate(req Request, identity []Named, resource *Named) Result {
 	var allow *Result
 	consider := func(n Named, fromResource bool) *Result {
@@ -157,13 +158,31 @@ func (s Statement) principalMatches(req Request) (applies, grants bool) {
 	case s.Principal != nil:
 		return s.Principal.names(req)
 	case s.NotPrincipal != nil:
-		applies, _ := s.NotPrincipal.names(req)
-		return !applies, true
+		// Everyone but the principals listed — exactly as listed, as IAM
+		// reads NotPrincipal: an account there excludes the account's
+		// root user, not the users in it, so a Deny with NotPrincipal
+		// {"AWS": "arn:aws:iam::<account>:root"} still denies them.
+		return !s.NotPrincipal.namesExactly(req), true
 	default:
-		// AWS requires Principal in a resource policy; Coffer's parser does
-		// not, and a statement without one names no one.
-		return false, false
+		// ParseResource refuses a statement without Principal or
+		// NotPrincipal, as AWS does; a document stored before it did is
+		// read on the safe side: its Deny applies to everyone and its
+		// Allow grants no one.
+		return s.Effect == Deny, false
 	}
+}
+
+// namesExactly reports whether p lists the caller itself (or everyone).
+func (p *Principal) namesExactly(req Request) bool {
+	if p.Wildcard {
+		return true
+	}
+	for _, a := range p.AWS {
+		if a == "*" || a == req.Principal {
+			return true
+		}
+	}
+	return false
 }
 
 func (p *Principal) names(req Request) (applies, grants bool) {

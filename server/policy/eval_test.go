@@ -128,6 +128,65 @@ func TestEvaluate(t *testing.T) {
 			statement: "p0/Statement[0]",
 		},
 		{
+			name:      "NotPrincipal deny naming the account still denies its users",
+			identity:  []string{stmts(`{"Effect":"Allow","Action":"*","Resource":"*"}`)},
+			resource:  stmts(`{"Sid":"OnlyRoot","Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"*","Resource":"*"}`),
+			req:       req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:      ExplicitDeny,
+			statement: "resource-policy/OnlyRoot",
+		},
+		{
+			name:      "NotPrincipal deny naming the account by its id still denies its users",
+			identity:  []string{stmts(`{"Effect":"Allow","Action":"*","Resource":"*"}`)},
+			resource:  stmts(`{"Effect":"Deny","NotPrincipal":{"AWS":["123456789012","arn:aws:iam::123456789012:user/bob"]},"Action":"*","Resource":"*"}`),
+			req:       req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:      ExplicitDeny,
+			statement: "resource-policy/Statement[0]",
+		},
+		{
+			name:      "NotPrincipal deny listing the account and the caller spares the caller",
+			identity:  []string{stmts(`{"Effect":"Allow","Action":"*","Resource":"*"}`)},
+			resource:  stmts(`{"Effect":"Deny","NotPrincipal":{"AWS":["arn:aws:iam::123456789012:root","` + alice + `"]},"Action":"*","Resource":"*"}`),
+			req:       req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:      Allowed,
+			statement: "p0/Statement[0]",
+		},
+		{
+			name:      "NotPrincipal allow grants everyone not listed",
+			resource:  stmts(`{"Sid":"AllButBob","Effect":"Allow","NotPrincipal":{"AWS":"arn:aws:iam::123456789012:user/bob"},"Action":"*","Resource":"*"}`),
+			req:       req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:      Allowed,
+			statement: "resource-policy/AllButBob",
+		},
+		{
+			name:     "NotPrincipal allow grants not the one listed",
+			resource: stmts(`{"Effect":"Allow","NotPrincipal":{"AWS":"` + alice + `"},"Action":"*","Resource":"*"}`),
+			req:      req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:     ImplicitDeny,
+		},
+		{
+			name:      "a stored resource statement without a principal: its Deny applies to everyone",
+			identity:  []string{stmts(`{"Effect":"Allow","Action":"*","Resource":"*"}`)},
+			resource:  stmts(`{"Sid":"Old","Effect":"Deny","Action":"secretsmanager:GetSecretValue","Resource":"*"}`),
+			req:       req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:      ExplicitDeny,
+			statement: "resource-policy/Old",
+		},
+		{
+			name:     "a stored resource statement without a principal: its Allow grants no one",
+			resource: stmts(`{"Effect":"Allow","Action":"*","Resource":"*"}`),
+			req:      req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:     ImplicitDeny,
+		},
+		{
+			name:      "resource-policy deny beats an identity allow",
+			identity:  []string{stmts(`{"Sid":"All","Effect":"Allow","Action":"*","Resource":"*"}`)},
+			resource:  stmts(`{"Sid":"NoRead","Effect":"Deny","Principal":{"AWS":"` + alice + `"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}`),
+			req:       req("secretsmanager:GetSecretValue", secretARN, nil),
+			want:      ExplicitDeny,
+			statement: "resource-policy/NoRead",
+		},
+		{
 			name:      "condition true: StringEquals on a resource tag (key case-insensitive)",
 			identity:  []string{stmts(`{"Effect":"Allow","Action":"*","Resource":"*","Condition":{"StringEquals":{"secretsmanager:ResourceTag/Team":"payments"}}}`)},
 			req:       req("secretsmanager:GetSecretValue", secretARN, keys("secretsmanager:resourcetag/team", "payments")),
@@ -278,7 +337,8 @@ func TestMatch(t *testing.T) {
 
 // FuzzEvaluate feeds arbitrary documents and requests to the evaluator: it
 // must never panic, and its answer must be consistent — a deny names a
-// statement, and adding a blanket Deny to any parseable policy turns every
+// statement, and adding a blanket Deny to any parseable policy (or a
+// resource-policy Deny to all but the account's root user) turns every
 // answer into an explicit deny.
 func FuzzEvaluate(f *testing.F) {
 	f.Add(stmts(`{"Effect":"Allow","Action":"secretsmanager:Get*","Resource":"*","Condition":{"IpAddress":{"aws:SourceIp":"10.0.0.0/8"}}}`),
@@ -310,6 +370,12 @@ func FuzzEvaluate(f *testing.F) {
 		deny := mustParse(t, stmts(`{"Sid":"All","Effect":"Deny","Action":"*","Resource":"*"}`))
 		if r := Evaluate(req, []Named{{Name: "p", Doc: d}, {Name: "deny", Doc: deny}}, nil); r.Decision != ExplicitDeny {
 			t.Fatalf("a blanket Deny gave %v", r.Decision)
+		}
+		// Naming the account in NotPrincipal spares its root user, not
+		// its users: the caller stays denied whatever else is allowed.
+		notRoot := mustParse(t, stmts(`{"Effect":"Deny","NotPrincipal":{"AWS":"arn:aws:iam::`+account+`:root"},"Action":"*","Resource":"*"}`))
+		if r := Evaluate(req, []Named{{Name: "p", Doc: d}}, &Named{Name: "resource-policy", Doc: notRoot}); r.Decision != ExplicitDeny {
+			t.Fatalf("a resource-policy Deny with NotPrincipal of the account gave %v", r.Decision)
 		}
 	})
 }
