@@ -110,6 +110,18 @@ func (c *cronExpr) checkSpacing() error {
 	return nil
 }
 
+// timesOfDay lists, in order, the times of day the schedule fires at on
+// the days it fires: the same on every such day.
+func (c *cronExpr) timesOfDay() []time.Duration {
+	var out []time.Duration
+	for _, h := range c.hours {
+		for _, m := range c.minutes {
+			out = append(out, time.Duration(h)*time.Hour+time.Duration(m)*time.Minute)
+		}
+	}
+	return out
+}
+
 func indexes(set []bool, lo int) []int {
 	var out []int
 	for i, ok := range set {

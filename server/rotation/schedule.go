@@ -30,6 +30,17 @@ func rulesErr(format string, args ...any) error {
 
 // Schedule is a parsed RotationRules: when rotation windows open and how
 // long each stays open. All times are UTC.
+//
+// Windows open as AWS documents them: a whole-day schedule
+// (AutomaticallyAfterDays, rate(N days)) at midnight UTC N days after the
+// anchor's day; rate(N hours) on a fixed grid of every N hours counted
+// from midnight UTC (1970-01-01), so rate(6 hours) opens at 00:00, 06:00,
+// 12:00 and 18:00 every day; cron at the times it names. Without a
+// Duration a window in hours (rate in hours, or a cron that fires at more
+// than one hour of the day) closes after one hour, and a window in days
+// closes at the end of its UTC day. A Duration never lets a window reach
+// into the next UTC day or the next window: ParseRules refuses one that
+// would.
 type Schedule struct {
 	every    time.Duration // rate and AutomaticallyAfterDays; 0 for cron
 	days     bool          // a whole-day rate: windows open at midnight UTC
@@ -37,6 +48,10 @@ type Schedule struct {
 	window   time.Duration // 0: the default for the schedule's kind
 	explicit bool          // window came from Duration
 }
+
+// hourlyWindow is how long a window of a schedule in hours stays open
+// without a Duration.
+const hourlyWindow = time.Hour
 
 var (
 	ratePattern     = regexp.MustCompile(`^rate\(\s*([0-9]+)\s+(hour|hours|day|days)\s*\)$`)
@@ -102,11 +117,70 @@ func ParseRules(r *cofferv1.RotationRules) (*Schedule, error) {
 			return nil, rulesErr("Duration must be between 1h and 24h.")
 		}
 		s.window, s.explicit = time.Duration(h)*time.Hour, true
-		if s.every > 0 && s.window > s.every {
-			return nil, rulesErr("The rotation window (Duration %s) must end before the next one opens.", d)
+		if err := s.checkWindow(expr, d); err != nil {
+			return nil, err
 		}
 	}
 	return s, nil
+}
+
+// checkWindow refuses a Duration that would let a window reach into the
+// next rotation window or into the next UTC day, as AWS does. Every
+// window of a schedule opens at one of a fixed set of times of day, so
+// checking those times checks every window.
+func (s *Schedule) checkWindow(expr, d string) error {
+	if expr == "" {
+		expr = "AutomaticallyAfterDays"
+	}
+	switch {
+	case s.days:
+		// Windows open at midnight and are at least a day apart; a
+		// Duration of at most 24h (checked above) fits.
+		return nil
+	case s.cron != nil:
+		times := s.cron.timesOfDay()
+		last := times[len(times)-1]
+		for i := 1; i < len(times); i++ {
+			if gap := times[i] - times[i-1]; s.window > gap {
+				return rulesErr("The rotation window (Duration %s) must not extend into the next rotation window: %s opens windows %s apart (%s and %s UTC).",
+					d, expr, fmtHours(gap), clock(times[i-1]), clock(times[i]))
+			}
+		}
+		if last+s.window > 24*time.Hour {
+			return rulesErr("The rotation window (Duration %s) must not extend into the next UTC day: %s opens a window at %s UTC.", d, expr, clock(last))
+		}
+		return nil
+	}
+	if s.window > s.every {
+		return rulesErr("The rotation window (Duration %s) must not extend into the next rotation window: %s opens one every %s.", d, expr, fmtHours(s.every))
+	}
+	// The grid's windows open at every multiple of gcd(N, 24) hours of the
+	// day, the latest 24h minus that; a window must close by midnight.
+	if step := time.Duration(gcd(int(s.every/time.Hour), 24)) * time.Hour; s.window > step {
+		return rulesErr("The rotation window (Duration %s) must not extend into the next UTC day: %s opens a window at %s UTC on some days.",
+			d, expr, clock(24*time.Hour-step))
+	}
+	return nil
+}
+
+func gcd(a, b int) int {
+	for b != 0 {
+		a, b = b, a%b
+	}
+	return a
+}
+
+// clock renders a time of day as HH:MM.
+func clock(d time.Duration) string {
+	return fmt.Sprintf("%02d:%02d", int(d/time.Hour), int(d%time.Hour/time.Minute))
+}
+
+// fmtHours renders a duration as AWS writes Durations, 3h, or 3h30m.
+func fmtHours(d time.Duration) string {
+	if d%time.Hour == 0 {
+		return fmt.Sprintf("%dh", int(d/time.Hour))
+	}
+	return fmt.Sprintf("%dh%dm", int(d/time.Hour), int(d%time.Hour/time.Minute))
 }
 
 // windowAt is how long the window that opens at start stays open.
@@ -114,11 +188,14 @@ func (s *Schedule) windowAt(start time.Time) time.Duration {
 	switch {
 	case s.explicit:
 		return s.window
+	case s.cron != nil && len(s.cron.hours) > 1:
+		// A cron schedule in hours: its window closes after an hour.
+		return hourlyWindow
 	case s.cron != nil:
-		// Without a Duration a cron window closes at the end of its UTC day.
+		// A cron schedule in days closes at the end of its UTC day.
 		return utcDay(start).Add(24 * time.Hour).Sub(start)
-	case s.every < 24*time.Hour:
-		return s.every
+	case !s.days:
+		return hourlyWindow
 	}
 	return 24 * time.Hour
 }
@@ -132,7 +209,10 @@ func (s *Schedule) next(t time.Time) time.Time {
 	case s.days:
 		return utcDay(t).Add(s.every)
 	}
-	return t.Add(s.every)
+	// The next point of the grid of every s.every from the Unix epoch,
+	// which is a UTC midnight.
+	since := t.Sub(time.Unix(0, 0).UTC())
+	return time.Unix(0, 0).UTC().Add((since/s.every + 1) * s.every)
 }
 
 // Window returns the rotation window that follows anchor (the last

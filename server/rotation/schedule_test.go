@@ -2,6 +2,7 @@ package rotation
 
 import (
 	"errors"
+	"strings"
 	"testing"
 	"time"
 
@@ -41,6 +42,12 @@ func TestParseRulesRejects(t *testing.T) {
 		{ScheduleExpression: "rate(10 days)", Duration: "25h"},
 		{ScheduleExpression: "rate(4 hours)", Duration: "5h"},
 		{ScheduleExpression: "rate(10 days)", Duration: "3d"},
+		// Windows that would reach into the next window or the next UTC day.
+		{ScheduleExpression: "rate(5 hours)", Duration: "2h"},      // the grid opens one at 23:00 on some days
+		{ScheduleExpression: "rate(36 hours)", Duration: "13h"},    // opens at 00:00 and 12:00
+		{ScheduleExpression: "cron(0 22 * * ? *)", Duration: "3h"}, // 22:00 + 3h is tomorrow
+		{ScheduleExpression: "cron(0 */4 * * ? *)", Duration: "5h"},
+		{ScheduleExpression: "cron(0 6,12 * * ? *)", Duration: "7h"},
 	} {
 		if _, err := ParseRules(r); !errors.Is(err, ErrInvalidRules) {
 			t.Errorf("ParseRules(%v) = %v, want ErrInvalidRules", r, err)
@@ -65,10 +72,14 @@ func TestScheduleWindows(t *testing.T) {
 			"2026-01-01T15:04:05Z", "2026-01-31T09:00:00Z", "2026-01-31T00:00:00Z", "2026-02-01T00:00:00Z", true},
 		{"days with Duration", &cofferv1.RotationRules{AutomaticallyAfterDays: ptr[int64](1), Duration: "2h"},
 			"2026-01-01T15:04:05Z", "2026-01-02T03:00:00Z", "2026-01-03T00:00:00Z", "2026-01-03T02:00:00Z", false},
-		{"rate hours", &cofferv1.RotationRules{ScheduleExpression: "rate(6 hours)"},
-			"2026-01-01T10:00:00Z", "2026-01-01T15:59:00Z", "2026-01-01T16:00:00Z", "2026-01-01T22:00:00Z", false},
+		{"rate hours: windows on the grid from midnight, open for an hour", &cofferv1.RotationRules{ScheduleExpression: "rate(6 hours)"},
+			"2026-01-01T10:00:00Z", "2026-01-01T12:30:00Z", "2026-01-01T12:00:00Z", "2026-01-01T13:00:00Z", true},
+		{"rate hours: the window closed after an hour", &cofferv1.RotationRules{ScheduleExpression: "rate(6 hours)"},
+			"2026-01-01T10:00:00Z", "2026-01-01T13:00:00Z", "2026-01-01T18:00:00Z", "2026-01-01T19:00:00Z", false},
+		{"rate hours with Duration", &cofferv1.RotationRules{ScheduleExpression: "rate(12 hours)", Duration: "12h"},
+			"2026-01-01T10:00:00Z", "2026-01-01T23:59:00Z", "2026-01-01T12:00:00Z", "2026-01-02T00:00:00Z", true},
 		{"rate hours skips missed intervals", &cofferv1.RotationRules{ScheduleExpression: "rate(6 hours)", Duration: "1h"},
-			"2026-01-01T10:00:00Z", "2026-01-03T05:30:00Z", "2026-01-03T10:00:00Z", "2026-01-03T11:00:00Z", false},
+			"2026-01-01T10:00:00Z", "2026-01-03T05:30:00Z", "2026-01-03T06:00:00Z", "2026-01-03T07:00:00Z", false},
 		{"rate days", &cofferv1.RotationRules{ScheduleExpression: "rate(10 days)"},
 			"2026-01-01T10:00:00Z", "2026-01-11T00:00:00Z", "2026-01-11T00:00:00Z", "2026-01-12T00:00:00Z", true},
 		{"cron at 04:00 on the first Sunday", &cofferv1.RotationRules{ScheduleExpression: "cron(0 4 ? * SUN#1 *)", Duration: "3h"},
@@ -79,6 +90,10 @@ func TestScheduleWindows(t *testing.T) {
 			"2026-02-01T00:00:00Z", "2026-02-01T00:00:00Z", "2026-02-28T00:00:00Z", "2026-02-28T04:00:00Z", false},
 		{"cron every 4 hours on weekdays", &cofferv1.RotationRules{ScheduleExpression: "cron(0 */4 ? * MON-FRI *)", Duration: "1h"},
 			"2026-01-09T21:00:00Z", "2026-01-10T12:00:00Z", "2026-01-12T00:00:00Z", "2026-01-12T01:00:00Z", false},
+		{"cron in hours: window closes after an hour", &cofferv1.RotationRules{ScheduleExpression: "cron(0 */4 ? * MON-FRI *)"},
+			"2026-01-09T21:00:00Z", "2026-01-12T00:30:00Z", "2026-01-12T00:00:00Z", "2026-01-12T01:00:00Z", true},
+		{"cron in hours: after the hour, the next window", &cofferv1.RotationRules{ScheduleExpression: "cron(0 */4 ? * MON-FRI *)"},
+			"2026-01-09T21:00:00Z", "2026-01-12T01:00:00Z", "2026-01-12T04:00:00Z", "2026-01-12T05:00:00Z", false},
 		{"cron missed window moves to the next", &cofferv1.RotationRules{ScheduleExpression: "cron(0 6 * * ? *)", Duration: "2h"},
 			"2026-01-01T00:00:00Z", "2026-01-03T09:00:00Z", "2026-01-04T06:00:00Z", "2026-01-04T08:00:00Z", false},
 	}
@@ -110,5 +125,44 @@ func TestCronYearEnds(t *testing.T) {
 	}
 	if _, _, ok := s.Window(at("2027-01-02T00:00:00Z"), at("2027-01-02T00:00:00Z")); ok {
 		t.Fatal("a schedule confined to 2027 has a window after it")
+	}
+}
+
+// TestParseRulesWindowLimits: Durations that end exactly at the next window
+// or at midnight are accepted; one hour more is refused with a message
+// that says which limit it crossed.
+func TestParseRulesWindowLimits(t *testing.T) {
+	t.Parallel()
+	for _, r := range []*cofferv1.RotationRules{
+		{ScheduleExpression: "rate(6 hours)", Duration: "6h"},   // 18:00 + 6h is midnight
+		{ScheduleExpression: "rate(5 hours)", Duration: "1h"},   // the default window fits any grid
+		{ScheduleExpression: "rate(36 hours)", Duration: "12h"}, // 12:00 + 12h
+		{ScheduleExpression: "rate(1 days)", Duration: "24h"},
+		{AutomaticallyAfterDays: ptr[int64](3), Duration: "24h"},
+		{ScheduleExpression: "cron(0 20 * * ? *)", Duration: "4h"},
+		{ScheduleExpression: "cron(0 6,12 * * ? *)", Duration: "6h"},
+		{ScheduleExpression: "cron(30 */4 * * ? *)", Duration: "3h"}, // 20:30 + 3h
+	} {
+		if _, err := ParseRules(r); err != nil {
+			t.Errorf("ParseRules(%v) = %v, want it accepted", r, err)
+		}
+	}
+	for _, c := range []struct {
+		rules *cofferv1.RotationRules
+		msg   string
+	}{
+		{&cofferv1.RotationRules{ScheduleExpression: "rate(5 hours)", Duration: "2h"},
+			"The rotation window (Duration 2h) must not extend into the next UTC day: rate(5 hours) opens a window at 23:00 UTC on some days."},
+		{&cofferv1.RotationRules{ScheduleExpression: "rate(4 hours)", Duration: "5h"},
+			"The rotation window (Duration 5h) must not extend into the next rotation window: rate(4 hours) opens one every 4h."},
+		{&cofferv1.RotationRules{ScheduleExpression: "cron(30 21 * * ? *)", Duration: "3h"},
+			"The rotation window (Duration 3h) must not extend into the next UTC day: cron(30 21 * * ? *) opens a window at 21:30 UTC."},
+		{&cofferv1.RotationRules{ScheduleExpression: "cron(0 6,12 * * ? *)", Duration: "7h"},
+			"The rotation window (Duration 7h) must not extend into the next rotation window: cron(0 6,12 * * ? *) opens windows 6h apart (06:00 and 12:00 UTC)."},
+	} {
+		_, err := ParseRules(c.rules)
+		if !errors.Is(err, ErrInvalidRules) || !strings.HasSuffix(err.Error(), ": "+c.msg) {
+			t.Errorf("ParseRules(%v) = %v, want %q", c.rules, err, c.msg)
+		}
 	}
 }
