@@ -16,25 +16,25 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// testClock is a clock the test moves by hand.
-type testClock struct {
+// handClock is a clock the test moves by hand.
+type handClock struct {
 	mu  sync.Mutex
 	now time.Time
 }
 
-func (c *testClock) Now() time.Time {
+func (c *handClock) Now() time.Time {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	return c.now
 }
 
-func (c *testClock) Set(t time.Time) {
+func (c *handClock) Set(t time.Time) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.now = t
 }
 
-func (c *testClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
+func (c *handClock) Add(d time.Duration) { c.Set(c.Now().Add(d)) }
 
 // templateFunction is a Go rotation function that does what the AWS
 // rotation template does against the API, with hooks that make setSecret
@@ -120,7 +120,7 @@ const testRotator = "coffer:rotator/test-template"
 type rotationRig struct {
 	t      *testing.T
 	svc    *Service
-	clock  *testClock
+	clock  *handClock
 	fn     *templateFunction
 	engine *rotation.Engine
 	tokens int
@@ -129,7 +129,7 @@ type rotationRig struct {
 func newRotationRig(t *testing.T) *rotationRig {
 	t.Helper()
 	svc, _ := newTestService(t)
-	r := &rotationRig{t: t, svc: svc, clock: &testClock{now: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}}
+	r := &rotationRig{t: t, svc: svc, clock: &handClock{now: time.Date(2026, 3, 1, 10, 0, 0, 0, time.UTC)}}
 	svc.now = r.clock.Now
 	r.fn = &templateFunction{api: svc}
 	svc.SetRotators(map[string]rotation.Function{testRotator: r.fn})
@@ -216,6 +216,10 @@ func TestRotateSecretValidation(t *testing.T) {
 			"The schedule expression rate(2 hours) rotates more often than every four hours."},
 		{"bad duration", withRules(&cofferv1.RotationRules{ScheduleExpression: "rate(2 days)", Duration: "2d"}), TypeValidation,
 			"1 validation error detected: Value at 'rotationRules.duration' failed to satisfy constraint: Member must satisfy regular expression pattern: [0-9h]+"},
+		{"window into the next day", withRules(&cofferv1.RotationRules{ScheduleExpression: "cron(0 22 * * ? *)", Duration: "3h"}), TypeInvalidParameter,
+			"The rotation window (Duration 3h) must not extend into the next UTC day: cron(0 22 * * ? *) opens a window at 22:00 UTC."},
+		{"window into the next window", withRules(&cofferv1.RotationRules{ScheduleExpression: "rate(6 hours)", Duration: "7h"}), TypeInvalidParameter,
+			"The rotation window (Duration 7h) must not extend into the next rotation window: rate(6 hours) opens one every 6h."},
 		{"missing secret", &cofferv1.RotateSecretRequest{SecretId: "nope", RotationLambdaArn: testRotator}, TypeResourceNotFound, "Secrets Manager can't find the specified secret."},
 	}
 	for _, c := range cases {
@@ -314,6 +318,55 @@ func TestRotateImmediatelyFalse(t *testing.T) {
 	wantStages(t, d, map[string][]string{tokA: {"AWSCURRENT"}})
 	if !d.GetNextRotationDate().AsTime().Equal(time.Date(2026, 3, 11, 0, 0, 0, 0, time.UTC)) {
 		t.Fatalf("NextRotationDate = %v", d.GetNextRotationDate().AsTime())
+	}
+}
+
+// TestRotateImmediatelyFalseCurrentMoves: a test-only run fails, and
+// AWSCURRENT moves (a manual put) before its retry. The retry tests the
+// copy the first attempt made rather than failing on every attempt with
+// the token in use, and once the function passes the run ends leaving the
+// labels as the manual put set them.
+func TestRotateImmediatelyFalseCurrentMoves(t *testing.T) {
+	r := newRotationRig(t)
+	ctx := context.Background()
+	r.create("db")
+	r.fn.setFail(rotation.StepTestSecret)
+	if _, err := r.svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: "db", RotationLambdaArn: testRotator, ClientRequestToken: tokB,
+		RotateImmediately: new(false), RotationRules: &cofferv1.RotationRules{ScheduleExpression: "rate(10 days)"}}); err != nil {
+		t.Fatal(err)
+	}
+	r.tick()
+	if st := r.describe("db").GetRotationStatus(); !st.GetTestOnly() || st.GetAttempts() != 1 || st.GetLastErrorStep() != "testSecret" {
+		t.Fatalf("after the first attempt: %v", st)
+	}
+	if v, err := r.svc.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: "db", VersionId: tokB}); err != nil || v.GetSecretString() != "initial" {
+		t.Fatalf("the test copy: %v", err)
+	}
+
+	manual := "changed by hand"
+	if _, err := r.svc.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "db", SecretString: &manual, ClientRequestToken: tokC}); err != nil {
+		t.Fatal(err)
+	}
+	r.clock.Add(time.Minute)
+	r.tick()
+	st := r.describe("db").GetRotationStatus()
+	if st.GetAttempts() != 2 || st.GetLastError() != "testSecret: unable to log into the database" {
+		t.Fatalf("the retry after AWSCURRENT moved failed with %q (attempt %d), want the function's own error", st.GetLastError(), st.GetAttempts())
+	}
+
+	r.fn.setFail("")
+	r.clock.Add(2 * time.Minute)
+	r.tick()
+	d := r.describe("db")
+	if d.GetRotationStatus() != nil || d.GetLastRotatedDate() != nil {
+		t.Fatalf("after the function passed: status %v, LastRotatedDate %v", d.GetRotationStatus(), d.GetLastRotatedDate())
+	}
+	if got := r.fn.steps(); !slices.Equal(got, []rotation.Step{"testSecret", "testSecret", "testSecret"}) {
+		t.Fatalf("steps = %v, want testSecret three times", got)
+	}
+	wantStages(t, d, map[string][]string{tokA: {"AWSPREVIOUS"}, tokC: {"AWSCURRENT"}})
+	if v, err := r.svc.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: "db"}); err != nil || v.GetSecretString() != manual {
+		t.Fatalf("AWSCURRENT after the test: %v", err)
 	}
 }
 

@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
@@ -326,10 +328,36 @@ func (e *Engine) invoke(ctx context.Context, fn Function, ev Event) error {
 // testOnly is a RotateImmediately=false run, as AWS does it: put the
 // current value under AWSPENDING with the token and run testSecret; the
 // record of the pass takes AWSPENDING off again.
+//
+// The copy is made once per token. A retry finds the token's version
+// already holding a value and tests that copy as it is: a version's value
+// never changes, so copying an AWSCURRENT that has moved since (a manual
+// PutSecretValue while the test waited for its retry) under the same token
+// would be refused as "token in use" on every attempt.
 func (e *Engine) testOnly(ctx context.Context, fn Function, arn, token string) error {
+	_, err := e.api.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: arn, VersionId: token})
+	switch {
+	case err == nil:
+		// Copied by an earlier attempt (or the token is AWSCURRENT's own
+		// version): nothing to put.
+	case isNotFound(err):
+		if err := e.copyCurrent(ctx, arn, token); err != nil {
+			return err
+		}
+	default:
+		return fmt.Errorf("read the AWSPENDING test version: %w", err)
+	}
+	return e.invoke(ctx, fn, Event{Step: StepTestSecret, SecretID: arn, ClientRequestToken: token}) // Apply takes AWSPENDING off again when it records the pass
+}
+
+// copyCurrent puts AWSCURRENT's value under AWSPENDING as version token.
+func (e *Engine) copyCurrent(ctx context.Context, arn, token string) error {
 	cur, err := e.api.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: arn, VersionStage: storage.StageCurrent})
 	if err != nil {
 		return fmt.Errorf("read AWSCURRENT for the test: %w", err)
+	}
+	if cur.GetVersionId() == token {
+		return nil
 	}
 	put := &cofferv1.PutSecretValueRequest{SecretId: arn, ClientRequestToken: token, VersionStages: []string{storage.StagePending}}
 	if cur.SecretString != nil {
@@ -337,12 +365,17 @@ func (e *Engine) testOnly(ctx context.Context, fn Function, arn, token string) e
 	} else {
 		put.SecretBinary = cur.SecretBinary
 	}
-	if cur.GetVersionId() != token {
-		if _, err := e.api.PutSecretValue(ctx, put); err != nil {
-			return fmt.Errorf("create the AWSPENDING test version: %w", err)
-		}
+	if _, err := e.api.PutSecretValue(ctx, put); err != nil {
+		return fmt.Errorf("create the AWSPENDING test version: %w", err)
 	}
-	return e.invoke(ctx, fn, Event{Step: StepTestSecret, SecretID: arn, ClientRequestToken: token}) // Apply takes AWSPENDING off again when it records the pass
+	return nil
+}
+
+// isNotFound reports whether a SecretsAPI call failed because the version
+// asked for has no value, from the in-process service (storage errors) or
+// a gRPC client (status code).
+func isNotFound(err error) bool {
+	return errors.Is(err, storage.ErrVersionNotFound) || errors.Is(err, storage.ErrStageNotFound) || status.Code(err) == codes.NotFound
 }
 
 func (e *Engine) backoff(attempt uint32) time.Duration {
