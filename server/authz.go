@@ -7,9 +7,12 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -18,8 +21,18 @@ import (
 )
 
 // AnonymousPrincipal is who an unauthenticated gRPC call is, where cofferd
-// dev lets such calls through. Like RootPrincipal it has full access.
+// dev lets such calls through. Like RootPrincipal it has full access, but
+// only on an Authorizer told to (AllowAnonymous); elsewhere the name grants
+// nothing. Both names are reserved: no principal can be created with them
+// and no client certificate can be mapped to them.
 const AnonymousPrincipal = "anonymous"
+
+// ReservedPrincipal reports whether name is one of the principal names
+// with built-in meaning (root, anonymous), compared as IAM compares user
+// names, without regard to case.
+func ReservedPrincipal(name string) bool {
+	return strings.EqualFold(name, RootPrincipal) || strings.EqualFold(name, AnonymousPrincipal)
+}
 
 // ResourcePolicyName is how a secret's resource policy is named as the
 // deciding policy.
@@ -41,6 +54,8 @@ type Authorizer struct {
 	cfg   Config
 	state AuthzState
 	now   func() time.Time
+	// anonymous gives AnonymousPrincipal full access (cofferd dev).
+	anonymous atomic.Bool
 
 	mu         sync.Mutex
 	docs       map[string]*policy.Document // document text → parsed
@@ -70,6 +85,17 @@ func NewAuthorizer(cfg Config, state AuthzState) *Authorizer {
 	return &Authorizer{cfg: cfg, state: state, now: time.Now, docs: map[string]*policy.Document{}, identities: map[string]identityEntry{}}
 }
 
+// AllowAnonymous gives AnonymousPrincipal — the caller BearerAuth lets in
+// without credentials when anonymous access is on — full access. Only a
+// node that lets such calls in (cofferd dev) calls it.
+func (a *Authorizer) AllowAnonymous() { a.anonymous.Store(true) }
+
+// fullAccess reports whether principal is allowed everything: root always,
+// the anonymous caller only where anonymous access is on.
+func (a *Authorizer) fullAccess(principal string) bool {
+	return principal == RootPrincipal || principal == AnonymousPrincipal && a.anonymous.Load()
+}
+
 // Caller is who makes a request and from where.
 type Caller struct {
 	// Principal is the authenticated principal's name.
@@ -92,6 +118,11 @@ type Target struct {
 	// Keys are condition keys the request itself sets
 	// (secretsmanager:VersionStage, aws:RequestTag/…).
 	Keys policy.Keys
+	// Named is the secret's ARN as the caller named it (namedSecretARN),
+	// shown in an AccessDeniedException in place of Resource, so that a
+	// denial reads the same whether or not the secret exists. "" shows
+	// Resource.
+	Named string
 }
 
 // Verdict is a decision and what it was about.
@@ -100,7 +131,10 @@ type Verdict struct {
 	Principal string // the caller's ARN
 	Action    string
 	Resource  string
-	Result    policy.Result
+	// Named is what a denial names as the resource when it is not
+	// Resource (Target.Named).
+	Named  string
+	Result policy.Result
 }
 
 // Statement names the deciding statement ("policy/Sid"), or "".
@@ -112,9 +146,12 @@ func (v Verdict) Err() *APIError {
 	if v.Allowed {
 		return nil
 	}
-	on := ""
-	if v.Resource != "" && v.Resource != "*" {
-		on = " on resource: " + v.Resource
+	on, shown := "", v.Resource
+	if v.Named != "" {
+		shown = v.Named
+	}
+	if shown != "" && shown != "*" {
+		on = " on resource: " + shown
 	}
 	why := fmt.Sprintf("because no identity-based policy allows the %s action", v.Action)
 	if v.Result.Decision == policy.ExplicitDeny {
@@ -142,15 +179,25 @@ func (a *Authorizer) secretARN(name string) string {
 	return fmt.Sprintf("arn:%s:secretsmanager:%s:%s:secret:%s", a.cfg.Partition, a.cfg.Region, a.cfg.AccountID, name)
 }
 
-// Decide evaluates one request. The root principal (and, under cofferd
-// dev, the anonymous caller) has full access, decided by the pseudo
-// statement "root/full-access".
+// namedSecretARN is the ARN a request naming the secret id is decided on
+// when no such secret exists, and what a denial names either way: id
+// itself when it is an ARN, otherwise secretARN(id).
+func (a *Authorizer) namedSecretARN(id string) string {
+	if strings.HasPrefix(id, "arn:") {
+		return id
+	}
+	return a.secretARN(id)
+}
+
+// Decide evaluates one request. The root principal (and, on an Authorizer
+// that AllowAnonymous, the anonymous caller) has full access, decided by
+// the pseudo statement "root/full-access" ("anonymous/full-access").
 func (a *Authorizer) Decide(c Caller, action string, t Target) (Verdict, error) {
 	if t.Resource == "" {
 		t.Resource = "*"
 	}
-	v := Verdict{Principal: a.principalARN(c.Principal), Action: action, Resource: t.Resource}
-	if c.Principal == RootPrincipal || c.Principal == AnonymousPrincipal {
+	v := Verdict{Principal: a.principalARN(c.Principal), Action: action, Resource: t.Resource, Named: t.Named}
+	if a.fullAccess(c.Principal) {
 		v.Allowed = true
 		v.Result = policy.Result{Decision: policy.Allowed, Policy: c.Principal, Statement: "full-access"}
 		return v, nil
@@ -305,6 +352,97 @@ var selfActions = map[string]bool{
 	"coffer:GetSessionToken":   true,
 }
 
+// Authorize decides a request as the transport edge does: Decide, then the
+// edge's own rules — a filtered action on "*" (the call as a whole; each
+// secret is then decided by the SecretFilter) and a self action need no
+// Allow, so only an explicit Deny refuses them. The Gate and SimulatePolicy
+// both decide with it, so that simulate answers what a real call gets.
+func (a *Authorizer) Authorize(c Caller, action string, t Target) (Verdict, error) {
+	v, err := a.Decide(c, action, t)
+	if err != nil || v.Allowed || v.Result.Decision == policy.ExplicitDeny {
+		return v, err
+	}
+	filtered := actionIn(filteredActions, action) && v.Resource == "*"
+	if filtered || actionIn(selfActions, action) {
+		v.Allowed = true
+		v.Result.Policy, v.Result.Statement = "", ""
+		if filtered {
+			v.Result.Policy, v.Result.Statement = "per-secret", "filter"
+		}
+	}
+	return v, nil
+}
+
+// actionIn reports whether action is in set; actions compare without
+// regard to case, as IAM compares them.
+func actionIn(set map[string]bool, action string) bool {
+	if set[action] {
+		return true
+	}
+	for k := range set {
+		if strings.EqualFold(k, action) {
+			return true
+		}
+	}
+	return false
+}
+
+// secretOperations maps a Secrets Manager operation, lower-cased, to its
+// name and request type.
+var secretOperations = sync.OnceValue(func() map[string]secretOperation {
+	ops := map[string]secretOperation{}
+	d, err := protoregistry.GlobalFiles.FindDescriptorByName(protoreflect.FullName(cofferv1.SecretsManagerService_ServiceDesc.ServiceName))
+	if err != nil {
+		return ops
+	}
+	sd, ok := d.(protoreflect.ServiceDescriptor)
+	if !ok {
+		return ops
+	}
+	for i := range sd.Methods().Len() {
+		m := sd.Methods().Get(i)
+		mt, err := protoregistry.GlobalTypes.FindMessageByName(m.Input().FullName())
+		if err != nil {
+			continue
+		}
+		ops[strings.ToLower(string(m.Name()))] = secretOperation{name: string(m.Name()), input: mt}
+	}
+	return ops
+})
+
+type secretOperation struct {
+	name  string
+	input protoreflect.MessageType
+}
+
+// secretRequest is the request a Secrets Manager action makes when it names
+// the secret id (CreateSecret: creates it) and sets nothing else — a read of
+// AWSCURRENT for GetSecretValue — with the action's canonical spelling. ok
+// is false for an action that is not a Secrets Manager operation naming a
+// secret.
+func secretRequest(action, id string) (canonical string, req proto.Message, ok bool) {
+	op, found := strings.CutPrefix(strings.ToLower(action), "secretsmanager:")
+	if !found {
+		return action, nil, false
+	}
+	so, found := secretOperations()[op]
+	if !found {
+		return action, nil, false
+	}
+	canonical = SecretAction(so.name)
+	m := so.input.New()
+	field := protoreflect.Name("secret_id")
+	if op == "createsecret" {
+		field = "name" // the secret it would create
+	}
+	fd := m.Descriptor().Fields().ByName(field)
+	if fd == nil || fd.Kind() != protoreflect.StringKind || fd.IsList() {
+		return canonical, nil, false
+	}
+	m.Set(fd, protoreflect.ValueOfString(id))
+	return canonical, m.Interface(), true
+}
+
 // TargetOf works out what req acts on: the secret it names (looked up in
 // local state, for its resource policy, tags and ARN), the principal or
 // policy an IAM request names, or "*".
@@ -366,21 +504,34 @@ func (a *Authorizer) TargetOf(action string, req proto.Message) (Target, error) 
 		return t, nil
 	}
 	sec, err := a.state.Secret(id)
-	switch {
-	case err == nil:
-		t.Secret = sec
-		t.Resource = sec.GetArn()
-	case errors.Is(err, storage.ErrSecretNotFound):
-		// Decide on the ARN the caller named; if allowed, the operation
-		// answers ResourceNotFound as it would anyway.
-		t.Resource = id
-		if !strings.HasPrefix(id, "arn:") {
-			t.Resource = a.secretARN(id)
-		}
-		t.Keys.Set("secretsmanager:SecretId", t.Resource)
-	default:
+	if err != nil && !errors.Is(err, storage.ErrSecretNotFound) {
 		return t, err
 	}
+	a.secretTarget(&t, id, sec)
+	requestKeys(t.Keys, req)
+	return t, nil
+}
+
+// secretTarget fills t for a request naming the secret id: sec when it
+// exists, otherwise (sec nil) the ARN the caller named — if that is
+// allowed, the operation answers ResourceNotFound as it would anyway, and
+// if not, the denial reads as it does for a secret that exists.
+func (a *Authorizer) secretTarget(t *Target, id string, sec *storagev1.Secret) {
+	t.Named = a.namedSecretARN(id)
+	if sec != nil {
+		t.Secret = sec
+		t.Resource = sec.GetArn()
+		return
+	}
+	t.Resource = t.Named
+	t.Keys.Set("secretsmanager:SecretId", t.Resource)
+}
+
+// requestKeys sets the condition keys a Secrets Manager request carries
+// itself. A read that names neither stage nor version reads AWSCURRENT, so
+// secretsmanager:VersionStage is AWSCURRENT for it (and for each secret a
+// BatchGetSecretValue reads).
+func requestKeys(k policy.Keys, req proto.Message) {
 	switch r := req.(type) {
 	case *cofferv1.GetSecretValueRequest:
 		stage := r.GetVersionStage()
@@ -388,30 +539,29 @@ func (a *Authorizer) TargetOf(action string, req proto.Message) (Target, error) 
 			stage = "AWSCURRENT" // what is read when neither is given
 		}
 		if stage != "" {
-			t.Keys.Set("secretsmanager:VersionStage", stage)
+			k.Set("secretsmanager:VersionStage", stage)
 		}
 		if r.GetVersionId() != "" {
-			t.Keys.Set("secretsmanager:VersionId", r.GetVersionId())
+			k.Set("secretsmanager:VersionId", r.GetVersionId())
 		}
 	case *cofferv1.PutSecretValueRequest:
 		if len(r.GetVersionStages()) > 0 {
-			t.Keys.Set("secretsmanager:VersionStage", r.GetVersionStages()...)
+			k.Set("secretsmanager:VersionStage", r.GetVersionStages()...)
 		}
 	case *cofferv1.UpdateSecretVersionStageRequest:
-		t.Keys.Set("secretsmanager:VersionStage", r.GetVersionStage())
+		k.Set("secretsmanager:VersionStage", r.GetVersionStage())
 	case *cofferv1.TagResourceRequest:
-		requestTags(t.Keys, r.GetTags())
+		requestTags(k, r.GetTags())
 	case *cofferv1.UntagResourceRequest:
-		t.Keys.Set("aws:TagKeys", r.GetTagKeys()...)
+		k.Set("aws:TagKeys", r.GetTagKeys()...)
 	case *cofferv1.DeleteSecretRequest:
-		t.Keys.Set("secretsmanager:ForceDeleteWithoutRecovery", strconv.FormatBool(r.GetForceDeleteWithoutRecovery()))
+		k.Set("secretsmanager:ForceDeleteWithoutRecovery", strconv.FormatBool(r.GetForceDeleteWithoutRecovery()))
 		if r.RecoveryWindowInDays != nil {
-			t.Keys.Set("secretsmanager:RecoveryWindowInDays", strconv.FormatInt(r.GetRecoveryWindowInDays(), 10))
+			k.Set("secretsmanager:RecoveryWindowInDays", strconv.FormatInt(r.GetRecoveryWindowInDays(), 10))
 		}
 	case *cofferv1.PutResourcePolicyRequest:
-		t.Keys.Set("secretsmanager:BlockPublicPolicy", strconv.FormatBool(r.GetBlockPublicPolicy()))
+		k.Set("secretsmanager:BlockPublicPolicy", strconv.FormatBool(r.GetBlockPublicPolicy()))
 	}
-	return t, nil
 }
 
 func requestTags(k policy.Keys, tags []*cofferv1.Tag) {
@@ -427,10 +577,14 @@ func requestTags(k policy.Keys, tags []*cofferv1.Tag) {
 }
 
 // SecretFilter decides, secret by secret, what a caller may see in
-// ListSecrets and BatchGetSecretValue. It returns nil when allowed and
-// the AccessDeniedException otherwise.
+// ListSecrets and BatchGetSecretValue. AllowSecret decides action on the
+// secret the caller knows as id: sec, or nil when no such secret exists —
+// then the decision is on the ARN the caller named, so that a caller
+// without rights cannot tell a secret it may not read from one that does
+// not exist. It returns nil when allowed and the AccessDeniedException
+// otherwise.
 type SecretFilter interface {
-	AllowSecret(action string, sec *storagev1.Secret) error
+	AllowSecret(action, id string, sec *storagev1.Secret) error
 }
 
 type filterKey struct{}
@@ -453,8 +607,16 @@ type callerFilter struct {
 	caller Caller
 }
 
-func (f callerFilter) AllowSecret(action string, sec *storagev1.Secret) error {
-	v, err := f.a.Decide(f.caller, action, Target{Resource: sec.GetArn(), Secret: sec, Keys: policy.Keys{}})
+// AllowSecret decides action on one secret as the edge decides a request
+// naming it: the same target, and the keys the request would carry
+// (secretsmanager:VersionStage AWSCURRENT for a GetSecretValue).
+func (f callerFilter) AllowSecret(action, id string, sec *storagev1.Secret) error {
+	t := Target{Resource: "*", Keys: policy.Keys{}}
+	f.a.secretTarget(&t, id, sec)
+	if _, req, ok := secretRequest(action, id); ok {
+		requestKeys(t.Keys, req)
+	}
+	v, err := f.a.Decide(f.caller, action, t)
 	if err != nil {
 		return err
 	}

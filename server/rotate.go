@@ -247,6 +247,9 @@ func (r *Rotation) RegisterFunction(ctx context.Context, req *cofferv1.RegisterF
 	if e := checkLength("sharedSecret", req.GetSharedSecret(), 0, 4096); e != nil {
 		return nil, e
 	}
+	if n := len(req.GetSharedSecret()); n > 0 && n < rotation.MinSharedSecret {
+		return nil, apiErr(TypeInvalidParameter, "The shared secret must be at least %d bytes; use a random one, such as 32 bytes from openssl rand -hex 32.", rotation.MinSharedSecret)
+	}
 	f := &storagev1.RotationFunction{Name: req.GetName(), Arn: r.functionARN(req.GetName()), Url: u.String(), CreatedDate: timestamppb.New(r.svc.now())}
 	if req.GetSharedSecret() != "" {
 		kr, err := r.svc.keys()
@@ -313,7 +316,9 @@ func (r *Rotation) DeregisterFunction(ctx context.Context, req *cofferv1.Deregis
 }
 
 // newFunctionClient is the HTTP client rotation functions are called with;
-// each step's deadline comes from its context.
+// each step's deadline comes from its context. It never follows a
+// redirect, which would carry the signed event to another URL
+// (HTTPFunction enforces this for any client, too).
 func newFunctionClient() *http.Client {
-	return &http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()}
+	return rotation.NoRedirects(&http.Client{Transport: http.DefaultTransport.(*http.Transport).Clone()})
 }

@@ -7,6 +7,7 @@ import (
 	"io"
 	"log/slog"
 	"slices"
+	"strings"
 	"sync"
 	"testing"
 	"time"
@@ -484,7 +485,12 @@ func TestRotationFunctionRegistry(t *testing.T) {
 			t.Errorf("RegisterFunction(%v) succeeded", bad)
 		}
 	}
-	res, err := api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: "s3cret"})
+	_, err := api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: "fifteen-bytes!!"})
+	if ae := AsAPIError(err); ae == nil || ae.Type != TypeInvalidParameter || !strings.Contains(ae.Message, "at least 16 bytes") {
+		t.Fatalf("RegisterFunction with a 15-byte secret: %v, want InvalidParameterException", err)
+	}
+	const secret = "sixteen-bytes!!!"
+	res, err := api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: secret})
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -497,7 +503,7 @@ func TestRotationFunctionRegistry(t *testing.T) {
 		t.Fatalf("ListFunctions = %v, %v", list, err)
 	}
 	fn, err := r.svc.ResolveRotationFunction(ctx, arn)
-	if hf, ok := fn.(*rotation.HTTPFunction); err != nil || !ok || string(hf.Secret) != "s3cret" || hf.URL != "https://rot.example/hook" {
+	if hf, ok := fn.(*rotation.HTTPFunction); err != nil || !ok || string(hf.Secret) != secret || hf.URL != "https://rot.example/hook" {
 		t.Fatalf("ResolveRotationFunction = %#v, %v", fn, err)
 	}
 	r.create("db")

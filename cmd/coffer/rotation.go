@@ -2,6 +2,7 @@ package main
 
 import (
 	"fmt"
+	"strings"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -80,13 +81,19 @@ func rotationStatusLines(s *cofferv1.RotationStatus) []string {
 }
 
 func runRegisterFunction(l *leaf, args []string) error {
-	secret := l.fs.String("secret", "", "shared secret: each request carries X-Coffer-Signature: sha256=HEX(HMAC-SHA256(secret, body))")
+	secret := l.fs.String("secret", "", "shared `SECRET` (at least 16 bytes) signing each request with X-Coffer-Signature: sha256=HEX(HMAC-SHA256(secret, body)); "+
+		"visible to other local users in ps and in shell history, prefer --secret-file")
+	secretFile := l.fs.String("secret-file", "", "read the shared secret from `FILE` (- for stdin); one trailing newline is dropped")
 	pos, err := l.parse(args, "NAME", "URL")
 	if err != nil {
 		return err
 	}
+	shared, err := sharedSecret(l, *secret, *secretFile)
+	if err != nil {
+		return err
+	}
 	resp, err := invoke(l, cofferv1.NewRotationServiceClient, rotationClient.RegisterFunction,
-		&cofferv1.RegisterFunctionRequest{Name: pos[0], Url: pos[1], SharedSecret: *secret})
+		&cofferv1.RegisterFunctionRequest{Name: pos[0], Url: pos[1], SharedSecret: shared})
 	if err != nil {
 		return err
 	}
@@ -97,6 +104,32 @@ func runRegisterFunction(l *leaf, args []string) error {
 		t.field("URL", f.GetUrl())
 		t.field("Signed", formatBool(f.GetSigned()))
 	})
+}
+
+// sharedSecret is the signing secret --secret or --secret-file gives, or
+// "" for an unsigned function. A file's one trailing newline (as echo and
+// editors leave) is not part of the secret.
+func sharedSecret(l *leaf, flagValue, file string) (string, error) {
+	switch {
+	case l.given["secret"] && l.given["secret-file"]:
+		return "", l.usageErrorf("give only one of --secret and --secret-file")
+	case l.given["secret"]:
+		if flagValue == "" {
+			return "", l.usageErrorf("--secret must not be empty; leave it out for an unsigned function")
+		}
+		return flagValue, nil
+	case l.given["secret-file"]:
+		b, err := readFileArg(l, file)
+		if err != nil {
+			return "", fmt.Errorf("--secret-file: %w", err)
+		}
+		s := strings.TrimSuffix(strings.TrimSuffix(string(b), "\n"), "\r")
+		if s == "" {
+			return "", l.usageErrorf("--secret-file %s is empty", file)
+		}
+		return s, nil
+	}
+	return "", nil
 }
 
 func runListFunctions(l *leaf, args []string) error {

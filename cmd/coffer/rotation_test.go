@@ -3,6 +3,9 @@ package main
 import (
 	"context"
 	"net"
+	"os"
+	"path/filepath"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -94,6 +97,12 @@ func (f *fakeRotation) RegisterFunction(_ context.Context, r *cofferv1.RegisterF
 	}}, nil
 }
 
+func (f *fakeRotation) requests() []proto.Message {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return slices.Clone(f.got)
+}
+
 func (f *fakeRotation) ListFunctions(context.Context, *cofferv1.ListFunctionsRequest) (*cofferv1.ListFunctionsResponse, error) {
 	return &cofferv1.ListFunctionsResponse{Functions: []*cofferv1.RotationFunctionInfo{
 		{Name: "coffer:rotator/mysql-single-user", Arn: "coffer:rotator/mysql-single-user", Builtin: true},
@@ -121,6 +130,32 @@ func TestRotationFunctionCommands(t *testing.T) {
 	if len(f.got) != 1 || !proto.Equal(f.got[0], &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: "s3cret"}) {
 		t.Errorf("requests %v", f.got)
 	}
+	// --secret-file: the file's content without its trailing newline; "-"
+	// reads stdin. Giving both flags is a usage error.
+	file := filepath.Join(t.TempDir(), "hmac")
+	if err := os.WriteFile(file, []byte("0123456789abcdef-from-file\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	mustSucceed(t, runCLI(t, "", "--endpoint", addr, "rotation", "register-function", "rot", "https://rot.example/hook", "--secret-file", file))
+	mustSucceed(t, runCLI(t, "0123456789abcdef-from-stdin\r\n", "--endpoint", addr, "rotation", "register-function", "rot", "https://rot.example/hook", "--secret-file", "-"))
+	for _, want := range []string{"0123456789abcdef-from-file", "0123456789abcdef-from-stdin"} {
+		i := slices.IndexFunc(f.requests(), func(m proto.Message) bool {
+			return m.(*cofferv1.RegisterFunctionRequest).GetSharedSecret() == want
+		})
+		if i < 0 {
+			t.Errorf("no RegisterFunction request carried the secret %q: %v", want, f.requests())
+		}
+	}
+	if r := runCLI(t, "", "--endpoint", addr, "rotation", "register-function", "rot", "https://rot.example/hook", "--secret", "x", "--secret-file", file); r.code != exitUsage {
+		t.Errorf("--secret with --secret-file: exit %d, want %d (usage)", r.code, exitUsage)
+	}
+	if r := runCLI(t, "", "--endpoint", addr, "rotation", "register-function", "rot", "https://rot.example/hook", "--secret-file", filepath.Join(t.TempDir(), "missing")); r.code != exitFailure {
+		t.Errorf("--secret-file naming no file: exit %d, want %d", r.code, exitFailure)
+	}
+	if n := len(f.requests()); n != 3 {
+		t.Errorf("%d RegisterFunction requests, want 3 (the refused command lines send none)", n)
+	}
+
 	r = runCLI(t, "", "--endpoint", addr, "rotation", "list-functions")
 	mustSucceed(t, r)
 	for _, want := range []string{"coffer:rotator/mysql-single-user", "(built in)", "https://rot.example/hook"} {

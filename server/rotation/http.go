@@ -30,18 +30,47 @@ const (
 // maxErrorMessage bounds what is kept of a function's error message.
 const maxErrorMessage = 1024
 
+// MaxResponseBody is how much of a function's answer is read; the rest is
+// discarded unread, so a function cannot make the leader buffer an
+// unbounded body.
+const MaxResponseBody = 64 << 10
+
+// MinSharedSecret is the shortest signing secret a function may be
+// registered with: an HMAC key shorter than 16 bytes can be guessed
+// offline from one captured request.
+const MinSharedSecret = 16
+
 // ErrFunctionFailed is wrapped by the error of a step the function
-// answered with a non-2xx status.
+// answered with a non-2xx status, or with a redirect.
 var ErrFunctionFailed = errors.New("rotation function failed")
 
+// noRedirects stops a client at the first redirect, handing back the 3xx
+// answer itself: a redirect would send the signed event, and its signature
+// header, to whatever host the function names.
+func noRedirects(*http.Request, []*http.Request) error { return http.ErrUseLastResponse }
+
+// NoRedirects returns a copy of c (http.DefaultClient when nil) that never
+// follows a redirect. HTTPFunction applies it to whatever client it is
+// given.
+func NoRedirects(c *http.Client) *http.Client {
+	if c == nil {
+		c = http.DefaultClient
+	}
+	cp := *c
+	cp.CheckRedirect = noRedirects
+	return &cp
+}
+
 // HTTPFunction is a rotation function reached over HTTP(S): each step is
-// the Lambda rotation event JSON, POSTed to URL.
+// the Lambda rotation event JSON, POSTed to URL. Redirects are never
+// followed: a 3xx answer fails the step.
 type HTTPFunction struct {
 	URL string
 	// Secret signs each request when non-empty.
 	Secret []byte
 	// Client defaults to http.DefaultClient; the step's deadline comes
-	// from the context.
+	// from the context. Its CheckRedirect is overridden: Invoke calls a
+	// copy that does not follow redirects.
 	Client *http.Client
 }
 
@@ -54,8 +83,16 @@ func Sign(secret, body []byte) string {
 	return "sha256=" + hex.EncodeToString(m.Sum(nil))
 }
 
+// Verify reports whether header, an X-Coffer-Signature value, is the
+// signature of body under secret. It compares in constant time. A function
+// written in Go can call it on the raw body it received before decoding it.
+func Verify(secret, body []byte, header string) bool {
+	return len(secret) > 0 && hmac.Equal([]byte(header), []byte(Sign(secret, body)))
+}
+
 // Invoke POSTs ev. A 2xx answer is success; anything else fails the step
-// with the message the function returned.
+// with the message the function returned. A redirect is not followed and
+// fails the step.
 func (f *HTTPFunction) Invoke(ctx context.Context, ev Event) error {
 	body, err := json.Marshal(ev)
 	if err != nil {
@@ -70,16 +107,18 @@ func (f *HTTPFunction) Invoke(ctx context.Context, ev Event) error {
 	if len(f.Secret) > 0 {
 		req.Header.Set(SignatureHeader, Sign(f.Secret, body))
 	}
-	client := f.Client
-	if client == nil {
-		client = http.DefaultClient
-	}
-	resp, err := client.Do(req)
+	resp, err := NoRedirects(f.Client).Do(req)
 	if err != nil {
 		return fmt.Errorf("call rotation function: %w", err)
 	}
 	defer resp.Body.Close()
-	raw, _ := io.ReadAll(io.LimitReader(resp.Body, 64<<10))
+	if resp.StatusCode/100 == 3 {
+		// Say where it pointed (not secret: the function chose it) so the
+		// operator can register the final URL instead.
+		return fmt.Errorf("%w: HTTP %d redirect to %q, which Coffer does not follow (the signed request must not go to another URL); register the function's final URL",
+			ErrFunctionFailed, resp.StatusCode, truncate(resp.Header.Get("Location"), 256))
+	}
+	raw, _ := io.ReadAll(io.LimitReader(resp.Body, MaxResponseBody))
 	if resp.StatusCode/100 == 2 {
 		return nil
 	}
