@@ -11,8 +11,6 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
-
-	"github.com/cofferhq/coffer/server/policy"
 )
 
 // AuditRecord is one request as the audit trail records it. It never
@@ -155,19 +153,9 @@ func (g *Gate) decide(c Call) (Verdict, error) {
 	if err != nil {
 		return Verdict{}, err
 	}
-	v, err := g.Authz.Decide(c.Caller, c.Action, t)
-	if err != nil {
-		return v, err
-	}
-	if !v.Allowed && v.Result.Decision != policy.ExplicitDeny && (filteredActions[c.Action] || selfActions[c.Action]) {
-		// Filtered per secret, or needing no Allow: only an explicit Deny refuses.
-		v.Allowed = true
-		v.Result.Policy, v.Result.Statement = "", ""
-		if filteredActions[c.Action] {
-			v.Result.Policy, v.Result.Statement = "per-secret", "filter"
-		}
-	}
-	return v, nil
+	// Filtered per secret, or needing no Allow: Authorize lets only an
+	// explicit Deny refuse them (and SimulatePolicy answers the same).
+	return g.Authz.Authorize(c.Caller, c.Action, t)
 }
 
 // End audits the finished request. When the record cannot be written it

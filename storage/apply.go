@@ -122,7 +122,9 @@ func (t *txn) applyOp(now time.Time, cmd *raftv1.Command) *Result {
 	case *raftv1.Command_PromoteReplica:
 		return t.promoteReplica(now, op.PromoteReplica)
 	case *raftv1.Command_PairRegion:
-		return t.pairRegion(op.PairRegion)
+		return t.pairRegion(now, op.PairRegion)
+	case *raftv1.Command_UnpairRegion:
+		return t.unpairRegion(op.UnpairRegion)
 	default:
 		panic(fmt.Sprintf("storage: unknown command op %T", op))
 	}

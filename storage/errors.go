@@ -51,6 +51,9 @@ var (
 	ErrFunctionNotFound = errors.New("rotation function not found")
 	// ErrReplicaReadOnly: the secret is a replica; writes go to its primary region.
 	ErrReplicaReadOnly = errors.New("replica secret is read-only")
+	// ErrInvalidShipment: a batch shipped by another region breaks a rule
+	// every shipped change must keep (ValidateShipment); nothing of it applies.
+	ErrInvalidShipment = errors.New("invalid shipped change")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -94,6 +97,7 @@ func Sentinels() []error {
 		ErrPolicyNotFound, ErrPolicyInUse,
 		ErrRotationInProgress, ErrNoRotationFunction, ErrFunctionNotFound,
 		ErrReplicaReadOnly,
+		ErrInvalidShipment,
 	}
 }
 

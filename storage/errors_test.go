@@ -21,6 +21,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrPolicyNotFound, storage.ErrPolicyInUse,
 		storage.ErrRotationInProgress, storage.ErrNoRotationFunction, storage.ErrFunctionNotFound,
 		storage.ErrReplicaReadOnly,
+		storage.ErrInvalidShipment,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {

@@ -137,6 +137,8 @@ func command(at time.Duration, op proto.Message) *raftv1.Command {
 		c.Op = &raftv1.Command_PromoteReplica{PromoteReplica: op}
 	case *raftv1.PairRegion:
 		c.Op = &raftv1.Command_PairRegion{PairRegion: op}
+	case *raftv1.UnpairRegion:
+		c.Op = &raftv1.Command_UnpairRegion{UnpairRegion: op}
 	default:
 		panic(fmt.Sprintf("command: unhandled op %T", op))
 	}

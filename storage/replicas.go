@@ -136,10 +136,14 @@ func (t *txn) feedValue(s *storagev1.Secret, versionID string) *storagev1.FeedVa
 	return &storagev1.FeedValue{VersionId: versionID, Value: v}
 }
 
-// appendFeed writes one feed entry and, for a live secret, stamps the
-// record with the entry's position (so status can tell InSync from
-// InProgress).
+// appendFeed writes one feed entry for the destinations that are paired
+// and, for a live secret, stamps the record with the entry's position (so
+// status can tell InSync from InProgress). A region that is not paired gets
+// nothing: no shipper would deliver it, and pairing it (again) feeds it a
+// full copy of every secret that lists it.
 func (t *txn) appendFeed(now time.Time, name, arn string, dest []string, after *storagev1.Secret, values []*storagev1.FeedValue) {
+	peers := t.tx.Bucket(bucketRegionPeers)
+	dest = slices.DeleteFunc(slices.Clone(dest), func(d string) bool { return peers.Get([]byte(d)) == nil })
 	if len(dest) == 0 {
 		return
 	}
@@ -212,7 +216,13 @@ func (t *txn) setReplicas(now time.Time, op *raftv1.SetReplicas) *Result {
 
 // ackFeed records a destination's position, its refusals and acceptances,
 // and trims the feed entries every destination has acknowledged.
+//
+// An answer from a region no longer paired (a shipper racing the
+// unpairing) is dropped: its position was released with it.
 func (t *txn) ackFeed(op *raftv1.AckFeed) *Result {
+	if t.tx.Bucket(bucketRegionPeers).Get([]byte(op.GetDestination())) == nil {
+		return &Result{}
+	}
 	acks := t.tx.Bucket(bucketFeedAcks)
 	if op.GetSeq() > u64(acks.Get([]byte(op.GetDestination()))) {
 		t.fail(acks.Put([]byte(op.GetDestination()), u64b(op.GetSeq())))
@@ -252,13 +262,18 @@ func (t *txn) ackFeed(op *raftv1.AckFeed) *Result {
 	return &Result{}
 }
 
+// trimFeed drops the oldest entries every destination still paired has
+// acknowledged. A destination that is not (or no longer) paired holds
+// nothing back: no shipper will ever deliver to it, and an entry kept for it
+// would keep the feed growing forever (promotion naming an unpaired region
+// once, a deletion for a region unpaired since).
 func (t *txn) trimFeed() {
-	feed, acks := t.tx.Bucket(bucketFeed), t.tx.Bucket(bucketFeedAcks)
+	feed, acks, peers := t.tx.Bucket(bucketFeed), t.tx.Bucket(bucketFeedAcks), t.tx.Bucket(bucketRegionPeers)
 	c := feed.Cursor()
 	for k, v := c.First(); k != nil; k, v = c.First() {
 		e := decodeFeedEntry(k, v)
 		for _, d := range e.GetDestinations() {
-			if u64(acks.Get([]byte(d))) < e.GetSeq() {
+			if peers.Get([]byte(d)) != nil && u64(acks.Get([]byte(d))) < e.GetSeq() {
 				return
 			}
 		}
@@ -281,7 +296,15 @@ func decodeFeedEntry(k, v []byte) *storagev1.ChangeFeedEntry {
 // change is applied at most once (its position is compared with the last
 // one applied from that source); a refused change is recorded so the
 // receiving node can report it back.
+//
+// A batch that breaks ValidateShipment is refused whole, before anything is
+// written: the receiving node checks it before proposing, so only a batch
+// proposed by an older build (or a bug) gets here, and refusing it keeps
+// every node applying the log instead of panicking on a write bbolt refuses.
 func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
+	if err := ValidateShipment(op.GetRegion(), op.GetSourceRegion(), op.GetThroughSeq(), op.GetChanges()); err != nil {
+		return &Result{Err: err}
+	}
 	src := []byte(op.GetSourceRegion())
 	sources := t.tx.Bucket(bucketSources)
 	last := u64(sources.Get(src))
@@ -306,20 +329,20 @@ func rejectionKey(source, name string) []byte {
 	return append(append([]byte(source), 0), name...)
 }
 
-// applyShipped applies one shipped change; it returns why it refused it, or "".
+// applyShipped applies one shipped change (ValidateShipment passed: its
+// record, if any, has the change's name and ARN and source as its primary
+// region); it returns why it refused it, or "".
 func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry) string {
 	local := t.secret(ch.GetName())
 	in := ch.GetSecret()
 	if in == nil { // the primary deleted the secret or removed this replica
-		if local != nil && local.GetReplica() && local.GetPrimaryRegion() == source {
+		if local != nil && local.GetReplica() && local.GetPrimaryRegion() == source && local.GetArn() == WithRegion(ch.GetArn(), region) {
 			t.removeSecret(local)
 		}
 		return ""
 	}
-	if in.GetPrimaryRegion() != source {
-		return fmt.Sprintf("The change names primary region %s but was shipped by %s.", in.GetPrimaryRegion(), source)
-	}
 	var diverged []*storagev1.Version
+	replace := false
 	switch {
 	case local == nil:
 	case local.GetReplica() && local.GetPrimaryRegion() == source && in.GetEpoch() >= local.GetEpoch(),
@@ -334,8 +357,7 @@ func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry)
 			}
 		}
 	case !local.GetReplica() && forceOverwrite(in, region):
-		t.removeSecret(local)
-		local = nil
+		replace = true // removed by writeReplica once it knows it can write the replica
 	case local.GetReplica():
 		return fmt.Sprintf("Region %s holds a replica of this secret from %s at epoch %d, newer than the shipped epoch %d.",
 			region, local.GetPrimaryRegion(), local.GetEpoch(), in.GetEpoch())
@@ -348,7 +370,7 @@ func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry)
 	default:
 		return fmt.Sprintf("Destination region %s already has a secret named %s. Set ForceOverwriteReplicaSecret to replace it.", region, ch.GetName())
 	}
-	return t.writeReplica(region, local, in, ch.GetValues(), diverged)
+	return t.writeReplica(region, local, replace, in, ch.GetValues(), diverged)
 }
 
 func forceOverwrite(s *storagev1.Secret, region string) bool {
@@ -362,8 +384,20 @@ func forceOverwrite(s *storagev1.Secret, region string) bool {
 
 // writeReplica stores in (the primary's record) as this region's replica,
 // with the replica's ARN and KMS key, keeping this region's access dates,
-// the values already here, and the diverged versions.
-func (t *txn) writeReplica(region string, local, in *storagev1.Secret, values []*storagev1.FeedValue, diverged []*storagev1.Version) string {
+// the values already here (those of the same secret: same value ARN), and
+// the diverged versions. With replace, local is a same-named secret that
+// ForceOverwriteReplicaSecret replaces. It decides before it writes: a
+// refusal leaves everything as it was.
+func (t *txn) writeReplica(region string, local *storagev1.Secret, replace bool, in *storagev1.Secret, values []*storagev1.FeedValue, diverged []*storagev1.Version) string {
+	replaced := local
+	if replace || (local != nil && ValueARN(local) != ValueARN(in)) {
+		// Nothing of another secret is kept: not its values, access dates or
+		// diverged versions.
+		local = nil
+	}
+	if !replace && replaced != nil && local == nil {
+		replace = true // a replica of an older secret of this name: replaced whole
+	}
 	r := proto.CloneOf(in)
 	r.Arn = WithRegion(in.GetArn(), region)
 	r.ValueArn = ValueARN(in)
@@ -408,6 +442,9 @@ func (t *txn) writeReplica(region string, local, in *storagev1.Secret, values []
 		}
 	}
 	labelDiverged(r, diverged, region)
+	if replace {
+		t.removeSecret(replaced)
+	}
 	if local != nil {
 		for _, v := range local.GetVersions() {
 			if findVersion(r, v.GetVersionId()) == nil {
@@ -489,13 +526,76 @@ func (t *txn) promoteReplica(now time.Time, op *raftv1.PromoteReplica) *Result {
 	return &Result{ARN: s.GetArn(), Name: s.GetName()}
 }
 
-func (t *txn) pairRegion(op *raftv1.PairRegion) *Result {
+// pairRegion records a paired region. A region paired anew (not a
+// re-pairing that replaces the record) gets a full copy of every primary
+// secret that still lists it as a replica region: what it holds from before
+// an unpairing is stale, and the feed kept nothing for it meanwhile.
+func (t *txn) pairRegion(now time.Time, op *raftv1.PairRegion) *Result {
 	p := op.GetPeer()
-	if p.GetRegion() == "" {
-		panic("storage: PairRegion command without a region")
+	if !ValidRegion(p.GetRegion()) {
+		return &Result{Err: newError(ErrInvalidParameter, "Invalid region: %s.", short(p.GetRegion()))}
 	}
-	t.put(t.tx.Bucket(bucketRegionPeers), []byte(p.GetRegion()), p)
+	peers := t.tx.Bucket(bucketRegionPeers)
+	known := peers.Get([]byte(p.GetRegion())) != nil
+	t.put(peers, []byte(p.GetRegion()), p)
+	if known {
+		return &Result{}
+	}
+	for _, s := range t.primariesReplicatingTo(p.GetRegion()) {
+		t.setReplicaMessage(s, p.GetRegion(), "")
+		t.appendFeed(now, s.GetName(), s.GetArn(), []string{p.GetRegion()}, s, t.allValues(s))
+	}
 	return &Result{}
+}
+
+// unpairRegion forgets a paired region: its record (so its certificates are
+// no longer accepted and no shipper runs for it), its acknowledged position
+// (so the feed entries kept for it are trimmed) and the position applied
+// from it (a region paired again under that name starts a new feed). The
+// primaries that replicate to it report Failed until it is paired again or
+// removed from their replication; replicas here whose primary it was stay,
+// readable, and can be promoted.
+func (t *txn) unpairRegion(op *raftv1.UnpairRegion) *Result {
+	region := op.GetRegion()
+	peers := t.tx.Bucket(bucketRegionPeers)
+	if peers.Get([]byte(region)) == nil {
+		return &Result{Err: newError(ErrInvalidParameter, "Region %s is not paired with this region.", short(region))}
+	}
+	t.fail(peers.Delete([]byte(region)))
+	t.fail(t.tx.Bucket(bucketFeedAcks).Delete([]byte(region)))
+	t.fail(t.tx.Bucket(bucketSources).Delete([]byte(region)))
+	for _, s := range t.primariesReplicatingTo(region) {
+		t.setReplicaMessage(s, region, fmt.Sprintf("Region %s is no longer paired with %s; pair it again or remove it from the secret's replication.", region, s.GetPrimaryRegion()))
+	}
+	t.trimFeed()
+	return &Result{}
+}
+
+// primariesReplicatingTo lists the primary secrets with a replica in region.
+func (t *txn) primariesReplicatingTo(region string) []*storagev1.Secret {
+	var out []*storagev1.Secret
+	t.fail(t.tx.Bucket(bucketSecrets).ForEach(func(k, v []byte) error {
+		s := &storagev1.Secret{}
+		if err := proto.Unmarshal(v, s); err != nil {
+			return fmt.Errorf("decode secret %q: %w", k, err)
+		}
+		if !s.GetReplica() && slices.ContainsFunc(s.GetReplicas(), func(r *storagev1.ReplicaRegionConfig) bool { return r.GetRegion() == region }) {
+			out = append(out, s)
+		}
+		return nil
+	}))
+	return out
+}
+
+// setReplicaMessage sets the status message of s's replica in region and
+// stores s when it changed.
+func (t *txn) setReplicaMessage(s *storagev1.Secret, region, msg string) {
+	for _, r := range s.GetReplicas() {
+		if r.GetRegion() == region && r.GetStatusMessage() != msg {
+			r.StatusMessage = msg
+			t.putSecret(s)
+		}
+	}
 }
 
 // FeedBatch is the part of the change feed one destination has not yet

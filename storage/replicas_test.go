@@ -15,6 +15,23 @@ import (
 // The fixtures' region (eu-west-1) is the primary; dest is a replica region.
 const dest = "ap-south-1"
 
+// pair records peers as paired regions of f (only paired regions are fed).
+func pair(f *fixture, peers ...string) {
+	f.t.Helper()
+	for _, p := range peers {
+		f.ok(0, &raftv1.PairRegion{Peer: &storagev1.RegionPeer{Region: p}})
+	}
+}
+
+// primaryAndReplica are the fixtures' primary region (eu-west-1) and a
+// replica region (dest), paired both ways.
+func primaryAndReplica(t *testing.T) (p, r *fixture) {
+	p, r = newFixture(t), newFixture(t)
+	pair(p, dest)
+	pair(r, region)
+	return p, r
+}
+
 // ship moves dest's unacknowledged feed from primary to replica the way the
 // shipper does (minus re-wrapping, which is not storage's job) and
 // acknowledges it; it returns the batch shipped.
@@ -30,7 +47,7 @@ func ship(t *testing.T, primary, replica *fixture, at time.Duration) *storage.Fe
 }
 
 func TestReplicaFollowsPrimary(t *testing.T) {
-	p, r := newFixture(t), newFixture(t)
+	p, r := primaryAndReplica(t)
 	arn := arnOf("db", "AbCdEf")
 	replicaARN := storage.WithRegion(arn, dest)
 	p.ok(0, createWithValue("db", "AbCdEf", 1, "v1"))
@@ -90,7 +107,7 @@ func TestReplicaFollowsPrimary(t *testing.T) {
 }
 
 func TestReplicaRefusesSameNamedSecretUnlessForced(t *testing.T) {
-	p, r := newFixture(t), newFixture(t)
+	p, r := primaryAndReplica(t)
 	arn := arnOf("app", "AAAAAA")
 	p.ok(0, createWithValue("app", "AAAAAA", 1, "v1"))
 	r.ok(0, &raftv1.CreateSecret{Name: "app", Arn: storage.WithRegion(arnOf("app", "BBBBBB"), dest), PrimaryRegion: dest})
@@ -111,7 +128,7 @@ func TestReplicaRefusesSameNamedSecretUnlessForced(t *testing.T) {
 // primary is cut off and still takes a write; when the old primary hears
 // from the new one, the higher epoch wins and the unshipped write is kept.
 func TestFailbackKeepsDivergedVersions(t *testing.T) {
-	p, r := newFixture(t), newFixture(t)
+	p, r := primaryAndReplica(t)
 	arn := arnOf("db", "AbCdEf")
 	replicaARN := storage.WithRegion(arn, dest)
 	p.ok(0, createWithValue("db", "AbCdEf", 1, "v1"))

@@ -224,11 +224,16 @@ func (t *txn) restoreSecret(now time.Time, op *raftv1.RestoreSecret) *Result {
 }
 
 // purgeSecret finishes a deletion whose recovery window has ended. A purge
-// that races a RestoreSecret finds the secret live and does nothing.
+// that races a RestoreSecret finds the secret live and does nothing. A
+// replica is never purged on this region's clock: it goes when its primary's
+// purge ships, so a restore in the primary region is never lost here.
 func (t *txn) purgeSecret(now time.Time, op *raftv1.PurgeSecret) *Result {
 	s, err := t.secretByARN(op.GetArn())
 	if err != nil {
 		return &Result{Err: err}
+	}
+	if s.GetReplica() {
+		return &Result{Err: errReplicaReadOnly(s.GetPrimaryRegion())}
 	}
 	if s.GetDeletionDate() == nil || s.GetDeletionDate().AsTime().After(now) {
 		return &Result{ARN: s.GetArn(), Name: s.GetName()}

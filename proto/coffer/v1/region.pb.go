@@ -472,6 +472,110 @@ func (x *PairRegionResponse) GetOffer() *PairingOffer {
 	return nil
 }
 
+// UnpairRegionRequest names the region to forget.
+type UnpairRegionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the paired region to forget.
+	Region        string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpairRegionRequest) Reset() {
+	*x = UnpairRegionRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[8]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpairRegionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpairRegionRequest) ProtoMessage() {}
+
+func (x *UnpairRegionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[8]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpairRegionRequest.ProtoReflect.Descriptor instead.
+func (*UnpairRegionRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{8}
+}
+
+func (x *UnpairRegionRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// UnpairRegionResponse reports what the unpairing released.
+type UnpairRegionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// dropped_changes counts the changes the region had not acknowledged;
+	// it will not receive them (pairing it again sends full copies instead).
+	DroppedChanges uint64 `protobuf:"varint,1,opt,name=dropped_changes,json=droppedChanges,proto3" json:"dropped_changes,omitempty"`
+	// failed_secrets counts the primary secrets that still list the region
+	// as a replica region; they report Failed until it is paired again or
+	// removed from their replication.
+	FailedSecrets uint64 `protobuf:"varint,2,opt,name=failed_secrets,json=failedSecrets,proto3" json:"failed_secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpairRegionResponse) Reset() {
+	*x = UnpairRegionResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[9]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpairRegionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpairRegionResponse) ProtoMessage() {}
+
+func (x *UnpairRegionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[9]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpairRegionResponse.ProtoReflect.Descriptor instead.
+func (*UnpairRegionResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{9}
+}
+
+func (x *UnpairRegionResponse) GetDroppedChanges() uint64 {
+	if x != nil {
+		return x.DroppedChanges
+	}
+	return 0
+}
+
+func (x *UnpairRegionResponse) GetFailedSecrets() uint64 {
+	if x != nil {
+		return x.FailedSecrets
+	}
+	return 0
+}
+
 // PromoteRegionRequest asks for a region-wide promotion.
 type PromoteRegionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -486,7 +590,7 @@ type PromoteRegionRequest struct {
 
 func (x *PromoteRegionRequest) Reset() {
 	*x = PromoteRegionRequest{}
-	mi := &file_coffer_v1_region_proto_msgTypes[8]
+	mi := &file_coffer_v1_region_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -498,7 +602,7 @@ func (x *PromoteRegionRequest) String() string {
 func (*PromoteRegionRequest) ProtoMessage() {}
 
 func (x *PromoteRegionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_region_proto_msgTypes[8]
+	mi := &file_coffer_v1_region_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -511,7 +615,7 @@ func (x *PromoteRegionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRegionRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRegionRequest) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_region_proto_rawDescGZIP(), []int{8}
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *PromoteRegionRequest) GetRegion() string {
@@ -543,7 +647,7 @@ type PromotedSecret struct {
 
 func (x *PromotedSecret) Reset() {
 	*x = PromotedSecret{}
-	mi := &file_coffer_v1_region_proto_msgTypes[9]
+	mi := &file_coffer_v1_region_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -555,7 +659,7 @@ func (x *PromotedSecret) String() string {
 func (*PromotedSecret) ProtoMessage() {}
 
 func (x *PromotedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_region_proto_msgTypes[9]
+	mi := &file_coffer_v1_region_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -568,7 +672,7 @@ func (x *PromotedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromotedSecret.ProtoReflect.Descriptor instead.
 func (*PromotedSecret) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_region_proto_rawDescGZIP(), []int{9}
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *PromotedSecret) GetArn() string {
@@ -605,7 +709,7 @@ type PromoteRegionResponse struct {
 
 func (x *PromoteRegionResponse) Reset() {
 	*x = PromoteRegionResponse{}
-	mi := &file_coffer_v1_region_proto_msgTypes[10]
+	mi := &file_coffer_v1_region_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -617,7 +721,7 @@ func (x *PromoteRegionResponse) String() string {
 func (*PromoteRegionResponse) ProtoMessage() {}
 
 func (x *PromoteRegionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_region_proto_msgTypes[10]
+	mi := &file_coffer_v1_region_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -630,7 +734,7 @@ func (x *PromoteRegionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRegionResponse.ProtoReflect.Descriptor instead.
 func (*PromoteRegionResponse) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_region_proto_rawDescGZIP(), []int{10}
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PromoteRegionResponse) GetPromoted() []*PromotedSecret {
@@ -680,7 +784,12 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"\x11PairRegionRequest\x12+\n" +
 	"\x04peer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x04peer\"C\n" +
 	"\x12PairRegionResponse\x12-\n" +
-	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"G\n" +
+	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"-\n" +
+	"\x13UnpairRegionRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\"f\n" +
+	"\x14UnpairRegionResponse\x12'\n" +
+	"\x0fdropped_changes\x18\x01 \x01(\x04R\x0edroppedChanges\x12%\n" +
+	"\x0efailed_secrets\x18\x02 \x01(\x04R\rfailedSecrets\"G\n" +
 	"\x14PromoteRegionRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"d\n" +
@@ -690,12 +799,13 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"\x12old_primary_region\x18\x03 \x01(\tR\x10oldPrimaryRegion\"g\n" +
 	"\x15PromoteRegionResponse\x125\n" +
 	"\bpromoted\x18\x01 \x03(\v2\x19.coffer.v1.PromotedSecretR\bpromoted\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun2\xd6\x02\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun2\xa7\x03\n" +
 	"\rRegionService\x12L\n" +
 	"\vListRegions\x12\x1d.coffer.v1.ListRegionsRequest\x1a\x1e.coffer.v1.ListRegionsResponse\x12X\n" +
 	"\x0fGetPairingOffer\x12!.coffer.v1.GetPairingOfferRequest\x1a\".coffer.v1.GetPairingOfferResponse\x12I\n" +
 	"\n" +
-	"PairRegion\x12\x1c.coffer.v1.PairRegionRequest\x1a\x1d.coffer.v1.PairRegionResponse\x12R\n" +
+	"PairRegion\x12\x1c.coffer.v1.PairRegionRequest\x1a\x1d.coffer.v1.PairRegionResponse\x12O\n" +
+	"\fUnpairRegion\x12\x1e.coffer.v1.UnpairRegionRequest\x1a\x1f.coffer.v1.UnpairRegionResponse\x12R\n" +
 	"\rPromoteRegion\x12\x1f.coffer.v1.PromoteRegionRequest\x1a .coffer.v1.PromoteRegionResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
@@ -710,7 +820,7 @@ func file_coffer_v1_region_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_region_proto_rawDescData
 }
 
-var file_coffer_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 11)
+var file_coffer_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
 var file_coffer_v1_region_proto_goTypes = []any{
 	(*ListRegionsRequest)(nil),      // 0: coffer.v1.ListRegionsRequest
 	(*RegionInfo)(nil),              // 1: coffer.v1.RegionInfo
@@ -720,28 +830,32 @@ var file_coffer_v1_region_proto_goTypes = []any{
 	(*GetPairingOfferResponse)(nil), // 5: coffer.v1.GetPairingOfferResponse
 	(*PairRegionRequest)(nil),       // 6: coffer.v1.PairRegionRequest
 	(*PairRegionResponse)(nil),      // 7: coffer.v1.PairRegionResponse
-	(*PromoteRegionRequest)(nil),    // 8: coffer.v1.PromoteRegionRequest
-	(*PromotedSecret)(nil),          // 9: coffer.v1.PromotedSecret
-	(*PromoteRegionResponse)(nil),   // 10: coffer.v1.PromoteRegionResponse
-	(*timestamppb.Timestamp)(nil),   // 11: google.protobuf.Timestamp
+	(*UnpairRegionRequest)(nil),     // 8: coffer.v1.UnpairRegionRequest
+	(*UnpairRegionResponse)(nil),    // 9: coffer.v1.UnpairRegionResponse
+	(*PromoteRegionRequest)(nil),    // 10: coffer.v1.PromoteRegionRequest
+	(*PromotedSecret)(nil),          // 11: coffer.v1.PromotedSecret
+	(*PromoteRegionResponse)(nil),   // 12: coffer.v1.PromoteRegionResponse
+	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
 }
 var file_coffer_v1_region_proto_depIdxs = []int32{
-	11, // 0: coffer.v1.RegionInfo.oldest_pending:type_name -> google.protobuf.Timestamp
+	13, // 0: coffer.v1.RegionInfo.oldest_pending:type_name -> google.protobuf.Timestamp
 	1,  // 1: coffer.v1.ListRegionsResponse.regions:type_name -> coffer.v1.RegionInfo
 	4,  // 2: coffer.v1.GetPairingOfferResponse.offer:type_name -> coffer.v1.PairingOffer
 	4,  // 3: coffer.v1.PairRegionRequest.peer:type_name -> coffer.v1.PairingOffer
 	4,  // 4: coffer.v1.PairRegionResponse.offer:type_name -> coffer.v1.PairingOffer
-	9,  // 5: coffer.v1.PromoteRegionResponse.promoted:type_name -> coffer.v1.PromotedSecret
+	11, // 5: coffer.v1.PromoteRegionResponse.promoted:type_name -> coffer.v1.PromotedSecret
 	0,  // 6: coffer.v1.RegionService.ListRegions:input_type -> coffer.v1.ListRegionsRequest
 	3,  // 7: coffer.v1.RegionService.GetPairingOffer:input_type -> coffer.v1.GetPairingOfferRequest
 	6,  // 8: coffer.v1.RegionService.PairRegion:input_type -> coffer.v1.PairRegionRequest
-	8,  // 9: coffer.v1.RegionService.PromoteRegion:input_type -> coffer.v1.PromoteRegionRequest
-	2,  // 10: coffer.v1.RegionService.ListRegions:output_type -> coffer.v1.ListRegionsResponse
-	5,  // 11: coffer.v1.RegionService.GetPairingOffer:output_type -> coffer.v1.GetPairingOfferResponse
-	7,  // 12: coffer.v1.RegionService.PairRegion:output_type -> coffer.v1.PairRegionResponse
-	10, // 13: coffer.v1.RegionService.PromoteRegion:output_type -> coffer.v1.PromoteRegionResponse
-	10, // [10:14] is the sub-list for method output_type
-	6,  // [6:10] is the sub-list for method input_type
+	8,  // 9: coffer.v1.RegionService.UnpairRegion:input_type -> coffer.v1.UnpairRegionRequest
+	10, // 10: coffer.v1.RegionService.PromoteRegion:input_type -> coffer.v1.PromoteRegionRequest
+	2,  // 11: coffer.v1.RegionService.ListRegions:output_type -> coffer.v1.ListRegionsResponse
+	5,  // 12: coffer.v1.RegionService.GetPairingOffer:output_type -> coffer.v1.GetPairingOfferResponse
+	7,  // 13: coffer.v1.RegionService.PairRegion:output_type -> coffer.v1.PairRegionResponse
+	9,  // 14: coffer.v1.RegionService.UnpairRegion:output_type -> coffer.v1.UnpairRegionResponse
+	12, // 15: coffer.v1.RegionService.PromoteRegion:output_type -> coffer.v1.PromoteRegionResponse
+	11, // [11:16] is the sub-list for method output_type
+	6,  // [6:11] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -758,7 +872,7 @@ func file_coffer_v1_region_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_region_proto_rawDesc), len(file_coffer_v1_region_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   11,
+			NumMessages:   13,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -22,6 +22,7 @@ const (
 	RegionService_ListRegions_FullMethodName     = "/coffer.v1.RegionService/ListRegions"
 	RegionService_GetPairingOffer_FullMethodName = "/coffer.v1.RegionService/GetPairingOffer"
 	RegionService_PairRegion_FullMethodName      = "/coffer.v1.RegionService/PairRegion"
+	RegionService_UnpairRegion_FullMethodName    = "/coffer.v1.RegionService/UnpairRegion"
 	RegionService_PromoteRegion_FullMethodName   = "/coffer.v1.RegionService/PromoteRegion"
 )
 
@@ -40,6 +41,10 @@ type RegionServiceClient interface {
 	GetPairingOffer(ctx context.Context, in *GetPairingOfferRequest, opts ...grpc.CallOption) (*GetPairingOfferResponse, error)
 	// PairRegion records a peer region's offer and returns this region's.
 	PairRegion(ctx context.Context, in *PairRegionRequest, opts ...grpc.CallOption) (*PairRegionResponse, error)
+	// UnpairRegion forgets a paired region: its certificates are no longer
+	// accepted, nothing more is shipped to it, and the change feed kept for
+	// it is released.
+	UnpairRegion(ctx context.Context, in *UnpairRegionRequest, opts ...grpc.CallOption) (*UnpairRegionResponse, error)
 	// PromoteRegion promotes every replica in this region whose primary
 	// region is unreachable.
 	PromoteRegion(ctx context.Context, in *PromoteRegionRequest, opts ...grpc.CallOption) (*PromoteRegionResponse, error)
@@ -83,6 +88,16 @@ func (c *regionServiceClient) PairRegion(ctx context.Context, in *PairRegionRequ
 	return out, nil
 }
 
+func (c *regionServiceClient) UnpairRegion(ctx context.Context, in *UnpairRegionRequest, opts ...grpc.CallOption) (*UnpairRegionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnpairRegionResponse)
+	err := c.cc.Invoke(ctx, RegionService_UnpairRegion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *regionServiceClient) PromoteRegion(ctx context.Context, in *PromoteRegionRequest, opts ...grpc.CallOption) (*PromoteRegionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PromoteRegionResponse)
@@ -108,6 +123,10 @@ type RegionServiceServer interface {
 	GetPairingOffer(context.Context, *GetPairingOfferRequest) (*GetPairingOfferResponse, error)
 	// PairRegion records a peer region's offer and returns this region's.
 	PairRegion(context.Context, *PairRegionRequest) (*PairRegionResponse, error)
+	// UnpairRegion forgets a paired region: its certificates are no longer
+	// accepted, nothing more is shipped to it, and the change feed kept for
+	// it is released.
+	UnpairRegion(context.Context, *UnpairRegionRequest) (*UnpairRegionResponse, error)
 	// PromoteRegion promotes every replica in this region whose primary
 	// region is unreachable.
 	PromoteRegion(context.Context, *PromoteRegionRequest) (*PromoteRegionResponse, error)
@@ -129,6 +148,9 @@ func (UnimplementedRegionServiceServer) GetPairingOffer(context.Context, *GetPai
 }
 func (UnimplementedRegionServiceServer) PairRegion(context.Context, *PairRegionRequest) (*PairRegionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PairRegion not implemented")
+}
+func (UnimplementedRegionServiceServer) UnpairRegion(context.Context, *UnpairRegionRequest) (*UnpairRegionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnpairRegion not implemented")
 }
 func (UnimplementedRegionServiceServer) PromoteRegion(context.Context, *PromoteRegionRequest) (*PromoteRegionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PromoteRegion not implemented")
@@ -208,6 +230,24 @@ func _RegionService_PairRegion_Handler(srv interface{}, ctx context.Context, dec
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegionService_UnpairRegion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnpairRegionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).UnpairRegion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_UnpairRegion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).UnpairRegion(ctx, req.(*UnpairRegionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RegionService_PromoteRegion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PromoteRegionRequest)
 	if err := dec(in); err != nil {
@@ -244,6 +284,10 @@ var RegionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PairRegion",
 			Handler:    _RegionService_PairRegion_Handler,
+		},
+		{
+			MethodName: "UnpairRegion",
+			Handler:    _RegionService_UnpairRegion_Handler,
 		},
 		{
 			MethodName: "PromoteRegion",

@@ -69,6 +69,7 @@ type Command struct {
 	//	*Command_AckFeed
 	//	*Command_PromoteReplica
 	//	*Command_PairRegion
+	//	*Command_UnpairRegion
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -415,6 +416,15 @@ func (x *Command) GetPairRegion() *PairRegion {
 	return nil
 }
 
+func (x *Command) GetUnpairRegion() *UnpairRegion {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UnpairRegion); ok {
+			return x.UnpairRegion
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -585,6 +595,11 @@ type Command_PairRegion struct {
 	PairRegion *PairRegion `protobuf:"bytes,34,opt,name=pair_region,json=pairRegion,proto3,oneof"`
 }
 
+type Command_UnpairRegion struct {
+	// unpair_region forgets a paired region.
+	UnpairRegion *UnpairRegion `protobuf:"bytes,35,opt,name=unpair_region,json=unpairRegion,proto3,oneof"`
+}
+
 func (*Command_InitKeyring) isCommand_Op() {}
 
 func (*Command_CreateSecret) isCommand_Op() {}
@@ -650,6 +665,8 @@ func (*Command_AckFeed) isCommand_Op() {}
 func (*Command_PromoteReplica) isCommand_Op() {}
 
 func (*Command_PairRegion) isCommand_Op() {}
+
+func (*Command_UnpairRegion) isCommand_Op() {}
 
 // Header is common to every command.
 type Header struct {
@@ -2875,11 +2892,59 @@ func (x *PairRegion) GetPeer() *v1.RegionPeer {
 	return nil
 }
 
+// UnpairRegion forgets a paired region: its record, its acknowledged feed
+// position (releasing the entries kept for it) and the position applied
+// from it.
+type UnpairRegion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the region to forget.
+	Region        string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnpairRegion) Reset() {
+	*x = UnpairRegion{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnpairRegion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnpairRegion) ProtoMessage() {}
+
+func (x *UnpairRegion) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnpairRegion.ProtoReflect.Descriptor instead.
+func (*UnpairRegion) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UnpairRegion) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x83\x14\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x14\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -2917,7 +2982,8 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\back_feed\x18  \x01(\v2\x17.coffer.raft.v1.AckFeedH\x00R\aackFeed\x12I\n" +
 	"\x0fpromote_replica\x18! \x01(\v2\x1e.coffer.raft.v1.PromoteReplicaH\x00R\x0epromoteReplica\x12=\n" +
 	"\vpair_region\x18\" \x01(\v2\x1a.coffer.raft.v1.PairRegionH\x00R\n" +
-	"pairRegionB\x04\n" +
+	"pairRegion\x12C\n" +
+	"\runpair_region\x18# \x01(\v2\x1c.coffer.raft.v1.UnpairRegionH\x00R\funpairRegionB\x04\n" +
 	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
@@ -3058,7 +3124,9 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\breplicas\x18\x03 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\breplicas\"?\n" +
 	"\n" +
 	"PairRegion\x121\n" +
-	"\x04peer\x18\x01 \x01(\v2\x1d.coffer.storage.v1.RegionPeerR\x04peerB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\x04peer\x18\x01 \x01(\v2\x1d.coffer.storage.v1.RegionPeerR\x04peer\"&\n" +
+	"\fUnpairRegion\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06regionB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -3072,7 +3140,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 39)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -3113,18 +3181,19 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*ReplicaRejection)(nil),           // 36: coffer.raft.v1.ReplicaRejection
 	(*PromoteReplica)(nil),             // 37: coffer.raft.v1.PromoteReplica
 	(*PairRegion)(nil),                 // 38: coffer.raft.v1.PairRegion
-	(*timestamppb.Timestamp)(nil),      // 39: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 40: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 41: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 42: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 43: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 44: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 45: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 46: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 47: coffer.storage.v1.RotationFunction
-	(*v1.ReplicaRegionConfig)(nil),     // 48: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),         // 49: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),              // 50: coffer.storage.v1.RegionPeer
+	(*UnpairRegion)(nil),               // 39: coffer.raft.v1.UnpairRegion
+	(*timestamppb.Timestamp)(nil),      // 40: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 41: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 42: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 43: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 44: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 45: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 46: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 47: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 48: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 49: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 50: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 51: coffer.storage.v1.RegionPeer
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -3161,35 +3230,36 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	34, // 31: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
 	37, // 32: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
 	38, // 33: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
-	39, // 34: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	40, // 35: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	41, // 36: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 37: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	42, // 38: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 39: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 40: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	42, // 41: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 42: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	39, // 43: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	43, // 44: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	44, // 45: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	44, // 46: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	45, // 47: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	46, // 48: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	39, // 49: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	47, // 50: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	48, // 51: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	49, // 52: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	36, // 53: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	35, // 54: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
-	39, // 55: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
-	48, // 56: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	50, // 57: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	58, // [58:58] is the sub-list for method output_type
-	58, // [58:58] is the sub-list for method input_type
-	58, // [58:58] is the sub-list for extension type_name
-	58, // [58:58] is the sub-list for extension extendee
-	0,  // [0:58] is the sub-list for field type_name
+	39, // 34: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
+	40, // 35: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	41, // 36: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	42, // 37: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 38: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	43, // 39: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 40: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 41: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	43, // 42: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 43: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	40, // 44: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	44, // 45: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	45, // 46: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	45, // 47: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	46, // 48: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	47, // 49: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	40, // 50: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	48, // 51: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	49, // 52: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	50, // 53: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 54: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 55: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	40, // 56: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	49, // 57: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	51, // 58: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	59, // [59:59] is the sub-list for method output_type
+	59, // [59:59] is the sub-list for method input_type
+	59, // [59:59] is the sub-list for extension type_name
+	59, // [59:59] is the sub-list for extension extendee
+	0,  // [0:59] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -3231,6 +3301,7 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_AckFeed)(nil),
 		(*Command_PromoteReplica)(nil),
 		(*Command_PairRegion)(nil),
+		(*Command_UnpairRegion)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -3239,7 +3310,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   39,
+			NumMessages:   40,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
