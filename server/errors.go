@@ -50,6 +50,9 @@ const ErrorDomain = "coffer.v1"
 type APIError struct {
 	Type    string
 	Message string
+	// Metadata, when set, travels in the gRPC ErrorInfo (a follower names
+	// the leader's address this way); the AWS JSON protocol drops it.
+	Metadata map[string]string
 	// cause is kept for logs; it is never shown to the caller.
 	cause error
 }
@@ -128,7 +131,7 @@ func storageType(kind error) string {
 		return TypeResourceExists
 	case storage.ErrMarkedForDeletion, storage.ErrStageMismatch, storage.ErrPolicyInUse, storage.ErrRotationInProgress, storage.ErrNoRotationFunction:
 		return TypeInvalidRequest
-	case storage.ErrInvalidParameter, storage.ErrReplicaReadOnly:
+	case storage.ErrInvalidParameter, storage.ErrReplicaReadOnly, storage.ErrInvalidShipment:
 		return TypeInvalidParameter
 	case storage.ErrLimitExceeded:
 		return TypeLimitExceeded
@@ -142,7 +145,7 @@ func storageType(kind error) string {
 // an ErrorInfo detail.
 func (e *APIError) GRPCStatus() *status.Status {
 	st := status.New(Code(e.Type), e.Message)
-	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Type, Domain: ErrorDomain}); err == nil {
+	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Type, Domain: ErrorDomain, Metadata: e.Metadata}); err == nil {
 		return withInfo
 	}
 	return st
@@ -160,4 +163,19 @@ func TypeOf(err error) string {
 		}
 	}
 	return ""
+}
+
+// ErrorMetadata returns the ErrorInfo metadata of a gRPC error from
+// Coffer, or nil.
+func ErrorMetadata(err error) map[string]string {
+	st, ok := status.FromError(err)
+	if !ok {
+		return nil
+	}
+	for _, d := range st.Details() {
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetDomain() == ErrorDomain {
+			return info.GetMetadata()
+		}
+	}
+	return nil
 }

@@ -42,7 +42,9 @@ func (s *Service) PurgeExpired(ctx context.Context) int {
 	now := s.now()
 	var due []string
 	err := s.state.Secrets(func(sec *storagev1.Secret) bool {
-		if d := sec.GetDeletionDate(); d != nil && !d.AsTime().After(now) {
+		// A replica goes when its primary's purge ships, never on this
+		// region's clock (the primary may have restored it meanwhile).
+		if d := sec.GetDeletionDate(); d != nil && !d.AsTime().After(now) && !sec.GetReplica() {
 			due = append(due, sec.GetArn())
 		}
 		return true

@@ -1,6 +1,7 @@
 package server
 
 import (
+	"bytes"
 	"context"
 	"crypto/x509"
 	"encoding/pem"
@@ -23,9 +24,18 @@ type Regions interface {
 	// WANRegions lists the regions seen in the WAN pool (this one too).
 	WANRegions() []WANRegion
 	// Reachable reports whether a region can be reached now: alive in the
-	// WAN pool or answering shipments.
+	// WAN pool or answering shipments. Only the region leader ships, so only
+	// its answer counts (see RegionAPI.onLeader).
 	Reachable(region string) bool
+	// Leader is this region's Raft leader: its node id and client API
+	// address ("" when unknown).
+	Leader() (id, apiAddr string)
 }
+
+// MetaLeaderAPIAddress is the ErrorInfo metadata key under which a follower
+// refusing a leader-only region operation names the leader's API address
+// (the CLI calls it there).
+const MetaLeaderAPIAddress = "leader_api_address"
 
 // WANRegion is one region as the WAN pool shows it.
 type WANRegion struct {
@@ -51,8 +61,33 @@ func NewRegionAPI(svc *Service, regions Regions) *RegionAPI {
 
 var _ cofferv1.RegionServiceServer = (*RegionAPI)(nil)
 
-// ListRegions implements the RegionService operation.
+// onLeader refuses, on a node that does not lead the region, the
+// operations whose answer depends on which regions are reachable: only the
+// leader ships, so only the leader hears from every paired region, and a
+// follower's view could call a healthy primary region unreachable. The
+// refusal (FailedPrecondition) names the leader and, in ErrorInfo metadata
+// MetaLeaderAPIAddress, its API address.
+func (a *RegionAPI) onLeader() error {
+	if a.svc.rep.IsLeader() {
+		return nil
+	}
+	id, addr := a.regions.Leader()
+	if id == "" || addr == "" {
+		return apiErr(TypeServiceUnavailable, "Region %s has no known leader to judge other regions' reachability; retry shortly.", a.svc.Region())
+	}
+	e := apiErr(TypePreconditionNotMet,
+		"Region %s judges other regions' reachability on its leader, and this node is not the leader: call the leader %s at %s.",
+		a.svc.Region(), id, addr)
+	e.Metadata = map[string]string{MetaLeaderAPIAddress: addr, "leader": id}
+	return e
+}
+
+// ListRegions implements the RegionService operation. It answers on the
+// region leader only (onLeader): health and lag are the leader's view.
 func (a *RegionAPI) ListRegions(ctx context.Context, _ *cofferv1.ListRegionsRequest) (*cofferv1.ListRegionsResponse, error) {
+	if err := a.onLeader(); err != nil {
+		return nil, err
+	}
 	if err := a.svc.readPoint(ctx); err != nil {
 		return nil, err
 	}
@@ -144,8 +179,28 @@ func (a *RegionAPI) PairRegion(ctx context.Context, req *cofferv1.PairRegionRequ
 	case len(p.GetAddresses()) == 0:
 		return nil, apiErr(TypeInvalidParameter, "The offer lists no region replication address.")
 	}
-	if !validCAPEM(p.GetCaPem()) {
+	ca := parseCAPEM(p.GetCaPem())
+	if ca == nil {
 		return nil, apiErr(TypeInvalidParameter, "The offer's CA is not a PEM CA certificate.")
+	}
+	// Each region's CA must be its own: the replication port accepts a
+	// certificate from any paired region's CA and then checks it against the
+	// CA of the region a batch claims, so a CA shared with this region or
+	// another peer would let one region ship as another.
+	if own := parseCAPEM(a.regions.LocalCA()); own != nil && sameKey(own, ca) {
+		return nil, apiErr(TypeInvalidParameter, "The offer's CA is this region's own CA; each region needs its own cluster CA.")
+	}
+	peers, err := a.svc.state.RegionPeers()
+	if err != nil {
+		return nil, err
+	}
+	for _, other := range peers {
+		if other.GetRegion() == p.GetRegion() {
+			continue // a re-pairing replaces the region's own record
+		}
+		if oc := parseCAPEM(other.GetCaPem()); oc != nil && sameKey(oc, ca) {
+			return nil, apiErr(TypeInvalidParameter, "The offer's CA is also the CA of paired region %s; each region needs its own cluster CA.", other.GetRegion())
+		}
 	}
 	if err := a.svc.PairRegion(ctx, &storagev1.RegionPeer{
 		Region: p.GetRegion(), CaPem: p.GetCaPem(), PublicKey: p.GetPublicKey(), Addresses: p.GetAddresses(),
@@ -161,19 +216,70 @@ func (a *RegionAPI) PairRegion(ctx context.Context, req *cofferv1.PairRegionRequ
 	return &cofferv1.PairRegionResponse{Offer: o}, nil
 }
 
-func validCAPEM(b []byte) bool {
+// parseCAPEM parses a PEM CA certificate; nil when b is not one.
+func parseCAPEM(b []byte) *x509.Certificate {
 	block, _ := pem.Decode(b)
 	if block == nil || block.Type != "CERTIFICATE" {
-		return false
+		return nil
 	}
 	c, err := x509.ParseCertificate(block.Bytes)
-	return err == nil && c.IsCA
+	if err != nil || !c.IsCA {
+		return nil
+	}
+	return c
 }
 
-// PromoteRegion implements the RegionService operation.
+// sameKey: two CA certificates with the same public key sign for each
+// other (a re-issued certificate of the same CA is the same CA).
+func sameKey(a, b *x509.Certificate) bool {
+	return bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo)
+}
+
+// UnpairRegion implements the RegionService operation: the region's record
+// and feed position are forgotten, so its certificates are refused, nothing
+// more is shipped to it, and the changes kept for it are released. Pairing
+// it again sends full copies of the secrets that still list it.
+func (a *RegionAPI) UnpairRegion(ctx context.Context, req *cofferv1.UnpairRegionRequest) (*cofferv1.UnpairRegionResponse, error) {
+	region := req.GetRegion()
+	if !idPattern.MatchString(region) {
+		return nil, apiErr(TypeInvalidParameter, "Invalid region: %q.", region)
+	}
+	if err := a.svc.readPoint(ctx); err != nil {
+		return nil, err
+	}
+	if !a.svc.paired(region) {
+		return nil, apiErr(TypeResourceNotFound, "Region %s is not paired with %s.", region, a.svc.Region())
+	}
+	st, err := a.svc.state.FeedStatus(region)
+	if err != nil {
+		return nil, err
+	}
+	if err := a.svc.UnpairRegion(ctx, region); err != nil {
+		return nil, err
+	}
+	resp := &cofferv1.UnpairRegionResponse{DroppedChanges: st.Pending}
+	err = a.svc.state.Secrets(func(sec *storagev1.Secret) bool {
+		if !sec.GetReplica() && slices.ContainsFunc(sec.GetReplicas(), func(r *storagev1.ReplicaRegionConfig) bool { return r.GetRegion() == region }) {
+			resp.FailedSecrets++
+		}
+		return true
+	})
+	if err != nil {
+		return nil, err
+	}
+	a.svc.log.Info("region unpaired", "peer_region", region, "dropped_changes", resp.GetDroppedChanges(), "failed_secrets", resp.GetFailedSecrets())
+	return resp, nil
+}
+
+// PromoteRegion implements the RegionService operation. It runs, dry run
+// included, on the region leader only (onLeader): which primary regions are
+// unreachable is the leader's view, the one node that ships to them.
 func (a *RegionAPI) PromoteRegion(ctx context.Context, req *cofferv1.PromoteRegionRequest) (*cofferv1.PromoteRegionResponse, error) {
 	if req.GetRegion() != a.svc.Region() {
 		return nil, apiErr(TypeInvalidParameter, "Promotion runs in the region being promoted: this is %s, not %s.", a.svc.Region(), req.GetRegion())
+	}
+	if err := a.onLeader(); err != nil {
+		return nil, err
 	}
 	if err := a.svc.readPoint(ctx); err != nil {
 		return nil, err

@@ -186,13 +186,18 @@ func (s *Service) PromoteCandidates(reachable func(region string) bool) ([]*stor
 // PromoteRegionReplicas promotes each candidate: it becomes this region's
 // primary with a higher epoch and replicates to its old primary region and
 // the other regions the old primary replicated to, so the old primary
-// converges to it when it returns.
+// converges to it when it returns. Only regions paired with this one are
+// kept: a replica region the old primary was paired with but this region is
+// not could never be shipped to (an unpaired region never receives secrets).
 func (s *Service) PromoteRegionReplicas(ctx context.Context, candidates []*storagev1.Secret) ([]string, error) {
 	var done []string
 	for _, sec := range candidates {
-		replicas := []*storagev1.ReplicaRegionConfig{{Region: sec.GetPrimaryRegion()}}
+		var replicas []*storagev1.ReplicaRegionConfig
+		if s.paired(sec.GetPrimaryRegion()) {
+			replicas = append(replicas, &storagev1.ReplicaRegionConfig{Region: sec.GetPrimaryRegion()})
+		}
 		for _, r := range sec.GetReplicas() {
-			if r.GetRegion() != s.cfg.Region && r.GetRegion() != sec.GetPrimaryRegion() {
+			if r.GetRegion() != s.cfg.Region && r.GetRegion() != sec.GetPrimaryRegion() && s.paired(r.GetRegion()) {
 				replicas = append(replicas, &storagev1.ReplicaRegionConfig{Region: r.GetRegion(), KmsKeyId: r.GetKmsKeyId()})
 			}
 		}

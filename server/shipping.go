@@ -81,41 +81,49 @@ func (s *Service) Region() string { return s.cfg.Region }
 
 // ExportBatch reads up to limit feed entries for dest after position after
 // and prepares them for shipping: each value's data key re-wrapped under the
-// pairwise key; ciphertexts unchanged.
-func (s *Service) ExportBatch(dest string, after uint64, limit int) (*replicationv1.ShipRequest, error) {
+// pairwise key; ciphertexts unchanged. times are the command times of every
+// change in the batch, before the changes of one secret are merged (the
+// shipper's lag figures count each change, not only a secret's last).
+func (s *Service) ExportBatch(dest string, after uint64, limit int) (req *replicationv1.ShipRequest, times []time.Time, err error) {
 	b, err := s.state.FeedAfter(dest, after, limit)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
-	req := &replicationv1.ShipRequest{SourceRegion: s.cfg.Region, DestinationRegion: dest, ThroughSeq: b.Through}
+	req = &replicationv1.ShipRequest{SourceRegion: s.cfg.Region, DestinationRegion: dest, ThroughSeq: b.Through}
 	if len(b.Entries) == 0 {
-		return req, nil
+		return req, nil, nil
 	}
 	key, err := s.pairwiseKey(dest)
 	if err != nil {
-		return nil, err
+		return nil, nil, err
 	}
 	kr, err := s.keys()
 	if err != nil {
-		return nil, err
+		return nil, nil, err
+	}
+	times = make([]time.Time, len(b.Entries))
+	for i, e := range b.Entries {
+		times[i] = e.GetTime().AsTime()
 	}
 	for _, e := range coalesce(b.Entries) {
 		for _, fv := range e.GetValues() {
 			out, err := kr.ExportValue(fv.GetValue(), storage.ValueARN(e.GetSecret()), fv.GetVersionId(), key, s.cfg.Region, dest)
 			if err != nil {
-				return nil, fmt.Errorf("export %s version %s: %w", e.GetArn(), fv.GetVersionId(), err)
+				return nil, nil, fmt.Errorf("export %s version %s: %w", e.GetArn(), fv.GetVersionId(), err)
 			}
 			fv.Value = out
 		}
 		req.Changes = append(req.Changes, e)
 	}
-	return req, nil
+	return req, times, nil
 }
 
 // ImportBatch applies a batch shipped by a paired region through this
 // region's log: each data key is re-wrapped from the pairwise key to the
 // replica's KMS key here (a value that does not open under the pairwise
-// key refuses the whole batch). It answers with the position applied and
+// key refuses the whole batch). A batch that breaks storage.ValidateShipment
+// is refused whole before anything is proposed (an error wrapping
+// storage.ErrInvalidShipment). It answers with the position applied and
 // the secrets refused.
 func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
 	src := req.GetSourceRegion()
@@ -125,6 +133,9 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	key, err := s.pairwiseKey(src)
 	if err != nil {
 		return nil, err
+	}
+	if err := storage.ValidateShipment(s.cfg.Region, src, req.GetThroughSeq(), req.GetChanges()); err != nil {
+		return nil, fmt.Errorf("import from %s: %w", src, err)
 	}
 	if pos := s.state.ReplicaPosition(src); len(req.GetChanges()) == 0 && req.GetThroughSeq() <= pos {
 		// A heartbeat: nothing to apply; report replica reads.
@@ -299,6 +310,12 @@ func (s *Service) AckBatch(ctx context.Context, dest string, resp *replicationv1
 
 // FeedAck is the position dest acknowledged.
 func (s *Service) FeedAck(dest string) uint64 { return s.state.FeedAck(dest) }
+
+// UnpairRegion forgets a paired region in this region's log.
+func (s *Service) UnpairRegion(ctx context.Context, region string) error {
+	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_UnpairRegion{UnpairRegion: &raftv1.UnpairRegion{Region: region}}})
+	return err
+}
 
 // PairRegion records a paired region in this region's log.
 func (s *Service) PairRegion(ctx context.Context, peer *storagev1.RegionPeer) error {

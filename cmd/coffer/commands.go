@@ -246,11 +246,20 @@ func commandTree() *command {
 				"pairwise replication key; no secret crosses the wire) and replication addresses.",
 		},
 		&command{
+			name: "unpair", synopsis: "REGION", run: runRegionUnpair,
+			summary: "Forget a paired region and release the changes kept for it",
+			detail: "Its certificates are no longer accepted and nothing more ships to it. Secrets\n" +
+				"that still replicate to it report Failed until it is paired again (which sends\n" +
+				"them in full) or removed from their replication.",
+		},
+		&command{
 			name: "promote", synopsis: "REGION [--dry-run]", run: runRegionPromote,
 			summary: "Promote every replica in REGION whose primary region is unreachable",
-			detail: "Run against a node of REGION. Each promoted secret gets a higher epoch and\n" +
-				"replicates back to its old primary region, which becomes a replica when it\n" +
-				"returns; writes it took that never shipped stay there under COFFER_DIVERGED_<region>.",
+			detail: "Run against a node of REGION; the region leader judges reachability (a follower\n" +
+				"names the leader and coffer calls it there). Each promoted secret gets a higher\n" +
+				"epoch and replicates back to its old primary region (and its other paired replica\n" +
+				"regions), which becomes a replica when it returns; writes it took that never\n" +
+				"shipped stay there under COFFER_DIVERGED_<region>.",
 		},
 	)
 	return group("coffer", "",

@@ -7,6 +7,8 @@ import (
 	"strings"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
@@ -17,11 +19,38 @@ func callRegion[Req, Resp any](l *leaf, rpc func(regionClient, context.Context, 
 	return invoke(l, cofferv1.NewRegionServiceClient, rpc, req)
 }
 
+// metaLeaderAPIAddress is the ErrorInfo metadata key under which a
+// follower names its region leader's API address (server.MetaLeaderAPIAddress).
+const metaLeaderAPIAddress = "leader_api_address"
+
+// callRegionLeader calls a region operation that only the region leader
+// answers (reachability is the leader's view): a follower refuses with
+// FailedPrecondition naming the leader's API address, and the call is made
+// once more there, with the same credentials and TLS settings.
+func callRegionLeader[Req, Resp any](l *leaf, rpc func(regionClient, context.Context, Req, ...grpc.CallOption) (Resp, error), req Req) (Resp, error) {
+	resp, err := callRegion(l, rpc, req)
+	st, ok := status.FromError(err)
+	if err == nil || !ok || st.Code() != codes.FailedPrecondition {
+		return resp, err
+	}
+	info := errorInfo(st)
+	addr := info.GetMetadata()[metaLeaderAPIAddress]
+	if addr == "" || addr == l.inv.opts.endpoint {
+		return resp, err
+	}
+	if l.inv.conn != nil {
+		_ = l.inv.conn.Close()
+		l.inv.conn = nil
+	}
+	l.inv.opts.endpoint = addr
+	return callRegion(l, rpc, req)
+}
+
 func runRegionList(l *leaf, args []string) error {
 	if _, err := l.parse(args); err != nil {
 		return err
 	}
-	resp, err := callRegion(l, regionClient.ListRegions, &cofferv1.ListRegionsRequest{})
+	resp, err := callRegionLeader(l, regionClient.ListRegions, &cofferv1.ListRegionsRequest{})
 	if err != nil {
 		return err
 	}
@@ -104,7 +133,7 @@ func runRegionPromote(l *leaf, args []string) error {
 	if err != nil {
 		return err
 	}
-	resp, err := callRegion(l, regionClient.PromoteRegion, &cofferv1.PromoteRegionRequest{Region: pos[0], DryRun: *dryRun})
+	resp, err := callRegionLeader(l, regionClient.PromoteRegion, &cofferv1.PromoteRegionRequest{Region: pos[0], DryRun: *dryRun})
 	if err != nil {
 		return err
 	}
@@ -121,6 +150,19 @@ func runRegionPromote(l *leaf, args []string) error {
 			t.row(p.GetName(), p.GetOldPrimaryRegion(), p.GetArn())
 		}
 	})
+}
+
+func runRegionUnpair(l *leaf, args []string) error {
+	pos, err := l.parse(args, "REGION")
+	if err != nil {
+		return err
+	}
+	resp, err := callRegion(l, regionClient.UnpairRegion, &cofferv1.UnpairRegionRequest{Region: pos[0]})
+	if err != nil {
+		return err
+	}
+	return l.printLine(resp, fmt.Sprintf("unpaired %s: %d unacknowledged change(s) dropped; %d secret(s) still list it as a replica region (Failed until paired again or removed)",
+		pos[0], resp.GetDroppedChanges(), resp.GetFailedSecrets()))
 }
 
 // parseReplicaRegions reads REGION or REGION=KMS_KEY_ID arguments.

@@ -20,6 +20,7 @@ import (
 	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Errors of this package.
@@ -36,8 +37,9 @@ var (
 // change feed and the keys live there.
 type Feed interface {
 	// ExportBatch reads dest's feed after a position, data keys re-wrapped
-	// for dest.
-	ExportBatch(dest string, after uint64, limit int) (*replicationv1.ShipRequest, error)
+	// for dest, with the command time of every change it covers (a batch
+	// merges the changes of one secret; the times are of each change).
+	ExportBatch(dest string, after uint64, limit int) (*replicationv1.ShipRequest, []time.Time, error)
 	// ImportBatch applies a shipped batch through this region's log.
 	ImportBatch(ctx context.Context, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error)
 	// AckBatch records dest's answer in this region's log.
@@ -137,7 +139,11 @@ type Manager struct {
 
 	mu      sync.Mutex
 	contact map[string]time.Time // region → last successful exchange
-	workers map[string]bool      // destinations with a running shipper
+	// leading is when this node last became its region's leader (zero
+	// while it is not): until a contact window has passed since, its
+	// shipper has not had the chance to hear from every region.
+	leading time.Time
+	workers map[string]bool // destinations with a running shipper
 	conns   map[string]*grpc.ClientConn
 	lag     []LagSample
 	// OnLag, when set, receives every lag sample (benchmarks).
@@ -311,12 +317,19 @@ func dialable(addr string) bool {
 func (m *Manager) LocalCA() []byte { return m.cfg.CAPEM }
 
 // Reachable reports whether region answered (or shipped to us) within the
-// contact window, or has an alive member in the WAN pool.
+// contact window, or has an alive member in the WAN pool. Only the leader
+// ships, so only its answer means much (server.RegionAPI asks it there);
+// and a leader that took over less than a contact window ago counts every
+// region reachable, since its shipper has not had the time to hear from it.
 func (m *Manager) Reachable(region string) bool {
 	m.mu.Lock()
 	last, ok := m.contact[region]
+	leading := m.leading
 	m.mu.Unlock()
 	if ok && time.Since(last) < m.cfg.ContactWindow {
+		return true
+	}
+	if !leading.IsZero() && time.Since(leading) < m.cfg.ContactWindow {
 		return true
 	}
 	for _, v := range m.Regions() {
@@ -403,6 +416,13 @@ func (r *receiver) Ship(ctx context.Context, req *replicationv1.ShipRequest) (*r
 		return nil, status.Errorf(codes.InvalidArgument, "batch for region %s shipped to %s", req.GetDestinationRegion(), r.m.cfg.Region)
 	}
 	resp, err := r.m.feed.ImportBatch(ctx, req)
+	if errors.Is(err, storage.ErrInvalidShipment) {
+		// A paired region shipped something no region may store: refused
+		// whole, nothing proposed. Its shipper keeps retrying (and logging)
+		// until it ships a valid batch; this region keeps serving.
+		r.m.log.Error("refused a malformed batch from a paired region", "source_region", src, "through", req.GetThroughSeq(), "err", err)
+		return nil, status.Error(codes.InvalidArgument, err.Error())
+	}
 	if err != nil {
 		r.m.log.Warn("applying a shipped batch failed", "source_region", src, "through", req.GetThroughSeq(), "err", err)
 		return nil, status.Error(codes.Unavailable, "the batch could not be applied; retry")

@@ -3,6 +3,7 @@ package region
 import (
 	"context"
 	"crypto/x509"
+	"errors"
 	"fmt"
 	"time"
 
@@ -33,6 +34,15 @@ func (m *Manager) supervise(ctx context.Context) {
 			if err := m.wan.UpdateMeta(meta, time.Second); err != nil {
 				m.log.Debug("gossip leadership", "err", err)
 			}
+		}
+		if leader != wasLeader {
+			m.mu.Lock()
+			if leader {
+				m.leading = time.Now()
+			} else {
+				m.leading = time.Time{}
+			}
+			m.mu.Unlock()
 		}
 		wasLeader = leader
 		if leader {
@@ -77,7 +87,11 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 	failing := false
 	lastContact := time.Time{}
 	for ctx.Err() == nil && m.leader.IsLeader() {
-		req, err := m.feed.ExportBatch(dest, pos, m.cfg.BatchSize)
+		if _, err := m.peer(dest); errors.Is(err, ErrUnpaired) {
+			log.Info("region unpaired; shipping to it stops")
+			return
+		}
+		req, times, err := m.feed.ExportBatch(dest, pos, m.cfg.BatchSize)
 		if err != nil {
 			log.Error("read the change feed", "err", err)
 			m.sleep(ctx, backoff)
@@ -108,9 +122,11 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 				continue
 			}
 		}
+		// One sample per change, merged or not: a secret changed ten times
+		// in a batch counts ten lags, the oldest included, so p99 is honest.
 		now := time.Now()
-		for _, e := range req.GetChanges() {
-			m.observe(LagSample{Dest: dest, Lag: now.Sub(e.GetTime().AsTime())})
+		for _, at := range times {
+			m.observe(LagSample{Dest: dest, Lag: now.Sub(at)})
 		}
 		pos = max(resp.GetAppliedThrough(), pos)
 	}
