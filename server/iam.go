@@ -84,6 +84,11 @@ func (i *IAM) CreatePrincipal(ctx context.Context, req *cofferv1.CreatePrincipal
 	if !principalPattern.MatchString(req.GetName()) {
 		return nil, apiErr(TypeValidation, "Invalid principal name. Use 1–64 characters of A-Za-z0-9+=,.@_-.")
 	}
+	if ReservedPrincipal(req.GetName()) {
+		// root and anonymous have built-in meanings; a principal by
+		// either name would be mistaken for them.
+		return nil, apiErr(TypeInvalidParameter, "The principal name %s is reserved; choose another name.", req.GetName())
+	}
 	if e := checkLength("description", req.GetDescription(), 0, 1000); e != nil {
 		return nil, e
 	}

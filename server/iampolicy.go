@@ -171,7 +171,11 @@ func (i *IAM) DetachPolicy(ctx context.Context, req *cofferv1.DetachPolicyReques
 }
 
 // SimulatePolicy implements the IAM operation: the decision the edge would
-// make for the principal, with the deciding statement.
+// make for the principal, with the deciding statement. It decides as the
+// Gate does (Authorizer.Authorize): a Secrets Manager action on a secret is
+// the request that action makes naming it — so a GetSecretValue reads
+// AWSCURRENT unless the context says otherwise — and ListSecrets and
+// BatchGetSecretValue on "*" and the self actions need no Allow.
 func (i *IAM) SimulatePolicy(ctx context.Context, req *cofferv1.SimulatePolicyRequest) (*cofferv1.SimulatePolicyResponse, error) {
 	if req.GetAction() == "" || !strings.Contains(req.GetAction(), ":") {
 		return nil, apiErr(TypeInvalidParameter, "Action must be service:Operation, such as secretsmanager:GetSecretValue.")
@@ -183,17 +187,28 @@ func (i *IAM) SimulatePolicy(ctx context.Context, req *cofferv1.SimulatePolicyRe
 	if err != nil {
 		return nil, err
 	}
-	if p == nil && req.GetPrincipal() != RootPrincipal {
+	if p == nil && !i.authz.fullAccess(req.GetPrincipal()) {
 		return nil, apiErr(TypeResourceNotFound, "No principal named %s.", req.GetPrincipal())
 	}
 	resource := req.GetResource()
 	if resource == "" {
 		resource = "*"
 	}
+	action := req.GetAction()
 	t := Target{Resource: resource, Keys: policy.Keys{}}
-	if strings.HasPrefix(req.GetAction(), "secretsmanager:") && resource != "*" {
-		if t, err = i.authz.TargetOf(req.GetAction(), &cofferv1.DescribeSecretRequest{SecretId: resource}); err != nil {
-			return nil, err
+	if resource != "*" {
+		canonical, r, ok := secretRequest(action, resource)
+		if !ok && strings.HasPrefix(strings.ToLower(canonical), "secretsmanager:") {
+			// An action naming no secret (ListSecrets) asked about one:
+			// the per-secret decision, on the secret's ARN, tags and
+			// resource policy.
+			r, ok = &cofferv1.DescribeSecretRequest{SecretId: resource}, true
+		}
+		if ok {
+			action = canonical
+			if t, err = i.authz.TargetOf(action, r); err != nil {
+				return nil, err
+			}
 		}
 	}
 	for k, v := range req.GetContext() {
@@ -203,15 +218,15 @@ func (i *IAM) SimulatePolicy(ctx context.Context, req *cofferv1.SimulatePolicyRe
 	if v, ok := req.GetContext()["aws:SourceIp"]; ok {
 		caller.SourceIP = v
 	}
-	v, err := i.authz.Decide(caller, req.GetAction(), t)
+	v, err := i.authz.Authorize(caller, action, t)
 	if err != nil {
 		return nil, err
 	}
 	decision := "implicitDeny"
-	switch v.Result.Decision {
-	case policy.Allowed:
+	switch {
+	case v.Allowed:
 		decision = "allowed"
-	case policy.ExplicitDeny:
+	case v.Result.Decision == policy.ExplicitDeny:
 		decision = "explicitDeny"
 	}
 	return &cofferv1.SimulatePolicyResponse{Decision: decision, MatchedPolicy: v.Result.Policy,

@@ -24,7 +24,9 @@ func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResour
 	if e := checkLength("resourcePolicy", req.GetResourcePolicy(), 1, policy.MaxDocumentLength); e != nil {
 		return nil, e
 	}
-	doc, err := policy.Parse(req.GetResourcePolicy())
+	// A resource policy names a Principal in every statement, as AWS
+	// requires; the public check then asks whether one lets in anyone.
+	doc, err := policy.ParseResource(req.GetResourcePolicy())
 	if err != nil {
 		return nil, malformed(err)
 	}

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"slices"
 	"time"
 
@@ -23,7 +24,7 @@ func (s *Service) GetSecretValue(ctx context.Context, req *cofferv1.GetSecretVal
 	if err := s.readPoint(ctx); err != nil {
 		return nil, err
 	}
-	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage(), nil)
+	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage())
 	if err != nil {
 		return nil, err
 	}
@@ -40,17 +41,11 @@ func optionalStage(stage string) *APIError {
 	return validateStage("versionStage", stage)
 }
 
-// readValue finds, unseals and records the read of one version. allow,
-// when set, may refuse the secret before its value is unsealed.
-func (s *Service) readValue(id, versionID, stage string, allow func(*storagev1.Secret) error) (*cofferv1.SecretValueEntry, error) {
+// readValue finds, unseals and records the read of one version.
+func (s *Service) readValue(id, versionID, stage string) (*cofferv1.SecretValueEntry, error) {
 	sv, err := s.state.SecretValue(id, versionID, stage)
 	if err != nil {
 		return nil, err
-	}
-	if allow != nil {
-		if err := allow(sv.Secret); err != nil {
-			return nil, err
-		}
 	}
 	kr, err := s.keys()
 	if err != nil {
@@ -98,13 +93,14 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 		return nil, err
 	}
 	resp := &cofferv1.BatchGetSecretValueResponse{}
-	// A caller sees only the secrets it may read: one it named and may not
-	// read is an AccessDeniedException entry (as in AWS), one a filter
-	// matched is left out.
-	var allow func(*storagev1.Secret) error
-	if f := secretFilterFrom(ctx); f != nil {
-		allow = func(sec *storagev1.Secret) error { return f.AllowSecret(SecretAction("GetSecretValue"), sec) }
-	}
+	// A caller sees only the secrets it may read (GetSecretValue of
+	// AWSCURRENT, decided as for a GetSecretValue naming the secret): one
+	// it named and may not read is an AccessDeniedException entry (as in
+	// AWS), one a filter matched is left out. The decision comes before
+	// the secret is looked at further, so a caller without rights gets
+	// AccessDenied whether the secret exists, is scheduled for deletion or
+	// not; only a caller allowed to read it learns ResourceNotFound.
+	f := secretFilterFrom(ctx)
 	named := len(ids) > 0
 	if len(ids) == 0 {
 		page, err := s.state.ListSecrets(storage.Query{
@@ -123,7 +119,11 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 			resp.Errors = append(resp.Errors, &cofferv1.APIError{SecretId: id, ErrorCode: e.Type, Message: e.Message})
 			continue
 		}
-		v, err := s.readValue(id, "", "", allow)
+		var v *cofferv1.SecretValueEntry
+		err := s.allowBatchRead(f, id)
+		if err == nil {
+			v, err = s.readValue(id, "", "")
+		}
 		if err != nil {
 			ae := AsAPIError(err)
 			if !named && ae.Type == TypeAccessDeniedException {
@@ -135,6 +135,19 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 		resp.SecretValues = append(resp.SecretValues, v)
 	}
 	return resp, nil
+}
+
+// allowBatchRead decides whether the caller behind f (nil: an internal
+// caller, allowed) may read the secret it knows as id in a batch.
+func (s *Service) allowBatchRead(f SecretFilter, id string) error {
+	if f == nil {
+		return nil
+	}
+	sec, err := s.state.Secret(id)
+	if err != nil && !errors.Is(err, storage.ErrSecretNotFound) {
+		return err
+	}
+	return f.AllowSecret(SecretAction("GetSecretValue"), id, sec)
 }
 
 func orDefault(v *int32, d int32) int32 {
@@ -251,7 +264,7 @@ func (s *Service) ListSecrets(ctx context.Context, req *cofferv1.ListSecretsRequ
 	f := secretFilterFrom(ctx)
 	for _, sec := range page.Secrets {
 		if f != nil {
-			if err := f.AllowSecret(SecretAction("ListSecrets"), sec); err != nil {
+			if err := f.AllowSecret(SecretAction("ListSecrets"), sec.GetArn(), sec); err != nil {
 				if AsAPIError(err).Type == TypeAccessDeniedException {
 					continue
 				}

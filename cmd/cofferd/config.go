@@ -293,6 +293,11 @@ func (c Config) Validate() error {
 		if id.SPIFFEID != "" && !strings.HasPrefix(id.SPIFFEID, "spiffe://") {
 			add("mtls.identities[%d].spiffe_id %q must start with spiffe://", i, id.SPIFFEID)
 		}
+		if server.ReservedPrincipal(id.Principal) {
+			// A certificate must not stand for root or the anonymous
+			// caller: either would give its holder full access.
+			add("mtls.identities[%d].principal %q is reserved; map certificates to principals created with iam create-principal", i, id.Principal)
+		}
 	}
 	if c.Seal.Type != "file" {
 		add("seal.type %q is not supported (supported: file)", c.Seal.Type)

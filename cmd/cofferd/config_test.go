@@ -172,6 +172,8 @@ func TestConfigAccessControl(t *testing.T) {
 	}{
 		{"mtls:\n  identities:\n    - {subject_cn: x, principal: y}\n", "mtls.identities need mtls.client_ca_file"},
 		{"tls_cert_file: /c\ntls_key_file: /k\nmtls:\n  client_ca_file: /ca\n  identities:\n    - {subject_cn: x, spiffe_id: \"spiffe://a\", principal: y}\n", "exactly one of spiffe_id and subject_cn"},
+		{"tls_cert_file: /c\ntls_key_file: /k\nmtls:\n  client_ca_file: /ca\n  identities:\n    - {subject_cn: x, principal: root}\n", `mtls.identities[0].principal "root" is reserved`},
+		{"tls_cert_file: /c\ntls_key_file: /k\nmtls:\n  client_ca_file: /ca\n  identities:\n    - {subject_cn: x, principal: a}\n    - {spiffe_id: \"spiffe://a/b\", principal: Anonymous}\n", `mtls.identities[1].principal "Anonymous" is reserved`},
 		{"session:\n  default_duration: 24h\n", "session durations"},
 		{"audit:\n  max_bytes: -1\n", "audit.max_bytes"},
 	} {

@@ -191,6 +191,11 @@ func Start(opts Options) (*Node, error) {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
 	}
 	n.iam = server.NewIAM(n.svc, n.store)
+	if opts.AllowAnonymous {
+		// Calls without credentials come in as the anonymous principal,
+		// which then has full access; elsewhere that name grants nothing.
+		n.iam.Authorizer().AllowAnonymous()
+	}
 	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger}
 	if opts.AuditPath != "" {
 		n.audit = &auditSink{
@@ -215,7 +220,7 @@ func Start(opts Options) (*Node, error) {
 			return nil, err
 		}
 	}
-	cofferv1.RegisterRegionServiceServer(n.grpc, server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}))
+	cofferv1.RegisterRegionServiceServer(n.grpc, server.NewRegionAPI(n.svc, regionView{n.region}))
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -409,31 +414,9 @@ func (n *Node) lanRegionAddrs() []string {
 	return out
 }
 
-// regionView adapts the region manager (or its absence) and the node's
-// Raft view to what the region API needs.
-type regionView struct {
-	m *region.Manager
-	n *Node
-}
-
-// Leader is the region leader's node id and API address (from the LAN
-// pool; this node's own address when it leads).
-func (v regionView) Leader() (id, apiAddr string) {
-	id = v.n.raft.Leader()
-	if id == "" {
-		return "", ""
-	}
-	if v.n.raft.IsLeader() {
-		return id, v.n.Addr()
-	}
-	for _, m := range v.n.raft.Members() {
-		if m.Meta.NodeID == id && m.Status == replication.MemberAlive {
-			return id, m.Meta.APIAddr
-		}
-	}
-	return id, ""
-}
-
+// regionView adapts the region manager (or its absence) to what the
+// region API needs.
+type regionView struct{ m *region.Manager }
 
 func (v regionView) LocalCA() []byte {
 	if v.m == nil {

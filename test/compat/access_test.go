@@ -113,6 +113,12 @@ func newAccessFixture(t *testing.T, extraArgs ...string) *accessFixture {
 		ResourcePolicy: stmts(`{"Sid":"ResOnly","Effect":"Allow","Principal":{"AWS":"arn:aws:iam::` + account + `:user/resonly"},"Action":"secretsmanager:GetSecretValue","Resource":"*"}`)}); err != nil {
 		t.Fatal(err)
 	}
+	// app/other's resource policy denies denier what its identity policy
+	// allows: an explicit Deny in a resource policy wins.
+	if _, err := sm.PutResourcePolicy(ctx, &cofferv1.PutResourcePolicyRequest{SecretId: f.arns["app/other"], BlockPublicPolicy: aws.Bool(true),
+		ResourcePolicy: stmts(`{"Sid":"NoDescribe","Effect":"Deny","Principal":{"AWS":"arn:aws:iam::` + account + `:user/denier"},"Action":"secretsmanager:DescribeSecret","Resource":"*"}`)}); err != nil {
+		t.Fatal(err)
+	}
 	return f
 }
 
@@ -173,6 +179,7 @@ func TestAccessMatrix(t *testing.T) {
 		{"denier", "GetSecretValue", "app/db", explicitDeny, "explicit deny beats allow"},
 		{"denier", "GetSecretValue", "app/other", allow, "deny does not match"},
 		{"denier", "DescribeSecret", "app/db", allow, "deny names another action"},
+		{"denier", "DescribeSecret", "app/other", explicitDeny, "a resource-policy explicit deny beats an identity allow"},
 		{"nobody", "GetSecretValue", "app/db", deny, "no policy"},
 		{"nobody", "DescribeSecret", "ops/cert", deny, "no policy"},
 		{"resonly", "GetSecretValue", "ops/cert", allow, "resource policy only"},
