@@ -220,7 +220,7 @@ func Start(opts Options) (*Node, error) {
 			return nil, err
 		}
 	}
-	cofferv1.RegisterRegionServiceServer(n.grpc, server.NewRegionAPI(n.svc, regionView{n.region}))
+	cofferv1.RegisterRegionServiceServer(n.grpc, server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}))
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -414,9 +414,31 @@ func (n *Node) lanRegionAddrs() []string {
 	return out
 }
 
-// regionView adapts the region manager (or its absence) to what the
-// region API needs.
-type regionView struct{ m *region.Manager }
+// regionView adapts the region manager (or its absence) and the node's
+// Raft view to what the region API needs.
+type regionView struct {
+	m *region.Manager
+	n *Node
+}
+
+// Leader is the region leader's node id and API address (from the LAN
+// pool; this node's own address when it leads).
+func (v regionView) Leader() (id, apiAddr string) {
+	id = v.n.raft.Leader()
+	if id == "" {
+		return "", ""
+	}
+	if v.n.raft.IsLeader() {
+		return id, v.n.Addr()
+	}
+	for _, m := range v.n.raft.Members() {
+		if m.Meta.NodeID == id && m.Status == replication.MemberAlive {
+			return id, m.Meta.APIAddr
+		}
+	}
+	return id, ""
+}
+
 
 func (v regionView) LocalCA() []byte {
 	if v.m == nil {
