@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"google.golang.org/grpc"
@@ -30,6 +31,9 @@ type Admin struct {
 	cluster Cluster
 	region  string
 	nodeID  string
+	// auditHash is the audit log's keyed hash (SetAuditHash); nil on a node
+	// that writes no audit log.
+	auditHash func(v string) (string, error)
 }
 
 var _ cofferv1.AdminServiceServer = (*Admin)(nil)
@@ -37,6 +41,22 @@ var _ cofferv1.AdminServiceServer = (*Admin)(nil)
 // NewAdmin builds the admin API for the node nodeID of region.
 func NewAdmin(c Cluster, region, nodeID string) *Admin {
 	return &Admin{cluster: c, region: region, nodeID: nodeID}
+}
+
+// SetAuditHash gives AuditHash the audit log's keyed hash. A node without
+// an audit log leaves it unset, and AuditHash says so.
+func (a *Admin) SetAuditHash(hash func(v string) (string, error)) { a.auditHash = hash }
+
+// AuditHash implements the admin operation.
+func (a *Admin) AuditHash(_ context.Context, req *cofferv1.AuditHashRequest) (*cofferv1.AuditHashResponse, error) {
+	if a.auditHash == nil {
+		return nil, apiErr(TypeInvalidRequest, "This node writes no audit log, so it has no audit hash key.")
+	}
+	h, err := a.auditHash(string(req.GetValue()))
+	if err != nil {
+		return nil, fmt.Errorf("audit hash: %w", err)
+	}
+	return &cofferv1.AuditHashResponse{Hash: h}, nil
 }
 
 // maxLagHealthy is how many entries a server may be behind the leader's

@@ -1,22 +1,38 @@
 package main
 
 import (
+	"bufio"
 	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
+	"os"
 	"regexp"
 	"strconv"
 	"strings"
 	"text/tabwriter"
 
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/audit"
 )
 
-// auditCommands is "coffer audit": commands that read a node's audit log
-// files directly, with no server.
+// auditCommands is "coffer audit": verify reads a node's audit log files
+// directly, with no server; hash asks the server for a value's keyed hash.
 func auditCommands() *command {
-	return group("audit", "Check audit log files",
-		"Audit commands read a node's audit log files directly; they make no RPC.",
+	return group("audit", "Check audit log files; find a value's hash in them",
+		"audit verify reads a node's audit log files directly and makes no RPC; audit hash asks\n"+
+			"the region for the keyed hash a record holds in place of a value.",
+		&command{
+			name: "hash", synopsis: "[--value-file FILE]", run: runAuditHash,
+			summary: "Print the audit log's hash of a value, to search the log for it",
+			detail: "Audit records hold secret values, tokens and keys only as a keyed hash (HMAC-SHA256\n" +
+				"under a key every node of the region derives from its keyring). This prints the hash\n" +
+				"of one value, so that the records of requests that carried it can be found with grep.\n" +
+				"The value is read from stdin, one trailing newline removed (what echo or a terminal\n" +
+				"adds), or byte for byte from --value-file FILE (- for stdin), as 'secrets put\n" +
+				"--value-file' stores it. It is never taken from the command line, where other local\n" +
+				"users and shell history would see it. Needs coffer:AuditHash.",
+		},
 		&command{
 			name: "verify", synopsis: "FILE... [--start SEQ:HASH] [--expect SEQ:HASH]...", run: runAuditVerify,
 			summary: "Check that audit log files hold one unbroken hash chain",
@@ -139,4 +155,63 @@ func expandAuditFiles(args []string) ([]string, error) {
 		}
 	}
 	return files, nil
+}
+
+// runAuditHash prints the region's audit hash of a value read from stdin or
+// a file.
+func runAuditHash(l *leaf, args []string) error {
+	valueFile := l.fs.String("value-file", "", "read the value from `FILE` (- for stdin), byte for byte")
+	pos, err := l.parse(args, "[ARG...]")
+	if err != nil {
+		return err
+	}
+	if len(pos) > 0 {
+		// Not echoed: it is probably the value.
+		return l.usageErrorf("audit hash takes no argument: give the value on stdin or with --value-file")
+	}
+	var value []byte
+	if l.given["value-file"] {
+		if value, err = readFileArg(l, *valueFile); err != nil {
+			return fmt.Errorf("--value-file: %w", err)
+		}
+	} else if value, err = readValueLine(l); err != nil {
+		return fmt.Errorf("read the value from stdin: %w", err)
+	}
+	defer clear(value)
+	resp, err := callAdmin(l, adminClient.AuditHash, &cofferv1.AuditHashRequest{Value: value})
+	if err != nil {
+		return err
+	}
+	return l.printLine(resp, resp.GetHash())
+}
+
+// readValueLine reads the value from stdin without one trailing newline:
+// all of it from a pipe, or one line from a terminal, after a prompt.
+func readValueLine(l *leaf) ([]byte, error) {
+	var b []byte
+	var err error
+	if f, ok := l.inv.stdin.(*os.File); ok && isTerminalFile(f) {
+		fmt.Fprint(l.inv.stderr, "value: ")
+		b, err = bufio.NewReader(f).ReadBytes('\n')
+		if errors.Is(err, io.EOF) {
+			err = nil
+		}
+	} else {
+		b, err = io.ReadAll(l.inv.stdin)
+	}
+	if err != nil {
+		return nil, err
+	}
+	if n := len(b); n > 0 && b[n-1] == '\n' {
+		b = b[:n-1]
+		if n := len(b); n > 0 && b[n-1] == '\r' {
+			b = b[:n-1]
+		}
+	}
+	return b, nil
+}
+
+func isTerminalFile(f *os.File) bool {
+	fi, err := f.Stat()
+	return err == nil && fi.Mode()&os.ModeCharDevice != 0
 }

@@ -2,6 +2,9 @@ package main
 
 import (
 	"bytes"
+	"context"
+	"crypto/sha256"
+	"encoding/hex"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -9,6 +12,7 @@ import (
 	"strings"
 	"testing"
 
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/audit"
 )
 
@@ -115,5 +119,60 @@ func TestAuditVerifyUsage(t *testing.T) {
 	r := runCLI(t, "", "audit", "verify", filepath.Join(t.TempDir(), "missing"))
 	if r.code != exitFailure || !strings.Contains(r.stderr, "no such file") {
 		t.Errorf("missing file: exit %d, stderr %q", r.code, r.stderr)
+	}
+}
+
+// AuditHash answers the fake's own stand-in for the audit hash.
+func (a *fakeAdmin) AuditHash(_ context.Context, req *cofferv1.AuditHashRequest) (*cofferv1.AuditHashResponse, error) {
+	ans := a.record("AuditHash", req)
+	if ans.err != nil {
+		return nil, ans.err
+	}
+	return &cofferv1.AuditHashResponse{Hash: fakeHash(req.GetValue())}, nil
+}
+
+func fakeHash(v []byte) string {
+	sum := sha256.Sum256(v)
+	return "hmac-sha256:" + hex.EncodeToString(sum[:])
+}
+
+func TestAuditHash(t *testing.T) {
+	admin, addr := startFakeAdmin(t)
+	file := filepath.Join(t.TempDir(), "value")
+	if err := os.WriteFile(file, []byte("s3cret\n"), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	for _, c := range []struct {
+		name, stdin string
+		args        []string
+		want        string // the value the server must receive
+	}{
+		{"stdin without its newline", "s3cret\n", nil, "s3cret"},
+		{"stdin with a CRLF", "s3cret\r\n", nil, "s3cret"},
+		{"stdin without a newline", "s3cret", nil, "s3cret"},
+		{"a file byte for byte", "", []string{"--value-file", file}, "s3cret\n"},
+		{"stdin byte for byte", "s3cret\n", []string{"--value-file", "-"}, "s3cret\n"},
+	} {
+		r := runCLI(t, c.stdin, append([]string{"--endpoint", addr, "audit", "hash"}, c.args...)...)
+		mustSucceed(t, r)
+		if r.stdout != fakeHash([]byte(c.want))+"\n" {
+			t.Errorf("%s: printed %q, want the hash of %q", c.name, r.stdout, c.want)
+		}
+		calls := admin.received()
+		wantProto(t, calls[len(calls)-1].req, &cofferv1.AuditHashRequest{Value: []byte(c.want)})
+	}
+
+	r := runCLI(t, "s3cret", "--endpoint", addr, "-o", "json", "audit", "hash")
+	mustSucceed(t, r)
+	var got struct{ Hash string }
+	if err := json.Unmarshal([]byte(r.stdout), &got); err != nil || got.Hash != fakeHash([]byte("s3cret")) {
+		t.Errorf("json %q: %v", r.stdout, err)
+	}
+
+	// The value is never an argument, and a mistaken one is not echoed.
+	n := len(admin.received())
+	r = runCLI(t, "", "--endpoint", addr, "audit", "hash", "hunter2")
+	if r.code != exitUsage || strings.Contains(r.stderr+r.stdout, "hunter2") || len(admin.received()) != n {
+		t.Errorf("a value as argument: exit %d, stderr %q; want a usage error that does not repeat it, and no RPC", r.code, r.stderr)
 	}
 }

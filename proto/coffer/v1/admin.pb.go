@@ -950,6 +950,100 @@ func (x *RestoreSnapshotResponse) GetIndex() uint64 {
 	return 0
 }
 
+// AuditHashRequest carries the value to hash. The request's own audit
+// record holds only the value's hash, never the value.
+type AuditHashRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// value is the value as the request to search for carried it: a secret
+	// string's UTF-8 bytes, a secret binary's bytes, a token's text.
+	Value         []byte `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditHashRequest) Reset() {
+	*x = AuditHashRequest{}
+	mi := &file_coffer_v1_admin_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditHashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditHashRequest) ProtoMessage() {}
+
+func (x *AuditHashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_admin_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditHashRequest.ProtoReflect.Descriptor instead.
+func (*AuditHashRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_admin_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *AuditHashRequest) GetValue() []byte {
+	if x != nil {
+		return x.Value
+	}
+	return nil
+}
+
+// AuditHashResponse carries the hash.
+type AuditHashResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// hash is "hmac-sha256:<64 hex digits>", as audit records hold it.
+	Hash          string `protobuf:"bytes,1,opt,name=hash,proto3" json:"hash,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AuditHashResponse) Reset() {
+	*x = AuditHashResponse{}
+	mi := &file_coffer_v1_admin_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AuditHashResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AuditHashResponse) ProtoMessage() {}
+
+func (x *AuditHashResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_admin_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AuditHashResponse.ProtoReflect.Descriptor instead.
+func (*AuditHashResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_admin_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *AuditHashResponse) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
 var File_coffer_v1_admin_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_admin_proto_rawDesc = "" +
@@ -1009,7 +1103,11 @@ const file_coffer_v1_admin_proto_rawDesc = "" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
 	"\x04part\"/\n" +
 	"\x17RestoreSnapshotResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\x8d\x04\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"(\n" +
+	"\x10AuditHashRequest\x12\x14\n" +
+	"\x05value\x18\x01 \x01(\fR\x05value\"'\n" +
+	"\x11AuditHashResponse\x12\x12\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash2\xd5\x04\n" +
 	"\fAdminService\x12R\n" +
 	"\rClusterStatus\x12\x1f.coffer.v1.ClusterStatusRequest\x1a .coffer.v1.ClusterStatusResponse\x12L\n" +
 	"\vListMembers\x12\x1d.coffer.v1.ListMembersRequest\x1a\x1e.coffer.v1.ListMembersResponse\x12I\n" +
@@ -1017,7 +1115,8 @@ const file_coffer_v1_admin_proto_rawDesc = "" +
 	"RemovePeer\x12\x1c.coffer.v1.RemovePeerRequest\x1a\x1d.coffer.v1.RemovePeerResponse\x12a\n" +
 	"\x12TransferLeadership\x12$.coffer.v1.TransferLeadershipRequest\x1a%.coffer.v1.TransferLeadershipResponse\x12Q\n" +
 	"\fSaveSnapshot\x12\x1e.coffer.v1.SaveSnapshotRequest\x1a\x1f.coffer.v1.SaveSnapshotResponse0\x01\x12Z\n" +
-	"\x0fRestoreSnapshot\x12!.coffer.v1.RestoreSnapshotRequest\x1a\".coffer.v1.RestoreSnapshotResponse(\x01B5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x0fRestoreSnapshot\x12!.coffer.v1.RestoreSnapshotRequest\x1a\".coffer.v1.RestoreSnapshotResponse(\x01\x12F\n" +
+	"\tAuditHash\x12\x1b.coffer.v1.AuditHashRequest\x1a\x1c.coffer.v1.AuditHashResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_admin_proto_rawDescOnce sync.Once
@@ -1031,7 +1130,7 @@ func file_coffer_v1_admin_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_admin_proto_rawDescData
 }
 
-var file_coffer_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_coffer_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
 var file_coffer_v1_admin_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),       // 0: coffer.v1.ClusterStatusRequest
 	(*ServerStatus)(nil),               // 1: coffer.v1.ServerStatus
@@ -1048,12 +1147,14 @@ var file_coffer_v1_admin_proto_goTypes = []any{
 	(*SaveSnapshotResponse)(nil),       // 12: coffer.v1.SaveSnapshotResponse
 	(*RestoreSnapshotRequest)(nil),     // 13: coffer.v1.RestoreSnapshotRequest
 	(*RestoreSnapshotResponse)(nil),    // 14: coffer.v1.RestoreSnapshotResponse
-	(*timestamppb.Timestamp)(nil),      // 15: google.protobuf.Timestamp
+	(*AuditHashRequest)(nil),           // 15: coffer.v1.AuditHashRequest
+	(*AuditHashResponse)(nil),          // 16: coffer.v1.AuditHashResponse
+	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
 }
 var file_coffer_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: coffer.v1.ClusterStatusResponse.servers:type_name -> coffer.v1.ServerStatus
 	4,  // 1: coffer.v1.ListMembersResponse.members:type_name -> coffer.v1.Member
-	15, // 2: coffer.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	17, // 2: coffer.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
 	11, // 3: coffer.v1.SaveSnapshotResponse.info:type_name -> coffer.v1.SnapshotInfo
 	0,  // 4: coffer.v1.AdminService.ClusterStatus:input_type -> coffer.v1.ClusterStatusRequest
 	3,  // 5: coffer.v1.AdminService.ListMembers:input_type -> coffer.v1.ListMembersRequest
@@ -1061,14 +1162,16 @@ var file_coffer_v1_admin_proto_depIdxs = []int32{
 	8,  // 7: coffer.v1.AdminService.TransferLeadership:input_type -> coffer.v1.TransferLeadershipRequest
 	10, // 8: coffer.v1.AdminService.SaveSnapshot:input_type -> coffer.v1.SaveSnapshotRequest
 	13, // 9: coffer.v1.AdminService.RestoreSnapshot:input_type -> coffer.v1.RestoreSnapshotRequest
-	2,  // 10: coffer.v1.AdminService.ClusterStatus:output_type -> coffer.v1.ClusterStatusResponse
-	5,  // 11: coffer.v1.AdminService.ListMembers:output_type -> coffer.v1.ListMembersResponse
-	7,  // 12: coffer.v1.AdminService.RemovePeer:output_type -> coffer.v1.RemovePeerResponse
-	9,  // 13: coffer.v1.AdminService.TransferLeadership:output_type -> coffer.v1.TransferLeadershipResponse
-	12, // 14: coffer.v1.AdminService.SaveSnapshot:output_type -> coffer.v1.SaveSnapshotResponse
-	14, // 15: coffer.v1.AdminService.RestoreSnapshot:output_type -> coffer.v1.RestoreSnapshotResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
+	15, // 10: coffer.v1.AdminService.AuditHash:input_type -> coffer.v1.AuditHashRequest
+	2,  // 11: coffer.v1.AdminService.ClusterStatus:output_type -> coffer.v1.ClusterStatusResponse
+	5,  // 12: coffer.v1.AdminService.ListMembers:output_type -> coffer.v1.ListMembersResponse
+	7,  // 13: coffer.v1.AdminService.RemovePeer:output_type -> coffer.v1.RemovePeerResponse
+	9,  // 14: coffer.v1.AdminService.TransferLeadership:output_type -> coffer.v1.TransferLeadershipResponse
+	12, // 15: coffer.v1.AdminService.SaveSnapshot:output_type -> coffer.v1.SaveSnapshotResponse
+	14, // 16: coffer.v1.AdminService.RestoreSnapshot:output_type -> coffer.v1.RestoreSnapshotResponse
+	16, // 17: coffer.v1.AdminService.AuditHash:output_type -> coffer.v1.AuditHashResponse
+	11, // [11:18] is the sub-list for method output_type
+	4,  // [4:11] is the sub-list for method input_type
 	4,  // [4:4] is the sub-list for extension type_name
 	4,  // [4:4] is the sub-list for extension extendee
 	0,  // [0:4] is the sub-list for field type_name
@@ -1093,7 +1196,7 @@ func file_coffer_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_admin_proto_rawDesc), len(file_coffer_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   17,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

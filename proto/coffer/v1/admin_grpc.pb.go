@@ -25,6 +25,7 @@ const (
 	AdminService_TransferLeadership_FullMethodName = "/coffer.v1.AdminService/TransferLeadership"
 	AdminService_SaveSnapshot_FullMethodName       = "/coffer.v1.AdminService/SaveSnapshot"
 	AdminService_RestoreSnapshot_FullMethodName    = "/coffer.v1.AdminService/RestoreSnapshot"
+	AdminService_AuditHash_FullMethodName          = "/coffer.v1.AdminService/AuditHash"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -46,6 +47,12 @@ type AdminServiceClient interface {
 	SaveSnapshot(ctx context.Context, in *SaveSnapshotRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[SaveSnapshotResponse], error)
 	// RestoreSnapshot replaces the region's state with an uploaded snapshot.
 	RestoreSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreSnapshotRequest, RestoreSnapshotResponse], error)
+	// AuditHash returns the audit log's keyed hash (HMAC) of a value: what a
+	// record holds in place of a parameter that could carry a secret, so an
+	// operator can search the log for a known value. Every node of a region
+	// hashes with the same key. Grant coffer:AuditHash to auditors only: it
+	// lets its caller test guesses against the hashes in a log it can read.
+	AuditHash(ctx context.Context, in *AuditHashRequest, opts ...grpc.CallOption) (*AuditHashResponse, error)
 }
 
 type adminServiceClient struct {
@@ -128,6 +135,16 @@ func (c *adminServiceClient) RestoreSnapshot(ctx context.Context, opts ...grpc.C
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_RestoreSnapshotClient = grpc.ClientStreamingClient[RestoreSnapshotRequest, RestoreSnapshotResponse]
 
+func (c *adminServiceClient) AuditHash(ctx context.Context, in *AuditHashRequest, opts ...grpc.CallOption) (*AuditHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AuditHashResponse)
+	err := c.cc.Invoke(ctx, AdminService_AuditHash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -147,6 +164,12 @@ type AdminServiceServer interface {
 	SaveSnapshot(*SaveSnapshotRequest, grpc.ServerStreamingServer[SaveSnapshotResponse]) error
 	// RestoreSnapshot replaces the region's state with an uploaded snapshot.
 	RestoreSnapshot(grpc.ClientStreamingServer[RestoreSnapshotRequest, RestoreSnapshotResponse]) error
+	// AuditHash returns the audit log's keyed hash (HMAC) of a value: what a
+	// record holds in place of a parameter that could carry a secret, so an
+	// operator can search the log for a known value. Every node of a region
+	// hashes with the same key. Grant coffer:AuditHash to auditors only: it
+	// lets its caller test guesses against the hashes in a log it can read.
+	AuditHash(context.Context, *AuditHashRequest) (*AuditHashResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -174,6 +197,9 @@ func (UnimplementedAdminServiceServer) SaveSnapshot(*SaveSnapshotRequest, grpc.S
 }
 func (UnimplementedAdminServiceServer) RestoreSnapshot(grpc.ClientStreamingServer[RestoreSnapshotRequest, RestoreSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method RestoreSnapshot not implemented")
+}
+func (UnimplementedAdminServiceServer) AuditHash(context.Context, *AuditHashRequest) (*AuditHashResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AuditHash not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -286,6 +312,24 @@ func _AdminService_RestoreSnapshot_Handler(srv interface{}, stream grpc.ServerSt
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type AdminService_RestoreSnapshotServer = grpc.ClientStreamingServer[RestoreSnapshotRequest, RestoreSnapshotResponse]
 
+func _AdminService_AuditHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AuditHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).AuditHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_AuditHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).AuditHash(ctx, req.(*AuditHashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -308,6 +352,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _AdminService_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "AuditHash",
+			Handler:    _AdminService_AuditHash_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
