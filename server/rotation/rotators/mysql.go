@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"strings"
 
@@ -127,53 +128,76 @@ func quoteName(s string) string {
 
 func account(user, host string) string { return quoteName(user) + "@" + quoteName(host) }
 
-// setClone makes clone exist on every host base has, with base's grants and
-// TLS requirements copied as the AWS template does (SHOW GRANTS, re-issued
-// to the clone), and the given password.
-func (m *mysqlSession) setClone(ctx context.Context, base, clone, password string) error {
+// setAlternate gives alt the password on every host current has, as the
+// master user.
+//
+// The pair is base and base_clone, the clone made by this rotator on every
+// host base has, with base's grants (SHOW GRANTS, re-issued) and TLS
+// requirement. The rotator only
+//
+//   - creates alt@host when it does not exist and alt is current's _clone,
+//     copying current@host's grants to it;
+//   - sets the password of an existing alt@host when its grants are
+//     exactly current@host's once the user name is substituted, which is
+//     what the rotator left when it copied them: the new password then
+//     lets its holder do nothing the current user cannot.
+//
+// A secret naming "root_clone" (an account its author made) therefore
+// cannot have the master reset the password of "root", whose grants are
+// not root_clone's. A grant given to one user of the pair but not the
+// other stops the rotation with ErrNotClone until both have it. Every
+// host is checked before anything changes, so a refusal changes nothing.
+func (m *mysqlSession) setAlternate(ctx context.Context, current, alt, password string) error {
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
+	_, _, altIsClone := pairOf(current, alt)
 	expr, err := m.passwordExpr(ctx)
 	if err != nil {
 		return err
 	}
-	hosts, err := m.strings(ctx, "SELECT Host FROM mysql.user WHERE User = ? ORDER BY Host", base)
+	hosts, err := m.strings(ctx, "SELECT Host FROM mysql.user WHERE User = ? ORDER BY Host", current)
 	if err != nil {
-		return fmt.Errorf("%w: look up user %s: %w", ErrDatabase, base, err)
+		return fmt.Errorf("%w: look up user %s: %w", ErrDatabase, current, err)
 	}
 	if len(hosts) == 0 {
-		return fmt.Errorf("%w: user %s does not exist", ErrDatabase, base)
+		return fmt.Errorf("%w: user %s does not exist", ErrDatabase, current)
 	}
-	for _, host := range hosts {
-		acct := account(clone, host)
+	exists := make([]bool, len(hosts))
+	for i, host := range hosts {
+		acct := account(alt, host)
 		var n int
-		if err := m.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?", clone, host).Scan(&n); err != nil {
+		if err := m.conn.QueryRowContext(ctx, "SELECT COUNT(*) FROM mysql.user WHERE User = ? AND Host = ?", alt, host).Scan(&n); err != nil {
 			return fmt.Errorf("%w: look up user %s: %w", ErrDatabase, acct, err)
 		}
-		if n == 0 {
-			if _, err := m.conn.ExecContext(ctx, "CREATE USER "+acct+" IDENTIFIED BY ?", password); err != nil {
-				return fmt.Errorf("%w: CREATE USER %s: %w", ErrDatabase, acct, err)
+		if exists[i] = n > 0; !exists[i] {
+			if !altIsClone {
+				return fmt.Errorf("%w: %s does not exist, and the rotator only creates %s users", ErrNotClone, acct, cloneSuffix)
 			}
+			continue
 		}
-		grants, err := m.strings(ctx, "SHOW GRANTS FOR "+account(base, host))
+		want, err := m.grantsFor(ctx, current, host, acct)
 		if err != nil {
-			return fmt.Errorf("%w: SHOW GRANTS FOR %s: %w", ErrDatabase, account(base, host), err)
+			return err
 		}
-		for _, g := range grants {
-			stmt, ok, err := cloneGrant(g, base, host, acct)
-			if err != nil {
+		got, err := m.grantsFor(ctx, alt, host, acct)
+		if err != nil {
+			return err
+		}
+		slices.Sort(want)
+		slices.Sort(got)
+		if !slices.Equal(want, got) {
+			return fmt.Errorf("%w: the grants of %s differ from those of %s, so they are not a pair this rotator made, or a grant was given to only one of them; "+
+				"not changing the password of %s", ErrNotClone, acct, account(current, host), acct)
+		}
+	}
+	for i, host := range hosts {
+		acct := account(alt, host)
+		if !exists[i] {
+			if err := m.createClone(ctx, current, host, acct, password); err != nil {
 				return err
 			}
-			if !ok {
-				continue
-			}
-			// No arguments: the statement is sent as it is, so a '?' in a
-			// quoted name is never taken for a placeholder.
-			if _, err := m.conn.ExecContext(ctx, stmt); err != nil {
-				return fmt.Errorf("%w: copy a grant to %s: %w", ErrDatabase, acct, err)
-			}
 		}
-		if err := m.copyTLS(ctx, base, host, acct); err != nil {
+		if err := m.copyTLS(ctx, current, host, acct); err != nil {
 			return err
 		}
 		if _, err := m.conn.ExecContext(ctx, "SET PASSWORD FOR "+acct+" = "+expr, password); err != nil {
@@ -181,6 +205,47 @@ func (m *mysqlSession) setClone(ctx context.Context, base, clone, password strin
 		}
 	}
 	return nil
+}
+
+// createClone creates acct with base@host's grants.
+func (m *mysqlSession) createClone(ctx context.Context, base, host, acct, password string) error {
+	if _, err := m.conn.ExecContext(ctx, "CREATE USER "+acct+" IDENTIFIED BY ?", password); err != nil {
+		return fmt.Errorf("%w: CREATE USER %s: %w", ErrDatabase, acct, err)
+	}
+	grants, err := m.grantsFor(ctx, base, host, acct)
+	if err != nil {
+		return err
+	}
+	for _, stmt := range grants {
+		// No arguments: the statement is sent as it is, so a '?' in a
+		// quoted name is never taken for a placeholder.
+		if _, err := m.conn.ExecContext(ctx, stmt); err != nil {
+			return fmt.Errorf("%w: copy a grant to %s: %w", ErrDatabase, acct, err)
+		}
+	}
+	return nil
+}
+
+// grantsFor returns user@host's SHOW GRANTS lines rewritten as statements
+// granting the same to acct, in the server's order (a role is granted
+// before SET DEFAULT ROLE names it). Two users have the same privileges
+// exactly when their lists, rewritten for one acct, hold the same lines.
+func (m *mysqlSession) grantsFor(ctx context.Context, user, host, acct string) ([]string, error) {
+	lines, err := m.strings(ctx, "SHOW GRANTS FOR "+account(user, host))
+	if err != nil {
+		return nil, fmt.Errorf("%w: SHOW GRANTS FOR %s: %w", ErrDatabase, account(user, host), err)
+	}
+	var out []string
+	for _, line := range lines {
+		stmt, ok, err := cloneGrant(line, user, host, acct)
+		if err != nil {
+			return nil, err
+		}
+		if ok {
+			out = append(out, stmt)
+		}
+	}
+	return out, nil
 }
 
 // cloneGrant rewrites one line of SHOW GRANTS for base@host into the same

@@ -12,6 +12,7 @@ import (
 	"net"
 	"net/url"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/jackc/pgx/v5"
@@ -112,37 +113,122 @@ func (p *pgSession) setOwnPassword(ctx context.Context, user, password string) e
 	return nil
 }
 
-// setClone creates clone as a login role that is a member of base (so it
-// has base's privileges), as the AWS template does, or only resets its
-// password when it exists. One transaction, so a clone never exists
-// without its membership.
-func (p *pgSession) setClone(ctx context.Context, base, clone, password string) error {
+// pgRole is what the pair checks read of a role.
+type pgRole struct {
+	oid                                                 uint32
+	super, createRole, createDB, replication, bypassRLS bool
+}
+
+// attributesBeyond lists the role attributes r has and o lacks.
+func (r *pgRole) attributesBeyond(o *pgRole) []string {
+	var out []string
+	for _, a := range []struct {
+		name       string
+		mine, them bool
+	}{
+		{"SUPERUSER", r.super, o.super}, {"CREATEROLE", r.createRole, o.createRole}, {"CREATEDB", r.createDB, o.createDB},
+		{"REPLICATION", r.replication, o.replication}, {"BYPASSRLS", r.bypassRLS, o.bypassRLS},
+	} {
+		if a.mine && !a.them {
+			out = append(out, a.name)
+		}
+	}
+	return out
+}
+
+// lookupRole reads role name, or returns nil when there is none.
+func lookupRole(ctx context.Context, tx pgx.Tx, name string) (*pgRole, error) {
+	r := &pgRole{}
+	err := tx.QueryRow(ctx, "SELECT oid, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls FROM pg_roles WHERE rolname = $1", name).
+		Scan(&r.oid, &r.super, &r.createRole, &r.createDB, &r.replication, &r.bypassRLS)
+	if errors.Is(err, pgx.ErrNoRows) {
+		return nil, nil
+	}
+	if err != nil {
+		return nil, fmt.Errorf("%w: look up role %s: %w", ErrDatabase, name, err)
+	}
+	return r, nil
+}
+
+// setAlternate gives alt the password, as the master user, in one
+// transaction so the checks and the change see the same roles.
+//
+// The pair is base and base_clone, the clone a login role that is a
+// member of base (so it has base's privileges), as the AWS template makes
+// it. The rotator only sets the password of
+//
+//   - base_clone when it does not exist yet: it is created with LOGIN and
+//     GRANT base TO base_clone, and nothing else;
+//   - base_clone when it exists, is a direct member of base, and has no
+//     role attribute (SUPERUSER, CREATEROLE, CREATEDB, REPLICATION,
+//     BYPASSRLS) that base lacks: it then has nothing the current user's
+//     holder could not already do as base;
+//   - base, when flipping back from base_clone, only if base_clone is a
+//     direct member of base: whoever holds base_clone's password can
+//     already act as base.
+//
+// A secret naming "postgres_clone" (a role its author made) therefore
+// cannot have the master reset the password of "postgres":
+// postgres_clone is not a member of postgres. pg_auth_members is read
+// rather than pg_has_role, which counts a superuser as a member of every
+// role.
+func (p *pgSession) setAlternate(ctx context.Context, current, alt, password string) error {
 	ctx, cancel := context.WithTimeout(ctx, statementTimeout)
 	defer cancel()
+	base, clone, altIsClone := pairOf(current, alt)
 	return pgx.BeginFunc(ctx, p.conn, func(tx pgx.Tx) error {
-		var exists bool
-		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_roles WHERE rolname = $1)", clone).Scan(&exists); err != nil {
-			return fmt.Errorf("%w: look up role %s: %w", ErrDatabase, clone, err)
-		}
-		cloneIdent, lit, err := quotePG(ctx, tx, clone, password)
+		cur, err := lookupRole(ctx, tx, current)
 		if err != nil {
 			return err
 		}
-		if exists {
-			if _, err := tx.Exec(ctx, "ALTER USER "+cloneIdent+" WITH PASSWORD "+lit); err != nil {
-				return fmt.Errorf("%w: ALTER USER %s: %w", ErrDatabase, cloneIdent, err)
+		if cur == nil {
+			return fmt.Errorf("%w: the current user %s does not exist", ErrDatabase, current)
+		}
+		other, err := lookupRole(ctx, tx, alt)
+		if err != nil {
+			return err
+		}
+		altIdent, lit, err := quotePG(ctx, tx, alt, password)
+		if err != nil {
+			return err
+		}
+		if other == nil {
+			if !altIsClone {
+				return fmt.Errorf("%w: user %s does not exist, and the rotator only creates %s users", ErrNotClone, alt, cloneSuffix)
+			}
+			var curIdent string
+			if err := tx.QueryRow(ctx, "SELECT quote_ident($1)", current).Scan(&curIdent); err != nil {
+				return fmt.Errorf("%w: quote names: %w", ErrDatabase, err)
+			}
+			if _, err := tx.Exec(ctx, "CREATE ROLE "+altIdent+" WITH LOGIN PASSWORD "+lit); err != nil {
+				return fmt.Errorf("%w: CREATE ROLE %s: %w", ErrDatabase, altIdent, err)
+			}
+			if _, err := tx.Exec(ctx, "GRANT "+curIdent+" TO "+altIdent); err != nil {
+				return fmt.Errorf("%w: GRANT %s TO %s: %w", ErrDatabase, curIdent, altIdent, err)
 			}
 			return nil
 		}
-		var baseIdent string
-		if err := tx.QueryRow(ctx, "SELECT quote_ident($1)", base).Scan(&baseIdent); err != nil {
-			return fmt.Errorf("%w: quote names: %w", ErrDatabase, err)
+		baseRole, cloneRole := cur, other
+		if !altIsClone {
+			baseRole, cloneRole = other, cur
 		}
-		if _, err := tx.Exec(ctx, "CREATE ROLE "+cloneIdent+" WITH LOGIN PASSWORD "+lit); err != nil {
-			return fmt.Errorf("%w: CREATE ROLE %s: %w", ErrDatabase, cloneIdent, err)
+		var member bool
+		if err := tx.QueryRow(ctx, "SELECT EXISTS (SELECT 1 FROM pg_auth_members WHERE roleid = $1 AND member = $2)",
+			baseRole.oid, cloneRole.oid).Scan(&member); err != nil {
+			return fmt.Errorf("%w: read the membership of %s in %s: %w", ErrDatabase, clone, base, err)
 		}
-		if _, err := tx.Exec(ctx, "GRANT "+baseIdent+" TO "+cloneIdent); err != nil {
-			return fmt.Errorf("%w: GRANT %s TO %s: %w", ErrDatabase, baseIdent, cloneIdent, err)
+		if !member {
+			return fmt.Errorf("%w: role %s is not a member of role %s, so they are not a pair this rotator made; not changing the password of %s",
+				ErrNotClone, clone, base, alt)
+		}
+		if altIsClone {
+			if extra := other.attributesBeyond(cur); len(extra) > 0 {
+				return fmt.Errorf("%w: %s has role attributes %s lacks (%s); not changing its password",
+					ErrNotClone, alt, current, strings.Join(extra, ", "))
+			}
+		}
+		if _, err := tx.Exec(ctx, "ALTER USER "+altIdent+" WITH PASSWORD "+lit); err != nil {
+			return fmt.Errorf("%w: ALTER USER %s: %w", ErrDatabase, altIdent, err)
 		}
 		return nil
 	})

@@ -67,9 +67,15 @@ var (
 	ErrDatabase = errors.New("database statement failed")
 	// ErrUnknownStep: the event names no step of the protocol.
 	ErrUnknownStep = errors.New("unknown rotation step")
+	// ErrNotClone: the alternating strategy refused to set the password
+	// of the user the pending version names, because that user is not
+	// the other half of a pair this rotator made (see DESIGN.md, "The
+	// alternating pair"). The master's credentials are never used on a
+	// user that only the secret's author says is a clone.
+	ErrNotClone = errors.New("refused to set the password of a user that is not the other half of the alternating pair")
 )
 
-var kinds = []error{ErrMalformedSecret, ErrNotPending, ErrMismatch, ErrLogin, ErrDatabase, ErrUnknownStep,
+var kinds = []error{ErrMalformedSecret, ErrNotPending, ErrMismatch, ErrLogin, ErrDatabase, ErrUnknownStep, ErrNotClone,
 	context.Canceled, context.DeadlineExceeded}
 
 // Builtin returns the four built-in rotators, keyed by the name a secret's
@@ -108,10 +114,26 @@ type session interface {
 	ping(ctx context.Context) error
 	// setOwnPassword changes the logged-in user's password.
 	setOwnPassword(ctx context.Context, user, password string) error
-	// setClone, run as the master user, makes clone exist with the same
-	// rights as base and the given password.
-	setClone(ctx context.Context, base, clone, password string) error
+	// setAlternate, run as the master user, gives alt (the user of the
+	// pair that current is not) the password, creating it with current's
+	// rights when alt is current's _clone and does not exist yet. Before
+	// changing an existing user it checks, on the database, that alt is
+	// the other half of a pair the rotator made with current, and refuses
+	// with ErrNotClone otherwise: the secret's author chose both names, and
+	// the master's credentials must not change any other user's password.
+	setAlternate(ctx context.Context, current, alt, password string) error
 	close()
+}
+
+// pairOf names the two users of the alternating pair formed by the
+// current user and the alternate one altUsername gave: base is the one
+// without the suffix. altIsClone is true when alt is current's _clone,
+// false when the rotation flips back from the clone to its base user.
+func pairOf(current, alt string) (base, clone string, altIsClone bool) {
+	if alt == current+cloneSuffix {
+		return current, alt, true
+	}
+	return alt, current, false
 }
 
 // Invoke runs one step for ev.SecretID. Like the AWS templates it first
@@ -299,6 +321,15 @@ func (inv *invocation) previous(ctx context.Context, current *dbSecret) (*dbSecr
 // with the pending password, working as the master user named by masterarn.
 // The current user is never touched, so clients holding AWSCURRENT keep
 // working.
+//
+// The master secret is the system's, and the secret being rotated is its
+// author's: the author chose the user names, the masterarn and the
+// current password. So before the master's credentials are used, the
+// current credentials must log in (the author knows that user), the master
+// secret must name the same server, and the database itself must show that
+// the pending user is the current user's alternate (setAlternate);
+// otherwise a secret naming "postgres_clone" would have the master reset
+// the password of "postgres".
 func (inv *invocation) setAlternating(ctx context.Context, current, pending *dbSecret) error {
 	if sess, err := inv.db.connect(ctx, pending); err == nil {
 		sess.close()
@@ -341,7 +372,7 @@ func (inv *invocation) setAlternating(ctx context.Context, current, pending *dbS
 		return fmt.Errorf("log in as the master user: %w", err)
 	}
 	defer msess.close()
-	if err := msess.setClone(ctx, current.Username, pending.Username, pending.Password); err != nil {
+	if err := msess.setAlternate(ctx, current.Username, pending.Username, pending.Password); err != nil {
 		return err
 	}
 	inv.logger().Debug("set the pending user's password", "user", pending.Username)

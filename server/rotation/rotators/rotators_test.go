@@ -476,3 +476,99 @@ func TestRotateSecretRunsBuiltin(t *testing.T) {
 		}
 	}
 }
+
+// TestAlternatingUsersRefuseForeignUsers is the confused deputy the
+// alternating strategy must not be: the secret's author chooses the user
+// names and the masterarn, and the rotator works with the master's
+// credentials. An author who made an account named after the master user
+// plus _clone, or who knows a user whose _clone is more privileged, must
+// not get the master to set that other user's password. Once the _clone
+// is what the rotator itself would have made, the rotation goes ahead.
+func TestAlternatingUsersRefuseForeignUsers(t *testing.T) {
+	for _, e := range engines {
+		t.Run(e.name, func(t *testing.T) {
+			db := e.start(t)
+			svc := startCoffer(t)
+			e.setup(t, db, initialPassword())
+			masterARN, _ := createSecret(t, svc, "db/"+e.name+"/master", db.SecretJSON(db.AdminUser, db.AdminPassword, nil))
+			fn := rotators.Builtin(svc)[e.multi]
+			ctx := context.Background()
+			login := func(user, password string) {
+				if e.name == "postgresql" {
+					db.Exec(t, "CREATE ROLE "+user+" WITH LOGIN PASSWORD '"+password+"'")
+				} else {
+					db.Exec(t, "CREATE USER '"+user+"'@'%' IDENTIFIED BY '"+password+"'")
+				}
+			}
+			// setSecret runs createSecret and setSecret for a new secret
+			// naming user and password, and returns the pending password
+			// and setSecret's error.
+			n := 0
+			setSecret := func(user, password string) (string, error) {
+				t.Helper()
+				n++
+				arn, _ := createSecret(t, svc, fmt.Sprintf("db/%s/author-%d", e.name, n), db.SecretJSON(user, password, map[string]any{"masterarn": masterARN}))
+				token := uuid.NewString()
+				if err := fn.Invoke(ctx, rotation.Event{Step: rotation.StepCreateSecret, SecretID: arn, ClientRequestToken: token}); err != nil {
+					t.Fatal(err)
+				}
+				pending, err := readCreds(ctx, svc, arn, token, "AWSPENDING")
+				if err != nil {
+					t.Fatal(err)
+				}
+				return pending.Password, fn.Invoke(ctx, rotation.Event{Step: rotation.StepSetSecret, SecretID: arn, ClientRequestToken: token})
+			}
+			wantRefused := func(what string, err error, passwords ...string) {
+				t.Helper()
+				if !errors.Is(err, rotators.ErrNotClone) {
+					t.Fatalf("%s: setSecret err = %v, want ErrNotClone", what, err)
+				}
+				wantNoPassword(t, err.Error(), append(passwords, db.AdminPassword)...)
+				t.Logf("%s: %v", what, err)
+			}
+
+			// The master user's name with _clone: the "alternate" would be
+			// the master user itself.
+			attacker := initialPassword()
+			login(db.AdminUser+"_clone", attacker)
+			pending, err := setSecret(db.AdminUser+"_clone", attacker)
+			wantRefused("a secret for "+db.AdminUser+"_clone", err, attacker, pending)
+			wantLogin(t, db, db.AdminUser, db.AdminPassword)
+			wantLoginRefused(t, db, db.AdminUser, pending)
+
+			// A user the author knows, whose _clone exists and is more
+			// privileged.
+			opsPW, clonePW := initialPassword(), initialPassword()
+			login("ops", opsPW)
+			login("ops_clone", clonePW)
+			var steps []struct{ what, sql string }
+			if e.name == "postgresql" {
+				db.Exec(t, "ALTER ROLE ops_clone SUPERUSER")
+				steps = []struct{ what, sql string }{
+					{"a superuser ops_clone that is no member of ops", "GRANT ops TO ops_clone"},
+					{"a superuser ops_clone that is a member of ops", "ALTER ROLE ops_clone NOSUPERUSER"},
+				}
+			} else {
+				db.Exec(t, "GRANT ALL PRIVILEGES ON *.* TO 'ops_clone'@'%'")
+				steps = []struct{ what, sql string }{
+					{"an ops_clone with grants ops lacks", "REVOKE ALL PRIVILEGES ON *.* FROM 'ops_clone'@'%'"},
+				}
+			}
+			for _, s := range steps {
+				pending, err := setSecret("ops", opsPW)
+				wantRefused(s.what, err, opsPW, clonePW, pending)
+				wantLogin(t, db, "ops_clone", clonePW)
+				wantLoginRefused(t, db, "ops_clone", pending)
+				db.Exec(t, s.sql)
+			}
+			// Now ops_clone is what the rotator makes: a member of ops
+			// with nothing more (PostgreSQL), or ops's grants (MariaDB).
+			pending, err = setSecret("ops", opsPW)
+			if err != nil {
+				t.Fatalf("setSecret for ops once ops_clone is its clone: %v", err)
+			}
+			wantLogin(t, db, "ops_clone", pending)
+			wantLogin(t, db, "ops", opsPW)
+		})
+	}
+}
