@@ -82,7 +82,11 @@ const maxCachedDocs = 4096
 
 // NewAuthorizer builds an Authorizer for the region cfg describes.
 func NewAuthorizer(cfg Config, state AuthzState) *Authorizer {
-	return &Authorizer{cfg: cfg, state: state, now: time.Now, docs: map[string]*policy.Document{}, identities: map[string]identityEntry{}}
+	now := time.Now // aws:CurrentTime on the service's clock (Config.Clock in tests)
+	if cfg.Clock != nil {
+		now = cfg.Clock
+	}
+	return &Authorizer{cfg: cfg, state: state, now: now, docs: map[string]*policy.Document{}, identities: map[string]identityEntry{}}
 }
 
 // AllowAnonymous gives AnonymousPrincipal — the caller BearerAuth lets in

@@ -281,7 +281,7 @@ func (i *IAM) CheckBearer(ctx context.Context, token string) (Identity, error) {
 		subtle.ConstantTimeCompare([]byte(k.SessionToken), []byte(session)) != 1 {
 		return Identity{}, errInvalidToken()
 	}
-	if k.Expired(time.Now()) {
+	if i.Expired(k) {
 		return Identity{}, errExpiredToken()
 	}
 	return Identity{Principal: k.Principal, AccessKeyID: id}, nil

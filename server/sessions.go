@@ -44,6 +44,11 @@ func (c Config) sessionBounds() (def, lo, hi time.Duration) {
 
 func sessionTokenAAD(id string) string { return "coffer:iam:session-token:" + id }
 
+// Expired reports whether k's temporary credentials have run out, on the
+// service's clock: the clock that set their expiration and that purges
+// them, so that all three agree (cfg.Clock in tests).
+func (i *IAM) Expired(k Key) bool { return k.Expired(i.svc.now()) }
+
 // GetSessionToken implements the IAM operation: the caller's long-term
 // access key is exchanged for temporary credentials that expire, and that
 // are revoked when the key (or the principal) is deleted.

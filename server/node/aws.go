@@ -64,7 +64,7 @@ func (a *sigv4Auth) AuthenticateSTS(ctx context.Context, r *http.Request, body [
 	// secret learns that the credentials are merely expired.
 	if k, err := a.iam.LookupKey(ctx, creds.AccessKeyID); err != nil {
 		return server.Identity{}, err
-	} else if k.Expired(time.Now()) {
+	} else if a.iam.Expired(k) {
 		return server.Identity{}, &server.APIError{Type: server.TypeExpiredToken, Message: "The security token included in the request is expired"}
 	}
 	return server.Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID}, nil
