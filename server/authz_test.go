@@ -2,9 +2,12 @@ package server
 
 import (
 	"context"
+	"crypto/x509"
+	"crypto/x509/pkix"
 	"io"
 	"log/slog"
 	"net"
+	"net/url"
 	"strings"
 	"testing"
 	"time"
@@ -421,5 +424,31 @@ func TestResourcePolicyRules(t *testing.T) {
 	vr, err = svc.ValidateResourcePolicy(ctx, &cofferv1.ValidateResourcePolicyRequest{ResourcePolicy: office})
 	if err != nil || !vr.GetPolicyValidationPassed() {
 		t.Fatalf("validate Principal * restricted to a network: %v, %v", vr, err)
+	}
+}
+
+// TestCertIdentitiesIgnoreReservedNames: a certificate mapped to root or
+// anonymous identifies no one, even where the mapping was built in code
+// rather than through cofferd's validated config.
+func TestCertIdentitiesIgnoreReservedNames(t *testing.T) {
+	ids := &CertIdentities{
+		BySPIFFEID:  map[string]string{"spiffe://example.org/admin": "root"},
+		BySubjectCN: map[string]string{"dev": "Anonymous", "app": "app"},
+	}
+	spiffe, err := url.Parse("spiffe://example.org/admin")
+	if err != nil {
+		t.Fatal(err)
+	}
+	for _, tc := range []struct {
+		cert *x509.Certificate
+		want string
+	}{
+		{&x509.Certificate{URIs: []*url.URL{spiffe}}, ""},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "dev"}}, ""},
+		{&x509.Certificate{Subject: pkix.Name{CommonName: "app"}}, "app"},
+	} {
+		if got, ok := ids.Principal(tc.cert); got != tc.want || ok != (tc.want != "") {
+			t.Errorf("Principal(%v %s) = %q, %v; want %q", tc.cert.URIs, tc.cert.Subject.CommonName, got, ok, tc.want)
+		}
 	}
 }

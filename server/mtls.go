@@ -22,8 +22,19 @@ type CertIdentities struct {
 	BySubjectCN map[string]string
 }
 
-// Principal returns the principal a verified leaf certificate maps to.
+// Principal returns the principal a verified leaf certificate maps to. A
+// mapping to a reserved name (root, anonymous) maps nothing: cofferd's
+// config validation refuses one, and a programmatic one is ignored too,
+// since it would give the certificate's holder full access.
 func (c *CertIdentities) Principal(cert *x509.Certificate) (string, bool) {
+	name, ok := c.mapped(cert)
+	if !ok || ReservedPrincipal(name) {
+		return "", false
+	}
+	return name, true
+}
+
+func (c *CertIdentities) mapped(cert *x509.Certificate) (string, bool) {
 	if c == nil || cert == nil {
 		return "", false
 	}
