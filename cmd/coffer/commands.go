@@ -217,7 +217,7 @@ func commandTree() *command {
 	rotation := group("rotation", "Manage HTTP rotation functions",
 		"A rotation function receives each rotation step as the AWS Lambda event JSON,\nPOSTed to its URL. A secret's RotationLambdaARN names one by name or ARN; the\nbuilt-in rotators (coffer:rotator/...) need no registration.",
 		&command{
-			name: "register-function", synopsis: "NAME URL [--secret S]", run: runRegisterFunction,
+			name: "register-function", synopsis: "NAME URL [--secret S | --secret-file F]", run: runRegisterFunction,
 			summary: "Register (or replace) an HTTP rotation function",
 			detail: "With --secret, every request carries X-Coffer-Signature: sha256=<hex HMAC-SHA256\n" +
 				"of the raw body under the secret>; the function should recompute and compare it.\n" +
