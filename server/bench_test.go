@@ -124,6 +124,7 @@ type auditLog struct{ l *audit.Log }
 
 func (a auditLog) Write(r AuditRecord) error { return a.l.Write(audit.Record(r)) }
 func (a auditLog) HashValue(v string) string { return a.l.HashValue(v) }
+func (a auditLog) Healthy() error            { return a.l.Healthy() }
 
 // BenchmarkGetSecretValueAuthz is BenchmarkGetSecretValueGRPC for a
 // principal with an attached policy (three statements, one with a

@@ -57,6 +57,10 @@ type callKey struct{}
 type call struct {
 	consistency Consistency
 	index       uint64
+	// point is the index of the read point already taken for this request
+	// (by the Gate, before deciding it), when pointTaken.
+	point      uint64
+	pointTaken bool
 }
 
 // WithConsistency returns ctx carrying a read consistency and room for the
@@ -79,13 +83,25 @@ func noteIndex(ctx context.Context, idx uint64) {
 	}
 }
 
+// ReadPoint is readPoint for the transport edge: the Gate takes the read
+// point of a linearizable request before deciding it, so that the decision
+// and the Service's reads see the same state; the Service's own readPoint
+// then reuses it instead of taking a second one.
+func (s *Service) ReadPoint(ctx context.Context) error { return s.readPoint(ctx) }
+
 // readPoint makes the reads that follow as consistent as the caller asked:
 // linearizable by default (a read-index round, shared with concurrent
-// readers, then waiting until this node applied it).
+// readers, then waiting until this node applied it). A read point already
+// taken for the request is reused, unless the request has since written
+// (the answer must then reflect its own write).
 func (s *Service) readPoint(ctx context.Context) error {
 	var c Consistency
-	if cl, ok := ctx.Value(callKey{}).(*call); ok {
+	cl, ok := ctx.Value(callKey{}).(*call)
+	if ok {
 		c = cl.consistency
+		if cl.pointTaken && cl.index <= cl.point {
+			return nil
+		}
 	}
 	if c.MinIndex > 0 {
 		if err := s.rep.WaitApplied(ctx, c.MinIndex); err != nil {
@@ -101,6 +117,9 @@ func (s *Service) readPoint(ctx context.Context) error {
 		return err
 	}
 	noteIndex(ctx, idx)
+	if ok {
+		cl.point, cl.pointTaken = idx, true
+	}
 	return nil
 }
 

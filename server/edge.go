@@ -2,8 +2,11 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"log/slog"
 	"net"
+	"net/url"
+	"regexp"
 	"strconv"
 	"strings"
 	"time"
@@ -11,6 +14,9 @@ import (
 
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/audit"
 )
 
 // AuditRecord is one request as the audit trail records it. It never
@@ -35,6 +41,10 @@ type AuditRecord struct {
 	Outcome   string
 	ErrorType string
 	Params    map[string]string
+	// Secrets lists, for a request that reads several secrets
+	// (BatchGetSecretValue), each one it returned (ARN and version) or
+	// could not read (the id asked for and the error type).
+	Secrets []audit.SecretRef
 }
 
 // Auditor is the audit trail the edge writes to (server/audit.Log, through
@@ -43,6 +53,10 @@ type AuditRecord struct {
 type Auditor interface {
 	Write(AuditRecord) error
 	HashValue(v string) string
+	// Healthy reports, cheaply and without writing, whether a Write can be
+	// expected to succeed: nil, or why not (the last write failed, the log
+	// cannot be opened). The Gate asks before it lets a request act.
+	Healthy() error
 }
 
 // Gate is the transport edge's access control: for every request, after
@@ -59,6 +73,12 @@ type Gate struct {
 	Node string
 	// Log receives audit failures; nil means slog.Default().
 	Log *slog.Logger
+	// ReadPoint, when set, is Service.ReadPoint: for a linearizable request
+	// whose decision reads replicated state (any caller but root), the
+	// Gate takes the read point before it looks up the target and decides,
+	// so that it decides on the state the Service then serves, and the
+	// Service reuses that read point instead of taking a second one.
+	ReadPoint func(ctx context.Context) error
 }
 
 // Call is one request at the edge.
@@ -118,17 +138,35 @@ func (g *Gate) Refused(ctx context.Context, c Call, err error) error {
 
 // Begin authorizes c. When it is denied it audits the denial and returns
 // the AccessDeniedException; when allowed it returns ctx carrying the
-// caller's SecretFilter and an Exchange to End once the request is done.
+// caller's SecretFilter and an Exchange to Serve (or End) the request with.
+//
+// Before anything else it asks the audit log whether it is healthy: a
+// request that could not be recorded is refused before it acts, rather
+// than after a write committed or a snapshot streamed. Its own refusal
+// record is the probe that heals the log once it can be written again.
 func (g *Gate) Begin(ctx context.Context, c Call) (context.Context, *Exchange, error) {
 	if g == nil {
 		return ctx, nil, nil
 	}
 	x := &Exchange{gate: g, rec: g.record(ctx, c)}
+	if g.Audit != nil {
+		if err := g.Audit.Healthy(); err != nil {
+			x.rec.Decision = "deny"
+			g.logger().Warn("audit log unhealthy; refusing the request before it acts", "request_id", x.rec.RequestID,
+				"operation", x.rec.Operation, "err", err)
+			return ctx, nil, x.finish(errAuditFailed(err))
+		}
+	}
 	x.rec.Decision = "allow"
 	if g.Authz != nil {
+		var err error
+		if ctx, err = g.readPoint(ctx, c); err != nil {
+			x.rec.Decision = "deny" // undecidable requests fail closed
+			return ctx, nil, x.finish(err)
+		}
 		v, err := g.decide(c)
 		if err != nil {
-			x.rec.Decision = "deny" // undecidable requests fail closed
+			x.rec.Decision = "deny"
 			return ctx, nil, x.finish(err)
 		}
 		x.rec.Statement = v.Statement()
@@ -148,6 +186,25 @@ func (g *Gate) Begin(ctx context.Context, c Call) (context.Context, *Exchange, e
 	return ctx, x, nil
 }
 
+// readPoint takes the read point of a linearizable request before it is
+// decided (see Gate.ReadPoint), and returns ctx carrying it. Root's
+// decision reads no state, and a stale read is decided, like it is served,
+// on this node's applied state.
+func (g *Gate) readPoint(ctx context.Context, c Call) (context.Context, error) {
+	if g.ReadPoint == nil || c.Caller.Principal == RootPrincipal {
+		return ctx, nil
+	}
+	if cl, ok := ctx.Value(callKey{}).(*call); !ok {
+		ctx = WithConsistency(ctx, Consistency{}) // a transport that sets none: the default
+	} else if cl.consistency.Stale {
+		return ctx, nil
+	}
+	if err := g.ReadPoint(ctx); err != nil {
+		return ctx, fmt.Errorf("read point for the decision: %w", err)
+	}
+	return ctx, nil
+}
+
 func (g *Gate) decide(c Call) (Verdict, error) {
 	t, err := g.Authz.TargetOf(c.Action, c.Request)
 	if err != nil {
@@ -156,6 +213,36 @@ func (g *Gate) decide(c Call) (Verdict, error) {
 	// Filtered per secret, or needing no Allow: Authorize lets only an
 	// explicit Deny refuse them (and SimulatePolicy answers the same).
 	return g.Authz.Authorize(c.Caller, c.Action, t)
+}
+
+// Serve runs handler, the request's work, and ends the exchange with its
+// answer (End); resp is nil whenever err is not. A panic in handler is
+// recorded (outcome error, InternalServiceError) and then raised again,
+// for the transport to recover and answer as it does any panic: no
+// request leaves the edge unaudited. With a nil Exchange (no Gate) it
+// only calls handler.
+func (x *Exchange) Serve(handler func() (proto.Message, error)) (resp proto.Message, err error) {
+	if x == nil {
+		return handler()
+	}
+	returned := false
+	defer func() {
+		if returned {
+			return
+		}
+		p := recover() // nil when handler called runtime.Goexit
+		// A failed write is logged by finish; the panic goes on either way.
+		_ = x.finish(&APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."})
+		if p != nil {
+			panic(p)
+		}
+	}()
+	resp, err = handler()
+	returned = true
+	if err = x.End(resp, err); err != nil {
+		return nil, err
+	}
+	return resp, nil
 }
 
 // End audits the finished request. When the record cannot be written it
@@ -173,8 +260,25 @@ func (x *Exchange) End(resp proto.Message, err error) error {
 		if r, ok := resp.(interface{ GetVersionId() string }); ok {
 			x.rec.VersionID = r.GetVersionId()
 		}
+		if r, ok := resp.(*cofferv1.BatchGetSecretValueResponse); ok {
+			x.rec.Secrets = batchSecrets(r)
+		}
 	}
 	return x.finish(err)
+}
+
+// batchSecrets names every secret a BatchGetSecretValue answer returned a
+// value of, and every one it could not read, so that a batch read leaves
+// the same trace as the single reads it replaces.
+func batchSecrets(r *cofferv1.BatchGetSecretValueResponse) []audit.SecretRef {
+	var refs []audit.SecretRef
+	for _, v := range r.GetSecretValues() {
+		refs = append(refs, audit.SecretRef{ARN: v.GetArn(), VersionID: v.GetVersionId()})
+	}
+	for _, e := range r.GetErrors() {
+		refs = append(refs, audit.SecretRef{ARN: clearParam(e.GetSecretId()), ErrorType: clearParam(e.GetErrorCode())})
+	}
+	return refs
 }
 
 func (x *Exchange) finish(err error) error {
@@ -193,8 +297,16 @@ func (x *Exchange) finish(err error) error {
 	return err
 }
 
-// sensitiveFields are request fields that can hold a secret or a
-// credential; the audit trail keeps only their HMAC.
+// How the audit trail records a request's fields. Only a request's own
+// scalar fields are recorded (lists and maps as their sizes, nested
+// messages not at all), so these sets name top-level fields, by name in
+// every service. TestAuditParamsNeverRecordASecret walks every request of
+// every API service and fails on a field whose name suggests it could hold
+// a secret and that is recorded in clear without being on its allow-list.
+
+// sensitiveFields can hold a secret or a credential; the audit trail keeps
+// only their HMAC (Auditor.HashValue), which an operator can match against
+// a known value's (AdminService.AuditHash).
 var sensitiveFields = map[protoreflect.Name]bool{
 	"secret_string":        true,
 	"secret_binary":        true,
@@ -203,6 +315,21 @@ var sensitiveFields = map[protoreflect.Name]bool{
 	"session_token":        true,
 	"rotation_token":       true,
 	"password":             true,
+	"shared_secret":        true, // a rotation function's HMAC key
+	"value":                true, // AuditHash's value
+}
+
+// omittedFields are never recorded, not even as a hash: a snapshot chunk
+// is the whole store, and large.
+var omittedFields = map[protoreflect.Name]bool{
+	"chunk": true,
+}
+
+// urlFields are URLs, which can carry credentials anywhere: in userinfo,
+// in the query, in a webhook's path. The trail keeps the scheme and host,
+// and the HMAC of the whole URL as "<field>.hmac".
+var urlFields = map[protoreflect.Name]bool{
+	"url": true,
 }
 
 // maxParamLen bounds a recorded parameter; a policy document can be long.
@@ -220,22 +347,19 @@ func auditParams(req proto.Message, hash func(string) string) map[string]string 
 			out[name+".count"] = strconv.Itoa(v.List().Len())
 		case fd.IsMap():
 			out[name+".count"] = strconv.Itoa(v.Map().Len())
-		case fd.Kind() == protoreflect.MessageKind:
-			// nested messages carry no secrets we record
+		case fd.Kind() == protoreflect.MessageKind || fd.Kind() == protoreflect.GroupKind:
+			// nested messages are not recorded
+		case omittedFields[fd.Name()]:
 		case sensitiveFields[fd.Name()]:
-			var raw string
-			if fd.Kind() == protoreflect.BytesKind {
-				raw = string(v.Bytes())
-			} else {
-				raw = v.String()
+			out[name] = hash(rawString(fd, v))
+		case urlFields[fd.Name()]:
+			raw := rawString(fd, v)
+			out[name+".hmac"] = hash(raw)
+			if origin := urlOrigin(raw); origin != "" {
+				out[name] = origin
 			}
-			out[name] = hash(raw)
 		default:
-			s := v.String()
-			if len(s) > maxParamLen {
-				s = truncateUTF8(s, maxParamLen) + "…"
-			}
-			out[name] = s
+			out[name] = clearParam(rawString(fd, v))
 		}
 		return true
 	})
@@ -243,6 +367,43 @@ func auditParams(req proto.Message, hash func(string) string) map[string]string 
 		return nil
 	}
 	return out
+}
+
+func rawString(fd protoreflect.FieldDescriptor, v protoreflect.Value) string {
+	if fd.Kind() == protoreflect.BytesKind {
+		return string(v.Bytes())
+	}
+	return v.String()
+}
+
+// urlOrigin is the scheme and host of an absolute URL, with "/…" when
+// something followed them, or "" when raw is not one.
+func urlOrigin(raw string) string {
+	u, err := url.Parse(raw)
+	if err != nil || u.Scheme == "" || u.Host == "" {
+		return ""
+	}
+	origin := clearParam(u.Scheme + "://" + u.Host)
+	if u.Opaque != "" || u.Path != "" || u.RawQuery != "" || u.Fragment != "" || u.User != nil {
+		origin += "/…"
+	}
+	return origin
+}
+
+// userinfo matches the credentials part of a URL ("scheme://user:pass@").
+var userinfo = regexp.MustCompile(`([A-Za-z][A-Za-z0-9+.-]*://)[^/?#\s]*@`)
+
+// clearParam is a parameter as recorded in clear: without the userinfo of
+// any URL in it (a description can quote a connection string), and
+// truncated to maxParamLen.
+func clearParam(s string) string {
+	if strings.Contains(s, "://") {
+		s = userinfo.ReplaceAllString(s, "${1}REDACTED@")
+	}
+	if len(s) > maxParamLen {
+		s = truncateUTF8(s, maxParamLen) + "…"
+	}
+	return s
 }
 
 func truncateUTF8(s string, n int) string {

@@ -4,23 +4,49 @@ import (
 	"context"
 	"errors"
 	"strings"
+	"sync"
 	"testing"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 )
 
-// fakeAudit records what the gate writes, failing when told to.
+// fakeAudit records what the gate writes, failing when told to: Write
+// when fail is set, Healthy when broken is.
 type fakeAudit struct {
+	mu      sync.Mutex
 	records []AuditRecord
 	fail    bool
+	broken  error
 }
 
 func (f *fakeAudit) Write(r AuditRecord) error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
 	if f.fail {
 		return errors.New("disk full")
 	}
 	f.records = append(f.records, r)
 	return nil
+}
+
+func (f *fakeAudit) Healthy() error {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.broken
+}
+
+// set changes the faults.
+func (f *fakeAudit) set(fail bool, broken error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.fail, f.broken = fail, broken
+}
+
+// written returns a copy of the records written so far.
+func (f *fakeAudit) written() []AuditRecord {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return append([]AuditRecord(nil), f.records...)
 }
 
 func (f *fakeAudit) HashValue(v string) string { return "hmac(" + v[:1] + "…)" }

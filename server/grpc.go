@@ -109,7 +109,7 @@ func BearerAuth(iam *IAM, certs *CertIdentities, allowAnonymous bool) GRPCAuth {
 // auth, when non-nil, authenticates every other call; gate, when non-nil,
 // authorizes and audits it.
 func NewGRPCServer(svc *Service, log *slog.Logger, auth GRPCAuth, gate *Gate, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
-	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log, auth, gate)), grpc.ChainStreamInterceptor(streamInterceptor(auth, gate)))
+	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log, auth, gate)), grpc.ChainStreamInterceptor(streamInterceptor(log, auth, gate)))
 	srv := grpc.NewServer(opts...)
 	cofferv1.RegisterSecretsManagerServiceServer(srv, svc)
 	hs := health.NewServer()
@@ -144,23 +144,34 @@ func edgeCall(ctx context.Context, fullMethod string, id Identity, req proto.Mes
 }
 
 // streamInterceptor authenticates, authorizes and audits streaming calls
-// (snapshot save and restore).
-func streamInterceptor(auth GRPCAuth, gate *Gate) grpc.StreamServerInterceptor {
-	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+// (snapshot save and restore), and turns a panic into InternalServiceError
+// as the unary interceptor does.
+func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamServerInterceptor {
+	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		if auth == nil || openMethod(info.FullMethod) {
 			return handler(srv, ss)
 		}
 		ctx := WithRequestID(ss.Context(), uuid.NewString())
+		defer func() {
+			if p := recover(); p != nil {
+				log.Error("stream panicked", "request_id", RequestID(ctx), "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
+				err = &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
+			}
+		}()
 		id, err := auth(ctx, info.FullMethod)
 		if err != nil {
 			return AsAPIError(gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, nil), err))
 		}
+		// Begin refuses before the stream starts when the audit log is
+		// broken: no snapshot leaves, and none is restored, unaudited.
 		ctx, x, err := gate.Begin(WithIdentity(ctx, id), edgeCall(ctx, info.FullMethod, id, nil))
 		if err != nil {
 			return AsAPIError(err)
 		}
-		err = handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
-		if err = x.End(nil, err); err != nil {
+		_, err = x.Serve(func() (proto.Message, error) {
+			return nil, handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
+		})
+		if err != nil {
 			return AsAPIError(err)
 		}
 		return nil
@@ -230,9 +241,13 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 		if gerr != nil {
 			return nil, gerr
 		}
-		resp, err = handler(ctx, req)
-		out, _ := resp.(proto.Message)
-		if err = x.End(out, err); err != nil {
+		// Serve audits a panic before it reaches the recover above.
+		if _, err = x.Serve(func() (proto.Message, error) {
+			r, herr := handler(ctx, req)
+			resp = r
+			out, _ := r.(proto.Message)
+			return out, herr
+		}); err != nil {
 			return nil, err
 		}
 		return resp, nil

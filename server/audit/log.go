@@ -23,6 +23,9 @@ var (
 	ErrClosed = errors.New("audit: log closed")
 	// ErrConfig wraps the reasons a Config is refused.
 	ErrConfig = errors.New("audit: invalid config")
+	// ErrBroken is returned by Healthy while the log is broken: a write
+	// failed and no write has succeeded since.
+	ErrBroken = errors.New("audit: log is broken")
 	// ErrDamaged means the last record of an existing log is not a valid
 	// record, so Open cannot continue its chain; run "coffer audit verify".
 	ErrDamaged = errors.New("audit: log is damaged")
@@ -90,6 +93,7 @@ type Log struct {
 	durable Anchor     // the last record known to be written
 	pending *batch     // records queued behind the one being written
 	err     error      // set when a write failed: the log is broken until recover succeeds
+	suspect error      // l.err as it was when recover reopened the file: cleared once a batch is written again
 	closing bool
 	stopped chan struct{} // closed when the flusher has returned
 
@@ -273,6 +277,28 @@ func (l *Log) HashValue(v string) string {
 	return "hmac-sha256:" + hex.EncodeToString(m.Sum(nil))
 }
 
+// Healthy reports, without touching the file, whether the log can be
+// expected to take a record: nil, or an error wrapping ErrBroken (the last
+// write failed; the error says why) or ErrClosed. It is cheap enough to ask
+// before every request, so that a request is refused before it acts rather
+// than after. A broken log heals only through Write, which reopens the file
+// first: the record of the refused request is the probe.
+func (l *Log) Healthy() error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	switch {
+	case l.closing:
+		return ErrClosed
+	case l.err != nil:
+		return fmt.Errorf("%w: %w", ErrBroken, l.err)
+	case l.suspect != nil:
+		// Reopened, but no record has been written since: a probe is in
+		// flight, and a full disk still looks like a healthy file.
+		return fmt.Errorf("%w: %w (reopened; not written to since)", ErrBroken, l.suspect)
+	}
+	return nil
+}
+
 // Write appends r to the log and returns once it is written (and, with
 // Config.Sync, fsynced). Any error, wrapping ErrNotWritten, means the record
 // is not in the log and the request must fail. After a failed write the log
@@ -334,7 +360,7 @@ func (l *Log) recover() error {
 			"file", l.cfg.Path, "file_seq", l.seq, "written_seq", l.durable.Seq)
 	}
 	l.seq, l.prev = l.durable.Seq, l.durable.Hash
-	l.err = nil
+	l.suspect, l.err = l.err, nil
 	return nil
 }
 
@@ -362,6 +388,8 @@ func (l *Log) flusher() {
 			}
 			if b.err != nil {
 				l.err = b.err
+			} else {
+				l.suspect = nil
 			}
 			l.mu.Unlock()
 		}

@@ -552,3 +552,61 @@ func TestConcurrentWritesFormOneChain(t *testing.T) {
 	}
 	t.Logf("%d records, %d fsyncs", rep.Records, fx.syncs.Load())
 }
+
+func TestHealthyReportsABrokenLogUntilAWriteSucceeds(t *testing.T) {
+	cfg := testConfig(t)
+	var fx faults
+	cfg.openFile = fx.open
+	l := openLog(t, cfg)
+	if err := l.Healthy(); err != nil {
+		t.Fatalf("Healthy on a new log = %v", err)
+	}
+	writeN(t, l, 0, 1)
+	fx.set(true, false)
+	if err := l.Write(record(1)); !errors.Is(err, ErrNotWritten) {
+		t.Fatalf("Write = %v, want ErrNotWritten", err)
+	}
+	if err := l.Healthy(); !errors.Is(err, ErrBroken) || !errors.Is(err, syscall.ENOSPC) {
+		t.Fatalf("Healthy after a failed write = %v, want ErrBroken and ENOSPC", err)
+	}
+	// The disk has room again, but nothing has shown it yet: still broken.
+	fx.set(false, false)
+	if err := l.Healthy(); !errors.Is(err, ErrBroken) {
+		t.Fatalf("Healthy before any write succeeded = %v, want ErrBroken", err)
+	}
+	writeN(t, l, 2, 1) // the probe: reopens, writes
+	if err := l.Healthy(); err != nil {
+		t.Fatalf("Healthy after a successful write = %v", err)
+	}
+	l.Close()
+	if err := l.Healthy(); !errors.Is(err, ErrClosed) {
+		t.Fatalf("Healthy after Close = %v, want ErrClosed", err)
+	}
+}
+
+func TestSecretsAreRecordedAndVerify(t *testing.T) {
+	cfg := testConfig(t)
+	l := openLog(t, cfg)
+	r := record(0)
+	r.Operation = "BatchGetSecretValue"
+	r.Secrets = []SecretRef{
+		{ARN: "arn:aws:secretsmanager:eu-west-1:000000000000:secret:a-AbCdEf", VersionID: "v1"},
+		{ARN: "app/missing", ErrorType: "ResourceNotFoundException"},
+	}
+	if err := l.Write(r); err != nil {
+		t.Fatal(err)
+	}
+	writeN(t, l, 1, 1) // a record without secrets: the member is left out
+	l.Close()
+	lines := readLines(t, cfg.Path)
+	want := `"secrets":[{"arn":"arn:aws:secretsmanager:eu-west-1:000000000000:secret:a-AbCdEf","version_id":"v1"},{"arn":"app/missing","error_type":"ResourceNotFoundException"}]`
+	if !bytes.Contains(lines[0], []byte(want)) {
+		t.Errorf("line 1 lacks %s:\n%s", want, lines[0])
+	}
+	if bytes.Contains(lines[1], []byte(`"secrets"`)) {
+		t.Errorf("a record without secrets has the member: %s", lines[1])
+	}
+	if rep := verifyAll(t, cfg.Path); rep.Records != 2 {
+		t.Errorf("verified %d records, want 2", rep.Records)
+	}
+}

@@ -26,6 +26,19 @@ type Record struct {
 	Outcome    string // "success" or "error"
 	ErrorType  string
 	Params     map[string]string
+	// Secrets lists the secrets a request that reads several returned
+	// (BatchGetSecretValue), or could not read, one entry each.
+	Secrets []SecretRef
+}
+
+// SecretRef is one secret a multi-secret request touched: the version it
+// returned, or the error it got for that secret.
+type SecretRef struct {
+	// ARN is the secret's ARN; for a secret that could not be read, the id
+	// the caller named (a name, partial ARN or ARN).
+	ARN       string `json:"arn"`
+	VersionID string `json:"version_id,omitempty"`
+	ErrorType string `json:"error_type,omitempty"`
 }
 
 // entry is one line of the log. The field order is the line's field order
@@ -46,6 +59,7 @@ type entry struct {
 	Outcome    string            `json:"outcome"`
 	ErrorType  string            `json:"error_type"`
 	Params     map[string]string `json:"params,omitempty"`
+	Secrets    []SecretRef       `json:"secrets,omitempty"`
 	Seq        uint64            `json:"seq"`
 	Prev       string            `json:"prev"`
 	Hash       string            `json:"hash,omitempty"`
@@ -65,12 +79,16 @@ func newEntry(r Record, node string, seq uint64, prev string) entry {
 			params[valid(k)] = valid(v)
 		}
 	}
+	var secrets []SecretRef // nil when empty, as params
+	for _, ref := range r.Secrets {
+		secrets = append(secrets, SecretRef{ARN: valid(ref.ARN), VersionID: valid(ref.VersionID), ErrorType: valid(ref.ErrorType)})
+	}
 	return entry{
 		Time: r.Time.UTC().Format(time.RFC3339Nano), Node: valid(r.Node), RequestID: valid(r.RequestID),
 		Principal: valid(r.Principal), SourceAddr: valid(r.SourceAddr), Protocol: valid(r.Protocol),
 		Operation: valid(r.Operation), SecretARN: valid(r.SecretARN), VersionID: valid(r.VersionID),
 		Decision: valid(r.Decision), Statement: valid(r.Statement), Outcome: valid(r.Outcome),
-		ErrorType: valid(r.ErrorType), Params: params, Seq: seq, Prev: prev,
+		ErrorType: valid(r.ErrorType), Params: params, Secrets: secrets, Seq: seq, Prev: prev,
 	}
 }
 

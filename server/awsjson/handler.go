@@ -14,6 +14,7 @@ import (
 	"time"
 
 	"github.com/google/uuid"
+	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
@@ -221,13 +222,14 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 		x.failWith(err)
 		return
 	}
-	out, err := op.invoke(ctx, h.Service, in)
+	// The audit record is written before the response: if it cannot be,
+	// the caller gets an error and the value never leaves the node. A
+	// panic is recorded too, then recovered by ServeHTTP.
+	out, err := audit.Serve(func() (proto.Message, error) { return op.invoke(ctx, h.Service, in) })
 	if idx := server.AnsweredIndex(ctx); idx > 0 {
 		x.w.Header().Set(server.IndexHeader, strconv.FormatUint(idx, 10))
 	}
-	// The audit record is written before the response: if it cannot be,
-	// the caller gets an error and the value never leaves the node.
-	if err = audit.End(out, err); err != nil {
+	if err != nil {
 		x.failWith(err)
 		return
 	}

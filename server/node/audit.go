@@ -59,11 +59,31 @@ func (a *auditSink) Write(r server.AuditRecord) error {
 // HashValue is the log's keyed hash of v. Without a log there is no key;
 // the placeholder is never written, because Write fails too.
 func (a *auditSink) HashValue(v string) string {
-	l, err := a.open()
+	h, err := a.Hash(v)
 	if err != nil {
 		return "unavailable"
 	}
-	return l.HashValue(v)
+	return h
+}
+
+// Hash is the log's keyed hash of v, for AdminService.AuditHash; it fails
+// while the log cannot be opened (before the keyring exists).
+func (a *auditSink) Hash(v string) (string, error) {
+	l, err := a.open()
+	if err != nil {
+		return "", fmt.Errorf("open audit log %s: %w", a.cfg.Path, err)
+	}
+	return l.HashValue(v), nil
+}
+
+// Healthy is nil when the log is open and its last write succeeded; the
+// Gate refuses requests before they act otherwise.
+func (a *auditSink) Healthy() error {
+	l, err := a.open()
+	if err != nil {
+		return fmt.Errorf("open audit log %s: %w", a.cfg.Path, err)
+	}
+	return l.Healthy()
 }
 
 func (a *auditSink) Close() error {

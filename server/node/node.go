@@ -204,9 +204,15 @@ func Start(opts Options) (*Node, error) {
 		}
 		gate.Audit = n.audit
 	}
+	// Linearizable requests are decided on the state they are served from.
+	gate.ReadPoint = n.svc.ReadPoint
 	n.gate = gate
 	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous), gate, gopts...)
-	cofferv1.RegisterAdminServiceServer(n.grpc, server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID))
+	admin := server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID)
+	if n.audit != nil {
+		admin.SetAuditHash(n.audit.Hash)
+	}
+	cofferv1.RegisterAdminServiceServer(n.grpc, admin)
 	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
 	cofferv1.RegisterRotationServiceServer(n.grpc, server.NewRotation(n.svc))
 	if opts.Region.BindAddr != "" {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"encoding/xml"
 	"errors"
+	"fmt"
 	"io"
 	"log/slog"
 	"net/http"
@@ -129,7 +130,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: server.TypeValidation, Message: "The request body is not a valid form."}))
 		return
 	}
-	call.Operation = form.Get("Action")
+	action := form.Get("Action")
+	call.Operation = operationName(action)
 	call.Action = "coffer:" + call.Operation
 	ident, err := h.Auth.AuthenticateSTS(ctx, r, body)
 	if err != nil {
@@ -156,7 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req = &cofferv1.GetCallerIdentityRequest{}
 	default:
 		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: "InvalidAction",
-			Message: "Could not find operation " + truncate(call.Operation) + " for version " + truncate(form.Get("Version")) + ": this endpoint serves GetSessionToken and GetCallerIdentity."}))
+			Message: "Could not find operation " + truncate(action) + " for version " + truncate(form.Get("Version")) + ": this endpoint serves GetSessionToken and GetCallerIdentity."}))
 		return
 	}
 	call.Request = req
@@ -166,30 +168,53 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	var out any
-	var resp proto.Message
-	switch in := req.(type) {
-	case *cofferv1.GetSessionTokenRequest:
-		var r *cofferv1.GetSessionTokenResponse
-		if r, err = h.IAM.GetSessionToken(ctx, in); err == nil {
-			resp = r
+	// Serve records the request (a panic too, which net/http then
+	// recovers) before anything is written back.
+	_, err = x.Serve(func() (proto.Message, error) {
+		switch in := req.(type) {
+		case *cofferv1.GetSessionTokenRequest:
+			r, err := h.IAM.GetSessionToken(ctx, in)
+			if err != nil {
+				return nil, err
+			}
 			out = &getSessionTokenResponse{XMLNS: Namespace, Metadata: responseMetadata{RequestID: id},
 				Result: credentialsBlock{Credentials: credentials{AccessKeyID: r.GetAccessKeyId(), SecretAccessKey: r.GetSecretAccessKey(),
 					SessionToken: r.GetSessionToken(), Expiration: r.GetExpiration().AsTime().UTC().Format(time.RFC3339)}}}
-		}
-	case *cofferv1.GetCallerIdentityRequest:
-		var r *cofferv1.GetCallerIdentityResponse
-		if r, err = h.IAM.GetCallerIdentity(ctx, in); err == nil {
-			resp = r
+			return r, nil
+		case *cofferv1.GetCallerIdentityRequest:
+			r, err := h.IAM.GetCallerIdentity(ctx, in)
+			if err != nil {
+				return nil, err
+			}
 			o := &getCallerIdentityResponse{XMLNS: Namespace, Metadata: responseMetadata{RequestID: id}}
 			o.Result.Arn, o.Result.Account, o.Result.UserID = r.GetArn(), r.GetAccount(), r.GetAccessKeyId()
 			out = o
+			return r, nil
 		}
-	}
-	if err = x.End(resp, err); err != nil {
+		return nil, fmt.Errorf("sts: no handler for %T", req)
+	})
+	if err != nil {
 		fail(err)
 		return
 	}
 	writeXML(w, http.StatusOK, out)
+}
+
+// operationName is the form's Action as an audit record and a log line
+// name the operation: the name when it looks like one (letters and
+// digits, at most 64), else "" — the raw field is the caller's, of any
+// length and content.
+func operationName(action string) string {
+	if len(action) == 0 || len(action) > 64 {
+		return ""
+	}
+	for i, c := range action {
+		letter := c >= 'A' && c <= 'Z' || c >= 'a' && c <= 'z'
+		if !letter && (i == 0 || c < '0' || c > '9') {
+			return ""
+		}
+	}
+	return action
 }
 
 func (h *Handler) logger() *slog.Logger {

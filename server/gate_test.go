@@ -1,0 +1,605 @@
+package server
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/sha256"
+	"encoding/hex"
+	"errors"
+	"io"
+	"log/slog"
+	"net"
+	"path/filepath"
+	"regexp"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
+	"google.golang.org/protobuf/reflect/protoregistry"
+	"google.golang.org/protobuf/types/dynamicpb"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/storage"
+)
+
+var quiet = slog.New(slog.NewTextHandler(io.Discard, nil))
+
+// looksSecret matches request field names that suggest the field could hold
+// a secret, a credential or key material.
+var looksSecret = regexp.MustCompile(`(?i)secret|passw|token|value|key|credential|private|auth|signature|cert|pem|salt|seed|url|uri|dsn|connection|cookie|bearer|hmac`)
+
+// auditClearFields are request fields whose names match looksSecret but
+// that are safe to record in clear: they name things, they hold none.
+var auditClearFields = map[protoreflect.Name]string{
+	"secret_id":      "names a secret",
+	"secret_id_list": "names secrets (recorded as a count)",
+	"kms_key_id":     "names a key, holds no key material",
+	"access_key_id":  "the public half of an access key",
+	"next_token":     "a pagination cursor",
+	"tag_keys":       "tag names (recorded as a count)",
+}
+
+// TestAuditParamsNeverRecordASecret walks every request message of every
+// service in the coffer.v1 API (the services the Gate audits) and gives
+// each field a marker. A field whose name suggests a secret must not show
+// its marker in the recorded parameters unless it is on auditClearFields;
+// a field in sensitiveFields must be recorded as its HMAC; nothing nested
+// is recorded. A new request field named like a secret thus fails here
+// until it is HMAC'd, omitted, or allow-listed with a reason.
+func TestAuditParamsNeverRecordASecret(t *testing.T) {
+	hash := func(v string) string {
+		sum := sha256.Sum256([]byte(v))
+		return "hmac-sha256:" + hex.EncodeToString(sum[:])
+	}
+	var services []string
+	seen := map[protoreflect.Name]bool{}
+	protoregistry.GlobalFiles.RangeFilesByPackage("coffer.v1", func(fd protoreflect.FileDescriptor) bool {
+		for i := range fd.Services().Len() {
+			sd := fd.Services().Get(i)
+			services = append(services, string(sd.Name()))
+			for j := range sd.Methods().Len() {
+				md := sd.Methods().Get(j)
+				in := md.Input()
+				for k := range in.Fields().Len() {
+					f := in.Fields().Get(k)
+					seen[f.Name()] = true
+					checkAuditedField(t, string(sd.Name())+"/"+string(md.Name()), in, f, hash)
+				}
+			}
+		}
+		return true
+	})
+	for _, want := range []string{"SecretsManagerService", "AdminService", "IAMService", "RotationService", "RegionService"} {
+		if !slices.Contains(services, want) {
+			t.Errorf("the walk found services %v, not %s", services, want)
+		}
+	}
+	for name := range auditClearFields {
+		if !seen[name] {
+			t.Errorf("auditClearFields lists %s, which no request has any more", name)
+		}
+	}
+}
+
+func checkAuditedField(t *testing.T, method string, in protoreflect.MessageDescriptor, f protoreflect.FieldDescriptor, hash func(string) string) {
+	t.Helper()
+	marker := "MARKER-" + string(f.Name()) + "-7f3a9c"
+	m := dynamicpb.NewMessage(in)
+	nested := false
+	switch {
+	case f.IsMap():
+		mp := m.Mutable(f).Map()
+		k := protoreflect.ValueOfString(marker).MapKey()
+		switch f.MapValue().Kind() {
+		case protoreflect.StringKind:
+			mp.Set(k, protoreflect.ValueOfString(marker))
+		case protoreflect.MessageKind:
+			v := mp.NewValue()
+			fillStrings(v.Message(), marker)
+			mp.Set(k, v)
+		default:
+			return
+		}
+	case f.IsList():
+		l := m.Mutable(f).List()
+		switch f.Kind() {
+		case protoreflect.StringKind:
+			l.Append(protoreflect.ValueOfString(marker))
+		case protoreflect.BytesKind:
+			l.Append(protoreflect.ValueOfBytes([]byte(marker)))
+		case protoreflect.MessageKind:
+			v := l.NewElement()
+			fillStrings(v.Message(), marker)
+			l.Append(v)
+		default:
+			return
+		}
+	case f.Kind() == protoreflect.StringKind:
+		m.Set(f, protoreflect.ValueOfString(marker))
+	case f.Kind() == protoreflect.BytesKind:
+		m.Set(f, protoreflect.ValueOfBytes([]byte(marker)))
+	case f.Kind() == protoreflect.MessageKind:
+		fillStrings(m.Mutable(f).Message(), marker)
+		nested = true
+	default:
+		return
+	}
+	params := auditParams(m, hash)
+	leaked := ""
+	for k, v := range params {
+		if strings.Contains(v, marker) || strings.Contains(k, marker) {
+			leaked = k
+		}
+	}
+	name := f.Name()
+	switch {
+	case leaked != "" && nested:
+		t.Errorf("%s: nested field %s is recorded (%s); nested messages must not be", method, name, leaked)
+	case leaked != "" && looksSecret.MatchString(string(name)) && auditClearFields[name] == "":
+		t.Errorf("%s: field %s may hold a secret and is recorded in clear as %s=%q: HMAC it (sensitiveFields), omit it (omittedFields), or add it to auditClearFields with the reason it is safe",
+			method, name, leaked, params[leaked])
+	}
+	if sensitiveFields[name] && !f.IsList() && !f.IsMap() && params[string(name)] != hash(marker) {
+		t.Errorf("%s: sensitive field %s recorded as %q, want its HMAC", method, name, params[string(name)])
+	}
+}
+
+// fillStrings sets every singular string and bytes field of m, recursively.
+func fillStrings(m protoreflect.Message, marker string) {
+	fields := m.Descriptor().Fields()
+	for i := range fields.Len() {
+		f := fields.Get(i)
+		if f.IsList() || f.IsMap() || f.ContainingOneof() != nil && m.WhichOneof(f.ContainingOneof()) != nil {
+			continue
+		}
+		switch f.Kind() {
+		case protoreflect.StringKind:
+			m.Set(f, protoreflect.ValueOfString(marker))
+		case protoreflect.BytesKind:
+			m.Set(f, protoreflect.ValueOfBytes([]byte(marker)))
+		case protoreflect.MessageKind:
+			if f.Message().FullName() != m.Descriptor().FullName() {
+				fillStrings(m.Mutable(f).Message(), marker)
+			}
+		}
+	}
+}
+
+func TestAuditParamsKeepCredentialsOutOfURLs(t *testing.T) {
+	hash := func(v string) string { return "h(" + string(rune('0'+len(v)%10)) + ")" }
+	full := "https://svc-user:hunter2@rotator.internal:8443/hooks/T00/B00/XXSECRETPATH?code=QUERYKEY#frag"
+	p := auditParams(&cofferv1.RegisterFunctionRequest{Name: "rot", Url: full, SharedSecret: "k3y-material"}, hash)
+	if p["url"] != "https://rotator.internal:8443/…" || p["url.hmac"] != hash(full) {
+		t.Errorf("url recorded as %q and %q, want the origin and the HMAC of the whole URL", p["url"], p["url.hmac"])
+	}
+	if p["shared_secret"] != hash("k3y-material") {
+		t.Errorf("shared_secret recorded as %q", p["shared_secret"])
+	}
+	for k, v := range p {
+		for _, secret := range []string{"hunter2", "svc-user", "XXSECRETPATH", "QUERYKEY", "k3y-material"} {
+			if strings.Contains(v, secret) {
+				t.Errorf("param %s=%q holds %q", k, v, secret)
+			}
+		}
+	}
+	// Any clear parameter loses a URL's userinfo, wherever it is quoted.
+	desc := "copy of postgres://admin:p@ss@db.internal:5432/app, see also https://x.test/ok"
+	p = auditParams(&cofferv1.CreateSecretRequest{Name: "app/db", Description: desc}, hash)
+	if want := "copy of postgres://REDACTED@db.internal:5432/app, see also https://x.test/ok"; p["description"] != want {
+		t.Errorf("description recorded as %q, want %q", p["description"], want)
+	}
+	if p := auditParams(&cofferv1.RegisterFunctionRequest{Url: "not a url"}, hash); p["url"] != "" || p["url.hmac"] != hash("not a url") {
+		t.Errorf("an unparsable url recorded as %v, want only its HMAC", p)
+	}
+}
+
+// fakeCluster is an admin Cluster that counts the snapshots it streams and
+// restores.
+type fakeCluster struct {
+	Cluster
+	mu              sync.Mutex
+	saves, restores int
+}
+
+func (c *fakeCluster) SaveSnapshot(_ context.Context, w io.Writer, begin func(replication.SnapshotInfo)) error {
+	c.mu.Lock()
+	c.saves++
+	c.mu.Unlock()
+	begin(replication.SnapshotInfo{Size: 4, Index: 1})
+	_, err := w.Write([]byte("snap"))
+	return err
+}
+
+func (c *fakeCluster) RestoreSnapshot(_ context.Context, _ int64, r io.Reader) (uint64, error) {
+	c.mu.Lock()
+	c.restores++
+	c.mu.Unlock()
+	_, err := io.Copy(io.Discard, r)
+	return 1, err
+}
+
+func (c *fakeCluster) counts() (int, int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.saves, c.restores
+}
+
+// startGated serves svc and an AdminService over cluster through gate, as
+// root for every caller.
+func startGated(t *testing.T, svc *Service, gate *Gate, cluster Cluster) *grpc.ClientConn {
+	t.Helper()
+	auth := func(context.Context, string) (Identity, error) { return Identity{Principal: RootPrincipal}, nil }
+	gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), auth, gate)
+	cofferv1.RegisterAdminServiceServer(gs, NewAdmin(cluster, "us-east-1", "n1"))
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	go func() { _ = gs.Serve(lis) }()
+	t.Cleanup(gs.Stop)
+	conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { _ = conn.Close() })
+	return conn
+}
+
+func TestBrokenAuditLogRefusesRequestsBeforeTheyAct(t *testing.T) {
+	svc, _ := newTestService(t)
+	ctx := context.Background()
+	v := "first"
+	created, err := svc.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "app/db", ClientRequestToken: tokA, SecretString: &v})
+	if err != nil {
+		t.Fatal(err)
+	}
+	log := &fakeAudit{}
+	cluster := &fakeCluster{}
+	conn := startGated(t, svc, &Gate{Audit: log, Node: "n1", Log: quiet}, cluster)
+	sm, admin := cofferv1.NewSecretsManagerServiceClient(conn), cofferv1.NewAdminServiceClient(conn)
+
+	log.set(true, errors.New("no space left on device")) // broken, and the probe fails too
+	next := "second"
+	_, err = sm.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "app/db", ClientRequestToken: tokB, SecretString: &next})
+	if TypeOf(err) != TypeInternalServiceError {
+		t.Fatalf("PutSecretValue with a broken audit log = %v, want InternalServiceError", err)
+	}
+	versions, err := svc.ListSecretVersionIds(ctx, &cofferv1.ListSecretVersionIdsRequest{SecretId: created.GetArn()})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if n := len(versions.GetVersions()); n != 1 {
+		t.Errorf("the refused write committed: %d versions", n)
+	}
+
+	save, err := admin.SaveSnapshot(ctx, &cofferv1.SaveSnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if m, err := save.Recv(); TypeOf(err) != TypeInternalServiceError {
+		t.Fatalf("SaveSnapshot with a broken audit log: first message %v, error %v; want InternalServiceError", m, err)
+	}
+	restore, err := admin.RestoreSnapshot(ctx)
+	if err != nil {
+		t.Fatal(err)
+	}
+	_ = restore.Send(&cofferv1.RestoreSnapshotRequest{Part: &cofferv1.RestoreSnapshotRequest_Size{Size: 4}})
+	_ = restore.Send(&cofferv1.RestoreSnapshotRequest{Part: &cofferv1.RestoreSnapshotRequest_Chunk{Chunk: []byte("snap")}})
+	if _, err := restore.CloseAndRecv(); TypeOf(err) != TypeInternalServiceError {
+		t.Fatalf("RestoreSnapshot with a broken audit log = %v, want InternalServiceError", err)
+	}
+	if saves, restores := cluster.counts(); saves != 0 || restores != 0 {
+		t.Errorf("the cluster streamed %d snapshots and restored %d with a broken audit log", saves, restores)
+	}
+
+	// The log still reports itself broken, but the refusal record goes in
+	// (the probe a real log heals by): the request is refused, and its
+	// record says why.
+	log.set(false, errors.New("no space left on device"))
+	_, err = sm.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "app/db", ClientRequestToken: tokB, SecretString: &next})
+	if TypeOf(err) != TypeInternalServiceError {
+		t.Fatalf("PutSecretValue with an unhealthy log = %v", err)
+	}
+	recs := log.written()
+	if len(recs) != 1 || recs[0].Operation != "PutSecretValue" || recs[0].Decision != "deny" || recs[0].Outcome != "error" ||
+		recs[0].ErrorType != TypeInternalServiceError || recs[0].Principal != RootPrincipal {
+		t.Fatalf("records %+v, want one refused PutSecretValue", recs)
+	}
+
+	log.set(false, nil)
+	if _, err := sm.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "app/db", ClientRequestToken: tokB, SecretString: &next}); err != nil {
+		t.Fatalf("PutSecretValue with a healthy log: %v", err)
+	}
+	m, err := admin.SaveSnapshot(ctx, &cofferv1.SaveSnapshotRequest{})
+	if err != nil {
+		t.Fatal(err)
+	}
+	for {
+		if _, err := m.Recv(); err != nil {
+			if !errors.Is(err, io.EOF) {
+				t.Fatalf("SaveSnapshot with a healthy log: %v", err)
+			}
+			break
+		}
+	}
+	if saves, _ := cluster.counts(); saves != 1 {
+		t.Errorf("%d snapshots streamed with a healthy log, want 1", saves)
+	}
+}
+
+func TestPanicsAreAudited(t *testing.T) {
+	log := &fakeAudit{}
+	gate := &Gate{Audit: log, Node: "n1", Log: quiet}
+	auth := func(context.Context, string) (Identity, error) { return Identity{Principal: "ops"}, nil }
+	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
+
+	unary := unaryInterceptor(discard, auth, gate)
+	info := &grpc.UnaryServerInfo{FullMethod: "/coffer.v1.SecretsManagerService/GetSecretValue"}
+	resp, err := unary(context.Background(), &cofferv1.GetSecretValueRequest{SecretId: "app/db"}, info, func(context.Context, any) (any, error) {
+		panic("boom")
+	})
+	if resp != nil || apiType(err) != TypeInternalServiceError {
+		t.Fatalf("a panicking unary call = %v, %v; want InternalServiceError", resp, err)
+	}
+
+	stream := streamInterceptor(discard, auth, gate)
+	sinfo := &grpc.StreamServerInfo{FullMethod: "/coffer.v1.AdminService/SaveSnapshot", IsServerStream: true}
+	err = stream(nil, ctxStream{ctx: context.Background()}, sinfo, func(any, grpc.ServerStream) error { panic("boom") })
+	if apiType(err) != TypeInternalServiceError {
+		t.Fatalf("a panicking stream = %v, want InternalServiceError", err)
+	}
+
+	recs := log.written()
+	if len(recs) != 2 {
+		t.Fatalf("%d records for two panicking requests: %+v", len(recs), recs)
+	}
+	for i, op := range []string{"GetSecretValue", "SaveSnapshot"} {
+		if r := recs[i]; r.Operation != op || r.Principal != "ops" || r.Outcome != "error" || r.ErrorType != TypeInternalServiceError || r.RequestID == "" {
+			t.Errorf("record of the panicking %s: %+v", op, r)
+		}
+	}
+}
+
+// ctxStream is a grpc.ServerStream with only a context.
+type ctxStream struct {
+	grpc.ServerStream
+	ctx context.Context
+}
+
+func (s ctxStream) Context() context.Context { return s.ctx }
+
+func TestBatchGetSecretValueAuditNamesTheSecrets(t *testing.T) {
+	svc, store := newTestService(t)
+	ctx := context.Background()
+	var arns, versions []string
+	for _, name := range []string{"app/a", "app/b"} {
+		v := "value of " + name
+		out, err := svc.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: name, SecretString: &v})
+		if err != nil {
+			t.Fatal(err)
+		}
+		arns, versions = append(arns, out.GetArn()), append(versions, out.GetVersionId())
+	}
+	log := &fakeAudit{}
+	gate := &Gate{Authz: NewIAM(svc, store).Authorizer(), Audit: log, Node: "n1", Log: quiet}
+	req := &cofferv1.BatchGetSecretValueRequest{SecretIdList: []string{"app/a", arns[1], "app/missing"}}
+	call := Call{Protocol: "grpc", Operation: "BatchGetSecretValue", Action: "secretsmanager:BatchGetSecretValue",
+		Caller: Caller{Principal: RootPrincipal}, Request: req}
+	ctx, x, err := gate.Begin(WithConsistency(ctx, Consistency{}), call)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if _, err := x.Serve(func() (proto.Message, error) { return svc.BatchGetSecretValue(ctx, req) }); err != nil {
+		t.Fatal(err)
+	}
+	recs := log.written()
+	if len(recs) != 1 {
+		t.Fatalf("records %+v", recs)
+	}
+	got := recs[0].Secrets
+	if len(got) != 3 || got[0].ARN != arns[0] || got[0].VersionID != versions[0] || got[1].ARN != arns[1] || got[1].VersionID != versions[1] ||
+		got[2].ARN != "app/missing" || got[2].ErrorType != TypeResourceNotFound || got[2].VersionID != "" {
+		t.Errorf("the batch read is recorded as %+v, want both values read (ARN and version) and the missing one", got)
+	}
+}
+
+// laggingReplicator is a leader's store and a follower's: commands commit
+// on the leader at once and reach the follower, whose state the Service
+// reads, only at a read barrier while lag is set — a follower behind.
+type laggingReplicator struct {
+	mu               sync.Mutex
+	leader, follower *storage.Store
+	index            uint64
+	lag              bool
+	queue            []storage.Entry
+	barriers         int
+}
+
+func (r *laggingReplicator) Apply(_ context.Context, cmd *raftv1.Command) (*storage.Result, error) {
+	buf, err := proto.Marshal(cmd)
+	if err != nil {
+		return nil, err
+	}
+	forLeader, forFollower := &raftv1.Command{}, &raftv1.Command{}
+	if err := proto.Unmarshal(buf, forLeader); err != nil {
+		return nil, err
+	}
+	if err := proto.Unmarshal(buf, forFollower); err != nil {
+		return nil, err
+	}
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.index++
+	res := r.leader.Apply(r.index, forLeader)
+	if r.lag {
+		r.queue = append(r.queue, storage.Entry{Index: r.index, Cmd: forFollower})
+	} else {
+		r.follower.Apply(r.index, forFollower)
+	}
+	return res, nil
+}
+
+func (r *laggingReplicator) IsLeader() bool { return true }
+
+func (r *laggingReplicator) ReadBarrier(context.Context) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.barriers++
+	for _, e := range r.queue {
+		r.follower.Apply(e.Index, e.Cmd)
+	}
+	r.queue = nil
+	return r.index, nil
+}
+
+func (r *laggingReplicator) WaitApplied(context.Context, uint64) error { return nil }
+
+func (r *laggingReplicator) AppliedIndex() uint64 { return r.follower.AppliedIndex() }
+
+func (r *laggingReplicator) setLag(lag bool) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	r.lag, r.barriers = lag, 0
+}
+
+func (r *laggingReplicator) count() int {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.barriers
+}
+
+func TestGateDecidesOnTheStateTheServiceReads(t *testing.T) {
+	open := func(name string) *storage.Store {
+		s, err := storage.Open(filepath.Join(t.TempDir(), name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		t.Cleanup(func() { _ = s.Close() })
+		return s
+	}
+	rep := &laggingReplicator{leader: open("leader.db"), follower: open("follower.db")}
+	cfg := DefaultConfig()
+	cfg.AccountID = "123456789012"
+	root := make([]byte, 32)
+	if _, err := rand.Read(root); err != nil {
+		t.Fatal(err)
+	}
+	svc, err := New(cfg, rep, rep.follower, root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx := context.Background()
+	if err := svc.EnsureKeyring(ctx); err != nil {
+		t.Fatal(err)
+	}
+	v := "the value"
+	if _, err := svc.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "app/db", SecretString: &v}); err != nil {
+		t.Fatal(err)
+	}
+	iam := NewIAM(svc, rep.follower)
+	doc := `{"Version":"2012-10-17","Statement":[{"Sid":"Payments","Effect":"Allow","Action":"secretsmanager:GetSecretValue","Resource":"*",
+		"Condition":{"StringEquals":{"secretsmanager:ResourceTag/team":"payments"}}}]}`
+	for _, step := range []func() error{
+		func() error {
+			_, err := iam.CreatePrincipal(ctx, &cofferv1.CreatePrincipalRequest{Name: "app"})
+			return err
+		},
+		func() error {
+			_, err := iam.PutPolicy(ctx, &cofferv1.PutPolicyRequest{Name: "tagged", Document: doc})
+			return err
+		},
+		func() error {
+			_, err := iam.AttachPolicy(ctx, &cofferv1.AttachPolicyRequest{Principal: "app", Policy: "tagged"})
+			return err
+		},
+	} {
+		if err := step(); err != nil {
+			t.Fatal(err)
+		}
+	}
+
+	// The leader tags the secret; this follower has not applied it yet.
+	rep.setLag(true)
+	if _, err := svc.TagResource(ctx, &cofferv1.TagResourceRequest{SecretId: "app/db", Tags: []*cofferv1.Tag{{Key: "team", Value: "payments"}}}); err != nil {
+		t.Fatal(err)
+	}
+	if sec, err := rep.follower.Secret("app/db"); err != nil || len(sec.GetTags()) != 0 {
+		t.Fatalf("the follower already has the tag (%v, %v): the test would prove nothing", sec.GetTags(), err)
+	}
+	authz := iam.Authorizer()
+	read := func(gate *Gate, principal string, c Consistency) (string, error) {
+		req := &cofferv1.GetSecretValueRequest{SecretId: "app/db"}
+		call := Call{Protocol: "grpc", Operation: "GetSecretValue", Action: "secretsmanager:GetSecretValue",
+			Caller: Caller{Principal: principal}, Request: req}
+		ctx, x, err := gate.Begin(WithConsistency(ctx, c), call)
+		if err != nil {
+			return "", err
+		}
+		resp, err := x.Serve(func() (proto.Message, error) { return svc.GetSecretValue(ctx, req) })
+		if err != nil {
+			return "", err
+		}
+		return resp.(*cofferv1.GetSecretValueResponse).GetSecretString(), nil
+	}
+
+	// Without a read point the Gate decides on the follower's old state —
+	// the bug — and a stale read is decided there by design.
+	if _, err := read(&Gate{Authz: authz}, "app", Consistency{}); apiType(err) != TypeAccessDeniedException {
+		t.Fatalf("a Gate without ReadPoint = %v, want the stale AccessDenied (else this test proves nothing)", err)
+	}
+	gate := &Gate{Authz: authz, ReadPoint: svc.ReadPoint}
+	if _, err := read(gate, "app", Consistency{Stale: true}); apiType(err) != TypeAccessDeniedException {
+		t.Fatalf("a stale read = %v, want AccessDenied decided on local state", err)
+	}
+	if n := rep.count(); n != 0 {
+		t.Errorf("a stale read took %d read barriers, want 0", n)
+	}
+
+	// A linearizable read is decided after the barrier, which the Service
+	// then reuses: one round in all.
+	got, err := read(gate, "app", Consistency{})
+	if err != nil || got != v {
+		t.Fatalf("a linearizable read by app = %q, %v; want the value: the tag is committed", got, err)
+	}
+	if n := rep.count(); n != 1 {
+		t.Errorf("a linearizable read took %d read barriers, want 1 (the Gate's, reused by the Service)", n)
+	}
+
+	// Root's decision reads no state: the Service takes the only barrier.
+	rep.setLag(true)
+	if got, err := read(gate, RootPrincipal, Consistency{}); err != nil || got != v {
+		t.Fatalf("a read by root = %q, %v", got, err)
+	}
+	if n := rep.count(); n != 1 {
+		t.Errorf("a read by root took %d read barriers, want 1", n)
+	}
+}
+
+func TestAdminAuditHash(t *testing.T) {
+	admin := NewAdmin(&fakeCluster{}, "us-east-1", "n1")
+	ctx := context.Background()
+	if _, err := admin.AuditHash(ctx, &cofferv1.AuditHashRequest{Value: []byte("v")}); apiType(err) != TypeInvalidRequest {
+		t.Fatalf("AuditHash on a node without an audit log = %v, want InvalidRequest", err)
+	}
+	admin.SetAuditHash(func(v string) (string, error) { return "hmac-sha256:" + v + "!", nil })
+	resp, err := admin.AuditHash(ctx, &cofferv1.AuditHashRequest{Value: []byte("v")})
+	if err != nil || resp.GetHash() != "hmac-sha256:v!" {
+		t.Fatalf("AuditHash = %v, %v", resp, err)
+	}
+	admin.SetAuditHash(func(string) (string, error) { return "", errKeyringNotReady })
+	if _, err := admin.AuditHash(ctx, &cofferv1.AuditHashRequest{Value: []byte("v")}); apiType(err) != TypeServiceUnavailable {
+		t.Fatalf("AuditHash before the keyring exists = %v, want ServiceUnavailable", err)
+	}
+	// Its own record keeps only the value's hash.
+	p := auditParams(&cofferv1.AuditHashRequest{Value: []byte("the-canary")}, func(v string) string { return "hashed" })
+	if p["value"] != "hashed" {
+		t.Errorf("AuditHash's params %v, want the value hashed", p)
+	}
+}

@@ -1,0 +1,86 @@
+package sts
+
+import (
+	"context"
+	"net/http"
+	"net/http/httptest"
+	"net/url"
+	"strings"
+	"sync"
+	"testing"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
+)
+
+type recordingAuditor struct {
+	mu      sync.Mutex
+	records []server.AuditRecord
+}
+
+func (a *recordingAuditor) Write(r server.AuditRecord) error {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	a.records = append(a.records, r)
+	return nil
+}
+
+func (a *recordingAuditor) HashValue(string) string { return "hmac" }
+func (a *recordingAuditor) Healthy() error          { return nil }
+
+type asApp struct{}
+
+func (asApp) AuthenticateSTS(context.Context, *http.Request, []byte) (server.Identity, error) {
+	return server.Identity{Principal: "app", AccessKeyID: "AKIAEXAMPLE"}, nil
+}
+
+type fakeIAM struct{}
+
+func (fakeIAM) GetSessionToken(context.Context, *cofferv1.GetSessionTokenRequest) (*cofferv1.GetSessionTokenResponse, error) {
+	return &cofferv1.GetSessionTokenResponse{}, nil
+}
+
+func (fakeIAM) GetCallerIdentity(ctx context.Context, _ *cofferv1.GetCallerIdentityRequest) (*cofferv1.GetCallerIdentityResponse, error) {
+	return &cofferv1.GetCallerIdentityResponse{Principal: "app"}, nil
+}
+
+func TestOperationName(t *testing.T) {
+	for in, want := range map[string]string{
+		"GetCallerIdentity":       "GetCallerIdentity",
+		"AssumeRole":              "AssumeRole",
+		"":                        "",
+		"Get Caller":              "",
+		"Get\nCaller":             "",
+		"9Lives":                  "",
+		"Ab9":                     "Ab9",
+		strings.Repeat("A", 64):   strings.Repeat("A", 64),
+		strings.Repeat("A", 65):   "",
+		"GetCallerIdentity\u00e9": "",
+	} {
+		if got := operationName(in); got != want {
+			t.Errorf("operationName(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
+// TestRawActionNeverReachesTheAuditRecord: whatever a caller puts in Action,
+// the record's operation is a bounded name or empty.
+func TestRawActionNeverReachesTheAuditRecord(t *testing.T) {
+	log := &recordingAuditor{}
+	h := &Handler{IAM: fakeIAM{}, Auth: asApp{}, Gate: &server.Gate{Audit: log, Node: "n1"}}
+	for _, action := range []string{"GetCallerIdentity", "AssumeRole", strings.Repeat("X", 5000), "Get\n{\"forged\":true}"} {
+		form := url.Values{"Action": {action}, "Version": {Version}}
+		req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(form.Encode()))
+		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+		h.ServeHTTP(httptest.NewRecorder(), req)
+	}
+	log.mu.Lock()
+	defer log.mu.Unlock()
+	var ops []string
+	for _, r := range log.records {
+		ops = append(ops, r.Operation)
+	}
+	if want := []string{"GetCallerIdentity", "AssumeRole", "", ""}; strings.Join(ops, "|") != strings.Join(want, "|") {
+		t.Errorf("recorded operations %q, want %q", ops, want)
+	}
+}
