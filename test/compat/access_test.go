@@ -249,6 +249,14 @@ func TestAccessMatrix(t *testing.T) {
 			case tc.want != allow && (status.Code(err) != codes.PermissionDenied || cserver.TypeOf(err) != cserver.TypeAccessDeniedException):
 				t.Fatalf("gRPC: %s (%s) gave %v; want PermissionDenied / AccessDeniedException", action, tc.why, err)
 			}
+			if tc.want != allow {
+				// The same words over gRPC as over the AWS API.
+				msg := status.Convert(err).Message()
+				if !strings.HasPrefix(msg, "User: arn:aws:iam::"+account+":user/"+tc.principal+" is not authorized to perform: "+action+" on resource: "+arn+" ") ||
+					(tc.want == explicitDeny) != strings.Contains(msg, "with an explicit deny in a") || strings.Contains(msg, f.values[tc.secret]) {
+					t.Fatalf("gRPC AccessDenied message %q", msg)
+				}
+			}
 		})
 	}
 
