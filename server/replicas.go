@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 	"slices"
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
@@ -111,11 +112,20 @@ func (s *Service) ReplicateSecretToRegions(ctx context.Context, req *cofferv1.Re
 	return &cofferv1.ReplicateSecretToRegionsResponse{Arn: after.GetArn(), ReplicationStatus: s.replicationStatus(after)}, nil
 }
 
+// It returns once this node has applied the change, so the caller's next
+// local read (the ReplicationStatus it answers with) sees it even when the
+// command was forwarded to the leader.
 func (s *Service) setReplicas(ctx context.Context, arn string, add []*storagev1.ReplicaRegionConfig, remove []string) error {
-	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_SetReplicas{SetReplicas: &raftv1.SetReplicas{
+	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_SetReplicas{SetReplicas: &raftv1.SetReplicas{
 		Arn: arn, Add: add, Remove: remove, Region: s.cfg.Region,
 	}}})
-	return err
+	if err != nil {
+		return err
+	}
+	if err := s.rep.WaitApplied(ctx, res.Index); err != nil {
+		return fmt.Errorf("wait for the replica change to apply here: %w", err)
+	}
+	return nil
 }
 
 // RemoveRegionsFromReplication implements the AWS operation: the replicas

@@ -89,6 +89,7 @@ func (s *Service) ExportBatch(dest string, after uint64, limit int) (req *replic
 	if err != nil {
 		return nil, nil, err
 	}
+	withinBudget(b, ShipBatchBytes)
 	req = &replicationv1.ShipRequest{SourceRegion: s.cfg.Region, DestinationRegion: dest, ThroughSeq: b.Through}
 	if len(b.Entries) == 0 {
 		return req, nil, nil

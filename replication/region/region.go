@@ -172,7 +172,8 @@ func Start(cfg Config, feed Feed, peers Peers, leader Leadership) (*Manager, err
 	if m.cfg.AdvertiseAddr == "" {
 		m.cfg.AdvertiseAddr = lis.Addr().String()
 	}
-	m.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.TLS.RegionServerConfig(m.verifyPaired))))
+	m.grpc = grpc.NewServer(grpc.Creds(credentials.NewTLS(cfg.TLS.RegionServerConfig(m.verifyPaired))),
+		grpc.MaxRecvMsgSize(maxShipMessage))
 	replicationv1.RegisterRegionReplicationServiceServer(m.grpc, &receiver{m: m})
 	m.wg.Add(1)
 	go func() {

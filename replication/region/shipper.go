@@ -156,6 +156,12 @@ func (m *Manager) sleep(ctx context.Context, d time.Duration) {
 	}
 }
 
+// maxShipMessage is the largest shipment the region port sends or accepts:
+// the sender cuts batches at a few MiB (server.ShipBatchBytes), but one
+// change can be a full copy of a secret at the limits (100 versions of
+// 64 KiB, sealed), and gRPC's default 4 MiB would then stall shipping.
+const maxShipMessage = 64 << 20
+
 // send ships one batch to dest, trying its known addresses (the pairing
 // record's and the WAN pool's), the last one that worked first.
 func (m *Manager) send(ctx context.Context, dest string, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
@@ -228,6 +234,7 @@ func (m *Manager) conn(dest, addr string, pool *x509.CertPool) (*grpc.ClientConn
 	cc, err := grpc.NewClient(addr,
 		grpc.WithTransportCredentials(credentials.NewTLS(tlsCfg)),
 		grpc.WithContextDialer(m.cfg.Dial),
+		grpc.WithDefaultCallOptions(grpc.MaxCallSendMsgSize(maxShipMessage), grpc.MaxCallRecvMsgSize(maxShipMessage)),
 	)
 	if err != nil {
 		return nil, fmt.Errorf("region %s at %s: %w", dest, addr, err)

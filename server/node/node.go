@@ -445,7 +445,6 @@ func (v regionView) Leader() (id, apiAddr string) {
 	return id, ""
 }
 
-
 func (v regionView) LocalCA() []byte {
 	if v.m == nil {
 		return nil
