@@ -315,7 +315,7 @@ func TestHTTPRotationFunctionRetriesUntilFixed(t *testing.T) {
 // token, and exactly one new version becomes AWSCURRENT.
 func TestRotationSurvivesLeaderFailover(t *testing.T) {
 	c := rotationCluster(t)
-	l := &lambda{t: t, c: c, secret: []byte("k"), holdTest: make(chan struct{}), reached: make(chan struct{})}
+	l := &lambda{t: t, c: c, secret: []byte("hmac-shared-secret"), holdTest: make(chan struct{}), reached: make(chan struct{})}
 	fnARN := startLambda(t, c, l)
 	ctx, cancel := rpcContext()
 	defer cancel()
