@@ -183,12 +183,12 @@ func forceDeleteOp(arn string) *raftv1.DeleteSecret {
 
 // fixture is one store and the next Raft index to apply at.
 type fixture struct {
-	t     *testing.T
+	t     testing.TB
 	store *storage.Store
 	index uint64
 }
 
-func openStore(t *testing.T) *storage.Store {
+func openStore(t testing.TB) *storage.Store {
 	t.Helper()
 	s, err := storage.Open(filepath.Join(t.TempDir(), "state.db"))
 	if err != nil {
@@ -202,7 +202,7 @@ func openStore(t *testing.T) *storage.Store {
 	return s
 }
 
-func newFixture(t *testing.T) *fixture {
+func newFixture(t testing.TB) *fixture {
 	t.Helper()
 	return &fixture{t: t, store: openStore(t)}
 }
@@ -264,7 +264,7 @@ func (f *fixture) fails(at time.Duration, op proto.Message, kind error, msg stri
 
 // wantErr checks that err is a *storage.Error of kind with message msg
 // (when msg is not empty).
-func wantErr(t *testing.T, err, kind error, msg string) *storage.Error {
+func wantErr(t testing.TB, err, kind error, msg string) *storage.Error {
 	t.Helper()
 	if err == nil {
 		t.Fatalf("got no error, want %v", kind)
@@ -287,7 +287,7 @@ func (f *fixture) secret(ref string) *storagev1.Secret {
 	return mustSecret(f.t, f.store, ref)
 }
 
-func mustSecret(t *testing.T, s *storage.Store, ref string) *storagev1.Secret {
+func mustSecret(t testing.TB, s *storage.Store, ref string) *storagev1.Secret {
 	t.Helper()
 	sec, err := s.Secret(ref)
 	if err != nil {
@@ -334,7 +334,7 @@ func L(pairs ...any) map[string][]string {
 	return m
 }
 
-func wantLabels(t *testing.T, sec *storagev1.Secret, want map[string][]string) {
+func wantLabels(t testing.TB, sec *storagev1.Secret, want map[string][]string) {
 	t.Helper()
 	got := labels(sec)
 	if fmt.Sprint(got) != fmt.Sprint(want) {
@@ -342,7 +342,7 @@ func wantLabels(t *testing.T, sec *storagev1.Secret, want map[string][]string) {
 	}
 }
 
-func wantTime(t *testing.T, what string, got *timestamppb.Timestamp, want time.Time) {
+func wantTime(t testing.TB, what string, got *timestamppb.Timestamp, want time.Time) {
 	t.Helper()
 	if got == nil {
 		t.Fatalf("%s is unset, want %v", what, want)
@@ -352,14 +352,14 @@ func wantTime(t *testing.T, what string, got *timestamppb.Timestamp, want time.T
 	}
 }
 
-func wantUnset(t *testing.T, what string, got *timestamppb.Timestamp) {
+func wantUnset(t testing.TB, what string, got *timestamppb.Timestamp) {
 	t.Helper()
 	if got != nil {
 		t.Fatalf("%s = %v, want unset", what, got.AsTime())
 	}
 }
 
-func wantProto(t *testing.T, what string, got, want proto.Message) {
+func wantProto(t testing.TB, what string, got, want proto.Message) {
 	t.Helper()
 	if !proto.Equal(got, want) {
 		t.Fatalf("%s\n got: %s\nwant: %s", what, prototext.Format(got), prototext.Format(want))
@@ -375,7 +375,7 @@ func names(secs []*storagev1.Secret) []string {
 }
 
 // allNames lists every stored secret through Secrets.
-func allNames(t *testing.T, s *storage.Store) []string {
+func allNames(t testing.TB, s *storage.Store) []string {
 	t.Helper()
 	var out []string
 	if err := s.Secrets(func(sec *storagev1.Secret) bool {
@@ -396,7 +396,7 @@ type stateDump struct {
 	values  map[string]*storagev1.SealedValue // arn + " " + version id
 }
 
-func dump(t *testing.T, s *storage.Store) stateDump {
+func dump(t testing.TB, s *storage.Store) stateDump {
 	t.Helper()
 	d := stateDump{applied: s.AppliedIndex(), values: map[string]*storagev1.SealedValue{}}
 	k, err := s.Keyring()
@@ -436,7 +436,7 @@ func dump(t *testing.T, s *storage.Store) stateDump {
 	return d
 }
 
-func sameState(t *testing.T, got, want stateDump) {
+func sameState(t testing.TB, got, want stateDump) {
 	t.Helper()
 	if got.applied != want.applied {
 		t.Fatalf("applied index = %d, want %d", got.applied, want.applied)
@@ -457,7 +457,7 @@ func sameState(t *testing.T, got, want stateDump) {
 }
 
 // mustPanic runs fn and fails unless it panics with a message containing want.
-func mustPanic(t *testing.T, want string, fn func()) {
+func mustPanic(t testing.TB, want string, fn func()) {
 	t.Helper()
 	defer func() {
 		t.Helper()

@@ -25,7 +25,7 @@ func pair(f *fixture, peers ...string) {
 
 // primaryAndReplica are the fixtures' primary region (eu-west-1) and a
 // replica region (dest), paired both ways.
-func primaryAndReplica(t *testing.T) (p, r *fixture) {
+func primaryAndReplica(t testing.TB) (p, r *fixture) {
 	p, r = newFixture(t), newFixture(t)
 	pair(p, dest)
 	pair(r, region)
