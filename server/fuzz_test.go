@@ -16,6 +16,10 @@ var knownTypes = map[string]bool{
 	TypeInvalidRequest: true, TypeValidation: true, TypeLimitExceeded: true,
 	TypeInvalidNextToken: true, TypeMalformedPolicy: true, TypePublicPolicy: true,
 	TypeUnsupportedOperation: true,
+	// RotateSecret naming a function that does not exist answers as AWS
+	// does when it cannot invoke a Lambda; the service itself never
+	// authorizes (the Gate at the edge does), so nothing else yields it.
+	TypeAccessDeniedException: true,
 }
 
 // callOp decodes data as the request of operation op and calls it.
