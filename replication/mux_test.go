@@ -13,6 +13,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/test/wait"
 	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	"google.golang.org/grpc"
@@ -23,13 +24,7 @@ import (
 // pollUntil polls cond until it holds or timeout passes.
 func pollUntil(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("timed out after %s waiting for %s", timeout, what)
-		}
-		time.Sleep(10 * time.Millisecond)
-	}
+	wait.True(t, timeout, what, cond)
 }
 
 // testPKI is a cluster CA that issues node material on demand.

@@ -30,6 +30,7 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/sigv4"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 const (
@@ -71,13 +72,7 @@ func wantType(t *testing.T, err error, typ string) {
 
 func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(20 * time.Millisecond)
-	}
+	wait.True(t, timeout, "the condition", cond)
 }
 
 // principalWithPolicy creates a principal, an access key for it, and an

@@ -174,11 +174,13 @@ func TestReadYourWritesAcrossFollowers(t *testing.T) {
 // ten times with a short pause, and returns the last error.
 func retryUnavailable(call func() error) error {
 	var err error
+	tick := time.NewTicker(200 * time.Millisecond)
+	defer tick.Stop()
 	for range 10 {
 		if err = call(); server.TypeOf(err) != server.TypeServiceUnavailable {
 			return err
 		}
-		time.Sleep(200 * time.Millisecond)
+		<-tick.C
 	}
 	return err
 }

@@ -26,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/node"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // Bounds that keep a broken build from hanging CI. They are generous because
@@ -508,19 +509,7 @@ func (c *Cluster) Admin(i int) cofferv1.AdminServiceClient {
 // last error once timeout has passed. Call it from the test goroutine.
 func waitFor(t testing.TB, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(20 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("not so after %s: %v", timeout, err)
-		}
-		<-tick.C
-	}
+	wait.Until(t, timeout, cond)
 }
 
 // freeAddr returns a loopback address whose port was free a moment ago;

@@ -17,6 +17,7 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 const (
@@ -126,13 +127,7 @@ func tail(b []byte, lines int) string {
 
 func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("condition not met within %v", timeout)
-		}
-		time.Sleep(50 * time.Millisecond)
-	}
+	wait.True(t, timeout, "the condition", cond)
 }
 
 // sdk returns an aws-sdk-go-v2 Secrets Manager client for the server; only

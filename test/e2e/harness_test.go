@@ -24,6 +24,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // Bounds that keep a broken build from hanging CI. They are generous because
@@ -423,19 +424,7 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, exit int) {
 // has not after timeout; the failure shows cond's last error.
 func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	tick := time.NewTicker(25 * time.Millisecond)
-	defer tick.Stop()
-	for {
-		err := cond()
-		if err == nil {
-			return
-		}
-		if time.Now().After(deadline) {
-			t.Fatalf("condition still unmet after %v: %v", timeout, err)
-		}
-		<-tick.C
-	}
+	wait.Until(t, timeout, cond)
 }
 
 // must returns v, failing the test (when the returned func is called with

@@ -22,6 +22,7 @@ import (
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // startCoffer starts a real single Coffer node in-process and returns its
@@ -208,11 +209,5 @@ func wantNoPassword(t *testing.T, msg string, passwords ...string) {
 // is a limit for giving up, not a claim about speed.
 func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
 	t.Helper()
-	deadline := time.Now().Add(timeout)
-	for !cond() {
-		if time.Now().After(deadline) {
-			t.Fatalf("gave up waiting for %s after %v", what, timeout)
-		}
-		time.Sleep(time.Millisecond)
-	}
+	wait.True(t, timeout, what, cond)
 }
