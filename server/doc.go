@@ -2,8 +2,8 @@
 // everything nondeterministic (version ids, ARN suffixes, times), seals
 // values with the keyring, builds storage commands and proposes them through
 // the region's replicator, and serves reads from local state. It maps domain
-// failures to AWS error types and gRPC status codes, in one place
-// (errors.go). At the transport edge (the Gate, edge.go) it authorizes every
+// failures to AWS error types in one place (errors.go); server/awserr gives
+// each type its gRPC code and HTTP status. At the transport edge (the Gate, edge.go) it authorizes every
 // request with identity and resource policies (authz.go, evaluated by
 // server/policy) and writes one audit record per request; Service methods
 // themselves never authorize, because internal callers (rotation,

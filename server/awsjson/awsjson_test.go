@@ -830,9 +830,9 @@ func TestRawAuthentication(t *testing.T) {
 	}{
 		{"IncompleteSignatureException", 400},
 		{"IncompleteSignature", 400},
-		{typeUnrecognizedClient, 403},
-		{typeInvalidSignature, 403},
-		{typeMissingAuthToken, 403},
+		{server.TypeUnrecognizedClient, 403},
+		{server.TypeInvalidSignature, 403},
+		{server.TypeMissingAuthToken, 403},
 		{server.TypeAccessDeniedException, 403},
 	} {
 		stub := &stubService{fn: func() (*cofferv1.GetRandomPasswordResponse, error) {
