@@ -9,7 +9,7 @@ FUZZTIME  ?= 10s
 FUZZMINIMIZE ?= 1x
 BIN       := bin
 
-.PHONY: all build test deps lint fmt-check vet generate check-generated unit fuzz bench docker clean
+.PHONY: all build test deps lint fmt-check vet breaking generate check-generated unit fuzz bench docker clean
 
 all: build
 
@@ -23,7 +23,7 @@ test: deps lint check-generated unit fuzz
 deps:
 	./scripts/deps.sh
 
-lint: fmt-check vet
+lint: fmt-check vet breaking
 	$(BUF) lint
 
 fmt-check:
@@ -31,6 +31,28 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+
+## breaking: fail when the .proto files in the working tree break wire or
+## source compatibility (buf.yaml's FILE rules) with an earlier commit:
+##  - on a branch, the commit where it left main (git merge-base with the
+##    local main, else origin/main): the branch's whole change, whether
+##    committed or not, so a worktree is checked as the lead will merge it;
+##  - on main itself, or where no main is known (a fresh clone of another
+##    branch without origin/main, CI's detached checkout), HEAD~1: the last
+##    commit's change, a merge's first parent being main before it.
+## buf reads that commit out of .git itself (a worktree's .git file works too).
+## When neither commit is in the clone (a shallow clone, a tarball, a repo of
+## one commit) there is nothing to compare against: the step says so and
+## passes rather than fail on missing history.
+breaking:
+	@head=$$(git rev-parse -q --verify 'HEAD^{commit}' 2>/dev/null); \
+	main=$$(git rev-parse -q --verify 'main^{commit}' 2>/dev/null || git rev-parse -q --verify 'origin/main^{commit}' 2>/dev/null); \
+	base=; \
+	if [ -n "$$head" ] && [ -n "$$main" ] && [ "$$main" != "$$head" ]; then base=$$(git merge-base HEAD "$$main" 2>/dev/null); fi; \
+	if [ -z "$$base" ]; then base=$$(git rev-parse -q --verify 'HEAD~1^{commit}' 2>/dev/null); fi; \
+	if [ -z "$$base" ]; then echo "breaking: no earlier commit in this clone to compare proto/ against; skipped"; exit 0; fi; \
+	echo "breaking: proto/ against $$base"; \
+	$(BUF) breaking --against ".git#ref=$$base"
 
 ## generate: regenerate the Go code beside the .proto files.
 generate:

@@ -6,38 +6,39 @@ import (
 	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/server/awserr"
 	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
-// The AWS error types Coffer answers with. They are the strings AWS SDKs
-// switch on, so they never change.
+// The AWS error types Coffer answers with, under the names server's callers
+// have always used. awserr defines them, with their HTTP statuses and gRPC
+// codes.
 const (
-	TypeResourceNotFound      = "ResourceNotFoundException"
-	TypeResourceExists        = "ResourceExistsException"
-	TypeInvalidParameter      = "InvalidParameterException"
-	TypeInvalidRequest        = "InvalidRequestException"
-	TypeValidation            = "ValidationException"
-	TypeLimitExceeded         = "LimitExceededException"
-	TypeInvalidNextToken      = "InvalidNextTokenException"
-	TypeMalformedPolicy       = "MalformedPolicyDocumentException"
-	TypePublicPolicy          = "PublicPolicyException"
-	TypeEncryptionFailure     = "EncryptionFailure"
-	TypeDecryptionFailure     = "DecryptionFailure"
-	TypeInternalServiceError  = "InternalServiceError"
-	TypeServiceUnavailable    = "ServiceUnavailable"
-	TypeUnsupportedOperation  = "UnsupportedOperation"
-	TypePreconditionNotMet    = "PreconditionNotMetException"
-	TypeAccessDeniedException = "AccessDeniedException"
-	TypeUnrecognizedClient    = "UnrecognizedClientException"
-	TypeInvalidSignature      = "InvalidSignatureException"
-	TypeIncompleteSignature   = "IncompleteSignature"
-	TypeMissingAuthToken      = "MissingAuthenticationTokenException"
-	TypeExpiredToken          = "ExpiredTokenException"
+	TypeResourceNotFound      = awserr.ResourceNotFound
+	TypeResourceExists        = awserr.ResourceExists
+	TypeInvalidParameter      = awserr.InvalidParameter
+	TypeInvalidRequest        = awserr.InvalidRequest
+	TypeValidation            = awserr.Validation
+	TypeLimitExceeded         = awserr.LimitExceeded
+	TypeInvalidNextToken      = awserr.InvalidNextToken
+	TypeMalformedPolicy       = awserr.MalformedPolicy
+	TypePublicPolicy          = awserr.PublicPolicy
+	TypeEncryptionFailure     = awserr.EncryptionFailure
+	TypeDecryptionFailure     = awserr.DecryptionFailure
+	TypeInternalServiceError  = awserr.InternalServiceError
+	TypeServiceUnavailable    = awserr.ServiceUnavailable
+	TypeUnsupportedOperation  = awserr.UnsupportedOperation
+	TypePreconditionNotMet    = awserr.PreconditionNotMet
+	TypeAccessDeniedException = awserr.AccessDeniedException
+	TypeUnrecognizedClient    = awserr.UnrecognizedClient
+	TypeInvalidSignature      = awserr.InvalidSignature
+	TypeIncompleteSignature   = awserr.IncompleteSignature
+	TypeMissingAuthToken      = awserr.MissingAuthToken
+	TypeExpiredToken          = awserr.ExpiredToken
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.
@@ -68,31 +69,6 @@ func apiErr(typ, format string, args ...any) *APIError {
 // validationErr renders a model-constraint violation the way AWS does.
 func validationErr(field, constraint string) *APIError {
 	return apiErr(TypeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: %s", field, constraint)
-}
-
-// Code is the gRPC code for an AWS error type.
-func Code(typ string) codes.Code {
-	switch typ {
-	case TypeResourceNotFound:
-		return codes.NotFound
-	case TypeResourceExists:
-		return codes.AlreadyExists
-	case TypeInvalidParameter, TypeValidation, TypeInvalidNextToken, TypeMalformedPolicy:
-		return codes.InvalidArgument
-	case TypeInvalidRequest, TypePublicPolicy, TypePreconditionNotMet, TypeEncryptionFailure, TypeDecryptionFailure:
-		return codes.FailedPrecondition
-	case TypeLimitExceeded:
-		return codes.ResourceExhausted
-	case TypeServiceUnavailable:
-		return codes.Unavailable
-	case TypeUnsupportedOperation:
-		return codes.Unimplemented
-	case TypeAccessDeniedException:
-		return codes.PermissionDenied
-	case TypeUnrecognizedClient, TypeInvalidSignature, TypeIncompleteSignature, TypeMissingAuthToken, TypeExpiredToken:
-		return codes.Unauthenticated
-	}
-	return codes.Internal
 }
 
 // AsAPIError turns any error from the layers below into the APIError a
@@ -144,7 +120,7 @@ func storageType(kind error) string {
 // GRPCStatus renders an APIError as a gRPC status carrying the AWS type in
 // an ErrorInfo detail.
 func (e *APIError) GRPCStatus() *status.Status {
-	st := status.New(Code(e.Type), e.Message)
+	st := status.New(awserr.GRPCCode(e.Type), e.Message)
 	if withInfo, err := st.WithDetails(&errdetails.ErrorInfo{Reason: e.Type, Domain: ErrorDomain, Metadata: e.Metadata}); err == nil {
 		return withInfo
 	}

@@ -18,6 +18,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/awserr"
 )
 
 // Wire constants of the awsJson1_1 protocol.
@@ -36,19 +37,11 @@ const (
 )
 
 // Error types of the protocol layer itself, beyond server's AWS types.
+// awserr defines them, with their HTTP statuses.
 const (
-	TypeUnknownOperation = "UnknownOperationException"
-	TypeSerialization    = "SerializationException"
-	TypeRequestTooLarge  = "RequestEntityTooLargeException"
-)
-
-// The authentication failures AWS answers with 403 rather than 400. (An
-// incomplete signature, IncompleteSignatureException, is a 400.) The
-// Authenticator chooses the type; these only pick the status.
-const (
-	typeUnrecognizedClient = "UnrecognizedClientException"
-	typeInvalidSignature   = "InvalidSignatureException"
-	typeMissingAuthToken   = "MissingAuthenticationTokenException"
+	TypeUnknownOperation = awserr.UnknownOperation
+	TypeSerialization    = awserr.Serialization
+	TypeRequestTooLarge  = awserr.RequestTooLarge
 )
 
 // Authenticator authenticates an HTTP request. It returns the caller's
@@ -161,7 +154,7 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 	if err != nil {
 		var tooLarge *http.MaxBytesError
 		if errors.As(err, &tooLarge) {
-			refuse(http.StatusRequestEntityTooLarge, apiError(TypeRequestTooLarge, "The request body exceeds %d bytes.", tooLarge.Limit))
+			refuse(0, apiError(TypeRequestTooLarge, "The request body exceeds %d bytes.", tooLarge.Limit))
 			return
 		}
 		refuse(0, apiError(TypeSerialization, "The request body could not be read."))
@@ -279,20 +272,6 @@ func truncate(s string) string {
 	return s[:limit] + "…"
 }
 
-// statusOf is the HTTP status AWS answers an error type with.
-func statusOf(typ string) int {
-	switch typ {
-	case server.TypeInternalServiceError:
-		return http.StatusInternalServerError
-	case server.TypeServiceUnavailable:
-		return http.StatusServiceUnavailable
-	case typeUnrecognizedClient, typeInvalidSignature, typeMissingAuthToken, server.TypeAccessDeniedException:
-		// ExpiredTokenException stays a 400, as AWS sends it.
-		return http.StatusForbidden
-	}
-	return http.StatusBadRequest
-}
-
 // failWith renders whatever a layer below returned as the APIError the
 // caller should see; the cause of an internal failure is only logged.
 func (x *exchange) failWith(err error) {
@@ -310,7 +289,7 @@ func (x *exchange) failWith(err error) {
 // fail writes an AWS JSON error; status 0 means the type's usual status.
 func (x *exchange) fail(status int, e *server.APIError) {
 	if status == 0 {
-		status = statusOf(e.Type)
+		status = awserr.HTTPStatus(e.Type)
 	}
 	x.errType = e.Type
 	x.w.Header()[ErrorTypeHeader] = []string{e.Type}

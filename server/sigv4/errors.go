@@ -1,29 +1,30 @@
 package sigv4
 
-import "errors"
+import (
+	"errors"
 
-// The AWS error types a verification failure carries in Error.Code. They are
-// the types AWS's JSON-protocol services (Secrets Manager among them) answer
-// with; the Query protocol's names (IncompleteSignature, SignatureDoesNotMatch)
-// differ. Which HTTP status to send is server/'s decision.
+	"github.com/cofferhq/coffer/server/awserr"
+)
+
+// The AWS error types a verification failure carries in Error.Code, as
+// awserr defines them. They are the types AWS's JSON-protocol services
+// (Secrets Manager among them) answer with; the Query protocol's names
+// (IncompleteSignature, SignatureDoesNotMatch) differ. The HTTP status each
+// is sent with is awserr's, not this package's.
 const (
 	// CodeMissingAuthenticationToken: the request has no Authorization header.
-	CodeMissingAuthenticationToken = "MissingAuthenticationTokenException"
+	CodeMissingAuthenticationToken = awserr.MissingAuthToken
 	// CodeIncompleteSignature: the Authorization header or the date is
 	// malformed, incomplete, uses another algorithm, or names a signed header
 	// the request lacks.
-	// CodeIncompleteSignature follows the issue and AWS's documented common
-	// errors ("IncompleteSignature"); some JSON-protocol services are seen
-	// answering "IncompleteSignatureException" for the same fault. SDKs
-	// treat both as a non-retryable client error.
-	CodeIncompleteSignature = "IncompleteSignature"
+	CodeIncompleteSignature = awserr.IncompleteSignature
 	// CodeInvalidSignature: the signature does not match, the date is outside
 	// the allowed skew, the scope names another date or service or an invalid
 	// region or terminator, or Host is not signed.
-	CodeInvalidSignature = "InvalidSignatureException"
+	CodeInvalidSignature = awserr.InvalidSignature
 	// CodeUnrecognizedClient: the access key id is unknown, or the session
 	// token is missing, unexpected or wrong.
-	CodeUnrecognizedClient = "UnrecognizedClientException"
+	CodeUnrecognizedClient = awserr.UnrecognizedClient
 )
 
 // Error is a verification failure as the caller should see it: an AWS error

@@ -17,6 +17,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/awserr"
 )
 
 // Namespace is the XML namespace of every STS response.
@@ -117,7 +118,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		writeError(w, id, ae)
 	}
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
-		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: "InvalidAction", Message: "STS requests are POST / with a form body."}))
+		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: awserr.InvalidAction, Message: "STS requests are POST / with a form body."}))
 		return
 	}
 	body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, maxBody))
@@ -157,7 +158,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	case "GetCallerIdentity":
 		req = &cofferv1.GetCallerIdentityRequest{}
 	default:
-		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: "InvalidAction",
+		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: awserr.InvalidAction,
 			Message: "Could not find operation " + truncate(action) + " for version " + truncate(form.Get("Version")) + ": this endpoint serves GetSessionToken and GetCallerIdentity."}))
 		return
 	}
@@ -224,34 +225,15 @@ func (h *Handler) logger() *slog.Logger {
 	return slog.Default()
 }
 
-// stsCodes maps Coffer's AWS error types to the codes STS answers with.
-var stsCodes = map[string]struct {
-	code   string
-	status int
-}{
-	server.TypeUnrecognizedClient:    {"InvalidClientTokenId", http.StatusForbidden},
-	server.TypeInvalidSignature:      {"SignatureDoesNotMatch", http.StatusForbidden},
-	server.TypeIncompleteSignature:   {"IncompleteSignature", http.StatusBadRequest},
-	server.TypeMissingAuthToken:      {"MissingAuthenticationToken", http.StatusForbidden},
-	server.TypeExpiredToken:          {"ExpiredToken", http.StatusBadRequest},
-	server.TypeAccessDeniedException: {"AccessDenied", http.StatusForbidden},
-	server.TypeValidation:            {"ValidationError", http.StatusBadRequest},
-	"InvalidAction":                  {"InvalidAction", http.StatusBadRequest},
-	server.TypeServiceUnavailable:    {"ServiceUnavailable", http.StatusServiceUnavailable},
-}
-
+// writeError answers e in the Query protocol: its STS code and the
+// status the AWS protocols give its type, as a Sender fault, or a Receiver
+// one when the fault is the service's.
 func writeError(w http.ResponseWriter, id string, e *server.APIError) {
 	out := errorResponse{XMLNS: Namespace, RequestID: id}
-	out.Error.Type, out.Error.Code, out.Error.Message = "Sender", e.Type, e.Message
-	st := http.StatusBadRequest
-	if c, ok := stsCodes[e.Type]; ok {
-		out.Error.Code, st = c.code, c.status
-	}
-	if e.Type == server.TypeInternalServiceError || st >= 500 {
+	st := awserr.HTTPStatus(e.Type)
+	out.Error.Type, out.Error.Code, out.Error.Message = "Sender", awserr.QueryCode(e.Type), e.Message
+	if st >= 500 {
 		out.Error.Type = "Receiver"
-		if st < 500 {
-			st = http.StatusInternalServerError
-		}
 	}
 	writeXML(w, st, out)
 }
