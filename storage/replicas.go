@@ -60,42 +60,6 @@ func u64(b []byte) uint64 {
 
 func u64b(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// changedARN is the secret a command changes, for the commands that change
-// a secret a primary may replicate; "" for the others.
-func changedARN(cmd *raftv1.Command) string {
-	switch op := cmd.GetOp().(type) {
-	case *raftv1.Command_PutSecretValue:
-		return op.PutSecretValue.GetArn()
-	case *raftv1.Command_UpdateSecret:
-		return op.UpdateSecret.GetArn()
-	case *raftv1.Command_UpdateVersionStage:
-		return op.UpdateVersionStage.GetArn()
-	case *raftv1.Command_DeleteSecret:
-		return op.DeleteSecret.GetArn()
-	case *raftv1.Command_RestoreSecret:
-		return op.RestoreSecret.GetArn()
-	case *raftv1.Command_TagResource:
-		return op.TagResource.GetArn()
-	case *raftv1.Command_UntagResource:
-		return op.UntagResource.GetArn()
-	case *raftv1.Command_PutResourcePolicy:
-		return op.PutResourcePolicy.GetArn()
-	case *raftv1.Command_DeleteResourcePolicy:
-		return op.DeleteResourcePolicy.GetArn()
-	case *raftv1.Command_PurgeSecret:
-		return op.PurgeSecret.GetArn()
-	case *raftv1.Command_ConfigureRotation:
-		return op.ConfigureRotation.GetArn()
-	case *raftv1.Command_StartRotation:
-		return op.StartRotation.GetArn()
-	case *raftv1.Command_RecordRotationStep:
-		return op.RecordRotationStep.GetArn()
-	case *raftv1.Command_CancelRotation:
-		return op.CancelRotation.GetArn()
-	}
-	return ""
-}
-
 // feedChange appends to the feed what a command did to a replicated
 // primary secret: the record after it (nil once deleted) and the values of
 // the versions it added or filled (a rotation's AWSPENDING version is
