@@ -390,7 +390,7 @@ func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result,
 			var fr *ForwardedResult
 			fr, err = n.forward(ctx, data)
 			if err == nil {
-				res = decodeResult(fr.r)
+				res = storage.DecodeResult(fr.r)
 			}
 		}
 		if err == nil {

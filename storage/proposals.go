@@ -31,29 +31,14 @@ func (t *txn) recalled(id string) *Result {
 	if err := proto.Unmarshal(buf, p); err != nil {
 		panic(fmt.Sprintf("storage: corrupt proposal record %q: %v", id, err))
 	}
-	r := &Result{Index: p.GetIndex(), ARN: p.GetArn(), Name: p.GetName(), VersionID: p.GetVersionId(), Stages: p.GetStages()}
-	if p.GetDeletionDate() != nil {
-		r.DeletionDate = p.GetDeletionDate().AsTime()
-	}
-	if e := FromKindNumber(p.GetErrorKind(), p.GetErrorMessage()); e != nil {
-		r.Err = e
-	}
-	return r
+	return DecodeResult(p)
 }
 
 // remember stores a proposal's result and expires old ones. Expiry is by
 // command time, so every replica drops the same records.
 func (t *txn) remember(id string, now time.Time, r *Result) {
-	p := &storagev1.AppliedProposal{
-		Index: r.Index, Time: timestamppb.New(now), Arn: r.ARN, Name: r.Name,
-		VersionId: r.VersionID, Stages: r.Stages,
-	}
-	if !r.DeletionDate.IsZero() {
-		p.DeletionDate = timestamppb.New(r.DeletionDate)
-	}
-	if p.ErrorKind = KindNumber(r.Err); p.ErrorKind != 0 {
-		p.ErrorMessage = r.Err.Error()
-	}
+	p := &storagev1.AppliedProposal{Time: timestamppb.New(now)}
+	EncodeResult(r, p)
 	t.put(t.tx.Bucket(bucketProposals), []byte(id), p)
 	t.fail(t.tx.Bucket(bucketProposalTime).Put(proposalTimeKey(now, id), nil))
 

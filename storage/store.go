@@ -44,24 +44,6 @@ type Entry struct {
 	Cmd   *raftv1.Command
 }
 
-// Result is what applying one command produced. Err holds a domain failure
-// (an *Error); everything else describes the success.
-type Result struct {
-	// Index is the log index the command was applied at.
-	Index     uint64
-	ARN       string
-	Name      string
-	VersionID string
-	// Stages are the labels on VersionID after the command.
-	Stages []string
-	// DeletionDate is when a deleted secret is (or was) gone for good.
-	DeletionDate time.Time
-	// Skipped is true when the entry was at or below the applied index and
-	// so was not applied again (a replay after restart).
-	Skipped bool
-	Err     error
-}
-
 // Open opens or creates the state database at path.
 func Open(path string) (*Store, error) {
 	db, err := openDB(path)
