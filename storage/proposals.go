@@ -16,11 +16,6 @@ import (
 // operations, answered idempotently by the secret rules anyway).
 const ProposalRetention = 10 * time.Minute
 
-var (
-	bucketProposals    = []byte("proposals")     // proposal id → AppliedProposal
-	bucketProposalTime = []byte("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
-)
-
 // recalled returns the remembered result of proposal id, or nil.
 func (t *txn) recalled(id string) *Result {
 	buf := t.tx.Bucket(bucketProposals).Get([]byte(id))
@@ -54,10 +49,4 @@ func proposalTimeKey(now time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
 	binary.BigEndian.PutUint64(k, uint64(now.UnixNano()))
 	return append(k, id...)
-}
-
-// allBuckets lists every bucket the state database has.
-func allBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketSecrets, bucketValues, bucketProposals, bucketProposalTime, bucketPrincipals, bucketAccessKeys,
-		bucketPolicies, bucketRotationFunctions, bucketFeed, bucketFeedAcks, bucketSources, bucketRejections, bucketRegionPeers}
 }

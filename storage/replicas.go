@@ -22,15 +22,6 @@ import (
 // acknowledged; entries every destination acknowledged are trimmed. A
 // destination applies shipped changes through its own log, skipping what it
 // already applied from that source. See docs/ARCHITECTURE.md.
-var (
-	bucketFeed        = []byte("feed")               // seq (8 bytes) → ChangeFeedEntry
-	bucketFeedAcks    = []byte("feed_acks")          // destination region → seq (8 bytes)
-	bucketSources     = []byte("replica_sources")    // source region → last applied seq (8 bytes)
-	bucketRejections  = []byte("replica_rejections") // source \0 name → message
-	bucketRegionPeers = []byte("region_peers")       // region → RegionPeer
-
-	keyFeedSeq = []byte("feed_seq")
-)
 
 // DivergedLabelPrefix starts the label under which a returning old primary
 // keeps the versions it accepted but never shipped:

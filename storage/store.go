@@ -16,14 +16,44 @@ import (
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 )
 
+// The buckets of the state database, each declared once here: bucket adds
+// it to allBuckets, which Open creates. Values are deterministic proto
+// encodings (marshal) unless the layout says otherwise.
 var (
-	bucketMeta    = []byte("meta")
-	bucketSecrets = []byte("secrets") // name → storagev1.Secret
-	bucketValues  = []byte("values")  // arn \x00 version id → storagev1.SealedValue
+	bucketMeta    = bucket("meta")    // the keys below
+	bucketSecrets = bucket("secrets") // name → storagev1.Secret
+	bucketValues  = bucket("values")  // arn \x00 version id → storagev1.SealedValue
 
-	keyApplied = []byte("applied_index")
-	keyKeyring = []byte("keyring")
+	bucketProposals    = bucket("proposals")     // proposal id → storagev1.AppliedProposal
+	bucketProposalTime = bucket("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
+
+	bucketPrincipals        = bucket("principals")         // name → storagev1.Principal
+	bucketAccessKeys        = bucket("access_keys")        // access key id → storagev1.AccessKey
+	bucketPolicies          = bucket("policies")           // name → storagev1.Policy
+	bucketRotationFunctions = bucket("rotation_functions") // name → storagev1.RotationFunction
+
+	bucketFeed        = bucket("feed")               // seq (8 bytes) → storagev1.ChangeFeedEntry
+	bucketFeedAcks    = bucket("feed_acks")          // destination region → seq (8 bytes)
+	bucketSources     = bucket("replica_sources")    // source region → last applied seq (8 bytes)
+	bucketRejections  = bucket("replica_rejections") // source \0 name → message
+	bucketRegionPeers = bucket("region_peers")       // region → storagev1.RegionPeer
 )
+
+// The keys of bucketMeta.
+var (
+	keyApplied = []byte("applied_index") // last applied Raft index (8 bytes)
+	keyKeyring = []byte("keyring")       // storagev1.Keyring
+	keyFeedSeq = []byte("feed_seq")      // last change feed position (8 bytes)
+)
+
+// allBuckets lists every bucket the state database has, in declaration order.
+var allBuckets [][]byte
+
+func bucket(name string) []byte {
+	b := []byte(name)
+	allBuckets = append(allBuckets, b)
+	return b
+}
 
 var marshal = proto.MarshalOptions{Deterministic: true}
 
@@ -62,7 +92,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets() {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}
