@@ -25,6 +25,12 @@ import (
 // base plus an offset the test chooses.
 var base = time.Date(2026, time.March, 14, 9, 26, 53, 0, time.UTC)
 
+// Messages several tests expect, in AWS's words.
+const (
+	msgMarked = "You can't perform this operation on the secret because it was marked for deletion."
+	msgNoARN  = "Secrets Manager can't find the specified secret."
+)
+
 const (
 	day = 24 * time.Hour
 
