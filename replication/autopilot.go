@@ -110,7 +110,9 @@ func (a *Autopilot) Run(ctx context.Context) {
 
 // Reconcile runs one pass. On a node that is not the leader it only forgets
 // what it had observed, since a later leadership must start its clocks
-// afresh, and returns nil.
+// afresh, and returns nil. On the leader it runs the phases in order — add
+// members, promote non-voters, remove gone servers, forget departed ones —
+// each against the same observation, and joins their errors.
 func (a *Autopilot) Reconcile(ctx context.Context) error {
 	a.mu.Lock()
 	defer a.mu.Unlock()
@@ -118,15 +120,40 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 		a.reset()
 		return nil
 	}
+	p, err := a.observe()
+	if err != nil {
+		return err
+	}
+	var errs []error
+	errs = append(errs, a.addMembers(p)...)
+	errs = append(errs, a.promoteNonvoters(ctx, p)...)
+	errs = append(errs, a.removeGone(p)...)
+	a.forgetDeparted(p)
+	return errors.Join(errs...)
+}
+
+// pass is what one reconcile pass observed: the Raft configuration, this
+// region's gossip members, and the time, taken once at its start.
+type pass struct {
+	servers  []raft.Server
+	inConfig map[raft.ServerID]raft.Server
+	members  map[raft.ServerID]Member
+	self     raft.ServerID
+	now      time.Time
+}
+
+// observe reads the Raft configuration and the gossip members of this
+// node's region.
+func (a *Autopilot) observe() (*pass, error) {
 	f := a.raft.GetConfiguration()
 	if err := f.Error(); err != nil {
-		return fmt.Errorf("autopilot: read raft configuration: %w", err)
+		return nil, fmt.Errorf("autopilot: read raft configuration: %w", err)
 	}
 	servers := f.Configuration().Servers
 	local := a.pool.LocalNode()
 	self := raft.ServerID(local.Meta.NodeID)
 	if self == "" {
-		return errors.New("autopilot: the gossip pool does not know this node yet")
+		return nil, errors.New("autopilot: the gossip pool does not know this node yet")
 	}
 	region := local.Meta.Region
 	members := make(map[raft.ServerID]Member)
@@ -135,19 +162,21 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 			members[raft.ServerID(mem.Meta.NodeID)] = mem
 		}
 	}
-	now := time.Now()
-	var errs []error
-
-	// (1) Alive members Raft does not know join as non-voters; a known
-	// server whose cluster address changed (a rescheduled node) is re-added
-	// under its new address with its current suffrage.
 	inConfig := make(map[raft.ServerID]raft.Server, len(servers))
 	for _, s := range servers {
 		inConfig[s.ID] = s
 	}
-	for _, id := range sortedServerIDs(members) {
-		mem := members[id]
-		if mem.Status != MemberAlive || id == self {
+	return &pass{servers: servers, inConfig: inConfig, members: members, self: self, now: time.Now()}, nil
+}
+
+// addMembers is phase 1: alive members Raft does not know join as
+// non-voters; a known server whose cluster address changed (a rescheduled
+// node) is re-added under its new address with its current suffrage.
+func (a *Autopilot) addMembers(p *pass) []error {
+	var errs []error
+	for _, id := range sortedServerIDs(p.members) {
+		mem := p.members[id]
+		if mem.Status != MemberAlive || id == p.self {
 			continue
 		}
 		if mem.Meta.ClusterAddr == "" {
@@ -155,7 +184,7 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 			continue
 		}
 		addr := raft.ServerAddress(mem.Meta.ClusterAddr)
-		s, known := inConfig[id]
+		s, known := p.inConfig[id]
 		switch {
 		case !known:
 			errs = append(errs, a.change(id, "add_nonvoter", "alive member not in the raft configuration",
@@ -168,14 +197,19 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 				a.raft.AddNonvoter(id, addr, 0, configChangeTimeout)))
 		}
 	}
+	return errs
+}
 
-	// (2) Non-voters alive and caught up for StableFor are promoted.
+// promoteNonvoters is phase 2: non-voters alive and caught up for
+// StableFor are promoted.
+func (a *Autopilot) promoteNonvoters(ctx context.Context, p *pass) []error {
+	var errs []error
 	lastIndex := a.raft.LastIndex()
-	for _, s := range servers {
-		if s.Suffrage != raft.Nonvoter || s.ID == self {
+	for _, s := range p.servers {
+		if s.Suffrage != raft.Nonvoter || s.ID == p.self {
 			continue
 		}
-		mem, ok := members[s.ID]
+		mem, ok := p.members[s.ID]
 		if !ok || mem.Status != MemberAlive || raft.ServerAddress(mem.Meta.ClusterAddr) != s.Address {
 			delete(a.healthySince, s.ID)
 			continue
@@ -190,36 +224,39 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 		}
 		since, ok := a.healthySince[s.ID]
 		if !ok {
-			a.healthySince[s.ID] = now
+			a.healthySince[s.ID] = p.now
 			continue
 		}
-		if now.Sub(since) < a.cfg.StableFor {
+		if p.now.Sub(since) < a.cfg.StableFor {
 			continue
 		}
-		err = a.change(s.ID, "promote", fmt.Sprintf("alive and within %d entries of the leader for %s", a.cfg.MaxLagEntries, now.Sub(since).Round(time.Millisecond)),
+		err = a.change(s.ID, "promote", fmt.Sprintf("alive and within %d entries of the leader for %s", a.cfg.MaxLagEntries, p.now.Sub(since).Round(time.Millisecond)),
 			a.raft.AddVoter(s.ID, s.Address, 0, configChangeTimeout))
 		errs = append(errs, err)
 		if err == nil {
 			delete(a.healthySince, s.ID)
 		}
 	}
+	return errs
+}
 
-	// (3) Servers gone for longer than DeadServerTimeout are removed while
-	// quorum stays safe.
-	view := make([]serverHealth, 0, len(servers))
-	for _, s := range servers {
-		h := serverHealth{ID: s.ID, Voter: s.Suffrage == raft.Voter, Leader: s.ID == self, Healthy: true}
-		mem, ok := members[s.ID]
+// removeGone is phase 3: servers gone for longer than DeadServerTimeout
+// are removed while quorum stays safe (planRemovals decides).
+func (a *Autopilot) removeGone(p *pass) []error {
+	view := make([]serverHealth, 0, len(p.servers))
+	for _, s := range p.servers {
+		h := serverHealth{ID: s.ID, Voter: s.Suffrage == raft.Voter, Leader: s.ID == p.self, Healthy: true}
+		mem, ok := p.members[s.ID]
 		switch {
-		case s.ID == self:
+		case s.ID == p.self:
 		case !ok:
 			if _, seen := a.absentSince[s.ID]; !seen {
-				a.absentSince[s.ID] = now
+				a.absentSince[s.ID] = p.now
 			}
-			h.Healthy, h.GoneFor, h.Why = false, now.Sub(a.absentSince[s.ID]), "absent from the gossip pool"
+			h.Healthy, h.GoneFor, h.Why = false, p.now.Sub(a.absentSince[s.ID]), "absent from the gossip pool"
 		case mem.Status == MemberDead || mem.Status == MemberLeft:
 			delete(a.absentSince, s.ID)
-			h.Healthy, h.GoneFor, h.Why = false, now.Sub(mem.Since), "member "+string(mem.Status)
+			h.Healthy, h.GoneFor, h.Why = false, p.now.Sub(mem.Since), "member "+string(mem.Status)
 		default:
 			delete(a.absentSince, s.ID)
 			h.Healthy = mem.Status == MemberAlive
@@ -227,6 +264,7 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 		view = append(view, h)
 	}
 	remove, held := planRemovals(view, a.cfg.DeadServerTimeout, a.cfg.MinQuorum)
+	var errs []error
 	for _, rm := range remove {
 		err := a.change(rm.ID, "remove", rm.Reason, a.raft.RemoveServer(rm.ID, 0, configChangeTimeout))
 		errs = append(errs, err)
@@ -238,19 +276,22 @@ func (a *Autopilot) Reconcile(ctx context.Context) error {
 	for _, rm := range held {
 		a.log.Debug("dead voter kept to protect quorum", "node_id", string(rm.ID), "reason", rm.Reason)
 	}
+	return errs
+}
 
-	// Forget servers no longer in the configuration.
+// forgetDeparted is the last phase: what the earlier phases observed of
+// servers no longer in the configuration is dropped.
+func (a *Autopilot) forgetDeparted(p *pass) {
 	for id := range a.absentSince {
-		if _, ok := inConfig[id]; !ok {
+		if _, ok := p.inConfig[id]; !ok {
 			delete(a.absentSince, id)
 		}
 	}
 	for id := range a.healthySince {
-		if _, ok := inConfig[id]; !ok {
+		if _, ok := p.inConfig[id]; !ok {
 			delete(a.healthySince, id)
 		}
 	}
-	return errors.Join(errs...)
 }
 
 // reset forgets all observations; called when this node is not the leader.

@@ -17,6 +17,7 @@ import (
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // reasonNotLeader marks a cluster RPC refused because the callee is not the
@@ -79,7 +80,9 @@ func (c *clusterService) Forward(ctx context.Context, req *replicationv1.Forward
 	if err != nil {
 		return nil, toStatus(err)
 	}
-	return &replicationv1.ForwardResponse{Result: encodeResult(res)}, nil
+	out := &replicationv1.ApplyResult{}
+	storage.EncodeResult(res, out)
+	return &replicationv1.ForwardResponse{Result: out}, nil
 }
 
 func (c *clusterService) ReadIndex(ctx context.Context, _ *replicationv1.ReadIndexRequest) (*replicationv1.ReadIndexResponse, error) {

@@ -2,8 +2,12 @@ package replication
 
 import (
 	"context"
+	"errors"
+	"fmt"
 	"sync"
 	"time"
+
+	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
 )
 
 // appliedWaiter lets readers wait until the state machine has applied a
@@ -160,4 +164,39 @@ func (b *readIndexBatcher) loop() {
 			ch <- readIndexResult{idx, err}
 		}
 	}
+}
+
+// fetchReadIndex is one read-index round: on the leader, confirm
+// leadership; on a follower, ask the leader.
+func (n *Node) fetchReadIndex(ctx context.Context) (uint64, error) {
+	if !n.IsLeader() {
+		c, err := n.leaderClient(ctx)
+		if err != nil {
+			return 0, err
+		}
+		resp, err := c.ReadIndex(ctx, &replicationv1.ReadIndexRequest{})
+		if err != nil {
+			err = fromStatus(err)
+			if errors.Is(err, ErrNotLeader) || errors.Is(err, errPeerUnreachable) {
+				return 0, fmt.Errorf("%w: %v", ErrNoLeader, err)
+			}
+			return 0, err
+		}
+		return resp.GetIndex(), nil
+	}
+	term := n.raft.CurrentTerm()
+	if n.readyTerm.Load() != term {
+		// A new leader's commit index can lag the true one until an entry
+		// of its own term commits; the barrier waits for exactly that. If
+		// the term moves meanwhile, the next round barriers again.
+		if err := n.raft.Barrier(readIndexTimeout).Error(); err != nil {
+			return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+		}
+		n.readyTerm.Store(term)
+	}
+	idx := n.raft.CommitIndex()
+	if err := n.raft.VerifyLeader().Error(); err != nil {
+		return 0, fmt.Errorf("%w: %v", ErrNotLeader, err)
+	}
+	return idx, nil
 }

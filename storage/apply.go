@@ -19,7 +19,7 @@ type txn struct {
 	err error
 }
 
-// dispatch is the one switch from command to operation.
+// dispatch applies one command (through the table in commands.go).
 // A proposal already applied (same proposal id) gets its first result back.
 func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 	if cmd.GetHeader().GetTime() == nil {
@@ -39,95 +39,22 @@ func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 	return r
 }
 
-// apply runs one command and feeds what it changed in a replicated primary
-// secret to the change feed.
+// apply runs one command through its table entry and, for a command that
+// changes a replicated primary secret, feeds what it changed to the change
+// feed.
 func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
+	op, c := commandOf(cmd)
 	var before *storagev1.Secret
-	if arn := changedARN(cmd); arn != "" {
-		if s, err := t.secretByARN(arn); err == nil && !s.GetReplica() && len(s.GetReplicas()) > 0 {
+	if c.feed == roleSecretChange {
+		if s, err := t.secretByARN(c.arn(op)); err == nil && !s.GetReplica() && len(s.GetReplicas()) > 0 {
 			before = s
 		}
 	}
-	r := t.applyOp(now, cmd)
+	r := c.apply(t, now, op)
 	if before != nil && r.Err == nil && t.err == nil {
 		t.feedChange(now, before)
 	}
 	return r
-}
-
-func (t *txn) applyOp(now time.Time, cmd *raftv1.Command) *Result {
-	switch op := cmd.GetOp().(type) {
-	case *raftv1.Command_InitKeyring:
-		return t.initKeyring(op.InitKeyring)
-	case *raftv1.Command_CreateSecret:
-		return t.createSecret(now, op.CreateSecret)
-	case *raftv1.Command_PutSecretValue:
-		return t.putSecretValue(now, op.PutSecretValue)
-	case *raftv1.Command_UpdateSecret:
-		return t.updateSecret(now, op.UpdateSecret)
-	case *raftv1.Command_UpdateVersionStage:
-		return t.updateVersionStage(now, op.UpdateVersionStage)
-	case *raftv1.Command_DeleteSecret:
-		return t.deleteSecret(now, op.DeleteSecret)
-	case *raftv1.Command_RestoreSecret:
-		return t.restoreSecret(now, op.RestoreSecret)
-	case *raftv1.Command_TagResource:
-		return t.tagResource(now, op.TagResource)
-	case *raftv1.Command_UntagResource:
-		return t.untagResource(now, op.UntagResource)
-	case *raftv1.Command_PutResourcePolicy:
-		return t.putResourcePolicy(now, op.PutResourcePolicy)
-	case *raftv1.Command_DeleteResourcePolicy:
-		return t.deleteResourcePolicy(now, op.DeleteResourcePolicy)
-	case *raftv1.Command_PurgeSecret:
-		return t.purgeSecret(now, op.PurgeSecret)
-	case *raftv1.Command_RecordAccess:
-		return t.recordAccess(op.RecordAccess)
-	case *raftv1.Command_CreatePrincipal:
-		return t.createPrincipal(op.CreatePrincipal)
-	case *raftv1.Command_DeletePrincipal:
-		return t.deletePrincipal(op.DeletePrincipal)
-	case *raftv1.Command_CreateAccessKey:
-		return t.createAccessKey(op.CreateAccessKey)
-	case *raftv1.Command_DeleteAccessKey:
-		return t.deleteAccessKey(op.DeleteAccessKey)
-	case *raftv1.Command_PutPolicy:
-		return t.putPolicy(op.PutPolicy)
-	case *raftv1.Command_DeletePolicy:
-		return t.deletePolicy(op.DeletePolicy)
-	case *raftv1.Command_AttachPolicy:
-		return t.attachPolicy(op.AttachPolicy)
-	case *raftv1.Command_DetachPolicy:
-		return t.detachPolicy(op.DetachPolicy)
-	case *raftv1.Command_PurgeSessions:
-		return t.purgeSessions(now)
-	case *raftv1.Command_ConfigureRotation:
-		return t.configureRotation(now, op.ConfigureRotation)
-	case *raftv1.Command_StartRotation:
-		return t.startRotation(now, op.StartRotation)
-	case *raftv1.Command_RecordRotationStep:
-		return t.recordRotationStep(now, op.RecordRotationStep)
-	case *raftv1.Command_CancelRotation:
-		return t.cancelRotation(now, op.CancelRotation)
-	case *raftv1.Command_RegisterRotationFunction:
-		return t.registerRotationFunction(op.RegisterRotationFunction)
-	case *raftv1.Command_DeregisterRotationFunction:
-		return t.deregisterRotationFunction(op.DeregisterRotationFunction)
-	case *raftv1.Command_SetReplicas:
-		return t.setReplicas(now, op.SetReplicas)
-	case *raftv1.Command_ApplyReplicaChanges:
-		return t.applyReplicaChanges(op.ApplyReplicaChanges)
-	case *raftv1.Command_AckFeed:
-		return t.ackFeed(op.AckFeed)
-	case *raftv1.Command_PromoteReplica:
-		return t.promoteReplica(now, op.PromoteReplica)
-	case *raftv1.Command_PairRegion:
-		return t.pairRegion(now, op.PairRegion)
-	case *raftv1.Command_UnpairRegion:
-		return t.unpairRegion(op.UnpairRegion)
-	default:
-		panic(fmt.Sprintf("storage: unknown command op %T", op))
-	}
 }
 
 func (t *txn) initKeyring(op *raftv1.InitKeyring) *Result {

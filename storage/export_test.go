@@ -4,6 +4,7 @@ import (
 	"bytes"
 
 	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/reflect/protoreflect"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 )
@@ -53,4 +54,49 @@ func StoredValue(s *Store, arn, versionID string) *storagev1.SealedValue {
 		panic(err)
 	}
 	return v
+}
+
+// FeedRole is how a command relates to the change feed, for the table test.
+type FeedRole = feedRole
+
+// The feed roles a command table entry can have.
+const (
+	RoleSecretChange = roleSecretChange
+	RoleFeedManager  = roleFeedManager
+	RoleLocal        = roleLocal
+)
+
+// CommandFeedRole is the feed role of the table entry for the oneof case
+// whose message is op; false when the table has none.
+func CommandFeedRole(op protoreflect.FullName) (FeedRole, bool) {
+	c, ok := commands[op]
+	return c.feed, ok
+}
+
+// FeedSeq is the position of the last entry appended to the feed.
+func FeedSeq(s *Store) uint64 {
+	var seq uint64
+	if err := s.view(func(tx *bolt.Tx) error {
+		seq = u64(tx.Bucket(bucketMeta).Get(keyFeedSeq))
+		return nil
+	}); err != nil {
+		panic(err)
+	}
+	return seq
+}
+
+// FeedEntriesAfter lists the feed entries kept after position seq, for any
+// destination.
+func FeedEntriesAfter(s *Store, seq uint64) []*storagev1.ChangeFeedEntry {
+	var out []*storagev1.ChangeFeedEntry
+	if err := s.view(func(tx *bolt.Tx) error {
+		c := tx.Bucket(bucketFeed).Cursor()
+		for k, v := c.Seek(u64b(seq + 1)); k != nil; k, v = c.Next() {
+			out = append(out, decodeFeedEntry(k, v))
+		}
+		return nil
+	}); err != nil {
+		panic(err)
+	}
+	return out
 }

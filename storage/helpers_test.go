@@ -12,6 +12,7 @@ import (
 
 	"google.golang.org/protobuf/encoding/prototext"
 	"google.golang.org/protobuf/proto"
+	"google.golang.org/protobuf/reflect/protoreflect"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
@@ -23,6 +24,12 @@ import (
 // base is the proposer's clock at offset 0; every command's header time is
 // base plus an offset the test chooses.
 var base = time.Date(2026, time.March, 14, 9, 26, 53, 0, time.UTC)
+
+// Messages several tests expect, in AWS's words.
+const (
+	msgMarked = "You can't perform this operation on the secret because it was marked for deletion."
+	msgNoARN  = "Secrets Manager can't find the specified secret."
+)
 
 const (
 	day = 24 * time.Hour
@@ -66,83 +73,35 @@ func tags(kv ...string) []*cofferv1.Tag {
 	return out
 }
 
-// command wraps op in a Command whose header time is base+at.
+// command wraps op in a Command whose header time is base+at, as the
+// case of the Command oneof whose message op is.
 func command(at time.Duration, op proto.Message) *raftv1.Command {
 	c := &raftv1.Command{Header: &raftv1.Header{
 		RequestId: fmt.Sprintf("req-%d", at),
 		Time:      timestamppb.New(base.Add(at)),
 	}}
-	switch op := op.(type) {
-	case *raftv1.InitKeyring:
-		c.Op = &raftv1.Command_InitKeyring{InitKeyring: op}
-	case *raftv1.CreateSecret:
-		c.Op = &raftv1.Command_CreateSecret{CreateSecret: op}
-	case *raftv1.PutSecretValue:
-		c.Op = &raftv1.Command_PutSecretValue{PutSecretValue: op}
-	case *raftv1.UpdateSecret:
-		c.Op = &raftv1.Command_UpdateSecret{UpdateSecret: op}
-	case *raftv1.UpdateVersionStage:
-		c.Op = &raftv1.Command_UpdateVersionStage{UpdateVersionStage: op}
-	case *raftv1.DeleteSecret:
-		c.Op = &raftv1.Command_DeleteSecret{DeleteSecret: op}
-	case *raftv1.RestoreSecret:
-		c.Op = &raftv1.Command_RestoreSecret{RestoreSecret: op}
-	case *raftv1.TagResource:
-		c.Op = &raftv1.Command_TagResource{TagResource: op}
-	case *raftv1.UntagResource:
-		c.Op = &raftv1.Command_UntagResource{UntagResource: op}
-	case *raftv1.PutResourcePolicy:
-		c.Op = &raftv1.Command_PutResourcePolicy{PutResourcePolicy: op}
-	case *raftv1.DeleteResourcePolicy:
-		c.Op = &raftv1.Command_DeleteResourcePolicy{DeleteResourcePolicy: op}
-	case *raftv1.PurgeSecret:
-		c.Op = &raftv1.Command_PurgeSecret{PurgeSecret: op}
-	case *raftv1.RecordAccess:
-		c.Op = &raftv1.Command_RecordAccess{RecordAccess: op}
-	case *raftv1.CreatePrincipal:
-		c.Op = &raftv1.Command_CreatePrincipal{CreatePrincipal: op}
-	case *raftv1.CreateAccessKey:
-		c.Op = &raftv1.Command_CreateAccessKey{CreateAccessKey: op}
-	case *raftv1.DeleteAccessKey:
-		c.Op = &raftv1.Command_DeleteAccessKey{DeleteAccessKey: op}
-	case *raftv1.PutPolicy:
-		c.Op = &raftv1.Command_PutPolicy{PutPolicy: op}
-	case *raftv1.DeletePolicy:
-		c.Op = &raftv1.Command_DeletePolicy{DeletePolicy: op}
-	case *raftv1.AttachPolicy:
-		c.Op = &raftv1.Command_AttachPolicy{AttachPolicy: op}
-	case *raftv1.DetachPolicy:
-		c.Op = &raftv1.Command_DetachPolicy{DetachPolicy: op}
-	case *raftv1.PurgeSessions:
-		c.Op = &raftv1.Command_PurgeSessions{PurgeSessions: op}
-	case *raftv1.ConfigureRotation:
-		c.Op = &raftv1.Command_ConfigureRotation{ConfigureRotation: op}
-	case *raftv1.StartRotation:
-		c.Op = &raftv1.Command_StartRotation{StartRotation: op}
-	case *raftv1.RecordRotationStep:
-		c.Op = &raftv1.Command_RecordRotationStep{RecordRotationStep: op}
-	case *raftv1.CancelRotation:
-		c.Op = &raftv1.Command_CancelRotation{CancelRotation: op}
-	case *raftv1.RegisterRotationFunction:
-		c.Op = &raftv1.Command_RegisterRotationFunction{RegisterRotationFunction: op}
-	case *raftv1.DeregisterRotationFunction:
-		c.Op = &raftv1.Command_DeregisterRotationFunction{DeregisterRotationFunction: op}
-	case *raftv1.SetReplicas:
-		c.Op = &raftv1.Command_SetReplicas{SetReplicas: op}
-	case *raftv1.ApplyReplicaChanges:
-		c.Op = &raftv1.Command_ApplyReplicaChanges{ApplyReplicaChanges: op}
-	case *raftv1.AckFeed:
-		c.Op = &raftv1.Command_AckFeed{AckFeed: op}
-	case *raftv1.PromoteReplica:
-		c.Op = &raftv1.Command_PromoteReplica{PromoteReplica: op}
-	case *raftv1.PairRegion:
-		c.Op = &raftv1.Command_PairRegion{PairRegion: op}
-	case *raftv1.UnpairRegion:
-		c.Op = &raftv1.Command_UnpairRegion{UnpairRegion: op}
-	default:
-		panic(fmt.Sprintf("command: unhandled op %T", op))
+	fd := opCase(op.ProtoReflect().Descriptor().FullName())
+	if fd == nil {
+		panic(fmt.Sprintf("command: %T is no case of the Command oneof", op))
 	}
+	c.ProtoReflect().Set(fd, protoreflect.ValueOfMessage(op.ProtoReflect()))
 	return c
+}
+
+// opCases are the cases of the Command oneof.
+func opCases() protoreflect.FieldDescriptors {
+	return (&raftv1.Command{}).ProtoReflect().Descriptor().Oneofs().ByName("op").Fields()
+}
+
+// opCase is the case of the Command oneof whose message is name, or nil.
+func opCase(name protoreflect.FullName) protoreflect.FieldDescriptor {
+	cases := opCases()
+	for i := range cases.Len() {
+		if fd := cases.Get(i); fd.Message().FullName() == name {
+			return fd
+		}
+	}
+	return nil
 }
 
 // Op builders for the commands most tests need.

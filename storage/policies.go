@@ -12,8 +12,6 @@ import (
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 )
 
-var bucketPolicies = []byte("policies") // name → Policy
-
 func (t *txn) putPolicy(op *raftv1.PutPolicy) *Result {
 	p := proto.CloneOf(op.GetPolicy())
 	b := t.tx.Bucket(bucketPolicies)

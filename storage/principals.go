@@ -11,11 +11,6 @@ import (
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 )
 
-var (
-	bucketPrincipals = []byte("principals")  // name → Principal
-	bucketAccessKeys = []byte("access_keys") // access key id → AccessKey
-)
-
 func (t *txn) createPrincipal(op *raftv1.CreatePrincipal) *Result {
 	b := t.tx.Bucket(bucketPrincipals)
 	p := op.GetPrincipal()

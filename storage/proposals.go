@@ -16,11 +16,6 @@ import (
 // operations, answered idempotently by the secret rules anyway).
 const ProposalRetention = 10 * time.Minute
 
-var (
-	bucketProposals    = []byte("proposals")     // proposal id → AppliedProposal
-	bucketProposalTime = []byte("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
-)
-
 // recalled returns the remembered result of proposal id, or nil.
 func (t *txn) recalled(id string) *Result {
 	buf := t.tx.Bucket(bucketProposals).Get([]byte(id))
@@ -31,29 +26,14 @@ func (t *txn) recalled(id string) *Result {
 	if err := proto.Unmarshal(buf, p); err != nil {
 		panic(fmt.Sprintf("storage: corrupt proposal record %q: %v", id, err))
 	}
-	r := &Result{Index: p.GetIndex(), ARN: p.GetArn(), Name: p.GetName(), VersionID: p.GetVersionId(), Stages: p.GetStages()}
-	if p.GetDeletionDate() != nil {
-		r.DeletionDate = p.GetDeletionDate().AsTime()
-	}
-	if e := FromKindNumber(p.GetErrorKind(), p.GetErrorMessage()); e != nil {
-		r.Err = e
-	}
-	return r
+	return DecodeResult(p)
 }
 
 // remember stores a proposal's result and expires old ones. Expiry is by
 // command time, so every replica drops the same records.
 func (t *txn) remember(id string, now time.Time, r *Result) {
-	p := &storagev1.AppliedProposal{
-		Index: r.Index, Time: timestamppb.New(now), Arn: r.ARN, Name: r.Name,
-		VersionId: r.VersionID, Stages: r.Stages,
-	}
-	if !r.DeletionDate.IsZero() {
-		p.DeletionDate = timestamppb.New(r.DeletionDate)
-	}
-	if p.ErrorKind = KindNumber(r.Err); p.ErrorKind != 0 {
-		p.ErrorMessage = r.Err.Error()
-	}
+	p := &storagev1.AppliedProposal{Time: timestamppb.New(now)}
+	EncodeResult(r, p)
 	t.put(t.tx.Bucket(bucketProposals), []byte(id), p)
 	t.fail(t.tx.Bucket(bucketProposalTime).Put(proposalTimeKey(now, id), nil))
 
@@ -69,10 +49,4 @@ func proposalTimeKey(now time.Time, id string) []byte {
 	k := make([]byte, 8, 8+len(id))
 	binary.BigEndian.PutUint64(k, uint64(now.UnixNano()))
 	return append(k, id...)
-}
-
-// allBuckets lists every bucket the state database has.
-func allBuckets() [][]byte {
-	return [][]byte{bucketMeta, bucketSecrets, bucketValues, bucketProposals, bucketProposalTime, bucketPrincipals, bucketAccessKeys,
-		bucketPolicies, bucketRotationFunctions, bucketFeed, bucketFeedAcks, bucketSources, bucketRejections, bucketRegionPeers}
 }

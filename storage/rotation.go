@@ -27,8 +27,6 @@ const (
 
 var rotationSteps = []string{StepCreateSecret, StepSetSecret, StepTestSecret, StepFinishSecret}
 
-var bucketRotationFunctions = []byte("rotation_functions") // name → RotationFunction
-
 // RotationInProgress reports whether s has a rotation that has not finished:
 // a recorded one, or AWSPENDING on a version that is not AWSCURRENT (a
 // rotation cancelled half-way, or an AWSPENDING label set by hand), which

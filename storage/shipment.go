@@ -2,9 +2,20 @@ package storage
 
 import (
 	"fmt"
+	"slices"
+	"strconv"
+	"strings"
 
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 )
+
+// Changes shipped from a paired region: ValidateShipment checks a batch on
+// the receiving node before it is proposed and again in Apply;
+// applyReplicaChanges writes what passes, at most once per position.
 
 // Bounds a shipped change must keep beyond the API's own limits. A paired
 // region is trusted to send its own secrets, not to make this region store
@@ -202,4 +213,238 @@ func validateShipped(source string, ch *storagev1.ChangeFeedEntry) string {
 		}
 	}
 	return ""
+}
+
+// applyReplicaChanges applies changes shipped from a source region. Each
+// change is applied at most once (its position is compared with the last
+// one applied from that source); a refused change is recorded so the
+// receiving node can report it back.
+//
+// A batch that breaks ValidateShipment is refused whole, before anything is
+// written: the receiving node checks it before proposing, so only a batch
+// proposed by an older build (or a bug) gets here, and refusing it keeps
+// every node applying the log instead of panicking on a write bbolt refuses.
+func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
+	if err := ValidateShipment(op.GetRegion(), op.GetSourceRegion(), op.GetThroughSeq(), op.GetChanges()); err != nil {
+		return &Result{Err: err}
+	}
+	src := []byte(op.GetSourceRegion())
+	sources := t.tx.Bucket(bucketSources)
+	last := u64(sources.Get(src))
+	for _, ch := range op.GetChanges() {
+		if ch.GetSeq() <= last {
+			continue
+		}
+		key := rejectionKey(op.GetSourceRegion(), ch.GetName())
+		if msg := t.applyShipped(op.GetRegion(), op.GetSourceRegion(), ch); msg != "" {
+			t.fail(t.tx.Bucket(bucketRejections).Put(key, []byte(msg)))
+		} else {
+			t.fail(t.tx.Bucket(bucketRejections).Delete(key))
+		}
+	}
+	if op.GetThroughSeq() > last {
+		t.fail(sources.Put(src, u64b(op.GetThroughSeq())))
+	}
+	return &Result{}
+}
+
+func rejectionKey(source, name string) []byte {
+	return append(append([]byte(source), 0), name...)
+}
+
+// applyShipped applies one shipped change (ValidateShipment passed: its
+// record, if any, has the change's name and ARN and source as its primary
+// region); it returns why it refused it, or "".
+func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry) string {
+	local := t.secret(ch.GetName())
+	in := ch.GetSecret()
+	if in == nil { // the primary deleted the secret or removed this replica
+		if local != nil && local.GetReplica() && local.GetPrimaryRegion() == source && local.GetArn() == WithRegion(ch.GetArn(), region) {
+			t.removeSecret(local)
+		}
+		return ""
+	}
+	var diverged []*storagev1.Version
+	replace := false
+	switch {
+	case local == nil:
+	case local.GetReplica() && local.GetPrimaryRegion() == source && in.GetEpoch() >= local.GetEpoch(),
+		local.GetReplica() && in.GetEpoch() > local.GetEpoch():
+	case !local.GetReplica() && ValueARN(local) == ValueARN(in) && in.GetEpoch() > local.GetEpoch():
+		// This region was the primary and another region promoted its
+		// replica meanwhile: the higher epoch wins, and the writes accepted
+		// here that never shipped are kept, labelled.
+		for _, v := range local.GetVersions() {
+			if findVersion(in, v.GetVersionId()) == nil {
+				diverged = append(diverged, v)
+			}
+		}
+	case !local.GetReplica() && forceOverwrite(in, region):
+		replace = true // removed by writeReplica once it knows it can write the replica
+	case local.GetReplica():
+		return fmt.Sprintf("Region %s holds a replica of this secret from %s at epoch %d, newer than the shipped epoch %d.",
+			region, local.GetPrimaryRegion(), local.GetEpoch(), in.GetEpoch())
+	case ValueARN(local) == ValueARN(in) && local.GetEpoch() > in.GetEpoch():
+		return fmt.Sprintf("The replica in region %s was promoted to a primary secret (epoch %d); it no longer takes changes from epoch %d.",
+			region, local.GetEpoch(), in.GetEpoch())
+	case ValueARN(local) == ValueARN(in):
+		return fmt.Sprintf("The secret is also primary in region %s at the same epoch %d; promote one region's copy or remove the replica.",
+			region, local.GetEpoch())
+	default:
+		return fmt.Sprintf("Destination region %s already has a secret named %s. Set ForceOverwriteReplicaSecret to replace it.", region, ch.GetName())
+	}
+	return t.writeReplica(region, local, replace, in, ch.GetValues(), diverged)
+}
+
+func forceOverwrite(s *storagev1.Secret, region string) bool {
+	for _, r := range s.GetReplicas() {
+		if r.GetRegion() == region {
+			return r.GetForceOverwrite()
+		}
+	}
+	return false
+}
+
+// writeReplica stores in (the primary's record) as this region's replica,
+// with the replica's ARN and KMS key, keeping this region's access dates,
+// the values already here (those of the same secret: same value ARN), and
+// the diverged versions. With replace, local is a same-named secret that
+// ForceOverwriteReplicaSecret replaces. It decides before it writes: a
+// refusal leaves everything as it was.
+func (t *txn) writeReplica(region string, local *storagev1.Secret, replace bool, in *storagev1.Secret, values []*storagev1.FeedValue, diverged []*storagev1.Version) string {
+	replaced := local
+	if replace || (local != nil && ValueARN(local) != ValueARN(in)) {
+		// Nothing of another secret is kept: not its values, access dates or
+		// diverged versions.
+		local = nil
+	}
+	if !replace && replaced != nil && local == nil {
+		replace = true // a replica of an older secret of this name: replaced whole
+	}
+	r := proto.CloneOf(in)
+	r.Arn = WithRegion(in.GetArn(), region)
+	r.ValueArn = ValueARN(in)
+	r.Replica = true
+	r.LastFeedSeq = 0
+	r.KmsKeyId = ""
+	for _, c := range in.GetReplicas() {
+		if c.GetRegion() == region {
+			r.KmsKeyId = c.GetKmsKeyId()
+		}
+	}
+	shipped := map[string]*storagev1.SealedValue{}
+	for _, fv := range values {
+		shipped[fv.GetVersionId()] = fv.GetValue()
+	}
+	if local != nil {
+		r.LastAccessedDate = local.GetLastAccessedDate()
+		// A replica keeps the diverged versions it already holds.
+		for _, v := range local.GetVersions() {
+			if findVersion(r, v.GetVersionId()) == nil && slices.ContainsFunc(v.GetStages(), isDivergedLabel) {
+				diverged = append(diverged, v)
+			}
+		}
+	}
+	for _, v := range r.GetVersions() {
+		var lv *storagev1.Version
+		if local != nil {
+			lv = findVersion(local, v.GetVersionId())
+		}
+		if sv, ok := shipped[v.GetVersionId()]; ok {
+			v.KmsKeyId = sv.GetKmsKeyId()
+		} else if !HasValue(v) {
+			v.KmsKeyId = "" // a rotation's AWSPENDING version, not filled yet
+		} else if lv != nil && getValue(t.tx, local.GetArn(), v.GetVersionId()) != nil {
+			v.KmsKeyId = lv.GetKmsKeyId()
+		} else {
+			return fmt.Sprintf("Version %s arrived without its value; the replica needs a full copy.", v.GetVersionId())
+		}
+		v.LastAccessedDate = nil
+		if lv != nil {
+			v.LastAccessedDate = lv.GetLastAccessedDate()
+		}
+	}
+	labelDiverged(r, diverged, region)
+	if replace {
+		t.removeSecret(replaced)
+	}
+	if local != nil {
+		for _, v := range local.GetVersions() {
+			if findVersion(r, v.GetVersionId()) == nil {
+				t.deleteValue(local.GetArn(), v.GetVersionId())
+			}
+		}
+		if local.GetArn() != r.GetArn() {
+			for _, v := range r.GetVersions() {
+				if _, ok := shipped[v.GetVersionId()]; ok {
+					continue
+				}
+				if lv := getValue(t.tx, local.GetArn(), v.GetVersionId()); lv != nil {
+					t.putValue(r.GetArn(), v.GetVersionId(), lv)
+					t.deleteValue(local.GetArn(), v.GetVersionId())
+				}
+			}
+		}
+	}
+	for id, sv := range shipped {
+		if findVersion(r, id) != nil {
+			t.putValue(r.GetArn(), id, sv)
+		}
+	}
+	t.putSecret(r)
+	return ""
+}
+
+// DivergedLabelPrefix starts the label under which a returning old primary
+// keeps the versions it accepted but never shipped:
+// COFFER_DIVERGED_<region> on the newest, _<region>_<n> on older ones.
+const DivergedLabelPrefix = "COFFER_DIVERGED_"
+
+func isDivergedLabel(l string) bool { return strings.HasPrefix(l, DivergedLabelPrefix) }
+
+// labelDiverged adds the diverged versions to r: the newest under
+// COFFER_DIVERGED_<region>, older ones under COFFER_DIVERGED_<region>_<n>,
+// so none is hidden as deprecated or pruned.
+func labelDiverged(r *storagev1.Secret, diverged []*storagev1.Version, region string) {
+	if len(diverged) == 0 {
+		return
+	}
+	slices.SortStableFunc(diverged, func(a, b *storagev1.Version) int {
+		return -a.GetCreatedDate().AsTime().Compare(b.GetCreatedDate().AsTime())
+	})
+	for i, v := range diverged {
+		v = proto.CloneOf(v)
+		label := DivergedLabelPrefix + region
+		if i > 0 {
+			label += "_" + strconv.Itoa(i+1)
+		}
+		keep := slices.DeleteFunc(slices.Clone(v.GetStages()), func(l string) bool {
+			return !isDivergedLabel(l) // AWS labels belong to the new primary's versions
+		})
+		if len(keep) == 0 {
+			keep = []string{label}
+		}
+		v.Stages = keep
+		r.Versions = append(r.Versions, v)
+	}
+}
+
+// ReplicaPosition is the last feed position applied from source.
+func (s *Store) ReplicaPosition(source string) uint64 {
+	var v uint64
+	_ = s.view(func(tx *bolt.Tx) error {
+		v = u64(tx.Bucket(bucketSources).Get([]byte(source)))
+		return nil
+	})
+	return v
+}
+
+// ReplicaRejection is why this region last refused source's secret name, or "".
+func (s *Store) ReplicaRejection(source, name string) string {
+	var msg string
+	_ = s.view(func(tx *bolt.Tx) error {
+		msg = string(tx.Bucket(bucketRejections).Get(rejectionKey(source, name)))
+		return nil
+	})
+	return msg
 }

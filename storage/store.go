@@ -16,14 +16,44 @@ import (
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 )
 
+// The buckets of the state database, each declared once here: bucket adds
+// it to allBuckets, which Open creates. Values are deterministic proto
+// encodings (marshal) unless the layout says otherwise.
 var (
-	bucketMeta    = []byte("meta")
-	bucketSecrets = []byte("secrets") // name → storagev1.Secret
-	bucketValues  = []byte("values")  // arn \x00 version id → storagev1.SealedValue
+	bucketMeta    = bucket("meta")    // the keys below
+	bucketSecrets = bucket("secrets") // name → storagev1.Secret
+	bucketValues  = bucket("values")  // arn \x00 version id → storagev1.SealedValue
 
-	keyApplied = []byte("applied_index")
-	keyKeyring = []byte("keyring")
+	bucketProposals    = bucket("proposals")     // proposal id → storagev1.AppliedProposal
+	bucketProposalTime = bucket("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
+
+	bucketPrincipals        = bucket("principals")         // name → storagev1.Principal
+	bucketAccessKeys        = bucket("access_keys")        // access key id → storagev1.AccessKey
+	bucketPolicies          = bucket("policies")           // name → storagev1.Policy
+	bucketRotationFunctions = bucket("rotation_functions") // name → storagev1.RotationFunction
+
+	bucketFeed        = bucket("feed")               // seq (8 bytes) → storagev1.ChangeFeedEntry
+	bucketFeedAcks    = bucket("feed_acks")          // destination region → seq (8 bytes)
+	bucketSources     = bucket("replica_sources")    // source region → last applied seq (8 bytes)
+	bucketRejections  = bucket("replica_rejections") // source \0 name → message
+	bucketRegionPeers = bucket("region_peers")       // region → storagev1.RegionPeer
 )
+
+// The keys of bucketMeta.
+var (
+	keyApplied = []byte("applied_index") // last applied Raft index (8 bytes)
+	keyKeyring = []byte("keyring")       // storagev1.Keyring
+	keyFeedSeq = []byte("feed_seq")      // last change feed position (8 bytes)
+)
+
+// allBuckets lists every bucket the state database has, in declaration order.
+var allBuckets [][]byte
+
+func bucket(name string) []byte {
+	b := []byte(name)
+	allBuckets = append(allBuckets, b)
+	return b
+}
 
 var marshal = proto.MarshalOptions{Deterministic: true}
 
@@ -44,24 +74,6 @@ type Entry struct {
 	Cmd   *raftv1.Command
 }
 
-// Result is what applying one command produced. Err holds a domain failure
-// (an *Error); everything else describes the success.
-type Result struct {
-	// Index is the log index the command was applied at.
-	Index     uint64
-	ARN       string
-	Name      string
-	VersionID string
-	// Stages are the labels on VersionID after the command.
-	Stages []string
-	// DeletionDate is when a deleted secret is (or was) gone for good.
-	DeletionDate time.Time
-	// Skipped is true when the entry was at or below the applied index and
-	// so was not applied again (a replay after restart).
-	Skipped bool
-	Err     error
-}
-
 // Open opens or creates the state database at path.
 func Open(path string) (*Store, error) {
 	db, err := openDB(path)
@@ -80,7 +92,7 @@ func openDB(path string) (*bolt.DB, error) {
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
 	}
 	err = db.Update(func(tx *bolt.Tx) error {
-		for _, b := range allBuckets() {
+		for _, b := range allBuckets {
 			if _, err := tx.CreateBucketIfNotExists(b); err != nil {
 				return err
 			}

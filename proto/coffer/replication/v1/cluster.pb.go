@@ -114,7 +114,11 @@ func (x *ForwardResponse) GetResult() *ApplyResult {
 	return nil
 }
 
-// ApplyResult is a storage result on the wire.
+// ApplyResult is a storage result on the wire. Its fields carry a
+// storage.Result by name (storage.EncodeResult), as
+// coffer.storage.v1.AppliedProposal's do: a new result field takes the same
+// name in both (and a new number in each). Nodes of different builds
+// exchange it, so numbers never change.
 type ApplyResult struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the Raft index the command was committed at.

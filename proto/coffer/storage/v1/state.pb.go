@@ -1309,6 +1309,9 @@ func (x *KmsKeyVersion) GetCreatedDate() *timestamppb.Timestamp {
 
 // AppliedProposal is the remembered result of one proposal, kept for a
 // while so a retried proposal gets the same answer without being re-applied.
+// Its fields other than time carry a storage.Result by name
+// (storage.EncodeResult), as coffer.replication.v1.ApplyResult's do: a new
+// result field takes the same name in both (and a new number in each).
 type AppliedProposal struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// index is the log index the proposal was applied at.
