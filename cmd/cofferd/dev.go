@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cofferhq/coffer/server/node"
+	"github.com/cofferhq/coffer/node"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 

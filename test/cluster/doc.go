@@ -1,5 +1,5 @@
 // Package cluster holds Coffer's in-process cluster tests: several real
-// nodes (server/node, the same assembly cofferd runs) in one test process on
+// nodes (node/, the same assembly cofferd runs) in one test process on
 // loopback TCP, with mutual TLS, gossip and autopilot, wired through a
 // fault-injecting network that can cut the links between them. The tests
 // drive the nodes through the gRPC API as a client would and check what

@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
-	"github.com/cofferhq/coffer/server/node"
 )
 
 // RegionSet is several regions, each a Cluster, joined by a WAN gossip pool

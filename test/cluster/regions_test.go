@@ -16,12 +16,12 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
+	"github.com/cofferhq/coffer/node"
 	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/storage"
 )
 

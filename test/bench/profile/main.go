@@ -24,9 +24,9 @@ import (
 
 	metrics "github.com/armon/go-metrics"
 
+	"github.com/cofferhq/coffer/node"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/storage/kms"
 	"github.com/cofferhq/coffer/test/bench/load"
 )

@@ -1,11 +1,3 @@
-// Package node assembles one running Coffer node: the state database, the
-// region's Raft node, the API service and its gRPC listener, and the
-// background work. cofferd, `cofferd dev --nodes N` and the in-process
-// cluster tests all start nodes through it, so they run the same code.
-//
-// It wires parts together and owns their lifecycle; it must never contain
-// API logic (server/), state logic (storage/) or consensus logic
-// (replication/).
 package node
 
 import (
