@@ -236,7 +236,7 @@ func (c *fakeCluster) counts() (int, int) {
 func startGated(t *testing.T, svc *Service, gate *Gate, cluster Cluster) *grpc.ClientConn {
 	t.Helper()
 	auth := func(context.Context, string) (Identity, error) { return Identity{Principal: RootPrincipal}, nil }
-	gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), auth, gate)
+	gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), auth, gate)
 	cofferv1.RegisterAdminServiceServer(gs, NewAdmin(cluster, "us-east-1", "n1"))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
