@@ -70,11 +70,6 @@ func wantType(t *testing.T, err error, typ string) {
 	}
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	wait.True(t, timeout, "the condition", cond)
-}
-
 // principalWithPolicy creates a principal, an access key for it, and an
 // identity policy attached to it, through the IAM API as root.
 func principalWithPolicy(t *testing.T, iam cofferv1.IAMServiceClient, name, doc string) (id, secret string) {
@@ -161,7 +156,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	shortClient := cofferv1.NewSecretsManagerServiceClient(asBearer(t, n.Addr(), short.GetAccessKeyId()+":"+short.GetSecretAccessKey()+":"+short.GetSessionToken()))
-	waitUntil(t, 10*time.Second, func() bool {
+	wait.True(t, 10*time.Second, "the one-second session to expire", func() bool {
 		_, err := shortClient.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: sec.GetArn()})
 		return server.TypeOf(err) == server.TypeExpiredToken
 	})

@@ -6,7 +6,6 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -17,17 +16,8 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit"
 )
-
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
 
 func testOptions(t *testing.T, dir string) Options {
 	t.Helper()
@@ -47,7 +37,7 @@ func testOptions(t *testing.T, dir string) Options {
 	return Options{
 		DataDir: dir, GRPCAddr: "127.0.0.1:0", Service: svc, RootKey: root,
 		Raft: replication.Config{
-			NodeID: "n1", BindAddr: freePort(t), Bootstrap: true, TLS: tlsMat,
+			NodeID: "n1", BindAddr: testkit.FreeAddr(t), Bootstrap: true, TLS: tlsMat,
 			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
 		},
 		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),

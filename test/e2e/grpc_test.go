@@ -16,6 +16,7 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // arnPattern matches the ARN of the secret called name in the test region:
@@ -726,7 +727,7 @@ func TestGRPCLifecycle(t *testing.T) {
 		}
 		dayBefore := utcMidnight(time.Now())
 		wantValue(t, sm, &cofferv1.GetSecretValueRequest{SecretId: name}, created.GetVersionId(), "read me")
-		waitFor(t, 30*time.Second, func() error {
+		wait.Until(t, 30*time.Second, func() error {
 			d, err := sm.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: name})
 			if err != nil {
 				return err

@@ -22,7 +22,6 @@ import (
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
-	"github.com/cofferhq/coffer/test/wait"
 )
 
 // startCoffer starts a real single Coffer node in-process and returns its
@@ -203,11 +202,4 @@ func wantNoPassword(t *testing.T, msg string, passwords ...string) {
 			t.Fatalf("error message contains a password: %s", msg)
 		}
 	}
-}
-
-// waitFor polls cond until it holds, failing t after timeout. The timeout
-// is a limit for giving up, not a claim about speed.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.True(t, timeout, what, cond)
 }
