@@ -274,6 +274,21 @@ func (r *Region) Running() []int {
 	return out
 }
 
+// Leader is the index of the one running node that believes it leads, or
+// -1 when none or several do. It does not wait.
+func (r *Region) Leader() int {
+	leader := -1
+	for _, i := range r.Running() {
+		if nd := r.Node(i); nd != nil && nd.Raft().IsLeader() {
+			if leader >= 0 {
+				return -1
+			}
+			leader = i
+		}
+	}
+	return leader
+}
+
 // StopNode stops node i cleanly (Node.Stop); its data directory, ports and
 // certificate stay for RestartNode.
 func (r *Region) StopNode(i int) error {
@@ -343,17 +358,13 @@ func (r *Region) WaitVoters(ctx context.Context) error {
 
 // allVoters says why the region does not have N reachable voters, or nil.
 func (r *Region) allVoters(ctx context.Context) error {
-	var leader *Node
-	for _, i := range r.Running() {
-		if nd := r.Node(i); nd != nil && nd.Raft().IsLeader() {
-			if leader != nil {
-				return errors.New("two nodes believe they lead")
-			}
-			leader = nd
-		}
+	l := r.Leader()
+	if l < 0 {
+		return errors.New("no single leader")
 	}
+	leader := r.Node(l)
 	if leader == nil {
-		return errors.New("no leader")
+		return errors.New("the leader stopped")
 	}
 	servers, err := leader.Raft().Status(ctx)
 	if err != nil {

@@ -16,13 +16,14 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
-	"github.com/cofferhq/coffer/node"
 	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 const (
@@ -31,9 +32,9 @@ const (
 	apSout = "ap-south-1"
 )
 
-func describe(t *testing.T, c *Cluster, i int, id string) (*cofferv1.DescribeSecretResponse, error) {
+func describe(t *testing.T, c *clustertest.Cluster, i int, id string) (*cofferv1.DescribeSecretResponse, error) {
 	t.Helper()
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	return c.Client(i).DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: id})
 }
@@ -57,8 +58,8 @@ func tagsOf(d *cofferv1.DescribeSecretResponse) map[string]string {
 }
 
 // versionIDs lists every version id of a secret, deprecated ones too.
-func versionIDs(c *Cluster, i int, id string) ([]string, error) {
-	ctx, cancel := rpcContext()
+func versionIDs(c *clustertest.Cluster, i int, id string) ([]string, error) {
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	var out []string
 	req := &cofferv1.ListSecretVersionIdsRequest{SecretId: id, IncludeDeprecated: true}
@@ -81,10 +82,10 @@ func versionIDs(c *Cluster, i int, id string) ([]string, error) {
 // waitReplica waits until region's replica of the primary secret (ARN
 // primaryARN) shows the primary's versions, labels and tags, with the
 // replica ARN, on every node of the region.
-func waitReplica(t *testing.T, rs *RegionSet, primaryRegion, region, primaryARN string) {
+func waitReplica(t *testing.T, rs *clustertest.RegionSet, primaryRegion, region, primaryARN string) {
 	t.Helper()
 	p, r := rs.Region(primaryRegion), rs.Region(region)
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		want, err := describe(t, p, p.Leader(), primaryARN)
 		if err != nil {
 			return err
@@ -109,9 +110,9 @@ func waitReplica(t *testing.T, rs *RegionSet, primaryRegion, region, primaryARN 
 	})
 }
 
-func wantValue(t *testing.T, c *Cluster, id, stage, want string) {
+func wantValue(t *testing.T, c *clustertest.Cluster, id, stage, want string) {
 	t.Helper()
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	got, err := c.Client(c.Leader()).GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: id, VersionStage: stage})
 	if err != nil {
@@ -122,9 +123,9 @@ func wantValue(t *testing.T, c *Cluster, id, stage, want string) {
 	}
 }
 
-func put(t *testing.T, c *Cluster, id, value string) string {
+func put(t *testing.T, c *clustertest.Cluster, id, value string) string {
 	t.Helper()
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	resp, err := c.Client(c.Leader()).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: id, SecretString: &value, ClientRequestToken: newToken()})
 	if err != nil {
@@ -138,12 +139,12 @@ func put(t *testing.T, c *Cluster, id, value string) string {
 // replica's ARN and the primary's versions and labels; puts, label moves,
 // tags and deletion follow; replicas refuse writes.
 func TestReplicasFollowPrimaryAcrossThreeRegions(t *testing.T) {
-	rs := StartRegions(t, 3, usEast, euWest, apSout)
+	rs := clustertest.StartRegions(t, 3, usEast, euWest, apSout)
 	rs.Pair(usEast, euWest)
 	rs.Pair(usEast, apSout)
 	us, eu := rs.Region(usEast), rs.Region(euWest)
 
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	v1 := "v1"
 	created, err := us.Client(us.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
@@ -178,7 +179,7 @@ func TestReplicasFollowPrimaryAcrossThreeRegions(t *testing.T) {
 	}
 	// Both replicas were read above: the primary reports them in sync, and
 	// the day they were read.
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		d, err := describe(t, us, us.Leader(), arn)
 		if err != nil {
 			return err
@@ -210,7 +211,7 @@ func TestReplicasFollowPrimaryAcrossThreeRegions(t *testing.T) {
 	}
 	for _, r := range []string{euWest, apSout} {
 		c := rs.Region(r)
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			_, err := describe(t, c, c.Leader(), "db/main")
 			if server.TypeOf(err) != server.TypeResourceNotFound {
 				return fmt.Errorf("%s still has the replica: %s", r, describeErr(err))
@@ -229,10 +230,10 @@ func TestReplicasFollowPrimaryAcrossThreeRegions(t *testing.T) {
 
 // shipAs sends req to node i of region to over its region replication
 // port, presenting the cluster certificate of region from's first node.
-func shipAs(from, to *Cluster, i int, req *replicationv1.ShipRequest) error {
-	cfg := from.members[0].tls.RegionClientConfig(nil)
+func shipAs(from, to *clustertest.Cluster, i int, req *replicationv1.ShipRequest) error {
+	cfg := from.Member(0).TLS.RegionClientConfig(nil)
 	cfg.InsecureSkipVerify = true // the sender does not care who answers
-	cc, err := grpc.NewClient(to.members[i].regionAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+	cc, err := grpc.NewClient(to.Member(i).Ports.Region, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 	if err != nil {
 		return err
 	}
@@ -250,9 +251,9 @@ func shipAs(from, to *Cluster, i int, req *replicationv1.ShipRequest) error {
 // which once panicked every node on apply and again on replay) are refused
 // with InvalidArgument, nothing is proposed, and every node keeps serving
 // reads and writes.
-func testMalformedBatchRefused(t *testing.T, rs *RegionSet) {
+func testMalformedBatchRefused(t *testing.T, rs *clustertest.RegionSet) {
 	us, ap := rs.Region(usEast), rs.Region(apSout)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	mine := "us-east-1's own"
 	victim, err := us.Client(us.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "victim", SecretString: &mine, ClientRequestToken: newToken()})
@@ -289,7 +290,7 @@ func testMalformedBatchRefused(t *testing.T, rs *RegionSet) {
 		t.Fatalf("write after the malformed batches: %s", describeErr(err))
 	}
 	for _, i := range us.Running() {
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			d, err := describe(t, us, i, "victim")
 			if err != nil {
 				return fmt.Errorf("%s: %s", us.ID(i), describeErr(err))
@@ -310,9 +311,9 @@ func testMalformedBatchRefused(t *testing.T, rs *RegionSet) {
 // refuses to replicate between them, and a batch shipped straight to a
 // region port by an unpaired region, by a paired region claiming to be
 // another, or with no client certificate, is refused and changes nothing.
-func testInjectionRefused(t *testing.T, rs *RegionSet) {
+func testInjectionRefused(t *testing.T, rs *clustertest.RegionSet) {
 	eu, ap, us := rs.Region(euWest), rs.Region(apSout), rs.Region(usEast)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	v := "eu"
 	if _, err := eu.Client(eu.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
@@ -326,13 +327,13 @@ func testInjectionRefused(t *testing.T, rs *RegionSet) {
 		Destinations: []string{euWest},
 		Secret:       &storagev1.Secret{Name: "injected", Arn: "arn:aws:secretsmanager:us-east-1:123456789012:secret:injected-AAAAAA", PrimaryRegion: usEast},
 	}}}
-	ship := func(cert *replication.ClusterTLS, withCert bool, to *Cluster) error {
+	ship := func(cert *replication.ClusterTLS, withCert bool, to *clustertest.Cluster) error {
 		cfg := cert.RegionClientConfig(nil)
 		cfg.InsecureSkipVerify = true // the attacker does not care who answers
 		if !withCert {
 			cfg.Certificates = nil
 		}
-		cc, err := grpc.NewClient(to.members[0].regionAddr, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
+		cc, err := grpc.NewClient(to.Member(0).Ports.Region, grpc.WithTransportCredentials(credentials.NewTLS(cfg)))
 		if err != nil {
 			return err
 		}
@@ -343,20 +344,20 @@ func testInjectionRefused(t *testing.T, rs *RegionSet) {
 		return err
 	}
 	// ap-south-1 is not paired with eu-west-1: the handshake fails.
-	if err := ship(ap.members[0].tls, true, eu); err == nil || status.Code(err) != codes.Unavailable {
+	if err := ship(ap.Member(0).TLS, true, eu); err == nil || status.Code(err) != codes.Unavailable {
 		t.Fatalf("unpaired region's batch: %v", err)
 	}
 	// No client certificate at all.
-	if err := ship(ap.members[0].tls, false, eu); err == nil {
+	if err := ship(ap.Member(0).TLS, false, eu); err == nil {
 		t.Fatal("a batch without a client certificate was accepted")
 	}
 	// ap-south-1 is paired with us-east-1, but claims to ship for eu-west-1.
 	forged.SourceRegion, forged.DestinationRegion = euWest, usEast
 	forged.Changes[0].Secret.PrimaryRegion = euWest
-	if err := ship(ap.members[0].tls, true, us); status.Code(err) != codes.PermissionDenied {
+	if err := ship(ap.Member(0).TLS, true, us); status.Code(err) != codes.PermissionDenied {
 		t.Fatalf("batch under another region's name: %v", err)
 	}
-	for _, c := range []*Cluster{eu, us} {
+	for _, c := range []*clustertest.Cluster{eu, us} {
 		if _, err := describe(t, c, c.Leader(), "injected"); server.TypeOf(err) != server.TypeResourceNotFound {
 			t.Fatalf("injected secret visible: %s", describeErr(err))
 		}
@@ -373,7 +374,7 @@ type writer struct {
 	done  chan struct{}
 }
 
-func startWriter(t *testing.T, c *Cluster, id string, every time.Duration) *writer {
+func startWriter(t *testing.T, c *clustertest.Cluster, id string, every time.Duration) *writer {
 	w := &writer{stop: make(chan struct{}), done: make(chan struct{})}
 	go func() {
 		defer close(w.done)
@@ -383,7 +384,7 @@ func startWriter(t *testing.T, c *Cluster, id string, every time.Duration) *writ
 				return
 			case <-time.After(every):
 			}
-			l := c.currentLeader()
+			l := c.CurrentLeader()
 			if l < 0 {
 				continue
 			}
@@ -391,7 +392,7 @@ func startWriter(t *testing.T, c *Cluster, id string, every time.Duration) *writ
 			if nd == nil {
 				continue
 			}
-			ctx, cancel := rpcContext()
+			ctx, cancel := clustertest.RPCContext()
 			v := fmt.Sprintf("value-%d", n)
 			w.mu.Lock()
 			w.tried++
@@ -435,9 +436,9 @@ func (w *writer) last() string {
 
 // sameValues checks that region r's replica of name holds, for every
 // version id of the primary, the primary's value.
-func sameValues(t *testing.T, p, r *Cluster, primaryARN, name string, ids []string) error {
+func sameValues(t *testing.T, p, r *clustertest.Cluster, primaryARN, name string, ids []string) error {
 	t.Helper()
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	for _, id := range ids {
 		want, err := p.Client(p.Leader()).GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: primaryARN, VersionId: id})
@@ -458,7 +459,7 @@ func sameValues(t *testing.T, p, r *Cluster, primaryARN, name string, ids []stri
 func (w *writer) waitMore(t *testing.T, n int) {
 	t.Helper()
 	target := w.count() + n
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		if got := w.count(); got < target {
 			return fmt.Errorf("%d writes acknowledged, want %d", got, target)
 		}
@@ -473,10 +474,10 @@ func (w *writer) waitMore(t *testing.T, n int) {
 // no more than were sent — and the feed is trimmed, before and after the
 // old leader returns.
 func TestReplicaConvergesAfterPartitionAndLeaderLoss(t *testing.T) {
-	rs := StartRegions(t, 3, usEast, euWest)
+	rs := clustertest.StartRegions(t, 3, usEast, euWest)
 	rs.Pair(usEast, euWest)
 	us, eu := rs.Region(usEast), rs.Region(euWest)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	v := "seed"
 	created, err := us.Client(us.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
@@ -540,37 +541,10 @@ func TestReplicaConvergesAfterPartitionAndLeaderLoss(t *testing.T) {
 	}
 	// Converged with the old leader still down: the new leader shipped.
 	waitReplica(t, rs, usEast, euWest, arn)
-	waitFor(t, convergeTimeout, converged)
+	wait.Until(t, clustertest.ConvergeTimeout, converged)
 	us.Restart(old)
-	waitFor(t, convergeTimeout, converged)
+	wait.Until(t, clustertest.ConvergeTimeout, converged)
 	t.Logf("%d writes acknowledged of %d sent, link cut and healed, leader %s killed: replica converged", len(acked), tried, us.ID(old))
-}
-
-// restartAll starts every stopped node of c at once (a region coming back
-// needs a quorum before any node is ready) and waits until they serve.
-func restartAll(t *testing.T, c *Cluster) {
-	t.Helper()
-	var started []*node.Node
-	for i := range c.members {
-		if c.Node(i) != nil {
-			continue
-		}
-		nd, err := node.Start(c.options(i))
-		if err != nil {
-			t.Fatalf("restart %s: %v", c.ID(i), err)
-		}
-		c.mu.Lock()
-		c.members[i].node = nd
-		c.mu.Unlock()
-		started = append(started, nd)
-	}
-	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
-	defer cancel()
-	for _, nd := range started {
-		if err := nd.WaitReady(ctx); err != nil {
-			t.Fatalf("restarted node never became ready: %v", err)
-		}
-	}
 }
 
 // TestFailoverDrill: the primary region is lost with a write it never
@@ -578,10 +552,10 @@ func restartAll(t *testing.T, c *Cluster) {
 // region returns it becomes a replica of the new primary and keeps its
 // unshipped write under COFFER_DIVERGED_us-east-1.
 func TestFailoverDrill(t *testing.T) {
-	rs := StartRegions(t, 3, usEast, euWest)
+	rs := clustertest.StartRegions(t, 3, usEast, euWest)
 	rs.Pair(usEast, euWest)
 	us, eu := rs.Region(usEast), rs.Region(euWest)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	v := "before"
 	created, err := us.Client(us.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
@@ -631,7 +605,7 @@ func TestFailoverDrill(t *testing.T) {
 	// Nothing is promoted while the primary region looks reachable; the
 	// dry run lists the replica once it does not, and changes nothing.
 	var dry *cofferv1.PromoteRegionResponse
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		dry, err = eu.Regions(eu.Leader()).PromoteRegion(ctx, &cofferv1.PromoteRegionRequest{Region: euWest, DryRun: true})
 		if err != nil {
 			return err
@@ -653,8 +627,8 @@ func TestFailoverDrill(t *testing.T) {
 		time.Since(lost).Round(time.Millisecond), lost.Sub(cut).Round(time.Millisecond))
 
 	rs.Heal()
-	restartAll(t, us)
-	waitFor(t, convergeTimeout, func() error {
+	us.RestartStopped()
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		d, err := describe(t, us, us.Leader(), "app/key")
 		if err != nil {
 			return err
@@ -687,12 +661,12 @@ func TestFailoverDrill(t *testing.T) {
 // arrives), us-east-1 converges when it returns, and the new primary's
 // feed is trimmed once both acknowledged.
 func TestThreeRegionPromotion(t *testing.T) {
-	rs := StartRegions(t, 3, usEast, euWest, apSout)
+	rs := clustertest.StartRegions(t, 3, usEast, euWest, apSout)
 	rs.Pair(usEast, euWest)
 	rs.Pair(usEast, apSout)
 	rs.Pair(euWest, apSout)
 	us, eu, ap := rs.Region(usEast), rs.Region(euWest), rs.Region(apSout)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	v := "before"
 	created, err := us.Client(us.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
@@ -709,7 +683,7 @@ func TestThreeRegionPromotion(t *testing.T) {
 	for _, i := range us.Running() {
 		us.Stop(i)
 	}
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		dry, err := eu.Regions(eu.Leader()).PromoteRegion(ctx, &cofferv1.PromoteRegionRequest{Region: euWest, DryRun: true})
 		if err != nil {
 			return err
@@ -725,7 +699,7 @@ func TestThreeRegionPromotion(t *testing.T) {
 	after := put(t, eu, "multi", "after failover")
 
 	// ap-south-1 follows the new primary.
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		d, err := describe(t, ap, ap.Leader(), "multi")
 		if err != nil {
 			return errors.New(describeErr(err))
@@ -740,8 +714,8 @@ func TestThreeRegionPromotion(t *testing.T) {
 		t.Fatalf("the new primary replicates to %d regions, want 2", len(d.GetReplicationStatus()))
 	}
 
-	restartAll(t, us)
-	waitFor(t, convergeTimeout, func() error {
+	us.RestartStopped()
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		d, err := describe(t, us, us.Leader(), "multi")
 		if err != nil {
 			return errors.New(describeErr(err))

@@ -2,11 +2,7 @@ package rotators_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -17,47 +13,23 @@ import (
 
 	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
 )
 
 // startCoffer starts a real single Coffer node in-process and returns its
 // API service, which the rotators call as their SecretsAPI.
 func startCoffer(t *testing.T) *server.Service {
 	t.Helper()
-	ca, err := replication.NewCA("test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsMat, _, _, err := ca.IssueNode("n1", []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := make([]byte, 32)
-	if _, err := rand.Read(root); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raftAddr := l.Addr().String()
-	l.Close()
-	n, err := node.Start(node.Options{
-		DataDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", Service: server.DefaultConfig(), RootKey: root,
-		Raft: replication.Config{
-			NodeID: "n1", BindAddr: raftAddr, Bootstrap: true, TLS: tlsMat,
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
-		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		// The engine looks for due work often, so RotateSecret tests finish
-		// promptly; the direct-step tests never enable rotation.
-		Rotation: rotation.Config{Interval: 50 * time.Millisecond},
-		Rotators: rotators.Builtin,
-	})
+	opts := clustertest.SingleNodeOptions(t, t.TempDir())
+	// The engine looks for due work often, so RotateSecret tests finish
+	// promptly; the direct-step tests never enable rotation.
+	opts.Rotation = rotation.Config{Interval: 50 * time.Millisecond}
+	opts.Rotators = rotators.Builtin
+	n, err := node.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
