@@ -49,7 +49,7 @@ func startAuthzServer(t *testing.T, anonymous bool) *authzServer {
 	if anonymous {
 		iam.Authorizer().AllowAnonymous()
 	}
-	gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), BearerAuth(iam, nil, anonymous),
+	gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), BearerAuth(iam, nil, anonymous),
 		&Gate{Authz: iam.Authorizer(), Node: "n1"})
 	cofferv1.RegisterIAMServiceServer(gs, iam)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")

@@ -58,7 +58,7 @@ func BenchmarkGetSecretValue(b *testing.B) {
 func BenchmarkGetSecretValueGRPC(b *testing.B) {
 	svc, _ := newTestService(b)
 	ids := benchSecrets(b, svc, 100)
-	gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		b.Fatal(err)
@@ -173,7 +173,7 @@ func BenchmarkGetSecretValueAuthz(b *testing.B) {
 				b.Cleanup(func() { _ = l.Close() })
 				gate.Audit = auditLog{l}
 			}
-			gs, _ := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), BearerAuth(iam, nil, false), gate)
+			gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), BearerAuth(iam, nil, false), gate)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)

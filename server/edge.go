@@ -48,7 +48,7 @@ type AuditRecord struct {
 }
 
 // Auditor is the audit trail the edge writes to (server/audit.Log, through
-// an adapter in server/node). Write must return an error when the record
+// an adapter in node/). Write must return an error when the record
 // is not durably appended; the request then fails (fail closed).
 type Auditor interface {
 	Write(AuditRecord) error

@@ -104,14 +104,44 @@ func BearerAuth(iam *IAM, certs *CertIdentities, allowAnonymous bool) GRPCAuth {
 	}
 }
 
-// NewGRPCServer returns a gRPC server serving svc, gRPC health (reporting
-// SERVING once the service is ready) and reflection, so grpcurl works.
-// auth, when non-nil, authenticates every other call; gate, when non-nil,
-// authorizes and audits it.
-func NewGRPCServer(svc *Service, log *slog.Logger, auth GRPCAuth, gate *Gate, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
+// Services are the client API's gRPC services (coffer.v1). A node serves
+// all of them; a nil one is left out, for tests that serve only some.
+type Services struct {
+	Secrets  *Service
+	Admin    *Admin
+	IAM      *IAM
+	Rotation *Rotation
+	Region   *RegionAPI
+}
+
+// Register registers every service that is set on srv: the one list of
+// what the client API serves.
+func (s Services) Register(srv grpc.ServiceRegistrar) {
+	if s.Secrets != nil {
+		cofferv1.RegisterSecretsManagerServiceServer(srv, s.Secrets)
+	}
+	if s.Admin != nil {
+		cofferv1.RegisterAdminServiceServer(srv, s.Admin)
+	}
+	if s.IAM != nil {
+		cofferv1.RegisterIAMServiceServer(srv, s.IAM)
+	}
+	if s.Rotation != nil {
+		cofferv1.RegisterRotationServiceServer(srv, s.Rotation)
+	}
+	if s.Region != nil {
+		cofferv1.RegisterRegionServiceServer(srv, s.Region)
+	}
+}
+
+// NewGRPCServer returns a gRPC server serving api (Services.Register),
+// gRPC health (reporting SERVING once the node is ready) and reflection,
+// so grpcurl works. auth, when non-nil, authenticates every other call;
+// gate, when non-nil, authorizes and audits it.
+func NewGRPCServer(api Services, log *slog.Logger, auth GRPCAuth, gate *Gate, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log, auth, gate)), grpc.ChainStreamInterceptor(streamInterceptor(log, auth, gate)))
 	srv := grpc.NewServer(opts...)
-	cofferv1.RegisterSecretsManagerServiceServer(srv, svc)
+	api.Register(srv)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	hs.SetServingStatus(cofferv1.SecretsManagerService_ServiceDesc.ServiceName, healthpb.HealthCheckResponse_NOT_SERVING)

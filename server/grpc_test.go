@@ -20,7 +20,7 @@ import (
 func startGRPC(t *testing.T) (*grpc.ClientConn, func(bool)) {
 	t.Helper()
 	svc, _ := newTestService(t)
-	gs, hs := NewGRPCServer(svc, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
+	gs, hs := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), nil, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)

@@ -6,45 +6,15 @@ import (
 	"io"
 	"log/slog"
 	"path/filepath"
-	"sync"
 	"testing"
 
-	"google.golang.org/protobuf/proto"
-
-	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/test/testkit"
 )
 
-// directReplicator commits commands straight to a store, in order, after a
-// protobuf round trip — the log without Raft, for service-level tests.
-type directReplicator struct {
-	mu    sync.Mutex
-	store *storage.Store
-	index uint64
-}
-
-func (d *directReplicator) Apply(_ context.Context, cmd *raftv1.Command) (*storage.Result, error) {
-	buf, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, err
-	}
-	decoded := &raftv1.Command{}
-	if err := proto.Unmarshal(buf, decoded); err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.index++
-	return d.store.Apply(d.index, decoded), nil
-}
-
-func (d *directReplicator) IsLeader() bool { return true }
-
-func (d *directReplicator) ReadBarrier(context.Context) (uint64, error) { return d.AppliedIndex(), nil }
-
-func (d *directReplicator) WaitApplied(context.Context, uint64) error { return nil }
-
-func (d *directReplicator) AppliedIndex() uint64 { return d.store.AppliedIndex() }
+// The service-level tests commit through testkit's replicator, the log
+// without Raft.
+var _ Replicator = (*testkit.DirectReplicator)(nil)
 
 // newTestService returns a ready Service over a fresh store.
 func newTestService(tb testing.TB) (*Service, *storage.Store) {
@@ -60,7 +30,7 @@ func newTestService(tb testing.TB) (*Service, *storage.Store) {
 	}
 	cfg := DefaultConfig()
 	cfg.AccountID = "123456789012"
-	svc, err := New(cfg, &directReplicator{store: store}, store, root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := New(cfg, &testkit.DirectReplicator{Store: store}, store, root, slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatal(err)
 	}

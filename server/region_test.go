@@ -21,10 +21,11 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/test/testkit"
 )
 
-// followerReplicator is a directReplicator on a node that does not lead.
-type followerReplicator struct{ *directReplicator }
+// followerReplicator is a direct replicator on a node that does not lead.
+type followerReplicator struct{ *testkit.DirectReplicator }
 
 func (followerReplicator) IsLeader() bool { return false }
 
@@ -61,7 +62,7 @@ func regionService(tb testing.TB, region string, clock *shipClock, follower bool
 	cfg := DefaultConfig()
 	cfg.AccountID, cfg.Region, cfg.Clock = "123456789012", region, clock.Now
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
-	direct := &directReplicator{store: store}
+	direct := &testkit.DirectReplicator{Store: store}
 	svc, err := New(cfg, direct, store, root, log)
 	if err != nil {
 		tb.Fatal(err)

@@ -15,7 +15,7 @@ import (
 	"sync"
 	"time"
 
-	"github.com/cofferhq/coffer/server/node"
+	"github.com/cofferhq/coffer/node"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
@@ -112,27 +112,23 @@ Press Ctrl-C to stop.
 // devRegion runs n nodes in this process. Node i listens on the gRPC port
 // + 10*i, with its cluster port one above and its gossip port two above.
 func devRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, stdout io.Writer, kept string, creds *devCredentials) error {
-	started, endpoints, err := startDevRegion(ctx, cfg, n, log, creds)
-	defer stopAll(started)
-	if err != nil || ctx.Err() != nil {
+	region, endpoints, err := startDevRegion(ctx, cfg, n, log, creds)
+	if err != nil || region == nil {
 		return err
 	}
+	defer region.Stop()
 	fmt.Fprintf(stdout, devBanner, fmt.Sprintf("%d nodes", n), cfg.Region, cfg.AccountID, endpoints,
-		cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), started[0].Addr())
+		cfg.DataDir, kept, cfg.Seal.KeyFile, creds.String(), region.Node(0).Addr())
 	<-ctx.Done()
 	return nil
 }
 
-func stopAll(started []*node.Node) {
-	for i := len(started) - 1; i >= 0; i-- {
-		_ = started[i].Stop()
-	}
-}
-
-// startDevRegion starts n nodes of cfg's region and waits until they serve.
-// With cfg.Regions.WANAddr set, node i also listens for other regions on
-// the gRPC port + 10*i + 3 and gossips on the WAN at + 4.
-func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, creds *devCredentials) ([]*node.Node, string, error) {
+// startDevRegion starts n nodes of cfg's region (node.StartRegion) and
+// returns once they serve, with the banner's endpoint lines; a nil region
+// and no error when ctx ended first. With cfg.Regions.WANAddr set, node i
+// also listens for other regions on the gRPC port + 10*i + 3 and gossips on
+// the WAN at + 4.
+func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, creds *devCredentials) (*node.Region, string, error) {
 	host, portStr, err := net.SplitHostPort(cfg.GRPCAddr)
 	if err != nil {
 		return nil, "", err
@@ -140,6 +136,15 @@ func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, cr
 	basePort, err := strconv.Atoi(portStr)
 	if err != nil || basePort == 0 {
 		return nil, "", fmt.Errorf("dev --nodes needs a fixed --grpc-addr port, not %q", cfg.GRPCAddr)
+	}
+	awsHost, awsBase := "", 0
+	if cfg.AWSAddr != "" {
+		h, p, err := net.SplitHostPort(cfg.AWSAddr)
+		if err != nil {
+			return nil, "", err
+		}
+		awsHost = h
+		awsBase, _ = strconv.Atoi(p)
 	}
 	ca, err := loadOrCreateCA(filepath.Join(cfg.DataDir, "tls"))
 	if err != nil {
@@ -153,67 +158,55 @@ func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, cr
 			return nil, "", err
 		}
 	}
-	gossip0 := net.JoinHostPort(host, strconv.Itoa(basePort+2))
-	var started []*node.Node
+	gossipKey, err := kms.FileSeal{Path: cfg.Cluster.GossipKeyFile}.RootKey()
+	if err != nil {
+		return nil, "", err
+	}
+	region, err := node.StartRegion(ctx, node.RegionSpec{
+		Nodes:        n,
+		Dir:          cfg.DataDir,
+		NodeID:       func(i int) string { return fmt.Sprintf("dev-%d", i+1) },
+		Ports:        node.BasePorts(host, basePort, cross),
+		CA:           ca,
+		CertValidity: nodeValidity,
+		GossipKey:    gossipKey,
+		Options: func(m node.Member) (node.Options, error) {
+			// The node's configuration is cfg with its own ports, so
+			// everything else a flag or the environment set applies.
+			nc := cfg
+			nc.NodeID, nc.DataDir, nc.GRPCAddr = m.ID, m.DataDir, m.Ports.GRPC
+			nc.Raft.BindAddr, nc.Raft.Bootstrap = m.Ports.Cluster, m.Index == 0
+			nc.Cluster.GossipAddr, nc.Cluster.Join = m.Ports.Gossip, m.Join
+			if cross {
+				nc.Regions.BindAddr, nc.Regions.WANAddr, nc.Regions.WANJoin = m.Ports.Region, m.Ports.WAN, wanJoin
+			}
+			if cfg.AWSAddr != "" {
+				nc.AWSAddr = net.JoinHostPort(awsHost, strconv.Itoa(awsBase+10*m.Index))
+			}
+			opts, err := nodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region))
+			if err != nil {
+				return opts, err
+			}
+			opts.AllowAnonymous = true
+			creds.capture(&opts)
+			// Fast membership changes suit a dev region on one machine.
+			opts.Raft.Autopilot.Interval = 500 * time.Millisecond
+			opts.Raft.Autopilot.StableFor = time.Second
+			return opts, nil
+		},
+	})
+	if err != nil {
+		if ctx.Err() != nil {
+			return nil, "", nil
+		}
+		return nil, "", err
+	}
 	var endpoints strings.Builder
 	for i := range n {
-		nc := cfg
-		nc.NodeID = fmt.Sprintf("dev-%d", i+1)
-		nc.DataDir = filepath.Join(cfg.DataDir, nc.NodeID)
-		port := basePort + 10*i
-		nc.GRPCAddr = net.JoinHostPort(host, strconv.Itoa(port))
-		nc.Raft.BindAddr = net.JoinHostPort(host, strconv.Itoa(port+1))
-		nc.Cluster.GossipAddr = net.JoinHostPort(host, strconv.Itoa(port+2))
-		nc.Raft.Bootstrap = i == 0
-		if cross {
-			nc.Regions.BindAddr = net.JoinHostPort(host, strconv.Itoa(port+3))
-			nc.Regions.WANAddr = net.JoinHostPort(host, strconv.Itoa(port+4))
-			nc.Regions.WANJoin = wanJoin
-		}
-		if cfg.AWSAddr != "" {
-			awsHost, awsPort, err := net.SplitHostPort(cfg.AWSAddr)
-			if err != nil {
-				return started, "", err
-			}
-			p, _ := strconv.Atoi(awsPort)
-			nc.AWSAddr = net.JoinHostPort(awsHost, strconv.Itoa(p+10*i))
-		}
-		if i > 0 {
-			nc.Cluster.Join = []string{gossip0}
-		}
-		opts, err := nodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region))
-		if err != nil {
-			return started, "", err
-		}
-		tlsMat, _, _, err := ca.IssueNode(nc.NodeID, []string{host}, nodeValidity)
-		if err != nil {
-			return started, "", err
-		}
-		opts.Raft.TLS = tlsMat
-		if cross {
-			opts.Region.CAPEM = ca.CertPEM // the region's CA, not the node's private one
-		}
-		opts.AllowAnonymous = true
-		creds.capture(&opts)
-		// Fast membership changes suit a dev region on one machine.
-		opts.Raft.Autopilot.Interval = 500 * time.Millisecond
-		opts.Raft.Autopilot.StableFor = time.Second
-		nd, err := node.Start(opts)
-		if err != nil {
-			return started, "", fmt.Errorf("start %s: %w", nc.NodeID, err)
-		}
-		started = append(started, nd)
-		fmt.Fprintf(&endpoints, "  %s gRPC:     %s   AWS http://%s   cluster %s   gossip %s\n", nc.NodeID, nd.Addr(), nd.AWSAddr(), nc.Raft.BindAddr, nc.Cluster.GossipAddr)
+		m, nd := region.Member(i), region.Node(i)
+		fmt.Fprintf(&endpoints, "  %s gRPC:     %s   AWS http://%s   cluster %s   gossip %s\n", m.ID, nd.Addr(), nd.AWSAddr(), m.Ports.Cluster, m.Ports.Gossip)
 	}
-	for _, nd := range started {
-		if err := nd.WaitReady(ctx); err != nil {
-			if ctx.Err() != nil {
-				return started, "", nil
-			}
-			return started, "", err
-		}
-	}
-	return started, endpoints.String(), nil
+	return region, endpoints.String(), nil
 }
 
 // devCredentials remembers the root access key a dev region was created

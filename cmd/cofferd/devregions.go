@@ -15,8 +15,8 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
@@ -41,8 +41,12 @@ func devRegions(ctx context.Context, cfg Config, names []string, n int, log *slo
 			return err
 		}
 	}
-	var all []*node.Node
-	defer func() { stopAll(all) }()
+	var all []*node.Region
+	defer func() {
+		for i := len(all) - 1; i >= 0; i-- {
+			_ = all[i].Stop()
+		}
+	}()
 	var banner strings.Builder
 	var firstAddrs []string
 	wan0 := net.JoinHostPort(host, strconv.Itoa(basePort+4))
@@ -73,12 +77,12 @@ func devRegions(ctx context.Context, cfg Config, names []string, n int, log *slo
 		rc.Regions.WANKeyFile = wanKey
 		rc.Regions.WANJoin = []string{wan0}
 		creds := &devCredentials{id: cfg.RootAccessKeyID, secret: cfg.RootSecretAccessKey}
-		started, endpoints, err := startDevRegion(ctx, rc, n, log, creds)
-		all = append(all, started...)
-		if err != nil || ctx.Err() != nil {
+		region, endpoints, err := startDevRegion(ctx, rc, n, log, creds)
+		if err != nil || region == nil {
 			return err
 		}
-		firstAddrs = append(firstAddrs, started[0].Addr())
+		all = append(all, region)
+		firstAddrs = append(firstAddrs, region.Node(0).Addr())
 		fmt.Fprintf(&banner, "\nRegion %s (data %s):\n%s%s\n", name, rc.DataDir, endpoints, creds.String())
 	}
 	for i := range names {

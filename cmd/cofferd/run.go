@@ -12,8 +12,8 @@ import (
 	"os"
 	"path/filepath"
 
+	"github.com/cofferhq/coffer/node"
 	"github.com/cofferhq/coffer/replication"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 

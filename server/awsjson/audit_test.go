@@ -1,44 +1,22 @@
 package awsjson
 
 import (
-	"sync"
 	"testing"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit"
 )
-
-// recordingAuditor keeps what the Gate writes.
-type recordingAuditor struct {
-	mu      sync.Mutex
-	records []server.AuditRecord
-}
-
-func (a *recordingAuditor) Write(r server.AuditRecord) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.records = append(a.records, r)
-	return nil
-}
-
-func (a *recordingAuditor) HashValue(string) string { return "hmac" }
-func (a *recordingAuditor) Healthy() error          { return nil }
-
-func (a *recordingAuditor) written() []server.AuditRecord {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	return append([]server.AuditRecord(nil), a.records...)
-}
 
 // TestPanicIsAudited: a request whose operation panics still leaves its
 // record, and the caller gets InternalServiceError.
 func TestPanicIsAudited(t *testing.T) {
-	log := &recordingAuditor{}
+	log := &testkit.RecordingAuditor[server.AuditRecord]{}
 	stub := &stubService{fn: func() (*cofferv1.GetRandomPasswordResponse, error) { panic("bug") }}
 	ts := startHandler(t, &Handler{Service: stub, Auth: allowAll{}, Logger: discardLogger(), Gate: &server.Gate{Audit: log, Node: "n1"}})
 	r := post(t, ts.URL, "secretsmanager.GetRandomPassword", `{}`)
 	r.wantError(t, 500, server.TypeInternalServiceError, "An error occurred on the server side.")
-	recs := log.written()
+	recs := log.Records()
 	if len(recs) != 1 {
 		t.Fatalf("%d records for one panicking request: %+v", len(recs), recs)
 	}

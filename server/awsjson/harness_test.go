@@ -8,51 +8,16 @@ import (
 	"net/http"
 	"net/http/httptest"
 	"path/filepath"
-	"sync"
 	"testing"
 
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
-	"google.golang.org/protobuf/proto"
 
-	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/test/testkit"
 )
-
-// directReplicator commits commands straight to a store, in order, after a
-// protobuf round trip — the log without Raft (a copy of server's).
-type directReplicator struct {
-	mu    sync.Mutex
-	store *storage.Store
-	index uint64
-}
-
-var _ server.Replicator = (*directReplicator)(nil)
-
-func (d *directReplicator) Apply(_ context.Context, cmd *raftv1.Command) (*storage.Result, error) {
-	buf, err := proto.Marshal(cmd)
-	if err != nil {
-		return nil, err
-	}
-	decoded := &raftv1.Command{}
-	if err := proto.Unmarshal(buf, decoded); err != nil {
-		return nil, err
-	}
-	d.mu.Lock()
-	defer d.mu.Unlock()
-	d.index++
-	return d.store.Apply(d.index, decoded), nil
-}
-
-func (d *directReplicator) IsLeader() bool { return true }
-
-func (d *directReplicator) ReadBarrier(context.Context) (uint64, error) { return d.AppliedIndex(), nil }
-
-func (d *directReplicator) WaitApplied(context.Context, uint64) error { return nil }
-
-func (d *directReplicator) AppliedIndex() uint64 { return d.store.AppliedIndex() }
 
 // newService returns a ready Service over a fresh store.
 func newService(tb testing.TB) *server.Service {
@@ -68,7 +33,7 @@ func newService(tb testing.TB) *server.Service {
 	}
 	cfg := server.DefaultConfig()
 	cfg.AccountID = "123456789012"
-	svc, err := server.New(cfg, &directReplicator{store: store}, store, root, discardLogger())
+	svc, err := server.New(cfg, &testkit.DirectReplicator{Store: store}, store, root, discardLogger())
 	if err != nil {
 		tb.Fatal(err)
 	}

@@ -6,27 +6,12 @@ import (
 	"net/http/httptest"
 	"net/url"
 	"strings"
-	"sync"
 	"testing"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit"
 )
-
-type recordingAuditor struct {
-	mu      sync.Mutex
-	records []server.AuditRecord
-}
-
-func (a *recordingAuditor) Write(r server.AuditRecord) error {
-	a.mu.Lock()
-	defer a.mu.Unlock()
-	a.records = append(a.records, r)
-	return nil
-}
-
-func (a *recordingAuditor) HashValue(string) string { return "hmac" }
-func (a *recordingAuditor) Healthy() error          { return nil }
 
 type asApp struct{}
 
@@ -66,7 +51,7 @@ func TestOperationName(t *testing.T) {
 // TestRawActionNeverReachesTheAuditRecord: whatever a caller puts in Action,
 // the record's operation is a bounded name or empty.
 func TestRawActionNeverReachesTheAuditRecord(t *testing.T) {
-	log := &recordingAuditor{}
+	log := &testkit.RecordingAuditor[server.AuditRecord]{}
 	h := &Handler{IAM: fakeIAM{}, Auth: asApp{}, Gate: &server.Gate{Audit: log, Node: "n1"}}
 	for _, action := range []string{"GetCallerIdentity", "AssumeRole", strings.Repeat("X", 5000), "Get\n{\"forged\":true}"} {
 		form := url.Values{"Action": {action}, "Version": {Version}}
@@ -74,10 +59,8 @@ func TestRawActionNeverReachesTheAuditRecord(t *testing.T) {
 		req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
 		h.ServeHTTP(httptest.NewRecorder(), req)
 	}
-	log.mu.Lock()
-	defer log.mu.Unlock()
 	var ops []string
-	for _, r := range log.records {
+	for _, r := range log.Records() {
 		ops = append(ops, r.Operation)
 	}
 	if want := []string{"GetCallerIdentity", "AssumeRole", "", ""}; strings.Join(ops, "|") != strings.Join(want, "|") {

@@ -13,13 +13,15 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // createSecret creates name=value through node i and returns the write's
 // index.
-func createSecret(t *testing.T, c *Cluster, i int, name, value string) uint64 {
+func createSecret(t *testing.T, c *clustertest.Cluster, i int, name, value string) uint64 {
 	t.Helper()
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	var hdr metadata.MD
 	if _, err := c.Client(i).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: name, SecretString: proto.String(value)}, grpc.Header(&hdr)); err != nil {
@@ -31,18 +33,18 @@ func createSecret(t *testing.T, c *Cluster, i int, name, value string) uint64 {
 // TestAdminOperations drives the AdminService: status, leadership
 // transfer, snapshot save and restore, and removing a peer.
 func TestAdminOperations(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 	leader := c.Leader()
 	asked := c.Others(leader)[0]
 
-	waitFor(t, convergeTimeout, func() error {
-		ctx, cancel := rpcContext()
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
+		ctx, cancel := clustertest.RPCContext()
 		defer cancel()
 		st, err := c.Admin(asked).ClusterStatus(ctx, &cofferv1.ClusterStatusRequest{})
 		if err != nil {
 			return err
 		}
-		if st.GetRegion() != testRegion || st.GetLeaderId() != c.ID(leader) || st.GetAnsweredBy() != c.ID(asked) || st.GetTerm() == 0 {
+		if st.GetRegion() != clustertest.DefaultRegion || st.GetLeaderId() != c.ID(leader) || st.GetAnsweredBy() != c.ID(asked) || st.GetTerm() == 0 {
 			return fmt.Errorf("status: region %q leader %q answered by %q term %d", st.GetRegion(), st.GetLeaderId(), st.GetAnsweredBy(), st.GetTerm())
 		}
 		if len(st.GetServers()) != 3 {
@@ -78,7 +80,7 @@ func TestAdminOperations(t *testing.T) {
 
 	// Leadership goes to a named follower, asked through the other one.
 	target := c.Others(leader, asked)[0]
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	tr, err := c.Admin(asked).TransferLeadership(ctx, &cofferv1.TransferLeadershipRequest{NodeId: c.ID(target)})
 	cancel()
 	if err != nil {
@@ -95,7 +97,7 @@ func TestAdminOperations(t *testing.T) {
 	// Save from a follower, between writes A and B.
 	aIdx := createSecret(t, c, leader, "admin/a", "A")
 	follower := c.Others(leader)[0]
-	ctx, cancel = rpcContext()
+	ctx, cancel = clustertest.RPCContext()
 	stream, err := c.Admin(follower).SaveSnapshot(ctx, &cofferv1.SaveSnapshotRequest{})
 	if err != nil {
 		t.Fatalf("SaveSnapshot: %s", describeErr(err))
@@ -133,7 +135,7 @@ func TestAdminOperations(t *testing.T) {
 
 	// Restore through the other follower; the whole region rolls back.
 	via := c.Others(leader, follower)[0]
-	ctx, cancel = rpcContext()
+	ctx, cancel = clustertest.RPCContext()
 	up, err := c.Admin(via).RestoreSnapshot(ctx)
 	if err != nil {
 		t.Fatalf("RestoreSnapshot: %s", describeErr(err))
@@ -156,8 +158,8 @@ func TestAdminOperations(t *testing.T) {
 	t.Logf("restored at index %d", restored.GetIndex())
 
 	for i := range c.N() {
-		waitFor(t, convergeTimeout, func() error {
-			ctx, cancel := rpcContext()
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
+			ctx, cancel := clustertest.RPCContext()
 			defer cancel()
 			a, _, err := getValue(ctx, c.Client(i), "admin/a", "")
 			if err != nil || a.GetSecretString() != "A" {
@@ -174,14 +176,14 @@ func TestAdminOperations(t *testing.T) {
 	for i := range c.N() {
 		name := "admin/after/" + c.ID(i)
 		createSecret(t, c, i, name, "C")
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		_, err := c.Client(i).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "admin/a", SecretString: proto.String("A-" + c.ID(i))})
 		cancel()
 		if err != nil {
 			t.Fatalf("PutSecretValue admin/a on %s after the restore: %s", c.ID(i), describeErr(err))
 		}
 		for j := range c.N() {
-			ctx, cancel := rpcContext()
+			ctx, cancel := clustertest.RPCContext()
 			got, _, err := getValue(ctx, c.Client(j), name, "")
 			a, _, aerr := getValue(ctx, c.Client(j), "admin/a", "")
 			cancel()
@@ -196,15 +198,15 @@ func TestAdminOperations(t *testing.T) {
 	leader = c.Leader()
 	victim := c.Others(leader)[0]
 	c.Stop(victim)
-	ctx, cancel = rpcContext()
+	ctx, cancel = clustertest.RPCContext()
 	_, err = c.Admin(c.Others(victim, leader)[0]).RemovePeer(ctx, &cofferv1.RemovePeerRequest{NodeId: c.ID(victim)})
 	cancel()
 	if err != nil {
 		t.Fatalf("RemovePeer %s: %s", c.ID(victim), describeErr(err))
 	}
 	for _, i := range c.Running() {
-		waitFor(t, convergeTimeout, func() error {
-			ctx, cancel := rpcContext()
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
+			ctx, cancel := clustertest.RPCContext()
 			defer cancel()
 			st, err := c.Admin(i).ClusterStatus(ctx, &cofferv1.ClusterStatusRequest{})
 			if err != nil {
@@ -214,13 +216,13 @@ func TestAdminOperations(t *testing.T) {
 			for _, s := range st.GetServers() {
 				ids = append(ids, s.GetNodeId())
 			}
-			if want := c.ids(c.Others(victim)); !slices.Equal(ids, want) {
+			if want := c.IDs(c.Others(victim)); !slices.Equal(ids, want) {
 				return fmt.Errorf("%s lists servers %v, want %v", c.ID(i), ids, want)
 			}
 			return nil
 		})
 	}
-	ctx, cancel = rpcContext()
+	ctx, cancel = clustertest.RPCContext()
 	_, err = c.Admin(leader).RemovePeer(ctx, &cofferv1.RemovePeerRequest{NodeId: c.ID(victim)})
 	cancel()
 	if server.TypeOf(err) != server.TypeResourceNotFound {

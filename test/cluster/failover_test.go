@@ -18,6 +18,8 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // writeAttempt is one CreateSecret or PutSecretValue a load writer sent.
@@ -83,7 +85,7 @@ func unknownOutcome(err error) bool {
 // every node, restarts it, and checks that no acknowledged write was lost
 // and none was applied twice.
 func TestLeaderFailoverUnderLoad(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 	h := &loadHistory{secrets: map[string][]*writeAttempt{}, failures: map[string]int{}, acksByNode: make([]atomic.Int64, c.N())}
 
 	const writers, versionsPerSecret = 8, 5
@@ -134,7 +136,7 @@ func TestLeaderFailoverUnderLoad(t *testing.T) {
 
 	waitAcks := func(n int64) {
 		t.Helper()
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			if got := h.acks.Load(); got < n {
 				return fmt.Errorf("%d writes acknowledged, want %d", got, n)
 			}
@@ -160,7 +162,7 @@ func TestLeaderFailoverUnderLoad(t *testing.T) {
 	oldAcks := h.acksByNode[old].Load()
 	took := c.Restart(old)
 	t.Logf("restarted %s; serving %s after node.Start", c.ID(old), took.Round(time.Millisecond))
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		if got := h.acksByNode[old].Load(); got < oldAcks+30 {
 			return fmt.Errorf("%d writes acknowledged by the restarted %s, want %d", got, c.ID(old), oldAcks+30)
 		}
@@ -182,7 +184,7 @@ func TestLeaderFailoverUnderLoad(t *testing.T) {
 // checkLoadHistory checks on node i, after it has applied every
 // acknowledged write, that each secret holds exactly the versions the
 // history allows.
-func checkLoadHistory(t *testing.T, c *Cluster, i int, h *loadHistory) {
+func checkLoadHistory(t *testing.T, c *clustertest.Cluster, i int, h *loadHistory) {
 	t.Helper()
 	names := make([]string, 0, len(h.secrets))
 	for name := range h.secrets {
@@ -207,9 +209,9 @@ func checkLoadHistory(t *testing.T, c *Cluster, i int, h *loadHistory) {
 	wg.Wait()
 }
 
-func checkSecret(c *Cluster, i int, name string, attempts []*writeAttempt, minIndex uint64) error {
+func checkSecret(c *clustertest.Cluster, i int, name string, attempts []*writeAttempt, minIndex uint64) error {
 	cl := c.Client(i)
-	ctx, cancel := rpcContext(staleRead(minIndex)...)
+	ctx, cancel := clustertest.RPCContext(clustertest.StaleRead(minIndex)...)
 	defer cancel()
 	list, err := cl.ListSecretVersionIds(ctx, &cofferv1.ListSecretVersionIdsRequest{SecretId: name, IncludeDeprecated: true})
 	if server.TypeOf(err) == server.TypeResourceNotFound {

@@ -12,20 +12,21 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
 )
 
 // TestForwardingAndReads: a write on a follower is forwarded to the leader
 // and, once acknowledged, every node's default (linearizable) read sees it;
 // a stale read that names the write's index sees it too.
 func TestForwardingAndReads(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 	leader := c.Leader()
 
 	for _, f := range c.Others(leader) {
 		name := "fwd/" + c.ID(f)
 		createTok, putTok := newToken(), newToken()
 
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		var hdr metadata.MD
 		created, err := c.Client(f).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
 			Name: name, ClientRequestToken: createTok, SecretString: proto.String("first"),
@@ -41,7 +42,7 @@ func TestForwardingAndReads(t *testing.T) {
 		}
 
 		// The follower looks the secret up locally before forwarding.
-		ctx, cancel = rpcContext()
+		ctx, cancel = clustertest.RPCContext()
 		hdr = nil
 		put, err := c.Client(f).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{
 			SecretId: name, ClientRequestToken: putTok, SecretString: proto.String("second"),
@@ -57,7 +58,7 @@ func TestForwardingAndReads(t *testing.T) {
 		}
 
 		for _, j := range c.Others(f) {
-			ctx, cancel := rpcContext()
+			ctx, cancel := clustertest.RPCContext()
 			got, idx, err := getValue(ctx, c.Client(j), name, "")
 			cancel()
 			if err != nil {
@@ -71,7 +72,7 @@ func TestForwardingAndReads(t *testing.T) {
 				t.Errorf("linearizable read on %s answered at index %d, before the write's %d", c.ID(j), idx, putIdx)
 			}
 
-			ctx, cancel = rpcContext(staleRead(putIdx)...)
+			ctx, cancel = clustertest.RPCContext(clustertest.StaleRead(putIdx)...)
 			got, idx, err = getValue(ctx, c.Client(j), name, "")
 			cancel()
 			if err != nil {
@@ -86,7 +87,7 @@ func TestForwardingAndReads(t *testing.T) {
 
 	// A stale read answers from local state and says which index that is.
 	for i := range c.N() {
-		ctx, cancel := rpcContext(staleRead(0)...)
+		ctx, cancel := clustertest.RPCContext(clustertest.StaleRead(0)...)
 		got, idx, err := getValue(ctx, c.Client(i), "fwd/"+c.ID(c.Others(leader)[0]), "")
 		cancel()
 		if err != nil {
@@ -104,13 +105,13 @@ func TestForwardingAndReads(t *testing.T) {
 // follows or a later one of the same writer (there is none: each writer
 // owns its secret).
 func TestReadYourWritesAcrossFollowers(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 	leader := c.Leader()
 	followers := c.Others(leader)
 
 	const writers, rounds = 6, 60
 	for w := range writers {
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		_, err := c.Client(leader).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
 			Name: fmt.Sprintf("ryw/%d", w), SecretString: proto.String("0"),
 		})
@@ -133,7 +134,7 @@ func TestReadYourWritesAcrossFollowers(t *testing.T) {
 				// do; the same token makes a retried put idempotent. What
 				// this test checks is that a successful read is never stale.
 				err := retryUnavailable(func() error {
-					ctx, cancel := rpcContext()
+					ctx, cancel := clustertest.RPCContext()
 					defer cancel()
 					_, err := c.Client(writeOn).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{
 						SecretId: name, ClientRequestToken: fmt.Sprintf("ryw-%028d", w*1000+r), SecretString: proto.String(want),
@@ -146,7 +147,7 @@ func TestReadYourWritesAcrossFollowers(t *testing.T) {
 				}
 				var got *cofferv1.GetSecretValueResponse
 				err = retryUnavailable(func() error {
-					ctx, cancel := rpcContext()
+					ctx, cancel := clustertest.RPCContext()
 					defer cancel()
 					var err error
 					got, _, err = getValue(ctx, c.Client(readOn), name, "")

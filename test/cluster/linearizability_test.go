@@ -17,6 +17,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // kvInput is one operation on the key-value view of the secrets: a put of
@@ -80,12 +82,12 @@ func TestLinearizability(t *testing.T) {
 	if testing.Short() {
 		t.Skip("a fault schedule and a porcupine check; skipped with -short")
 	}
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 
 	const clients, keys, maxPutsPerKey = 6, 4, 80
 	keyName := func(k int) string { return fmt.Sprintf("lin/%d", k) }
 	for k := range keys {
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		_, err := c.Client(k%c.N()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: keyName(k), SecretString: proto.String(initialValue)})
 		cancel()
 		if err != nil {
@@ -163,7 +165,7 @@ func TestLinearizability(t *testing.T) {
 	progress := func(n int64) {
 		t.Helper()
 		want := done.Load() + n
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			if got := done.Load(); got < want {
 				return fmt.Errorf("%d operations completed, want %d", got, want)
 			}
@@ -184,7 +186,7 @@ func TestLinearizability(t *testing.T) {
 	}
 	leader := c.Leader()
 	to := c.Others(leader)[0]
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	resp, err := c.Admin(to).TransferLeadership(ctx, &cofferv1.TransferLeadershipRequest{NodeId: c.ID(to)})
 	cancel()
 	if err != nil {

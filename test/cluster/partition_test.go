@@ -12,6 +12,8 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // isolatedDeadline is the deadline of the requests sent to a node cut off
@@ -23,13 +25,13 @@ const isolatedDeadline = 10 * time.Second
 // and linearizable reads rather than answer from stale state, but serves
 // stale reads. After healing it converges and the region has one leader.
 func TestMinorityPartition(t *testing.T) {
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 	old := c.Leader()
 	majority := c.Others(old)
 
 	put := func(i int, name, value string) (string, uint64) {
 		t.Helper()
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		defer cancel()
 		tok := newToken()
 		var hdr metadata.MD
@@ -42,7 +44,7 @@ func TestMinorityPartition(t *testing.T) {
 		return tok, answeredIndex(t, hdr)
 	}
 
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	_, err := c.Client(old).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "part/a", SecretString: proto.String("before")})
 	cancel()
 	if err != nil {
@@ -51,8 +53,8 @@ func TestMinorityPartition(t *testing.T) {
 	// Every node has it before the cut, so the stale read below has
 	// something to show.
 	for i := range c.N() {
-		waitFor(t, convergeTimeout, func() error {
-			ctx, cancel := rpcContext(staleRead(0)...)
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
+			ctx, cancel := clustertest.RPCContext(clustertest.StaleRead(0)...)
 			defer cancel()
 			_, _, err := getValue(ctx, c.Client(i), "part/a", "")
 			return err
@@ -62,7 +64,7 @@ func TestMinorityPartition(t *testing.T) {
 	c.Net.Partition([]int{old}, majority)
 	cut := time.Now()
 	newLeader := c.WaitLeader(majority...)
-	t.Logf("partitioned %s from %v; %s leads the majority %s after the cut", c.ID(old), c.ids(majority), c.ID(newLeader), time.Since(cut).Round(time.Millisecond))
+	t.Logf("partitioned %s from %v; %s leads the majority %s after the cut", c.ID(old), c.IDs(majority), c.ID(newLeader), time.Since(cut).Round(time.Millisecond))
 
 	// The majority accepts writes, through its follower too.
 	_, _ = put(newLeader, "part/a", "after")
@@ -99,7 +101,7 @@ func TestMinorityPartition(t *testing.T) {
 	}
 
 	// A stale read answers from what the node has.
-	ctx, cancel = rpcContext(staleRead(0)...)
+	ctx, cancel = clustertest.RPCContext(clustertest.StaleRead(0)...)
 	got, _, err = getValue(ctx, c.Client(old), "part/a", "")
 	cancel()
 	if err != nil {
@@ -111,10 +113,10 @@ func TestMinorityPartition(t *testing.T) {
 
 	c.Net.Heal()
 	healed := time.Now()
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
-		got, _, err := getValue(metadata.AppendToOutgoingContext(ctx, staleRead(0)...), c.Client(old), "part/a", "")
+		got, _, err := getValue(metadata.AppendToOutgoingContext(ctx, clustertest.StaleRead(0)...), c.Client(old), "part/a", "")
 		if err != nil {
 			return err
 		}
@@ -128,7 +130,7 @@ func TestMinorityPartition(t *testing.T) {
 	t.Logf("healed: %s caught up %s after the heal; %s leads all three", c.ID(old), converged.Round(time.Millisecond), c.ID(leader))
 
 	// The write the isolated node took was never committed, and is gone.
-	ctx, cancel = rpcContext(staleRead(afterIdx)...)
+	ctx, cancel = clustertest.RPCContext(clustertest.StaleRead(afterIdx)...)
 	list, err := c.Client(old).ListSecretVersionIds(ctx, &cofferv1.ListSecretVersionIdsRequest{SecretId: "part/a", IncludeDeprecated: true})
 	cancel()
 	if err != nil {
@@ -144,7 +146,7 @@ func TestMinorityPartition(t *testing.T) {
 	}
 
 	// Forwarding from the healed node works again.
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		defer cancel()
 		_, err := c.Client(old).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{
@@ -154,7 +156,7 @@ func TestMinorityPartition(t *testing.T) {
 	})
 	t.Logf("a write through the healed %s succeeded %s after the heal", c.ID(old), time.Since(healed).Round(time.Millisecond))
 	for i := range c.N() {
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		got, _, err := getValue(ctx, c.Client(i), "part/a", "")
 		cancel()
 		if err != nil || got.GetSecretString() != "healed" {

@@ -11,6 +11,8 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication/region"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // TestReplicationFigures measures what docs/ARCHITECTURE.md reports for
@@ -36,7 +38,7 @@ func TestReplicationFigures(t *testing.T) {
 	if partition > 0 {
 		backlog = rate * int(partition/time.Second)
 	}
-	rs := StartRegions(t, 3, usEast, euWest)
+	rs := clustertest.StartRegions(t, 3, usEast, euWest)
 	rs.Pair(usEast, euWest)
 	us, eu := rs.Region(usEast), rs.Region(euWest)
 
@@ -44,7 +46,7 @@ func TestReplicationFigures(t *testing.T) {
 	nSecrets := max(rate*seconds/50, (backlog+rate*seconds)/80+1, 20)
 	arns := make([]string, nSecrets)
 	for i := range arns {
-		ctx, cancel := rpcContext()
+		ctx, cancel := clustertest.RPCContext()
 		v := "seed"
 		resp, err := us.Client(us.Leader()).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
 			Name: fmt.Sprintf("fig/%04d", i), SecretString: &v, ClientRequestToken: newToken(),
@@ -106,8 +108,8 @@ func TestReplicationFigures(t *testing.T) {
 	}
 	lost := time.Now()
 	var detected time.Duration
-	waitFor(t, convergeTimeout, func() error {
-		ctx, cancel := rpcContext()
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
+		ctx, cancel := clustertest.RPCContext()
 		defer cancel()
 		d, err := eu.Regions(eu.Leader()).PromoteRegion(ctx, &cofferv1.PromoteRegionRequest{Region: euWest, DryRun: true})
 		if err != nil {
@@ -119,7 +121,7 @@ func TestReplicationFigures(t *testing.T) {
 		detected = time.Since(lost)
 		return nil
 	})
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	if _, err := eu.Regions(eu.Leader()).PromoteRegion(ctx, &cofferv1.PromoteRegionRequest{Region: euWest}); err != nil {
 		t.Fatal(describeErr(err))
@@ -145,9 +147,9 @@ func pct(sorted []time.Duration, p int) time.Duration {
 	return sorted[min(max(i-1, 0), len(sorted)-1)].Round(100 * time.Microsecond)
 }
 
-func waitFeedEmpty(t *testing.T, c *Cluster) {
+func waitFeedEmpty(t *testing.T, c *clustertest.Cluster) {
 	t.Helper()
-	waitFor(t, 10*time.Minute, func() error {
+	wait.Until(t, 10*time.Minute, func() error {
 		if n := c.Node(c.Leader()).Store().FeedLength(); n != 0 {
 			return fmt.Errorf("%d feed entries unacknowledged", n)
 		}
@@ -158,7 +160,7 @@ func waitFeedEmpty(t *testing.T, c *Cluster) {
 // loadAt puts at rate per second, spread over the secrets, for d (or until
 // limit puts when limit is given), from 32 writers; it returns the puts
 // acknowledged and failed.
-func loadAt(t *testing.T, c *Cluster, arns []string, rate int, d time.Duration, limit ...int) (int, int) {
+func loadAt(t *testing.T, c *clustertest.Cluster, arns []string, rate int, d time.Duration, limit ...int) (int, int) {
 	var ok, failed, issued atomic.Int64
 	max := int64(-1)
 	if len(limit) > 0 {
@@ -173,7 +175,7 @@ func loadAt(t *testing.T, c *Cluster, arns []string, rate int, d time.Duration, 
 		wg.Go(func() {
 			for n := range jobs {
 				l := c.Leader()
-				ctx, cancel := rpcContext()
+				ctx, cancel := clustertest.RPCContext()
 				v := fmt.Sprintf("v%d", n)
 				_, err := c.Client(l).PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: arns[n%len(arns)], SecretString: &v, ClientRequestToken: newToken()})
 				cancel()

@@ -6,9 +6,11 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // TestRotationOfReplicatedSecret: a secret replicated to eu-west-1 is
@@ -17,13 +19,13 @@ import (
 // rotated value under AWSCURRENT and the old one under AWSPREVIOUS, and the
 // replica region never runs the rotation itself (each step ran once).
 func TestRotationOfReplicatedSecret(t *testing.T) {
-	rs := StartRegionsWith(t, 3, []string{usEast, euWest}, WithNode(func(o *node.Options) {
+	rs := clustertest.StartRegionsWith(t, 3, []string{usEast, euWest}, clustertest.WithNode(func(o *node.Options) {
 		o.AWSAddr = "127.0.0.1:0"
 		o.Rotation = rotation.Config{Interval: 50 * time.Millisecond, RetryBase: 100 * time.Millisecond, RetryMax: 500 * time.Millisecond, StepTimeout: time.Minute}
 	}))
 	rs.Pair(usEast, euWest)
 	us, eu := rs.Region(usEast), rs.Region(euWest)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 
 	first := "first-password"
@@ -48,7 +50,7 @@ func TestRotationOfReplicatedSecret(t *testing.T) {
 	}
 	token := rot.GetVersionId()
 	// The rotation finishes in the primary region.
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		st := rotationStages(describeSecret(t, us, arn))
 		if !slices.Contains(st[token], "AWSCURRENT") || !slices.Contains(st[created.GetVersionId()], "AWSPREVIOUS") {
 			return fmt.Errorf("stages in %s: %v", usEast, st)

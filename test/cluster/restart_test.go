@@ -6,6 +6,8 @@ import (
 	"time"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // TestRestartFromStateFile restarts a node that holds many secrets and
@@ -16,7 +18,7 @@ func TestRestartFromStateFile(t *testing.T) {
 	if testing.Short() {
 		t.Skip("10,000 secrets; skipped with -short")
 	}
-	c := StartCluster(t, 3)
+	c := clustertest.Start(t, 3)
 	const secrets = 10_000
 	names := make([]string, secrets)
 	for k := range names {
@@ -29,7 +31,7 @@ func TestRestartFromStateFile(t *testing.T) {
 
 	for _, i := range []int{c.Others(leader)[0], leader} {
 		// Everything acknowledged is applied here before the stop.
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			if got, want := c.Node(i).Raft().AppliedIndex(), c.Node(leader).Raft().AppliedIndex(); got < want {
 				return fmt.Errorf("%s applied %d, leader %d", c.ID(i), got, want)
 			}
@@ -46,7 +48,7 @@ func TestRestartFromStateFile(t *testing.T) {
 			t.Errorf("%s restarted at applied index %d, below the %d it had", c.ID(i), got, applied)
 		}
 		for _, k := range []int{0, secrets / 2, secrets - 1} {
-			ctx, cancel := rpcContext(staleRead(0)...)
+			ctx, cancel := clustertest.RPCContext(clustertest.StaleRead(0)...)
 			got, _, err := getValue(ctx, c.Client(i), names[k], "")
 			cancel()
 			if want := names[k] + "/v0"; err != nil || got.GetSecretString() != want {

@@ -16,6 +16,8 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // dbCreds is the part of an RDS secret a client logs in with.
@@ -53,7 +55,7 @@ func TestBuiltinRotatorThroughEngine(t *testing.T) {
 	leader := c.Leader()
 	follower := c.Others(leader)[0]
 	ctx := context.Background()
-	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, rpcTimeout) }
+	call := func() (context.Context, context.CancelFunc) { return context.WithTimeout(ctx, clustertest.RPCTimeout) }
 
 	cctx, cancel := call()
 	master, err := c.Client(follower).CreateSecret(cctx, &cofferv1.CreateSecretRequest{Name: "db/master",
@@ -118,7 +120,7 @@ func TestBuiltinRotatorThroughEngine(t *testing.T) {
 		if err != nil {
 			t.Fatalf("rotation %d: %v", i+1, err)
 		}
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			d := describeSecret(t, c, "db/app")
 			if st := d.GetRotationStatus(); st != nil {
 				return fmt.Errorf("rotation %d in progress: %v", i+1, st)
@@ -147,7 +149,7 @@ func TestBuiltinRotatorThroughEngine(t *testing.T) {
 			t.Fatalf("after rotation %d the previous user %s cannot log in: %v", i+1, prev.Username, err)
 		}
 		seen := logins.Load()
-		waitFor(t, convergeTimeout, func() error {
+		wait.Until(t, clustertest.ConvergeTimeout, func() error {
 			if logins.Load() > seen || failures.Load() > 0 {
 				return nil
 			}

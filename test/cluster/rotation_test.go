@@ -20,15 +20,17 @@ import (
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // rotationCluster starts a 3-node region whose nodes serve the AWS API and
 // retry failed rotations quickly.
-func rotationCluster(t *testing.T) *Cluster {
-	return StartCluster(t, 3, WithNode(func(o *node.Options) {
+func rotationCluster(t *testing.T) *clustertest.Cluster {
+	return clustertest.Start(t, 3, clustertest.WithNode(func(o *node.Options) {
 		o.AWSAddr = "127.0.0.1:0"
 		o.Rotation = rotation.Config{Interval: 50 * time.Millisecond, RetryBase: 100 * time.Millisecond, RetryMax: 500 * time.Millisecond, StepTimeout: time.Minute}
 	}))
@@ -40,7 +42,7 @@ func rotationCluster(t *testing.T) *Cluster {
 // running node. It follows the AWS rotation template step for step.
 type lambda struct {
 	t      *testing.T
-	c      *Cluster
+	c      *clustertest.Cluster
 	secret []byte
 
 	mu       sync.Mutex
@@ -72,10 +74,10 @@ func (l *lambda) client() (*secretsmanager.Client, error) {
 	for _, i := range l.c.Running() {
 		if nd := l.c.Node(i); nd != nil && nd.AWSAddr() != "" {
 			return secretsmanager.New(secretsmanager.Options{
-				Region:       testRegion,
-				Credentials:  credentials.NewStaticCredentialsProvider(rootAccessKeyID, rootSecretAccessKey, ""),
+				Region:       clustertest.DefaultRegion,
+				Credentials:  credentials.NewStaticCredentialsProvider(clustertest.RootAccessKeyID, clustertest.RootSecretAccessKey, ""),
 				BaseEndpoint: aws.String("http://" + nd.AWSAddr()),
-				HTTPClient:   &http.Client{Timeout: rpcTimeout},
+				HTTPClient:   &http.Client{Timeout: clustertest.RPCTimeout},
 			}), nil
 		}
 	}
@@ -196,11 +198,11 @@ func (l *lambda) calls() []string {
 }
 
 // startLambda serves l and registers it with the region as "rot".
-func startLambda(t *testing.T, c *Cluster, l *lambda) string {
+func startLambda(t *testing.T, c *clustertest.Cluster, l *lambda) string {
 	t.Helper()
 	srv := httptest.NewServer(l)
 	t.Cleanup(srv.Close)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	res, err := c.Rotation(0).RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: srv.URL, SharedSecret: string(l.secret)})
 	if err != nil {
@@ -209,9 +211,9 @@ func startLambda(t *testing.T, c *Cluster, l *lambda) string {
 	return res.GetFunction().GetArn()
 }
 
-func describeSecret(t *testing.T, c *Cluster, id string) *cofferv1.DescribeSecretResponse {
+func describeSecret(t *testing.T, c *clustertest.Cluster, id string) *cofferv1.DescribeSecretResponse {
 	t.Helper()
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	d, err := c.Client(c.Running()[0]).DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: id})
 	if err != nil {
@@ -253,7 +255,7 @@ func TestHTTPRotationFunctionRetriesUntilFixed(t *testing.T) {
 	}
 	token := aws.ToString(rot.VersionId)
 
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		st := describeSecret(t, c, "app/db").GetRotationStatus()
 		if st.GetAttempts() < 2 {
 			return fmt.Errorf("rotation status %v, want two failed attempts", st)
@@ -283,7 +285,7 @@ func TestHTTPRotationFunctionRetriesUntilFixed(t *testing.T) {
 	l.failSet = false
 	l.mu.Unlock()
 	fixed := time.Now()
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		if d := describeSecret(t, c, "app/db"); d.GetRotationStatus() != nil || d.GetLastRotatedDate() == nil {
 			return fmt.Errorf("rotation status %v, last rotated %v", d.GetRotationStatus(), d.GetLastRotatedDate())
 		}
@@ -317,7 +319,7 @@ func TestRotationSurvivesLeaderFailover(t *testing.T) {
 	c := rotationCluster(t)
 	l := &lambda{t: t, c: c, secret: []byte("hmac-shared-secret"), holdTest: make(chan struct{}), reached: make(chan struct{})}
 	fnARN := startLambda(t, c, l)
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	v := "first-password"
 	created, err := c.Client(0).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "failover/db", SecretString: &v})
@@ -330,7 +332,7 @@ func TestRotationSurvivesLeaderFailover(t *testing.T) {
 	}
 	select {
 	case <-l.reached:
-	case <-time.After(convergeTimeout):
+	case <-time.After(clustertest.ConvergeTimeout):
 		t.Fatalf("testSecret never called; steps %v", l.calls())
 	}
 	if st := describeSecret(t, c, "failover/db").GetRotationStatus(); st.GetStep() != "testSecret" || st.GetAttempts() != 0 {
@@ -345,7 +347,7 @@ func TestRotationSurvivesLeaderFailover(t *testing.T) {
 	newLeader := c.WaitLeader(c.Running()...)
 	t.Logf("killed leader %s during testSecret; %s took over", c.ID(old), c.ID(newLeader))
 
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		if d := describeSecret(t, c, "failover/db"); d.GetRotationStatus() != nil || d.GetLastRotatedDate() == nil {
 			return fmt.Errorf("rotation status %v", d.GetRotationStatus())
 		}
@@ -353,7 +355,7 @@ func TestRotationSurvivesLeaderFailover(t *testing.T) {
 	})
 	t.Logf("rotation finished %v after the leader was stopped (Stop included)", time.Since(killed).Round(time.Millisecond))
 	l.report(t)
-	ctx2, cancel2 := rpcContext()
+	ctx2, cancel2 := clustertest.RPCContext()
 	defer cancel2()
 	versions, err := c.Client(newLeader).ListSecretVersionIds(ctx2, &cofferv1.ListSecretVersionIdsRequest{SecretId: "failover/db", IncludeDeprecated: true})
 	if err != nil {

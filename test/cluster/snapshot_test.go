@@ -13,6 +13,8 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // statInt reads one of Raft's numeric stats.
@@ -108,7 +110,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 		t.Skip("10,000 writes; skipped with -short")
 	}
 	const threshold, trailing = 1024, 256
-	c := StartCluster(t, 3, WithSnapshots(threshold, trailing, 500*time.Millisecond))
+	c := clustertest.Start(t, 3, clustertest.WithSnapshots(threshold, trailing, 500*time.Millisecond))
 	leader := c.Leader()
 	f := c.Others(leader)[0]
 	followerLast := statInt(t, c.Node(f).Raft().Stats(), "last_log_index")
@@ -128,7 +130,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	// Raft keeps at most trailing entries behind its latest snapshot.
 	leader = c.WaitLeader(c.Others(f)...)
 	var target uint64
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		st := c.Node(leader).Raft().Stats()
 		snap := statInt(t, st, "last_snapshot_index")
 		if snap <= followerLast+trailing+1 {
@@ -140,7 +142,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 
 	restarting := time.Now()
 	ready := c.Restart(f)
-	waitFor(t, convergeTimeout, func() error {
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		if got := c.Node(f).Raft().AppliedIndex(); got < target {
 			return fmt.Errorf("%s applied %d, leader had %d", c.ID(f), got, target)
 		}
@@ -153,13 +155,13 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 	if snap := statInt(t, st, "last_snapshot_index"); snap <= followerLast {
 		t.Errorf("follower's last snapshot index is %d, want one installed past %d", snap, followerLast)
 	}
-	snaps, err := os.ReadDir(filepath.Join(c.members[f].dataDir, "raft", "snapshots"))
+	snaps, err := os.ReadDir(filepath.Join(c.Member(f).DataDir, "raft", "snapshots"))
 	if err != nil || len(snaps) == 0 {
 		t.Errorf("follower's snapshot directory: %d entries, %v; want the installed snapshot", len(snaps), err)
 	}
 
 	for k, name := range names {
-		ctx, cancel := rpcContext(staleRead(0)...)
+		ctx, cancel := clustertest.RPCContext(clustertest.StaleRead(0)...)
 		got, _, err := getValue(ctx, c.Client(f), name, "")
 		cancel()
 		if err != nil {
@@ -169,7 +171,7 @@ func TestFollowerCatchesUpBySnapshot(t *testing.T) {
 			t.Errorf("%s on the caught-up follower = %q, want %q", name, got.GetSecretString(), latest[k])
 		}
 	}
-	ctx, cancel := rpcContext()
+	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	got, _, err := getValue(ctx, c.Client(f), names[0], "")
 	if err != nil || got.GetSecretString() != latest[0] {

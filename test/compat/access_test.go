@@ -26,6 +26,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	cserver "github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 type bearer string
@@ -471,7 +472,7 @@ func TestTemporaryCredentialsWithSDK(t *testing.T) {
 		t.Fatal(err)
 	}
 	expiring := f.s.sdkSession(t, short.GetAccessKeyId(), short.GetSecretAccessKey(), short.GetSessionToken())
-	waitFor(t, 15*time.Second, func() bool {
+	wait.True(t, 15*time.Second, "the short session to expire", func() bool {
 		_, err := expiring.GetSecretValue(ctx, &secretsmanager.GetSecretValueInput{SecretId: aws.String("app/db")})
 		code, _ := sdkErrorCode(err)
 		return code == "ExpiredTokenException"

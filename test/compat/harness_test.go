@@ -5,7 +5,6 @@ import (
 	"context"
 	"encoding/json"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -17,6 +16,8 @@ import (
 	"github.com/aws/aws-sdk-go-v2/aws"
 	"github.com/aws/aws-sdk-go-v2/credentials"
 	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+
+	"github.com/cofferhq/coffer/test/testkit"
 	"github.com/cofferhq/coffer/test/wait"
 )
 
@@ -45,16 +46,6 @@ func TestMain(m *testing.M) {
 	os.Exit(code)
 }
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
 // server is a real cofferd process with the AWS API on.
 type server struct {
 	endpoint string // http://host:port of the AWS API
@@ -70,15 +61,15 @@ func startServer(t *testing.T, extraArgs ...string) *server {
 	if out, err := exec.Command(cofferdBin, "keygen", key).CombinedOutput(); err != nil {
 		t.Fatalf("keygen: %v %s", err, out)
 	}
-	awsAddr := freePort(t)
-	s := &server{endpoint: "http://" + awsAddr, grpcAddr: freePort(t), dataDir: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "cofferd.log")}
+	awsAddr := testkit.FreeAddr(t)
+	s := &server{endpoint: "http://" + awsAddr, grpcAddr: testkit.FreeAddr(t), dataDir: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "cofferd.log")}
 	logf, err := os.Create(s.logFile)
 	if err != nil {
 		t.Fatal(err)
 	}
 	args := append([]string{"server",
 		"--node-id", "compat-1", "--data-dir", s.dataDir, "--seal-key-file", key,
-		"--grpc-addr", s.grpcAddr, "--raft-addr", freePort(t), "--aws-addr", awsAddr,
+		"--grpc-addr", s.grpcAddr, "--raft-addr", testkit.FreeAddr(t), "--aws-addr", awsAddr,
 		"--region", region, "--account-id", account, "--log-format", "json"}, extraArgs...)
 	cmd := exec.Command(cofferdBin, args...)
 	cmd.Env = append(os.Environ(), "COFFER_ROOT_ACCESS_KEY_ID="+accessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY="+secretAccessKey)
@@ -104,7 +95,7 @@ func startServer(t *testing.T, extraArgs ...string) *server {
 	})
 	// Ready once an authenticated call succeeds.
 	client := s.sdk(t, accessKeyID, secretAccessKey)
-	waitFor(t, 60*time.Second, func() bool {
+	wait.True(t, 60*time.Second, "cofferd to answer an authenticated call", func() bool {
 		select {
 		case <-exited:
 			b, _ := os.ReadFile(s.logFile)
@@ -123,11 +114,6 @@ func tail(b []byte, lines int) string {
 		l = l[len(l)-lines:]
 	}
 	return strings.Join(l, "\n")
-}
-
-func waitFor(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	wait.True(t, timeout, "the condition", cond)
 }
 
 // sdk returns an aws-sdk-go-v2 Secrets Manager client for the server; only

@@ -13,6 +13,7 @@ import (
 	"time"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // TestNoPlaintextAtRest stores values carrying a unique canary through every
@@ -76,7 +77,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	if out, _, code := n.cli(t, "secrets", "get", "e2e/rest/batch", "--value-only"); code != 0 || out != string(values[6])+"\n" {
 		t.Errorf("coffer secrets get = %q (exit %d)", out, code)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	wait.Until(t, 30*time.Second, func() error {
 		d, err := sm.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: "e2e/rest/batch"})
 		if err != nil || d.GetLastAccessedDate() == nil {
 			return fmt.Errorf("last access not recorded yet (%v)", err)
@@ -90,7 +91,7 @@ func TestNoPlaintextAtRest(t *testing.T) {
 	marker := "SNAPSHOT-MARKER-" + randHex(t, 8)
 	must(sm.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "e2e/rest/marker", Description: marker}))(t)
 	snapshots := filepath.Join(n.dataDir, "raft", "snapshots")
-	waitFor(t, 60*time.Second, func() error {
+	wait.Until(t, 60*time.Second, func() error {
 		states, _ := filepath.Glob(filepath.Join(snapshots, "*", "state.bin"))
 		for _, f := range states {
 			if b, err := os.ReadFile(f); err == nil && bytes.Contains(b, []byte(marker)) {

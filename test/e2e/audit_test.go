@@ -28,6 +28,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // auditLine is the part of an audit record the test reads.
@@ -364,7 +365,7 @@ func TestAuditTrail(t *testing.T) {
 	if err := os.Rename(logPath+".saved", logPath); err != nil {
 		t.Fatal(err)
 	}
-	waitFor(t, 30*time.Second, func() error {
+	wait.Until(t, 30*time.Second, func() error {
 		_, err := sm.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: arn})
 		return err
 	})

@@ -7,7 +7,6 @@ import (
 	"encoding/hex"
 	"errors"
 	"fmt"
-	"net"
 	"os"
 	"os/exec"
 	"path/filepath"
@@ -24,7 +23,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
-	"github.com/cofferhq/coffer/test/wait"
+	"github.com/cofferhq/coffer/test/testkit"
 )
 
 // Bounds that keep a broken build from hanging CI. They are generous because
@@ -155,7 +154,7 @@ func startNode(t *testing.T, dir string, opts ...nodeOption) *node {
 	// A free port can be taken by someone else between our probe and the
 	// child's bind; try again with new ports when that is why it failed.
 	for attempt := 1; ; attempt++ {
-		n.grpcAddr, n.raftAddr, n.awsAddr = freeAddr(t), freeAddr(t), freeAddr(t)
+		n.grpcAddr, n.raftAddr, n.awsAddr = testkit.FreeAddr(t), testkit.FreeAddr(t), testkit.FreeAddr(t)
 		n.writeConfig()
 		err := n.launch()
 		if err == nil {
@@ -167,20 +166,6 @@ func startNode(t *testing.T, dir string, opts ...nodeOption) *node {
 		}
 		t.Fatal(err)
 	}
-}
-
-// freeAddr returns a loopback address with a port that was free a moment ago.
-func freeAddr(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	addr := l.Addr().String()
-	if err := l.Close(); err != nil {
-		t.Fatal(err)
-	}
-	return addr
 }
 
 func (n *node) writeConfig() {
@@ -418,13 +403,6 @@ func runCLI(t *testing.T, args ...string) (stdout, stderr string, exit int) {
 		t.Fatalf("coffer %s: %v\nstderr: %s", strings.Join(args, " "), err, errb.String())
 	}
 	return out.String(), errb.String(), exit
-}
-
-// waitFor polls cond until it returns nil, and fails the test if it still
-// has not after timeout; the failure shows cond's last error.
-func waitFor(t *testing.T, timeout time.Duration, cond func() error) {
-	t.Helper()
-	wait.Until(t, timeout, cond)
 }
 
 // must returns v, failing the test (when the returned func is called with

@@ -15,6 +15,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // TestCLIRotation drives rotation through the coffer binary against a real
@@ -88,7 +89,7 @@ func TestCLIRotation(t *testing.T) {
 	failSet.Store(true)
 	tok := ok(t, "secrets", "rotate", "e2e/rot", "--function", "rot", "--days", "7")
 	token := field(t, tok, "VersionId")
-	waitFor(t, time.Minute, func() error {
+	wait.Until(t, time.Minute, func() error {
 		out := ok(t, "secrets", "describe", "e2e/rot")
 		if !strings.Contains(out, "failed attempt(s); last in setSecret") || !strings.Contains(out, "HTTP 502: database unreachable") {
 			return fmt.Errorf("describe does not show the failure yet:\n%s", out)
@@ -110,7 +111,7 @@ func TestCLIRotation(t *testing.T) {
 	// A fixed function rotates to the end.
 	failSet.Store(false)
 	token = field(t, ok(t, "secrets", "rotate", "e2e/rot"), "VersionId")
-	waitFor(t, time.Minute, func() error {
+	wait.Until(t, time.Minute, func() error {
 		if got := ok(t, "secrets", "get", "e2e/rot", "--value-only"); got != "rotated-"+token+"\n" {
 			return fmt.Errorf("AWSCURRENT is %q", got)
 		}

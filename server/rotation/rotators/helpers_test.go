@@ -2,11 +2,7 @@ package rotators_test
 
 import (
 	"context"
-	"crypto/rand"
 	"encoding/json"
-	"io"
-	"log/slog"
-	"net"
 	"slices"
 	"sort"
 	"strings"
@@ -15,50 +11,25 @@ import (
 
 	"github.com/google/uuid"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
-	"github.com/cofferhq/coffer/test/wait"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
 )
 
 // startCoffer starts a real single Coffer node in-process and returns its
 // API service, which the rotators call as their SecretsAPI.
 func startCoffer(t *testing.T) *server.Service {
 	t.Helper()
-	ca, err := replication.NewCA("test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsMat, _, _, err := ca.IssueNode("n1", []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := make([]byte, 32)
-	if _, err := rand.Read(root); err != nil {
-		t.Fatal(err)
-	}
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	raftAddr := l.Addr().String()
-	l.Close()
-	n, err := node.Start(node.Options{
-		DataDir: t.TempDir(), GRPCAddr: "127.0.0.1:0", Service: server.DefaultConfig(), RootKey: root,
-		Raft: replication.Config{
-			NodeID: "n1", BindAddr: raftAddr, Bootstrap: true, TLS: tlsMat,
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
-		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-		// The engine looks for due work often, so RotateSecret tests finish
-		// promptly; the direct-step tests never enable rotation.
-		Rotation: rotation.Config{Interval: 50 * time.Millisecond},
-		Rotators: rotators.Builtin,
-	})
+	opts := clustertest.SingleNodeOptions(t, t.TempDir())
+	// The engine looks for due work often, so RotateSecret tests finish
+	// promptly; the direct-step tests never enable rotation.
+	opts.Rotation = rotation.Config{Interval: 50 * time.Millisecond}
+	opts.Rotators = rotators.Builtin
+	n, err := node.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -203,11 +174,4 @@ func wantNoPassword(t *testing.T, msg string, passwords ...string) {
 			t.Fatalf("error message contains a password: %s", msg)
 		}
 	}
-}
-
-// waitFor polls cond until it holds, failing t after timeout. The timeout
-// is a limit for giving up, not a claim about speed.
-func waitFor(t *testing.T, timeout time.Duration, what string, cond func() bool) {
-	t.Helper()
-	wait.True(t, timeout, what, cond)
 }

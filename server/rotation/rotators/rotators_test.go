@@ -18,6 +18,7 @@ import (
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/server/rotation/rotators/dbtest"
+	"github.com/cofferhq/coffer/test/wait"
 )
 
 // engine is one database product with what the tests need to set it up.
@@ -385,7 +386,7 @@ func TestAlternatingUsersClientsNeverFail(t *testing.T) {
 		// Make sure clients log in with every version, not only between
 		// the first and last rotation: wait until one more login lands.
 		seen := logins.Load()
-		waitFor(t, time.Minute, fmt.Sprintf("a client login after rotation %d", i+1), func() bool {
+		wait.True(t, time.Minute, fmt.Sprintf("a client login after rotation %d", i+1), func() bool {
 			return logins.Load() > seen || failures.Load() > 0
 		})
 	}
@@ -435,7 +436,7 @@ func TestRotateSecretRunsBuiltin(t *testing.T) {
 						t.Fatal(err)
 					}
 					var last *cofferv1.DescribeSecretResponse
-					waitFor(t, time.Minute, "the engine to finish the rotation", func() bool {
+					wait.True(t, time.Minute, "the engine to finish the rotation", func() bool {
 						last, err = svc.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: arn})
 						return err == nil && last.GetRotationStatus() == nil &&
 							slices.Contains(last.GetVersionIdsToStages()[rot.GetVersionId()].GetStages(), "AWSCURRENT")
@@ -464,7 +465,7 @@ func TestRotateSecretRunsBuiltin(t *testing.T) {
 				if err != nil {
 					t.Fatal(err)
 				}
-				waitFor(t, time.Minute, "the engine to run testSecret", func() bool {
+				wait.True(t, time.Minute, "the engine to run testSecret", func() bool {
 					d, err := svc.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: arn})
 					return err == nil && d.GetRotationStatus() == nil
 				})

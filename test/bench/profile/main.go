@@ -8,7 +8,6 @@ import (
 	"io"
 	"log/slog"
 	"maps"
-	"net"
 	"os"
 	"os/exec"
 	"os/signal"
@@ -24,11 +23,12 @@ import (
 
 	metrics "github.com/armon/go-metrics"
 
+	"github.com/cofferhq/coffer/node"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
-	"github.com/cofferhq/coffer/server/node"
 	"github.com/cofferhq/coffer/storage/kms"
 	"github.com/cofferhq/coffer/test/bench/load"
+	"github.com/cofferhq/coffer/test/testkit"
 )
 
 func main() {
@@ -93,18 +93,14 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 		return err
 	}
 
-	nodes, err := startRegion(ctx, opts.out, opts.basePort, stderr)
-	defer func() {
-		for i := len(nodes) - 1; i >= 0; i-- {
-			_ = nodes[i].Stop()
-		}
-	}()
+	region, err := startRegion(ctx, opts.out, opts.basePort, stderr)
 	if err != nil {
 		return err
 	}
+	defer region.Stop()
 	cfg.Endpoints = nil
-	for _, n := range nodes {
-		cfg.Endpoints = append(cfg.Endpoints, n.Addr())
+	for i := range region.N() {
+		cfg.Endpoints = append(cfg.Endpoints, region.Node(i).Addr())
 	}
 
 	prof := &profiler{dir: opts.out, traceFor: opts.traceFor}
@@ -138,116 +134,67 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer) error {
 }
 
 // startRegion starts three nodes on loopback the way `cofferd dev --nodes 3`
-// does and waits until all serve and the region has three voters.
-func startRegion(ctx context.Context, dir string, basePort int, stderr io.Writer) ([]*node.Node, error) {
-	rootFile, gossipFile := filepath.Join(dir, "root.key"), filepath.Join(dir, "gossip.key")
-	for _, f := range []string{rootFile, gossipFile} {
-		if err := kms.GenerateKeyFile(f); err != nil {
-			return nil, err
-		}
-	}
-	gossipKey, err := kms.FileSeal{Path: gossipFile}.RootKey()
-	if err != nil {
-		return nil, err
-	}
-	ca, err := replication.NewCA("Coffer profile CA", 24*time.Hour)
-	if err != nil {
+// does (node.StartRegion) and waits until all serve and the region has
+// three voters.
+func startRegion(ctx context.Context, dir string, basePort int, stderr io.Writer) (*node.Region, error) {
+	rootFile := filepath.Join(dir, "root.key")
+	if err := kms.GenerateKeyFile(rootFile); err != nil {
 		return nil, err
 	}
 	log := slog.New(slog.NewTextHandler(stderr, &slog.HandlerOptions{Level: slog.LevelWarn}))
-	// addrs are each node's gRPC, cluster and gossip addresses.
-	addrs := make([][3]string, 3)
-	for i := range addrs {
-		for j := range addrs[i] {
-			if basePort > 0 {
-				addrs[i][j] = fmt.Sprintf("%s:%d", host, basePort+10*i+j)
-			} else if addrs[i][j], err = freeAddr(); err != nil {
-				return nil, err
+	// Fixed ports risk meeting another program on a shared machine; free
+	// ones picked at random only risk a rare race, which StartRegion
+	// survives by picking again.
+	ports := node.BasePorts(testkit.Host, basePort, false)
+	if basePort == 0 {
+		ports = func(int) (node.Ports, error) {
+			var p node.Ports
+			var err error
+			for _, a := range []*string{&p.GRPC, &p.Cluster, &p.Gossip} {
+				if *a, err = testkit.ProbeAddr(true); err != nil {
+					return p, err
+				}
 			}
+			return p, nil
 		}
-	}
-	var nodes []*node.Node
-	for i := range 3 {
-		id := fmt.Sprintf("dev-%d", i+1)
-		root, err := kms.FileSeal{Path: rootFile}.RootKey()
-		if err != nil {
-			return nodes, err
-		}
-		tlsMat, _, _, err := ca.IssueNode(id, []string{host}, 24*time.Hour)
-		if err != nil {
-			return nodes, err
-		}
-		rc := replication.DefaultConfig()
-		rc.NodeID = id
-		rc.BindAddr = addrs[i][1]
-		rc.Bootstrap = i == 0
-		rc.TLS = tlsMat
-		rc.Gossip = replication.MembershipConfig{BindAddr: addrs[i][2], SecretKey: gossipKey}
-		if i > 0 {
-			rc.Gossip.Join = []string{addrs[0][2]}
-		}
-		// As in cofferd dev: fast membership changes on one machine.
-		rc.Autopilot.Interval = 500 * time.Millisecond
-		rc.Autopilot.StableFor = time.Second
-		nl := log.With("node", id)
-		rc.Logger = nl
-		n, err := node.Start(node.Options{
-			DataDir:  filepath.Join(dir, id),
-			GRPCAddr: addrs[i][0],
-			Service:  server.DefaultConfig(),
-			Raft:     rc,
-			RootKey:  root,
-			Logger:   nl,
-			// As in cofferd dev: gRPC calls need no credentials.
-			AllowAnonymous: true,
-		})
-		if err != nil {
-			return nodes, fmt.Errorf("start %s: %w", id, err)
-		}
-		nodes = append(nodes, n)
 	}
 	ready, cancel := context.WithTimeout(ctx, time.Minute)
 	defer cancel()
-	for _, n := range nodes {
-		if err := n.WaitReady(ready); err != nil {
-			return nodes, err
-		}
-	}
-	for {
-		for _, n := range nodes {
-			if n.Raft().IsLeader() && n.Raft().Stats()["num_peers"] == "2" {
-				fmt.Fprintf(stderr, "region ready: leader %s, 3 voters\n", n.Raft().Leader())
-				return nodes, nil
+	region, err := node.StartRegion(ready, node.RegionSpec{
+		Nodes:  3,
+		Dir:    dir,
+		NodeID: func(i int) string { return fmt.Sprintf("dev-%d", i+1) },
+		Ports:  ports,
+		Options: func(m node.Member) (node.Options, error) {
+			root, err := kms.FileSeal{Path: rootFile}.RootKey()
+			if err != nil {
+				return node.Options{}, err
 			}
-		}
-		select {
-		case <-ready.Done():
-			return nodes, fmt.Errorf("region never had 3 voters: %w", ready.Err())
-		case <-time.After(100 * time.Millisecond):
-		}
+			rc := replication.DefaultConfig()
+			// As in cofferd dev: fast membership changes on one machine.
+			rc.Autopilot.Interval = 500 * time.Millisecond
+			rc.Autopilot.StableFor = time.Second
+			nl := log.With("node", m.ID)
+			rc.Logger = nl
+			return node.Options{
+				Service: server.DefaultConfig(),
+				Raft:    rc,
+				RootKey: root,
+				Logger:  nl,
+				// As in cofferd dev: gRPC calls need no credentials.
+				AllowAnonymous: true,
+			}, nil
+		},
+	})
+	if err != nil {
+		return nil, err
 	}
-}
-
-const host = "127.0.0.1"
-
-// freeAddr returns a loopback address whose port was free for TCP and UDP
-// a moment ago (gossip uses both). Fixed ports risk meeting another
-// program on a shared machine; this one only risks a rare race.
-func freeAddr() (string, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", host+":0")
-		if err != nil {
-			return "", err
-		}
-		addr := l.Addr().String()
-		u, uerr := net.ListenPacket("udp", addr)
-		_ = l.Close()
-		if uerr == nil {
-			_ = u.Close()
-			return addr, nil
-		}
+	if err := region.WaitVoters(ready); err != nil {
+		_ = region.Stop()
+		return nil, err
 	}
-	return "", errors.New("no free TCP and UDP port on loopback")
+	fmt.Fprintf(stderr, "region ready: leader %s, 3 voters\n", region.Node(region.Running()[0]).Raft().Leader())
+	return region, nil
 }
 
 // profiler profiles the measured window: CPU, mutex and block profiles

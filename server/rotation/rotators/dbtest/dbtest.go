@@ -234,19 +234,6 @@ func postgresBinDir() string {
 	return ""
 }
 
-// freePort asks the kernel for a free loopback port. Another process could
-// take it before the server binds; the server then fails to start and the
-// test fails with its log, which is rare enough to accept.
-func freePort(t testing.TB) int {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().(*net.TCPAddr).Port
-}
-
 func randomPassword(t testing.TB) string {
 	t.Helper()
 	b := make([]byte, 16)

@@ -8,6 +8,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/cofferhq/coffer/test/testkit"
 )
 
 // StartMariaDB starts a MariaDB (or MySQL-compatible mysqld) server on a
@@ -49,7 +51,7 @@ func StartMariaDB(t testing.TB) *Server {
 	if err := os.WriteFile(initFile, []byte(initSQL), 0o600); err != nil {
 		t.Fatal(err)
 	}
-	s.Port = freePort(t)
+	s.Port = testkit.FreePort(t)
 	args := append([]string{"--no-defaults", "--datadir=" + data,
 		"--socket=" + filepath.Join(sockDir, "m.sock"), "--pid-file=" + filepath.Join(dir, "mariadbd.pid"),
 		"--bind-address=" + s.Host, "--port=" + strconv.Itoa(s.Port), "--skip-name-resolve",

@@ -7,6 +7,8 @@ import (
 	"strconv"
 	"syscall"
 	"testing"
+
+	"github.com/cofferhq/coffer/test/testkit"
 )
 
 // StartPostgres starts a PostgreSQL server on a free 127.0.0.1 port with a
@@ -62,7 +64,7 @@ func StartPostgres(t testing.TB) *Server {
 	if err := os.Remove(pwfile); err != nil {
 		t.Fatal(err)
 	}
-	s.Port = freePort(t)
+	s.Port = testkit.FreePort(t)
 	// Durability is not what these servers are for; speed and a small
 	// footprint on shared machines are.
 	cmd := exec.Command(filepath.Join(bin, "postgres"), "-D", data,

@@ -1,4 +1,4 @@
-package cluster
+package clustertest
 
 import (
 	"context"
@@ -9,9 +9,9 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
-	"github.com/cofferhq/coffer/server/node"
 )
 
 // RegionSet is several regions, each a Cluster, joined by a WAN gossip pool
@@ -48,15 +48,15 @@ func (rs *RegionSet) register(region, regionAddr, wanAddr string) {
 	rs.wanAddrs = append(rs.wanAddrs, wanAddr)
 }
 
-// regionOptions are a node's cross-region options.
-func (rs *RegionSet) regionOptions(region string, m *member, caPEM []byte) node.RegionOptions {
+// regionOptions are the cross-region options of the node gossiping on the
+// WAN at wanAddr; node.StartRegion sets its addresses and the region's CA.
+func (rs *RegionSet) regionOptions(region, wanAddr string) node.RegionOptions {
 	rs.mu.Lock()
-	seeds := slices.DeleteFunc(slices.Clone(rs.wanAddrs), func(a string) bool { return a == m.wanAddr })
+	seeds := slices.DeleteFunc(slices.Clone(rs.wanAddrs), func(a string) bool { return a == wanAddr })
 	rs.mu.Unlock()
 	return node.RegionOptions{
-		BindAddr: m.regionAddr, CAPEM: caPEM,
 		WAN: replication.MembershipConfig{
-			BindAddr: m.wanAddr, Join: seeds, SecretKey: rs.wanKey,
+			Join: seeds, SecretKey: rs.wanKey,
 			ProbeInterval: 100 * time.Millisecond, JoinRetryInterval: 250 * time.Millisecond,
 		},
 		Dial:      rs.dialer(region),
@@ -69,7 +69,7 @@ func (rs *RegionSet) regionOptions(region string, m *member, caPEM []byte) node.
 func (rs *RegionSet) Pair(a, b string) {
 	rs.t.Helper()
 	ca, cb := rs.regions[a], rs.regions[b]
-	ctx, cancel := rpcContext()
+	ctx, cancel := RPCContext()
 	defer cancel()
 	offer, err := ca.Regions(ca.Leader()).GetPairingOffer(ctx, &cofferv1.GetPairingOfferRequest{})
 	if err != nil {
@@ -151,7 +151,7 @@ func StartRegionsWith(t *testing.T, n int, names []string, opts ...Option) *Regi
 		regionOf: map[string]string{}, cut: map[[2]string]bool{}, conns: map[*regionConn][2]string{}}
 	for _, name := range names {
 		all := append([]Option{func(s *settings) { s.region, s.cross = name, rs }}, opts...)
-		rs.regions[name] = StartCluster(t, n, all...)
+		rs.regions[name] = Start(t, n, all...)
 	}
 	return rs
 }

@@ -1,12 +1,8 @@
-package node
+package node_test
 
 import (
 	"context"
-	"crypto/rand"
 	"fmt"
-	"io"
-	"log/slog"
-	"net"
 	"os"
 	"strconv"
 	"sync"
@@ -14,50 +10,15 @@ import (
 	"testing"
 	"time"
 
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/replication"
-	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
 )
 
-func freePort(t *testing.T) string {
-	t.Helper()
-	l, err := net.Listen("tcp", "127.0.0.1:0")
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer l.Close()
-	return l.Addr().String()
-}
-
-func testOptions(t *testing.T, dir string) Options {
-	t.Helper()
-	ca, err := replication.NewCA("test", time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	tlsMat, _, _, err := ca.IssueNode("n1", []string{"127.0.0.1"}, time.Hour)
-	if err != nil {
-		t.Fatal(err)
-	}
-	root := make([]byte, 32)
-	if _, err := rand.Read(root); err != nil {
-		t.Fatal(err)
-	}
-	svc := server.DefaultConfig()
-	return Options{
-		DataDir: dir, GRPCAddr: "127.0.0.1:0", Service: svc, RootKey: root,
-		Raft: replication.Config{
-			NodeID: "n1", BindAddr: freePort(t), Bootstrap: true, TLS: tlsMat,
-			HeartbeatTimeout: 300 * time.Millisecond, ElectionTimeout: 300 * time.Millisecond, LeaderLeaseTimeout: 150 * time.Millisecond,
-		},
-		Logger: slog.New(slog.NewTextHandler(io.Discard, nil)),
-	}
-}
-
-func startReady(t *testing.T, opts Options) (*Node, time.Duration) {
+func startReady(t *testing.T, opts node.Options) (*node.Node, time.Duration) {
 	t.Helper()
 	begin := time.Now()
-	n, err := Start(opts)
+	n, err := node.Start(opts)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -82,7 +43,7 @@ func TestRestartServesWithoutReplay(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	opts := testOptions(t, t.TempDir())
+	opts := clustertest.SingleNodeOptions(t, t.TempDir())
 	n, first := startReady(t, opts)
 	t.Logf("empty node: start to serving %v", first)
 

@@ -1,4 +1,4 @@
-package node
+package node_test
 
 import (
 	"bufio"
@@ -30,6 +30,7 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/sigv4"
+	"github.com/cofferhq/coffer/test/testkit/clustertest"
 	"github.com/cofferhq/coffer/test/wait"
 )
 
@@ -70,11 +71,6 @@ func wantType(t *testing.T, err error, typ string) {
 	}
 }
 
-func waitUntil(t *testing.T, timeout time.Duration, cond func() bool) {
-	t.Helper()
-	wait.True(t, timeout, "the condition", cond)
-}
-
 // principalWithPolicy creates a principal, an access key for it, and an
 // identity policy attached to it, through the IAM API as root.
 func principalWithPolicy(t *testing.T, iam cofferv1.IAMServiceClient, name, doc string) (id, secret string) {
@@ -106,7 +102,7 @@ func readOnly(resource string) string {
 // credentials and uses them as bearer credentials; they stop working when
 // they expire and when their parent key is deleted.
 func TestTemporaryCredentialsOverGRPC(t *testing.T) {
-	opts := testOptions(t, t.TempDir())
+	opts := clustertest.SingleNodeOptions(t, t.TempDir())
 	opts.RootAccessKeyID, opts.RootSecretAccessKey = rootID, rootSecret
 	opts.Service.MinSessionDuration = time.Second
 	n, _ := startReady(t, opts)
@@ -161,7 +157,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	shortClient := cofferv1.NewSecretsManagerServiceClient(asBearer(t, n.Addr(), short.GetAccessKeyId()+":"+short.GetSecretAccessKey()+":"+short.GetSessionToken()))
-	waitUntil(t, 10*time.Second, func() bool {
+	wait.True(t, 10*time.Second, "the one-second session to expire", func() bool {
 		_, err := shortClient.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: sec.GetArn()})
 		return server.TypeOf(err) == server.TypeExpiredToken
 	})
@@ -235,7 +231,7 @@ func (p *testPKI) issue(t *testing.T, cn, spiffe string, server bool) tls.Certif
 // then apply; a certificate from another CA does not get in.
 func TestMTLSIdentity(t *testing.T) {
 	ca := newPKI(t, "clients and server")
-	opts := testOptions(t, t.TempDir())
+	opts := clustertest.SingleNodeOptions(t, t.TempDir())
 	opts.RootAccessKeyID, opts.RootSecretAccessKey = rootID, rootSecret
 	opts.GRPCTLS = &tls.Config{Certificates: []tls.Certificate{ca.issue(t, "server", "", true)}, ClientCAs: ca.pool,
 		ClientAuth: tls.VerifyClientCertIfGiven, MinVersion: tls.VersionTLS12}
@@ -303,7 +299,7 @@ func TestMTLSIdentity(t *testing.T) {
 // cannot be written.
 func TestAuditFailsClosed(t *testing.T) {
 	dir := t.TempDir()
-	opts := testOptions(t, dir)
+	opts := clustertest.SingleNodeOptions(t, dir)
 	opts.RootAccessKeyID, opts.RootSecretAccessKey = rootID, rootSecret
 	opts.AuditPath = filepath.Join(dir, "audit.log")
 	opts.AuditSync = true
@@ -390,7 +386,7 @@ func TestAuditFailsClosed(t *testing.T) {
 // Query protocol on the AWS endpoint, signed for "sts"; the credentials it
 // returns work on the Secrets Manager protocol of the same endpoint.
 func TestSTSQueryAPI(t *testing.T) {
-	opts := testOptions(t, t.TempDir())
+	opts := clustertest.SingleNodeOptions(t, t.TempDir())
 	opts.RootAccessKeyID, opts.RootSecretAccessKey = rootID, rootSecret
 	opts.AWSAddr = "127.0.0.1:0"
 	n, _ := startReady(t, opts)

@@ -1,11 +1,3 @@
-// Package node assembles one running Coffer node: the state database, the
-// region's Raft node, the API service and its gRPC listener, and the
-// background work. cofferd, `cofferd dev --nodes N` and the in-process
-// cluster tests all start nodes through it, so they run the same code.
-//
-// It wires parts together and owns their lifecycle; it must never contain
-// API logic (server/), state logic (storage/) or consensus logic
-// (replication/).
 package node
 
 import (
@@ -25,7 +17,6 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 
-	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/replication/region"
 	"github.com/cofferhq/coffer/server"
@@ -207,14 +198,10 @@ func Start(opts Options) (*Node, error) {
 	// Linearizable requests are decided on the state they are served from.
 	gate.ReadPoint = n.svc.ReadPoint
 	n.gate = gate
-	n.grpc, n.health = server.NewGRPCServer(n.svc, opts.Logger, server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous), gate, gopts...)
 	admin := server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID)
 	if n.audit != nil {
 		admin.SetAuditHash(n.audit.Hash)
 	}
-	cofferv1.RegisterAdminServiceServer(n.grpc, admin)
-	cofferv1.RegisterIAMServiceServer(n.grpc, n.iam)
-	cofferv1.RegisterRotationServiceServer(n.grpc, server.NewRotation(n.svc))
 	if opts.Region.BindAddr != "" {
 		if n.region, err = region.Start(region.Config{
 			Region: opts.Service.Region, NodeID: rc.NodeID, BindAddr: opts.Region.BindAddr, AdvertiseAddr: opts.Region.AdvertiseAddr,
@@ -226,7 +213,14 @@ func Start(opts Options) (*Node, error) {
 			return nil, err
 		}
 	}
-	cofferv1.RegisterRegionServiceServer(n.grpc, server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}))
+	api := server.Services{
+		Secrets:  n.svc,
+		Admin:    admin,
+		IAM:      n.iam,
+		Rotation: server.NewRotation(n.svc),
+		Region:   server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}),
+	}
+	n.grpc, n.health = server.NewGRPCServer(api, opts.Logger, server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous), gate, gopts...)
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
