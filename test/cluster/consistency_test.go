@@ -211,4 +211,3 @@ func healthOf(t *testing.T, addr string) healthpb.HealthCheckResponse_ServingSta
 	}
 	return resp.GetStatus()
 }
-
