@@ -82,3 +82,26 @@ func TestConfigFormation(t *testing.T) {
 		t.Fatalf("from the file: expect %d, check %s", rc.BootstrapExpect, rc.ConsistencyCheckInterval)
 	}
 }
+
+// The example config forms a region of three, and serves as a single node
+// with --bootstrap-expect 1 and no seeds.
+func TestExampleConfigForms(t *testing.T) {
+	example := filepath.Join("..", "..", "deploy", "cofferd.example.yaml")
+	cfg, err := load(t, []string{"--config", example}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := cfg.raftConfig(nil); rc.Bootstrap || rc.BootstrapExpect != 3 || len(cfg.Cluster.Join) != 3 {
+		t.Fatalf("example: bootstrap %v, expect %d, join %v", rc.Bootstrap, rc.BootstrapExpect, cfg.Cluster.Join)
+	}
+	cfg, err = load(t, []string{"--config", example, "--bootstrap-expect", "1", "--join="}, nil)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := cfg.raftConfig(nil); !rc.Bootstrap {
+		t.Fatal("the example with --bootstrap-expect 1 does not bootstrap alone")
+	}
+	if _, err := load(t, []string{"--config", example, "--bootstrap", "true"}, nil); err == nil {
+		t.Fatal("the example with --bootstrap true (beside its bootstrap_expect 3 and join) passed")
+	}
+}
