@@ -89,6 +89,21 @@ maintenance_interval: 1s
 	return r
 }
 
+// variant writes the shared config changed by edit to name, for a server
+// that must differ (a later --config flag wins over the shared one).
+func (r *sharedRegion) variant(name string, edit func(string) string) string {
+	r.t.Helper()
+	b, err := os.ReadFile(r.config)
+	if err != nil {
+		r.t.Fatal(err)
+	}
+	path := filepath.Join(r.dir, name)
+	if err := os.WriteFile(path, []byte(edit(string(b))), 0o600); err != nil {
+		r.t.Fatal(err)
+	}
+	return path
+}
+
 // regionServer is one `cofferd server` process of a shared region.
 type regionServer struct {
 	t        *testing.T

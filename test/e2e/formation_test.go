@@ -76,9 +76,14 @@ func TestAnotherClusterIsRefused(t *testing.T) {
 	creds := checkOneRegion(t, servers)
 	regionID := clusterStatus(t, servers["n1"], creds).ClusterID
 
-	// n4: the same config, but a region of its own, joining no one.
+	// n4: the same files, but a config that makes a region of its own,
+	// joining no one.
 	n4 := r.server("n4")
-	r.start(n4, "--bootstrap", "true", "--join", "")
+	r.start(n4, "--config", r.variant("solo.yaml", func(cfg string) string {
+		cfg = strings.Replace(cfg, "bootstrap_expect: 3", "bootstrap: true", 1)
+		lines := strings.Split(cfg, "\n")
+		return strings.Join(slices.DeleteFunc(lines, func(l string) bool { return strings.HasPrefix(strings.TrimSpace(l), "join:") }), "\n")
+	}))
 	n4.waitServing()
 	creds4 := readCredentials(t, filepath.Join(n4.dataDir, "root-credentials"))
 	var ownID string
@@ -93,8 +98,8 @@ func TestAnotherClusterIsRefused(t *testing.T) {
 		t.Fatalf("n4 bootstrapped alone and has the region's cluster id %s", ownID)
 	}
 	n4.stop()
-	// Pointed at the region: the join list of the shared file.
-	r.start(n4, "--bootstrap", "false")
+	// Pointed at the region: the shared file as it is.
+	r.start(n4)
 	n4.waitServing()
 
 	wait.Until(t, formationTimeout, func() error {
