@@ -4,6 +4,8 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io"
+	"net/http"
 	"os"
 	"path/filepath"
 	"slices"
@@ -16,6 +18,7 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
+	"github.com/cofferhq/coffer/node"
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
@@ -38,7 +41,8 @@ const checkInterval = 300 * time.Millisecond
 // directory resyncs it, and an operator's check then passes and finds
 // nothing marked.
 func TestDivergenceIsDetected(t *testing.T) {
-	c := clustertest.Start(t, 3, clustertest.WithRaft(func(rc *replication.Config) { rc.ConsistencyCheckInterval = checkInterval }))
+	c := clustertest.Start(t, 3, clustertest.WithRaft(func(rc *replication.Config) { rc.ConsistencyCheckInterval = checkInterval }),
+		clustertest.WithNode(func(o *node.Options) { o.AWSAddr = "127.0.0.1:0" }))
 	leader := c.Leader()
 	createSecret(t, c, leader, "app/db", "v1")
 	report := checkConsistency(t, c, leader)
@@ -106,6 +110,22 @@ func TestDivergenceIsDetected(t *testing.T) {
 	}
 	if got := healthOf(t, c.Member(odd).Ports.GRPC); got != healthpb.HealthCheckResponse_NOT_SERVING {
 		t.Errorf("the diverged node's health is %v, want NOT_SERVING", got)
+	}
+	// The AWS API too, before it looks at the (unsigned) request.
+	req, err := http.NewRequest(http.MethodPost, "http://"+c.Node(odd).AWSAddr()+"/", strings.NewReader("{}"))
+	if err != nil {
+		t.Fatal(err)
+	}
+	req.Header.Set("X-Amz-Target", "secretsmanager.ListSecrets")
+	req.Header.Set("Content-Type", "application/x-amz-json-1.1")
+	resp, err := (&http.Client{Timeout: clustertest.RPCTimeout}).Do(req)
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	if resp.StatusCode != http.StatusServiceUnavailable || resp.Header.Get("X-Amzn-ErrorType") != server.TypeServiceUnavailable || !strings.Contains(string(body), "diverged") {
+		t.Errorf("AWS API on the diverged node: %d %q %s, want 503 ServiceUnavailable naming the divergence", resp.StatusCode, resp.Header.Get("X-Amzn-ErrorType"), body)
 	}
 	for _, i := range c.Others(odd) {
 		ctx, cancel := clustertest.RPCContext()
