@@ -22,10 +22,13 @@ type sigv4Auth struct {
 	verifier *sigv4.Verifier
 	iam      *server.IAM
 	region   string
+	// refuse, when it returns an error, refuses every request before it is
+	// authenticated (a node marked diverged).
+	refuse func() error
 }
 
-func newSigV4Auth(iam *server.IAM, region, service string) *sigv4Auth {
-	return &sigv4Auth{region: region, iam: iam, verifier: &sigv4.Verifier{
+func newSigV4Auth(iam *server.IAM, region, service string, refuse func() error) *sigv4Auth {
+	return &sigv4Auth{region: region, iam: iam, refuse: refuse, verifier: &sigv4.Verifier{
 		Service: service,
 		Lookup: func(ctx context.Context, id string) (*sigv4.Credentials, error) {
 			k, err := iam.LookupKey(ctx, id)
@@ -48,6 +51,9 @@ func (a *sigv4Auth) Authenticate(ctx context.Context, r *http.Request, body []by
 // AuthenticateSTS verifies the request and returns the caller's identity
 // with the access key it signed with.
 func (a *sigv4Auth) AuthenticateSTS(ctx context.Context, r *http.Request, body []byte) (server.Identity, error) {
+	if err := a.refuse(); err != nil {
+		return server.Identity{}, err
+	}
 	creds, region, err := a.verifier.Verify(ctx, r, body)
 	if err != nil {
 		var se *sigv4.Error
@@ -76,8 +82,8 @@ func (n *Node) startAWS() error {
 	if err != nil {
 		return fmt.Errorf("listen on %s: %w", n.opts.AWSAddr, err)
 	}
-	sm := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "secretsmanager"), Logger: n.log, Gate: n.gate}
-	st := &sts.Handler{IAM: n.iam, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "sts"), Gate: n.gate, Logger: n.log}
+	sm := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "secretsmanager", n.refuseDiverged), Logger: n.log, Gate: n.gate}
+	st := &sts.Handler{IAM: n.iam, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "sts", n.refuseDiverged), Gate: n.gate, Logger: n.log}
 	// One endpoint serves both: STS Query requests are form posts with no
 	// X-Amz-Target; everything else is Secrets Manager's JSON protocol.
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {

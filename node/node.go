@@ -11,6 +11,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"google.golang.org/grpc"
@@ -117,6 +118,7 @@ type Node struct {
 	region *region.Manager
 
 	ready    chan struct{}
+	serving  atomic.Bool   // ready, and not stopping
 	failed   chan struct{} // closed with readyErr set when the node cannot become ready
 	readyErr error
 	cancel   context.CancelFunc
@@ -161,6 +163,10 @@ func Start(opts Options) (*Node, error) {
 	if rc.Logger == nil {
 		rc.Logger = opts.Logger
 	}
+	if rc.DivergedMarker == "" {
+		rc.DivergedMarker = filepath.Join(opts.DataDir, "diverged")
+	}
+	rc.OnDiverged = func(bool) { n.updateServing() }
 	if n.raft, err = replication.Start(rc, n.store); err != nil {
 		_ = n.lis.Close()
 		_ = n.store.Close()
@@ -220,7 +226,7 @@ func Start(opts Options) (*Node, error) {
 		Rotation: server.NewRotation(n.svc),
 		Region:   server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}),
 	}
-	n.grpc, n.health = server.NewGRPCServer(api, opts.Logger, server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous), gate, gopts...)
+	n.grpc, n.health = server.NewGRPCServer(api, opts.Logger, n.divergenceGuard(server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous)), gate, gopts...)
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -245,7 +251,8 @@ func Start(opts Options) (*Node, error) {
 			close(n.failed)
 			return
 		}
-		server.SetServing(n.health, true)
+		n.serving.Store(true)
+		n.updateServing()
 		close(n.ready)
 		n.log.Info("node ready", "node_id", rc.NodeID, "region", opts.Service.Region, "grpc_addr", n.Addr(),
 			"cluster_addr", n.raft.ClusterAddr(), "applied_index", n.store.AppliedIndex())
@@ -366,6 +373,7 @@ func (n *Node) Store() *storage.Store { return n.store }
 func (n *Node) Stop() error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.serving.Store(false)
 		server.SetServing(n.health, false)
 		n.stopAWS()
 		stopped := make(chan struct{})

@@ -55,7 +55,7 @@ type RegionSpec struct {
 	// Options returns node m's options; it is called at every start of the
 	// node, restarts included. StartRegion then wires the node into the
 	// region over what it returned: the data directory, the gRPC address,
-	// the Raft node id, cluster address, bootstrap flag and certificate,
+	// the Raft node id, cluster address, bootstrap settings and certificate,
 	// the gossip address, seeds and key and, when Ports has a region
 	// address, the region replication and WAN addresses and the region's
 	// CA. Everything else (service configuration, root key, logger,
@@ -232,7 +232,9 @@ func (r *Region) wire(m Member, o *Options) {
 	o.GRPCAddr = m.Ports.GRPC
 	o.Raft.NodeID = m.ID
 	o.Raft.BindAddr = m.Ports.Cluster
-	o.Raft.Bootstrap = m.Index == 0
+	// Node 0 starts the region alone; the others form nothing and wait for
+	// its autopilot to add them.
+	o.Raft.Bootstrap, o.Raft.BootstrapExpect = m.Index == 0, 0
 	o.Raft.TLS = m.TLS
 	o.Raft.Gossip.BindAddr = m.Ports.Gossip
 	o.Raft.Gossip.Join = m.Join

@@ -13,6 +13,7 @@ import (
 	"github.com/hashicorp/raft"
 
 	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
+	"github.com/cofferhq/coffer/storage"
 )
 
 func newProposalID() string {
@@ -28,14 +29,19 @@ func (n *Node) localStatus() *replicationv1.NodeStatusResponse {
 	if t, ok := n.raft.Stats()["term"]; ok {
 		_, _ = fmt.Sscan(t, &term)
 	}
-	return &replicationv1.NodeStatusResponse{
+	st := &replicationv1.NodeStatusResponse{
 		NodeId:       n.cfg.NodeID,
 		State:        n.raft.State().String(),
 		Term:         term,
 		CommitIndex:  n.raft.CommitIndex(),
 		AppliedIndex: n.applied.current(),
 		LastLogIndex: n.raft.LastIndex(),
+		ClusterId:    n.store.ClusterID(),
 	}
+	if d := n.Diverged(); d != nil {
+		st.Diverged, st.DivergedReason = true, d.Error()
+	}
+	return st
 }
 
 // peerApplied asks a peer for its applied index (autopilot's health probe).
@@ -248,7 +254,19 @@ func (n *Node) RestoreSnapshot(ctx context.Context, size int64, r io.Reader) (ui
 	return resp.GetIndex(), nil
 }
 
+// restoreLocal installs an uploaded snapshot through Raft, on the leader.
+// A snapshot taken in another cluster (a backup restored into a region
+// formed anew) first gets this region's cluster id, so every node installs
+// a state of its own cluster and a node joining later inherits the right id.
 func (n *Node) restoreLocal(size int64, r io.Reader) (uint64, error) {
+	if id := n.store.ClusterID(); id != "" {
+		staged, stagedSize, err := storage.StampClusterID(r, n.cfg.Dir, id)
+		if err != nil {
+			return 0, fmt.Errorf("restore snapshot: %w", err)
+		}
+		defer storage.RemoveStaged(staged)
+		r, size = staged, stagedSize
+	}
 	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
 	if err := n.raft.Restore(meta, r, 0); err != nil {
 		return 0, fmt.Errorf("restore snapshot: %w", err)

@@ -67,6 +67,9 @@ type Autopilot struct {
 	status func(ctx context.Context, clusterAddr string) (appliedIndex uint64, err error)
 	cfg    AutopilotConfig
 	log    *slog.Logger
+	// clusterID, when set, is the leader's cluster id: a member gossiping
+	// another is never added (nil: every member may be).
+	clusterID func() string
 
 	mu sync.Mutex // one pass at a time; guards the fields below
 	// healthySince is when each non-voter was first seen alive and caught
@@ -74,6 +77,9 @@ type Autopilot struct {
 	healthySince map[raft.ServerID]time.Time
 	// absentSince is when each server was first seen missing from the pool.
 	absentSince map[raft.ServerID]time.Time
+	// refused is the cluster id each member of another cluster was last
+	// refused for, so the refusal is logged once, not at every pass.
+	refused map[raft.ServerID]string
 }
 
 // NewAutopilot returns an Autopilot for r, reading the pool m. status
@@ -89,6 +95,7 @@ func NewAutopilot(r *raft.Raft, m *Membership, status func(ctx context.Context, 
 		log:          log.With("component", "autopilot"),
 		healthySince: make(map[raft.ServerID]time.Time),
 		absentSince:  make(map[raft.ServerID]time.Time),
+		refused:      make(map[raft.ServerID]string),
 	}
 }
 
@@ -183,6 +190,9 @@ func (a *Autopilot) addMembers(p *pass) []error {
 			a.log.Warn("member gossips no cluster address; not adding it", "node_id", string(id))
 			continue
 		}
+		if !a.sameCluster(id, mem.Meta.ClusterID) {
+			continue
+		}
 		addr := raft.ServerAddress(mem.Meta.ClusterAddr)
 		s, known := p.inConfig[id]
 		switch {
@@ -198,6 +208,28 @@ func (a *Autopilot) addMembers(p *pass) []error {
 		}
 	}
 	return errs
+}
+
+// sameCluster refuses a member that holds another cluster id than the
+// leader: a node of another region formed from the same configuration,
+// whose state would never be this region's. The refusal is logged once
+// per member and id.
+func (a *Autopilot) sameCluster(id raft.ServerID, theirs string) bool {
+	if a.clusterID == nil {
+		return true
+	}
+	ours := a.clusterID()
+	if sameCluster(ours, theirs) {
+		delete(a.refused, id)
+		return true
+	}
+	if a.refused[id] != theirs {
+		a.refused[id] = theirs
+		a.log.Error("refusing to add a member of another cluster to the region: it holds another cluster id, so its state is another region's; "+
+			"wipe its data directory to make it join this region", "node_id", string(id), "local_cluster_id", ours, "member_cluster_id", theirs,
+			"err", mismatch(ours, theirs))
+	}
+	return false
 }
 
 // promoteNonvoters is phase 2: non-voters alive and caught up for
@@ -298,6 +330,7 @@ func (a *Autopilot) forgetDeparted(p *pass) {
 func (a *Autopilot) reset() {
 	clear(a.healthySince)
 	clear(a.absentSince)
+	clear(a.refused)
 }
 
 // lag asks the node at clusterAddr for its applied index and returns how

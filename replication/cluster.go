@@ -56,8 +56,12 @@ func fromStatus(err error) error {
 		return err
 	}
 	for _, d := range st.Details() {
-		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonNotLeader {
+		info, ok := d.(*errdetails.ErrorInfo)
+		switch {
+		case ok && info.GetReason() == reasonNotLeader:
 			return fmt.Errorf("%w: %s", ErrNotLeader, st.Message())
+		case ok && info.GetReason() == reasonClusterMismatch:
+			return fmt.Errorf("%w (refused by the peer): %s", ErrClusterMismatch, st.Message())
 		}
 	}
 	switch st.Code() {
@@ -140,6 +144,40 @@ func (c *clusterService) RestoreSnapshot(stream grpc.ClientStreamingServer[repli
 		return status.Error(codes.FailedPrecondition, err.Error())
 	}
 	return stream.SendAndClose(&replicationv1.RestoreSnapshotResponse{Index: idx})
+}
+
+func (c *clusterService) StateHash(ctx context.Context, req *replicationv1.StateHashRequest) (*replicationv1.StateHashResponse, error) {
+	h, err := c.n.stateHashAt(ctx, req.GetIndex())
+	if err != nil {
+		if errors.Is(err, ErrNoCheckpoint) {
+			return nil, status.Error(codes.NotFound, err.Error())
+		}
+		return nil, toStatus(err)
+	}
+	return &replicationv1.StateHashResponse{NodeId: c.n.cfg.NodeID, Index: req.GetIndex(), Hash: h[:], Diverged: c.n.Diverged() != nil}, nil
+}
+
+func (c *clusterService) SetDiverged(_ context.Context, req *replicationv1.SetDivergedRequest) (*replicationv1.SetDivergedResponse, error) {
+	c.n.applyDivergedMark(req)
+	return &replicationv1.SetDivergedResponse{}, nil
+}
+
+func (c *clusterService) CheckConsistency(ctx context.Context, req *replicationv1.CheckConsistencyRequest) (*replicationv1.CheckConsistencyResponse, error) {
+	if !c.n.IsLeader() {
+		return nil, notLeaderStatus(ErrNotLeader)
+	}
+	if req.GetBackground() {
+		select {
+		case c.n.checkSoon <- struct{}{}:
+		default: // one is already due
+		}
+		return &replicationv1.CheckConsistencyResponse{}, nil
+	}
+	rep, err := c.n.CheckConsistency(ctx, req.GetClear())
+	if err != nil {
+		return nil, toStatus(err)
+	}
+	return reportToProto(rep), nil
 }
 
 // ChunkReader reads a stream of chunks (snapshot uploads, on the cluster

@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"path/filepath"
 	"time"
 )
 
@@ -34,8 +35,30 @@ type Config struct {
 	// Tests replace it to cut links.
 	Dial Dialer
 	// Bootstrap makes a node with no Raft state start a new region with
-	// itself as the only voter; the others join through gossip.
+	// itself as the only voter, at once; others are added by its autopilot
+	// when they join its gossip pool. For a single node.
 	Bootstrap bool
+	// BootstrapExpect forms a new region of that many voters (formation.go):
+	// a node with no Raft state waits until it sees that many servers of
+	// its region in the gossip pool, all without state and expecting the
+	// same number, and the one with the lowest id among the first that many
+	// bootstraps them all as voters. A node that sees a member of its
+	// region with state never bootstraps: it waits to be added. 1 is
+	// Bootstrap; 0 never bootstraps (a node joining an existing region).
+	BootstrapExpect int
+	// ConsistencyCheckInterval is how often the leader checks that every
+	// server's state hashes the same at one index (consistency.go); it also
+	// checks when it takes over and when a server starts or comes back.
+	// Zero turns the automatic checks off; CheckConsistency still runs on
+	// demand.
+	ConsistencyCheckInterval time.Duration
+	// DivergedMarker is the file that records that a consistency check
+	// found this node diverged; while it exists the node serves no client
+	// requests. Default: Dir/diverged.
+	DivergedMarker string
+	// OnDiverged, when set, is called when a consistency check marks this
+	// node diverged (true) or clears the mark (false).
+	OnDiverged func(diverged bool)
 
 	// Gossip is the region's LAN pool. A zero BindAddr disables it (a
 	// single-node region needs none).
@@ -113,6 +136,9 @@ func (c *Config) withDefaults() {
 	if c.Logger == nil {
 		c.Logger = slog.Default()
 	}
+	if c.DivergedMarker == "" && c.Dir != "" {
+		c.DivergedMarker = filepath.Join(c.Dir, "diverged")
+	}
 }
 
 // Validate reports the first problem with c, after defaults are applied.
@@ -129,6 +155,14 @@ func (c Config) Validate() error {
 		return fmt.Errorf("raft: leader lease timeout %s must not exceed heartbeat timeout %s", c.LeaderLeaseTimeout, c.HeartbeatTimeout)
 	case c.ElectionTimeout < c.HeartbeatTimeout:
 		return fmt.Errorf("raft: election timeout %s must be at least the heartbeat timeout %s", c.ElectionTimeout, c.HeartbeatTimeout)
+	case c.BootstrapExpect < 0:
+		return fmt.Errorf("raft: bootstrap expect %d must not be negative", c.BootstrapExpect)
+	case c.Bootstrap && c.BootstrapExpect > 1:
+		return fmt.Errorf("raft: bootstrap (a region of one) and bootstrap expect %d exclude each other", c.BootstrapExpect)
+	case c.BootstrapExpect > 1 && c.Gossip.BindAddr == "":
+		return fmt.Errorf("raft: bootstrap expect %d needs the gossip pool to find the other servers", c.BootstrapExpect)
+	case c.ConsistencyCheckInterval < 0:
+		return fmt.Errorf("raft: consistency check interval %s must not be negative", c.ConsistencyCheckInterval)
 	}
 	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
 		return fmt.Errorf("raft: bind address %q: %w", c.BindAddr, err)

@@ -49,6 +49,16 @@ type MemberMeta struct {
 	// RegionAddr is the node's region replication address, when it has one
 	// (gossiped in the LAN pool, so any node can list its region's).
 	RegionAddr string `json:"region_addr,omitempty"`
+	// BootstrapExpect is the number of servers the node waits for to form
+	// a new region (0 when it forms none); formation needs every fresh
+	// server of the region to expect the same.
+	BootstrapExpect int `json:"expect,omitempty"`
+	// HasState is true once the node has Raft state: it bootstrapped, or a
+	// leader reached it. A fresh node that sees one never bootstraps.
+	HasState bool `json:"state,omitempty"`
+	// ClusterID is the cluster id in the node's state ("" until it has
+	// one). A leader never adds a member gossiping another.
+	ClusterID string `json:"cluster_id,omitempty"`
 }
 
 // wireMeta is the node meta on the wire: MemberMeta plus the leave intent.
@@ -298,6 +308,13 @@ func (m *Membership) LocalNode() Member {
 	m.mu.Lock()
 	defer m.mu.Unlock()
 	return m.members[m.nodeID]
+}
+
+// Self is what this node gossips about itself now.
+func (m *Membership) Self() MemberMeta {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	return m.self
 }
 
 // Leave tells the pool this node is leaving, waiting up to timeout in all

@@ -7,7 +7,9 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"slices"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -51,6 +53,36 @@ type Mux struct {
 
 	mu          sync.Mutex
 	handshaking map[net.Conn]struct{} // accepted, not yet handed over
+
+	// cluster, when set, is this node's cluster id and the logger for
+	// refused connections (CheckClusterID).
+	cluster atomic.Pointer[clusterCheck]
+}
+
+type clusterCheck struct {
+	local func() string
+	log   *slog.Logger
+}
+
+// CheckClusterID makes Raft connections (ALPNRaft, both ways) start with
+// an exchange of cluster ids: local returns this node's ("" while it has
+// none). A connection between nodes holding different ids is closed, and
+// both sides log it, naming both ids. Without it, this port sends an empty
+// id and accepts any.
+func (m *Mux) CheckClusterID(local func() string, log *slog.Logger) {
+	if log == nil {
+		log = slog.Default()
+	}
+	m.cluster.Store(&clusterCheck{local: local, log: log})
+}
+
+// localClusterID is this node's cluster id as the exchange sends it.
+func (m *Mux) localClusterID() (string, *slog.Logger) {
+	c := m.cluster.Load()
+	if c == nil {
+		return "", slog.Default()
+	}
+	return c.local(), c.log
 }
 
 // ListenCluster listens on bindAddr and serves the cluster port.
@@ -205,6 +237,19 @@ func (m *Mux) handshake(conn net.Conn) {
 	var dst *muxListener
 	switch proto := tc.ConnectionState().NegotiatedProtocol; proto {
 	case ALPNRaft:
+		local, log := m.localClusterID()
+		if remote, err := exchangeClusterIDs(tc, local, m.handshakeTimeout); err != nil {
+			if errors.Is(err, ErrClusterMismatch) {
+				log.Error("refused a Raft connection from a node of another cluster: it is not a node of this region, though it has this region's certificates",
+					"remote", conn.RemoteAddr().String(), "local_cluster_id", local, "remote_cluster_id", remote)
+			} else {
+				log.Debug("cluster port: cluster id exchange failed", "remote", conn.RemoteAddr().String(), "err", err)
+			}
+			tc.Close()
+			return
+		}
+		dst = m.raft
+	case alpnRaftLegacy:
 		dst = m.raft
 	case "h2":
 		dst = m.grpc
@@ -273,15 +318,34 @@ type raftLayer struct {
 
 var _ raft.StreamLayer = (*raftLayer)(nil)
 
-// Dial opens a Raft connection to a peer's cluster port.
+// Dial opens a Raft connection to a peer's cluster port and, when the peer
+// speaks ALPNRaft, exchanges cluster ids: a peer of another cluster is
+// refused (ErrClusterMismatch), and the refusal logged.
 func (r *raftLayer) Dial(address raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
 	ctx, cancel := context.WithTimeout(context.Background(), timeout)
 	defer cancel()
-	return dialTLS(ctx, r.dial, string(address), r.tls.ClientConfig(ALPNRaft))
+	conn, err := dialTLS(ctx, r.dial, string(address), r.tls.ClientConfig(ALPNRaft, alpnRaftLegacy))
+	if err != nil {
+		return nil, err
+	}
+	if conn.(*tls.Conn).ConnectionState().NegotiatedProtocol != ALPNRaft {
+		return conn, nil
+	}
+	local, log := r.mux.localClusterID()
+	remote, err := exchangeClusterIDs(conn, local, timeout)
+	if err != nil {
+		conn.Close()
+		if errors.Is(err, ErrClusterMismatch) {
+			log.Error("refused a Raft connection to a node of another cluster: it is not a node of this region, though it has this region's certificates",
+				"peer", string(address), "local_cluster_id", local, "remote_cluster_id", remote)
+		}
+		return nil, fmt.Errorf("raft connection to %s: %w", address, err)
+	}
+	return conn, nil
 }
 
 // dialTLS dials addr through dial and completes a TLS handshake that must
-// negotiate cfg's protocol.
+// negotiate one of cfg's protocols.
 func dialTLS(ctx context.Context, dial Dialer, addr string, cfg *tls.Config) (net.Conn, error) {
 	conn, err := dial(ctx, addr)
 	if err != nil {
@@ -292,26 +356,28 @@ func dialTLS(ctx context.Context, dial Dialer, addr string, cfg *tls.Config) (ne
 		conn.Close()
 		return nil, fmt.Errorf("TLS handshake with cluster port %s: %w", addr, err)
 	}
-	if got := tc.ConnectionState().NegotiatedProtocol; got != cfg.NextProtos[0] {
+	if got := tc.ConnectionState().NegotiatedProtocol; !slices.Contains(cfg.NextProtos, got) {
 		tc.Close()
-		return nil, fmt.Errorf("cluster port %s negotiated protocol %q, want %q", addr, got, cfg.NextProtos[0])
+		return nil, fmt.Errorf("cluster port %s negotiated protocol %q, want one of %q", addr, got, cfg.NextProtos)
 	}
 	return tc, nil
 }
 
 // DialCluster returns a gRPC client for a peer's cluster port, with mutual
 // TLS under the cluster CA, connecting through dial (nil means a
-// net.Dialer). Like grpc.NewClient it does not connect until first use.
-func DialCluster(addr string, t *ClusterTLS, dial Dialer) (*grpc.ClientConn, error) {
+// net.Dialer), with opts added. Like grpc.NewClient it does not connect
+// until first use.
+func DialCluster(addr string, t *ClusterTLS, dial Dialer, opts ...grpc.DialOption) (*grpc.ClientConn, error) {
 	if dial == nil {
 		dial = defaultDialer
 	}
 	// passthrough hands addr to the dialer unresolved: the Dialer decides
 	// how a peer is reached, and tests cut links there.
-	cc, err := grpc.NewClient("passthrough:///"+addr,
+	opts = append([]grpc.DialOption{
 		grpc.WithTransportCredentials(t.GRPCCredentials()),
 		grpc.WithContextDialer(func(ctx context.Context, a string) (net.Conn, error) { return dial(ctx, a) }),
-	)
+	}, opts...)
+	cc, err := grpc.NewClient("passthrough:///"+addr, opts...)
 	if err != nil {
 		return nil, fmt.Errorf("cluster gRPC client for %s: %w", addr, err)
 	}

@@ -61,6 +61,18 @@ type Node struct {
 	// true one, and it cannot serve a read index.
 	readyTerm atomic.Uint64
 
+	// checks keeps this node's state hashes at recent check points;
+	// checkMu lets one consistency check run at a time on the leader, and
+	// checkSoon asks the leader's duties for one now.
+	checks    *checkpoints
+	checkMu   sync.Mutex
+	checkSoon chan struct{}
+	// diverged is set while a consistency check has this node marked.
+	diverged atomic.Pointer[Divergence]
+	// idProposedTerm is the term this node, as leader, last proposed a
+	// cluster id in (runDuties only).
+	idProposedTerm uint64
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -99,7 +111,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hlog
 
-	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{})}
+	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{}), checks: newCheckpoints(), checkSoon: make(chan struct{}, 1)}
 	fail := func(err error) (*Node, error) {
 		n.close()
 		return nil, err
@@ -120,6 +132,10 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	if err := n.catchUpFromSnapshot(); err != nil {
 		return fail(err)
 	}
+	if err := n.loadDivergence(); err != nil {
+		return fail(err)
+	}
+	store.OnCheckpoint(n.checks.take)
 	n.applied = newAppliedWaiter(store.AppliedIndex())
 	n.reads = &readIndexBatcher{fetch: n.fetchReadIndex}
 
@@ -127,11 +143,12 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("raft: cluster port %s: %w", cfg.BindAddr, err))
 	}
+	n.mux.CheckClusterID(store.ClusterID, log)
 	n.transport = raft.NewNetworkTransportWithLogger(n.mux.RaftLayer(cfg.Dial), 3, 10*time.Second, hlog)
 	n.peers = &peers{conns: map[string]*grpc.ClientConn{}, dial: func(addr string) (*grpc.ClientConn, error) {
-		return DialCluster(addr, cfg.TLS, cfg.Dial)
+		return DialCluster(addr, cfg.TLS, cfg.Dial, clusterIDCallOptions(store.ClusterID)...)
 	}}
-	n.grpc = grpc.NewServer()
+	n.grpc = grpc.NewServer(clusterIDGuard{local: store.ClusterID, log: log}.serverOptions()...)
 	replicationv1.RegisterClusterServiceServer(n.grpc, &clusterService{n: n})
 	n.wg.Add(1)
 	go func() {
@@ -143,7 +160,9 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	if err != nil {
 		return fail(fmt.Errorf("raft: inspect state: %w", err))
 	}
-	if !existing && cfg.Bootstrap {
+	// BootstrapExpect 1 is a region of one, like Bootstrap.
+	alone := cfg.Bootstrap || cfg.BootstrapExpect == 1
+	if !existing && alone {
 		boot := raft.Configuration{Servers: []raft.Server{{
 			ID: rc.LocalID, Address: n.transport.LocalAddr(), Suffrage: raft.Voter,
 		}}}
@@ -177,9 +196,11 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	}
 	n.applied.mu.Unlock()
 
+	var ap *Autopilot
 	if cfg.Gossip.BindAddr != "" {
 		g := cfg.Gossip
-		g.Meta = MemberMeta{NodeID: cfg.NodeID, Region: cfg.Region, ClusterAddr: n.mux.Addr().String(), APIAddr: cfg.APIAddr, RegionAddr: cfg.RegionAddr}
+		g.Meta = MemberMeta{NodeID: cfg.NodeID, Region: cfg.Region, ClusterAddr: n.mux.Addr().String(), APIAddr: cfg.APIAddr, RegionAddr: cfg.RegionAddr,
+			BootstrapExpect: cfg.BootstrapExpect, HasState: n.hasState(), ClusterID: store.ClusterID()}
 		if g.Logger == nil {
 			g.Logger = log
 		}
@@ -187,13 +208,33 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		if err != nil {
 			return fail(fmt.Errorf("gossip: %w", err))
 		}
-		ap := NewAutopilot(n.raft, n.members, n.peerApplied, cfg.Autopilot, log)
-		ctx, cancel := context.WithCancel(context.Background())
-		n.wg.Add(2)
-		go func() { defer n.wg.Done(); ap.Run(ctx) }()
-		go func() { defer n.wg.Done(); <-n.stop; cancel() }()
+		ap = NewAutopilot(n.raft, n.members, n.peerApplied, cfg.Autopilot, log)
+		ap.clusterID = store.ClusterID
 	}
+	n.background(ap, !existing && !alone && cfg.BootstrapExpect > 1 && n.members != nil, existing && cfg.ConsistencyCheckInterval > 0)
 	return n, nil
+}
+
+// background starts the node's goroutines, which stop with Shutdown: its
+// duties, the autopilot (with gossip), formation (a fresh node forming a
+// region) and the consistency check request of a node that restarted.
+func (n *Node) background(ap *Autopilot, form, startupCheck bool) {
+	ctx, cancel := context.WithCancel(context.Background())
+	n.wg.Add(2)
+	go func() { defer n.wg.Done(); <-n.stop; cancel() }()
+	go func() { defer n.wg.Done(); n.runDuties(ctx) }()
+	if ap != nil {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); ap.Run(ctx) }()
+	}
+	if form {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.formRegion(ctx) }()
+	}
+	if startupCheck {
+		n.wg.Add(1)
+		go func() { defer n.wg.Done(); n.requestStartupCheck(ctx) }()
+	}
 }
 
 // catchUpFromSnapshot restores the newest snapshot into the store when the

@@ -166,6 +166,10 @@ func TestConfigValidate(t *testing.T) {
 		{NodeID: "n", Dir: "d", BindAddr: "0.0.0.0:7401"},
 		{NodeID: "n", Dir: "d", HeartbeatTimeout: time.Second, LeaderLeaseTimeout: 2 * time.Second},
 		{NodeID: "n", Dir: "d", MaxAppendEntries: 5000},
+		{NodeID: "n", Dir: "d", Bootstrap: true, BootstrapExpect: 3, Gossip: MembershipConfig{BindAddr: "127.0.0.1:0"}},
+		{NodeID: "n", Dir: "d", BootstrapExpect: 3},
+		{NodeID: "n", Dir: "d", BootstrapExpect: -1},
+		{NodeID: "n", Dir: "d", ConsistencyCheckInterval: -1},
 	}
 	for i, c := range bad {
 		if err := c.Validate(); err == nil {

@@ -23,7 +23,15 @@ import (
 
 // ALPNRaft is the ALPN protocol a node offers when it dials a peer's
 // cluster port for Raft traffic; gRPC on the same port negotiates "h2".
-const ALPNRaft = "coffer-raft/1"
+// Version 2 starts with the exchange of the two nodes' cluster ids
+// (exchangeClusterIDs).
+const ALPNRaft = "coffer-raft/2"
+
+// alpnRaftLegacy is Raft as builds without cluster ids speak it, with no
+// exchange. It is still offered and accepted, so a region can be upgraded
+// one node at a time; the cluster id check holds between nodes that both
+// speak version 2.
+const alpnRaftLegacy = "coffer-raft/1"
 
 // clusterServerName is the name every node certificate carries as a DNS SAN
 // and every client verifies. Nodes are identified by their CA's signature,
@@ -107,21 +115,22 @@ func (c *ClusterTLS) ServerConfig() *tls.Config {
 		Certificates: []tls.Certificate{c.Cert},
 		ClientAuth:   tls.RequireAndVerifyClientCert,
 		ClientCAs:    c.CA,
-		NextProtos:   []string{ALPNRaft, "h2"},
+		NextProtos:   []string{ALPNRaft, alpnRaftLegacy, "h2"},
 	}
 }
 
 // ClientConfig returns the TLS configuration for dialing a peer's cluster
-// port and speaking nextProto: TLS 1.3, this node's certificate presented,
-// and the peer's certificate verified against the cluster CA under the
-// fixed cluster name rather than the peer's address.
-func (c *ClusterTLS) ClientConfig(nextProto string) *tls.Config {
+// port and speaking one of nextProtos (in order of preference): TLS 1.3,
+// this node's certificate presented, and the peer's certificate verified
+// against the cluster CA under the fixed cluster name rather than the
+// peer's address.
+func (c *ClusterTLS) ClientConfig(nextProtos ...string) *tls.Config {
 	return &tls.Config{
 		MinVersion:   tls.VersionTLS13,
 		Certificates: []tls.Certificate{c.Cert},
 		RootCAs:      c.CA,
 		ServerName:   clusterServerName,
-		NextProtos:   []string{nextProto},
+		NextProtos:   nextProtos,
 	}
 }
 

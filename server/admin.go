@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -22,6 +23,8 @@ type Cluster interface {
 	TransferLeadership(ctx context.Context, id string) (string, error)
 	SaveSnapshot(ctx context.Context, w io.Writer, begin func(replication.SnapshotInfo)) error
 	RestoreSnapshot(ctx context.Context, size int64, r io.Reader) (uint64, error)
+	ClusterID() string
+	CheckConsistency(ctx context.Context, clear bool) (*replication.ConsistencyReport, error)
 }
 
 // Admin implements the AdminService: status, membership, leadership and
@@ -69,7 +72,7 @@ func (a *Admin) ClusterStatus(ctx context.Context, _ *cofferv1.ClusterStatusRequ
 	if err != nil {
 		return nil, err
 	}
-	resp := &cofferv1.ClusterStatusResponse{Region: a.region, LeaderId: a.cluster.Leader(), AnsweredBy: a.nodeID}
+	resp := &cofferv1.ClusterStatusResponse{Region: a.region, LeaderId: a.cluster.Leader(), AnsweredBy: a.nodeID, ClusterId: a.cluster.ClusterID()}
 	var leaderCommit uint64
 	for _, s := range servers {
 		if s.Leader && s.Status != nil {
@@ -87,12 +90,35 @@ func (a *Admin) ClusterStatus(ctx context.Context, _ *cofferv1.ClusterStatusRequ
 		if st := s.Status; st != nil {
 			out.State, out.Term = st.GetState(), st.GetTerm()
 			out.CommitIndex, out.AppliedIndex, out.LastLogIndex = st.GetCommitIndex(), st.GetAppliedIndex(), st.GetLastLogIndex()
+			out.ClusterId, out.Diverged = st.GetClusterId(), st.GetDiverged()
 			out.Health = "healthy"
-			if leaderCommit > st.GetAppliedIndex() && leaderCommit-st.GetAppliedIndex() > maxLagHealthy {
+			switch {
+			case st.GetDiverged():
+				out.Health = "diverged"
+			case leaderCommit > st.GetAppliedIndex() && leaderCommit-st.GetAppliedIndex() > maxLagHealthy:
 				out.Health = "lagging"
 			}
 		}
 		resp.Servers = append(resp.Servers, out)
+	}
+	return resp, nil
+}
+
+// CheckConsistency implements the admin operation. It is the operator's
+// check, so a server marked diverged before whose state matches again is
+// cleared.
+func (a *Admin) CheckConsistency(ctx context.Context, _ *cofferv1.CheckConsistencyRequest) (*cofferv1.CheckConsistencyResponse, error) {
+	rep, err := a.cluster.CheckConsistency(ctx, true)
+	if err != nil {
+		return nil, clusterErr(err)
+	}
+	resp := &cofferv1.CheckConsistencyResponse{Index: rep.Index, Consistent: rep.Consistent}
+	for _, n := range rep.Nodes {
+		sc := &cofferv1.ServerConsistency{NodeId: n.NodeID, Verdict: n.Verdict, Detail: n.Detail}
+		if n.Hash != nil {
+			sc.Index, sc.Hash = rep.Index, hex.EncodeToString(n.Hash)
+		}
+		resp.Servers = append(resp.Servers, sc)
 	}
 	return resp, nil
 }

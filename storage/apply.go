@@ -17,6 +17,8 @@ import (
 type txn struct {
 	tx  *bolt.Tx
 	err error
+	// clusterID is the cluster id InitCluster recorded in this transaction.
+	clusterID string
 }
 
 // dispatch applies one command (through the table in commands.go).

@@ -59,6 +59,11 @@ var commands = commandTable(
 	feedManager((*txn).promoteReplica),
 	feedManager((*txn).pairRegion),
 	feedManager(func(t *txn, _ time.Time, op *raftv1.UnpairRegion) *Result { return t.unpairRegion(op) }),
+
+	// The region's own housekeeping: its cluster id, and the consistency
+	// check's point (ApplyBatch hashes the state as of it).
+	localChange(func(t *txn, _ time.Time, op *raftv1.InitCluster) *Result { return t.initCluster(op) }),
+	localChange(func(*txn, time.Time, *raftv1.CheckState) *Result { return &Result{} }),
 )
 
 // feedRole is how a command relates to the cross-region change feed.

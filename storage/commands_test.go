@@ -216,6 +216,8 @@ var feedCases = map[protoreflect.Name]feedCase{
 		newEntries: 1,
 	},
 	"unpair_region": {op: onPrimary(func(string) proto.Message { return &raftv1.UnpairRegion{Region: dest} })},
+	"init_cluster":  {op: onPrimary(func(string) proto.Message { return &raftv1.InitCluster{ClusterId: "0123456789abcdef0123456789abcdef"} })},
+	"check_state":   {op: onPrimary(func(string) proto.Message { return &raftv1.CheckState{} })},
 }
 
 // TestEveryCommand walks every case of the Command oneof. Each must have an

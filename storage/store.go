@@ -8,6 +8,7 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	bolt "go.etcd.io/bbolt"
@@ -65,6 +66,9 @@ type Store struct {
 
 	mu sync.RWMutex // guards db against Restore's swap
 	db *bolt.DB
+
+	clusterID  atomic.Value // string: meta/cluster_id, kept in memory
+	checkpoint func(*Checkpoint)
 }
 
 // Entry is one committed log entry to apply. A nil Cmd (a Raft configuration
@@ -80,7 +84,12 @@ func Open(path string) (*Store, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Store{path: path, db: db}, nil
+	s := &Store{path: path, db: db}
+	if err := s.loadClusterID(db); err != nil {
+		_ = db.Close()
+		return nil, fmt.Errorf("open state database %s: %w", path, err)
+	}
+	return s, nil
 }
 
 func openDB(path string) (*bolt.DB, error) {
@@ -145,14 +154,36 @@ func (s *Store) Apply(index uint64, cmd *raftv1.Command) *Result {
 // batch) are skipped, so replaying the log after a
 // restart changes nothing. It panics on an I/O failure or a malformed
 // command: the node must stop rather than diverge.
+//
+// A CheckState entry ends its transaction: the entries up to it commit, a
+// read transaction positioned exactly at its index is handed to the
+// OnCheckpoint function, and the rest of the batch applies in a new
+// transaction.
 func (s *Store) ApplyBatch(entries []Entry) []*Result {
 	results := make([]*Result, len(entries))
 	s.mu.RLock()
 	defer s.mu.RUnlock()
+	for start := 0; start < len(entries); {
+		end, check := s.applySegment(entries, start, results)
+		if check != 0 {
+			s.takeCheckpoint(check)
+		}
+		start = end
+	}
+	return results
+}
+
+// applySegment applies entries from start in one transaction, up to the
+// end of the batch or through the first CheckState entry it applies, and
+// returns where it stopped and that entry's index (0 when none).
+func (s *Store) applySegment(entries []Entry, start int, results []*Result) (end int, check uint64) {
+	var t *txn
 	err := s.db.Update(func(tx *bolt.Tx) error {
 		last := appliedIndex(tx)
-		t := &txn{tx: tx}
-		for i, e := range entries {
+		t = &txn{tx: tx}
+		end, check = len(entries), 0
+		for i := start; i < len(entries); i++ {
+			e := entries[i]
 			if e.Index <= last {
 				results[i] = &Result{Skipped: true}
 				continue
@@ -162,11 +193,14 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 			} else {
 				results[i] = &Result{}
 			}
+			recalled := results[i].Index != 0 && results[i].Index != e.Index
 			if results[i].Index == 0 { // a recalled proposal keeps its first index
 				results[i].Index = e.Index
 			}
-			if e.Index > last {
-				last = e.Index
+			last = e.Index
+			if e.Cmd.GetCheckState() != nil && !recalled {
+				end, check = i+1, e.Index
+				break
 			}
 		}
 		if t.err != nil {
@@ -179,7 +213,27 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 	if err != nil {
 		panic(fmt.Sprintf("storage: apply batch ending at index %d: %v", entries[len(entries)-1].Index, err))
 	}
-	return results
+	if t.clusterID != "" {
+		s.clusterID.Store(t.clusterID)
+	}
+	return end, check
+}
+
+// takeCheckpoint opens a read transaction on the state as of the CheckState
+// entry just committed and hands it to the OnCheckpoint function. The
+// caller holds s.mu; the transaction pins its database on its own, so a
+// Restore waits for the checkpoint's release before it closes the file.
+func (s *Store) takeCheckpoint(index uint64) {
+	tx, err := s.db.Begin(false)
+	if err != nil {
+		panic(fmt.Sprintf("storage: open the checkpoint at index %d: %v", index, err))
+	}
+	cp := &Checkpoint{Index: index, tx: tx}
+	if s.checkpoint == nil {
+		cp.Release()
+		return
+	}
+	s.checkpoint(cp)
 }
 
 // SetAppliedIndex records idx as the applied index. Only snapshot installs
@@ -271,7 +325,7 @@ func (s *Store) Restore(r io.Reader) error {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("restore: close: %w", err)
 	}
-	check, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second, ReadOnly: true})
+	check, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
 	if err != nil {
 		_ = os.Remove(tmp)
 		return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
@@ -284,7 +338,12 @@ func (s *Store) Restore(r io.Reader) error {
 		}
 		return nil
 	})
-	_ = check.Close()
+	if err == nil {
+		err = s.checkRestoredClusterID(check)
+	}
+	if cerr := check.Close(); err == nil && cerr != nil {
+		err = fmt.Errorf("restore: close checked snapshot: %w", cerr)
+	}
 	if err != nil {
 		_ = os.Remove(tmp)
 		return err
@@ -307,5 +366,5 @@ func (s *Store) Restore(r io.Reader) error {
 		return fmt.Errorf("restore: reopen: %w", err)
 	}
 	s.db = db
-	return nil
+	return s.loadClusterID(db)
 }

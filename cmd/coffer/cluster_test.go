@@ -24,7 +24,7 @@ func TestClusterHelp(t *testing.T) {
 		want []string
 	}{
 		{[]string{"help"}, []string{"  cluster   Inspect and operate the region's Raft cluster", "  rotation  Manage HTTP rotation functions", "--consistency MODE", "--min-index N"}},
-		{[]string{"cluster", "help"}, []string{"Usage: coffer cluster [global flags] <command>", "  status ", "  members ", "  remove-peer ", "  transfer-leader ", "  snapshot "}},
+		{[]string{"cluster", "help"}, []string{"Usage: coffer cluster [global flags] <command>", "  status ", "  check ", "  members ", "  remove-peer ", "  transfer-leader ", "  snapshot "}},
 		{[]string{"cluster", "snapshot", "help"}, []string{"  save ", "  restore "}},
 		{[]string{"help", "cluster", "snapshot", "restore"}, []string{"Usage: coffer cluster snapshot restore FILE --yes", "  -y ", "  --yes ", "  --progress "}},
 		{[]string{"secrets", "get", "-h"}, []string{"  --show-index ", "--consistency, --min-index"}},
@@ -85,21 +85,23 @@ func TestClusterStatus(t *testing.T) {
 	admin, addr := startFakeAdmin(t)
 	admin.set(func(a *fakeAdmin) {
 		a.status = &cofferv1.ClusterStatusResponse{
-			Region: "eu-west-1", LeaderId: "n1", Term: 7, AnsweredBy: "n2",
+			Region: "eu-west-1", LeaderId: "n1", Term: 7, AnsweredBy: "n2", ClusterId: "5f0c",
 			Servers: []*cofferv1.ServerStatus{
 				{NodeId: "n1", RaftAddress: "10.0.0.1:7401", ApiAddress: "10.0.0.1:7400", Voter: true, Leader: true, State: "Leader", Term: 7, CommitIndex: 1200, AppliedIndex: 1200, LastLogIndex: 1201, Health: "healthy"},
 				{NodeId: "n2", RaftAddress: "10.0.0.2:7401", ApiAddress: "10.0.0.2:7400", Voter: true, State: "Follower", Term: 7, CommitIndex: 1200, AppliedIndex: 150, LastLogIndex: 1200, Health: "lagging"},
 				{NodeId: "n3", RaftAddress: "10.0.0.3:7401", State: "Unreachable", Health: "unreachable"},
+				{NodeId: "n4", RaftAddress: "10.0.0.4:7401", ApiAddress: "10.0.0.4:7400", Voter: true, State: "Follower", Term: 7, CommitIndex: 1200, AppliedIndex: 1200, LastLogIndex: 1200, Health: "diverged", Diverged: true},
 			},
 		}
 	})
 	r := runCLI(t, "", "--endpoint", addr, "cluster", "status")
 	mustSucceed(t, r)
-	want := `region eu-west-1, leader n1, answered by n2
-NODE  STATE        VOTER  LEADER  TERM  COMMIT  APPLIED  LAST LOG  HEALTH       API ADDRESS    RAFT ADDRESS
-n1    Leader       true   *       7     1200    1200     1201      healthy      10.0.0.1:7400  10.0.0.1:7401
-n2    Follower     true   -       7     1200    150      1200      lagging      10.0.0.2:7400  10.0.0.2:7401
-n3    Unreachable  false  -       -     -       -        -         unreachable  -              10.0.0.3:7401
+	want := `region eu-west-1, cluster id 5f0c, leader n1, answered by n2
+NODE  STATE        VOTER  LEADER  TERM  COMMIT  APPLIED  LAST LOG  HEALTH       DIVERGED  API ADDRESS    RAFT ADDRESS
+n1    Leader       true   *       7     1200    1200     1201      healthy      false     10.0.0.1:7400  10.0.0.1:7401
+n2    Follower     true   -       7     1200    150      1200      lagging      false     10.0.0.2:7400  10.0.0.2:7401
+n3    Unreachable  false  -       -     -       -        -         unreachable  -         -              10.0.0.3:7401
+n4    Follower     true   -       7     1200    1200     1200      diverged     true      10.0.0.4:7400  10.0.0.4:7401
 `
 	if r.stdout != want {
 		t.Errorf("stdout:\n%s\nwant:\n%s", r.stdout, want)
@@ -119,7 +121,7 @@ n3    Unreachable  false  -       -     -       -        -         unreachable  
 	admin.set(func(a *fakeAdmin) { a.status = &cofferv1.ClusterStatusResponse{Region: "eu-west-1", AnsweredBy: "n2"} })
 	r = runCLI(t, "", "--endpoint", addr, "cluster", "status")
 	mustSucceed(t, r)
-	if first, _, _ := strings.Cut(r.stdout, "\n"); first != "region eu-west-1, leader (none), answered by n2" {
+	if first, _, _ := strings.Cut(r.stdout, "\n"); first != "region eu-west-1, cluster id (none), leader (none), answered by n2" {
 		t.Errorf("without a leader the header is %q", first)
 	}
 }
@@ -245,6 +247,7 @@ type fakeAdmin struct {
 
 	err           error // when set, every method fails with it
 	status        *cofferv1.ClusterStatusResponse
+	check         *cofferv1.CheckConsistencyResponse
 	members       *cofferv1.ListMembersResponse
 	newLeader     string
 	snapshot      []byte // streamed by SaveSnapshot in 100,000-byte chunks
@@ -285,7 +288,7 @@ func (a *fakeAdmin) record(method string, req proto.Message) fakeAdmin {
 	defer a.mu.Unlock()
 	a.calls = append(a.calls, adminCall{method, proto.Clone(req)})
 	return fakeAdmin{
-		err: a.err, status: a.status, members: a.members, newLeader: a.newLeader,
+		err: a.err, status: a.status, check: a.check, members: a.members, newLeader: a.newLeader,
 		snapshot: a.snapshot, snapshotIndex: a.snapshotIndex, announce: a.announce,
 		skipInfo: a.skipInfo, stall: a.stall, saveErr: a.saveErr, restoreIndex: a.restoreIndex,
 	}
@@ -306,6 +309,11 @@ func (a *fakeAdmin) uploads() [][]*cofferv1.RestoreSnapshotRequest {
 func (a *fakeAdmin) ClusterStatus(_ context.Context, req *cofferv1.ClusterStatusRequest) (*cofferv1.ClusterStatusResponse, error) {
 	ans := a.record("ClusterStatus", req)
 	return ans.status, ans.err
+}
+
+func (a *fakeAdmin) CheckConsistency(_ context.Context, req *cofferv1.CheckConsistencyRequest) (*cofferv1.CheckConsistencyResponse, error) {
+	ans := a.record("CheckConsistency", req)
+	return ans.check, ans.err
 }
 
 func (a *fakeAdmin) ListMembers(_ context.Context, req *cofferv1.ListMembersRequest) (*cofferv1.ListMembersResponse, error) {

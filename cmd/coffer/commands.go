@@ -142,6 +142,15 @@ func commandTree() *command {
 			summary: "Show the leader and every server's Raft progress",
 		},
 		&command{
+			name: "check", synopsis: "", run: runClusterCheck,
+			summary: "Check that every server's state is the same, now",
+			detail: "The leader commits a check point; every server hashes its state as of that index\n" +
+				"and the leader compares the hashes. A server whose hash differs from the majority's is\n" +
+				"marked diverged: it stops serving requests until it is resynced (docs/OPERATIONS.md).\n" +
+				"A server marked before whose hash matches again is cleared. Exits 1 unless every\n" +
+				"server matched.",
+		},
+		&command{
 			name: "members", synopsis: "", run: runClusterMembers,
 			summary: "List the nodes of the gossip pool",
 		},

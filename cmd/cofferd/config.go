@@ -146,6 +146,11 @@ type ClusterConfig struct {
 	// count autopilot never goes below.
 	DeadServerTimeout time.Duration `yaml:"dead_server_timeout"`
 	MinQuorum         int           `yaml:"min_quorum"`
+	// ConsistencyCheckInterval is how often the leader checks that every
+	// node's state hashes the same at one index (also when a node starts or
+	// comes back); 0 turns the automatic checks off (`coffer cluster check`
+	// still runs one).
+	ConsistencyCheckInterval time.Duration `yaml:"consistency_check_interval"`
 }
 
 // RegionsConfig is how a region reaches other regions: the region
@@ -171,8 +176,21 @@ type RegionsConfig struct {
 type RaftConfig struct {
 	BindAddr      string `yaml:"bind_addr"`
 	AdvertiseAddr string `yaml:"advertise_addr"`
-	// Bootstrap starts a new single-node region when the node has no Raft state.
-	Bootstrap          bool          `yaml:"bootstrap"`
+	// Bootstrap starts a new region of this node alone when it has no Raft
+	// state (a single node; others may join it later). It is bootstrap_expect
+	// 1, and refused with cluster.join or a bootstrap_expect above 1.
+	Bootstrap bool `yaml:"bootstrap"`
+	// BootstrapExpect forms a new region of that many voters: a node without
+	// Raft state waits until it sees that many servers of its region in the
+	// gossip pool, none with state, all expecting the same number; the one
+	// with the lowest node id then bootstraps them all. A node that finds
+	// the region already formed waits to be added. Give every server of a
+	// new region the same value (default 3).
+	BootstrapExpect int `yaml:"bootstrap_expect"`
+	// bootstrapExpectSet is whether a file, variable or flag set
+	// BootstrapExpect (so bootstrap: true over the default is no conflict).
+	bootstrapExpectSet bool
+
 	HeartbeatTimeout   time.Duration `yaml:"heartbeat_timeout"`
 	ElectionTimeout    time.Duration `yaml:"election_timeout"`
 	LeaderLeaseTimeout time.Duration `yaml:"leader_lease_timeout"`
@@ -201,7 +219,7 @@ func defaultConfig() Config {
 		Seal:      SealConfig{Type: "file", KeyFile: "/etc/coffer/root.key"},
 		Raft: RaftConfig{
 			BindAddr:           rd.BindAddr,
-			Bootstrap:          true,
+			BootstrapExpect:    3,
 			HeartbeatTimeout:   rd.HeartbeatTimeout,
 			ElectionTimeout:    rd.ElectionTimeout,
 			LeaderLeaseTimeout: rd.LeaderLeaseTimeout,
@@ -210,7 +228,7 @@ func defaultConfig() Config {
 			SnapshotInterval:   rd.SnapshotInterval,
 			TrailingLogs:       rd.TrailingLogs,
 		},
-		Cluster:             ClusterConfig{DeadServerTimeout: 30 * time.Second, MinQuorum: 3},
+		Cluster:             ClusterConfig{DeadServerTimeout: 30 * time.Second, MinQuorum: 3, ConsistencyCheckInterval: 5 * time.Minute},
 		LogLevel:            "info",
 		LogFormat:           "text",
 		MaintenanceInterval: sd.MaintenanceInterval,
@@ -254,6 +272,7 @@ func (c Config) Validate() error {
 	if len(c.Cluster.Join) > 0 && c.Cluster.GossipAddr == "" {
 		add("cluster.join needs cluster.gossip_addr")
 	}
+	errs = append(errs, c.validateFormation()...)
 	for name, addr := range map[string]string{"regions.bind_addr": c.Regions.BindAddr, "regions.wan_addr": c.Regions.WANAddr} {
 		if addr == "" {
 			continue
@@ -322,6 +341,9 @@ func (c Config) Validate() error {
 		errs = append(errs, err)
 	}
 	rc := c.raftConfig(nil)
+	if c.Cluster.GossipAddr == "" {
+		rc.BootstrapExpect = 0 // validateFormation said it in this file's terms
+	}
 	if err := rc.Validate(); err != nil {
 		errs = append(errs, err)
 	}
@@ -382,7 +404,8 @@ func (c Config) raftConfig(log *slog.Logger) replication.Config {
 		Dir:                filepath.Join(c.DataDir, "raft"),
 		BindAddr:           c.Raft.BindAddr,
 		AdvertiseAddr:      c.Raft.AdvertiseAddr,
-		Bootstrap:          c.Raft.Bootstrap,
+		Bootstrap:          c.formsAlone(),
+		BootstrapExpect:    c.bootstrapExpect(),
 		HeartbeatTimeout:   c.Raft.HeartbeatTimeout,
 		ElectionTimeout:    c.Raft.ElectionTimeout,
 		LeaderLeaseTimeout: c.Raft.LeaderLeaseTimeout,
@@ -395,7 +418,9 @@ func (c Config) raftConfig(log *slog.Logger) replication.Config {
 			DeadServerTimeout: c.Cluster.DeadServerTimeout,
 			MinQuorum:         c.Cluster.MinQuorum,
 		},
-		Logger: log,
+		ConsistencyCheckInterval: c.Cluster.ConsistencyCheckInterval,
+		Gossip:                   replication.MembershipConfig{BindAddr: c.Cluster.GossipAddr},
+		Logger:                   log,
 	}
 }
 
@@ -446,7 +471,13 @@ var settings = []setting{
 	{"seal-key-file", "COFFER_SEAL_KEY_FILE", "root key file (file seal)", str(func(c *Config) *string { return &c.Seal.KeyFile })},
 	{"raft-addr", "COFFER_RAFT_ADDR", "Raft listen address", str(func(c *Config) *string { return &c.Raft.BindAddr })},
 	{"raft-advertise-addr", "COFFER_RAFT_ADVERTISE_ADDR", "Raft address peers dial", str(func(c *Config) *string { return &c.Raft.AdvertiseAddr })},
-	{"bootstrap", "COFFER_BOOTSTRAP", "start a new region when there is no Raft state", boolean(func(c *Config) *bool { return &c.Raft.Bootstrap })},
+	{"bootstrap", "COFFER_BOOTSTRAP", "start a new region of this node alone when there is no Raft state (not with --join)", boolean(func(c *Config) *bool { return &c.Raft.Bootstrap })},
+	{"bootstrap-expect", "COFFER_BOOTSTRAP_EXPECT", "form a new region once this many servers without state see each other (the same on every server)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Raft.BootstrapExpect, c.Raft.bootstrapExpectSet = n, true
+		return err
+	}},
+	{"consistency-check-interval", "COFFER_CONSISTENCY_CHECK_INTERVAL", "how often the leader compares the nodes' state hashes (0: off)", dur(func(c *Config) *time.Duration { return &c.Cluster.ConsistencyCheckInterval })},
 	{"cluster-ca-file", "COFFER_CLUSTER_CA_FILE", "cluster CA certificate (mutual TLS between nodes)", str(func(c *Config) *string { return &c.Cluster.CAFile })},
 	{"cluster-cert-file", "COFFER_CLUSTER_CERT_FILE", "this node's cluster certificate", str(func(c *Config) *string { return &c.Cluster.CertFile })},
 	{"cluster-key-file", "COFFER_CLUSTER_KEY_FILE", "this node's cluster key", str(func(c *Config) *string { return &c.Cluster.KeyFile })},
@@ -521,6 +552,14 @@ func loadConfig(fs *flag.FlagSet, base Config, args []string, getenv func(string
 		dec.KnownFields(true)
 		if err := dec.Decode(&cfg); err != nil {
 			return Config{}, fmt.Errorf("parse config %s: %w", *configFile, err)
+		}
+		var set struct {
+			Raft struct {
+				BootstrapExpect *int `yaml:"bootstrap_expect"`
+			} `yaml:"raft"`
+		}
+		if err := yaml.Unmarshal(raw, &set); err == nil && set.Raft.BootstrapExpect != nil {
+			cfg.Raft.bootstrapExpectSet = true
 		}
 	}
 	for _, s := range settings {

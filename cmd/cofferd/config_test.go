@@ -15,7 +15,9 @@ func load(t *testing.T, args []string, env map[string]string) (Config, error) {
 	fs := flag.NewFlagSet("test", flag.ContinueOnError)
 	fs.SetOutput(io.Discard)
 	base := defaultConfig()
-	base.NodeID, base.DataDir, base.Seal.KeyFile = "n1", "/tmp/d", "/tmp/k"
+	// A server of a multi-node region: the default bootstrap_expect needs
+	// the gossip pool.
+	base.NodeID, base.DataDir, base.Seal.KeyFile, base.Cluster.GossipAddr = "n1", "/tmp/d", "/tmp/k", "127.0.0.1:7402"
 	return loadConfig(fs, base, args, func(k string) string { return env[k] })
 }
 
@@ -78,7 +80,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--config", unknown}, nil, []string{"regoin"}},
 		{[]string{"--region", "US_EAST", "--log-level", "loud"}, nil, []string{"region", "log_level"}},
 		{[]string{"--grpc-addr", "nope"}, nil, []string{"grpc_addr"}},
-		{[]string{"--join", "a:1"}, nil, []string{"cluster.join needs cluster.gossip_addr"}},
+		{[]string{"--gossip-addr", "", "--join", "a:1"}, nil, []string{"cluster.join needs cluster.gossip_addr"}},
 		{[]string{"--cluster-ca-file", "/ca"}, nil, []string{"must be set together"}},
 		{nil, map[string]string{"COFFER_MAINTENANCE_INTERVAL": "soon"}, []string{"COFFER_MAINTENANCE_INTERVAL"}},
 		{[]string{"extra"}, nil, []string{"unexpected arguments"}},

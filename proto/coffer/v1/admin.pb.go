@@ -83,8 +83,13 @@ type ServerStatus struct {
 	AppliedIndex uint64 `protobuf:"varint,9,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// last_log_index is the last index in the server's log.
 	LastLogIndex uint64 `protobuf:"varint,10,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
-	// health is "healthy", "lagging" or "unreachable".
-	Health        string `protobuf:"bytes,11,opt,name=health,proto3" json:"health,omitempty"`
+	// health is "healthy", "lagging", "diverged" or "unreachable".
+	Health string `protobuf:"bytes,11,opt,name=health,proto3" json:"health,omitempty"`
+	// cluster_id is the cluster id the server holds; empty until it has one.
+	ClusterId string `protobuf:"bytes,12,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// diverged is true while a consistency check has the server marked
+	// diverged.
+	Diverged      bool `protobuf:"varint,13,opt,name=diverged,proto3" json:"diverged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -196,6 +201,20 @@ func (x *ServerStatus) GetHealth() string {
 	return ""
 }
 
+func (x *ServerStatus) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *ServerStatus) GetDiverged() bool {
+	if x != nil {
+		return x.Diverged
+	}
+	return false
+}
+
 // ClusterStatusResponse describes the region.
 type ClusterStatusResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -208,7 +227,10 @@ type ClusterStatusResponse struct {
 	// servers lists every server in the Raft configuration.
 	Servers []*ServerStatus `protobuf:"bytes,4,rep,name=servers,proto3" json:"servers,omitempty"`
 	// answered_by is the id of the node that answered.
-	AnsweredBy    string `protobuf:"bytes,5,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	AnsweredBy string `protobuf:"bytes,5,opt,name=answered_by,json=answeredBy,proto3" json:"answered_by,omitempty"`
+	// cluster_id is the answering node's cluster id: the id the region got
+	// when it was formed.
+	ClusterId     string `protobuf:"bytes,6,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -274,6 +296,13 @@ func (x *ClusterStatusResponse) GetServers() []*ServerStatus {
 func (x *ClusterStatusResponse) GetAnsweredBy() string {
 	if x != nil {
 		return x.AnsweredBy
+	}
+	return ""
+}
+
+func (x *ClusterStatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
 	}
 	return ""
 }
@@ -1044,12 +1073,199 @@ func (x *AuditHashResponse) GetHash() string {
 	return ""
 }
 
+// CheckConsistencyRequest is empty.
+type CheckConsistencyRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConsistencyRequest) Reset() {
+	*x = CheckConsistencyRequest{}
+	mi := &file_coffer_v1_admin_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConsistencyRequest) ProtoMessage() {}
+
+func (x *CheckConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_admin_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*CheckConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_admin_proto_rawDescGZIP(), []int{17}
+}
+
+// CheckConsistencyResponse reports a consistency check.
+type CheckConsistencyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the Raft index every server hashed its state at.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// consistent is true when every server answered with the same hash.
+	Consistent bool `protobuf:"varint,2,opt,name=consistent,proto3" json:"consistent,omitempty"`
+	// servers has one entry per server of the Raft configuration.
+	Servers       []*ServerConsistency `protobuf:"bytes,3,rep,name=servers,proto3" json:"servers,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConsistencyResponse) Reset() {
+	*x = CheckConsistencyResponse{}
+	mi := &file_coffer_v1_admin_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConsistencyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConsistencyResponse) ProtoMessage() {}
+
+func (x *CheckConsistencyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_admin_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConsistencyResponse.ProtoReflect.Descriptor instead.
+func (*CheckConsistencyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_admin_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CheckConsistencyResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckConsistencyResponse) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+func (x *CheckConsistencyResponse) GetServers() []*ServerConsistency {
+	if x != nil {
+		return x.Servers
+	}
+	return nil
+}
+
+// ServerConsistency is one server's part of a consistency check.
+type ServerConsistency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the server's Raft id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// index is the Raft index the hash was taken at; 0 when unknown.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// hash is the SHA-256 of the server's state at index, in hex; empty when
+	// unknown.
+	Hash string `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	// verdict is "match" (the majority's hash), "diverged" (another hash: the
+	// server is now marked diverged), "unknown" (no hash: unreachable, or it
+	// applied past the check point by a snapshot) or "undecided" (no hash is
+	// held by a majority).
+	Verdict string `protobuf:"bytes,4,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// detail explains an unknown or undecided verdict, or a cleared mark.
+	Detail        string `protobuf:"bytes,5,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ServerConsistency) Reset() {
+	*x = ServerConsistency{}
+	mi := &file_coffer_v1_admin_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ServerConsistency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ServerConsistency) ProtoMessage() {}
+
+func (x *ServerConsistency) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_admin_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ServerConsistency.ProtoReflect.Descriptor instead.
+func (*ServerConsistency) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_admin_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *ServerConsistency) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *ServerConsistency) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *ServerConsistency) GetHash() string {
+	if x != nil {
+		return x.Hash
+	}
+	return ""
+}
+
+func (x *ServerConsistency) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *ServerConsistency) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_coffer_v1_admin_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_admin_proto_rawDesc = "" +
 	"\n" +
 	"\x15coffer/v1/admin.proto\x12\tcoffer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\x16\n" +
-	"\x14ClusterStatusRequest\"\xc9\x02\n" +
+	"\x14ClusterStatusRequest\"\x84\x03\n" +
 	"\fServerStatus\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12!\n" +
 	"\fraft_address\x18\x02 \x01(\tR\vraftAddress\x12\x1f\n" +
@@ -1063,14 +1279,19 @@ const file_coffer_v1_admin_proto_rawDesc = "" +
 	"\rapplied_index\x18\t \x01(\x04R\fappliedIndex\x12$\n" +
 	"\x0elast_log_index\x18\n" +
 	" \x01(\x04R\flastLogIndex\x12\x16\n" +
-	"\x06health\x18\v \x01(\tR\x06health\"\xb4\x01\n" +
+	"\x06health\x18\v \x01(\tR\x06health\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\f \x01(\tR\tclusterId\x12\x1a\n" +
+	"\bdiverged\x18\r \x01(\bR\bdiverged\"\xd3\x01\n" +
 	"\x15ClusterStatusResponse\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1b\n" +
 	"\tleader_id\x18\x02 \x01(\tR\bleaderId\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x121\n" +
 	"\aservers\x18\x04 \x03(\v2\x17.coffer.v1.ServerStatusR\aservers\x12\x1f\n" +
 	"\vanswered_by\x18\x05 \x01(\tR\n" +
-	"answeredBy\"\x14\n" +
+	"answeredBy\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x06 \x01(\tR\tclusterId\"\x14\n" +
 	"\x12ListMembersRequest\"\xbc\x01\n" +
 	"\x06Member\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12%\n" +
@@ -1107,7 +1328,20 @@ const file_coffer_v1_admin_proto_rawDesc = "" +
 	"\x10AuditHashRequest\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\"'\n" +
 	"\x11AuditHashResponse\x12\x12\n" +
-	"\x04hash\x18\x01 \x01(\tR\x04hash2\xd5\x04\n" +
+	"\x04hash\x18\x01 \x01(\tR\x04hash\"\x19\n" +
+	"\x17CheckConsistencyRequest\"\x88\x01\n" +
+	"\x18CheckConsistencyResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x02 \x01(\bR\n" +
+	"consistent\x126\n" +
+	"\aservers\x18\x03 \x03(\v2\x1c.coffer.v1.ServerConsistencyR\aservers\"\x88\x01\n" +
+	"\x11ServerConsistency\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\tR\x04hash\x12\x18\n" +
+	"\averdict\x18\x04 \x01(\tR\averdict\x12\x16\n" +
+	"\x06detail\x18\x05 \x01(\tR\x06detail2\xb2\x05\n" +
 	"\fAdminService\x12R\n" +
 	"\rClusterStatus\x12\x1f.coffer.v1.ClusterStatusRequest\x1a .coffer.v1.ClusterStatusResponse\x12L\n" +
 	"\vListMembers\x12\x1d.coffer.v1.ListMembersRequest\x1a\x1e.coffer.v1.ListMembersResponse\x12I\n" +
@@ -1116,7 +1350,8 @@ const file_coffer_v1_admin_proto_rawDesc = "" +
 	"\x12TransferLeadership\x12$.coffer.v1.TransferLeadershipRequest\x1a%.coffer.v1.TransferLeadershipResponse\x12Q\n" +
 	"\fSaveSnapshot\x12\x1e.coffer.v1.SaveSnapshotRequest\x1a\x1f.coffer.v1.SaveSnapshotResponse0\x01\x12Z\n" +
 	"\x0fRestoreSnapshot\x12!.coffer.v1.RestoreSnapshotRequest\x1a\".coffer.v1.RestoreSnapshotResponse(\x01\x12F\n" +
-	"\tAuditHash\x12\x1b.coffer.v1.AuditHashRequest\x1a\x1c.coffer.v1.AuditHashResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\tAuditHash\x12\x1b.coffer.v1.AuditHashRequest\x1a\x1c.coffer.v1.AuditHashResponse\x12[\n" +
+	"\x10CheckConsistency\x12\".coffer.v1.CheckConsistencyRequest\x1a#.coffer.v1.CheckConsistencyResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_admin_proto_rawDescOnce sync.Once
@@ -1130,7 +1365,7 @@ func file_coffer_v1_admin_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_admin_proto_rawDescData
 }
 
-var file_coffer_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_coffer_v1_admin_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_coffer_v1_admin_proto_goTypes = []any{
 	(*ClusterStatusRequest)(nil),       // 0: coffer.v1.ClusterStatusRequest
 	(*ServerStatus)(nil),               // 1: coffer.v1.ServerStatus
@@ -1149,32 +1384,38 @@ var file_coffer_v1_admin_proto_goTypes = []any{
 	(*RestoreSnapshotResponse)(nil),    // 14: coffer.v1.RestoreSnapshotResponse
 	(*AuditHashRequest)(nil),           // 15: coffer.v1.AuditHashRequest
 	(*AuditHashResponse)(nil),          // 16: coffer.v1.AuditHashResponse
-	(*timestamppb.Timestamp)(nil),      // 17: google.protobuf.Timestamp
+	(*CheckConsistencyRequest)(nil),    // 17: coffer.v1.CheckConsistencyRequest
+	(*CheckConsistencyResponse)(nil),   // 18: coffer.v1.CheckConsistencyResponse
+	(*ServerConsistency)(nil),          // 19: coffer.v1.ServerConsistency
+	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
 }
 var file_coffer_v1_admin_proto_depIdxs = []int32{
 	1,  // 0: coffer.v1.ClusterStatusResponse.servers:type_name -> coffer.v1.ServerStatus
 	4,  // 1: coffer.v1.ListMembersResponse.members:type_name -> coffer.v1.Member
-	17, // 2: coffer.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
+	20, // 2: coffer.v1.SnapshotInfo.created:type_name -> google.protobuf.Timestamp
 	11, // 3: coffer.v1.SaveSnapshotResponse.info:type_name -> coffer.v1.SnapshotInfo
-	0,  // 4: coffer.v1.AdminService.ClusterStatus:input_type -> coffer.v1.ClusterStatusRequest
-	3,  // 5: coffer.v1.AdminService.ListMembers:input_type -> coffer.v1.ListMembersRequest
-	6,  // 6: coffer.v1.AdminService.RemovePeer:input_type -> coffer.v1.RemovePeerRequest
-	8,  // 7: coffer.v1.AdminService.TransferLeadership:input_type -> coffer.v1.TransferLeadershipRequest
-	10, // 8: coffer.v1.AdminService.SaveSnapshot:input_type -> coffer.v1.SaveSnapshotRequest
-	13, // 9: coffer.v1.AdminService.RestoreSnapshot:input_type -> coffer.v1.RestoreSnapshotRequest
-	15, // 10: coffer.v1.AdminService.AuditHash:input_type -> coffer.v1.AuditHashRequest
-	2,  // 11: coffer.v1.AdminService.ClusterStatus:output_type -> coffer.v1.ClusterStatusResponse
-	5,  // 12: coffer.v1.AdminService.ListMembers:output_type -> coffer.v1.ListMembersResponse
-	7,  // 13: coffer.v1.AdminService.RemovePeer:output_type -> coffer.v1.RemovePeerResponse
-	9,  // 14: coffer.v1.AdminService.TransferLeadership:output_type -> coffer.v1.TransferLeadershipResponse
-	12, // 15: coffer.v1.AdminService.SaveSnapshot:output_type -> coffer.v1.SaveSnapshotResponse
-	14, // 16: coffer.v1.AdminService.RestoreSnapshot:output_type -> coffer.v1.RestoreSnapshotResponse
-	16, // 17: coffer.v1.AdminService.AuditHash:output_type -> coffer.v1.AuditHashResponse
-	11, // [11:18] is the sub-list for method output_type
-	4,  // [4:11] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	19, // 4: coffer.v1.CheckConsistencyResponse.servers:type_name -> coffer.v1.ServerConsistency
+	0,  // 5: coffer.v1.AdminService.ClusterStatus:input_type -> coffer.v1.ClusterStatusRequest
+	3,  // 6: coffer.v1.AdminService.ListMembers:input_type -> coffer.v1.ListMembersRequest
+	6,  // 7: coffer.v1.AdminService.RemovePeer:input_type -> coffer.v1.RemovePeerRequest
+	8,  // 8: coffer.v1.AdminService.TransferLeadership:input_type -> coffer.v1.TransferLeadershipRequest
+	10, // 9: coffer.v1.AdminService.SaveSnapshot:input_type -> coffer.v1.SaveSnapshotRequest
+	13, // 10: coffer.v1.AdminService.RestoreSnapshot:input_type -> coffer.v1.RestoreSnapshotRequest
+	15, // 11: coffer.v1.AdminService.AuditHash:input_type -> coffer.v1.AuditHashRequest
+	17, // 12: coffer.v1.AdminService.CheckConsistency:input_type -> coffer.v1.CheckConsistencyRequest
+	2,  // 13: coffer.v1.AdminService.ClusterStatus:output_type -> coffer.v1.ClusterStatusResponse
+	5,  // 14: coffer.v1.AdminService.ListMembers:output_type -> coffer.v1.ListMembersResponse
+	7,  // 15: coffer.v1.AdminService.RemovePeer:output_type -> coffer.v1.RemovePeerResponse
+	9,  // 16: coffer.v1.AdminService.TransferLeadership:output_type -> coffer.v1.TransferLeadershipResponse
+	12, // 17: coffer.v1.AdminService.SaveSnapshot:output_type -> coffer.v1.SaveSnapshotResponse
+	14, // 18: coffer.v1.AdminService.RestoreSnapshot:output_type -> coffer.v1.RestoreSnapshotResponse
+	16, // 19: coffer.v1.AdminService.AuditHash:output_type -> coffer.v1.AuditHashResponse
+	18, // 20: coffer.v1.AdminService.CheckConsistency:output_type -> coffer.v1.CheckConsistencyResponse
+	13, // [13:21] is the sub-list for method output_type
+	5,  // [5:13] is the sub-list for method input_type
+	5,  // [5:5] is the sub-list for extension type_name
+	5,  // [5:5] is the sub-list for extension extendee
+	0,  // [0:5] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_admin_proto_init() }
@@ -1196,7 +1437,7 @@ func file_coffer_v1_admin_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_admin_proto_rawDesc), len(file_coffer_v1_admin_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   17,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -26,6 +26,7 @@ const (
 	AdminService_SaveSnapshot_FullMethodName       = "/coffer.v1.AdminService/SaveSnapshot"
 	AdminService_RestoreSnapshot_FullMethodName    = "/coffer.v1.AdminService/RestoreSnapshot"
 	AdminService_AuditHash_FullMethodName          = "/coffer.v1.AdminService/AuditHash"
+	AdminService_CheckConsistency_FullMethodName   = "/coffer.v1.AdminService/CheckConsistency"
 )
 
 // AdminServiceClient is the client API for AdminService service.
@@ -53,6 +54,12 @@ type AdminServiceClient interface {
 	// hashes with the same key. Grant coffer:AuditHash to auditors only: it
 	// lets its caller test guesses against the hashes in a log it can read.
 	AuditHash(ctx context.Context, in *AuditHashRequest, opts ...grpc.CallOption) (*AuditHashResponse, error)
+	// CheckConsistency runs a consistency check now: the leader commits a
+	// check point, every server hashes its state as of that index, and the
+	// leader compares the hashes. A server whose hash differs from the
+	// majority's is marked diverged (it stops serving client requests); a
+	// server marked before whose hash matches again is cleared.
+	CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*CheckConsistencyResponse, error)
 }
 
 type adminServiceClient struct {
@@ -145,6 +152,16 @@ func (c *adminServiceClient) AuditHash(ctx context.Context, in *AuditHashRequest
 	return out, nil
 }
 
+func (c *adminServiceClient) CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*CheckConsistencyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckConsistencyResponse)
+	err := c.cc.Invoke(ctx, AdminService_CheckConsistency_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // AdminServiceServer is the server API for AdminService service.
 // All implementations must embed UnimplementedAdminServiceServer
 // for forward compatibility.
@@ -170,6 +187,12 @@ type AdminServiceServer interface {
 	// hashes with the same key. Grant coffer:AuditHash to auditors only: it
 	// lets its caller test guesses against the hashes in a log it can read.
 	AuditHash(context.Context, *AuditHashRequest) (*AuditHashResponse, error)
+	// CheckConsistency runs a consistency check now: the leader commits a
+	// check point, every server hashes its state as of that index, and the
+	// leader compares the hashes. A server whose hash differs from the
+	// majority's is marked diverged (it stops serving client requests); a
+	// server marked before whose hash matches again is cleared.
+	CheckConsistency(context.Context, *CheckConsistencyRequest) (*CheckConsistencyResponse, error)
 	mustEmbedUnimplementedAdminServiceServer()
 }
 
@@ -200,6 +223,9 @@ func (UnimplementedAdminServiceServer) RestoreSnapshot(grpc.ClientStreamingServe
 }
 func (UnimplementedAdminServiceServer) AuditHash(context.Context, *AuditHashRequest) (*AuditHashResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method AuditHash not implemented")
+}
+func (UnimplementedAdminServiceServer) CheckConsistency(context.Context, *CheckConsistencyRequest) (*CheckConsistencyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConsistency not implemented")
 }
 func (UnimplementedAdminServiceServer) mustEmbedUnimplementedAdminServiceServer() {}
 func (UnimplementedAdminServiceServer) testEmbeddedByValue()                      {}
@@ -330,6 +356,24 @@ func _AdminService_AuditHash_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _AdminService_CheckConsistency_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(AdminServiceServer).CheckConsistency(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: AdminService_CheckConsistency_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(AdminServiceServer).CheckConsistency(ctx, req.(*CheckConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // AdminService_ServiceDesc is the grpc.ServiceDesc for AdminService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -356,6 +400,10 @@ var AdminService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "AuditHash",
 			Handler:    _AdminService_AuditHash_Handler,
+		},
+		{
+			MethodName: "CheckConsistency",
+			Handler:    _AdminService_CheckConsistency_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{

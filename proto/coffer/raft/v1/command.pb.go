@@ -70,6 +70,8 @@ type Command struct {
 	//	*Command_PromoteReplica
 	//	*Command_PairRegion
 	//	*Command_UnpairRegion
+	//	*Command_InitCluster
+	//	*Command_CheckState
 	Op            isCommand_Op `protobuf_oneof:"op"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -425,6 +427,24 @@ func (x *Command) GetUnpairRegion() *UnpairRegion {
 	return nil
 }
 
+func (x *Command) GetInitCluster() *InitCluster {
+	if x != nil {
+		if x, ok := x.Op.(*Command_InitCluster); ok {
+			return x.InitCluster
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCheckState() *CheckState {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CheckState); ok {
+			return x.CheckState
+		}
+	}
+	return nil
+}
+
 type isCommand_Op interface {
 	isCommand_Op()
 }
@@ -600,6 +620,17 @@ type Command_UnpairRegion struct {
 	UnpairRegion *UnpairRegion `protobuf:"bytes,35,opt,name=unpair_region,json=unpairRegion,proto3,oneof"`
 }
 
+type Command_InitCluster struct {
+	// init_cluster records the region's cluster id; later ones are ignored.
+	InitCluster *InitCluster `protobuf:"bytes,100,opt,name=init_cluster,json=initCluster,proto3,oneof"`
+}
+
+type Command_CheckState struct {
+	// check_state marks the index at which every node hashes its state for
+	// the consistency check; it changes nothing else.
+	CheckState *CheckState `protobuf:"bytes,101,opt,name=check_state,json=checkState,proto3,oneof"`
+}
+
 func (*Command_InitKeyring) isCommand_Op() {}
 
 func (*Command_CreateSecret) isCommand_Op() {}
@@ -667,6 +698,10 @@ func (*Command_PromoteReplica) isCommand_Op() {}
 func (*Command_PairRegion) isCommand_Op() {}
 
 func (*Command_UnpairRegion) isCommand_Op() {}
+
+func (*Command_InitCluster) isCommand_Op() {}
+
+func (*Command_CheckState) isCommand_Op() {}
 
 // Header is common to every command.
 type Header struct {
@@ -2940,11 +2975,101 @@ func (x *UnpairRegion) GetRegion() string {
 	return ""
 }
 
+// InitCluster records the region's cluster id, chosen at random by the first
+// leader of a new region (or of a region made before cluster ids existed).
+// The first one applied wins; later ones change nothing. A node holding one
+// cluster id refuses Raft traffic and cluster RPCs from nodes holding
+// another.
+type InitCluster struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// cluster_id is the region's cluster id (32 hex digits).
+	ClusterId     string `protobuf:"bytes,1,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *InitCluster) Reset() {
+	*x = InitCluster{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *InitCluster) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*InitCluster) ProtoMessage() {}
+
+func (x *InitCluster) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use InitCluster.ProtoReflect.Descriptor instead.
+func (*InitCluster) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *InitCluster) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+// CheckState is the leader's consistency check point: every node hashes its
+// state as of the index this entry is applied at, and the leader compares
+// the hashes. Applying it changes nothing but the applied index (and the
+// proposal memory).
+type CheckState struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckState) Reset() {
+	*x = CheckState{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckState) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckState) ProtoMessage() {}
+
+func (x *CheckState) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckState.ProtoReflect.Descriptor instead.
+func (*CheckState) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{41}
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc8\x14\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x15\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -2983,7 +3108,10 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x0fpromote_replica\x18! \x01(\v2\x1e.coffer.raft.v1.PromoteReplicaH\x00R\x0epromoteReplica\x12=\n" +
 	"\vpair_region\x18\" \x01(\v2\x1a.coffer.raft.v1.PairRegionH\x00R\n" +
 	"pairRegion\x12C\n" +
-	"\runpair_region\x18# \x01(\v2\x1c.coffer.raft.v1.UnpairRegionH\x00R\funpairRegionB\x04\n" +
+	"\runpair_region\x18# \x01(\v2\x1c.coffer.raft.v1.UnpairRegionH\x00R\funpairRegion\x12@\n" +
+	"\finit_cluster\x18d \x01(\v2\x1b.coffer.raft.v1.InitClusterH\x00R\vinitCluster\x12=\n" +
+	"\vcheck_state\x18e \x01(\v2\x1a.coffer.raft.v1.CheckStateH\x00R\n" +
+	"checkStateB\x04\n" +
 	"\x02op\"x\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
@@ -3126,7 +3254,12 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"PairRegion\x121\n" +
 	"\x04peer\x18\x01 \x01(\v2\x1d.coffer.storage.v1.RegionPeerR\x04peer\"&\n" +
 	"\fUnpairRegion\x12\x16\n" +
-	"\x06region\x18\x01 \x01(\tR\x06regionB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\x06region\x18\x01 \x01(\tR\x06region\",\n" +
+	"\vInitCluster\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\f\n" +
+	"\n" +
+	"CheckStateB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -3140,7 +3273,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 40)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -3182,18 +3315,20 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*PromoteReplica)(nil),             // 37: coffer.raft.v1.PromoteReplica
 	(*PairRegion)(nil),                 // 38: coffer.raft.v1.PairRegion
 	(*UnpairRegion)(nil),               // 39: coffer.raft.v1.UnpairRegion
-	(*timestamppb.Timestamp)(nil),      // 40: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 41: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 42: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 43: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 44: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 45: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 46: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 47: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 48: coffer.storage.v1.RotationFunction
-	(*v1.ReplicaRegionConfig)(nil),     // 49: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),         // 50: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),              // 51: coffer.storage.v1.RegionPeer
+	(*InitCluster)(nil),                // 40: coffer.raft.v1.InitCluster
+	(*CheckState)(nil),                 // 41: coffer.raft.v1.CheckState
+	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 43: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 44: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 45: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 46: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 47: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 48: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 49: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 50: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 51: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 52: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 53: coffer.storage.v1.RegionPeer
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -3231,35 +3366,37 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	37, // 32: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
 	38, // 33: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
 	39, // 34: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
-	40, // 35: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	41, // 36: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	42, // 37: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 38: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	43, // 39: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 40: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 41: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	43, // 42: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 43: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	40, // 44: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	44, // 45: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	45, // 46: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	45, // 47: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	46, // 48: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	47, // 49: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	40, // 50: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	48, // 51: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	49, // 52: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	50, // 53: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	36, // 54: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	35, // 55: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
-	40, // 56: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
-	49, // 57: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	51, // 58: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	59, // [59:59] is the sub-list for method output_type
-	59, // [59:59] is the sub-list for method input_type
-	59, // [59:59] is the sub-list for extension type_name
-	59, // [59:59] is the sub-list for extension extendee
-	0,  // [0:59] is the sub-list for field type_name
+	40, // 35: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
+	41, // 36: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
+	42, // 37: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	43, // 38: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	44, // 39: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 40: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	45, // 41: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 42: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 43: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	45, // 44: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 45: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	42, // 46: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	46, // 47: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	47, // 48: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	47, // 49: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	48, // 50: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	49, // 51: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	42, // 52: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	50, // 53: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	51, // 54: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	52, // 55: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 56: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 57: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	42, // 58: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	51, // 59: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	53, // 60: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	61, // [61:61] is the sub-list for method output_type
+	61, // [61:61] is the sub-list for method input_type
+	61, // [61:61] is the sub-list for extension type_name
+	61, // [61:61] is the sub-list for extension extendee
+	0,  // [0:61] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -3302,6 +3439,8 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_PromoteReplica)(nil),
 		(*Command_PairRegion)(nil),
 		(*Command_UnpairRegion)(nil),
+		(*Command_InitCluster)(nil),
+		(*Command_CheckState)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
 	type x struct{}
@@ -3310,7 +3449,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   40,
+			NumMessages:   42,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

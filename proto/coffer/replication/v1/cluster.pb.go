@@ -371,9 +371,16 @@ type NodeStatusResponse struct {
 	// applied_index is the last index applied to the state machine.
 	AppliedIndex uint64 `protobuf:"varint,5,opt,name=applied_index,json=appliedIndex,proto3" json:"applied_index,omitempty"`
 	// last_log_index is the last index in the node's log.
-	LastLogIndex  uint64 `protobuf:"varint,6,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	LastLogIndex uint64 `protobuf:"varint,6,opt,name=last_log_index,json=lastLogIndex,proto3" json:"last_log_index,omitempty"`
+	// cluster_id is the cluster id in the node's state; empty until it has one.
+	ClusterId string `protobuf:"bytes,7,opt,name=cluster_id,json=clusterId,proto3" json:"cluster_id,omitempty"`
+	// diverged is true while the node is marked diverged by a consistency
+	// check.
+	Diverged bool `protobuf:"varint,8,opt,name=diverged,proto3" json:"diverged,omitempty"`
+	// diverged_reason says at which index and how the node diverged.
+	DivergedReason string `protobuf:"bytes,9,opt,name=diverged_reason,json=divergedReason,proto3" json:"diverged_reason,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *NodeStatusResponse) Reset() {
@@ -446,6 +453,27 @@ func (x *NodeStatusResponse) GetLastLogIndex() uint64 {
 		return x.LastLogIndex
 	}
 	return 0
+}
+
+func (x *NodeStatusResponse) GetClusterId() string {
+	if x != nil {
+		return x.ClusterId
+	}
+	return ""
+}
+
+func (x *NodeStatusResponse) GetDiverged() bool {
+	if x != nil {
+		return x.Diverged
+	}
+	return false
+}
+
+func (x *NodeStatusResponse) GetDivergedReason() string {
+	if x != nil {
+		return x.DivergedReason
+	}
+	return ""
 }
 
 // RemovePeerRequest names the server to remove.
@@ -748,6 +776,438 @@ func (x *RestoreSnapshotResponse) GetIndex() uint64 {
 	return 0
 }
 
+// StateHashRequest names the check point.
+type StateHashRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the Raft index of the CheckState entry.
+	Index         uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateHashRequest) Reset() {
+	*x = StateHashRequest{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateHashRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateHashRequest) ProtoMessage() {}
+
+func (x *StateHashRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateHashRequest.ProtoReflect.Descriptor instead.
+func (*StateHashRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *StateHashRequest) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+// StateHashResponse is a node's hash at the check point.
+type StateHashResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the answering node.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// index is the check point the hash is taken at.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// hash is the SHA-256 of the node's state as of index.
+	Hash []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	// diverged is true while the node is marked diverged.
+	Diverged      bool `protobuf:"varint,4,opt,name=diverged,proto3" json:"diverged,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *StateHashResponse) Reset() {
+	*x = StateHashResponse{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *StateHashResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*StateHashResponse) ProtoMessage() {}
+
+func (x *StateHashResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use StateHashResponse.ProtoReflect.Descriptor instead.
+func (*StateHashResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *StateHashResponse) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *StateHashResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *StateHashResponse) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *StateHashResponse) GetDiverged() bool {
+	if x != nil {
+		return x.Diverged
+	}
+	return false
+}
+
+// SetDivergedRequest marks a node diverged, or clears the mark.
+type SetDivergedRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// diverged marks the node when true and clears the mark when false.
+	Diverged bool `protobuf:"varint,1,opt,name=diverged,proto3" json:"diverged,omitempty"`
+	// index is the check point the verdict was reached at.
+	Index uint64 `protobuf:"varint,2,opt,name=index,proto3" json:"index,omitempty"`
+	// hash is the node's own hash at index.
+	Hash []byte `protobuf:"bytes,3,opt,name=hash,proto3" json:"hash,omitempty"`
+	// majority_hash is the hash the majority of the region holds at index.
+	MajorityHash []byte `protobuf:"bytes,4,opt,name=majority_hash,json=majorityHash,proto3" json:"majority_hash,omitempty"`
+	// leader_id is the leader that ran the check.
+	LeaderId      string `protobuf:"bytes,5,opt,name=leader_id,json=leaderId,proto3" json:"leader_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDivergedRequest) Reset() {
+	*x = SetDivergedRequest{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDivergedRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDivergedRequest) ProtoMessage() {}
+
+func (x *SetDivergedRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDivergedRequest.ProtoReflect.Descriptor instead.
+func (*SetDivergedRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *SetDivergedRequest) GetDiverged() bool {
+	if x != nil {
+		return x.Diverged
+	}
+	return false
+}
+
+func (x *SetDivergedRequest) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *SetDivergedRequest) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *SetDivergedRequest) GetMajorityHash() []byte {
+	if x != nil {
+		return x.MajorityHash
+	}
+	return nil
+}
+
+func (x *SetDivergedRequest) GetLeaderId() string {
+	if x != nil {
+		return x.LeaderId
+	}
+	return ""
+}
+
+// SetDivergedResponse is empty.
+type SetDivergedResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetDivergedResponse) Reset() {
+	*x = SetDivergedResponse{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetDivergedResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetDivergedResponse) ProtoMessage() {}
+
+func (x *SetDivergedResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetDivergedResponse.ProtoReflect.Descriptor instead.
+func (*SetDivergedResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{16}
+}
+
+// CheckConsistencyRequest asks the leader for a consistency check.
+type CheckConsistencyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// clear lets a passing check clear the marks of nodes that match again
+	// (an operator's on-demand check); an automatic check never clears.
+	Clear bool `protobuf:"varint,1,opt,name=clear,proto3" json:"clear,omitempty"`
+	// background schedules a check and answers at once, with no report (a
+	// follower asking for a check after it started).
+	Background    bool `protobuf:"varint,2,opt,name=background,proto3" json:"background,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConsistencyRequest) Reset() {
+	*x = CheckConsistencyRequest{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConsistencyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConsistencyRequest) ProtoMessage() {}
+
+func (x *CheckConsistencyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConsistencyRequest.ProtoReflect.Descriptor instead.
+func (*CheckConsistencyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *CheckConsistencyRequest) GetClear() bool {
+	if x != nil {
+		return x.Clear
+	}
+	return false
+}
+
+func (x *CheckConsistencyRequest) GetBackground() bool {
+	if x != nil {
+		return x.Background
+	}
+	return false
+}
+
+// CheckConsistencyResponse is the check's report.
+type CheckConsistencyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// index is the check point every node hashed its state at.
+	Index uint64 `protobuf:"varint,1,opt,name=index,proto3" json:"index,omitempty"`
+	// nodes has one entry per server of the Raft configuration.
+	Nodes []*NodeConsistency `protobuf:"bytes,2,rep,name=nodes,proto3" json:"nodes,omitempty"`
+	// consistent is true when every server answered with the same hash.
+	Consistent    bool `protobuf:"varint,3,opt,name=consistent,proto3" json:"consistent,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CheckConsistencyResponse) Reset() {
+	*x = CheckConsistencyResponse{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CheckConsistencyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CheckConsistencyResponse) ProtoMessage() {}
+
+func (x *CheckConsistencyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CheckConsistencyResponse.ProtoReflect.Descriptor instead.
+func (*CheckConsistencyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *CheckConsistencyResponse) GetIndex() uint64 {
+	if x != nil {
+		return x.Index
+	}
+	return 0
+}
+
+func (x *CheckConsistencyResponse) GetNodes() []*NodeConsistency {
+	if x != nil {
+		return x.Nodes
+	}
+	return nil
+}
+
+func (x *CheckConsistencyResponse) GetConsistent() bool {
+	if x != nil {
+		return x.Consistent
+	}
+	return false
+}
+
+// NodeConsistency is one server's part of a check.
+type NodeConsistency struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// node_id is the server's Raft id.
+	NodeId string `protobuf:"bytes,1,opt,name=node_id,json=nodeId,proto3" json:"node_id,omitempty"`
+	// hash is the server's hash at the check point; empty when unknown.
+	Hash []byte `protobuf:"bytes,2,opt,name=hash,proto3" json:"hash,omitempty"`
+	// verdict is "match", "diverged", "unknown" or "undecided".
+	Verdict string `protobuf:"bytes,3,opt,name=verdict,proto3" json:"verdict,omitempty"`
+	// detail explains an unknown or undecided verdict, or a cleared mark.
+	Detail        string `protobuf:"bytes,4,opt,name=detail,proto3" json:"detail,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *NodeConsistency) Reset() {
+	*x = NodeConsistency{}
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *NodeConsistency) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*NodeConsistency) ProtoMessage() {}
+
+func (x *NodeConsistency) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_cluster_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use NodeConsistency.ProtoReflect.Descriptor instead.
+func (*NodeConsistency) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_cluster_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *NodeConsistency) GetNodeId() string {
+	if x != nil {
+		return x.NodeId
+	}
+	return ""
+}
+
+func (x *NodeConsistency) GetHash() []byte {
+	if x != nil {
+		return x.Hash
+	}
+	return nil
+}
+
+func (x *NodeConsistency) GetVerdict() string {
+	if x != nil {
+		return x.Verdict
+	}
+	return ""
+}
+
+func (x *NodeConsistency) GetDetail() string {
+	if x != nil {
+		return x.Detail
+	}
+	return ""
+}
+
 var File_coffer_replication_v1_cluster_proto protoreflect.FileDescriptor
 
 const file_coffer_replication_v1_cluster_proto_rawDesc = "" +
@@ -772,14 +1232,18 @@ const file_coffer_replication_v1_cluster_proto_rawDesc = "" +
 	"\x10ReadIndexRequest\")\n" +
 	"\x11ReadIndexResponse\x12\x14\n" +
 	"\x05index\x18\x01 \x01(\x04R\x05index\"\x13\n" +
-	"\x11NodeStatusRequest\"\xc5\x01\n" +
+	"\x11NodeStatusRequest\"\xa9\x02\n" +
 	"\x12NodeStatusResponse\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
 	"\x05state\x18\x02 \x01(\tR\x05state\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12!\n" +
 	"\fcommit_index\x18\x04 \x01(\x04R\vcommitIndex\x12#\n" +
 	"\rapplied_index\x18\x05 \x01(\x04R\fappliedIndex\x12$\n" +
-	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\",\n" +
+	"\x0elast_log_index\x18\x06 \x01(\x04R\flastLogIndex\x12\x1d\n" +
+	"\n" +
+	"cluster_id\x18\a \x01(\tR\tclusterId\x12\x1a\n" +
+	"\bdiverged\x18\b \x01(\bR\bdiverged\x12'\n" +
+	"\x0fdiverged_reason\x18\t \x01(\tR\x0edivergedReason\",\n" +
 	"\x11RemovePeerRequest\x12\x17\n" +
 	"\anode_id\x18\x01 \x01(\tR\x06nodeId\"\x14\n" +
 	"\x12RemovePeerResponse\"4\n" +
@@ -791,7 +1255,37 @@ const file_coffer_replication_v1_cluster_proto_rawDesc = "" +
 	"\x05chunk\x18\x02 \x01(\fH\x00R\x05chunkB\x06\n" +
 	"\x04part\"/\n" +
 	"\x17RestoreSnapshotResponse\x12\x14\n" +
-	"\x05index\x18\x01 \x01(\x04R\x05index2\xff\x04\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"(\n" +
+	"\x10StateHashRequest\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\"r\n" +
+	"\x11StateHashResponse\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\x12\x1a\n" +
+	"\bdiverged\x18\x04 \x01(\bR\bdiverged\"\x9c\x01\n" +
+	"\x12SetDivergedRequest\x12\x1a\n" +
+	"\bdiverged\x18\x01 \x01(\bR\bdiverged\x12\x14\n" +
+	"\x05index\x18\x02 \x01(\x04R\x05index\x12\x12\n" +
+	"\x04hash\x18\x03 \x01(\fR\x04hash\x12#\n" +
+	"\rmajority_hash\x18\x04 \x01(\fR\fmajorityHash\x12\x1b\n" +
+	"\tleader_id\x18\x05 \x01(\tR\bleaderId\"\x15\n" +
+	"\x13SetDivergedResponse\"O\n" +
+	"\x17CheckConsistencyRequest\x12\x14\n" +
+	"\x05clear\x18\x01 \x01(\bR\x05clear\x12\x1e\n" +
+	"\n" +
+	"background\x18\x02 \x01(\bR\n" +
+	"background\"\x8e\x01\n" +
+	"\x18CheckConsistencyResponse\x12\x14\n" +
+	"\x05index\x18\x01 \x01(\x04R\x05index\x12<\n" +
+	"\x05nodes\x18\x02 \x03(\v2&.coffer.replication.v1.NodeConsistencyR\x05nodes\x12\x1e\n" +
+	"\n" +
+	"consistent\x18\x03 \x01(\bR\n" +
+	"consistent\"p\n" +
+	"\x0fNodeConsistency\x12\x17\n" +
+	"\anode_id\x18\x01 \x01(\tR\x06nodeId\x12\x12\n" +
+	"\x04hash\x18\x02 \x01(\fR\x04hash\x12\x18\n" +
+	"\averdict\x18\x03 \x01(\tR\averdict\x12\x16\n" +
+	"\x06detail\x18\x04 \x01(\tR\x06detail2\xba\a\n" +
 	"\x0eClusterService\x12X\n" +
 	"\aForward\x12%.coffer.replication.v1.ForwardRequest\x1a&.coffer.replication.v1.ForwardResponse\x12^\n" +
 	"\tReadIndex\x12'.coffer.replication.v1.ReadIndexRequest\x1a(.coffer.replication.v1.ReadIndexResponse\x12a\n" +
@@ -800,7 +1294,10 @@ const file_coffer_replication_v1_cluster_proto_rawDesc = "" +
 	"\n" +
 	"RemovePeer\x12(.coffer.replication.v1.RemovePeerRequest\x1a).coffer.replication.v1.RemovePeerResponse\x12y\n" +
 	"\x12TransferLeadership\x120.coffer.replication.v1.TransferLeadershipRequest\x1a1.coffer.replication.v1.TransferLeadershipResponse\x12r\n" +
-	"\x0fRestoreSnapshot\x12-.coffer.replication.v1.RestoreSnapshotRequest\x1a..coffer.replication.v1.RestoreSnapshotResponse(\x01BFZDgithub.com/cofferhq/coffer/proto/coffer/replication/v1;replicationv1b\x06proto3"
+	"\x0fRestoreSnapshot\x12-.coffer.replication.v1.RestoreSnapshotRequest\x1a..coffer.replication.v1.RestoreSnapshotResponse(\x01\x12^\n" +
+	"\tStateHash\x12'.coffer.replication.v1.StateHashRequest\x1a(.coffer.replication.v1.StateHashResponse\x12d\n" +
+	"\vSetDiverged\x12).coffer.replication.v1.SetDivergedRequest\x1a*.coffer.replication.v1.SetDivergedResponse\x12s\n" +
+	"\x10CheckConsistency\x12..coffer.replication.v1.CheckConsistencyRequest\x1a/.coffer.replication.v1.CheckConsistencyResponseBFZDgithub.com/cofferhq/coffer/proto/coffer/replication/v1;replicationv1b\x06proto3"
 
 var (
 	file_coffer_replication_v1_cluster_proto_rawDescOnce sync.Once
@@ -814,7 +1311,7 @@ func file_coffer_replication_v1_cluster_proto_rawDescGZIP() []byte {
 	return file_coffer_replication_v1_cluster_proto_rawDescData
 }
 
-var file_coffer_replication_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_coffer_replication_v1_cluster_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_coffer_replication_v1_cluster_proto_goTypes = []any{
 	(*ForwardRequest)(nil),             // 0: coffer.replication.v1.ForwardRequest
 	(*ForwardResponse)(nil),            // 1: coffer.replication.v1.ForwardResponse
@@ -829,28 +1326,42 @@ var file_coffer_replication_v1_cluster_proto_goTypes = []any{
 	(*TransferLeadershipResponse)(nil), // 10: coffer.replication.v1.TransferLeadershipResponse
 	(*RestoreSnapshotRequest)(nil),     // 11: coffer.replication.v1.RestoreSnapshotRequest
 	(*RestoreSnapshotResponse)(nil),    // 12: coffer.replication.v1.RestoreSnapshotResponse
-	(*timestamppb.Timestamp)(nil),      // 13: google.protobuf.Timestamp
+	(*StateHashRequest)(nil),           // 13: coffer.replication.v1.StateHashRequest
+	(*StateHashResponse)(nil),          // 14: coffer.replication.v1.StateHashResponse
+	(*SetDivergedRequest)(nil),         // 15: coffer.replication.v1.SetDivergedRequest
+	(*SetDivergedResponse)(nil),        // 16: coffer.replication.v1.SetDivergedResponse
+	(*CheckConsistencyRequest)(nil),    // 17: coffer.replication.v1.CheckConsistencyRequest
+	(*CheckConsistencyResponse)(nil),   // 18: coffer.replication.v1.CheckConsistencyResponse
+	(*NodeConsistency)(nil),            // 19: coffer.replication.v1.NodeConsistency
+	(*timestamppb.Timestamp)(nil),      // 20: google.protobuf.Timestamp
 }
 var file_coffer_replication_v1_cluster_proto_depIdxs = []int32{
 	2,  // 0: coffer.replication.v1.ForwardResponse.result:type_name -> coffer.replication.v1.ApplyResult
-	13, // 1: coffer.replication.v1.ApplyResult.deletion_date:type_name -> google.protobuf.Timestamp
-	0,  // 2: coffer.replication.v1.ClusterService.Forward:input_type -> coffer.replication.v1.ForwardRequest
-	3,  // 3: coffer.replication.v1.ClusterService.ReadIndex:input_type -> coffer.replication.v1.ReadIndexRequest
-	5,  // 4: coffer.replication.v1.ClusterService.NodeStatus:input_type -> coffer.replication.v1.NodeStatusRequest
-	7,  // 5: coffer.replication.v1.ClusterService.RemovePeer:input_type -> coffer.replication.v1.RemovePeerRequest
-	9,  // 6: coffer.replication.v1.ClusterService.TransferLeadership:input_type -> coffer.replication.v1.TransferLeadershipRequest
-	11, // 7: coffer.replication.v1.ClusterService.RestoreSnapshot:input_type -> coffer.replication.v1.RestoreSnapshotRequest
-	1,  // 8: coffer.replication.v1.ClusterService.Forward:output_type -> coffer.replication.v1.ForwardResponse
-	4,  // 9: coffer.replication.v1.ClusterService.ReadIndex:output_type -> coffer.replication.v1.ReadIndexResponse
-	6,  // 10: coffer.replication.v1.ClusterService.NodeStatus:output_type -> coffer.replication.v1.NodeStatusResponse
-	8,  // 11: coffer.replication.v1.ClusterService.RemovePeer:output_type -> coffer.replication.v1.RemovePeerResponse
-	10, // 12: coffer.replication.v1.ClusterService.TransferLeadership:output_type -> coffer.replication.v1.TransferLeadershipResponse
-	12, // 13: coffer.replication.v1.ClusterService.RestoreSnapshot:output_type -> coffer.replication.v1.RestoreSnapshotResponse
-	8,  // [8:14] is the sub-list for method output_type
-	2,  // [2:8] is the sub-list for method input_type
-	2,  // [2:2] is the sub-list for extension type_name
-	2,  // [2:2] is the sub-list for extension extendee
-	0,  // [0:2] is the sub-list for field type_name
+	20, // 1: coffer.replication.v1.ApplyResult.deletion_date:type_name -> google.protobuf.Timestamp
+	19, // 2: coffer.replication.v1.CheckConsistencyResponse.nodes:type_name -> coffer.replication.v1.NodeConsistency
+	0,  // 3: coffer.replication.v1.ClusterService.Forward:input_type -> coffer.replication.v1.ForwardRequest
+	3,  // 4: coffer.replication.v1.ClusterService.ReadIndex:input_type -> coffer.replication.v1.ReadIndexRequest
+	5,  // 5: coffer.replication.v1.ClusterService.NodeStatus:input_type -> coffer.replication.v1.NodeStatusRequest
+	7,  // 6: coffer.replication.v1.ClusterService.RemovePeer:input_type -> coffer.replication.v1.RemovePeerRequest
+	9,  // 7: coffer.replication.v1.ClusterService.TransferLeadership:input_type -> coffer.replication.v1.TransferLeadershipRequest
+	11, // 8: coffer.replication.v1.ClusterService.RestoreSnapshot:input_type -> coffer.replication.v1.RestoreSnapshotRequest
+	13, // 9: coffer.replication.v1.ClusterService.StateHash:input_type -> coffer.replication.v1.StateHashRequest
+	15, // 10: coffer.replication.v1.ClusterService.SetDiverged:input_type -> coffer.replication.v1.SetDivergedRequest
+	17, // 11: coffer.replication.v1.ClusterService.CheckConsistency:input_type -> coffer.replication.v1.CheckConsistencyRequest
+	1,  // 12: coffer.replication.v1.ClusterService.Forward:output_type -> coffer.replication.v1.ForwardResponse
+	4,  // 13: coffer.replication.v1.ClusterService.ReadIndex:output_type -> coffer.replication.v1.ReadIndexResponse
+	6,  // 14: coffer.replication.v1.ClusterService.NodeStatus:output_type -> coffer.replication.v1.NodeStatusResponse
+	8,  // 15: coffer.replication.v1.ClusterService.RemovePeer:output_type -> coffer.replication.v1.RemovePeerResponse
+	10, // 16: coffer.replication.v1.ClusterService.TransferLeadership:output_type -> coffer.replication.v1.TransferLeadershipResponse
+	12, // 17: coffer.replication.v1.ClusterService.RestoreSnapshot:output_type -> coffer.replication.v1.RestoreSnapshotResponse
+	14, // 18: coffer.replication.v1.ClusterService.StateHash:output_type -> coffer.replication.v1.StateHashResponse
+	16, // 19: coffer.replication.v1.ClusterService.SetDiverged:output_type -> coffer.replication.v1.SetDivergedResponse
+	18, // 20: coffer.replication.v1.ClusterService.CheckConsistency:output_type -> coffer.replication.v1.CheckConsistencyResponse
+	12, // [12:21] is the sub-list for method output_type
+	3,  // [3:12] is the sub-list for method input_type
+	3,  // [3:3] is the sub-list for extension type_name
+	3,  // [3:3] is the sub-list for extension extendee
+	0,  // [0:3] is the sub-list for field type_name
 }
 
 func init() { file_coffer_replication_v1_cluster_proto_init() }
@@ -868,7 +1379,7 @@ func file_coffer_replication_v1_cluster_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_replication_v1_cluster_proto_rawDesc), len(file_coffer_replication_v1_cluster_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -25,6 +25,9 @@ const (
 	ClusterService_RemovePeer_FullMethodName         = "/coffer.replication.v1.ClusterService/RemovePeer"
 	ClusterService_TransferLeadership_FullMethodName = "/coffer.replication.v1.ClusterService/TransferLeadership"
 	ClusterService_RestoreSnapshot_FullMethodName    = "/coffer.replication.v1.ClusterService/RestoreSnapshot"
+	ClusterService_StateHash_FullMethodName          = "/coffer.replication.v1.ClusterService/StateHash"
+	ClusterService_SetDiverged_FullMethodName        = "/coffer.replication.v1.ClusterService/SetDiverged"
+	ClusterService_CheckConsistency_FullMethodName   = "/coffer.replication.v1.ClusterService/CheckConsistency"
 )
 
 // ClusterServiceClient is the client API for ClusterService service.
@@ -49,6 +52,15 @@ type ClusterServiceClient interface {
 	TransferLeadership(ctx context.Context, in *TransferLeadershipRequest, opts ...grpc.CallOption) (*TransferLeadershipResponse, error)
 	// RestoreSnapshot replaces the region's state with a snapshot (leader only).
 	RestoreSnapshot(ctx context.Context, opts ...grpc.CallOption) (grpc.ClientStreamingClient[RestoreSnapshotRequest, RestoreSnapshotResponse], error)
+	// StateHash returns the hash of the called node's state as of a check
+	// point (a CheckState entry), waiting until the node has applied it.
+	StateHash(ctx context.Context, in *StateHashRequest, opts ...grpc.CallOption) (*StateHashResponse, error)
+	// SetDiverged marks the called node diverged (it then serves no client
+	// requests until cleared) or clears the mark; the leader calls it after a
+	// consistency check.
+	SetDiverged(ctx context.Context, in *SetDivergedRequest, opts ...grpc.CallOption) (*SetDivergedResponse, error)
+	// CheckConsistency runs a consistency check on the leader (leader only).
+	CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*CheckConsistencyResponse, error)
 }
 
 type clusterServiceClient struct {
@@ -122,6 +134,36 @@ func (c *clusterServiceClient) RestoreSnapshot(ctx context.Context, opts ...grpc
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_RestoreSnapshotClient = grpc.ClientStreamingClient[RestoreSnapshotRequest, RestoreSnapshotResponse]
 
+func (c *clusterServiceClient) StateHash(ctx context.Context, in *StateHashRequest, opts ...grpc.CallOption) (*StateHashResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(StateHashResponse)
+	err := c.cc.Invoke(ctx, ClusterService_StateHash_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) SetDiverged(ctx context.Context, in *SetDivergedRequest, opts ...grpc.CallOption) (*SetDivergedResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetDivergedResponse)
+	err := c.cc.Invoke(ctx, ClusterService_SetDiverged_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *clusterServiceClient) CheckConsistency(ctx context.Context, in *CheckConsistencyRequest, opts ...grpc.CallOption) (*CheckConsistencyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CheckConsistencyResponse)
+	err := c.cc.Invoke(ctx, ClusterService_CheckConsistency_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // ClusterServiceServer is the server API for ClusterService service.
 // All implementations must embed UnimplementedClusterServiceServer
 // for forward compatibility.
@@ -144,6 +186,15 @@ type ClusterServiceServer interface {
 	TransferLeadership(context.Context, *TransferLeadershipRequest) (*TransferLeadershipResponse, error)
 	// RestoreSnapshot replaces the region's state with a snapshot (leader only).
 	RestoreSnapshot(grpc.ClientStreamingServer[RestoreSnapshotRequest, RestoreSnapshotResponse]) error
+	// StateHash returns the hash of the called node's state as of a check
+	// point (a CheckState entry), waiting until the node has applied it.
+	StateHash(context.Context, *StateHashRequest) (*StateHashResponse, error)
+	// SetDiverged marks the called node diverged (it then serves no client
+	// requests until cleared) or clears the mark; the leader calls it after a
+	// consistency check.
+	SetDiverged(context.Context, *SetDivergedRequest) (*SetDivergedResponse, error)
+	// CheckConsistency runs a consistency check on the leader (leader only).
+	CheckConsistency(context.Context, *CheckConsistencyRequest) (*CheckConsistencyResponse, error)
 	mustEmbedUnimplementedClusterServiceServer()
 }
 
@@ -171,6 +222,15 @@ func (UnimplementedClusterServiceServer) TransferLeadership(context.Context, *Tr
 }
 func (UnimplementedClusterServiceServer) RestoreSnapshot(grpc.ClientStreamingServer[RestoreSnapshotRequest, RestoreSnapshotResponse]) error {
 	return status.Error(codes.Unimplemented, "method RestoreSnapshot not implemented")
+}
+func (UnimplementedClusterServiceServer) StateHash(context.Context, *StateHashRequest) (*StateHashResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method StateHash not implemented")
+}
+func (UnimplementedClusterServiceServer) SetDiverged(context.Context, *SetDivergedRequest) (*SetDivergedResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetDiverged not implemented")
+}
+func (UnimplementedClusterServiceServer) CheckConsistency(context.Context, *CheckConsistencyRequest) (*CheckConsistencyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CheckConsistency not implemented")
 }
 func (UnimplementedClusterServiceServer) mustEmbedUnimplementedClusterServiceServer() {}
 func (UnimplementedClusterServiceServer) testEmbeddedByValue()                        {}
@@ -290,6 +350,60 @@ func _ClusterService_RestoreSnapshot_Handler(srv interface{}, stream grpc.Server
 // This type alias is provided for backwards compatibility with existing code that references the prior non-generic stream type by name.
 type ClusterService_RestoreSnapshotServer = grpc.ClientStreamingServer[RestoreSnapshotRequest, RestoreSnapshotResponse]
 
+func _ClusterService_StateHash_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(StateHashRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).StateHash(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_StateHash_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).StateHash(ctx, req.(*StateHashRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_SetDiverged_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetDivergedRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).SetDiverged(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_SetDiverged_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).SetDiverged(ctx, req.(*SetDivergedRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _ClusterService_CheckConsistency_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CheckConsistencyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(ClusterServiceServer).CheckConsistency(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: ClusterService_CheckConsistency_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(ClusterServiceServer).CheckConsistency(ctx, req.(*CheckConsistencyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // ClusterService_ServiceDesc is the grpc.ServiceDesc for ClusterService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -316,6 +430,18 @@ var ClusterService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "TransferLeadership",
 			Handler:    _ClusterService_TransferLeadership_Handler,
+		},
+		{
+			MethodName: "StateHash",
+			Handler:    _ClusterService_StateHash_Handler,
+		},
+		{
+			MethodName: "SetDiverged",
+			Handler:    _ClusterService_SetDiverged_Handler,
+		},
+		{
+			MethodName: "CheckConsistency",
+			Handler:    _ClusterService_CheckConsistency_Handler,
 		},
 	},
 	Streams: []grpc.StreamDesc{
