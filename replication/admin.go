@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -114,7 +113,7 @@ func (n *Node) RemovePeer(ctx context.Context, id string) error {
 		return nil
 	}
 	if id == n.cfg.NodeID {
-		return errors.New("the leader cannot remove itself; transfer leadership first")
+		return ErrRemoveLeader
 	}
 	if !n.inConfiguration(id) {
 		return fmt.Errorf("%w: %s", ErrUnknownPeer, id)

@@ -33,6 +33,9 @@ var (
 	ErrShutdown = errors.New("raft node is shut down")
 	// ErrUnknownPeer: no server with that id is in the configuration.
 	ErrUnknownPeer = errors.New("no such server in the region")
+	// ErrRemoveLeader: the leader was asked to remove itself; leadership
+	// must move first.
+	ErrRemoveLeader = errors.New("the leader cannot remove itself; transfer leadership first")
 )
 
 const (

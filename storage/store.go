@@ -244,8 +244,20 @@ func (sn *Snapshot) Release() {
 }
 
 // ErrBadSnapshot is returned by Restore when the stream is not a state
-// database.
+// database this region can install.
 var ErrBadSnapshot = errors.New("snapshot is not a Coffer state database")
+
+// SnapshotError is why a snapshot was refused. It is ErrBadSnapshot, and its
+// Reason is safe to show the operator who sent the snapshot: it names
+// buckets and the snapshot's own record keys, never a value.
+type SnapshotError struct {
+	Reason string
+}
+
+func (e *SnapshotError) Error() string { return ErrBadSnapshot.Error() + ": " + e.Reason }
+
+// Is makes a SnapshotError match ErrBadSnapshot.
+func (e *SnapshotError) Is(target error) bool { return target == ErrBadSnapshot }
 
 // Restore replaces the database with the one read from r. The new database
 // is written and checked beside the old one, then swapped in under the lock
