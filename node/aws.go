@@ -62,12 +62,14 @@ func (a *sigv4Auth) AuthenticateSTS(ctx context.Context, r *http.Request, body [
 	}
 	// Expiry is judged after the signature, so only the holder of the
 	// secret learns that the credentials are merely expired.
-	if k, err := a.iam.LookupKey(ctx, creds.AccessKeyID); err != nil {
+	k, err := a.iam.LookupKey(ctx, creds.AccessKeyID)
+	if err != nil {
 		return server.Identity{}, err
-	} else if a.iam.Expired(k) {
+	}
+	if a.iam.Expired(k) {
 		return server.Identity{}, &server.APIError{Type: server.TypeExpiredToken, Message: "The security token included in the request is expired"}
 	}
-	return server.Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID}, nil
+	return server.Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID, Session: !k.Expiration.IsZero()}, nil
 }
 
 // startAWS serves the AWS Secrets Manager protocol on opts.AWSAddr.

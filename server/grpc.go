@@ -48,6 +48,9 @@ type GRPCAuth func(ctx context.Context, fullMethod string) (Identity, error)
 type Identity struct {
 	Principal   string
 	AccessKeyID string
+	// Session is set when the key is temporary credentials
+	// (GetSessionToken), which may not change IAM (sessionRefused).
+	Session bool
 }
 
 type identityKey struct{}
@@ -164,7 +167,7 @@ func SetServing(hs *health.Server, serving bool) {
 func edgeCall(ctx context.Context, fullMethod string, id Identity, req proto.Message) Call {
 	action, op := actionFor(fullMethod)
 	c := Call{Protocol: "grpc", Operation: op, Action: action, Request: req,
-		Caller: Caller{Principal: id.Principal, AccessKeyID: id.AccessKeyID}}
+		Caller: Caller{Principal: id.Principal, AccessKeyID: id.AccessKeyID, Session: id.Session}}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		c.SourceAddr = p.Addr.String()
 		c.Caller.SourceIP = hostOf(c.SourceAddr)

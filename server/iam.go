@@ -125,8 +125,13 @@ func (i *IAM) ListPrincipals(ctx context.Context, _ *cofferv1.ListPrincipalsRequ
 	return resp, nil
 }
 
-// DeletePrincipal implements the IAM operation.
+// DeletePrincipal implements the IAM operation. The root principal cannot
+// be deleted, by anyone: it is the region's break-glass identity, and a
+// region without it could be left with no one able to manage IAM.
 func (i *IAM) DeletePrincipal(ctx context.Context, req *cofferv1.DeletePrincipalRequest) (*cofferv1.DeletePrincipalResponse, error) {
+	if strings.EqualFold(req.GetName(), RootPrincipal) {
+		return nil, apiErr(TypeInvalidParameter, "The root principal cannot be deleted. To take a root access key out of use, delete the key.")
+	}
 	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeletePrincipal{DeletePrincipal: &raftv1.DeletePrincipal{Name: req.GetName()}}}); err != nil {
 		return nil, err
 	}
@@ -284,7 +289,7 @@ func (i *IAM) CheckBearer(ctx context.Context, token string) (Identity, error) {
 	if i.Expired(k) {
 		return Identity{}, errExpiredToken()
 	}
-	return Identity{Principal: k.Principal, AccessKeyID: id}, nil
+	return Identity{Principal: k.Principal, AccessKeyID: id, Session: !k.Expiration.IsZero()}, nil
 }
 
 // BootstrapRoot creates the root principal and an access key on a region

@@ -150,8 +150,13 @@ func (i *IAM) DeletePolicy(ctx context.Context, req *cofferv1.DeletePolicyReques
 	return &cofferv1.DeletePolicyResponse{}, nil
 }
 
-// AttachPolicy implements the IAM operation.
+// AttachPolicy implements the IAM operation. Nothing attaches to root: like
+// an AWS account's root user it is not subject to identity policies, so a
+// Deny attached to it would only look like a restriction.
 func (i *IAM) AttachPolicy(ctx context.Context, req *cofferv1.AttachPolicyRequest) (*cofferv1.AttachPolicyResponse, error) {
+	if strings.EqualFold(req.GetPrincipal(), RootPrincipal) {
+		return nil, apiErr(TypeInvalidParameter, "Policies cannot be attached to the root principal: it has full access and is not subject to identity policies.")
+	}
 	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_AttachPolicy{AttachPolicy: &raftv1.AttachPolicy{
 		Principal: req.GetPrincipal(), Policy: req.GetPolicy(),
 	}}}); err != nil {
