@@ -48,7 +48,9 @@ type clusterService struct {
 	n *Node
 }
 
-func notLeaderStatus(err error) error { return refusal(reasonNotLeader, codes.FailedPrecondition, err.Error()) }
+func notLeaderStatus(err error) error {
+	return refusal(reasonNotLeader, codes.FailedPrecondition, err.Error())
+}
 
 func refusal(reason string, code codes.Code, msg string) error {
 	st := status.New(code, msg)

@@ -231,7 +231,8 @@ func (a *Authorizer) identity(name string) (*storagev1.Principal, []policy.Named
 }
 
 // keys builds the request context: global keys, the principal's tags, the
-// secret's tags and id, then what the request itself sets.
+// secret's keys (secretKeys), then what the request itself sets. Every key
+// set here is in conditionKeys (authz_keys.go).
 func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Keys {
 	now := a.now().UTC()
 	k := policy.Keys{}
@@ -242,6 +243,7 @@ func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Key
 	k.Set("aws:PrincipalArn", a.principalARN(c.Principal))
 	k.Set("aws:PrincipalAccount", a.cfg.AccountID)
 	k.Set("aws:PrincipalType", "User")
+	k.Set("aws:RequestedRegion", a.cfg.Region)
 	if c.SourceIP != "" {
 		k.Set("aws:SourceIp", c.SourceIP)
 	}
@@ -249,12 +251,7 @@ func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Key
 		k.Set("aws:PrincipalTag/"+key, value)
 	}
 	if s := t.Secret; s != nil {
-		k.Set("secretsmanager:SecretId", s.GetArn())
-		k.Set("secretsmanager:Name", s.GetName())
-		for _, tag := range s.GetTags() {
-			k.Set("secretsmanager:ResourceTag/"+tag.GetKey(), tag.GetValue())
-			k.Set("aws:ResourceTag/"+tag.GetKey(), tag.GetValue())
-		}
+		secretKeys(k, s, a.cfg.Region)
 	}
 	for key, values := range t.Keys {
 		k[key] = values

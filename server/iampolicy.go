@@ -59,7 +59,8 @@ func policyInfo(p *storagev1.Policy, withDocument bool) *cofferv1.PolicyInfo {
 }
 
 // PutPolicy implements the IAM operation. The document is parsed here; only
-// a well-formed one reaches the log.
+// a well-formed one reaches the log. A condition on a key Coffer never sets
+// is stored but warned about (conditionKeyWarnings).
 func (i *IAM) PutPolicy(ctx context.Context, req *cofferv1.PutPolicyRequest) (*cofferv1.PutPolicyResponse, error) {
 	if !policyNamePattern.MatchString(req.GetName()) {
 		return nil, apiErr(TypeValidation, "Invalid policy name. Use 1–128 characters of A-Za-z0-9+=,.@_-.")
@@ -67,9 +68,11 @@ func (i *IAM) PutPolicy(ctx context.Context, req *cofferv1.PutPolicyRequest) (*c
 	if e := checkLength("description", req.GetDescription(), 0, 1000); e != nil {
 		return nil, e
 	}
-	if _, err := ParseIdentityPolicy(req.GetDocument()); err != nil {
+	doc, err := ParseIdentityPolicy(req.GetDocument())
+	if err != nil {
 		return nil, err
 	}
+	warnings := conditionKeyWarnings(doc)
 	now := timestamppb.New(i.svc.now())
 	p := &storagev1.Policy{Name: req.GetName(), Arn: i.policyARN(req.GetName()), Document: req.GetDocument(),
 		Description: req.GetDescription(), CreatedDate: now, UpdatedDate: now}
@@ -79,7 +82,10 @@ func (i *IAM) PutPolicy(ctx context.Context, req *cofferv1.PutPolicyRequest) (*c
 	if stored, err := i.state.Policy(p.GetName()); err == nil && stored != nil {
 		p = stored // the first creation date survives a replacement
 	}
-	return &cofferv1.PutPolicyResponse{Policy: policyInfo(p, true)}, nil
+	if len(warnings) > 0 {
+		i.svc.log.Warn("policy names condition keys Coffer never sets", "policy", p.GetArn(), "warnings", warnings)
+	}
+	return &cofferv1.PutPolicyResponse{Policy: policyInfo(p, true), Warnings: warnings}, nil
 }
 
 // GetPolicy implements the IAM operation.
