@@ -1,6 +1,7 @@
 package node
 
 import (
+	"bytes"
 	"context"
 	"crypto/tls"
 	"errors"
@@ -17,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/replication/region"
 	"github.com/cofferhq/coffer/server"
@@ -24,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
 )
 
 // Options configures a node.
@@ -138,6 +141,10 @@ func Start(opts Options) (*Node, error) {
 	if n.store, err = storage.Open(filepath.Join(opts.DataDir, "state.db")); err != nil {
 		return nil, err
 	}
+	// A snapshot is installed (a Raft snapshot, an operator's restore, the
+	// catch-up at start) only if this region's root key opens its keyring.
+	root := bytes.Clone(opts.RootKey) // the caller wipes its copy after Start
+	n.store.SetKeyringCheck(func(rec *storagev1.Keyring) error { return kms.CheckKeyring(root, rec) })
 	if n.lis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		_ = n.store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.GRPCAddr, err)

@@ -246,11 +246,3 @@ func (n *Node) RestoreSnapshot(ctx context.Context, size int64, r io.Reader) (ui
 	}
 	return resp.GetIndex(), nil
 }
-
-func (n *Node) restoreLocal(size int64, r io.Reader) (uint64, error) {
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	if err := n.raft.Restore(meta, r, 0); err != nil {
-		return 0, fmt.Errorf("restore snapshot: %w", err)
-	}
-	return n.raft.LastIndex(), nil
-}

@@ -134,6 +134,18 @@ func Open(root []byte, rec *storagev1.Keyring) (*Keyring, error) {
 	return k, nil
 }
 
+// CheckKeyring reports whether root opens rec: nil, or the error Open
+// gives (ErrDecryption for another root key). Nothing it unseals is kept.
+// A snapshot is checked with it before it is installed.
+func CheckKeyring(root []byte, rec *storagev1.Keyring) error {
+	k, err := Open(root, rec)
+	if err != nil {
+		return err
+	}
+	clear(k.fingerprintKey)
+	return nil
+}
+
 // addKey checks and unseals one stored KMS key and records it and its
 // aliases in k.
 func (k *Keyring) addKey(rootAEAD cipher.AEAD, rec *storagev1.KmsKey) error {
