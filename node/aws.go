@@ -35,7 +35,8 @@ func newSigV4Auth(iam *server.IAM, region, service string) *sigv4Auth {
 			if err != nil {
 				return nil, err
 			}
-			return &sigv4.Credentials{AccessKeyID: id, SecretAccessKey: k.Secret, SessionToken: k.SessionToken, Principal: k.Principal}, nil
+			// Signing keys and the token's hash, never the secrets.
+			return k.SigV4(id), nil
 		},
 	}}
 }
