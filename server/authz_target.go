@@ -202,9 +202,9 @@ func (a *Authorizer) secretTarget(t *Target, id string, sec *storagev1.Secret) {
 }
 
 // requestKeys sets the condition keys a Secrets Manager request carries
-// itself (the list of keys is in authz_keys.go). A read that names neither stage nor version reads AWSCURRENT, so
-// secretsmanager:VersionStage is AWSCURRENT for it (and for each secret a
-// BatchGetSecretValue reads).
+// itself (the list of keys is in authz_keys.go). A read that names neither
+// stage nor version reads AWSCURRENT, so secretsmanager:VersionStage is
+// AWSCURRENT for it (and for each secret a BatchGetSecretValue reads).
 func requestKeys(k policy.Keys, req proto.Message) {
 	switch r := req.(type) {
 	case *cofferv1.GetSecretValueRequest:
