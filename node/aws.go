@@ -38,7 +38,8 @@ func newSigV4Auth(iam *server.IAM, region, service string, refuse func() error) 
 			if err != nil {
 				return nil, err
 			}
-			return &sigv4.Credentials{AccessKeyID: id, SecretAccessKey: k.Secret, SessionToken: k.SessionToken, Principal: k.Principal}, nil
+			// Signing keys and the token's hash, never the secrets.
+			return k.SigV4(id), nil
 		},
 	}}
 }
@@ -68,12 +69,14 @@ func (a *sigv4Auth) AuthenticateSTS(ctx context.Context, r *http.Request, body [
 	}
 	// Expiry is judged after the signature, so only the holder of the
 	// secret learns that the credentials are merely expired.
-	if k, err := a.iam.LookupKey(ctx, creds.AccessKeyID); err != nil {
+	k, err := a.iam.LookupKey(ctx, creds.AccessKeyID)
+	if err != nil {
 		return server.Identity{}, err
-	} else if a.iam.Expired(k) {
+	}
+	if a.iam.Expired(k) {
 		return server.Identity{}, &server.APIError{Type: server.TypeExpiredToken, Message: "The security token included in the request is expired"}
 	}
-	return server.Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID}, nil
+	return server.Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID, Session: !k.Expiration.IsZero()}, nil
 }
 
 // startAWS serves the AWS Secrets Manager protocol on opts.AWSAddr.

@@ -18,6 +18,7 @@ import (
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/health"
 
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/replication/region"
 	"github.com/cofferhq/coffer/server"
@@ -25,6 +26,7 @@ import (
 	"github.com/cofferhq/coffer/server/rotation"
 	"github.com/cofferhq/coffer/server/rotation/rotators"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
 )
 
 // Options configures a node.
@@ -137,9 +139,23 @@ func Start(opts Options) (*Node, error) {
 	}
 	n := &Node{opts: opts, log: opts.Logger, ready: make(chan struct{}), failed: make(chan struct{})}
 	var err error
+	// The root key's one copy in this process, in locked memory (the
+	// caller wipes its own after Start).
+	root, err := kms.NewLockedKey(opts.RootKey, opts.Service.MemoryLock)
+	if err != nil {
+		return nil, fmt.Errorf("root key: %w", err)
+	}
+	if !root.Locked() {
+		n.log.Warn("the root key is not locked in memory and may be swapped to disk; raise RLIMIT_MEMLOCK (LimitMEMLOCK in the systemd unit, --ulimit memlock for docker)")
+	}
 	if n.store, err = storage.Open(filepath.Join(opts.DataDir, "state.db")); err != nil {
 		return nil, err
 	}
+	// A snapshot is installed (a Raft snapshot, an operator's restore, the
+	// catch-up at start) only if this region's root key opens its keyring.
+	n.store.SetKeyringCheck(func(rec *storagev1.Keyring) error {
+		return root.Use(func(key []byte) error { return kms.CheckKeyring(key, rec) })
+	})
 	if n.lis, err = net.Listen("tcp", opts.GRPCAddr); err != nil {
 		_ = n.store.Close()
 		return nil, fmt.Errorf("listen on %s: %w", opts.GRPCAddr, err)
@@ -172,7 +188,7 @@ func Start(opts Options) (*Node, error) {
 		_ = n.store.Close()
 		return nil, err
 	}
-	if n.svc, err = server.New(opts.Service, n.raft, n.store, opts.RootKey, opts.Logger); err != nil {
+	if n.svc, err = server.New(opts.Service, n.raft, n.store, root, opts.Logger); err != nil {
 		n.shutdownParts()
 		return nil, err
 	}

@@ -4,7 +4,6 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/hex"
-	"errors"
 	"fmt"
 	"io"
 	"sort"
@@ -13,7 +12,6 @@ import (
 	"github.com/hashicorp/raft"
 
 	replicationv1 "github.com/cofferhq/coffer/proto/coffer/replication/v1"
-	"github.com/cofferhq/coffer/storage"
 )
 
 func newProposalID() string {
@@ -120,7 +118,7 @@ func (n *Node) RemovePeer(ctx context.Context, id string) error {
 		return nil
 	}
 	if id == n.cfg.NodeID {
-		return errors.New("the leader cannot remove itself; transfer leadership first")
+		return ErrRemoveLeader
 	}
 	if !n.inConfiguration(id) {
 		return fmt.Errorf("%w: %s", ErrUnknownPeer, id)
@@ -252,24 +250,4 @@ func (n *Node) RestoreSnapshot(ctx context.Context, size int64, r io.Reader) (ui
 		return 0, fromStatus(err)
 	}
 	return resp.GetIndex(), nil
-}
-
-// restoreLocal installs an uploaded snapshot through Raft, on the leader.
-// A snapshot taken in another cluster (a backup restored into a region
-// formed anew) first gets this region's cluster id, so every node installs
-// a state of its own cluster and a node joining later inherits the right id.
-func (n *Node) restoreLocal(size int64, r io.Reader) (uint64, error) {
-	if id := n.store.ClusterID(); id != "" {
-		staged, stagedSize, err := storage.StampClusterID(r, n.cfg.Dir, id)
-		if err != nil {
-			return 0, fmt.Errorf("restore snapshot: %w", err)
-		}
-		defer storage.RemoveStaged(staged)
-		r, size = staged, stagedSize
-	}
-	meta := &raft.SnapshotMeta{Version: raft.SnapshotVersionMax, Size: size}
-	if err := n.raft.Restore(meta, r, 0); err != nil {
-		return 0, fmt.Errorf("restore snapshot: %w", err)
-	}
-	return n.raft.LastIndex(), nil
 }

@@ -24,6 +24,24 @@ import (
 // leader; the caller looks the leader up again and retries.
 const reasonNotLeader = "NOT_LEADER"
 
+// statusDomain is the ErrorInfo domain of cluster RPC refusals.
+const statusDomain = "coffer.replication.v1"
+
+// refusals are the node errors a cluster RPC carries to its caller by
+// ErrorInfo reason, so that the caller gets the callee's sentinel back (an
+// operator's RemovePeer or RestoreSnapshot made on a follower runs on the
+// leader) and server/ can answer with a typed error rather than the text.
+var refusals = []struct {
+	reason string
+	code   codes.Code
+	err    error
+}{
+	{reasonNotLeader, codes.FailedPrecondition, ErrNotLeader},
+	{"UNKNOWN_PEER", codes.NotFound, ErrUnknownPeer},
+	{"REMOVE_LEADER", codes.FailedPrecondition, ErrRemoveLeader},
+	{"BAD_SNAPSHOT", codes.InvalidArgument, storage.ErrBadSnapshot},
+}
+
 // clusterService is the ClusterService a node serves to its peers.
 type clusterService struct {
 	replicationv1.UnimplementedClusterServiceServer
@@ -31,18 +49,32 @@ type clusterService struct {
 }
 
 func notLeaderStatus(err error) error {
-	st := status.New(codes.FailedPrecondition, err.Error())
-	if d, e := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonNotLeader, Domain: "coffer.replication.v1"}); e == nil {
+	return refusal(reasonNotLeader, codes.FailedPrecondition, err.Error())
+}
+
+func refusal(reason string, code codes.Code, msg string) error {
+	st := status.New(code, msg)
+	if d, e := st.WithDetails(&errdetails.ErrorInfo{Reason: reason, Domain: statusDomain}); e == nil {
 		st = d
 	}
 	return st.Err()
 }
 
-// toStatus renders a node error for a peer.
+// toStatus renders a node error for a peer. A refused snapshot travels with
+// its reason alone, which the caller turns back into a SnapshotError.
 func toStatus(err error) error {
+	for _, r := range refusals {
+		if !errors.Is(err, r.err) {
+			continue
+		}
+		msg := err.Error()
+		var se *storage.SnapshotError
+		if errors.As(err, &se) {
+			msg = se.Reason
+		}
+		return refusal(r.reason, r.code, msg)
+	}
 	switch {
-	case errors.Is(err, ErrNotLeader):
-		return notLeaderStatus(err)
 	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrShutdown), errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.Unavailable, err.Error())
 	}
@@ -57,11 +89,20 @@ func fromStatus(err error) error {
 	}
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
-		switch {
-		case ok && info.GetReason() == reasonNotLeader:
-			return fmt.Errorf("%w: %s", ErrNotLeader, st.Message())
-		case ok && info.GetReason() == reasonClusterMismatch:
+		if !ok || info.GetDomain() != statusDomain {
+			continue
+		}
+		if info.GetReason() == reasonClusterMismatch {
 			return fmt.Errorf("%w (refused by the peer): %s", ErrClusterMismatch, st.Message())
+		}
+		for _, r := range refusals {
+			if info.GetReason() != r.reason {
+				continue
+			}
+			if r.err == storage.ErrBadSnapshot {
+				return &storage.SnapshotError{Reason: st.Message()}
+			}
+			return fmt.Errorf("%w: %s", r.err, st.Message())
 		}
 	}
 	switch st.Code() {
@@ -106,20 +147,14 @@ func (c *clusterService) NodeStatus(context.Context, *replicationv1.NodeStatusRe
 
 func (c *clusterService) RemovePeer(ctx context.Context, req *replicationv1.RemovePeerRequest) (*replicationv1.RemovePeerResponse, error) {
 	if err := c.n.RemovePeer(ctx, req.GetNodeId()); err != nil {
-		if errors.Is(err, ErrNotLeader) {
-			return nil, notLeaderStatus(err)
-		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, toStatus(err)
 	}
 	return &replicationv1.RemovePeerResponse{}, nil
 }
 
 func (c *clusterService) TransferLeadership(ctx context.Context, req *replicationv1.TransferLeadershipRequest) (*replicationv1.TransferLeadershipResponse, error) {
 	if _, err := c.n.TransferLeadership(ctx, req.GetNodeId()); err != nil {
-		if errors.Is(err, ErrNotLeader) {
-			return nil, notLeaderStatus(err)
-		}
-		return nil, status.Error(codes.FailedPrecondition, err.Error())
+		return nil, toStatus(err)
 	}
 	return &replicationv1.TransferLeadershipResponse{}, nil
 }
@@ -141,7 +176,7 @@ func (c *clusterService) RestoreSnapshot(stream grpc.ClientStreamingServer[repli
 	}}
 	idx, err := c.n.restoreLocal(first.GetSize(), r)
 	if err != nil {
-		return status.Error(codes.FailedPrecondition, err.Error())
+		return toStatus(err)
 	}
 	return stream.SendAndClose(&replicationv1.RestoreSnapshotResponse{Index: idx})
 }

@@ -124,7 +124,7 @@ func (g clusterIDGuard) check(ctx context.Context, method string) error {
 	g.log.Error("refused a cluster RPC from a node of another cluster: it is not a node of this region, though it has this region's certificates",
 		"method", method, "local_cluster_id", local, "remote_cluster_id", remote)
 	st := status.New(codes.FailedPrecondition, mismatch(local, remote).Error())
-	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonClusterMismatch, Domain: "coffer.replication.v1",
+	if d, err := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonClusterMismatch, Domain: statusDomain,
 		Metadata: map[string]string{"local_cluster_id": local, "remote_cluster_id": remote}}); err == nil {
 		st = d
 	}

@@ -1,6 +1,7 @@
 package replication
 
 import (
+	"errors"
 	"fmt"
 	"io"
 
@@ -22,6 +23,8 @@ type FSM struct {
 	// snapshots, when set, tells Restore the Raft index of the snapshot
 	// being installed: Raft saves it in the store before restoring from it.
 	snapshots raft.SnapshotStore
+	// refuse, when set, is told the id of a snapshot storage refused.
+	refuse func(id string, cause error)
 }
 
 var (
@@ -75,21 +78,28 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	return &fsmSnapshot{sn: sn}, nil
 }
 
-// Restore replaces the state with a snapshot's.
+// Restore replaces the state with a snapshot's. The snapshot's Raft index,
+// not the applied index stored inside it, is where this node now stands (a
+// backup from elsewhere may carry any index), so storage writes it into the
+// new state file before the file replaces the old one: entries after it
+// must apply. A snapshot storage refuses (a record that does not decode, a
+// keyring this region's root key does not open) leaves the state as it was
+// and is put aside (refuse), so that no restart takes it.
 func (f *FSM) Restore(rc io.ReadCloser) error {
-	defer rc.Close()
-	if err := f.store.Restore(rc); err != nil {
-		return fmt.Errorf("fsm restore: %w", err)
-	}
-	// The snapshot's Raft index, not the applied index stored inside it,
-	// is where this node now stands (a backup from elsewhere may carry any
-	// index). Entries after it must apply.
+	var index uint64
+	var id string
 	if f.snapshots != nil {
 		if metas, err := f.snapshots.List(); err == nil && len(metas) > 0 {
-			if err := f.store.SetAppliedIndex(metas[0].Index); err != nil {
-				return fmt.Errorf("fsm restore: %w", err)
-			}
+			index, id = metas[0].Index, metas[0].ID
 		}
+	}
+	err := f.store.Restore(rc, index)
+	_ = rc.Close()
+	if err != nil {
+		if errors.Is(err, storage.ErrBadSnapshot) && f.refuse != nil {
+			f.refuse(id, err)
+		}
+		return fmt.Errorf("fsm restore: %w", err)
 	}
 	if f.applied != nil {
 		f.applied.reset(f.store.AppliedIndex())

@@ -33,6 +33,9 @@ var (
 	ErrShutdown = errors.New("raft node is shut down")
 	// ErrUnknownPeer: no server with that id is in the configuration.
 	ErrUnknownPeer = errors.New("no such server in the region")
+	// ErrRemoveLeader: the leader was asked to remove itself; leadership
+	// must move first.
+	ErrRemoveLeader = errors.New("the leader cannot remove itself; transfer leadership first")
 )
 
 const (
@@ -170,7 +173,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 			return fail(fmt.Errorf("raft: bootstrap: %w", err))
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots}, cached, n.logStore, n.snapshots, n.transport)
+	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots, refuse: n.refuseSnapshot}, cached, n.logStore, n.snapshots, n.transport)
 	if err != nil {
 		return fail(fmt.Errorf("raft: start: %w", err))
 	}
@@ -235,33 +238,6 @@ func (n *Node) background(ap *Autopilot, form, startupCheck bool) {
 		n.wg.Add(1)
 		go func() { defer n.wg.Done(); n.requestStartupCheck(ctx) }()
 	}
-}
-
-// catchUpFromSnapshot restores the newest snapshot into the store when the
-// store is behind it. With NoSnapshotRestoreOnStart Raft would otherwise
-// skip entries the store never saw (a state file lost or restored from an
-// old backup).
-func (n *Node) catchUpFromSnapshot() error {
-	metas, err := n.snapshots.List()
-	if err != nil || len(metas) == 0 {
-		return err
-	}
-	newest := metas[0]
-	if newest.Index <= n.store.AppliedIndex() {
-		return nil
-	}
-	_, rc, err := n.snapshots.Open(newest.ID)
-	if err != nil {
-		return fmt.Errorf("raft: open snapshot %s: %w", newest.ID, err)
-	}
-	defer rc.Close()
-	if err := n.store.Restore(rc); err != nil {
-		return fmt.Errorf("raft: restore snapshot %s into state: %w", newest.ID, err)
-	}
-	if err := n.store.SetAppliedIndex(newest.Index); err != nil {
-		return fmt.Errorf("raft: record snapshot index: %w", err)
-	}
-	return nil
 }
 
 // IsLeader reports whether this node leads its region now.

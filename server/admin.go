@@ -12,6 +12,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/storage"
 )
 
 // Cluster is what the admin API needs from the region's Raft node.
@@ -70,7 +71,7 @@ const maxLagHealthy = 1000
 func (a *Admin) ClusterStatus(ctx context.Context, _ *cofferv1.ClusterStatusRequest) (*cofferv1.ClusterStatusResponse, error) {
 	servers, err := a.cluster.Status(ctx)
 	if err != nil {
-		return nil, err
+		return nil, clusterErr(err)
 	}
 	resp := &cofferv1.ClusterStatusResponse{Region: a.region, LeaderId: a.cluster.Leader(), AnsweredBy: a.nodeID, ClusterId: a.cluster.ClusterID()}
 	var leaderCommit uint64
@@ -141,6 +142,9 @@ func (a *Admin) RemovePeer(ctx context.Context, req *cofferv1.RemovePeerRequest)
 		return nil, apiErr(TypeInvalidParameter, "You must provide the NodeId of the server to remove.")
 	}
 	if err := a.cluster.RemovePeer(ctx, req.GetNodeId()); err != nil {
+		if errors.Is(err, replication.ErrUnknownPeer) {
+			return nil, apiErr(TypeResourceNotFound, "No server %s is in the configuration of region %s.", req.GetNodeId(), a.region)
+		}
 		return nil, clusterErr(err)
 	}
 	return &cofferv1.RemovePeerResponse{}, nil
@@ -150,6 +154,9 @@ func (a *Admin) RemovePeer(ctx context.Context, req *cofferv1.RemovePeerRequest)
 func (a *Admin) TransferLeadership(ctx context.Context, req *cofferv1.TransferLeadershipRequest) (*cofferv1.TransferLeadershipResponse, error) {
 	leader, err := a.cluster.TransferLeadership(ctx, req.GetNodeId())
 	if err != nil {
+		if errors.Is(err, replication.ErrUnknownPeer) {
+			return nil, apiErr(TypeResourceNotFound, "No voter %s is in the configuration of region %s.", req.GetNodeId(), a.region)
+		}
 		return nil, clusterErr(err)
 	}
 	return &cofferv1.TransferLeadershipResponse{LeaderId: leader}, nil
@@ -202,15 +209,27 @@ func (a *Admin) RestoreSnapshot(stream grpc.ClientStreamingServer[cofferv1.Resto
 	return stream.SendAndClose(&cofferv1.RestoreSnapshotResponse{Index: idx})
 }
 
+// clusterErr is the typed answer to a failed cluster operation: the
+// operation's own refusals in fixed words (a refused snapshot with its
+// reason, which names only the snapshot's own buckets and keys), anything
+// else as AsAPIError decides — no leader is ServiceUnavailable, the rest an
+// InternalServiceError with a generic message. An error's text can name
+// files, addresses and Raft internals, so it is never the message; the
+// interceptors log it with the request id.
 func clusterErr(err error) error {
-	if errors.Is(err, replication.ErrUnknownPeer) {
-		return apiErr(TypeResourceNotFound, "%s", err.Error())
+	var se *storage.SnapshotError
+	switch {
+	case errors.Is(err, replication.ErrRemoveLeader):
+		return &APIError{Type: TypeInvalidRequest, cause: err,
+			Message: "The leader cannot remove itself: transfer leadership to another voter first (coffer cluster transfer-leadership)."}
+	case errors.As(err, &se):
+		return &APIError{Type: TypeInvalidParameter, cause: err,
+			Message: "The snapshot cannot be restored: " + se.Reason + ". Nothing was changed."}
+	case errors.Is(err, storage.ErrBadSnapshot):
+		return &APIError{Type: TypeInvalidParameter, cause: err,
+			Message: "The snapshot cannot be restored: it is not a Coffer state database. Nothing was changed."}
 	}
-	ae := AsAPIError(err)
-	if ae.Type == TypeInternalServiceError {
-		return apiErr(TypeInvalidRequest, "%s", err.Error())
-	}
-	return ae
+	return AsAPIError(err)
 }
 
 const snapshotChunk = 256 << 10

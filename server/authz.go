@@ -103,6 +103,8 @@ type Caller struct {
 	SourceIP string
 	// SecureTransport is whether the request came over TLS.
 	SecureTransport bool
+	// Session is whether the key is temporary credentials.
+	Session bool
 }
 
 // Verdict is a decision and what it was about.
@@ -115,6 +117,9 @@ type Verdict struct {
 	// Resource (Target.Named).
 	Named  string
 	Result policy.Result
+	// Reason, when set, is the whole message of a denial by one of the
+	// edge's identity rules (identityRule), which no policy can override.
+	Reason string
 }
 
 // Statement names the deciding statement ("policy/Sid"), or "".
@@ -125,6 +130,9 @@ func (v Verdict) Statement() string { return v.Result.Decided() }
 func (v Verdict) Err() *APIError {
 	if v.Allowed {
 		return nil
+	}
+	if v.Reason != "" {
+		return apiErr(TypeAccessDeniedException, "%s", v.Reason)
 	}
 	on, shown := "", v.Resource
 	if v.Named != "" {
@@ -223,7 +231,8 @@ func (a *Authorizer) identity(name string) (*storagev1.Principal, []policy.Named
 }
 
 // keys builds the request context: global keys, the principal's tags, the
-// secret's tags and id, then what the request itself sets.
+// secret's keys (secretKeys), then what the request itself sets. Every key
+// set here is in conditionKeys (authz_keys.go).
 func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Keys {
 	now := a.now().UTC()
 	k := policy.Keys{}
@@ -234,6 +243,7 @@ func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Key
 	k.Set("aws:PrincipalArn", a.principalARN(c.Principal))
 	k.Set("aws:PrincipalAccount", a.cfg.AccountID)
 	k.Set("aws:PrincipalType", "User")
+	k.Set("aws:RequestedRegion", a.cfg.Region)
 	if c.SourceIP != "" {
 		k.Set("aws:SourceIp", c.SourceIP)
 	}
@@ -241,12 +251,7 @@ func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Key
 		k.Set("aws:PrincipalTag/"+key, value)
 	}
 	if s := t.Secret; s != nil {
-		k.Set("secretsmanager:SecretId", s.GetArn())
-		k.Set("secretsmanager:Name", s.GetName())
-		for _, tag := range s.GetTags() {
-			k.Set("secretsmanager:ResourceTag/"+tag.GetKey(), tag.GetValue())
-			k.Set("aws:ResourceTag/"+tag.GetKey(), tag.GetValue())
-		}
+		secretKeys(k, s, a.cfg.Region)
 	}
 	for key, values := range t.Keys {
 		k[key] = values
@@ -307,12 +312,17 @@ var selfActions = map[string]bool{
 	"coffer:GetSessionToken":   true,
 }
 
-// Authorize decides a request as the transport edge does: Decide, then the
+// Authorize decides a request as the transport edge does: first the
+// identity rules no policy overrides (identityRule: what session
+// credentials may not do, who manages root's keys), then Decide, then the
 // edge's own rules — a filtered action on "*" (the call as a whole; each
 // secret is then decided by the SecretFilter) and a self action need no
 // Allow, so only an explicit Deny refuses them. The Gate and SimulatePolicy
 // both decide with it, so that simulate answers what a real call gets.
 func (a *Authorizer) Authorize(c Caller, action string, t Target) (Verdict, error) {
+	if v, refused := a.identityRule(c, action, t); refused {
+		return v, nil
+	}
 	v, err := a.Decide(c, action, t)
 	if err != nil || v.Allowed || v.Result.Decision == policy.ExplicitDeny {
 		return v, err

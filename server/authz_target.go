@@ -164,8 +164,7 @@ func (a *Authorizer) TargetOf(action string, req proto.Message) (Target, error) 
 		return t, nil
 	case *cofferv1.CreateSecretRequest:
 		t.Resource = a.secretARN(r.GetName())
-		t.Keys.Set("secretsmanager:Name", r.GetName())
-		requestTags(t.Keys, r.GetTags())
+		createKeys(t.Keys, r)
 		return t, nil
 	}
 	if !strings.HasPrefix(action, "secretsmanager:") {
@@ -203,9 +202,9 @@ func (a *Authorizer) secretTarget(t *Target, id string, sec *storagev1.Secret) {
 }
 
 // requestKeys sets the condition keys a Secrets Manager request carries
-// itself. A read that names neither stage nor version reads AWSCURRENT, so
-// secretsmanager:VersionStage is AWSCURRENT for it (and for each secret a
-// BatchGetSecretValue reads).
+// itself (the list of keys is in authz_keys.go). A read that names neither
+// stage nor version reads AWSCURRENT, so secretsmanager:VersionStage is
+// AWSCURRENT for it (and for each secret a BatchGetSecretValue reads).
 func requestKeys(k policy.Keys, req proto.Message) {
 	switch r := req.(type) {
 	case *cofferv1.GetSecretValueRequest:
@@ -236,6 +235,12 @@ func requestKeys(k policy.Keys, req proto.Message) {
 		}
 	case *cofferv1.PutResourcePolicyRequest:
 		k.Set("secretsmanager:BlockPublicPolicy", strconv.FormatBool(r.GetBlockPublicPolicy()))
+	case *cofferv1.UpdateSecretRequest:
+		updateKeys(k, r)
+	case *cofferv1.RotateSecretRequest:
+		rotateKeys(k, r)
+	case *cofferv1.ReplicateSecretToRegionsRequest:
+		replicaKeys(k, r.GetAddReplicaRegions(), r.GetForceOverwriteReplicaSecret())
 	}
 }
 

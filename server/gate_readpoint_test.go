@@ -97,7 +97,7 @@ func TestGateDecidesOnTheStateTheServiceReads(t *testing.T) {
 	if _, err := rand.Read(root); err != nil {
 		t.Fatal(err)
 	}
-	svc, err := New(cfg, rep, rep.follower, root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := New(cfg, rep, rep.follower, lockedRoot(t, root), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -48,6 +48,9 @@ type GRPCAuth func(ctx context.Context, fullMethod string) (Identity, error)
 type Identity struct {
 	Principal   string
 	AccessKeyID string
+	// Session is set when the key is temporary credentials
+	// (GetSessionToken), which may not change IAM (sessionRefused).
+	Session bool
 }
 
 type identityKey struct{}
@@ -164,7 +167,7 @@ func SetServing(hs *health.Server, serving bool) {
 func edgeCall(ctx context.Context, fullMethod string, id Identity, req proto.Message) Call {
 	action, op := actionFor(fullMethod)
 	c := Call{Protocol: "grpc", Operation: op, Action: action, Request: req,
-		Caller: Caller{Principal: id.Principal, AccessKeyID: id.AccessKeyID}}
+		Caller: Caller{Principal: id.Principal, AccessKeyID: id.AccessKeyID, Session: id.Session}}
 	if p, ok := peer.FromContext(ctx); ok && p.Addr != nil {
 		c.SourceAddr = p.Addr.String()
 		c.Caller.SourceIP = hostOf(c.SourceAddr)
@@ -174,37 +177,54 @@ func edgeCall(ctx context.Context, fullMethod string, id Identity, req proto.Mes
 }
 
 // streamInterceptor authenticates, authorizes and audits streaming calls
-// (snapshot save and restore), and turns a panic into InternalServiceError
-// as the unary interceptor does.
+// (snapshot save and restore), turns a panic into InternalServiceError as
+// the unary interceptor does, and logs one line per call: the cause of an
+// InternalServiceError goes to the log with the request id, never to the
+// caller.
 func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamServerInterceptor {
 	return func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
 		if auth == nil || openMethod(info.FullMethod) {
 			return handler(srv, ss)
 		}
 		ctx := WithRequestID(ss.Context(), uuid.NewString())
+		start := time.Now()
+		var principal string
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("stream panicked", "request_id", RequestID(ctx), "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
 				err = &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
 			}
+			level := slog.LevelInfo
+			attrs := []any{"request_id", RequestID(ctx), "method", info.FullMethod, "duration", time.Since(start)}
+			if principal != "" {
+				attrs = append(attrs, "principal", principal)
+			}
+			if err != nil {
+				ae := AsAPIError(err)
+				if ae.Type == TypeInternalServiceError {
+					level = slog.LevelError
+					attrs = append(attrs, "cause", errors.Unwrap(ae))
+				}
+				attrs = append(attrs, "error_type", ae.Type)
+				err = ae
+			}
+			log.Log(ctx, level, "stream", attrs...)
 		}()
 		id, err := auth(ctx, info.FullMethod)
 		if err != nil {
-			return AsAPIError(gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, nil), err))
+			return gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, nil), err)
 		}
+		principal = id.Principal
 		// Begin refuses before the stream starts when the audit log is
 		// broken: no snapshot leaves, and none is restored, unaudited.
 		ctx, x, err := gate.Begin(WithIdentity(ctx, id), edgeCall(ctx, info.FullMethod, id, nil))
 		if err != nil {
-			return AsAPIError(err)
+			return err
 		}
 		_, err = x.Serve(func() (proto.Message, error) {
 			return nil, handler(srv, &principalStream{ServerStream: ss, ctx: ctx})
 		})
-		if err != nil {
-			return AsAPIError(err)
-		}
-		return nil
+		return err
 	}
 }
 

@@ -9,6 +9,7 @@ import (
 	"testing"
 
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
 	"github.com/cofferhq/coffer/test/testkit"
 )
 
@@ -30,7 +31,7 @@ func newTestService(tb testing.TB) (*Service, *storage.Store) {
 	}
 	cfg := DefaultConfig()
 	cfg.AccountID = "123456789012"
-	svc, err := New(cfg, &testkit.DirectReplicator{Store: store}, store, root, slog.New(slog.NewTextHandler(io.Discard, nil)))
+	svc, err := New(cfg, &testkit.DirectReplicator{Store: store}, store, lockedRoot(tb, root), slog.New(slog.NewTextHandler(io.Discard, nil)))
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -38,6 +39,17 @@ func newTestService(tb testing.TB) (*Service, *storage.Store) {
 		tb.Fatal(err)
 	}
 	return svc, store
+}
+
+// lockedRoot holds a test's root key as a node does: in locked memory
+// where the platform allows, unlocked otherwise.
+func lockedRoot(tb testing.TB, root []byte) *kms.LockedKey {
+	tb.Helper()
+	k, err := kms.NewLockedKey(root, kms.LockBestEffort)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	return k
 }
 
 // apiType returns the AWS error type a caller would see for err, or "".

@@ -3,14 +3,11 @@ package server
 import (
 	"context"
 	"crypto/rand"
-	"crypto/subtle"
 	"encoding/base64"
-	"errors"
 	"fmt"
 	"regexp"
 	"strings"
 	"sync"
-	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
 
@@ -33,8 +30,9 @@ type IAMState interface {
 }
 
 // IAM implements the IAMService and looks up credentials for
-// authentication. Access key secrets are sealed under the keyring: SigV4
-// recomputes signatures from the secret, so a one-way verifier cannot work.
+// authentication (credentials.go). Access key secrets are sealed under the
+// keyring: SigV4 recomputes signatures from the secret, so the state keeps
+// the secret itself; what the node keeps in memory are verifiers.
 type IAM struct {
 	cofferv1.UnimplementedIAMServiceServer
 	svc   *Service
@@ -42,34 +40,14 @@ type IAM struct {
 	authz *Authorizer
 
 	mu    sync.Mutex
-	cache map[string]cachedKey // access key id → unsealed secret (and token)
-}
-
-type cachedKey struct {
-	sealed string // the ciphertext it was unsealed from
-	Key
-}
-
-// Key is an access key as authentication needs it. Secrets and tokens are
-// never logged.
-type Key struct {
-	Principal string
-	Secret    string
-	// SessionToken and Expiration are set for temporary credentials.
-	SessionToken string
-	Expiration   time.Time
-}
-
-// Expired reports whether temporary credentials have run out at now.
-func (k Key) Expired(now time.Time) bool {
-	return !k.Expiration.IsZero() && !now.Before(k.Expiration)
+	cache map[string]*credential // access key id → its verifiers
 }
 
 var _ cofferv1.IAMServiceServer = (*IAM)(nil)
 
 // NewIAM builds the IAM service over svc's replicator and keyring.
 func NewIAM(svc *Service, state IAMState) *IAM {
-	return &IAM{svc: svc, state: state, authz: NewAuthorizer(svc.cfg, state), cache: map[string]cachedKey{}}
+	return &IAM{svc: svc, state: state, authz: NewAuthorizer(svc.cfg, state), cache: map[string]*credential{}}
 }
 
 // Authorizer is the region's authorizer over the same state.
@@ -125,8 +103,13 @@ func (i *IAM) ListPrincipals(ctx context.Context, _ *cofferv1.ListPrincipalsRequ
 	return resp, nil
 }
 
-// DeletePrincipal implements the IAM operation.
+// DeletePrincipal implements the IAM operation. The root principal cannot
+// be deleted, by anyone: it is the region's break-glass identity, and a
+// region without it could be left with no one able to manage IAM.
 func (i *IAM) DeletePrincipal(ctx context.Context, req *cofferv1.DeletePrincipalRequest) (*cofferv1.DeletePrincipalResponse, error) {
+	if strings.EqualFold(req.GetName(), RootPrincipal) {
+		return nil, apiErr(TypeInvalidParameter, "The root principal cannot be deleted. To take a root access key out of use, delete the key.")
+	}
 	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeletePrincipal{DeletePrincipal: &raftv1.DeletePrincipal{Name: req.GetName()}}}); err != nil {
 		return nil, err
 	}
@@ -186,105 +169,6 @@ func NewAccessKey() (id, secret string, err error) {
 		idb[j] = b32[b[j]&31]
 	}
 	return "AKIA" + string(idb), base64.StdEncoding.EncodeToString(b[10:40]), nil
-}
-
-// ErrUnknownAccessKey means no active key has that id.
-var ErrUnknownAccessKey = errors.New("unknown access key")
-
-// Lookup returns the secret and principal of an active access key. A key
-// this node does not know yet (created moments ago through another node) is
-// looked up again after a read barrier before it is called unknown.
-func (i *IAM) Lookup(ctx context.Context, id string) (secret, principal string, err error) {
-	k, err := i.LookupKey(ctx, id)
-	return k.Secret, k.Principal, err
-}
-
-// LookupKey returns an active access key (or temporary credentials, with
-// their token and expiration). It does not judge expiration: a caller
-// verifies the signature first, so that a forged request never learns
-// whether a key id exists, and then checks Key.Expired.
-func (i *IAM) LookupKey(ctx context.Context, id string) (Key, error) {
-	k, err := i.state.AccessKey(id)
-	if err == nil && k == nil {
-		if _, berr := i.svc.rep.ReadBarrier(ctx); berr == nil {
-			k, err = i.state.AccessKey(id)
-		}
-	}
-	if err != nil {
-		return Key{}, err
-	}
-	if k == nil || k.GetStatus() != "Active" {
-		return Key{}, ErrUnknownAccessKey
-	}
-	sealed := string(k.GetSealedSecret().GetCiphertext())
-	i.mu.Lock()
-	c, ok := i.cache[id]
-	i.mu.Unlock()
-	if ok && c.sealed == sealed {
-		return c.Key, nil
-	}
-	kr, err := i.svc.keys()
-	if err != nil {
-		return Key{}, err
-	}
-	plain, err := kr.Unseal(k.GetSealedSecret(), accessKeyAAD(id), id)
-	if err != nil {
-		return Key{}, err
-	}
-	c = cachedKey{sealed: sealed, Key: Key{Principal: k.GetPrincipal(), Secret: string(plain)}}
-	if exp := k.GetExpiration(); exp != nil {
-		token, err := kr.Unseal(k.GetSealedSessionToken(), sessionTokenAAD(id), id)
-		if err != nil {
-			return Key{}, err
-		}
-		c.SessionToken, c.Expiration = string(token), exp.AsTime()
-	}
-	i.mu.Lock()
-	if len(i.cache) >= maxCachedKeys {
-		clear(i.cache)
-	}
-	i.cache[id] = c
-	i.mu.Unlock()
-	return c.Key, nil
-}
-
-// maxCachedKeys bounds the unsealed-key cache; sessions come and go.
-const maxCachedKeys = 10000
-
-// ErrExpiredToken is the answer to temporary credentials past their
-// expiration, in AWS's words.
-func errExpiredToken() *APIError {
-	return apiErr(TypeExpiredToken, "The security token included in the request is expired")
-}
-
-func errInvalidToken() *APIError {
-	return apiErr(TypeUnrecognizedClient, "The security token included in the request is invalid.")
-}
-
-// CheckBearer authenticates "AKID:SECRET" (the gRPC bearer form of an
-// access key) or "AKID:SECRET:SESSION_TOKEN" (temporary credentials) and
-// returns the caller's identity.
-func (i *IAM) CheckBearer(ctx context.Context, token string) (Identity, error) {
-	id, rest, ok := strings.Cut(token, ":")
-	if !ok {
-		return Identity{}, apiErr(TypeUnrecognizedClient, "The bearer token must be ACCESS_KEY_ID:SECRET_ACCESS_KEY[:SESSION_TOKEN].")
-	}
-	given, session, _ := strings.Cut(rest, ":")
-	k, err := i.LookupKey(ctx, id)
-	if errors.Is(err, ErrUnknownAccessKey) {
-		return Identity{}, errInvalidToken()
-	}
-	if err != nil {
-		return Identity{}, err
-	}
-	if subtle.ConstantTimeCompare([]byte(k.Secret), []byte(given)) != 1 ||
-		subtle.ConstantTimeCompare([]byte(k.SessionToken), []byte(session)) != 1 {
-		return Identity{}, errInvalidToken()
-	}
-	if i.Expired(k) {
-		return Identity{}, errExpiredToken()
-	}
-	return Identity{Principal: k.Principal, AccessKeyID: id}, nil
 }
 
 // BootstrapRoot creates the root principal and an access key on a region

@@ -59,7 +59,8 @@ func policyInfo(p *storagev1.Policy, withDocument bool) *cofferv1.PolicyInfo {
 }
 
 // PutPolicy implements the IAM operation. The document is parsed here; only
-// a well-formed one reaches the log.
+// a well-formed one reaches the log. A condition on a key Coffer never sets
+// is stored but warned about (conditionKeyWarnings).
 func (i *IAM) PutPolicy(ctx context.Context, req *cofferv1.PutPolicyRequest) (*cofferv1.PutPolicyResponse, error) {
 	if !policyNamePattern.MatchString(req.GetName()) {
 		return nil, apiErr(TypeValidation, "Invalid policy name. Use 1–128 characters of A-Za-z0-9+=,.@_-.")
@@ -67,9 +68,11 @@ func (i *IAM) PutPolicy(ctx context.Context, req *cofferv1.PutPolicyRequest) (*c
 	if e := checkLength("description", req.GetDescription(), 0, 1000); e != nil {
 		return nil, e
 	}
-	if _, err := ParseIdentityPolicy(req.GetDocument()); err != nil {
+	doc, err := ParseIdentityPolicy(req.GetDocument())
+	if err != nil {
 		return nil, err
 	}
+	warnings := conditionKeyWarnings(doc)
 	now := timestamppb.New(i.svc.now())
 	p := &storagev1.Policy{Name: req.GetName(), Arn: i.policyARN(req.GetName()), Document: req.GetDocument(),
 		Description: req.GetDescription(), CreatedDate: now, UpdatedDate: now}
@@ -79,7 +82,10 @@ func (i *IAM) PutPolicy(ctx context.Context, req *cofferv1.PutPolicyRequest) (*c
 	if stored, err := i.state.Policy(p.GetName()); err == nil && stored != nil {
 		p = stored // the first creation date survives a replacement
 	}
-	return &cofferv1.PutPolicyResponse{Policy: policyInfo(p, true)}, nil
+	if len(warnings) > 0 {
+		i.svc.log.Warn("policy names condition keys Coffer never sets", "policy", p.GetArn(), "warnings", warnings)
+	}
+	return &cofferv1.PutPolicyResponse{Policy: policyInfo(p, true), Warnings: warnings}, nil
 }
 
 // GetPolicy implements the IAM operation.
@@ -150,8 +156,13 @@ func (i *IAM) DeletePolicy(ctx context.Context, req *cofferv1.DeletePolicyReques
 	return &cofferv1.DeletePolicyResponse{}, nil
 }
 
-// AttachPolicy implements the IAM operation.
+// AttachPolicy implements the IAM operation. Nothing attaches to root: like
+// an AWS account's root user it is not subject to identity policies, so a
+// Deny attached to it would only look like a restriction.
 func (i *IAM) AttachPolicy(ctx context.Context, req *cofferv1.AttachPolicyRequest) (*cofferv1.AttachPolicyResponse, error) {
+	if strings.EqualFold(req.GetPrincipal(), RootPrincipal) {
+		return nil, apiErr(TypeInvalidParameter, "Policies cannot be attached to the root principal: it has full access and is not subject to identity policies.")
+	}
 	if _, err := i.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_AttachPolicy{AttachPolicy: &raftv1.AttachPolicy{
 		Principal: req.GetPrincipal(), Policy: req.GetPolicy(),
 	}}}); err != nil {

@@ -13,7 +13,8 @@ import (
 )
 
 // PutResourcePolicy implements the AWS operation. The document is parsed
-// here; only a well-formed one reaches the log.
+// here; only a well-formed one reaches the log. A condition on a key Coffer
+// never sets is attached but warned about (Warnings, a Coffer extension).
 func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResourcePolicyRequest) (*cofferv1.PutResourcePolicyResponse, error) {
 	if e := validateSecretID(req.GetSecretId()); e != nil {
 		return nil, e
@@ -43,7 +44,11 @@ func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResour
 	if err != nil {
 		return nil, err
 	}
-	return &cofferv1.PutResourcePolicyResponse{Arn: res.ARN, Name: res.Name}, nil
+	warnings := conditionKeyWarnings(doc)
+	if len(warnings) > 0 {
+		s.log.Warn("resource policy names condition keys Coffer never sets", "arn", res.ARN, "warnings", warnings)
+	}
+	return &cofferv1.PutResourcePolicyResponse{Arn: res.ARN, Name: res.Name, Warnings: warnings}, nil
 }
 
 func malformed(err error) *APIError {
@@ -73,7 +78,8 @@ func (s *Service) DeleteResourcePolicy(ctx context.Context, req *cofferv1.Delete
 }
 
 // ValidateResourcePolicy implements the AWS operation: syntax and
-// broad-access checks, reported as findings rather than as an error.
+// broad-access checks, and Coffer's check for condition keys it never sets
+// (CONDITION_KEY_CHECK), reported as findings rather than as an error.
 func (s *Service) ValidateResourcePolicy(ctx context.Context, req *cofferv1.ValidateResourcePolicyRequest) (*cofferv1.ValidateResourcePolicyResponse, error) {
 	if req.GetResourcePolicy() == "" {
 		return nil, apiErr(TypeInvalidParameter, "You must provide a ResourcePolicy.")
@@ -87,7 +93,11 @@ func (s *Service) ValidateResourcePolicy(ctx context.Context, req *cofferv1.Vali
 		}
 	}
 	resp := &cofferv1.ValidateResourcePolicyResponse{PolicyValidationPassed: true}
-	for _, f := range policy.Validate(req.GetResourcePolicy()) {
+	findings := policy.Validate(req.GetResourcePolicy())
+	if doc, err := policy.ParseResource(req.GetResourcePolicy()); err == nil {
+		findings = append(findings, doc.UnsetConditionKeys(SetsConditionKey)...)
+	}
+	for _, f := range findings {
 		resp.PolicyValidationPassed = false
 		resp.ValidationErrors = append(resp.ValidationErrors, &cofferv1.ValidationError{CheckName: f.CheckName, ErrorMessage: f.ErrorMessage})
 	}

@@ -63,7 +63,7 @@ func regionService(tb testing.TB, region string, clock *shipClock, follower bool
 	cfg.AccountID, cfg.Region, cfg.Clock = "123456789012", region, clock.Now
 	log := slog.New(slog.NewTextHandler(io.Discard, nil))
 	direct := &testkit.DirectReplicator{Store: store}
-	svc, err := New(cfg, direct, store, root, log)
+	svc, err := New(cfg, direct, store, lockedRoot(tb, root), log)
 	if err != nil {
 		tb.Fatal(err)
 	}
@@ -71,7 +71,7 @@ func regionService(tb testing.TB, region string, clock *shipClock, follower bool
 		tb.Fatal(err)
 	}
 	if follower { // the same region seen from a node that does not lead
-		if svc, err = New(cfg, followerReplicator{direct}, store, root, log); err != nil {
+		if svc, err = New(cfg, followerReplicator{direct}, store, lockedRoot(tb, root), log); err != nil {
 			tb.Fatal(err)
 		}
 	}

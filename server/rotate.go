@@ -187,7 +187,7 @@ func (s *Service) ResolveRotationFunction(_ context.Context, ref string) (rotati
 	if f == nil {
 		return nil, fmt.Errorf("%w: %s is neither a built-in rotator nor a registered function", ErrUnknownFunction, ref)
 	}
-	hf := &rotation.HTTPFunction{URL: f.GetUrl(), Client: s.httpClient}
+	hf := &rotation.HTTPFunction{URL: f.GetUrl(), Name: f.GetName(), InsecureHTTP: f.GetInsecureHttp(), Client: s.httpClient}
 	if sealed := f.GetSealedSecret(); sealed != nil {
 		kr, err := s.keys()
 		if err != nil {
@@ -235,41 +235,58 @@ func (r *Rotation) functionARN(name string) string {
 	return fmt.Sprintf("arn:%s:lambda:%s:%s:function:%s", c.Partition, c.Region, c.AccountID, name)
 }
 
-// RegisterFunction implements the RotationService operation.
+// RegisterFunction implements the RotationService operation. A function
+// must have a shared secret, which signs every request (with the time and
+// the function's name, so a captured request cannot be replayed later or
+// sent to another function), and an https URL, unless it is registered
+// with insecure_http for a URL on this host (localhost or a loopback
+// address) — plain HTTP between hosts would show every event to the
+// network.
 func (r *Rotation) RegisterFunction(ctx context.Context, req *cofferv1.RegisterFunctionRequest) (*cofferv1.RegisterFunctionResponse, error) {
 	if !functionNamePattern.MatchString(req.GetName()) {
 		return nil, apiErr(TypeValidation, "Invalid function name. Use 1–64 characters of A-Za-z0-9_-.")
 	}
 	u, err := url.Parse(req.GetUrl())
 	if err != nil || (u.Scheme != "http" && u.Scheme != "https") || u.Host == "" {
-		return nil, apiErr(TypeInvalidParameter, "The function URL must be an absolute http or https URL.")
+		return nil, apiErr(TypeInvalidParameter, "The function URL must be an absolute https URL.")
 	}
 	if e := checkLength("sharedSecret", req.GetSharedSecret(), 0, 4096); e != nil {
 		return nil, e
 	}
-	if n := len(req.GetSharedSecret()); n > 0 && n < rotation.MinSharedSecret {
+	switch n := len(req.GetSharedSecret()); {
+	case n == 0:
+		return nil, apiErr(TypeInvalidParameter, "A shared secret is required: every request to the function is signed with it. Use a random one, such as 32 bytes from openssl rand -hex 32.")
+	case n < rotation.MinSharedSecret:
 		return nil, apiErr(TypeInvalidParameter, "The shared secret must be at least %d bytes; use a random one, such as 32 bytes from openssl rand -hex 32.", rotation.MinSharedSecret)
 	}
-	f := &storagev1.RotationFunction{Name: req.GetName(), Arn: r.functionARN(req.GetName()), Url: u.String(), CreatedDate: timestamppb.New(r.svc.now())}
-	if req.GetSharedSecret() != "" {
-		kr, err := r.svc.keys()
-		if err != nil {
-			return nil, err
-		}
-		if f.SealedSecret, err = kr.Seal(kr.DefaultKeyID(), "rotation-function:"+f.GetName(), functionAAD(f.GetName()), f.GetName(),
-			storagev1.ValueKind_VALUE_KIND_STRING, []byte(req.GetSharedSecret())); err != nil {
-			return nil, err
-		}
+	switch {
+	case u.Scheme == "https" && req.GetInsecureHttp():
+		return nil, apiErr(TypeInvalidParameter, "InsecureHttp applies only to an http:// URL; an https URL needs no exception.")
+	case u.Scheme == "http" && !req.GetInsecureHttp():
+		return nil, apiErr(TypeInvalidParameter, "The function URL must be https. Plain http is allowed only for a function on this host (localhost or a loopback address), registered with InsecureHttp (coffer rotation register-function --insecure-http).")
+	case u.Scheme == "http" && !rotation.LoopbackURL(u):
+		return nil, apiErr(TypeInvalidParameter, "InsecureHttp is allowed only for a URL whose host is localhost or a loopback address, not %s.", u.Hostname())
+	}
+	f := &storagev1.RotationFunction{Name: req.GetName(), Arn: r.functionARN(req.GetName()), Url: u.String(),
+		InsecureHttp: req.GetInsecureHttp(), CreatedDate: timestamppb.New(r.svc.now())}
+	kr, err := r.svc.keys()
+	if err != nil {
+		return nil, err
+	}
+	if f.SealedSecret, err = kr.Seal(kr.DefaultKeyID(), "rotation-function:"+f.GetName(), functionAAD(f.GetName()), f.GetName(),
+		storagev1.ValueKind_VALUE_KIND_STRING, []byte(req.GetSharedSecret())); err != nil {
+		return nil, err
 	}
 	if _, err := r.svc.propose(ctx, &raftv1.Command{Op: &raftv1.Command_RegisterRotationFunction{RegisterRotationFunction: &raftv1.RegisterRotationFunction{Function: f}}}); err != nil {
 		return nil, err
 	}
-	r.svc.log.Info("rotation function registered", "function", f.GetArn(), "signed", f.GetSealedSecret() != nil)
+	r.svc.log.Info("rotation function registered", "function", f.GetArn(), "insecure_http", f.GetInsecureHttp())
 	return &cofferv1.RegisterFunctionResponse{Function: functionInfo(f)}, nil
 }
 
 func functionInfo(f *storagev1.RotationFunction) *cofferv1.RotationFunctionInfo {
-	return &cofferv1.RotationFunctionInfo{Name: f.GetName(), Arn: f.GetArn(), Url: f.GetUrl(), Signed: f.GetSealedSecret() != nil, CreatedDate: f.GetCreatedDate()}
+	return &cofferv1.RotationFunctionInfo{Name: f.GetName(), Arn: f.GetArn(), Url: f.GetUrl(), Signed: f.GetSealedSecret() != nil,
+		InsecureHttp: f.GetInsecureHttp(), CreatedDate: f.GetCreatedDate()}
 }
 
 // ListFunctions implements the RotationService operation.

@@ -476,16 +476,30 @@ func TestRotationFunctionRegistry(t *testing.T) {
 	r := newRotationRig(t)
 	ctx := context.Background()
 	api := NewRotation(r.svc)
+	const key = "sixteen-bytes!!!"
 	for _, bad := range []*cofferv1.RegisterFunctionRequest{
-		{Name: "has space", Url: "https://x"},
-		{Name: "ok", Url: "ftp://x"},
-		{Name: "ok", Url: "/relative"},
+		{Name: "has space", Url: "https://x", SharedSecret: key},
+		{Name: "ok", Url: "ftp://x", SharedSecret: key},
+		{Name: "ok", Url: "/relative", SharedSecret: key},
+		// A secret is required, and https unless asked otherwise for this host.
+		{Name: "ok", Url: "https://x"},
+		{Name: "ok", Url: "http://rot.example/hook", SharedSecret: key},
+		{Name: "ok", Url: "http://rot.example/hook", SharedSecret: key, InsecureHttp: true},
+		{Name: "ok", Url: "http://127.0.0.1:8080/hook", SharedSecret: key},
+		{Name: "ok", Url: "https://rot.example/hook", SharedSecret: key, InsecureHttp: true},
 	} {
-		if _, err := api.RegisterFunction(ctx, bad); err == nil {
-			t.Errorf("RegisterFunction(%v) succeeded", bad)
+		if _, err := api.RegisterFunction(ctx, bad); apiType(err) != TypeInvalidParameter && apiType(err) != TypeValidation {
+			t.Errorf("RegisterFunction(%v) = %v, want refused", bad, err)
 		}
 	}
-	_, err := api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: "fifteen-bytes!!"})
+	local, err := api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "local", Url: "http://127.0.0.1:8080/hook", SharedSecret: key, InsecureHttp: true})
+	if err != nil || !local.GetFunction().GetInsecureHttp() {
+		t.Fatalf("RegisterFunction of a loopback http function with InsecureHttp = %v, %v", local, err)
+	}
+	if _, err := api.DeregisterFunction(ctx, &cofferv1.DeregisterFunctionRequest{Name: "local"}); err != nil {
+		t.Fatal(err)
+	}
+	_, err = api.RegisterFunction(ctx, &cofferv1.RegisterFunctionRequest{Name: "rot", Url: "https://rot.example/hook", SharedSecret: "fifteen-bytes!!"})
 	if ae := AsAPIError(err); ae == nil || ae.Type != TypeInvalidParameter || !strings.Contains(ae.Message, "at least 16 bytes") {
 		t.Fatalf("RegisterFunction with a 15-byte secret: %v, want InvalidParameterException", err)
 	}
@@ -503,7 +517,7 @@ func TestRotationFunctionRegistry(t *testing.T) {
 		t.Fatalf("ListFunctions = %v, %v", list, err)
 	}
 	fn, err := r.svc.ResolveRotationFunction(ctx, arn)
-	if hf, ok := fn.(*rotation.HTTPFunction); err != nil || !ok || string(hf.Secret) != secret || hf.URL != "https://rot.example/hook" {
+	if hf, ok := fn.(*rotation.HTTPFunction); err != nil || !ok || string(hf.Secret) != secret || hf.URL != "https://rot.example/hook" || hf.Name != "rot" {
 		t.Fatalf("ResolveRotationFunction = %#v, %v", fn, err)
 	}
 	r.create("db")

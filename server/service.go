@@ -1,7 +1,6 @@
 package server
 
 import (
-	"bytes"
 	"context"
 	"crypto/rand"
 	"errors"
@@ -83,6 +82,12 @@ type Config struct {
 	// looks through its replicas for reads to report to their primary
 	// regions (ReplicationStatus.LastAccessedDate); zero means 30 seconds.
 	AccessReportInterval time.Duration
+	// MemoryLock is how the keyring's unsealed material and the pairwise
+	// replication keys are held: kms.LockRequired fails when they cannot be
+	// locked in memory (cofferd's default), kms.LockBestEffort (the zero
+	// value: tests, cofferd dev, allow_no_mlock) keeps them unlocked and
+	// logs a warning.
+	MemoryLock kms.LockMode
 }
 
 // DefaultConfig holds the service defaults.
@@ -126,7 +131,7 @@ type Service struct {
 	cfg     Config
 	rep     Replicator
 	state   State
-	root    []byte
+	root    *kms.LockedKey
 	log     *slog.Logger
 	now     func() time.Time
 	keyring atomic.Pointer[kms.Keyring]
@@ -143,8 +148,10 @@ type Service struct {
 
 var _ cofferv1.SecretsManagerServiceServer = (*Service)(nil)
 
-// New builds a Service. root is the region's root key, released by its seal.
-func New(cfg Config, rep Replicator, state State, root []byte, log *slog.Logger) (*Service, error) {
+// New builds a Service. root is the region's root key, released by its seal
+// and held in locked memory (kms.NewLockedKey); the Service uses it and
+// never copies it.
+func New(cfg Config, rep Replicator, state State, root *kms.LockedKey, log *slog.Logger) (*Service, error) {
 	if err := cfg.Validate(); err != nil {
 		return nil, err
 	}
@@ -157,11 +164,10 @@ func New(cfg Config, rep Replicator, state State, root []byte, log *slog.Logger)
 		now = func() time.Time { return clock().UTC().Truncate(time.Millisecond) }
 	}
 	return &Service{
-		cfg:   cfg,
-		rep:   rep,
-		state: state,
-		// The service owns its copy: callers wipe theirs once it is handed over.
-		root:       bytes.Clone(root),
+		cfg:        cfg,
+		rep:        rep,
+		state:      state,
+		root:       root,
 		log:        log,
 		now:        now,
 		access:     newAccessTracker(),
@@ -181,9 +187,15 @@ func (s *Service) keys() (*kms.Keyring, error) {
 	if rec == nil {
 		return nil, errKeyringNotReady
 	}
-	k, err := kms.Open(s.root, rec)
-	if err != nil {
+	var k *kms.Keyring
+	if err := s.root.Use(func(root []byte) error {
+		k, err = kms.Open(root, rec, s.cfg.MemoryLock)
+		return err
+	}); err != nil {
 		return nil, fmt.Errorf("open keyring: %w", err)
+	}
+	if !k.Locked() {
+		s.log.Warn("the keyring's key material is not locked in memory and may be swapped to disk; raise RLIMIT_MEMLOCK (LimitMEMLOCK in the systemd unit, --ulimit memlock for docker)")
 	}
 	s.keyring.Store(k)
 	return k, nil
@@ -198,14 +210,17 @@ func (s *Service) EnsureKeyring(ctx context.Context) error {
 	if !s.rep.IsLeader() {
 		return errKeyringNotReady
 	}
-	rec, err := kms.NewKeyring(s.root, s.now())
-	if err != nil {
+	var rec *storagev1.Keyring
+	if err := s.root.Use(func(root []byte) (err error) {
+		rec, err = kms.NewKeyring(root, s.now())
+		return err
+	}); err != nil {
 		return fmt.Errorf("create keyring: %w", err)
 	}
 	if _, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_InitKeyring{InitKeyring: &raftv1.InitKeyring{Keyring: rec}}}); err != nil {
 		return err
 	}
-	_, err = s.keys()
+	_, err := s.keys()
 	return err
 }
 

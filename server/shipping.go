@@ -25,11 +25,12 @@ import (
 // ErrNotPaired: the other region is not paired with this one.
 var ErrNotPaired = errors.New("region is not paired")
 
-// pairwiseCache keeps the derived pairwise keys, by region and peer public
-// key (a re-pairing with a new key derives a new one).
+// pairwiseCache keeps the derived pairwise keys in locked memory, by region
+// and peer public key (a re-pairing with a new key derives a new one). An
+// entry is never dropped, so the key bytes pairwiseKey hands out stay valid.
 type pairwiseCache struct {
 	mu   sync.Mutex
-	keys map[string][]byte
+	keys map[string]*kms.LockedKey
 }
 
 func (s *Service) peer(region string) (*storagev1.RegionPeer, error) {
@@ -54,26 +55,38 @@ func (s *Service) pairwiseKey(region string) ([]byte, error) {
 	s.pairwise.mu.Lock()
 	defer s.pairwise.mu.Unlock()
 	if k, ok := s.pairwise.keys[id]; ok {
-		return k, nil
+		return k.Bytes(), nil
 	}
-	k, err := kms.PairwiseKey(s.root, p.GetPublicKey(), s.cfg.Region, region)
+	var derived []byte
+	if err := s.root.Use(func(root []byte) (err error) {
+		derived, err = kms.PairwiseKey(root, p.GetPublicKey(), s.cfg.Region, region)
+		return err
+	}); err != nil {
+		return nil, err
+	}
+	k, err := kms.NewLockedKey(derived, s.cfg.MemoryLock)
+	clear(derived)
 	if err != nil {
 		return nil, err
 	}
 	if s.pairwise.keys == nil {
-		s.pairwise.keys = map[string][]byte{}
+		s.pairwise.keys = map[string]*kms.LockedKey{}
 	}
 	s.pairwise.keys[id] = k
-	return k, nil
+	return k.Bytes(), nil
 }
 
 // PairingPublicKey is this region's X25519 pairing public key.
 func (s *Service) PairingPublicKey() ([]byte, error) {
-	k, err := kms.PairingKey(s.root)
-	if err != nil {
-		return nil, err
-	}
-	return k.PublicKey().Bytes(), nil
+	var pub []byte
+	err := s.root.Use(func(root []byte) error {
+		k, err := kms.PairingKey(root)
+		if err == nil {
+			pub = k.PublicKey().Bytes()
+		}
+		return err
+	})
+	return pub, err
 }
 
 // Region is the service's region.

@@ -88,7 +88,7 @@ func TestStateHashAfterRestore(t *testing.T) {
 	for i := range 50 {
 		dst.ok(time.Duration(i)*time.Second, createWithValue("tmp-"+string(rune('a'+i%26))+string(rune('a'+i/26)), "ZzZzZz", i+10, "filler"))
 	}
-	if err := dst.store.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+	if err := dst.store.Restore(bytes.NewReader(buf.Bytes()), 0); err != nil {
 		t.Fatal(err)
 	}
 	if mustHash(t, dst.store) != mustHash(t, src.store) {
@@ -172,14 +172,14 @@ func TestClusterID(t *testing.T) {
 
 	other := newFixture(t)
 	other.ok(0, &raftv1.InitCluster{ClusterId: "cccc"})
-	err = s.Restore(bytes.NewReader(snapshotOf(t, other.store)))
+	err = s.Restore(bytes.NewReader(snapshotOf(t, other.store)), 0)
 	if !errors.Is(err, storage.ErrClusterMismatch) {
 		t.Fatalf("restore of another cluster's snapshot: %v, want ErrClusterMismatch", err)
 	}
 	if s.ClusterID() != "aaaa" {
 		t.Fatalf("after a refused restore: cluster id %q", s.ClusterID())
 	}
-	if err := s.Restore(bytes.NewReader(noID)); err != nil {
+	if err := s.Restore(bytes.NewReader(noID), 0); err != nil {
 		t.Fatal(err)
 	}
 	if s.ClusterID() != "aaaa" {
@@ -195,7 +195,7 @@ func TestClusterID(t *testing.T) {
 	if err != nil || int64(len(stamped)) != size {
 		t.Fatalf("read %d of %d stamped bytes: %v", len(stamped), size, err)
 	}
-	if err := s.Restore(bytes.NewReader(stamped)); err != nil {
+	if err := s.Restore(bytes.NewReader(stamped), 0); err != nil {
 		t.Fatalf("restore of the stamped snapshot: %v", err)
 	}
 	if s.ClusterID() != "aaaa" {

@@ -2,11 +2,7 @@ package storage
 
 import (
 	"encoding/binary"
-	"errors"
 	"fmt"
-	"io"
-	"os"
-	"path/filepath"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -69,6 +65,12 @@ type Store struct {
 
 	clusterID  atomic.Value // string: meta/cluster_id, kept in memory
 	checkpoint func(*Checkpoint)
+	// keyringCheck judges a snapshot's keyring before it is installed
+	// (SetKeyringCheck); nil checks none.
+	keyringCheck atomic.Pointer[KeyringCheck]
+	// afterSwap, in tests, runs between Restore's rename and the reopen:
+	// the moment a crash would find the new file on disk.
+	afterSwap func()
 }
 
 // Entry is one committed log entry to apply. A nil Cmd (a Raft configuration
@@ -236,135 +238,8 @@ func (s *Store) takeCheckpoint(index uint64) {
 	s.checkpoint(cp)
 }
 
-// SetAppliedIndex records idx as the applied index. Only snapshot installs
-// use it: the Raft index of an installed snapshot need not equal the applied
-// index stored inside it (a backup from another region, a user restore), and
-// the entries after the snapshot must not be skipped as replays.
-func (s *Store) SetAppliedIndex(idx uint64) error {
-	s.mu.RLock()
-	defer s.mu.RUnlock()
-	return s.db.Update(func(tx *bolt.Tx) error {
-		var b [8]byte
-		binary.BigEndian.PutUint64(b[:], idx)
-		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
-	})
-}
-
 func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.db.View(fn)
-}
-
-// Snapshot is a consistent, point-in-time copy of the database being
-// streamed. It holds a bbolt read transaction until Release.
-type Snapshot struct {
-	tx     *bolt.Tx
-	unlock func()
-	Index  uint64
-}
-
-// Snapshot begins a point-in-time snapshot. Writers keep going while it is
-// streamed; the caller must call Release.
-func (s *Store) Snapshot() (*Snapshot, error) {
-	s.mu.RLock()
-	tx, err := s.db.Begin(false)
-	if err != nil {
-		s.mu.RUnlock()
-		return nil, fmt.Errorf("begin snapshot: %w", err)
-	}
-	return &Snapshot{tx: tx, unlock: s.mu.RUnlock, Index: appliedIndex(tx)}, nil
-}
-
-// WriteTo streams the database file as of the snapshot.
-func (sn *Snapshot) WriteTo(w io.Writer) (int64, error) {
-	n, err := sn.tx.WriteTo(w)
-	if err != nil {
-		return n, fmt.Errorf("write snapshot: %w", err)
-	}
-	return n, nil
-}
-
-// Size is the number of bytes WriteTo will write.
-func (sn *Snapshot) Size() int64 { return sn.tx.Size() }
-
-// Release ends the snapshot's read transaction.
-func (sn *Snapshot) Release() {
-	if sn.tx != nil {
-		_ = sn.tx.Rollback()
-		sn.tx = nil
-		sn.unlock()
-	}
-}
-
-// ErrBadSnapshot is returned by Restore when the stream is not a state
-// database.
-var ErrBadSnapshot = errors.New("snapshot is not a Coffer state database")
-
-// Restore replaces the database with the one read from r. The new database
-// is written and checked beside the old one, then swapped in under the lock
-// readers take, so a reader sees either the old state or the new one.
-func (s *Store) Restore(r io.Reader) error {
-	tmp := s.path + ".restore"
-	_ = os.Remove(tmp)
-	f, err := os.OpenFile(tmp, os.O_CREATE|os.O_EXCL|os.O_WRONLY, 0o600)
-	if err != nil {
-		return fmt.Errorf("restore: %w", err)
-	}
-	if _, err := io.Copy(f, r); err != nil {
-		_ = f.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("restore: copy snapshot: %w", err)
-	}
-	if err := f.Sync(); err != nil {
-		_ = f.Close()
-		_ = os.Remove(tmp)
-		return fmt.Errorf("restore: sync: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("restore: close: %w", err)
-	}
-	check, err := bolt.Open(tmp, 0o600, &bolt.Options{Timeout: time.Second})
-	if err != nil {
-		_ = os.Remove(tmp)
-		return fmt.Errorf("%w: %v", ErrBadSnapshot, err)
-	}
-	err = check.View(func(tx *bolt.Tx) error {
-		for _, b := range [][]byte{bucketMeta, bucketSecrets, bucketValues} {
-			if tx.Bucket(b) == nil {
-				return fmt.Errorf("%w: bucket %s missing", ErrBadSnapshot, b)
-			}
-		}
-		return nil
-	})
-	if err == nil {
-		err = s.checkRestoredClusterID(check)
-	}
-	if cerr := check.Close(); err == nil && cerr != nil {
-		err = fmt.Errorf("restore: close checked snapshot: %w", cerr)
-	}
-	if err != nil {
-		_ = os.Remove(tmp)
-		return err
-	}
-
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	if err := s.db.Close(); err != nil {
-		return fmt.Errorf("restore: close current database: %w", err)
-	}
-	if err := os.Rename(tmp, s.path); err != nil {
-		return fmt.Errorf("restore: swap database: %w", err)
-	}
-	if dir, err := os.Open(filepath.Dir(s.path)); err == nil {
-		_ = dir.Sync() // make the rename durable before anything is applied on top
-		_ = dir.Close()
-	}
-	db, err := openDB(s.path)
-	if err != nil {
-		return fmt.Errorf("restore: reopen: %w", err)
-	}
-	s.db = db
-	return s.loadClusterID(db)
 }

@@ -386,7 +386,7 @@ func TestSnapshotRestore(t *testing.T) {
 	for range 30 {
 		dst.ok(time.Hour, putOp(arnOf("stale", "SSSSSS"), int(dst.index)+100, "x"))
 	}
-	if err := dst.store.Restore(bytes.NewReader(buf.Bytes())); err != nil {
+	if err := dst.store.Restore(bytes.NewReader(buf.Bytes()), 0); err != nil {
 		t.Fatalf("Restore: %v", err)
 	}
 	sameState(t, dump(t, dst.store), want)
@@ -414,7 +414,7 @@ func TestSnapshotRestore(t *testing.T) {
 	// And the snapshot of the restored store restores too.
 	again, idx := snapshotBytes(t, dst.store)
 	third := newFixture(t)
-	if err := third.store.Restore(bytes.NewReader(again)); err != nil {
+	if err := third.store.Restore(bytes.NewReader(again), 0); err != nil {
 		t.Fatal(err)
 	}
 	if idx != want.applied+1 || third.store.AppliedIndex() != idx {
@@ -482,7 +482,7 @@ func TestRestoreRejectsBadSnapshot(t *testing.T) {
 			f := newFixture(t)
 			applyScript(f, script(), 5)
 			before := dump(t, f.store)
-			err := f.store.Restore(tt.r)
+			err := f.store.Restore(tt.r, 0)
 			if err == nil {
 				t.Fatal("Restore accepted a bad snapshot")
 			}
@@ -538,7 +538,7 @@ func TestConcurrentReaders(t *testing.T) {
 		})
 	}
 	for i := range 10 {
-		if err := f.store.Restore(bytes.NewReader(snap)); err != nil {
+		if err := f.store.Restore(bytes.NewReader(snap), 0); err != nil {
 			t.Fatalf("Restore %d: %v", i, err)
 		}
 		f.index = 1

@@ -226,11 +226,13 @@ func commandTree() *command {
 	rotation := group("rotation", "Manage HTTP rotation functions",
 		"A rotation function receives each rotation step as the AWS Lambda event JSON,\nPOSTed to its URL. A secret's RotationLambdaARN names one by name or ARN; the\nbuilt-in rotators (coffer:rotator/...) need no registration.",
 		&command{
-			name: "register-function", synopsis: "NAME URL [--secret S | --secret-file F]", run: runRegisterFunction,
+			name: "register-function", synopsis: "NAME URL (--secret-file F | --secret S) [--insecure-http]", run: runRegisterFunction,
 			summary: "Register (or replace) an HTTP rotation function",
-			detail: "With --secret, every request carries X-Coffer-Signature: sha256=<hex HMAC-SHA256\n" +
-				"of the raw body under the secret>; the function should recompute and compare it.\n" +
-				"The secret is sealed in the region's state and never shown again.",
+			detail: "Every request carries X-Coffer-Signature: t=<unix seconds>,v1=<hex HMAC-SHA256\n" +
+				"of \"<t>.<NAME>.<raw body>\" under the secret>; the function must check it (and\n" +
+				"refuse a t older than 5 minutes) before it acts: rotation.VerifyRequest in Go.\n" +
+				"The URL must be https; --insecure-http allows http to localhost or a loopback\n" +
+				"address only. The secret is sealed in the region's state and never shown again.",
 		},
 		&command{
 			name: "list-functions", synopsis: "", run: runListFunctions,

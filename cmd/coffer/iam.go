@@ -110,6 +110,7 @@ func runIAMPutPolicy(l *leaf, args []string) error {
 	if err != nil {
 		return err
 	}
+	l.warn(resp.GetWarnings())
 	return l.print(resp, func(t *table) {
 		t.field("Name", resp.GetPolicy().GetName())
 		t.field("ARN", resp.GetPolicy().GetArn())

@@ -90,6 +90,7 @@ func runPolicyPut(l *leaf, args []string) error {
 	if err != nil {
 		return err
 	}
+	l.warn(resp.GetWarnings())
 	return l.print(resp, func(t *table) {
 		t.field("ARN", resp.GetArn())
 		t.field("Name", resp.GetName())
@@ -148,4 +149,12 @@ func runPolicyValidate(l *leaf, args []string) error {
 		return &exitError{code: exitRejected, msg: fmt.Sprintf("policy failed validation (%d problems)", len(resp.GetValidationErrors()))}
 	}
 	return nil
+}
+
+// warn prints the server's warnings about a stored policy on stderr, one
+// line each, so that they are seen whatever the output format.
+func (l *leaf) warn(warnings []string) {
+	for _, w := range warnings {
+		fmt.Fprintf(l.inv.stderr, "coffer: warning: %s\n", w)
+	}
 }

@@ -71,6 +71,25 @@ func TestPolicyPut(t *testing.T) {
 	}
 }
 
+// TestPolicyPutWarns: the server's warnings about a stored policy (a
+// condition key Coffer never sets) are printed on stderr, the answer as
+// usual on stdout.
+func TestPolicyPutWarns(t *testing.T) {
+	f, addr := startFake(t)
+	f.respond("PutResourcePolicy", &cofferv1.PutResourcePolicyResponse{Arn: "arn:1", Name: "n",
+		Warnings: []string{"Statement[0]: Coffer never sets the condition key aws:SourceVpce, so …"}})
+	r := runCLI(t, "", "--endpoint", addr, "secrets", "policy", "put", "n", "--policy", policyDoc)
+	if r.code != 0 {
+		t.Fatalf("exit %d, stderr %q", r.code, r.stderr)
+	}
+	if want := "ARN   arn:1\nName  n\n"; r.stdout != want {
+		t.Errorf("stdout %q; want %q", r.stdout, want)
+	}
+	if want := "coffer: warning: Statement[0]: Coffer never sets the condition key aws:SourceVpce, so …\n"; r.stderr != want {
+		t.Errorf("stderr %q; want %q", r.stderr, want)
+	}
+}
+
 func TestPolicyDelete(t *testing.T) {
 	f, addr := startFake(t)
 	f.respond("DeleteResourcePolicy", &cofferv1.DeleteResourcePolicyResponse{Arn: "arn:1", Name: "n"})

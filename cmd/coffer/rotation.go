@@ -81,9 +81,10 @@ func rotationStatusLines(s *cofferv1.RotationStatus) []string {
 }
 
 func runRegisterFunction(l *leaf, args []string) error {
-	secret := l.fs.String("secret", "", "shared `SECRET` (at least 16 bytes) signing each request with X-Coffer-Signature: sha256=HEX(HMAC-SHA256(secret, body)); "+
+	secret := l.fs.String("secret", "", "shared `SECRET` (at least 16 bytes) signing each request with X-Coffer-Signature: t=UNIX,v1=HEX(HMAC-SHA256(secret, t.NAME.body)); "+
 		"visible to other local users in ps and in shell history, prefer --secret-file")
 	secretFile := l.fs.String("secret-file", "", "read the shared secret from `FILE` (- for stdin); one trailing newline is dropped")
+	insecure := l.fs.Bool("insecure-http", false, "allow a plain http URL, for a function on this host only (localhost or a loopback address)")
 	pos, err := l.parse(args, "NAME", "URL")
 	if err != nil {
 		return err
@@ -93,7 +94,7 @@ func runRegisterFunction(l *leaf, args []string) error {
 		return err
 	}
 	resp, err := invoke(l, cofferv1.NewRotationServiceClient, rotationClient.RegisterFunction,
-		&cofferv1.RegisterFunctionRequest{Name: pos[0], Url: pos[1], SharedSecret: shared})
+		&cofferv1.RegisterFunctionRequest{Name: pos[0], Url: pos[1], SharedSecret: shared, InsecureHttp: *insecure})
 	if err != nil {
 		return err
 	}
@@ -103,11 +104,14 @@ func runRegisterFunction(l *leaf, args []string) error {
 		t.field("ARN", f.GetArn())
 		t.field("URL", f.GetUrl())
 		t.field("Signed", formatBool(f.GetSigned()))
+		if f.GetInsecureHttp() {
+			t.field("InsecureHTTP", formatBool(true))
+		}
 	})
 }
 
-// sharedSecret is the signing secret --secret or --secret-file gives, or
-// "" for an unsigned function. A file's one trailing newline (as echo and
+// sharedSecret is the signing secret --secret or --secret-file gives; one
+// of them is required, as every request to a function is signed. A file's one trailing newline (as echo and
 // editors leave) is not part of the secret.
 func sharedSecret(l *leaf, flagValue, file string) (string, error) {
 	switch {
@@ -115,7 +119,7 @@ func sharedSecret(l *leaf, flagValue, file string) (string, error) {
 		return "", l.usageErrorf("give only one of --secret and --secret-file")
 	case l.given["secret"]:
 		if flagValue == "" {
-			return "", l.usageErrorf("--secret must not be empty; leave it out for an unsigned function")
+			return "", l.usageErrorf("--secret must not be empty")
 		}
 		return flagValue, nil
 	case l.given["secret-file"]:
@@ -129,7 +133,7 @@ func sharedSecret(l *leaf, flagValue, file string) (string, error) {
 		}
 		return s, nil
 	}
-	return "", nil
+	return "", l.usageErrorf("a shared secret is required (--secret-file F or --secret S): every request to the function is signed with it")
 }
 
 func runListFunctions(l *leaf, args []string) error {

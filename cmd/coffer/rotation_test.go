@@ -94,6 +94,7 @@ func (f *fakeRotation) RegisterFunction(_ context.Context, r *cofferv1.RegisterF
 	f.got = append(f.got, proto.Clone(r))
 	return &cofferv1.RegisterFunctionResponse{Function: &cofferv1.RotationFunctionInfo{
 		Name: r.GetName(), Arn: "arn:aws:lambda:us-east-1:123456789012:function:" + r.GetName(), Url: r.GetUrl(), Signed: r.GetSharedSecret() != "",
+		InsecureHttp: r.GetInsecureHttp(),
 	}}, nil
 }
 
@@ -152,8 +153,22 @@ func TestRotationFunctionCommands(t *testing.T) {
 	if r := runCLI(t, "", "--endpoint", addr, "rotation", "register-function", "rot", "https://rot.example/hook", "--secret-file", filepath.Join(t.TempDir(), "missing")); r.code != exitFailure {
 		t.Errorf("--secret-file naming no file: exit %d, want %d", r.code, exitFailure)
 	}
-	if n := len(f.requests()); n != 3 {
-		t.Errorf("%d RegisterFunction requests, want 3 (the refused command lines send none)", n)
+	// A secret is required: every request is signed.
+	if r := runCLI(t, "", "--endpoint", addr, "rotation", "register-function", "rot", "https://rot.example/hook"); r.code != exitUsage || !strings.Contains(r.stderr, "a shared secret is required") {
+		t.Errorf("no secret: exit %d, stderr %q; want a usage error", r.code, r.stderr)
+	}
+	// --insecure-http asks for a plain http URL on this host.
+	r = runCLI(t, "", "--endpoint", addr, "rotation", "register-function", "local", "http://127.0.0.1:9000/hook", "--secret-file", file, "--insecure-http")
+	mustSucceed(t, r)
+	if !strings.HasSuffix(r.stdout, "Signed        true\nInsecureHTTP  true\n") {
+		t.Errorf("stdout %q; want InsecureHTTP true", r.stdout)
+	}
+	if last := f.requests()[len(f.requests())-1]; !proto.Equal(last, &cofferv1.RegisterFunctionRequest{Name: "local", Url: "http://127.0.0.1:9000/hook",
+		SharedSecret: "0123456789abcdef-from-file", InsecureHttp: true}) {
+		t.Errorf("request %v", last)
+	}
+	if n := len(f.requests()); n != 4 {
+		t.Errorf("%d RegisterFunction requests, want 4 (the refused command lines send none)", n)
 	}
 
 	r = runCLI(t, "", "--endpoint", addr, "rotation", "list-functions")

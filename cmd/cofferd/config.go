@@ -65,6 +65,12 @@ type Config struct {
 	MTLS     MTLSConfig     `yaml:"mtls"`
 	Session  SessionConfig  `yaml:"session"`
 	Rotation RotationConfig `yaml:"rotation"`
+
+	// AllowNoMlock lets cofferd start when it cannot lock the root key and
+	// keyring in memory (RLIMIT_MEMLOCK too low), with the keys unlocked
+	// and a warning. Off by default: cofferd refuses to start instead,
+	// naming the limit to raise. cofferd dev turns it on.
+	AllowNoMlock bool `yaml:"allow_no_mlock"`
 }
 
 // AuditConfig is where this node writes its audit log (one JSON line per
@@ -516,6 +522,7 @@ var settings = []setting{
 	{"rotation-retry-base", "COFFER_ROTATION_RETRY_BASE", "wait after a rotation's first failure (doubles per failure)", dur(func(c *Config) *time.Duration { return &c.Rotation.RetryBase })},
 	{"rotation-retry-max", "COFFER_ROTATION_RETRY_MAX", "longest wait between rotation retries", dur(func(c *Config) *time.Duration { return &c.Rotation.RetryMax })},
 	{"rotation-step-timeout", "COFFER_ROTATION_STEP_TIMEOUT", "bound on one call of a rotation function", dur(func(c *Config) *time.Duration { return &c.Rotation.StepTimeout })},
+	{"allow-no-mlock", "COFFER_ALLOW_NO_MLOCK", "start even when the root key and keyring cannot be locked in memory (RLIMIT_MEMLOCK too low)", boolean(func(c *Config) *bool { return &c.AllowNoMlock })},
 }
 
 func splitList(v string) []string {

@@ -27,6 +27,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	base.NodeID = "dev-1"
 	base.Raft.Bootstrap = true
 	base.LogLevel = "warn"
+	// A dev region runs anywhere: keys it cannot lock in memory are a
+	// warning, not a refusal to start.
+	base.AllowNoMlock = true
 	// Placeholders until the data dir and key file are known.
 	base.DataDir, base.Seal.KeyFile = "pending", "pending"
 

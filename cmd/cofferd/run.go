@@ -31,6 +31,10 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // unseals the root key and loads (or makes) the cluster TLS material and
 // gossip key.
 func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
+	lockMode, err := memoryLock(cfg, log, kms.CheckMemoryLock)
+	if err != nil {
+		return node.Options{}, err
+	}
 	root, err := kms.FileSeal{Path: cfg.Seal.KeyFile}.RootKey()
 	if errors.Is(err, fs.ErrNotExist) {
 		return node.Options{}, fmt.Errorf("unseal: no root key at %s; create one with `cofferd keygen %s` (and back it up): %w", cfg.Seal.KeyFile, cfg.Seal.KeyFile, err)
@@ -52,8 +56,10 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 			Join: cfg.Cluster.Join, SecretKey: key,
 		}
 	}
+	svcCfg := cfg.serviceConfig()
+	svcCfg.MemoryLock = lockMode
 	opts := node.Options{
-		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, AWSAddr: cfg.AWSAddr, Service: cfg.serviceConfig(),
+		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, AWSAddr: cfg.AWSAddr, Service: svcCfg,
 		Raft: rc, RootKey: root, Logger: log, Rotation: cfg.rotationConfig(),
 		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
 		AuditPath: cfg.auditPath(), AuditMaxBytes: cfg.Audit.MaxBytes, AuditSync: !cfg.Audit.NoSync,
@@ -98,6 +104,28 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		opts.AWSTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	return opts, nil
+}
+
+// memoryLock decides how the node holds its root key and keyring: locked in
+// memory (kms.LockRequired) when this process can lock what a node needs
+// (check, kms.CheckMemoryLock). When it cannot, cofferd refuses to start
+// and says which limit to raise — a key swapped to disk outlives the
+// process — unless allow_no_mlock asks to run with the keys unlocked, which
+// it then warns about.
+func memoryLock(cfg Config, log *slog.Logger, check func() error) (kms.LockMode, error) {
+	err := check()
+	if err == nil {
+		return kms.LockRequired, nil
+	}
+	if !cfg.AllowNoMlock {
+		return 0, fmt.Errorf("%w.\ncofferd keeps the root key and the keyring in locked memory so that they are never written to swap, "+
+			"and needs RLIMIT_MEMLOCK of at least %d KiB: raise it (systemd: LimitMEMLOCK=infinity in the unit, as "+
+			"deploy/systemd/cofferd.service sets; docker: --ulimit memlock=-1; a shell: ulimit -l unlimited), "+
+			"or set allow_no_mlock: true (--allow-no-mlock=true) to run with the keys unlocked", err, kms.MinMemoryLock>>10)
+	}
+	log.Warn("RUNNING WITH THE ROOT KEY AND KEYRING UNLOCKED IN MEMORY (allow_no_mlock): they may be written to swap. "+
+		"Raise RLIMIT_MEMLOCK (LimitMEMLOCK in the systemd unit, --ulimit memlock for docker) and turn allow_no_mlock off.", "err", err)
+	return kms.LockBestEffort, nil
 }
 
 // regionOptions reads what cross-region replication needs: the region's

@@ -78,6 +78,7 @@ func memberName(fd protoreflect.FieldDescriptor) string {
 // exactly; the gRPC API and the CLI show them.
 var cofferOnly = map[protoreflect.FullName]bool{
 	"coffer.v1.DescribeSecretResponse.rotation_status": true,
+	"coffer.v1.PutResourcePolicyResponse.warnings":     true,
 }
 
 // member is one proto field as it appears on the wire.

@@ -16,6 +16,7 @@ import (
 
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/storage"
+	"github.com/cofferhq/coffer/storage/kms"
 	"github.com/cofferhq/coffer/test/testkit"
 )
 
@@ -33,7 +34,11 @@ func newService(tb testing.TB) *server.Service {
 	}
 	cfg := server.DefaultConfig()
 	cfg.AccountID = "123456789012"
-	svc, err := server.New(cfg, &testkit.DirectReplicator{Store: store}, store, root, discardLogger())
+	locked, err := kms.NewLockedKey(root, kms.LockBestEffort)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	svc, err := server.New(cfg, &testkit.DirectReplicator{Store: store}, store, locked, discardLogger())
 	if err != nil {
 		tb.Fatal(err)
 	}

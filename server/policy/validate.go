@@ -1,12 +1,19 @@
 package policy
 
-import "fmt"
+import (
+	"fmt"
+	"maps"
+	"slices"
+	"strings"
+)
 
 // CheckSyntax and CheckPublicAccess are the check names Validate reports, as
-// in the AWS ValidationErrorsEntry CheckName field.
+// in the AWS ValidationErrorsEntry CheckName field. CheckConditionKey is
+// UnsetConditionKeys's, a Coffer check.
 const (
 	CheckSyntax       = "SYNTAX_CHECK"
 	CheckPublicAccess = "PUBLIC_ACCESS_CHECK"
+	CheckConditionKey = "CONDITION_KEY_CHECK"
 )
 
 // Finding is one problem found by Validate, shaped like AWS
@@ -61,6 +68,39 @@ func Validate(doc string) []Finding {
 				"aws:PrincipalArn, aws:PrincipalOrgID, aws:SourceIp, aws:SourceVpc…)",
 				statementLocation(i, s.Sid), grant),
 		})
+	}
+	return findings
+}
+
+// UnsetConditionKeys reports each condition key d names that set says is
+// never set in a request. Evaluation judges every request as lacking such a
+// key, so the condition is decided by that alone: a positive operator never
+// matches, and a negated one, an …IfExists operator or Null true always
+// does — a Deny written on the key either never denies or always does.
+// Findings (CheckConditionKey) come one per statement and key (keys compare
+// without regard to case; the first spelling is shown), in statement order
+// and then by key.
+func (d *Document) UnsetConditionKeys(set func(key string) bool) []Finding {
+	if d == nil {
+		return nil
+	}
+	var findings []Finding
+	for i, s := range d.Statements {
+		unset := map[string]string{} // lower-cased → as written
+		for _, op := range slices.Sorted(maps.Keys(s.Condition)) {
+			for _, key := range slices.Sorted(maps.Keys(s.Condition[op])) {
+				k := strings.ToLower(key)
+				if _, seen := unset[k]; !seen && !set(key) {
+					unset[k] = key
+				}
+			}
+		}
+		for _, k := range slices.Sorted(maps.Keys(unset)) {
+			findings = append(findings, Finding{CheckName: CheckConditionKey, ErrorMessage: fmt.Sprintf(
+				"%s: Coffer never sets the condition key %s, so every request is judged as lacking it: "+
+					"a positive operator on it never matches, and a negated operator, an …IfExists operator or Null true always does",
+				statementLocation(i, s.Sid), unset[k])})
+		}
 	}
 	return findings
 }

@@ -3,25 +3,25 @@ package rotation
 import (
 	"bytes"
 	"context"
-	"crypto/hmac"
-	"crypto/sha256"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
 	"io"
 	"net/http"
+	"net/netip"
+	"net/url"
 	"strings"
+	"time"
 	"unicode/utf8"
 )
 
 // The headers of a request to an HTTP rotation function.
 const (
-	// SignatureHeader carries "sha256=" and the lower-case hex HMAC-SHA256
-	// of the request body under the function's shared secret. It is sent
-	// only when the function was registered with a secret; a function
-	// checks it by recomputing the HMAC over the raw body it received and
-	// comparing in constant time.
+	// SignatureHeader carries the request's signature, "t=<unix>,v1=<hex>"
+	// (see signature.go): an HMAC-SHA256 under the function's shared
+	// secret of the time, the function's name and the raw body. A function
+	// checks it with VerifySignature (or VerifyRequest) before it decodes
+	// the body.
 	SignatureHeader = "X-Coffer-Signature"
 	// StepHeader repeats the event's Step, for logs and routing.
 	StepHeader = "X-Coffer-Rotation-Step"
@@ -44,6 +44,13 @@ const MinSharedSecret = 16
 // answered with a non-2xx status, or with a redirect.
 var ErrFunctionFailed = errors.New("rotation function failed")
 
+// ErrInsecureFunction is wrapped by the error of a step that was not sent
+// because the function's registration does not meet the rules every call
+// must: a shared secret to sign with, and https unless the function was
+// registered with InsecureHTTP for a loopback URL. A function registered
+// before those rules has to be registered again.
+var ErrInsecureFunction = errors.New("rotation function is not called: insecure registration")
+
 // noRedirects stops a client at the first redirect, handing back the 3xx
 // answer itself: a redirect would send the signed event, and its signature
 // header, to whatever host the function names.
@@ -62,38 +69,75 @@ func NoRedirects(c *http.Client) *http.Client {
 }
 
 // HTTPFunction is a rotation function reached over HTTP(S): each step is
-// the Lambda rotation event JSON, POSTed to URL. Redirects are never
-// followed: a 3xx answer fails the step.
+// the Lambda rotation event JSON, POSTed to URL and signed (SignatureHeader)
+// with Secret over the time, Name and body. Redirects are never followed: a
+// 3xx answer fails the step.
 type HTTPFunction struct {
 	URL string
-	// Secret signs each request when non-empty.
+	// Name is the name the function was registered under; it is signed, so
+	// a request made for one function is refused by another that shares
+	// its secret.
+	Name string
+	// Secret signs each request; a function without one is never called.
 	Secret []byte
+	// InsecureHTTP allows an http:// URL, and only one whose host is a
+	// loopback address or localhost (LoopbackURL): the event names secrets
+	// and tokens, and plain HTTP between hosts exposes it.
+	InsecureHTTP bool
 	// Client defaults to http.DefaultClient; the step's deadline comes
 	// from the context. Its CheckRedirect is overridden: Invoke calls a
 	// copy that does not follow redirects.
 	Client *http.Client
+	// Now is the clock the signature's time comes from; nil means
+	// time.Now. It is the wall clock on purpose: the function compares it
+	// with its own.
+	Now func() time.Time
 }
 
 var _ Function = (*HTTPFunction)(nil)
 
-// Sign returns the SignatureHeader value for body.
-func Sign(secret, body []byte) string {
-	m := hmac.New(sha256.New, secret)
-	m.Write(body)
-	return "sha256=" + hex.EncodeToString(m.Sum(nil))
+// LoopbackURL reports whether u's host is localhost or a loopback IP
+// address, where plain HTTP never leaves the host.
+func LoopbackURL(u *url.URL) bool {
+	host := u.Hostname()
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip, err := netip.ParseAddr(host)
+	return err == nil && ip.IsLoopback()
 }
 
-// Verify reports whether header, an X-Coffer-Signature value, is the
-// signature of body under secret. It compares in constant time. A function
-// written in Go can call it on the raw body it received before decoding it.
-func Verify(secret, body []byte, header string) bool {
-	return len(secret) > 0 && hmac.Equal([]byte(header), []byte(Sign(secret, body)))
+// CheckRegistration reports why a function at rawURL with a shared secret
+// of secretLen bytes must not be called, or nil: the rules RegisterFunction
+// applies and Invoke applies again.
+func CheckRegistration(rawURL string, secretLen int, insecureHTTP bool) error {
+	u, err := url.Parse(rawURL)
+	switch {
+	case err != nil || u.Host == "" || (u.Scheme != "http" && u.Scheme != "https"):
+		return fmt.Errorf("%w: the URL must be an absolute https URL", ErrInsecureFunction)
+	case secretLen == 0:
+		return fmt.Errorf("%w: it has no shared secret to sign requests with", ErrInsecureFunction)
+	case secretLen < MinSharedSecret:
+		return fmt.Errorf("%w: its shared secret is shorter than %d bytes", ErrInsecureFunction, MinSharedSecret)
+	case u.Scheme == "https" && insecureHTTP:
+		return fmt.Errorf("%w: insecure HTTP is asked for an https URL", ErrInsecureFunction)
+	case u.Scheme == "http" && !insecureHTTP:
+		return fmt.Errorf("%w: the URL is plain http, which needs an explicit insecure-HTTP registration", ErrInsecureFunction)
+	case u.Scheme == "http" && !LoopbackURL(u):
+		return fmt.Errorf("%w: plain http is allowed only to localhost or a loopback address", ErrInsecureFunction)
+	}
+	return nil
 }
 
-// Invoke POSTs ev. A 2xx answer is success; anything else fails the step
-// with the message the function returned. A redirect is not followed and
-// fails the step.
+// Invoke POSTs ev, signed. A 2xx answer is success; anything else fails the
+// step with the message the function returned. A redirect is not followed
+// and fails the step. A function whose registration breaks the rules
+// (CheckRegistration) is not called: the step fails with
+// ErrInsecureFunction.
 func (f *HTTPFunction) Invoke(ctx context.Context, ev Event) error {
+	if err := CheckRegistration(f.URL, len(f.Secret), f.InsecureHTTP); err != nil {
+		return fmt.Errorf("rotation function %s: %w; register it again with a secret (and an https URL)", f.Name, err)
+	}
 	body, err := json.Marshal(ev)
 	if err != nil {
 		return fmt.Errorf("encode rotation event: %w", err)
@@ -102,11 +146,13 @@ func (f *HTTPFunction) Invoke(ctx context.Context, ev Event) error {
 	if err != nil {
 		return fmt.Errorf("rotation function request: %w", err)
 	}
+	now := time.Now
+	if f.Now != nil {
+		now = f.Now
+	}
 	req.Header.Set("Content-Type", "application/json")
 	req.Header.Set(StepHeader, string(ev.Step))
-	if len(f.Secret) > 0 {
-		req.Header.Set(SignatureHeader, Sign(f.Secret, body))
-	}
+	req.Header.Set(SignatureHeader, Sign(f.Secret, f.Name, now(), body))
 	resp, err := NoRedirects(f.Client).Do(req)
 	if err != nil {
 		return fmt.Errorf("call rotation function: %w", err)

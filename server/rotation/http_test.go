@@ -2,7 +2,6 @@ package rotation
 
 import (
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -12,18 +11,19 @@ import (
 	"strings"
 	"sync/atomic"
 	"testing"
+	"time"
 )
 
 // TestHTTPFunctionSignsAndReportsErrors: the event is POSTed as the Lambda
 // JSON, signed over the exact body; a non-2xx answer's message comes back.
 func TestHTTPFunctionSignsAndReportsErrors(t *testing.T) {
 	t.Parallel()
-	secret := []byte("shared-secret")
+	secret := []byte("shared-secret-0123456789")
 	var got Event
 	var sigOK bool
 	srv := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		sigOK = hmac.Equal([]byte(r.Header.Get(SignatureHeader)), []byte(Sign(secret, body)))
+		sigOK = VerifyRequest(r, body, secret, "rot") == nil
 		var raw map[string]string
 		_ = json.Unmarshal(body, &raw)
 		_ = json.Unmarshal(body, &got)
@@ -37,7 +37,7 @@ func TestHTTPFunctionSignsAndReportsErrors(t *testing.T) {
 		}
 	}))
 	defer srv.Close()
-	f := &HTTPFunction{URL: srv.URL, Secret: secret}
+	f := &HTTPFunction{URL: srv.URL, Name: "rot", Secret: secret, InsecureHTTP: true}
 	ev := Event{Step: StepCreateSecret, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123", ClientRequestToken: "tok-1234567890-1234567890-123456"}
 	if err := f.Invoke(context.Background(), ev); err != nil {
 		t.Fatalf("createSecret: %v", err)
@@ -70,11 +70,11 @@ func TestErrorMessageShapes(t *testing.T) {
 
 // verifyingHandler is what a function should do with the signature: check
 // it over the raw body before anything else, and refuse the request if it
-// does not match.
-func verifyingHandler(secret []byte, calls *atomic.Int64) http.Handler {
+// does not verify.
+func verifyingHandler(secret []byte, name string, calls *atomic.Int64) http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, err := io.ReadAll(r.Body)
-		if err != nil || !Verify(secret, body, r.Header.Get(SignatureHeader)) {
+		if err != nil || VerifyRequest(r, body, secret, name) != nil {
 			w.WriteHeader(http.StatusUnauthorized)
 			_, _ = io.WriteString(w, `{"message":"bad or missing signature"}`)
 			return
@@ -84,34 +84,38 @@ func verifyingHandler(secret []byte, calls *atomic.Int64) http.Handler {
 }
 
 // TestHTTPFunctionSignatureChecked: a verifying function accepts the
-// request signed with its secret and refuses an unsigned one and one
-// signed with another secret.
+// request signed with its secret for it, and refuses one signed with
+// another secret or for another function; a function without a secret is
+// never called.
 func TestHTTPFunctionSignatureChecked(t *testing.T) {
 	t.Parallel()
 	secret := []byte("0123456789abcdef-shared")
 	var accepted atomic.Int64
-	srv := httptest.NewServer(verifyingHandler(secret, &accepted))
+	srv := httptest.NewServer(verifyingHandler(secret, "rot", &accepted))
 	defer srv.Close()
 	ev := Event{Step: StepTestSecret, SecretID: "arn:aws:secretsmanager:us-east-1:123456789012:secret:db-AbC123", ClientRequestToken: "tok-1234567890-1234567890-123456"}
 
-	if err := (&HTTPFunction{URL: srv.URL, Secret: secret}).Invoke(context.Background(), ev); err != nil {
+	if err := (&HTTPFunction{URL: srv.URL, Name: "rot", Secret: secret, InsecureHTTP: true}).Invoke(context.Background(), ev); err != nil {
 		t.Fatalf("correctly signed: %v", err)
 	}
 	for name, f := range map[string]*HTTPFunction{
-		"unsigned":             {URL: srv.URL},
-		"signed with another":  {URL: srv.URL, Secret: []byte("fedcba9876543210-other")},
-		"signed with a prefix": {URL: srv.URL, Secret: secret[:len(secret)-1]},
+		"signed with another":  {URL: srv.URL, Name: "rot", Secret: []byte("fedcba9876543210-other"), InsecureHTTP: true},
+		"signed with a prefix": {URL: srv.URL, Name: "rot", Secret: secret[:len(secret)-1], InsecureHTTP: true},
+		"signed for another":   {URL: srv.URL, Name: "other-rot", Secret: secret, InsecureHTTP: true},
 	} {
 		err := f.Invoke(context.Background(), ev)
 		if !errors.Is(err, ErrFunctionFailed) || !strings.HasSuffix(err.Error(), "HTTP 401: bad or missing signature") {
 			t.Errorf("%s: err = %v, want the function's refusal", name, err)
 		}
 	}
+	if err := (&HTTPFunction{URL: srv.URL, Name: "rot", InsecureHTTP: true}).Invoke(context.Background(), ev); !errors.Is(err, ErrInsecureFunction) {
+		t.Errorf("unsigned: err = %v, want ErrInsecureFunction and no call", err)
+	}
 	if n := accepted.Load(); n != 1 {
 		t.Fatalf("the function accepted %d requests, want only the signed one", n)
 	}
-	if Verify(nil, []byte("{}"), Sign(nil, []byte("{}"))) {
-		t.Fatal("Verify accepted a signature under an empty secret")
+	if err := VerifySignature(nil, "rot", Sign(nil, "rot", time.Now(), []byte("{}")), []byte("{}"), time.Now(), 0); err == nil {
+		t.Fatal("VerifySignature accepted a signature under an empty secret")
 	}
 }
 
@@ -129,7 +133,7 @@ func TestHTTPFunctionDoesNotFollowRedirects(t *testing.T) {
 			http.Redirect(w, r, target.URL+"/elsewhere", code)
 		}))
 		client := &http.Client{} // follows redirects by default
-		f := &HTTPFunction{URL: redirector.URL, Secret: []byte("0123456789abcdef"), Client: client}
+		f := &HTTPFunction{URL: redirector.URL, Name: "rot", Secret: []byte("0123456789abcdef"), InsecureHTTP: true, Client: client}
 		err := f.Invoke(context.Background(), Event{Step: StepCreateSecret, SecretID: "s", ClientRequestToken: "t"})
 		redirector.Close()
 		if !errors.Is(err, ErrFunctionFailed) || !strings.Contains(err.Error(), fmt.Sprintf("HTTP %d redirect to %q", code, target.URL+"/elsewhere")) ||
@@ -183,7 +187,8 @@ func TestHTTPFunctionResponseCapped(t *testing.T) {
 	t.Parallel()
 	for _, status := range []int{http.StatusOK, http.StatusInternalServerError} {
 		body := &endlessBody{}
-		f := &HTTPFunction{URL: "http://function.invalid/hook", Client: &http.Client{Transport: bodyTransport{status, body}}}
+		f := &HTTPFunction{URL: "https://function.invalid/hook", Name: "rot", Secret: []byte("0123456789abcdef"),
+			Client: &http.Client{Transport: bodyTransport{status, body}}}
 		err := f.Invoke(context.Background(), Event{Step: StepSetSecret, SecretID: "s", ClientRequestToken: "t"})
 		if status == http.StatusOK && err != nil {
 			t.Fatalf("HTTP 200 with an endless body: %v", err)

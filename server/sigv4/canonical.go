@@ -241,14 +241,25 @@ func payloadHash(r *http.Request, body []byte) (string, *Error) {
 // HMAC-SHA256, under the key derived from secret for the scope, of the
 // string to sign.
 func signature(secret, amzDate, date, region, service string, canonicalRequest []byte) [sha256.Size]byte {
-	requestHash := sha256.Sum256(canonicalRequest)
-	var hexHash [2 * sha256.Size]byte
-	hex.Encode(hexHash[:], requestHash[:])
+	return signWith(SigningKey(secret, date, region, service), amzDate, date, region, service, canonicalRequest)
+}
 
+// SigningKey derives the SigV4 signing key of secret for one day (YYYYMMDD),
+// region and service: kSigning = HMAC(HMAC(HMAC(HMAC("AWS4"+secret, date),
+// region), service), "aws4_request"). It signs only requests scoped to that
+// day, region and service, so a verifier can keep it in place of the secret.
+func SigningKey(secret, date, region, service string) []byte {
 	key := hmacSHA256([]byte("AWS4"+secret), date)
 	key = hmacSHA256(key, region)
 	key = hmacSHA256(key, service)
-	key = hmacSHA256(key, terminator)
+	return hmacSHA256(key, terminator)
+}
+
+// signWith is a request's signature under a signing key.
+func signWith(key []byte, amzDate, date, region, service string, canonicalRequest []byte) [sha256.Size]byte {
+	requestHash := sha256.Sum256(canonicalRequest)
+	var hexHash [2 * sha256.Size]byte
+	hex.Encode(hexHash[:], requestHash[:])
 
 	mac := hmac.New(sha256.New, key)
 	var sts []byte

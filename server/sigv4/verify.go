@@ -3,6 +3,7 @@ package sigv4
 import (
 	"context"
 	"crypto/hmac"
+	"crypto/sha256"
 	"crypto/subtle"
 	"encoding/hex"
 	"fmt"
@@ -19,13 +20,23 @@ const DefaultService = "secretsmanager"
 const DefaultMaxSkew = 15 * time.Minute
 
 // Credentials are an access key as a Lookup returns it, and the identity it
-// authenticates.
+// authenticates. A verifier needs either the secret or its signing keys, and
+// either the session token or its hash: a Lookup that keeps only the
+// derived forms (SigningKey, SessionTokenHash) never holds the secrets.
 type Credentials struct {
 	AccessKeyID     string
 	SecretAccessKey string
+	// SigningKey, when set, is used in place of SecretAccessKey to verify:
+	// it returns the signing key for a day, region and service (see the
+	// package's SigningKey), or an error when it cannot be had.
+	SigningKey func(date, region, service string) ([]byte, error)
 	// SessionToken, when set, must arrive as X-Amz-Security-Token; when
-	// empty, a request carrying a token is refused.
+	// empty (and SessionTokenHash too), a request carrying a token is
+	// refused.
 	SessionToken string
+	// SessionTokenHash, when set, is the SHA-256 of the session token that
+	// must arrive, compared in place of SessionToken.
+	SessionTokenHash []byte
 	// Principal names the identity the key authenticates, for authorization
 	// and logs.
 	Principal string
@@ -127,11 +138,20 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*C
 	}
 	// A key without a secret would verify signatures made with the empty
 	// secret, which anyone can make.
-	if creds == nil || creds.SecretAccessKey == "" {
+	if creds == nil || creds.SecretAccessKey == "" && creds.SigningKey == nil {
 		return nil, "", unrecognized()
 	}
 
-	want := signature(creds.SecretAccessKey, a.date, sc.date, sc.region, sc.service, canonical)
+	var want [32]byte
+	if creds.SigningKey != nil {
+		key, err := creds.SigningKey(sc.date, sc.region, sc.service)
+		if err != nil {
+			return nil, "", fmt.Errorf("sigv4: signing key of %q: %w", sc.accessKeyID, err)
+		}
+		want = signWith(key, a.date, sc.date, sc.region, sc.service, canonical)
+	} else {
+		want = signature(creds.SecretAccessKey, a.date, sc.date, sc.region, sc.service, canonical)
+	}
 	var wantHex [2 * len(want)]byte
 	hex.Encode(wantHex[:], want[:])
 	// hmac.Equal answers at once for a length mismatch, which leaks only the
@@ -140,7 +160,7 @@ func (v *Verifier) Verify(ctx context.Context, r *http.Request, body []byte) (*C
 		return nil, "", invalid(msgSignatureInvalid)
 	}
 
-	if !tokenMatches(r, creds.SessionToken) {
+	if !tokenMatches(r, creds.SessionToken, creds.SessionTokenHash) {
 		return nil, "", unrecognized()
 	}
 	return creds, sc.region, nil
@@ -335,8 +355,8 @@ func validRegion(region string) bool {
 
 // tokenMatches reports whether the request's X-Amz-Security-Token is the
 // credentials' session token: absent when they have none, equal (in constant
-// time) when they have one.
-func tokenMatches(r *http.Request, want string) bool {
+// time) when they have one — the token itself, or its SHA-256 wantHash.
+func tokenMatches(r *http.Request, want string, wantHash []byte) bool {
 	var got string
 	if values := headerValues(r.Header, "X-Amz-Security-Token"); len(values) > 0 {
 		if len(values) > 1 {
@@ -344,7 +364,11 @@ func tokenMatches(r *http.Request, want string) bool {
 		}
 		got = values[0]
 	}
-	if want == "" {
+	switch {
+	case len(wantHash) > 0:
+		h := sha256.Sum256([]byte(got))
+		return got != "" && subtle.ConstantTimeCompare(h[:], wantHash) == 1
+	case want == "":
 		return got == ""
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1

@@ -6,6 +6,7 @@ import (
 	"crypto/sha256"
 	"encoding/binary"
 	"fmt"
+	"runtime"
 	"strconv"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
@@ -32,9 +33,14 @@ const (
 // unknown one gives ErrKeyNotFound. name is the secret's name, used only for
 // the fingerprint.
 func (k *Keyring) Seal(keyID, name, arn, versionID string, kind storagev1.ValueKind, plaintext []byte) (*storagev1.SealedValue, error) {
+	defer runtime.KeepAlive(k)
 	key, ok := k.keys[keyID]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
+	}
+	keyAEAD, ok := key.aead(key.primary)
+	if !ok {
+		return nil, fmt.Errorf("%w: key %s", ErrEncryption, keyID)
 	}
 	if kind != storagev1.ValueKind_VALUE_KIND_STRING && kind != storagev1.ValueKind_VALUE_KIND_BINARY {
 		return nil, fmt.Errorf("%w: value kind %v is neither string nor binary", ErrEncryption, kind)
@@ -51,7 +57,7 @@ func (k *Keyring) Seal(keyID, name, arn, versionID string, kind storagev1.ValueK
 		Kind:           kind,
 		KmsKeyId:       keyID,
 		KeyVersion:     key.primary,
-		WrappedDataKey: key.versions[key.primary].Seal(nil, nil, dataKey, dataKeyAD(keyID, key.primary, arn, versionID)),
+		WrappedDataKey: keyAEAD.Seal(nil, nil, dataKey, dataKeyAD(keyID, key.primary, arn, versionID)),
 		Ciphertext:     valueAEAD.Seal(nil, nil, plaintext, valueAD(kind, arn, versionID)),
 		Fingerprint:    k.Fingerprint(name, kind, plaintext),
 	}, nil
@@ -64,18 +70,9 @@ func (k *Keyring) Unseal(v *storagev1.SealedValue, arn, versionID string) ([]byt
 	if v == nil {
 		return nil, fmt.Errorf("%w: no value", ErrDecryption)
 	}
-	key, ok := k.keys[v.GetKmsKeyId()]
-	if !ok {
-		return nil, fmt.Errorf("%w: key %q is not in the keyring", ErrDecryption, v.GetKmsKeyId())
-	}
-	keyAEAD, ok := key.versions[v.GetKeyVersion()]
-	if !ok {
-		return nil, fmt.Errorf("%w: key %s has no version %d", ErrDecryption, v.GetKmsKeyId(), v.GetKeyVersion())
-	}
-
-	dataKey, err := keyAEAD.Open(nil, nil, v.GetWrappedDataKey(), dataKeyAD(v.GetKmsKeyId(), v.GetKeyVersion(), arn, versionID))
+	dataKey, err := k.unwrapDataKey(v, arn, versionID)
 	if err != nil {
-		return nil, fmt.Errorf("%w: unwrapping data key", ErrDecryption)
+		return nil, err
 	}
 	defer clear(dataKey)
 	valueAEAD, err := newAEAD(dataKey)
@@ -95,6 +92,7 @@ func (k *Keyring) Unseal(v *storagev1.SealedValue, arn, versionID string) ([]byt
 // ClientRequestToken) carries the value already stored, without plaintext;
 // the key keeps it from being an offline guessing oracle for the value.
 func (k *Keyring) Fingerprint(name string, kind storagev1.ValueKind, plaintext []byte) []byte {
+	defer runtime.KeepAlive(k)
 	mac := hmac.New(sha256.New, k.fingerprintKey)
 	mac.Write(associatedData(fingerprintDomain, name, kindString(kind)))
 	mac.Write(binary.BigEndian.AppendUint64(nil, uint64(len(plaintext))))
@@ -146,6 +144,7 @@ const derivedKeyDomain = "coffer/kms/v1/derived/"
 // a region opens the same keyring, so every node derives the same key, and
 // keys for different purposes are independent.
 func (k *Keyring) DeriveKey(purpose string) ([]byte, error) {
+	defer runtime.KeepAlive(k)
 	out, err := hkdf.Key(sha256.New, k.fingerprintKey, nil, derivedKeyDomain+purpose, keySize)
 	if err != nil {
 		return nil, fmt.Errorf("derive %s key: %w", purpose, err)

@@ -290,7 +290,7 @@ func BenchmarkSealUnseal1KiB(b *testing.B) {
 
 func TestDeriveKeyIsStablePerKeyringAndPurpose(t *testing.T) {
 	root, rec, k := newTestKeyring(t)
-	again, err := Open(root, rec) // another node opening the same keyring
+	again, err := Open(root, rec, LockBestEffort) // another node opening the same keyring
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -29,7 +29,7 @@ func newTestKeyring(t testing.TB) ([]byte, *storagev1.Keyring, *Keyring) {
 	if err != nil {
 		t.Fatalf("NewKeyring: %v", err)
 	}
-	k, err := Open(root, rec)
+	k, err := Open(root, rec, LockBestEffort)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

@@ -6,6 +6,7 @@ import (
 	"crypto/rand"
 	"encoding/hex"
 	"fmt"
+	"runtime"
 	"strconv"
 	"strings"
 	"time"
@@ -75,27 +76,48 @@ func NewKeyring(root []byte, now time.Time) (*storagev1.Keyring, error) {
 // by the server. It never changes after Open, so it is safe for concurrent
 // use without locks; when the stored keyring changes (a new key or key
 // version), the server opens a new Keyring and swaps it in.
+//
+// Its key material and fingerprint key live in one locked region (see
+// memlock.go), freed once the Keyring is unreachable. Every method that
+// reads the material keeps the Keyring alive until it is done
+// (runtime.KeepAlive), and builds the AEAD it needs for that call only, so
+// no long-lived copy of the material is on the heap.
 type Keyring struct {
 	defaultKeyID string
 	keys         map[string]*kmsKey // by key id
 	aliases      map[string]string  // alias → key id, including AWSManagedKeyAlias
-	// fingerprintKey is kept as bytes because an HMAC is not safe for
-	// concurrent use; each Fingerprint call builds its own.
+	// fingerprintKey is in region; each Fingerprint call builds its own
+	// HMAC (an HMAC is not safe for concurrent use).
 	fingerprintKey []byte
+	region         *lockedRegion
 }
 
-// kmsKey is one unsealed KMS key. Only the AEADs are kept; the material is
-// cleared once they are built.
+// kmsKey is one unsealed KMS key: its versions' material, in the keyring's
+// locked region.
 type kmsKey struct {
 	primary  uint32
-	versions map[uint32]cipher.AEAD
+	versions map[uint32][]byte
 }
 
-// Open checks rec and unseals all of its material under root, once. A root
-// key other than the one rec was sealed under, or any sealed blob that was
-// altered or moved, gives ErrDecryption; a malformed record gives
-// ErrInvalidKeyring.
-func Open(root []byte, rec *storagev1.Keyring) (*Keyring, error) {
+// aead is the AEAD of one version of a key, built for one call.
+func (k *kmsKey) aead(version uint32) (cipher.AEAD, bool) {
+	material, ok := k.versions[version]
+	if !ok {
+		return nil, false
+	}
+	a, err := newAEAD(material)
+	return a, err == nil
+}
+
+// Locked reports whether the keyring's material is locked against swapping.
+func (k *Keyring) Locked() bool { return k.region.locked }
+
+// Open checks rec and unseals all of its material under root, once, into
+// memory locked as mode says (LockRequired fails with ErrMemoryLock when it
+// cannot be locked). A root key other than the one rec was sealed under, or
+// any sealed blob that was altered or moved, gives ErrDecryption; a
+// malformed record gives ErrInvalidKeyring.
+func Open(root []byte, rec *storagev1.Keyring, mode LockMode) (*Keyring, error) {
 	rootAEAD, err := newAEAD(root)
 	if err != nil {
 		return nil, fmt.Errorf("%w: root key: %w", ErrSealed, err)
@@ -106,37 +128,74 @@ func Open(root []byte, rec *storagev1.Keyring) (*Keyring, error) {
 	if len(rec.GetKeys()) == 0 {
 		return nil, fmt.Errorf("%w: no keys", ErrInvalidKeyring)
 	}
-
+	slots := 1 // the fingerprint key
+	for _, key := range rec.GetKeys() {
+		slots += len(key.GetVersions())
+	}
+	region, err := newLockedRegion(slots*keySize, mode)
+	if err != nil {
+		return nil, err
+	}
 	k := &Keyring{
 		keys:    make(map[string]*kmsKey, len(rec.GetKeys())),
 		aliases: make(map[string]string),
+		region:  region,
+	}
+	if err := k.load(rootAEAD, rec); err != nil {
+		region.free()
+		return nil, err
+	}
+	runtime.AddCleanup(k, (*lockedRegion).free, region)
+	return k, nil
+}
+
+// load unseals rec's material into k's region, a key size per slot.
+func (k *Keyring) load(rootAEAD cipher.AEAD, rec *storagev1.Keyring) error {
+	slots := k.region.mem
+	next := func() []byte {
+		s := slots[:0:keySize]
+		slots = slots[keySize:]
+		return s
 	}
 	for _, key := range rec.GetKeys() {
-		if err := k.addKey(rootAEAD, key); err != nil {
-			return nil, err
+		if err := k.addKey(rootAEAD, key, next); err != nil {
+			return err
 		}
 	}
 
 	defaultID, ok := k.aliases[DefaultKeyAlias]
 	if !ok {
-		return nil, fmt.Errorf("%w: no key has the alias %s", ErrInvalidKeyring, DefaultKeyAlias)
+		return fmt.Errorf("%w: no key has the alias %s", ErrInvalidKeyring, DefaultKeyAlias)
 	}
 	if id, ok := k.aliases[AWSManagedKeyAlias]; ok && id != defaultID {
-		return nil, fmt.Errorf("%w: %s names key %s, not the default key", ErrInvalidKeyring, AWSManagedKeyAlias, id)
+		return fmt.Errorf("%w: %s names key %s, not the default key", ErrInvalidKeyring, AWSManagedKeyAlias, id)
 	}
 	k.defaultKeyID = defaultID
 	k.aliases[AWSManagedKeyAlias] = defaultID
 
-	k.fingerprintKey, err = unsealKey(rootAEAD, rec.GetSealedFingerprintKey(), associatedData(fingerprintKeyDomain))
+	fp, err := unsealKeyInto(next(), rootAEAD, rec.GetSealedFingerprintKey(), associatedData(fingerprintKeyDomain))
 	if err != nil {
-		return nil, fmt.Errorf("fingerprint key: %w", err)
+		return fmt.Errorf("fingerprint key: %w", err)
 	}
-	return k, nil
+	k.fingerprintKey = fp
+	return nil
 }
 
-// addKey checks and unseals one stored KMS key and records it and its
-// aliases in k.
-func (k *Keyring) addKey(rootAEAD cipher.AEAD, rec *storagev1.KmsKey) error {
+// CheckKeyring reports whether root opens rec: nil, or the error Open
+// gives (ErrDecryption for another root key). Nothing it unseals is kept.
+// A snapshot is checked with it before it is installed.
+func CheckKeyring(root []byte, rec *storagev1.Keyring) error {
+	k, err := Open(root, rec, LockBestEffort)
+	if err != nil {
+		return err
+	}
+	k.region.free()
+	return nil
+}
+
+// addKey checks and unseals one stored KMS key into slots next hands out,
+// and records it and its aliases in k.
+func (k *Keyring) addKey(rootAEAD cipher.AEAD, rec *storagev1.KmsKey, next func() []byte) error {
 	id := rec.GetKeyId()
 	if id == "" {
 		return fmt.Errorf("%w: key without an id", ErrInvalidKeyring)
@@ -159,7 +218,7 @@ func (k *Keyring) addKey(rootAEAD cipher.AEAD, rec *storagev1.KmsKey) error {
 
 	key := &kmsKey{
 		primary:  rec.GetPrimaryVersion(),
-		versions: make(map[uint32]cipher.AEAD, len(rec.GetVersions())),
+		versions: make(map[uint32][]byte, len(rec.GetVersions())),
 	}
 	for _, v := range rec.GetVersions() {
 		n := v.GetVersion()
@@ -169,16 +228,11 @@ func (k *Keyring) addKey(rootAEAD cipher.AEAD, rec *storagev1.KmsKey) error {
 		if _, dup := key.versions[n]; dup {
 			return fmt.Errorf("%w: key %s: duplicate version %d", ErrInvalidKeyring, id, n)
 		}
-		material, err := unsealKey(rootAEAD, v.GetSealedMaterial(), keyMaterialAD(id, n))
+		material, err := unsealKeyInto(next(), rootAEAD, v.GetSealedMaterial(), keyMaterialAD(id, n))
 		if err != nil {
 			return fmt.Errorf("key %s version %d: %w", id, n, err)
 		}
-		aead, err := newAEAD(material)
-		clear(material)
-		if err != nil {
-			return fmt.Errorf("%w: key %s version %d: %w", ErrInvalidKeyring, id, n, err)
-		}
-		key.versions[n] = aead
+		key.versions[n] = material
 	}
 	if _, ok := key.versions[key.primary]; !ok {
 		return fmt.Errorf("%w: key %s: primary version %d does not exist", ErrInvalidKeyring, id, key.primary)
@@ -245,13 +299,16 @@ func keyMaterialAD(keyID string, version uint32) []byte {
 	return associatedData(keyMaterialDomain, keyID, strconv.FormatUint(uint64(version), 10))
 }
 
-// unsealKey opens a 32-byte key sealed under the root key.
-func unsealKey(rootAEAD cipher.AEAD, sealed, ad []byte) ([]byte, error) {
-	key, err := rootAEAD.Open(nil, nil, sealed, ad)
+// unsealKeyInto opens a 32-byte key sealed under the root key into slot (of
+// capacity keySize, in locked memory), and returns it there.
+func unsealKeyInto(slot []byte, rootAEAD cipher.AEAD, sealed, ad []byte) ([]byte, error) {
+	key, err := rootAEAD.Open(slot[:0], nil, sealed, ad)
 	if err != nil {
 		return nil, ErrDecryption
 	}
 	if len(key) != keySize {
+		// Longer than the slot, it was appended on the heap; either way
+		// nothing of it stays.
 		clear(key)
 		return nil, fmt.Errorf("%w: key is %d bytes, want %d", ErrInvalidKeyring, len(key), keySize)
 	}

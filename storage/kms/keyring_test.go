@@ -90,7 +90,7 @@ func TestOpenRejectsWrongRootOrMovedBlobs(t *testing.T) {
 			if tt.root != nil {
 				openWith = tt.root
 			}
-			k, err := Open(openWith, r)
+			k, err := Open(openWith, r, LockBestEffort)
 			if !errors.Is(err, ErrDecryption) || k != nil {
 				t.Errorf("Open = %v, %v; want nil, ErrDecryption", k, err)
 			}
@@ -130,16 +130,16 @@ func TestOpenRejectsMalformedKeyring(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			r := proto.Clone(rec).(*storagev1.Keyring)
 			tt.tamper(r)
-			k, err := Open(root, r)
+			k, err := Open(root, r, LockBestEffort)
 			if !errors.Is(err, ErrInvalidKeyring) || k != nil {
 				t.Errorf("Open = %v, %v; want nil, ErrInvalidKeyring", k, err)
 			}
 		})
 	}
-	if _, err := Open(root, nil); !errors.Is(err, ErrInvalidKeyring) {
+	if _, err := Open(root, nil, LockBestEffort); !errors.Is(err, ErrInvalidKeyring) {
 		t.Errorf("Open(nil record) err = %v, want ErrInvalidKeyring", err)
 	}
-	if _, err := Open(root[:31], rec); !errors.Is(err, ErrSealed) {
+	if _, err := Open(root[:31], rec, LockBestEffort); !errors.Is(err, ErrSealed) {
 		t.Errorf("Open with a 31-byte root err = %v, want ErrSealed", err)
 	}
 }
@@ -170,7 +170,7 @@ func TestKeyRotationKeepsOldVersionsReadable(t *testing.T) {
 
 	// Seal under version 1 by opening the record while 1 is primary.
 	rotated.PrimaryVersion = 1
-	before, err := Open(root, rec)
+	before, err := Open(root, rec, LockBestEffort)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -180,7 +180,7 @@ func TestKeyRotationKeepsOldVersionsReadable(t *testing.T) {
 	}
 
 	rotated.PrimaryVersion = 2
-	after, err := Open(root, rec)
+	after, err := Open(root, rec, LockBestEffort)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}
@@ -204,7 +204,7 @@ func TestResolveKey(t *testing.T) {
 	root, rec, _ := newTestKeyring(t)
 	const appKeyID = "33333333-3333-4333-8333-333333333333"
 	rec.Keys = append(rec.Keys, rotatedKey(t, root, appKeyID, "alias/app/payments", "alias/legacy"))
-	k, err := Open(root, rec)
+	k, err := Open(root, rec, LockBestEffort)
 	if err != nil {
 		t.Fatalf("Open: %v", err)
 	}

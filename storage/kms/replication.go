@@ -5,6 +5,7 @@ import (
 	"crypto/hkdf"
 	"crypto/sha256"
 	"fmt"
+	"runtime"
 	"slices"
 
 	"google.golang.org/protobuf/proto"
@@ -76,6 +77,7 @@ func replicaDataKeyAD(src, dst, arn, versionID string, kind storagev1.ValueKind)
 // pairwise (KmsKeyId empty, KeyVersion 0). arn is the value's ARN (the
 // associated data it was sealed with).
 func (k *Keyring) ExportValue(v *storagev1.SealedValue, arn, versionID string, pairwise []byte, src, dst string) (*storagev1.SealedValue, error) {
+	defer runtime.KeepAlive(k)
 	dataKey, err := k.unwrapDataKey(v, arn, versionID)
 	if err != nil {
 		return nil, err
@@ -96,9 +98,14 @@ func (k *Keyring) ExportValue(v *storagev1.SealedValue, arn, versionID string, p
 // keyring's key keyID. A value shipped by another region, for another
 // value, or altered gives ErrDecryption.
 func (k *Keyring) ImportValue(v *storagev1.SealedValue, arn, versionID string, pairwise []byte, src, dst, keyID string) (*storagev1.SealedValue, error) {
+	defer runtime.KeepAlive(k)
 	key, ok := k.keys[keyID]
 	if !ok {
 		return nil, fmt.Errorf("%w: %q", ErrKeyNotFound, keyID)
+	}
+	keyAEAD, ok := key.aead(key.primary)
+	if !ok {
+		return nil, fmt.Errorf("%w: key %s", ErrEncryption, keyID)
 	}
 	aead, err := newAEAD(pairwise)
 	if err != nil {
@@ -111,16 +118,19 @@ func (k *Keyring) ImportValue(v *storagev1.SealedValue, arn, versionID string, p
 	defer clear(dataKey)
 	out := proto.CloneOf(v)
 	out.KmsKeyId, out.KeyVersion = keyID, key.primary
-	out.WrappedDataKey = key.versions[key.primary].Seal(nil, nil, dataKey, dataKeyAD(keyID, key.primary, arn, versionID))
+	out.WrappedDataKey = keyAEAD.Seal(nil, nil, dataKey, dataKeyAD(keyID, key.primary, arn, versionID))
 	return out, nil
 }
 
+// unwrapDataKey opens a value's data key under the KMS key version that
+// wrapped it. The caller clears it.
 func (k *Keyring) unwrapDataKey(v *storagev1.SealedValue, arn, versionID string) ([]byte, error) {
+	defer runtime.KeepAlive(k)
 	key, ok := k.keys[v.GetKmsKeyId()]
 	if !ok {
 		return nil, fmt.Errorf("%w: key %q is not in the keyring", ErrDecryption, v.GetKmsKeyId())
 	}
-	keyAEAD, ok := key.versions[v.GetKeyVersion()]
+	keyAEAD, ok := key.aead(v.GetKeyVersion())
 	if !ok {
 		return nil, fmt.Errorf("%w: key %s has no version %d", ErrDecryption, v.GetKmsKeyId(), v.GetKeyVersion())
 	}

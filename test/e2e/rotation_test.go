@@ -2,7 +2,6 @@ package e2e
 
 import (
 	"context"
-	"crypto/hmac"
 	"encoding/json"
 	"fmt"
 	"io"
@@ -28,7 +27,7 @@ func TestCLIRotation(t *testing.T) {
 	var failSet atomic.Bool
 	fn := httptest.NewServer(http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		body, _ := io.ReadAll(r.Body)
-		if !hmac.Equal([]byte(r.Header.Get(rotation.SignatureHeader)), []byte(rotation.Sign([]byte("e2e-rotation-hmac-key"), body))) {
+		if rotation.VerifyRequest(r, body, []byte("e2e-rotation-hmac-key"), "rot") != nil {
 			http.Error(w, "bad signature", http.StatusUnauthorized)
 			return
 		}
@@ -75,7 +74,7 @@ func TestCLIRotation(t *testing.T) {
 		return out
 	}
 
-	out := ok(t, "rotation", "register-function", "rot", fn.URL, "--secret", "e2e-rotation-hmac-key")
+	out := ok(t, "rotation", "register-function", "rot", fn.URL, "--secret", "e2e-rotation-hmac-key", "--insecure-http")
 	fnARN := field(t, out, "ARN")
 	if !strings.HasSuffix(fnARN, ":function:rot") || field(t, out, "Signed") != "true" {
 		t.Fatalf("register-function printed:\n%s", out)

@@ -772,7 +772,11 @@ func (x *PutPolicyRequest) GetDescription() string {
 type PutPolicyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// policy is the stored policy.
-	Policy        *PolicyInfo `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	Policy *PolicyInfo `protobuf:"bytes,1,opt,name=policy,proto3" json:"policy,omitempty"`
+	// warnings name condition keys the document uses that Coffer never sets:
+	// each such condition is judged as if the key were absent from every
+	// request. The policy is stored all the same.
+	Warnings      []string `protobuf:"bytes,2,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -810,6 +814,13 @@ func (*PutPolicyResponse) Descriptor() ([]byte, []int) {
 func (x *PutPolicyResponse) GetPolicy() *PolicyInfo {
 	if x != nil {
 		return x.Policy
+	}
+	return nil
+}
+
+func (x *PutPolicyResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
 	}
 	return nil
 }
@@ -1696,9 +1707,10 @@ const file_coffer_v1_iam_proto_rawDesc = "" +
 	"\x10PutPolicyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x1a\n" +
 	"\bdocument\x18\x02 \x01(\tR\bdocument\x12 \n" +
-	"\vdescription\x18\x03 \x01(\tR\vdescription\"B\n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\"^\n" +
 	"\x11PutPolicyResponse\x12-\n" +
-	"\x06policy\x18\x01 \x01(\v2\x15.coffer.v1.PolicyInfoR\x06policy\"&\n" +
+	"\x06policy\x18\x01 \x01(\v2\x15.coffer.v1.PolicyInfoR\x06policy\x12\x1a\n" +
+	"\bwarnings\x18\x02 \x03(\tR\bwarnings\"&\n" +
 	"\x10GetPolicyRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"B\n" +
 	"\x11GetPolicyResponse\x12-\n" +

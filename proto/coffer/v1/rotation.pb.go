@@ -36,7 +36,10 @@ type RotationFunctionInfo struct {
 	// created_date is when the function was registered.
 	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
 	// builtin is true for a rotator built into Coffer.
-	Builtin       bool `protobuf:"varint,6,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	Builtin bool `protobuf:"varint,6,opt,name=builtin,proto3" json:"builtin,omitempty"`
+	// insecure_http is true for a function registered to be called over
+	// plain HTTP on a loopback address.
+	InsecureHttp  bool `protobuf:"varint,7,opt,name=insecure_http,json=insecureHttp,proto3" json:"insecure_http,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -113,17 +116,28 @@ func (x *RotationFunctionInfo) GetBuiltin() bool {
 	return false
 }
 
+func (x *RotationFunctionInfo) GetInsecureHttp() bool {
+	if x != nil {
+		return x.InsecureHttp
+	}
+	return false
+}
+
 // RegisterFunctionRequest is the input of RegisterFunction.
 type RegisterFunctionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// name is 1–64 characters of A-Za-z0-9-_.
 	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
-	// url is an absolute http or https URL.
+	// url is an absolute https URL (http only with insecure_http).
 	Url string `protobuf:"bytes,2,opt,name=url,proto3" json:"url,omitempty"`
-	// shared_secret, when set, signs each request with HMAC-SHA256 in the
-	// X-Coffer-Signature header. It is sealed in the state machine and never
+	// shared_secret (required, at least 16 bytes) signs each request with
+	// HMAC-SHA256 in the X-Coffer-Signature header: "t=<unix>,v1=<hex HMAC of
+	// t.function.body>". It is sealed in the state machine and never
 	// returned.
-	SharedSecret  string `protobuf:"bytes,3,opt,name=shared_secret,json=sharedSecret,proto3" json:"shared_secret,omitempty"`
+	SharedSecret string `protobuf:"bytes,3,opt,name=shared_secret,json=sharedSecret,proto3" json:"shared_secret,omitempty"`
+	// insecure_http allows an http:// url, and only one whose host is
+	// localhost or a loopback address.
+	InsecureHttp  bool `protobuf:"varint,4,opt,name=insecure_http,json=insecureHttp,proto3" json:"insecure_http,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -177,6 +191,13 @@ func (x *RegisterFunctionRequest) GetSharedSecret() string {
 		return x.SharedSecret
 	}
 	return ""
+}
+
+func (x *RegisterFunctionRequest) GetInsecureHttp() bool {
+	if x != nil {
+		return x.InsecureHttp
+	}
+	return false
 }
 
 // RegisterFunctionResponse is the output of RegisterFunction.
@@ -514,18 +535,20 @@ var File_coffer_v1_rotation_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_rotation_proto_rawDesc = "" +
 	"\n" +
-	"\x18coffer/v1/rotation.proto\x12\tcoffer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xbf\x01\n" +
+	"\x18coffer/v1/rotation.proto\x12\tcoffer.v1\x1a\x1fgoogle/protobuf/timestamp.proto\"\xe4\x01\n" +
 	"\x14RotationFunctionInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12\x16\n" +
 	"\x06signed\x18\x04 \x01(\bR\x06signed\x12=\n" +
 	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12\x18\n" +
-	"\abuiltin\x18\x06 \x01(\bR\abuiltin\"d\n" +
+	"\abuiltin\x18\x06 \x01(\bR\abuiltin\x12#\n" +
+	"\rinsecure_http\x18\a \x01(\bR\finsecureHttp\"\x89\x01\n" +
 	"\x17RegisterFunctionRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03url\x18\x02 \x01(\tR\x03url\x12#\n" +
-	"\rshared_secret\x18\x03 \x01(\tR\fsharedSecret\"W\n" +
+	"\rshared_secret\x18\x03 \x01(\tR\fsharedSecret\x12#\n" +
+	"\rinsecure_http\x18\x04 \x01(\bR\finsecureHttp\"W\n" +
 	"\x18RegisterFunctionResponse\x12;\n" +
 	"\bfunction\x18\x01 \x01(\v2\x1f.coffer.v1.RotationFunctionInfoR\bfunction\"\x16\n" +
 	"\x14ListFunctionsRequest\"V\n" +

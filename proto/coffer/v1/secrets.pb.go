@@ -3203,7 +3203,12 @@ type PutResourcePolicyResponse struct {
 	// arn is the secret's ARN.
 	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
 	// name is the secret's name.
-	Name          string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	Name string `protobuf:"bytes,2,opt,name=name,proto3" json:"name,omitempty"`
+	// warnings name condition keys the policy uses that Coffer never sets:
+	// each such condition is judged as if the key were absent from every
+	// request. The policy is attached all the same. A Coffer extension: the
+	// AWS protocol leaves it out.
+	Warnings      []string `protobuf:"bytes,3,rep,name=warnings,proto3" json:"warnings,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -3250,6 +3255,13 @@ func (x *PutResourcePolicyResponse) GetName() string {
 		return x.Name
 	}
 	return ""
+}
+
+func (x *PutResourcePolicyResponse) GetWarnings() []string {
+	if x != nil {
+		return x.Warnings
+	}
+	return nil
 }
 
 // GetResourcePolicyRequest is the input of GetResourcePolicy.
@@ -4228,10 +4240,11 @@ const file_coffer_v1_secrets_proto_rawDesc = "" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12'\n" +
 	"\x0fresource_policy\x18\x02 \x01(\tR\x0eresourcePolicy\x123\n" +
 	"\x13block_public_policy\x18\x03 \x01(\bH\x00R\x11blockPublicPolicy\x88\x01\x01B\x16\n" +
-	"\x14_block_public_policy\"A\n" +
+	"\x14_block_public_policy\"]\n" +
 	"\x19PutResourcePolicyResponse\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x12\n" +
-	"\x04name\x18\x02 \x01(\tR\x04name\"7\n" +
+	"\x04name\x18\x02 \x01(\tR\x04name\x12\x1a\n" +
+	"\bwarnings\x18\x03 \x03(\tR\bwarnings\"7\n" +
 	"\x18GetResourcePolicyRequest\x12\x1b\n" +
 	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\"\x83\x01\n" +
 	"\x19GetResourcePolicyResponse\x12\x10\n" +

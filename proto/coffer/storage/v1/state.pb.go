@@ -499,11 +499,14 @@ type RotationFunction struct {
 	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
 	// url is the http(s) endpoint each step is POSTed to.
 	Url string `protobuf:"bytes,3,opt,name=url,proto3" json:"url,omitempty"`
-	// sealed_secret is the HMAC signing secret under envelope encryption;
-	// unset when requests are not signed.
+	// sealed_secret is the HMAC signing secret under envelope encryption.
+	// A function registered before secrets were required may lack it; it is
+	// then never called.
 	SealedSecret *SealedValue `protobuf:"bytes,4,opt,name=sealed_secret,json=sealedSecret,proto3" json:"sealed_secret,omitempty"`
 	// created_date is when the function was registered.
-	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// insecure_http allows a plain http url on a loopback address.
+	InsecureHttp  bool `protobuf:"varint,6,opt,name=insecure_http,json=insecureHttp,proto3" json:"insecure_http,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -571,6 +574,13 @@ func (x *RotationFunction) GetCreatedDate() *timestamppb.Timestamp {
 		return x.CreatedDate
 	}
 	return nil
+}
+
+func (x *RotationFunction) GetInsecureHttp() bool {
+	if x != nil {
+		return x.InsecureHttp
+	}
+	return false
 }
 
 // ReplicaRegionConfig is one destination region of a primary secret.
@@ -1775,13 +1785,14 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\x0flast_error_step\x18\b \x01(\tR\rlastErrorStep\x12B\n" +
 	"\x0flast_error_date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\rlastErrorDate\x12!\n" +
 	"\ffunction_arn\x18\n" +
-	" \x01(\tR\vfunctionArn\"\xce\x01\n" +
+	" \x01(\tR\vfunctionArn\"\xf3\x01\n" +
 	"\x10RotationFunction\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x10\n" +
 	"\x03url\x18\x03 \x01(\tR\x03url\x12C\n" +
 	"\rsealed_secret\x18\x04 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\fsealedSecret\x12=\n" +
-	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\xe5\x01\n" +
+	"\fcreated_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12#\n" +
+	"\rinsecure_http\x18\x06 \x01(\bR\finsecureHttp\"\xe5\x01\n" +
 	"\x13ReplicaRegionConfig\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1c\n" +
 	"\n" +
