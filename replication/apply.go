@@ -107,6 +107,14 @@ func (n *Node) ReadBarrier(ctx context.Context) (uint64, error) {
 	return idx, nil
 }
 
+// ReadIndex is the region's commit index as its leader confirms it now
+// (the read index of ReadBarrier, shared with concurrent callers), without
+// waiting for this node to apply it: what an index a caller names can be
+// checked against before anyone waits for it.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	return n.reads.readIndex(ctx)
+}
+
 // WaitApplied waits until this node has applied idx (read-your-writes on
 // any node with stale reads).
 func (n *Node) WaitApplied(ctx context.Context, idx uint64) error {

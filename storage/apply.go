@@ -17,6 +17,9 @@ import (
 type txn struct {
 	tx  *bolt.Tx
 	err error
+	// quota is the versions-per-secret quota of the command being applied,
+	// which its proposer chose (Header.max_versions).
+	quota int
 }
 
 // dispatch applies one command (through the table in commands.go).
@@ -26,6 +29,7 @@ func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 		panic(fmt.Sprintf("storage: command %T without header time", cmd.GetOp()))
 	}
 	now := cmd.GetHeader().GetTime().AsTime()
+	t.quota = versionQuota(cmd.GetHeader().GetMaxVersions())
 	id := cmd.GetHeader().GetProposalId()
 	if id == "" {
 		return t.apply(now, cmd)

@@ -13,6 +13,9 @@ const (
 	MinTokenLength      = 32
 	MaxTokenLength      = 64
 	MaxVersions         = 100
+	// MinVersionsQuota is the lowest versions-per-secret quota a region may
+	// configure: room for AWSCURRENT, AWSPREVIOUS and a rotation's AWSPENDING.
+	MinVersionsQuota = 3
 	MaxStagesPerVersion = 20
 	MaxStageLength      = 256
 	MaxTagsPerSecret    = 50
