@@ -100,3 +100,26 @@ func FeedEntriesAfter(s *Store, seq uint64) []*storagev1.ChangeFeedEntry {
 	}
 	return out
 }
+
+// SetMaxRememberedProposals lowers the proposal memory's count bound for a
+// test; the returned function puts it back.
+func SetMaxRememberedProposals(n int) (restore func()) {
+	old := maxRemembered
+	maxRemembered = n
+	return func() { maxRemembered = old }
+}
+
+// RememberedProposals is how many proposal results the store remembers,
+// counted from the time index (not from the stored count, which it checks).
+func RememberedProposals(s *Store) int {
+	n := 0
+	if err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketProposalTime).ForEach(func(_, _ []byte) error {
+			n++
+			return nil
+		})
+	}); err != nil {
+		panic(err)
+	}
+	return n
+}

@@ -44,6 +44,8 @@ var (
 	keyApplied = []byte("applied_index") // last applied Raft index (8 bytes)
 	keyKeyring = []byte("keyring")       // storagev1.Keyring
 	keyFeedSeq = []byte("feed_seq")      // last change feed position (8 bytes)
+	// keyProposalCount is how many results bucketProposals holds (8 bytes).
+	keyProposalCount = []byte("proposal_count")
 )
 
 // allBuckets lists every bucket the state database has, in declaration order.
