@@ -87,7 +87,12 @@ func (n *Node) startAWS() error {
 		}
 		sm.ServeHTTP(w, r)
 	})
-	n.aws = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: n.opts.AWSTLS}
+	lim := n.opts.Limits
+	n.aws = &http.Server{
+		Handler: h, TLSConfig: n.opts.AWSTLS,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lim.HTTPReadTimeout, WriteTimeout: lim.HTTPWriteTimeout,
+		IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: lim.HTTPMaxHeaderBytes,
+	}
 	n.awsLis = lis
 	n.wg.Add(1)
 	go func() {

@@ -80,6 +80,9 @@ type Options struct {
 	// Region configures cross-region replication; a zero BindAddr turns
 	// it off (a region on its own).
 	Region RegionOptions
+	// Limits bound what callers can make the node do (connections, calls,
+	// timeouts, failed authentications); zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // RegionOptions configures the node's cross-region part (replication/region).
@@ -133,6 +136,7 @@ func Start(opts Options) (*Node, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	n := &Node{opts: opts, log: opts.Logger, ready: make(chan struct{}), failed: make(chan struct{})}
 	var err error
 	if n.store, err = storage.Open(filepath.Join(opts.DataDir, "state.db")); err != nil {
@@ -177,7 +181,7 @@ func Start(opts Options) (*Node, error) {
 	rotCfg := opts.Rotation
 	rotCfg.Now = n.svc.Now
 	n.rot = rotation.NewEngine(rotCfg, n.svc.RotationBackend(), n.svc, n.svc.ResolveRotationFunction, opts.Logger.With("component", "rotation"))
-	var gopts []grpc.ServerOption
+	gopts := opts.Limits.grpcOptions()
 	if opts.GRPCTLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
 	}
@@ -199,6 +203,7 @@ func Start(opts Options) (*Node, error) {
 	gate.ReadPoint = n.svc.ReadPoint
 	n.gate = gate
 	admin := server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID)
+	admin.SetSnapshotTimeout(opts.Limits.SnapshotTimeout)
 	if n.audit != nil {
 		admin.SetAuditHash(n.audit.Hash)
 	}

@@ -7,6 +7,7 @@ import (
 	"io"
 	"os"
 	"path/filepath"
+	"strings"
 	"sync"
 	"time"
 
@@ -78,6 +79,7 @@ type Entry struct {
 
 // Open opens or creates the state database at path.
 func Open(path string) (*Store, error) {
+	removeSnapshotFiles(path)
 	db, err := openDB(path)
 	if err != nil {
 		return nil, err
@@ -243,6 +245,77 @@ func (sn *Snapshot) Release() {
 		sn.tx = nil
 		sn.unlock()
 	}
+}
+
+// SnapshotFile is a point-in-time copy of the database written to a
+// temporary file beside it: the read transaction that took it has already
+// ended, so however slowly the copy is read, it keeps no freed page from
+// reuse. Close removes the file.
+type SnapshotFile struct {
+	*os.File
+	// Index is the applied index inside the copy; Size its length.
+	Index uint64
+	Size  int64
+}
+
+// snapshotFileInfix names the temporary copies (state.db.snapshot-NNN);
+// Open removes any a crash left behind.
+const snapshotFileInfix = ".snapshot-"
+
+// SnapshotToFile copies the database, as of one read transaction, to a
+// temporary file in the database's directory and ends the transaction
+// before returning the file, positioned at its start.
+func (s *Store) SnapshotToFile() (*SnapshotFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+snapshotFileInfix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("snapshot file: %w", err)
+	}
+	out := &SnapshotFile{File: f}
+	err = s.view(func(tx *bolt.Tx) error {
+		out.Index = appliedIndex(tx)
+		n, err := tx.WriteTo(f)
+		out.Size = n
+		return err
+	})
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		_ = out.Close()
+		return nil, fmt.Errorf("snapshot file: %w", err)
+	}
+	return out, nil
+}
+
+// Close closes and removes the copy.
+func (f *SnapshotFile) Close() error {
+	err := f.File.Close()
+	if rerr := os.Remove(f.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// removeSnapshotFiles removes the temporary copies a crash left beside path.
+func removeSnapshotFiles(path string) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), base+snapshotFileInfix) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// OpenReadTransactions is how many read transactions are open on the
+// database now: a long one keeps bbolt from reusing the pages writers free.
+func (s *Store) OpenReadTransactions() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Stats().OpenTxN
 }
 
 // ErrBadSnapshot is returned by Restore when the stream is not a state
