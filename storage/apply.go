@@ -107,6 +107,7 @@ func (t *txn) liveSecretByARN(arn string) (*storagev1.Secret, *Error) {
 
 func (t *txn) putSecret(s *storagev1.Secret) {
 	t.put(t.tx.Bucket(bucketSecrets), []byte(s.GetName()), s)
+	t.fileSecret(s)
 }
 
 func (t *txn) putValue(arn, versionID string, v *storagev1.SealedValue) {
@@ -123,6 +124,7 @@ func (t *txn) removeSecret(s *storagev1.Secret) {
 		t.deleteValue(s.GetArn(), v.GetVersionId())
 	}
 	t.fail(t.tx.Bucket(bucketSecrets).Delete([]byte(s.GetName())))
+	t.unfileSecret(s.GetName())
 }
 
 func (t *txn) put(b *bolt.Bucket, key []byte, m proto.Message) {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"testing"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -122,4 +123,25 @@ func RememberedProposals(s *Store) int {
 		panic(err)
 	}
 	return n
+}
+
+// DropOrderIndex removes the ListSecrets order index from the closed state
+// file at path, as a build that did not keep one would have left it.
+func DropOrderIndex(tb testing.TB, path string) {
+	tb.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketSecretOrder, bucketSecretOrderKeys} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Delete(keySecretOrderIndex)
+	}); err != nil {
+		tb.Fatal(err)
+	}
 }

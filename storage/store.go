@@ -25,6 +25,9 @@ var (
 	bucketSecrets = bucket("secrets") // name → storagev1.Secret
 	bucketValues  = bucket("values")  // arn \x00 version id → storagev1.SealedValue
 
+	bucketSecretOrder     = bucket("secret_order")      // order byte + sort key (20 bytes) + name → nil (order.go)
+	bucketSecretOrderKeys = bucket("secret_order_keys") // name → its three sort keys (60 bytes)
+
 	bucketProposals    = bucket("proposals")     // proposal id → storagev1.AppliedProposal
 	bucketProposalTime = bucket("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
 
@@ -47,6 +50,9 @@ var (
 	keyFeedSeq = []byte("feed_seq")      // last change feed position (8 bytes)
 	// keyProposalCount is how many results bucketProposals holds (8 bytes).
 	keyProposalCount = []byte("proposal_count")
+	// keySecretOrderIndex is the applied index the order index is in step
+	// with (8 bytes); see order.go.
+	keySecretOrderIndex = []byte("secret_order_index")
 )
 
 // allBuckets lists every bucket the state database has, in declaration order.
@@ -101,7 +107,7 @@ func openDB(path string) (*bolt.DB, error) {
 				return err
 			}
 		}
-		return nil
+		return ensureOrderIndex(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -178,7 +184,10 @@ func (s *Store) ApplyBatch(entries []Entry) []*Result {
 		}
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], last)
-		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
+		if err := tx.Bucket(bucketMeta).Put(keyApplied, b[:]); err != nil {
+			return err
+		}
+		return markOrderIndex(tx, last)
 	})
 	if err != nil {
 		panic(fmt.Sprintf("storage: apply batch ending at index %d: %v", entries[len(entries)-1].Index, err))
@@ -196,7 +205,12 @@ func (s *Store) SetAppliedIndex(idx uint64) error {
 	return s.db.Update(func(tx *bolt.Tx) error {
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], idx)
-		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
+		if err := tx.Bucket(bucketMeta).Put(keyApplied, b[:]); err != nil {
+			return err
+		}
+		// The state did not change, only its index: the order index (made
+		// in step when the snapshot was opened) still is.
+		return markOrderIndex(tx, idx)
 	})
 }
 
