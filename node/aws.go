@@ -98,10 +98,11 @@ func (n *Node) startAWS() error {
 	go func() {
 		defer n.wg.Done()
 		var err error
+		limited := server.LimitConnections(lis, lim.ConnectionsPerSource)
 		if n.opts.AWSTLS != nil {
-			err = n.aws.ServeTLS(lis, "", "")
+			err = n.aws.ServeTLS(limited, "", "")
 		} else {
-			err = n.aws.Serve(lis)
+			err = n.aws.Serve(limited)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("AWS API server stopped", "err", err)

@@ -70,6 +70,16 @@ type Options struct {
 	AuditPath     string
 	AuditMaxBytes int64
 	AuditSync     bool
+	// AuditRetention says which rotated audit files are deleted (only
+	// shipped ones unless it says otherwise); AuditMinFreeBytes is the free
+	// space the audit volume keeps back (0: the audit package's default,
+	// negative: none).
+	AuditRetention    audit.Retention
+	AuditMinFreeBytes int64
+	// AuditSampleInterval is the interval of the refusal sampler
+	// (server.RefusalSampler): 0 means its default, negative records every
+	// refusal in full.
+	AuditSampleInterval time.Duration
 	// Rotation tunes the rotation engine; its clock is always the
 	// service's (Service.Clock).
 	Rotation rotation.Config
@@ -191,10 +201,13 @@ func Start(opts Options) (*Node, error) {
 		// which then has full access; elsewhere that name grants nothing.
 		n.iam.Authorizer().AllowAnonymous()
 	}
-	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger}
+	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger,
+		Limit:  server.NewSourceLimiter(opts.Limits.AuthFailuresPerSecond, opts.Limits.AuthFailureBurst),
+		Sample: server.NewRefusalSampler(opts.AuditSampleInterval)}
 	if opts.AuditPath != "" {
 		n.audit = &auditSink{
-			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync},
+			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync,
+				Retention: opts.AuditRetention, MinFreeBytes: opts.AuditMinFreeBytes},
 			key: func() ([]byte, error) { return n.svc.DerivedKey(auditPurpose) },
 		}
 		gate.Audit = n.audit
@@ -235,13 +248,18 @@ func Start(opts Options) (*Node, error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.grpc.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := n.grpc.Serve(server.LimitConnections(n.lis, opts.Limits.ConnectionsPerSource)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc server stopped", "err", err)
 		}
 	}()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		gate.Sample.Run(ctx, gate) // the last summaries are written before the log closes
+	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -201,6 +201,10 @@ func (n *Node) SaveSnapshot(ctx context.Context, w io.Writer, begin func(Snapsho
 	if _, err := n.ReadBarrier(ctx); err != nil {
 		return err
 	}
+	// The copy must fit without taking the volume below its threshold.
+	if err := n.checkOwnDisk(n.stateFileSize()); err != nil {
+		return err
+	}
 	f, err := n.store.SnapshotToFile()
 	if err != nil {
 		return err

@@ -24,6 +24,10 @@ import (
 // leader; the caller looks the leader up again and retries.
 const reasonNotLeader = "NOT_LEADER"
 
+// reasonLowDisk marks a forwarded write the leader refused for low disk
+// space (ErrLowDiskSpace).
+const reasonLowDisk = "LOW_DISK"
+
 // clusterService is the ClusterService a node serves to its peers.
 type clusterService struct {
 	replicationv1.UnimplementedClusterServiceServer
@@ -45,6 +49,12 @@ func toStatus(err error) error {
 		return notLeaderStatus(err)
 	case errors.Is(err, ErrNoLeader), errors.Is(err, ErrShutdown), errors.Is(err, context.DeadlineExceeded):
 		return status.Error(codes.Unavailable, err.Error())
+	case errors.Is(err, ErrLowDiskSpace):
+		st := status.New(codes.ResourceExhausted, err.Error())
+		if d, e := st.WithDetails(&errdetails.ErrorInfo{Reason: reasonLowDisk, Domain: "coffer.replication.v1"}); e == nil {
+			st = d
+		}
+		return st.Err()
 	}
 	return status.Error(codes.Internal, err.Error())
 }
@@ -58,6 +68,9 @@ func fromStatus(err error) error {
 	for _, d := range st.Details() {
 		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonNotLeader {
 			return fmt.Errorf("%w: %s", ErrNotLeader, st.Message())
+		}
+		if info, ok := d.(*errdetails.ErrorInfo); ok && info.GetReason() == reasonLowDisk {
+			return fmt.Errorf("%w (the leader refused it): %s", ErrLowDiskSpace, st.Message())
 		}
 	}
 	switch st.Code() {

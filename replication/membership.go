@@ -49,6 +49,9 @@ type MemberMeta struct {
 	// RegionAddr is the node's region replication address, when it has one
 	// (gossiped in the LAN pool, so any node can list its region's).
 	RegionAddr string `json:"region_addr,omitempty"`
+	// LowDisk is true while the node's data volume is below its free-space
+	// threshold; the region's leader then refuses writes.
+	LowDisk bool `json:"low_disk,omitempty"`
 }
 
 // wireMeta is the node meta on the wire: MemberMeta plus the leave intent.
@@ -326,6 +329,13 @@ func (m *Membership) Leave(timeout time.Duration) error {
 		return fmt.Errorf("membership: leave: %w", err)
 	}
 	return nil
+}
+
+// Self is what this node gossips about itself.
+func (m *Membership) Self() MemberMeta {
+	m.metaMu.Lock()
+	defer m.metaMu.Unlock()
+	return m.self
 }
 
 // UpdateMeta changes what this node gossips about itself (its node id

@@ -193,6 +193,8 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		go func() { defer n.wg.Done(); ap.Run(ctx) }()
 		go func() { defer n.wg.Done(); <-n.stop; cancel() }()
 	}
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchDisk() }()
 	return n, nil
 }
 
