@@ -59,7 +59,7 @@ func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result,
 		}
 		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errPeerUnreachable) {
 			if errors.Is(err, ErrLowDiskSpace) {
-				n.log.Warn("write refused: low disk space", "proposal_id", cmd.Header.ProposalId, "err", err)
+				n.log.Debug("write refused: low disk space", "proposal_id", cmd.Header.ProposalId, "err", err)
 			}
 			return nil, err
 		}
