@@ -182,12 +182,16 @@ func runAuditAck(l *leaf, args []string) error {
 }
 
 // expandAuditFiles replaces each argument that is a log's base path with its
-// rotated set, and drops repeats, so "audit.log*" from a shell (which sorts
-// audit.log first) still verifies in chain order.
+// rotated set, and drops repeats and shipped markers, so "audit.log*" from a
+// shell (which sorts audit.log first, and lists audit.log.000001.shipped)
+// still verifies in chain order.
 func expandAuditFiles(args []string) ([]string, error) {
 	var files []string
 	seen := map[string]bool{}
 	for _, a := range args {
+		if strings.HasSuffix(a, audit.ShippedSuffix) {
+			continue
+		}
 		set, err := audit.Files(a)
 		if err != nil {
 			return nil, err
