@@ -30,8 +30,10 @@ type appliedWaiter struct {
 	mu      sync.Mutex
 	index   uint64
 	waiters map[chan struct{}]uint64
-	// watching is true while the watcher goroutine runs.
+	// watching is true while the watcher goroutine runs; added counts the
+	// waiters ever registered, so it knows when it has new ones to look at.
 	watching        bool
+	added           uint64
 	raftApplied     func() uint64
 	onlyRaftEntries func(from, to uint64) bool
 }
@@ -87,6 +89,7 @@ func (w *appliedWaiter) wait(ctx context.Context, idx uint64) error {
 	}
 	ch := make(chan struct{})
 	w.waiters[ch] = idx
+	w.added++
 	if !w.watching && w.raftApplied != nil && w.onlyRaftEntries != nil {
 		w.watching = true
 		go w.watch(w.raftApplied, w.onlyRaftEntries)
@@ -108,12 +111,12 @@ func (w *appliedWaiter) wait(ctx context.Context, idx uint64) error {
 
 // watch runs while anyone waits: it wakes the waiters whose index Raft has
 // processed with nothing but Raft's own entries after the FSM's index. It
-// reads the log only when Raft's applied index or the FSM's has moved since
-// it last looked, and never while holding mu.
+// reads the log only when Raft's applied index or the FSM's has moved, or a
+// waiter arrived, since it last looked, and never while holding mu.
 func (w *appliedWaiter) watch(raftApplied func() uint64, onlyRaftEntries func(from, to uint64) bool) {
 	t := time.NewTicker(appliedPoll)
 	defer t.Stop()
-	var lastRaft, lastFSM uint64
+	var lastRaft, lastFSM, lastAdded uint64
 	for range t.C {
 		w.mu.Lock()
 		if len(w.waiters) == 0 {
@@ -121,17 +124,17 @@ func (w *appliedWaiter) watch(raftApplied func() uint64, onlyRaftEntries func(fr
 			w.mu.Unlock()
 			return
 		}
-		fsm := w.index
+		fsm, added := w.index, w.added
 		var wanted []uint64
 		for _, want := range w.waiters {
 			wanted = append(wanted, want)
 		}
 		w.mu.Unlock()
 		r := raftApplied()
-		if r == lastRaft && fsm == lastFSM {
+		if r == lastRaft && fsm == lastFSM && added == lastAdded {
 			continue
 		}
-		lastRaft, lastFSM = r, fsm
+		lastRaft, lastFSM, lastAdded = r, fsm, added
 		// Reaching an index is monotonic, so the highest reachable waiter
 		// settles every one below it.
 		slices.Sort(wanted)

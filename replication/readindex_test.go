@@ -43,14 +43,18 @@ func TestAppliedWaiterReadsTheLogOnlyWhenRaftMoves(t *testing.T) {
 		defer w.mu.Unlock()
 		return len(w.waiters) == readers
 	})
-	// Let the watcher look many times over while nothing moves.
-	wait.True(t, 10*time.Second, "the watcher to look at Raft 50 times", func() bool { return raftReads.Load() >= 50 })
-	if n := logReads.Load(); n > 2 {
-		t.Fatalf("the log was read %d times while neither Raft nor the FSM moved; want at most 2", n)
+	// Once the watcher has seen every reader, let it look many times over
+	// while nothing moves: the log is not read again.
+	seen := raftReads.Load() + 2
+	wait.True(t, 10*time.Second, "the watcher to see every reader", func() bool { return raftReads.Load() >= seen })
+	before, looks := logReads.Load(), raftReads.Load()
+	wait.True(t, 10*time.Second, "the watcher to look at Raft 50 more times", func() bool { return raftReads.Load() >= looks+50 })
+	if n := logReads.Load() - before; n > 0 {
+		t.Fatalf("the log was read %d times while neither Raft nor the FSM moved nor a reader came; want none", n)
 	}
 	// Raft moves on: one look at the log, which finds a command in the way.
 	raftIndex.Store(21)
-	wait.True(t, 10*time.Second, "the watcher to see Raft move", func() bool { return logReads.Load() >= 2 })
+	wait.True(t, 10*time.Second, "the watcher to see Raft move", func() bool { return logReads.Load() > before })
 
 	// The FSM applies 11..15: its own notification wakes every reader.
 	w.advance(15)
@@ -83,5 +87,24 @@ func TestAppliedWaiterRaftOnlyTail(t *testing.T) {
 	cancel()
 	if err := w.wait(ctx, 13); !errors.Is(err, context.Canceled) {
 		t.Fatalf("wait beyond Raft's applied index with a cancelled context = %v, want context.Canceled", err)
+	}
+
+	// A reader arriving while the watcher runs (for another reader that
+	// waits on) is looked at, though neither Raft nor the FSM moved since.
+	ctx, cancel = context.WithCancel(context.Background())
+	defer cancel()
+	beyond := make(chan error, 1)
+	go func() { beyond <- w.wait(ctx, 13) }()
+	wait.True(t, 10*time.Second, "the watcher to run for the reader beyond Raft", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.watching && len(w.waiters) == 1
+	})
+	if err := w.wait(context.Background(), 11); err != nil {
+		t.Fatal(err)
+	}
+	cancel()
+	if err := <-beyond; !errors.Is(err, context.Canceled) {
+		t.Fatalf("the reader beyond Raft = %v, want context.Canceled", err)
 	}
 }
