@@ -83,6 +83,18 @@ func (w *appliedWaiter) current() uint64 {
 // wait returns once idx is applied, or with ctx's error.
 func (w *appliedWaiter) wait(ctx context.Context, idx uint64) error {
 	w.mu.Lock()
+	fsm, raftApplied, onlyRaftEntries := w.index, w.raftApplied, w.onlyRaftEntries
+	w.mu.Unlock()
+	if fsm >= idx {
+		return nil
+	}
+	// Reached already through Raft's own entries (a read index naming the
+	// barrier of a term with no write since): answered at once, and the
+	// log read without the lock.
+	if raftApplied != nil && onlyRaftEntries != nil && raftApplied() >= idx && onlyRaftEntries(fsm+1, idx) {
+		return nil
+	}
+	w.mu.Lock()
 	if w.index >= idx {
 		w.mu.Unlock()
 		return nil
