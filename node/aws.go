@@ -96,16 +96,22 @@ func (n *Node) startAWS() error {
 		}
 		sm.ServeHTTP(w, r)
 	})
-	n.aws = &http.Server{Handler: h, ReadHeaderTimeout: 10 * time.Second, TLSConfig: n.opts.AWSTLS}
+	lim := n.opts.Limits
+	n.aws = &http.Server{
+		Handler: h, TLSConfig: n.opts.AWSTLS,
+		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lim.HTTPReadTimeout, WriteTimeout: lim.HTTPWriteTimeout,
+		IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: lim.HTTPMaxHeaderBytes,
+	}
 	n.awsLis = lis
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
 		var err error
+		limited := server.LimitConnections(lis, lim.ConnectionsPerSource)
 		if n.opts.AWSTLS != nil {
-			err = n.aws.ServeTLS(lis, "", "")
+			err = n.aws.ServeTLS(limited, "", "")
 		} else {
-			err = n.aws.Serve(lis)
+			err = n.aws.Serve(limited)
 		}
 		if err != nil && !errors.Is(err, http.ErrServerClosed) {
 			n.log.Error("AWS API server stopped", "err", err)

@@ -73,6 +73,16 @@ type Options struct {
 	AuditPath     string
 	AuditMaxBytes int64
 	AuditSync     bool
+	// AuditRetention says which rotated audit files are deleted (only
+	// shipped ones unless it says otherwise); AuditMinFreeBytes is the free
+	// space the audit volume keeps back (0: the audit package's default,
+	// negative: none).
+	AuditRetention    audit.Retention
+	AuditMinFreeBytes int64
+	// AuditSampleInterval is the interval of the refusal sampler
+	// (server.RefusalSampler): 0 means its default, negative records every
+	// refusal in full.
+	AuditSampleInterval time.Duration
 	// Rotation tunes the rotation engine; its clock is always the
 	// service's (Service.Clock).
 	Rotation rotation.Config
@@ -83,6 +93,9 @@ type Options struct {
 	// Region configures cross-region replication; a zero BindAddr turns
 	// it off (a region on its own).
 	Region RegionOptions
+	// Limits bound what callers can make the node do (connections, calls,
+	// timeouts, failed authentications); zero fields take DefaultLimits.
+	Limits Limits
 }
 
 // RegionOptions configures the node's cross-region part (replication/region).
@@ -137,6 +150,7 @@ func Start(opts Options) (*Node, error) {
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
 	}
+	opts.Limits = opts.Limits.withDefaults()
 	n := &Node{opts: opts, log: opts.Logger, ready: make(chan struct{}), failed: make(chan struct{})}
 	var err error
 	// The root key's one copy in this process, in locked memory (the
@@ -199,7 +213,7 @@ func Start(opts Options) (*Node, error) {
 	rotCfg := opts.Rotation
 	rotCfg.Now = n.svc.Now
 	n.rot = rotation.NewEngine(rotCfg, n.svc.RotationBackend(), n.svc, n.svc.ResolveRotationFunction, opts.Logger.With("component", "rotation"))
-	var gopts []grpc.ServerOption
+	gopts := opts.Limits.grpcOptions()
 	if opts.GRPCTLS != nil {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
 	}
@@ -209,10 +223,13 @@ func Start(opts Options) (*Node, error) {
 		// which then has full access; elsewhere that name grants nothing.
 		n.iam.Authorizer().AllowAnonymous()
 	}
-	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger}
+	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger,
+		Limit:  server.NewSourceLimiter(opts.Limits.AuthFailuresPerSecond, opts.Limits.AuthFailureBurst),
+		Sample: server.NewRefusalSampler(opts.AuditSampleInterval)}
 	if opts.AuditPath != "" {
 		n.audit = &auditSink{
-			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync},
+			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync,
+				Retention: opts.AuditRetention, MinFreeBytes: opts.AuditMinFreeBytes},
 			key: func() ([]byte, error) { return n.svc.DerivedKey(auditPurpose) },
 		}
 		gate.Audit = n.audit
@@ -221,6 +238,7 @@ func Start(opts Options) (*Node, error) {
 	gate.ReadPoint = n.svc.ReadPoint
 	n.gate = gate
 	admin := server.NewAdmin(n.raft, opts.Service.Region, rc.NodeID)
+	admin.SetSnapshotTimeout(opts.Limits.SnapshotTimeout)
 	if n.audit != nil {
 		admin.SetAuditHash(n.audit.Hash)
 	}
@@ -252,13 +270,18 @@ func Start(opts Options) (*Node, error) {
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
-		if err := n.grpc.Serve(n.lis); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
+		if err := n.grpc.Serve(server.LimitConnections(n.lis, opts.Limits.ConnectionsPerSource)); err != nil && !errors.Is(err, grpc.ErrServerStopped) {
 			n.log.Error("grpc server stopped", "err", err)
 		}
 	}()
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	n.wg.Add(1)
+	go func() {
+		defer n.wg.Done()
+		gate.Sample.Run(ctx, gate) // the last summaries are written before the log closes
+	}()
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()

@@ -196,19 +196,29 @@ type SnapshotInfo struct {
 
 // SaveSnapshot streams a consistent snapshot of the state, as of a
 // linearizable read point, to w. begin is called with the snapshot's size
-// and index before the first byte, so callers can show progress.
+// and index before the first byte, so callers can show progress. The
+// snapshot is first copied to a temporary file in the data directory and
+// its read transaction ended: a reader as slow as it likes (or one that
+// stops reading) then holds a file, never a transaction that keeps bbolt
+// from reusing freed pages while every write goes on.
 func (n *Node) SaveSnapshot(ctx context.Context, w io.Writer, begin func(SnapshotInfo)) error {
 	if _, err := n.ReadBarrier(ctx); err != nil {
 		return err
 	}
-	sn, err := n.store.Snapshot()
+	// The copy must fit without taking the volume below its threshold.
+	if err := n.checkOwnDisk(n.stateFileSize()); err != nil {
+		return err
+	}
+	f, err := n.store.SnapshotToFile()
 	if err != nil {
 		return err
 	}
-	defer sn.Release()
-	begin(SnapshotInfo{Size: sn.Size(), Index: sn.Index})
-	_, err = sn.WriteTo(w)
-	return err
+	defer f.Close()
+	begin(SnapshotInfo{Size: f.Size, Index: f.Index})
+	if _, err := io.Copy(w, f); err != nil {
+		return fmt.Errorf("stream snapshot: %w", err)
+	}
+	return nil
 }
 
 // RestoreSnapshot replaces the region's state with the snapshot read from

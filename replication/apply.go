@@ -20,6 +20,11 @@ import (
 // proposal whose outcome is unknown (a leader change, a dropped connection)
 // without it ever being applied twice.
 func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result, error) {
+	// A node low on disk proposes nothing, nor forwards it: the leader
+	// checks the region again before it appends (applyLocal).
+	if err := n.checkOwnDisk(0); err != nil {
+		return nil, err
+	}
 	if cmd.GetHeader() == nil {
 		cmd.Header = &raftv1.Header{}
 	}
@@ -53,6 +58,9 @@ func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result,
 			return res, nil
 		}
 		if !errors.Is(err, ErrNotLeader) && !errors.Is(err, errPeerUnreachable) {
+			if errors.Is(err, ErrLowDiskSpace) {
+				n.log.Debug("write refused: low disk space", "proposal_id", cmd.Header.ProposalId, "err", err)
+			}
 			return nil, err
 		}
 		n.log.Debug("retrying proposal", "proposal_id", cmd.Header.ProposalId, "err", err)
@@ -69,6 +77,9 @@ func (n *Node) Apply(ctx context.Context, cmd *raftv1.Command) (*storage.Result,
 
 // applyLocal commits a marshalled command on this node, which must lead.
 func (n *Node) applyLocal(ctx context.Context, data []byte) (*storage.Result, error) {
+	if err := n.checkRegionDisk(); err != nil {
+		return nil, err
+	}
 	timeout := n.cfg.ApplyTimeout
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
@@ -105,6 +116,14 @@ func (n *Node) ReadBarrier(ctx context.Context) (uint64, error) {
 		return 0, fmt.Errorf("wait for index %d: %w", idx, err)
 	}
 	return idx, nil
+}
+
+// ReadIndex is the region's commit index as its leader confirms it now
+// (the read index of ReadBarrier, shared with concurrent callers), without
+// waiting for this node to apply it: what an index a caller names can be
+// checked against before anyone waits for it.
+func (n *Node) ReadIndex(ctx context.Context) (uint64, error) {
+	return n.reads.readIndex(ctx)
 }
 
 // WaitApplied waits until this node has applied idx (read-your-writes on

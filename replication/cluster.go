@@ -40,7 +40,11 @@ var refusals = []struct {
 	{"UNKNOWN_PEER", codes.NotFound, ErrUnknownPeer},
 	{"REMOVE_LEADER", codes.FailedPrecondition, ErrRemoveLeader},
 	{"BAD_SNAPSHOT", codes.InvalidArgument, storage.ErrBadSnapshot},
+	{reasonLowDisk, codes.ResourceExhausted, ErrLowDiskSpace},
 }
+// reasonLowDisk marks a forwarded write the leader refused for low disk
+// space (ErrLowDiskSpace).
+const reasonLowDisk = "LOW_DISK"
 
 // clusterService is the ClusterService a node serves to its peers.
 type clusterService struct {

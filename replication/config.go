@@ -7,6 +7,8 @@ import (
 	"net"
 	"path/filepath"
 	"time"
+
+	"github.com/cofferhq/coffer/internal/diskspace"
 )
 
 // Config is a Raft node's configuration. Zero fields take the defaults of
@@ -80,6 +82,14 @@ type Config struct {
 	SnapshotInterval  time.Duration
 	TrailingLogs      uint64
 	SnapshotRetain    int
+
+	// MinFreeBytes is the free space each data volume (the state file's,
+	// the Raft log's) keeps back: below it, writes are refused before they
+	// are proposed (ErrLowDiskSpace). 0 means 1 GiB or a tenth of a smaller
+	// volume; negative turns the check off.
+	MinFreeBytes int64
+	// DiskSpace measures a volume; nil is the real one. Tests replace it.
+	DiskSpace diskspace.Measure
 
 	// Logger receives the node's and Raft's log lines.
 	Logger *slog.Logger

@@ -160,16 +160,20 @@ func (n *Node) refreshMeta() {
 	if n.members == nil {
 		return
 	}
-	self := n.members.Self()
-	want := self
-	want.HasState, want.ClusterID = n.hasState(), n.store.ClusterID()
-	if want == self {
-		return
-	}
-	if err := n.members.UpdateMeta(want, time.Second); err != nil && !errors.Is(err, ErrMembershipShutdown) {
+	hasState, id := n.hasState(), n.store.ClusterID()
+	learned := false
+	err := n.members.ChangeMeta(func(m *MemberMeta) bool {
+		if m.HasState == hasState && m.ClusterID == id {
+			return false
+		}
+		learned = m.ClusterID != id
+		m.HasState, m.ClusterID = hasState, id
+		return true
+	}, time.Second)
+	if err != nil && !errors.Is(err, ErrMembershipShutdown) {
 		n.log.Debug("gossip meta update not confirmed", "err", err)
 	}
-	if want.ClusterID != self.ClusterID {
-		n.log.Info("this node holds the region's cluster id", "cluster_id", want.ClusterID)
+	if learned {
+		n.log.Info("this node holds the region's cluster id", "cluster_id", id)
 	}
 }

@@ -59,6 +59,9 @@ type MemberMeta struct {
 	// ClusterID is the cluster id in the node's state ("" until it has
 	// one). A leader never adds a member gossiping another.
 	ClusterID string `json:"cluster_id,omitempty"`
+	// LowDisk is true while the node's data volume is below its free-space
+	// threshold; the region's leader then refuses writes.
+	LowDisk bool `json:"low_disk,omitempty"`
 }
 
 // wireMeta is the node meta on the wire: MemberMeta plus the leave intent.
@@ -350,6 +353,24 @@ func (m *Membership) Leave(timeout time.Duration) error {
 func (m *Membership) UpdateMeta(meta MemberMeta, timeout time.Duration) error {
 	m.life.Lock()
 	defer m.life.Unlock()
+	return m.updateMetaLocked(meta, timeout)
+}
+
+// ChangeMeta applies change to what this node gossips about itself and,
+// when change reports a difference, pushes it to the pool. The read and
+// the write happen under one lock, so two parts of the node changing
+// different fields (formation, the disk watcher) never undo each other.
+func (m *Membership) ChangeMeta(change func(*MemberMeta) bool, timeout time.Duration) error {
+	m.life.Lock()
+	defer m.life.Unlock()
+	meta := m.Self()
+	if !change(&meta) {
+		return nil
+	}
+	return m.updateMetaLocked(meta, timeout)
+}
+
+func (m *Membership) updateMetaLocked(meta MemberMeta, timeout time.Duration) error {
 	if m.shutdown {
 		return ErrMembershipShutdown
 	}

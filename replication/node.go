@@ -215,6 +215,8 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		ap.clusterID = store.ClusterID
 	}
 	n.background(ap, !existing && !alone && cfg.BootstrapExpect > 1 && n.members != nil, existing && cfg.ConsistencyCheckInterval > 0)
+	n.wg.Add(1)
+	go func() { defer n.wg.Done(); n.watchDisk() }()
 	return n, nil
 }
 

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"sync"
 	"time"
 
@@ -11,20 +12,28 @@ import (
 )
 
 // appliedWaiter lets readers wait until the state machine has applied a
-// given index. The FSM advances it after every batch.
+// given index. The FSM advances it after every batch, which wakes the
+// waiters it satisfies: a notification, not a poll.
 //
 // Raft's no-op and barrier entries never reach the FSM, so a read index can
 // name one that the FSM will never report. Such an index counts as reached
 // when Raft has processed it AND every entry after the FSM's index up to it
 // is a no-op or barrier (onlyRaftEntries). Raft's own applied index alone is
 // not enough: hashicorp/raft advances it when it queues entries for the FSM,
-// before the FSM has applied them. Waiters check on a short poll, which only
-// matters while the log's tail is such entries (just after a leader change);
-// otherwise the FSM's next batch wakes them.
+// before the FSM has applied them, and it tells no one when it moves. So
+// while anyone waits, one watcher (not each waiter) reads Raft's applied
+// index every appliedPoll, without holding mu, and reads the log only when
+// that index has moved — which matters only while the log's tail is such
+// entries (just after a leader change); otherwise the FSM's next batch
+// wakes the waiters first.
 type appliedWaiter struct {
-	mu              sync.Mutex
-	index           uint64
-	waiters         map[chan struct{}]uint64
+	mu      sync.Mutex
+	index   uint64
+	waiters map[chan struct{}]uint64
+	// watching is true while the watcher goroutine runs; added counts the
+	// waiters ever registered, so it knows when it has new ones to look at.
+	watching        bool
+	added           uint64
 	raftApplied     func() uint64
 	onlyRaftEntries func(from, to uint64) bool
 }
@@ -44,6 +53,11 @@ func (w *appliedWaiter) advance(idx uint64) {
 		return
 	}
 	w.index = idx
+	w.wakeLocked(idx)
+}
+
+// wakeLocked wakes every waiter for an index at or below idx; w.mu is held.
+func (w *appliedWaiter) wakeLocked(idx uint64) {
 	for ch, want := range w.waiters {
 		if want <= idx {
 			close(ch)
@@ -66,44 +80,87 @@ func (w *appliedWaiter) current() uint64 {
 	return w.index
 }
 
-// reached is called with w.mu held.
-func (w *appliedWaiter) reached(idx uint64) bool {
-	if w.raftApplied == nil || w.onlyRaftEntries == nil || w.raftApplied() < idx {
-		return false
-	}
-	return w.onlyRaftEntries(w.index+1, idx)
-}
-
 // wait returns once idx is applied, or with ctx's error.
 func (w *appliedWaiter) wait(ctx context.Context, idx uint64) error {
 	w.mu.Lock()
-	if w.index >= idx || w.reached(idx) {
+	fsm, raftApplied, onlyRaftEntries := w.index, w.raftApplied, w.onlyRaftEntries
+	w.mu.Unlock()
+	if fsm >= idx {
+		return nil
+	}
+	// Reached already through Raft's own entries (a read index naming the
+	// barrier of a term with no write since): answered at once, and the
+	// log read without the lock.
+	if raftApplied != nil && onlyRaftEntries != nil && raftApplied() >= idx && onlyRaftEntries(fsm+1, idx) {
+		return nil
+	}
+	w.mu.Lock()
+	if w.index >= idx {
 		w.mu.Unlock()
 		return nil
 	}
 	ch := make(chan struct{})
 	w.waiters[ch] = idx
+	w.added++
+	if !w.watching && w.raftApplied != nil && w.onlyRaftEntries != nil {
+		w.watching = true
+		go w.watch(w.raftApplied, w.onlyRaftEntries)
+	}
 	w.mu.Unlock()
-	defer func() {
+	select {
+	case <-ch:
+		return nil
+	case <-ctx.Done():
 		w.mu.Lock()
+		defer w.mu.Unlock()
+		if _, waiting := w.waiters[ch]; !waiting {
+			return nil // woken as the context ended: the index is applied
+		}
 		delete(w.waiters, ch)
-		w.mu.Unlock()
-	}()
+		return ctx.Err()
+	}
+}
+
+// watch runs while anyone waits: it wakes the waiters whose index Raft has
+// processed with nothing but Raft's own entries after the FSM's index. It
+// reads the log only when Raft's applied index or the FSM's has moved, or a
+// waiter arrived, since it last looked, and never while holding mu.
+func (w *appliedWaiter) watch(raftApplied func() uint64, onlyRaftEntries func(from, to uint64) bool) {
 	t := time.NewTicker(appliedPoll)
 	defer t.Stop()
-	for {
-		select {
-		case <-ch:
-			return nil
-		case <-t.C:
-			w.mu.Lock()
-			ok := w.index >= idx || w.reached(idx)
+	var lastRaft, lastFSM, lastAdded uint64
+	for range t.C {
+		w.mu.Lock()
+		if len(w.waiters) == 0 {
+			w.watching = false
 			w.mu.Unlock()
-			if ok {
-				return nil
+			return
+		}
+		fsm, added := w.index, w.added
+		var wanted []uint64
+		for _, want := range w.waiters {
+			wanted = append(wanted, want)
+		}
+		w.mu.Unlock()
+		r := raftApplied()
+		if r == lastRaft && fsm == lastFSM && added == lastAdded {
+			continue
+		}
+		lastRaft, lastFSM, lastAdded = r, fsm, added
+		// Reaching an index is monotonic, so the highest reachable waiter
+		// settles every one below it.
+		slices.Sort(wanted)
+		wanted = slices.Compact(wanted)
+		for i := len(wanted) - 1; i >= 0; i-- {
+			if wanted[i] > r {
+				continue
 			}
-		case <-ctx.Done():
-			return ctx.Err()
+			if onlyRaftEntries(fsm+1, wanted[i]) {
+				w.mu.Lock()
+				w.wakeLocked(wanted[i])
+				w.mu.Unlock()
+				break
+			}
 		}
 	}
 }

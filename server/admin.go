@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -38,7 +39,13 @@ type Admin struct {
 	// auditHash is the audit log's keyed hash (SetAuditHash); nil on a node
 	// that writes no audit log.
 	auditHash func(v string) (string, error)
+	// snapshotTimeout bounds one SaveSnapshot stream (SetSnapshotTimeout).
+	snapshotTimeout time.Duration
 }
+
+// DefaultSnapshotTimeout bounds a SaveSnapshot stream unless
+// SetSnapshotTimeout says otherwise.
+const DefaultSnapshotTimeout = 30 * time.Minute
 
 var _ cofferv1.AdminServiceServer = (*Admin)(nil)
 
@@ -46,6 +53,10 @@ var _ cofferv1.AdminServiceServer = (*Admin)(nil)
 func NewAdmin(c Cluster, region, nodeID string) *Admin {
 	return &Admin{cluster: c, region: region, nodeID: nodeID}
 }
+
+// SetSnapshotTimeout bounds how long one SaveSnapshot stream may take,
+// however slowly its client reads; zero means DefaultSnapshotTimeout.
+func (a *Admin) SetSnapshotTimeout(d time.Duration) { a.snapshotTimeout = d }
 
 // SetAuditHash gives AuditHash the audit log's keyed hash. A node without
 // an audit log leaves it unset, and AuditHash says so.
@@ -163,13 +174,40 @@ func (a *Admin) TransferLeadership(ctx context.Context, req *cofferv1.TransferLe
 }
 
 // SaveSnapshot implements the admin operation: the size and index first,
-// then 256 KiB chunks.
+// then 256 KiB chunks. The stream has a deadline of the server's own
+// (SetSnapshotTimeout): a client that stops reading cannot keep it, and
+// the temporary copy it streams from, for ever. Only when the stream ends
+// does the handler return, except at that deadline: it then returns at
+// once, which makes gRPC end the stream and the blocked send fail.
 func (a *Admin) SaveSnapshot(_ *cofferv1.SaveSnapshotRequest, stream grpc.ServerStreamingServer[cofferv1.SaveSnapshotResponse]) error {
+	limit := a.snapshotTimeout
+	if limit <= 0 {
+		limit = DefaultSnapshotTimeout
+	}
+	ctx, cancel := context.WithTimeout(stream.Context(), limit)
+	defer cancel()
+	done := make(chan error, 1)
+	go func() { done <- a.saveSnapshot(ctx, stream) }()
+	select {
+	case err := <-done:
+		return err
+	case <-ctx.Done():
+		if stream.Context().Err() != nil {
+			return stream.Context().Err() // the client went away
+		}
+		return apiErr(TypeServiceUnavailable, "The snapshot was not read within the server's limit of %s, so the stream was ended; read it faster, or raise limits.snapshot_timeout.", limit)
+	}
+}
+
+func (a *Admin) saveSnapshot(ctx context.Context, stream grpc.ServerStreamingServer[cofferv1.SaveSnapshotResponse]) error {
 	w := &chunkWriter{send: func(b []byte) error {
+		if err := ctx.Err(); err != nil {
+			return err
+		}
 		return stream.Send(&cofferv1.SaveSnapshotResponse{Part: &cofferv1.SaveSnapshotResponse_Chunk{Chunk: b}})
 	}}
 	var beginErr error
-	err := a.cluster.SaveSnapshot(stream.Context(), w, func(info replication.SnapshotInfo) {
+	err := a.cluster.SaveSnapshot(ctx, w, func(info replication.SnapshotInfo) {
 		beginErr = stream.Send(&cofferv1.SaveSnapshotResponse{Part: &cofferv1.SaveSnapshotResponse_Info{Info: &cofferv1.SnapshotInfo{
 			Size: info.Size, Index: info.Index, Created: timestamppb.Now(),
 		}}})

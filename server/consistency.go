@@ -5,6 +5,7 @@ import (
 	"errors"
 	"strconv"
 	"strings"
+	"time"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	"github.com/cofferhq/coffer/storage"
@@ -83,18 +84,43 @@ func noteIndex(ctx context.Context, idx uint64) {
 	}
 }
 
-// ReadPoint is readPoint for the transport edge: the Gate takes the read
-// point of a linearizable request before deciding it, so that the decision
-// and the Service's reads see the same state; the Service's own readPoint
-// then reuses it instead of taking a second one.
-func (s *Service) ReadPoint(ctx context.Context) error { return s.readPoint(ctx) }
+// ReadPoint is the read point of the transport edge: the Gate takes it
+// for a linearizable request before deciding it, so that the decision and
+// the Service's reads see the same state; the Service's own readPoint then
+// reuses it instead of taking a second one. It never waits for a
+// x-coffer-min-index: that wait comes after the request is authorized.
+func (s *Service) ReadPoint(ctx context.Context) error { return s.takeReadPoint(ctx) }
 
 // readPoint makes the reads that follow as consistent as the caller asked:
 // linearizable by default (a read-index round, shared with concurrent
-// readers, then waiting until this node applied it). A read point already
-// taken for the request is reused, unless the request has since written
-// (the answer must then reflect its own write).
+// readers, then waiting until this node applied it), and no older than a
+// x-coffer-min-index the caller names.
 func (s *Service) readPoint(ctx context.Context) error {
+	if err := s.takeReadPoint(ctx); err != nil {
+		return err
+	}
+	return s.awaitMinIndex(ctx)
+}
+
+// maxReadWait is the server's bound on any wait of one read.
+func (s *Service) maxReadWait() time.Duration {
+	if s.cfg.MaxReadWait > 0 {
+		return s.cfg.MaxReadWait
+	}
+	return DefaultMaxReadWait
+}
+
+// boundedWait is ctx ending at the caller's deadline or the server's
+// maximum wait, whichever comes first.
+func (s *Service) boundedWait(ctx context.Context) (context.Context, context.CancelFunc) {
+	return context.WithTimeout(ctx, s.maxReadWait())
+}
+
+// takeReadPoint takes the read point of a linearizable request, or notes
+// the applied index a stale one is served at. A read point already taken
+// for the request is reused, unless the request has since written (the
+// answer must then reflect its own write).
+func (s *Service) takeReadPoint(ctx context.Context) error {
 	var c Consistency
 	cl, ok := ctx.Value(callKey{}).(*call)
 	if ok {
@@ -103,16 +129,13 @@ func (s *Service) readPoint(ctx context.Context) error {
 			return nil
 		}
 	}
-	if c.MinIndex > 0 {
-		if err := s.rep.WaitApplied(ctx, c.MinIndex); err != nil {
-			return apiErr(TypeServiceUnavailable, "This node has not yet applied index %d; retry, or read from another node.", c.MinIndex)
-		}
-	}
 	if c.Stale {
 		noteIndex(ctx, s.rep.AppliedIndex())
 		return nil
 	}
-	idx, err := s.rep.ReadBarrier(ctx)
+	wctx, cancel := s.boundedWait(ctx)
+	defer cancel()
+	idx, err := s.rep.ReadBarrier(wctx)
 	if err != nil {
 		return err
 	}
@@ -121,6 +144,50 @@ func (s *Service) readPoint(ctx context.Context) error {
 		cl.point, cl.pointTaken = idx, true
 	}
 	return nil
+}
+
+// awaitMinIndex makes sure this node has applied the index the caller
+// named in x-coffer-min-index. An index the region has not committed is
+// refused rather than waited for (it names no write anyone has seen), and
+// the wait for one it has is bounded by the caller's deadline and the
+// server's maximum.
+func (s *Service) awaitMinIndex(ctx context.Context) error {
+	cl, ok := ctx.Value(callKey{}).(*call)
+	if !ok || cl.consistency.MinIndex == 0 {
+		return nil
+	}
+	want := cl.consistency.MinIndex
+	if !cl.consistency.Stale {
+		// The read point is the leader's commit index at a moment after the
+		// request arrived, already applied here: every index a client can
+		// have seen in an answer is at or below it.
+		if want > cl.point {
+			return errBeyondCommit(want, cl.point)
+		}
+		return nil
+	}
+	if applied := s.rep.AppliedIndex(); want <= applied {
+		noteIndex(ctx, applied)
+		return nil
+	}
+	wctx, cancel := s.boundedWait(ctx)
+	defer cancel()
+	commit, err := s.rep.ReadIndex(wctx)
+	if err != nil {
+		return apiErr(TypeServiceUnavailable, "This node could not learn the region's commit index to wait for index %d; retry, or read from another node.", want)
+	}
+	if want > commit {
+		return errBeyondCommit(want, commit)
+	}
+	if err := s.rep.WaitApplied(wctx, want); err != nil {
+		return apiErr(TypeServiceUnavailable, "This node has not yet applied index %d; retry, or read from another node.", want)
+	}
+	noteIndex(ctx, s.rep.AppliedIndex())
+	return nil
+}
+
+func errBeyondCommit(want, commit uint64) *APIError {
+	return apiErr(TypeInvalidParameter, "%s %d is beyond the region's commit index %d: no write has that index yet.", MinIndexHeader, want, commit)
 }
 
 // lookupForWrite resolves a SecretId before a write. The local state may
@@ -132,7 +199,9 @@ func (s *Service) lookupForWrite(ctx context.Context, id string) (*storagev1.Sec
 	if !errors.Is(err, storage.ErrSecretNotFound) {
 		return sec, err
 	}
-	if _, berr := s.rep.ReadBarrier(ctx); berr != nil {
+	wctx, cancel := s.boundedWait(ctx)
+	defer cancel()
+	if _, berr := s.rep.ReadBarrier(wctx); berr != nil {
 		return nil, berr
 	}
 	return s.state.Secret(id)

@@ -7,7 +7,10 @@
 // edge.go) it authorizes every request with identity and resource policies,
 // evaluated by server/policy (authz.go decides, authz_target.go finds what a
 // request acts on, authz_filter.go decides lists and batches secret by
-// secret), and writes one audit record per request; Service methods
+// secret), and writes one audit record per request served (refusals are
+// sampled: auditsample.go); it bounds what callers can make a node do —
+// connections per source (connlimit.go), throttling of sources that fail to
+// authenticate (sourcelimit.go), read waits (consistency.go). Service methods
 // themselves never authorize, because internal callers (rotation,
 // replication) call them as the system.
 //

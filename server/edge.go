@@ -79,6 +79,14 @@ type Gate struct {
 	// so that it decides on the state the Service then serves, and the
 	// Service reuses that read point instead of taking a second one.
 	ReadPoint func(ctx context.Context) error
+	// Limit throttles sources whose requests fail to authenticate (every
+	// refusal of an unauthenticated request spends one of the source's
+	// tokens); nil throttles no one.
+	Limit *SourceLimiter
+	// Sample keeps refusals — authentication failures, throttled requests,
+	// denials — from filling the audit log (see RefusalSampler); nil
+	// records each in full.
+	Sample *RefusalSampler
 }
 
 // Call is one request at the edge.
@@ -123,17 +131,52 @@ func (g *Gate) record(ctx context.Context, c Call) AuditRecord {
 }
 
 // Refused audits a request that failed before authorization (it could not
-// be authenticated or decoded) and returns err, the caller's answer.
+// be authenticated or decoded) and returns err, the caller's answer. A
+// request refused before it authenticated spends one of its source's
+// tokens (Limit), and the record is sampled (Sample).
 func (g *Gate) Refused(ctx context.Context, c Call, err error) error {
-	if g == nil || g.Audit == nil {
+	if g == nil {
+		return err
+	}
+	if c.Caller.Principal == "" {
+		g.Limit.Fail(c.SourceAddr)
+	}
+	if g.Audit == nil {
 		return err
 	}
 	rec := g.record(ctx, c)
 	rec.Decision, rec.Outcome, rec.ErrorType = "deny", "error", AsAPIError(err).Type
+	if !g.Sample.admit(rec, false) {
+		return err
+	}
 	if werr := g.Audit.Write(rec); werr != nil {
 		g.logger().Error("audit write failed", "request_id", rec.RequestID, "err", werr)
 	}
 	return err
+}
+
+// errThrottled is the answer to a request from a source that has used up
+// its failed authentications.
+var errThrottled = &APIError{Type: TypeThrottling, Message: "Rate exceeded: too many requests from this address failed to authenticate. Retry later."}
+
+// Throttle refuses c, before anything of it is read or decoded, when its
+// source has used up its failed authentications (Limit): it returns the
+// ThrottlingException to answer with, or nil to go on. A throttled request
+// is counted in its source's refusal summary, not recorded on its own.
+func (g *Gate) Throttle(ctx context.Context, c Call) error {
+	if g == nil || !g.Limit.Throttled(c.SourceAddr) {
+		return nil
+	}
+	if g.Audit != nil {
+		rec := g.record(ctx, c)
+		rec.Decision, rec.Outcome, rec.ErrorType = "deny", "error", TypeThrottling
+		if g.Sample.admit(rec, true) {
+			if werr := g.Audit.Write(rec); werr != nil {
+				g.logger().Error("audit write failed", "request_id", rec.RequestID, "err", werr)
+			}
+		}
+	}
+	return errThrottled
 }
 
 // Begin authorizes c. When it is denied it audits the denial and returns
@@ -177,7 +220,7 @@ func (g *Gate) Begin(ctx context.Context, c Call) (context.Context, *Exchange, e
 		}
 		if !v.Allowed {
 			x.rec.Decision = "deny"
-			return ctx, nil, x.finish(v.Err())
+			return ctx, nil, x.refuse(v.Err())
 		}
 		if filteredActions[c.Action] {
 			ctx = WithSecretFilter(ctx, callerFilter{a: g.Authz, caller: c.Caller})
@@ -279,6 +322,16 @@ func batchSecrets(r *cofferv1.BatchGetSecretValueResponse) []audit.SecretRef {
 		refs = append(refs, audit.SecretRef{ARN: clearParam(e.GetSecretId()), ErrorType: clearParam(e.GetErrorCode())})
 	}
 	return refs
+}
+
+// refuse audits a denial, sampled (Gate.Sample): the first of its kind in
+// an interval in full, later ones counted.
+func (x *Exchange) refuse(err error) error {
+	x.rec.Outcome, x.rec.ErrorType = "error", AsAPIError(err).Type
+	if x.gate.Audit == nil || x.gate.Sample.admit(x.rec, false) {
+		return x.finish(err)
+	}
+	return err
 }
 
 func (x *Exchange) finish(err error) error {

@@ -39,6 +39,7 @@ const (
 	TypeIncompleteSignature   = awserr.IncompleteSignature
 	TypeMissingAuthToken      = awserr.MissingAuthToken
 	TypeExpiredToken          = awserr.ExpiredToken
+	TypeThrottling            = awserr.Throttling
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.
@@ -86,6 +87,8 @@ func AsAPIError(err error) *APIError {
 	switch {
 	case errors.Is(err, replication.ErrNoLeader), errors.Is(err, replication.ErrNotLeader), errors.Is(err, replication.ErrShutdown):
 		return &APIError{Type: TypeServiceUnavailable, Message: "The region has no leader to accept the request; retry shortly.", cause: err}
+	case errors.Is(err, replication.ErrLowDiskSpace):
+		return &APIError{Type: TypeServiceUnavailable, Message: "Writes are refused while a node of the region is low on disk space (storage.min_free_bytes); reads still work. An operator must free space.", cause: err}
 	case errors.Is(err, errKeyringNotReady):
 		return &APIError{Type: TypeServiceUnavailable, Message: "The region's keyring is not initialised yet; retry shortly.", cause: err}
 	case errors.Is(err, kms.ErrDecryption), errors.Is(err, kms.ErrSealed):

@@ -65,6 +65,12 @@ func (r *laggingReplicator) ReadBarrier(context.Context) (uint64, error) {
 	return r.index, nil
 }
 
+func (r *laggingReplicator) ReadIndex(context.Context) (uint64, error) {
+	r.mu.Lock()
+	defer r.mu.Unlock()
+	return r.index, nil
+}
+
 func (r *laggingReplicator) WaitApplied(context.Context, uint64) error { return nil }
 
 func (r *laggingReplicator) AppliedIndex() uint64 { return r.follower.AppliedIndex() }

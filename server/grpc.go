@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/metadata"
 	"google.golang.org/grpc/peer"
 	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/tap"
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -143,6 +144,9 @@ func (s Services) Register(srv grpc.ServiceRegistrar) {
 // gate, when non-nil, authorizes and audits it.
 func NewGRPCServer(api Services, log *slog.Logger, auth GRPCAuth, gate *Gate, opts ...grpc.ServerOption) (*grpc.Server, *health.Server) {
 	opts = append(opts, grpc.ChainUnaryInterceptor(unaryInterceptor(log, auth, gate)), grpc.ChainStreamInterceptor(streamInterceptor(log, auth, gate)))
+	if gate != nil && gate.Limit != nil {
+		opts = append(opts, grpc.InTapHandle(throttleTap(gate)))
+	}
 	srv := grpc.NewServer(opts...)
 	api.Register(srv)
 	hs := health.NewServer()
@@ -161,6 +165,22 @@ func SetServing(hs *health.Server, serving bool) {
 	}
 	hs.SetServingStatus("", st)
 	hs.SetServingStatus(cofferv1.SecretsManagerService_ServiceDesc.ServiceName, st)
+}
+
+// throttleTap refuses a call from a source that has used up its failed
+// authentications (Gate.Throttle) as soon as its headers arrive: before
+// its message is read or decoded, and before it takes a stream's worth of
+// the server's work.
+func throttleTap(gate *Gate) tap.ServerInHandle {
+	return func(ctx context.Context, info *tap.Info) (context.Context, error) {
+		if openMethod(info.FullMethodName) {
+			return ctx, nil
+		}
+		if err := gate.Throttle(ctx, edgeCall(ctx, info.FullMethodName, Identity{}, nil)); err != nil {
+			return ctx, AsAPIError(err).GRPCStatus().Err()
+		}
+		return ctx, nil
+	}
 }
 
 // edgeCall describes a gRPC call for the Gate.

@@ -32,6 +32,9 @@ type Replicator interface {
 	// ReadBarrier returns once a read of local state is linearizable, with
 	// the index it reflects.
 	ReadBarrier(ctx context.Context) (uint64, error)
+	// ReadIndex is the region's commit index as the leader confirms it,
+	// without waiting for this node to apply it.
+	ReadIndex(ctx context.Context) (uint64, error)
 	// WaitApplied returns once this node has applied idx.
 	WaitApplied(ctx context.Context, idx uint64) error
 	// AppliedIndex is the last index this node applied.
@@ -88,7 +91,18 @@ type Config struct {
 	// value: tests, cofferd dev, allow_no_mlock) keeps them unlocked and
 	// logs a warning.
 	MemoryLock kms.LockMode
+	// MaxReadWait bounds every wait a read makes for the region's log (the
+	// read point, x-coffer-min-index), whatever the caller's deadline; zero
+	// means DefaultMaxReadWait.
+	MaxReadWait time.Duration
+	// MaxVersionsPerSecret is the versions-per-secret quota this node
+	// stamps on the commands it proposes (1 < n <= storage.MaxVersions);
+	// zero means storage.MaxVersions, AWS's 100.
+	MaxVersionsPerSecret int
 }
+
+// DefaultMaxReadWait is Config.MaxReadWait's default.
+const DefaultMaxReadWait = 5 * time.Second
 
 // DefaultConfig holds the service defaults.
 func DefaultConfig() Config {
@@ -114,6 +128,10 @@ func (c Config) Validate() error {
 		return errors.New("maintenance and access flush intervals must be positive")
 	case c.SessionDuration < 0 || c.MinSessionDuration < 0 || c.MaxSessionDuration < 0:
 		return errors.New("session durations must not be negative")
+	case c.MaxReadWait < 0:
+		return errors.New("the maximum read wait must not be negative")
+	case c.MaxVersionsPerSecret != 0 && (c.MaxVersionsPerSecret < storage.MinVersionsQuota || c.MaxVersionsPerSecret > storage.MaxVersions):
+		return fmt.Errorf("the versions-per-secret quota %d must be between %d and %d", c.MaxVersionsPerSecret, storage.MinVersionsQuota, storage.MaxVersions)
 	}
 	if def, lo, hi := c.sessionBounds(); lo > def || def > hi {
 		return fmt.Errorf("session durations must satisfy min (%v) <= default (%v) <= max (%v)", lo, def, hi)
@@ -230,10 +248,11 @@ func (s *Service) Ready() bool {
 	return err == nil
 }
 
-// propose stamps cmd with the request id and time and commits it. A domain
-// failure comes back as the error.
+// propose stamps cmd with the request id, the time and this node's
+// versions-per-secret quota and commits it. A domain failure comes back as
+// the error.
 func (s *Service) propose(ctx context.Context, cmd *raftv1.Command) (*storage.Result, error) {
-	cmd.Header = &raftv1.Header{RequestId: RequestID(ctx), Time: timestamppb.New(s.now())}
+	cmd.Header = &raftv1.Header{RequestId: RequestID(ctx), Time: timestamppb.New(s.now()), MaxVersions: uint32(s.cfg.MaxVersionsPerSecret)}
 	res, err := s.rep.Apply(ctx, cmd)
 	if err != nil {
 		return nil, err

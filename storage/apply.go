@@ -19,6 +19,9 @@ type txn struct {
 	err error
 	// clusterID is the cluster id InitCluster recorded in this transaction.
 	clusterID string
+	// quota is the versions-per-secret quota of the command being applied,
+	// which its proposer chose (Header.max_versions).
+	quota int
 }
 
 // dispatch applies one command (through the table in commands.go).
@@ -28,6 +31,7 @@ func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 		panic(fmt.Sprintf("storage: command %T without header time", cmd.GetOp()))
 	}
 	now := cmd.GetHeader().GetTime().AsTime()
+	t.quota = versionQuota(cmd.GetHeader().GetMaxVersions())
 	id := cmd.GetHeader().GetProposalId()
 	if id == "" {
 		return t.apply(now, cmd)
@@ -105,6 +109,7 @@ func (t *txn) liveSecretByARN(arn string) (*storagev1.Secret, *Error) {
 
 func (t *txn) putSecret(s *storagev1.Secret) {
 	t.put(t.tx.Bucket(bucketSecrets), []byte(s.GetName()), s)
+	t.fileSecret(s)
 }
 
 func (t *txn) putValue(arn, versionID string, v *storagev1.SealedValue) {
@@ -121,6 +126,7 @@ func (t *txn) removeSecret(s *storagev1.Secret) {
 		t.deleteValue(s.GetArn(), v.GetVersionId())
 	}
 	t.fail(t.tx.Bucket(bucketSecrets).Delete([]byte(s.GetName())))
+	t.unfileSecret(s.GetName())
 }
 
 func (t *txn) put(b *bolt.Bucket, key []byte, m proto.Message) {

@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"testing"
 
 	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/reflect/protoreflect"
@@ -115,4 +116,48 @@ func BucketsWithoutRecordCheck() []string {
 		}
 	}
 	return out
+}
+
+// SetMaxRememberedProposals lowers the proposal memory's count bound for a
+// test; the returned function puts it back.
+func SetMaxRememberedProposals(n int) (restore func()) {
+	old := maxRemembered
+	maxRemembered = n
+	return func() { maxRemembered = old }
+}
+
+// RememberedProposals is how many proposal results the store remembers,
+// counted from the time index (not from the stored count, which it checks).
+func RememberedProposals(s *Store) int {
+	n := 0
+	if err := s.view(func(tx *bolt.Tx) error {
+		return tx.Bucket(bucketProposalTime).ForEach(func(_, _ []byte) error {
+			n++
+			return nil
+		})
+	}); err != nil {
+		panic(err)
+	}
+	return n
+}
+
+// DropOrderIndex removes the ListSecrets order index from the closed state
+// file at path, as a build that did not keep one would have left it.
+func DropOrderIndex(tb testing.TB, path string) {
+	tb.Helper()
+	db, err := bolt.Open(path, 0o600, nil)
+	if err != nil {
+		tb.Fatal(err)
+	}
+	defer db.Close()
+	if err := db.Update(func(tx *bolt.Tx) error {
+		for _, b := range [][]byte{bucketSecretOrder, bucketSecretOrderKeys} {
+			if err := tx.DeleteBucket(b); err != nil {
+				return err
+			}
+		}
+		return tx.Bucket(bucketMeta).Delete(keySecretOrderIndex)
+	}); err != nil {
+		tb.Fatal(err)
+	}
 }

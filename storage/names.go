@@ -8,11 +8,14 @@ import (
 // Limits from the AWS Secrets Manager API model that the state machine and
 // the server both enforce.
 const (
-	MaxNameLength       = 512
-	MaxValueBytes       = 65536
-	MinTokenLength      = 32
-	MaxTokenLength      = 64
-	MaxVersions         = 100
+	MaxNameLength  = 512
+	MaxValueBytes  = 65536
+	MinTokenLength = 32
+	MaxTokenLength = 64
+	MaxVersions    = 100
+	// MinVersionsQuota is the lowest versions-per-secret quota a region may
+	// configure: room for AWSCURRENT, AWSPREVIOUS and a rotation's AWSPENDING.
+	MinVersionsQuota    = 3
 	MaxStagesPerVersion = 20
 	MaxStageLength      = 256
 	MaxTagsPerSecret    = 50

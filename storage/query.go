@@ -10,6 +10,7 @@ import (
 	"strings"
 	"unicode"
 
+	bolt "go.etcd.io/bbolt"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
@@ -54,7 +55,17 @@ type Query struct {
 	SortOrder              string // default asc
 	MaxResults             int    // default 100
 	NextToken              string
+	// ScanBudget bounds the records one page reads; 0 means
+	// DefaultListScanBudget.
+	ScanBudget int
 }
+
+// DefaultListScanBudget is how many secret records one ListSecrets page
+// reads at most. A page whose filters skip that many returns what it found
+// with a NextToken, as AWS may return fewer results than MaxResults (even
+// none) with a NextToken: the work of a page is bounded whatever the
+// filters and however many secrets there are.
+const DefaultListScanBudget = 1000
 
 // Page is one page of ListSecrets.
 type Page struct {
@@ -63,17 +74,20 @@ type Page struct {
 }
 
 // cursor is what a NextToken carries: the position after the last secret
-// returned, in a total order (sort key, then name), plus a digest of the
-// query so a token cannot be replayed against another one. Because it names
-// a position rather than an offset, secrets created or deleted between pages
-// do not shift the pages.
+// returned (or read, when the scan budget ran out), in a total order (sort
+// key, then name), plus a digest of the query so a token cannot be
+// replayed against another one. Because it names a position rather than an
+// offset, secrets created or deleted between pages do not shift the pages.
 type cursor struct {
 	Query string `json:"q"`
 	Key   string `json:"k"`
 	Name  string `json:"n"`
 }
 
-// ListSecrets returns one page of the secrets that match q.
+// ListSecrets returns one page of the secrets that match q, walking the
+// order q asks for from the token's position (the secrets bucket for name,
+// the order index for a date), so a page reads the records it returns and
+// those its filters skip, up to the scan budget — never all of them.
 func (s *Store) ListSecrets(q Query) (*Page, error) {
 	if q.SortBy == "" {
 		q.SortBy = SortCreatedDate
@@ -84,68 +98,74 @@ func (s *Store) ListSecrets(q Query) (*Page, error) {
 	if q.MaxResults <= 0 {
 		q.MaxResults = 100
 	}
+	budget := q.ScanBudget
+	if budget <= 0 {
+		budget = DefaultListScanBudget
+	}
 	digest := q.digest()
 	var after *cursor
 	if q.NextToken != "" {
 		c, err := decodeCursor(q.NextToken)
-		if err != nil || c.Query != digest {
+		if err != nil || c.Query != digest || !c.validFor(q.SortBy) {
 			return nil, newError(ErrInvalidNextToken, "The NextToken value is invalid or does not belong to this request.")
 		}
 		after = c
 	}
-	type item struct {
-		key string
-		sec *storagev1.Secret
-	}
-	var items []item
-	err := s.Secrets(func(sec *storagev1.Secret) bool {
-		if sec.GetDeletedDate() != nil && !q.IncludePlannedDeletion {
-			return true
+	page := &Page{}
+	err := s.view(func(tx *bolt.Tx) error {
+		it := newOrderedSecrets(tx, q.SortBy, q.SortOrder == SortDesc, after)
+		var lastKey, lastName string // the last secret returned
+		for scanned := 0; it.step() != nil; {
+			key, name := it.position()
+			sec, err := it.secret()
+			if err != nil {
+				return err
+			}
+			scanned++
+			if (sec.GetDeletedDate() == nil || q.IncludePlannedDeletion) && Matches(sec, q.Filters) {
+				if len(page.Secrets) == q.MaxResults {
+					// Another match: the next page starts after the last returned.
+					page.NextToken = encodeCursor(cursor{Query: digest, Key: lastKey, Name: lastName})
+					return nil
+				}
+				page.Secrets = append(page.Secrets, sec)
+				lastKey, lastName = key, name
+			}
+			if scanned >= budget {
+				// Out of budget: the next page starts after the last record
+				// read, if there is anything after it.
+				if it.step() != nil {
+					page.NextToken = encodeCursor(cursor{Query: digest, Key: key, Name: name})
+				}
+				return nil
+			}
 		}
-		if Matches(sec, q.Filters) {
-			items = append(items, item{sortKey(sec, q.SortBy), sec})
-		}
-		return true
+		return nil
 	})
 	if err != nil {
 		return nil, err
 	}
-	less := func(a, b item) int {
-		if c := strings.Compare(a.key, b.key); c != 0 {
-			return c
-		}
-		return strings.Compare(a.sec.GetName(), b.sec.GetName())
-	}
-	if q.SortOrder == SortDesc {
-		slices.SortFunc(items, func(a, b item) int { return less(b, a) })
-	} else {
-		slices.SortFunc(items, less)
-	}
-	start := 0
-	if after != nil {
-		pos := item{after.Key, &storagev1.Secret{Name: after.Name}}
-		start = len(items)
-		for i, it := range items {
-			c := less(it, pos)
-			if q.SortOrder == SortDesc {
-				c = -c
-			}
-			if c > 0 {
-				start = i
-				break
-			}
-		}
-	}
-	page := &Page{}
-	end := min(start+q.MaxResults, len(items))
-	for _, it := range items[start:end] {
-		page.Secrets = append(page.Secrets, it.sec)
-	}
-	if end < len(items) {
-		last := items[end-1]
-		page.NextToken = encodeCursor(cursor{Query: digest, Key: last.key, Name: last.sec.GetName()})
-	}
 	return page, nil
+}
+
+// validFor reports whether the cursor names a position in the order by:
+// a name for name, a date's sort key and a name otherwise.
+func (c *cursor) validFor(by string) bool {
+	if !ValidName(c.Name) {
+		return false
+	}
+	if by == SortName {
+		return c.Key == c.Name
+	}
+	if len(c.Key) != sortKeyLen {
+		return false
+	}
+	for i := 0; i < len(c.Key); i++ {
+		if (c.Key[i] < '0' || c.Key[i] > '9') && !(i == 0 && c.Key[i] == '-') {
+			return false
+		}
+	}
+	return true
 }
 
 func (q Query) digest() string {

@@ -85,7 +85,7 @@ func (t *txn) configureRotation(now time.Time, op *raftv1.ConfigureRotation) *Re
 // stub creates the rotation's AWSPENDING version and deletes the values of
 // any versions that pruning dropped to make room.
 func (t *txn) stub(now time.Time, s *storagev1.Secret, token string) *Error {
-	pruned, err := pendingStub(now, s, token)
+	pruned, err := pendingStub(now, s, token, t.quota)
 	if err != nil {
 		return err
 	}

@@ -52,7 +52,7 @@ func (t *txn) createSecret(now time.Time, op *raftv1.CreateSecret) *Result {
 	}
 	res := &Result{ARN: s.GetArn(), Name: s.GetName()}
 	if nv := op.GetVersion(); nv != nil {
-		v, _, err := addVersion(now, s, nv, []string{StageCurrent})
+		v, _, err := addVersion(now, s, nv, []string{StageCurrent}, t.quota)
 		if err != nil {
 			return &Result{Err: err}
 		}
@@ -90,7 +90,7 @@ func (t *txn) newVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersi
 		}
 	} else {
 		var err *Error
-		if v, pruned, err = addVersion(now, s, nv, labels); err != nil {
+		if v, pruned, err = addVersion(now, s, nv, labels, t.quota); err != nil {
 			return &Result{Err: err}
 		}
 	}

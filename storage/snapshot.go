@@ -200,12 +200,22 @@ func (s *Store) prepareRestore(tmp string, index uint64) error {
 				return err
 			}
 		}
+		// A snapshot from a build that kept no order index gets one here,
+		// in step with the state inside it.
+		if err := ensureOrderIndex(tx); err != nil {
+			return err
+		}
 		if index == 0 {
 			return nil
 		}
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], index)
-		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
+		if err := tx.Bucket(bucketMeta).Put(keyApplied, b[:]); err != nil {
+			return err
+		}
+		// The state did not change, only its index: the order index is
+		// still in step.
+		return markOrderIndex(tx, index)
 	})
 	if err != nil {
 		_ = db.Close()

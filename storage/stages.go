@@ -23,7 +23,7 @@ func HasValue(v *storagev1.Version) bool { return len(v.GetFingerprint()) > 0 }
 // pendingStub puts AWSPENDING on the version token names, creating it
 // without a value when it does not exist, as AWS does when a rotation
 // starts. A version already AWSCURRENT is left alone.
-func pendingStub(now time.Time, s *storagev1.Secret, token string) ([]string, *Error) {
+func pendingStub(now time.Time, s *storagev1.Secret, token string, quota int) ([]string, *Error) {
 	v := findVersion(s, token)
 	if v != nil {
 		if !slices.Contains(v.GetStages(), StageCurrent) {
@@ -34,7 +34,7 @@ func pendingStub(now time.Time, s *storagev1.Secret, token string) ([]string, *E
 	v = &storagev1.Version{VersionId: token, CreatedDate: timestamppb.New(now)}
 	s.Versions = append(s.Versions, v)
 	attachStage(s, StagePending, v)
-	return pruneVersions(now, s)
+	return pruneVersions(now, s, quota)
 }
 
 // fillVersion gives a value-less version (a rotation's AWSPENDING stub) the
@@ -112,9 +112,10 @@ func idempotentVersion(s *storagev1.Secret, nv *raftv1.NewVersion) (*storagev1.V
 }
 
 // addVersion appends a new version carrying labels, moves the labels to it,
-// and prunes deprecated versions. It changes s only; the caller writes s and
-// the value, and deletes the values of the pruned versions it returns.
-func addVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersion, labels []string) (*storagev1.Version, []string, *Error) {
+// and prunes deprecated versions to stay within quota. It changes s only;
+// the caller writes s and the value, and deletes the values of the pruned
+// versions it returns.
+func addVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersion, labels []string, quota int) (*storagev1.Version, []string, *Error) {
 	// AWS attaches AWSCURRENT to a secret's first version whatever labels
 	// the request names, so a secret with versions always has a current one.
 	if len(s.GetVersions()) == 0 && !slices.Contains(labels, StageCurrent) {
@@ -133,18 +134,34 @@ func addVersion(now time.Time, s *storagev1.Secret, nv *raftv1.NewVersion, label
 	for _, l := range labels {
 		attachStage(s, l, v)
 	}
-	pruned, err := pruneVersions(now, s)
+	pruned, err := pruneVersions(now, s, quota)
 	if err != nil {
 		return nil, nil, err
 	}
 	return v, pruned, nil
 }
 
-// pruneVersions keeps a secret at MaxVersions: unlabeled versions older than
-// 24 hours go first, oldest first. When every version over the limit is
-// labeled or younger than that, the new version is refused.
-func pruneVersions(now time.Time, s *storagev1.Secret) ([]string, *Error) {
-	excess := len(s.Versions) - MaxVersions
+// versionQuota is the versions-per-secret quota a command carries: 0 (a
+// command from before the quota was configurable) means MaxVersions, and a
+// value outside MinVersionsQuota..MaxVersions, which no correct proposer
+// sends, is held to that range, the same way on every replica.
+func versionQuota(n uint32) int {
+	switch {
+	case n == 0 || n > MaxVersions:
+		return MaxVersions
+	case n < MinVersionsQuota:
+		return MinVersionsQuota
+	}
+	return int(n)
+}
+
+// pruneVersions keeps a secret at quota versions, as AWS keeps it at 100:
+// unlabeled versions older than 24 hours go first, oldest first. When
+// every version over the quota is labeled or younger than that, the new
+// version is refused with LimitExceededException, so a writer faster than
+// the 24 hours let versions expire cannot grow the secret further.
+func pruneVersions(now time.Time, s *storagev1.Secret, quota int) ([]string, *Error) {
+	excess := len(s.Versions) - quota
 	if excess <= 0 {
 		return nil, nil
 	}
@@ -162,7 +179,7 @@ func pruneVersions(now time.Time, s *storagev1.Secret) ([]string, *Error) {
 	if excess > 0 {
 		return nil, newError(ErrLimitExceeded,
 			"You have exceeded the maximum number of versions (%d) for secret %s; unlabeled versions are removed once they are older than 24 hours.",
-			MaxVersions, s.GetArn())
+			quota, s.GetArn())
 	}
 	s.Versions = kept
 	return pruned, nil

@@ -3,6 +3,10 @@ package storage
 import (
 	"encoding/binary"
 	"fmt"
+	"io"
+	"os"
+	"path/filepath"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -20,6 +24,9 @@ var (
 	bucketMeta    = bucket("meta")    // the keys below
 	bucketSecrets = bucket("secrets") // name → storagev1.Secret
 	bucketValues  = bucket("values")  // arn \x00 version id → storagev1.SealedValue
+
+	bucketSecretOrder     = bucket("secret_order")      // order byte + sort key (20 bytes) + name → nil (order.go)
+	bucketSecretOrderKeys = bucket("secret_order_keys") // name → its three sort keys (60 bytes)
 
 	bucketProposals    = bucket("proposals")     // proposal id → storagev1.AppliedProposal
 	bucketProposalTime = bucket("proposal_time") // time (8 bytes) + proposal id → nil, for expiry
@@ -41,6 +48,11 @@ var (
 	keyApplied = []byte("applied_index") // last applied Raft index (8 bytes)
 	keyKeyring = []byte("keyring")       // storagev1.Keyring
 	keyFeedSeq = []byte("feed_seq")      // last change feed position (8 bytes)
+	// keyProposalCount is how many results bucketProposals holds (8 bytes).
+	keyProposalCount = []byte("proposal_count")
+	// keySecretOrderIndex is the applied index the order index is in step
+	// with (8 bytes); see order.go.
+	keySecretOrderIndex = []byte("secret_order_index")
 )
 
 // allBuckets lists every bucket the state database has, in declaration order.
@@ -82,6 +94,7 @@ type Entry struct {
 
 // Open opens or creates the state database at path.
 func Open(path string) (*Store, error) {
+	removeSnapshotFiles(path)
 	db, err := openDB(path)
 	if err != nil {
 		return nil, err
@@ -108,7 +121,7 @@ func openDB(path string) (*bolt.DB, error) {
 				return err
 			}
 		}
-		return nil
+		return ensureOrderIndex(tx)
 	})
 	if err != nil {
 		_ = db.Close()
@@ -210,7 +223,10 @@ func (s *Store) applySegment(entries []Entry, start int, results []*Result) (end
 		}
 		var b [8]byte
 		binary.BigEndian.PutUint64(b[:], last)
-		return tx.Bucket(bucketMeta).Put(keyApplied, b[:])
+		if err := tx.Bucket(bucketMeta).Put(keyApplied, b[:]); err != nil {
+			return err
+		}
+		return markOrderIndex(tx, last)
 	})
 	if err != nil {
 		panic(fmt.Sprintf("storage: apply batch ending at index %d: %v", entries[len(entries)-1].Index, err))
@@ -242,4 +258,75 @@ func (s *Store) view(fn func(tx *bolt.Tx) error) error {
 	s.mu.RLock()
 	defer s.mu.RUnlock()
 	return s.db.View(fn)
+}
+
+// SnapshotFile is a point-in-time copy of the database written to a
+// temporary file beside it: the read transaction that took it has already
+// ended, so however slowly the copy is read, it keeps no freed page from
+// reuse. Close removes the file.
+type SnapshotFile struct {
+	*os.File
+	// Index is the applied index inside the copy; Size its length.
+	Index uint64
+	Size  int64
+}
+
+// snapshotFileInfix names the temporary copies (state.db.snapshot-NNN);
+// Open removes any a crash left behind.
+const snapshotFileInfix = ".snapshot-"
+
+// SnapshotToFile copies the database, as of one read transaction, to a
+// temporary file in the database's directory and ends the transaction
+// before returning the file, positioned at its start.
+func (s *Store) SnapshotToFile() (*SnapshotFile, error) {
+	f, err := os.CreateTemp(filepath.Dir(s.path), filepath.Base(s.path)+snapshotFileInfix+"*")
+	if err != nil {
+		return nil, fmt.Errorf("snapshot file: %w", err)
+	}
+	out := &SnapshotFile{File: f}
+	err = s.view(func(tx *bolt.Tx) error {
+		out.Index = appliedIndex(tx)
+		n, err := tx.WriteTo(f)
+		out.Size = n
+		return err
+	})
+	if err == nil {
+		_, err = f.Seek(0, io.SeekStart)
+	}
+	if err != nil {
+		_ = out.Close()
+		return nil, fmt.Errorf("snapshot file: %w", err)
+	}
+	return out, nil
+}
+
+// Close closes and removes the copy.
+func (f *SnapshotFile) Close() error {
+	err := f.File.Close()
+	if rerr := os.Remove(f.Name()); err == nil {
+		err = rerr
+	}
+	return err
+}
+
+// removeSnapshotFiles removes the temporary copies a crash left beside path.
+func removeSnapshotFiles(path string) {
+	dir, base := filepath.Split(path)
+	if dir == "" {
+		dir = "."
+	}
+	ents, _ := os.ReadDir(dir)
+	for _, e := range ents {
+		if strings.HasPrefix(e.Name(), base+snapshotFileInfix) {
+			_ = os.Remove(filepath.Join(dir, e.Name()))
+		}
+	}
+}
+
+// OpenReadTransactions is how many read transactions are open on the
+// database now: a long one keeps bbolt from reusing the pages writers free.
+func (s *Store) OpenReadTransactions() int {
+	s.mu.RLock()
+	defer s.mu.RUnlock()
+	return s.db.Stats().OpenTxN
 }

@@ -36,6 +36,26 @@ var recordChecks = map[string]recordCheck{
 	string(bucketSources):           position,
 	string(bucketRejections):        func([]byte, []byte) error { return nil }, // a message, any text
 	string(bucketRegionPeers):       message(func() proto.Message { return &storagev1.RegionPeer{} }),
+	string(bucketSecretOrder):       checkOrderEntry,
+	string(bucketSecretOrderKeys):   checkOrderKeys,
+}
+
+// checkOrderEntry checks a ListSecrets order index entry: an order byte, a
+// 20-byte sort key and a name, with no value.
+func checkOrderEntry(k, v []byte) error {
+	if len(k) < 1+20+1 || len(v) != 0 {
+		return fmt.Errorf("is not an order byte, a sort key and a name with no value")
+	}
+	return nil
+}
+
+// checkOrderKeys checks the sort keys a name is filed under: one 20-byte
+// key per date order.
+func checkOrderKeys(_, v []byte) error {
+	if len(v) != 20*len(dateOrders) {
+		return fmt.Errorf("is not %d sort keys of 20 bytes", len(dateOrders))
+	}
+	return nil
 }
 
 // message checks that a value decodes as the bucket's message type.
@@ -62,7 +82,7 @@ func position(_, v []byte) error {
 // build's) are left alone.
 func checkMeta(k, v []byte) error {
 	switch string(k) {
-	case string(keyApplied), string(keyFeedSeq):
+	case string(keyApplied), string(keyFeedSeq), string(keyProposalCount), string(keySecretOrderIndex):
 		return position(k, v)
 	case string(keyKeyring):
 		return unmarshal(v, &storagev1.Keyring{})

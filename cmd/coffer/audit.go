@@ -20,8 +20,18 @@ import (
 // directly, with no server; hash asks the server for a value's keyed hash.
 func auditCommands() *command {
 	return group("audit", "Check audit log files; find a value's hash in them",
-		"audit verify reads a node's audit log files directly and makes no RPC; audit hash asks\n"+
-			"the region for the keyed hash a record holds in place of a value.",
+		"audit verify and audit ack read a node's audit log files directly and make no RPC;\n"+
+			"audit hash asks the region for the keyed hash a record holds in place of a value.",
+		&command{
+			name: "ack", synopsis: "FILE...", run: runAuditAck,
+			summary: "Mark rotated audit log files as shipped, so retention may delete them",
+			detail: "Run it on the node, after the files were copied somewhere the node cannot rewrite.\n" +
+				"For each rotated file (audit.log.NNNNNN; never the active audit.log) it writes\n" +
+				"FILE.shipped, holding the head of the file as SEQ:HASH, and prints that head: keep it,\n" +
+				"it is the --start of 'audit verify' once the file is deleted. Retention (audit.max_files,\n" +
+				"audit.max_age) deletes only shipped files, oldest first, unless audit.delete_unshipped\n" +
+				"is set. Any shipper may create the marker itself instead.",
+		},
 		&command{
 			name: "hash", synopsis: "[--value-file FILE]", run: runAuditHash,
 			summary: "Print the audit log's hash of a value, to search the log for it",
@@ -133,13 +143,55 @@ func runAuditVerify(l *leaf, args []string) error {
 	return nil
 }
 
+// auditAck is one line of "audit ack" output.
+type auditAck struct {
+	File string       `json:"file"`
+	Head audit.Anchor `json:"head"`
+}
+
+// runAuditAck marks rotated audit files as shipped.
+func runAuditAck(l *leaf, args []string) error {
+	pos, err := l.parse(args, "FILE...")
+	if err != nil {
+		return err
+	}
+	if len(pos) == 0 {
+		return l.usageErrorf("audit ack needs the rotated files to mark as shipped")
+	}
+	var acks []auditAck
+	for _, f := range pos {
+		head, err := audit.Ack(f)
+		if err != nil {
+			return err
+		}
+		acks = append(acks, auditAck{File: f, Head: head})
+	}
+	if l.inv.opts.output == outputJSON {
+		b, err := json.MarshalIndent(acks, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = l.inv.stdout.Write(append(b, '\n'))
+		return err
+	}
+	t := &table{tw: tabwriter.NewWriter(l.inv.stdout, 0, 8, 2, ' ', 0)}
+	for _, a := range acks {
+		t.field(a.File, fmt.Sprintf("shipped, head %d:%s", a.Head.Seq, a.Head.Hash))
+	}
+	return t.tw.Flush()
+}
+
 // expandAuditFiles replaces each argument that is a log's base path with its
-// rotated set, and drops repeats, so "audit.log*" from a shell (which sorts
-// audit.log first) still verifies in chain order.
+// rotated set, and drops repeats and shipped markers, so "audit.log*" from a
+// shell (which sorts audit.log first, and lists audit.log.000001.shipped)
+// still verifies in chain order.
 func expandAuditFiles(args []string) ([]string, error) {
 	var files []string
 	seen := map[string]bool{}
 	for _, a := range args {
+		if strings.HasSuffix(a, audit.ShippedSuffix) {
+			continue
+		}
 		set, err := audit.Files(a)
 		if err != nil {
 			return nil, err

@@ -122,6 +122,38 @@ func TestAuditVerifyUsage(t *testing.T) {
 	}
 }
 
+// TestAuditAck marks rotated files shipped, printing each head, and
+// refuses the active log.
+func TestAuditAck(t *testing.T) {
+	path := auditLog(t, 12)
+	files, _ := audit.Files(path)
+	rotated := files[:len(files)-1]
+	r := runCLI(t, "", append([]string{"audit", "ack"}, rotated[:2]...)...)
+	mustSucceed(t, r)
+	for _, f := range rotated[:2] {
+		marker, err := os.ReadFile(f + audit.ShippedSuffix)
+		if err != nil {
+			t.Fatalf("no marker for %s: %v", f, err)
+		}
+		if head := strings.TrimSpace(string(marker)); !strings.Contains(r.stdout, f+"  shipped, head "+head+"\n") {
+			t.Errorf("ack printed:\n%s\nwant %s with head %s", r.stdout, f, head)
+		}
+	}
+	if _, err := os.Stat(rotated[2] + audit.ShippedSuffix); err == nil {
+		t.Errorf("%s was marked though not named", rotated[2])
+	}
+	// A shell's audit.log* lists the markers too; verify skips them.
+	r = runCLI(t, "", append(append([]string{"audit", "verify", path}, files...), rotated[0]+audit.ShippedSuffix)...)
+	mustSucceed(t, r)
+	r = runCLI(t, "", "audit", "ack", path)
+	if r.code != exitFailure || !strings.Contains(r.stderr, "active log") {
+		t.Errorf("ack of the active log: exit %d, stderr %q", r.code, r.stderr)
+	}
+	if r := runCLI(t, "", "audit", "ack"); r.code != exitUsage {
+		t.Errorf("ack without files: exit %d, want %d", r.code, exitUsage)
+	}
+}
+
 // AuditHash answers the fake's own stand-in for the audit hash.
 func (a *fakeAdmin) AuditHash(_ context.Context, req *cofferv1.AuditHashRequest) (*cofferv1.AuditHashResponse, error) {
 	ans := a.record("AuditHash", req)

@@ -62,6 +62,8 @@ type Config struct {
 	AccessFlushInterval time.Duration `yaml:"access_flush_interval"`
 
 	Audit    AuditConfig    `yaml:"audit"`
+	Storage  StorageConfig  `yaml:"storage"`
+	Limits   LimitsConfig   `yaml:"limits"`
 	MTLS     MTLSConfig     `yaml:"mtls"`
 	Session  SessionConfig  `yaml:"session"`
 	Rotation RotationConfig `yaml:"rotation"`
@@ -71,19 +73,6 @@ type Config struct {
 	// and a warning. Off by default: cofferd refuses to start instead,
 	// naming the limit to raise. cofferd dev turns it on.
 	AllowNoMlock bool `yaml:"allow_no_mlock"`
-}
-
-// AuditConfig is where this node writes its audit log (one JSON line per
-// request, hash-chained; see `coffer audit verify`).
-type AuditConfig struct {
-	// Path is the active log file; default data_dir/audit.log.
-	Path string `yaml:"path"`
-	// MaxBytes rotates the file at this size; 0 means the audit package's
-	// default (64 MiB).
-	MaxBytes int64 `yaml:"max_bytes"`
-	// NoSync skips the fsync before a request is answered (faster; a crash
-	// can then lose records of answered requests).
-	NoSync bool `yaml:"no_sync"`
 }
 
 // MTLSConfig lets gRPC clients authenticate with TLS client certificates
@@ -245,6 +234,9 @@ func defaultConfig() Config {
 			MaxDuration:     server.DefaultMaxSessionDuration,
 		},
 		Rotation: RotationConfig{Interval: rot.Interval, RetryBase: rot.RetryBase, RetryMax: rot.RetryMax, StepTimeout: rot.StepTimeout},
+		Audit:    defaultAuditConfig(),
+		Storage:  defaultStorageConfig(),
+		Limits:   defaultLimitsConfig(),
 	}
 }
 
@@ -302,9 +294,7 @@ func (c Config) Validate() error {
 	if (c.TLSCertFile == "") != (c.TLSKeyFile == "") {
 		add("tls_cert_file and tls_key_file must be set together")
 	}
-	if c.Audit.MaxBytes < 0 {
-		add("audit.max_bytes must not be negative")
-	}
+	errs = append(errs, c.validateLimits()...)
 	if c.MTLS.ClientCAFile != "" && c.TLSCertFile == "" {
 		add("mtls.client_ca_file needs tls_cert_file and tls_key_file: client certificates need TLS")
 	}
@@ -372,6 +362,7 @@ func (c Config) serviceConfig() server.Config {
 		MaintenanceInterval: c.MaintenanceInterval, AccessFlushInterval: c.AccessFlushInterval,
 		SessionDuration: c.Session.DefaultDuration, MinSessionDuration: c.Session.MinDuration,
 		MaxSessionDuration: c.Session.MaxDuration,
+		MaxReadWait:        c.Limits.MaxReadWait, MaxVersionsPerSecret: c.Storage.MaxVersionsPerSecret,
 	}
 }
 
@@ -419,6 +410,7 @@ func (c Config) raftConfig(log *slog.Logger) replication.Config {
 		SnapshotThreshold:  c.Raft.SnapshotThreshold,
 		SnapshotInterval:   c.Raft.SnapshotInterval,
 		TrailingLogs:       c.Raft.TrailingLogs,
+		MinFreeBytes:       c.Storage.MinFreeBytes,
 		Region:             c.Region,
 		Autopilot: replication.AutopilotConfig{
 			DeadServerTimeout: c.Cluster.DeadServerTimeout,
@@ -448,6 +440,17 @@ func dur(dst func(*Config) *time.Duration) func(*Config, string) error {
 			return err
 		}
 		*dst(c) = d
+		return nil
+	}
+}
+
+func integer(dst func(*Config) *int64) func(*Config, string) error {
+	return func(c *Config, v string) error {
+		n, err := strconv.ParseInt(v, 10, 64)
+		if err != nil {
+			return err
+		}
+		*dst(c) = n
 		return nil
 	}
 }
@@ -509,9 +512,14 @@ var settings = []setting{
 	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},
 	{"access-flush-interval", "COFFER_ACCESS_FLUSH_INTERVAL", "how often last-accessed days are written", dur(func(c *Config) *time.Duration { return &c.AccessFlushInterval })},
 	{"audit-path", "COFFER_AUDIT_PATH", "audit log file (default data_dir/audit.log)", str(func(c *Config) *string { return &c.Audit.Path })},
-	{"audit-max-bytes", "COFFER_AUDIT_MAX_BYTES", "rotate the audit log at this size", func(c *Config, v string) error {
-		n, err := strconv.ParseInt(v, 10, 64)
-		c.Audit.MaxBytes = n
+	{"audit-max-bytes", "COFFER_AUDIT_MAX_BYTES", "rotate the audit log at this size", integer(func(c *Config) *int64 { return &c.Audit.MaxBytes })},
+	{"audit-max-files", "COFFER_AUDIT_MAX_FILES", "keep at most this many rotated audit files (shipped ones are deleted)", integer(func(c *Config) *int64 { return &c.Audit.MaxFiles })},
+	{"audit-max-age", "COFFER_AUDIT_MAX_AGE", "delete shipped rotated audit files older than this", dur(func(c *Config) *time.Duration { return &c.Audit.MaxAge })},
+	{"audit-delete-unshipped", "COFFER_AUDIT_DELETE_UNSHIPPED", "let audit retention delete files nobody marked shipped", boolean(func(c *Config) *bool { return &c.Audit.DeleteUnshipped })},
+	{"storage-min-free-bytes", "COFFER_STORAGE_MIN_FREE_BYTES", "refuse writes below this much free space on the data volume (0: 1 GiB or a tenth of a small volume; -1: off)", integer(func(c *Config) *int64 { return &c.Storage.MinFreeBytes })},
+	{"max-versions-per-secret", "COFFER_MAX_VERSIONS_PER_SECRET", "versions-per-secret quota (3-100)", func(c *Config, v string) error {
+		n, err := strconv.Atoi(v)
+		c.Storage.MaxVersionsPerSecret = n
 		return err
 	}},
 	{"mtls-client-ca-file", "COFFER_MTLS_CLIENT_CA_FILE", "CA certificates gRPC client certificates must chain to", str(func(c *Config) *string { return &c.MTLS.ClientCAFile })},

@@ -187,3 +187,53 @@ func TestConfigAccessControl(t *testing.T) {
 		}
 	}
 }
+
+// The hardening sections: audit retention, storage bounds and the
+// limits reach the node, with the node's defaults underneath, and wrong
+// values are refused.
+func TestLimitsConfig(t *testing.T) {
+	file := filepath.Join(t.TempDir(), "c.yaml")
+	yaml := "audit:\n  max_files: 4\n  max_age: 72h\n  min_free_bytes: 1048576\n  sample_interval: 30s\n" +
+		"storage:\n  min_free_bytes: 2147483648\n  max_versions_per_secret: 20\n" +
+		"limits:\n  connections_per_source: 32\n  http_read_timeout: 5s\n  snapshot_timeout: 1h\n  max_read_wait: 2s\n"
+	if err := os.WriteFile(file, []byte(yaml), 0o600); err != nil {
+		t.Fatal(err)
+	}
+	cfg, err := load(t, []string{"--config", file, "--audit-delete-unshipped=true"}, map[string]string{"COFFER_AUDIT_MAX_FILES": "6"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if r := cfg.auditRetention(); r.MaxFiles != 6 || r.MaxAge != 72*time.Hour || !r.DeleteUnshipped {
+		t.Fatalf("audit retention %+v", r)
+	}
+	if cfg.Audit.MinFreeBytes != 1<<20 || cfg.Audit.SampleInterval != 30*time.Second {
+		t.Fatalf("audit %+v", cfg.Audit)
+	}
+	if sc, rc := cfg.serviceConfig(), cfg.raftConfig(nil); sc.MaxVersionsPerSecret != 20 || sc.MaxReadWait != 2*time.Second || rc.MinFreeBytes != 2<<30 {
+		t.Fatalf("service %+v, raft min free %d", sc, rc.MinFreeBytes)
+	}
+	l := cfg.nodeLimits()
+	if l.ConnectionsPerSource != 32 || l.HTTPReadTimeout != 5*time.Second || l.SnapshotTimeout != time.Hour {
+		t.Fatalf("limits %+v", l)
+	}
+	if d := defaultConfig().nodeLimits(); l.MaxConcurrentStreams != d.MaxConcurrentStreams || l.HTTPWriteTimeout != d.HTTPWriteTimeout {
+		t.Fatalf("unset limits lost their defaults: %+v", l)
+	}
+	for _, bad := range []map[string]string{
+		{"COFFER_MAX_VERSIONS_PER_SECRET": "101"},
+		{"COFFER_MAX_VERSIONS_PER_SECRET": "2"},
+		{"COFFER_AUDIT_MAX_FILES": "-1"},
+		{"COFFER_AUDIT_MAX_AGE": "-1h"},
+	} {
+		if _, err := load(t, nil, bad); err == nil {
+			t.Errorf("%v was accepted", bad)
+		}
+	}
+}
+
+// The example configuration in deploy/ loads and validates.
+func TestExampleConfig(t *testing.T) {
+	if _, err := load(t, []string{"--config", filepath.Join("..", "..", "deploy", "cofferd.example.yaml")}, nil); err != nil {
+		t.Fatal(err)
+	}
+}

@@ -63,7 +63,8 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		Raft: rc, RootKey: root, Logger: log, Rotation: cfg.rotationConfig(),
 		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
 		AuditPath: cfg.auditPath(), AuditMaxBytes: cfg.Audit.MaxBytes, AuditSync: !cfg.Audit.NoSync,
-		CertIdentities: cfg.certIdentities(),
+		AuditRetention: cfg.auditRetention(), AuditMinFreeBytes: cfg.Audit.MinFreeBytes, AuditSampleInterval: cfg.Audit.SampleInterval,
+		Limits: cfg.nodeLimits(), CertIdentities: cfg.certIdentities(),
 	}
 	if cfg.Regions.BindAddr != "" {
 		if opts.Region, err = regionOptions(cfg); err != nil {

@@ -13,6 +13,8 @@ import (
 	"os"
 	"path/filepath"
 	"sync"
+
+	"github.com/cofferhq/coffer/internal/diskspace"
 )
 
 var (
@@ -29,7 +31,14 @@ var (
 	// ErrDamaged means the last record of an existing log is not a valid
 	// record, so Open cannot continue its chain; run "coffer audit verify".
 	ErrDamaged = errors.New("audit: log is damaged")
+	// ErrLowSpace is why a record is not written when the log's volume is
+	// below Config.MinFreeBytes: the log fails closed before the disk is
+	// full, and says so.
+	ErrLowSpace = errors.New("audit: the audit log's volume is low on free space")
 )
+
+// DefaultMinFreeBytes is Config.MinFreeBytes when it is zero.
+const DefaultMinFreeBytes = 64 << 20
 
 // DefaultMaxBytes is the rotation size when Config.MaxBytes is zero.
 const DefaultMaxBytes = 64 << 20
@@ -45,9 +54,17 @@ type Config struct {
 	Key      []byte // the per-cluster HMAC key for HashValue, at least MinKeyBytes long
 	Node     string // written into records that name no node
 	Sync     bool   // fsync before Write returns (group commit); without it a crash can lose acknowledged records
+	// Retention says which rotated files the log deletes (retention.go);
+	// the zero value deletes none.
+	Retention Retention
+	// MinFreeBytes refuses records while the log's volume has less free
+	// space (ErrLowSpace); 0 means DefaultMinFreeBytes, negative no check.
+	MinFreeBytes int64
 
 	// openFile opens the active file; tests replace it to inject failures.
 	openFile func(name string, flag int, perm fs.FileMode) (file, error)
+	// measure reads the volume's free space; tests replace it.
+	measure diskspace.Measure
 }
 
 // Validate reports what is wrong with c, wrapping ErrConfig.
@@ -57,6 +74,8 @@ func (c Config) Validate() error {
 		return fmt.Errorf("%w: Path is empty", ErrConfig)
 	case c.MaxBytes < 0:
 		return fmt.Errorf("%w: MaxBytes %d is negative", ErrConfig, c.MaxBytes)
+	case c.Retention.MaxFiles < 0 || c.Retention.MaxAge < 0:
+		return fmt.Errorf("%w: retention limits must not be negative", ErrConfig)
 	case len(c.Key) < MinKeyBytes:
 		return fmt.Errorf("%w: Key has %d bytes, fewer than %d", ErrConfig, len(c.Key), MinKeyBytes)
 	}
@@ -96,6 +115,12 @@ type Log struct {
 	suspect error      // l.err as it was when recover reopened the file: cleared once a batch is written again
 	closing bool
 	stopped chan struct{} // closed when the flusher has returned
+
+	// Retention (retain): rotatedCh wakes it after a rotation, stopRetain
+	// stops it, retained is closed when it has returned (nil: not running).
+	rotatedCh  chan struct{}
+	stopRetain chan struct{}
+	retained   chan struct{}
 
 	// Owned by the flusher while the log is healthy, and by recover (under mu)
 	// while it is broken; see Write.
@@ -137,6 +162,10 @@ func Open(cfg Config) (*Log, error) {
 	}
 	l.durable = Anchor{Seq: l.seq, Hash: l.prev}
 	go l.flusher()
+	if cfg.Retention.active() {
+		l.rotatedCh, l.stopRetain, l.retained = make(chan struct{}, 1), make(chan struct{}), make(chan struct{})
+		go l.retain()
+	}
 	return l, nil
 }
 
@@ -404,6 +433,9 @@ func (l *Log) commit(b *batch) error {
 	if err := l.checkPath(); err != nil {
 		return err
 	}
+	if err := l.checkSpace(b); err != nil {
+		return err
+	}
 	buf := l.buf[:0]
 	for i, line := range b.lines {
 		if l.size+int64(len(buf)+len(line)) > l.cfg.MaxBytes && l.size+int64(len(buf)) > 0 {
@@ -441,6 +473,27 @@ func (l *Log) checkPath() error {
 	}
 	if !os.SameFile(at, open) {
 		return fmt.Errorf("audit: %s was replaced or removed while open", l.cfg.Path)
+	}
+	return nil
+}
+
+// checkSpace refuses b when writing it would leave the log's volume below
+// MinFreeBytes, so the log fails closed, with a clear reason, before the
+// disk is full (where the node's state and Raft log may live too).
+func (l *Log) checkSpace(b *batch) error {
+	if l.cfg.MinFreeBytes < 0 {
+		return nil
+	}
+	var need uint64
+	for _, line := range b.lines {
+		need += uint64(len(line))
+	}
+	keep := l.cfg.MinFreeBytes
+	if keep == 0 {
+		keep = DefaultMinFreeBytes
+	}
+	if err := diskspace.Check(l.cfg.measure, filepath.Dir(l.cfg.Path), keep, need); err != nil {
+		return fmt.Errorf("%w (audit.min_free_bytes): %w; ship and acknowledge rotated files (coffer audit ack) so retention can delete them, or free space", ErrLowSpace, err)
 	}
 	return nil
 }
@@ -484,6 +537,12 @@ func (l *Log) rotate() error {
 		return err
 	}
 	l.next++
+	if l.rotatedCh != nil {
+		select {
+		case l.rotatedCh <- struct{}{}:
+		default: // a pass is already due
+		}
+	}
 	f, err := l.cfg.openFile(l.cfg.Path, os.O_RDWR|os.O_CREATE|os.O_EXCL|os.O_APPEND, 0o600)
 	if err != nil {
 		return err
@@ -506,6 +565,10 @@ func (l *Log) Close() error {
 	l.cond.Signal()
 	l.mu.Unlock()
 	<-l.stopped
+	if l.retained != nil {
+		close(l.stopRetain)
+		<-l.retained
+	}
 
 	l.mu.Lock()
 	defer l.mu.Unlock()

@@ -25,6 +25,10 @@ const (
 	UnsupportedOperation  = "UnsupportedOperation"
 	PreconditionNotMet    = "PreconditionNotMetException"
 	AccessDeniedException = "AccessDeniedException"
+	// Throttling is AWS's answer to a request over a rate limit; SDKs
+	// retry it with backoff. Coffer sends it to a source whose requests
+	// keep failing to authenticate.
+	Throttling = "ThrottlingException"
 
 	// Authentication failures. They are the types of AWS's JSON-protocol
 	// services; the Query protocol spells some differently (QueryCode).
@@ -78,6 +82,7 @@ var answers = map[string]answer{
 	ServiceUnavailable:    {http.StatusServiceUnavailable, codes.Unavailable, ""},
 	UnsupportedOperation:  {http.StatusBadRequest, codes.Unimplemented, ""},
 	AccessDeniedException: {http.StatusForbidden, codes.PermissionDenied, "AccessDenied"},
+	Throttling:            {http.StatusTooManyRequests, codes.ResourceExhausted, "Throttling"},
 	UnrecognizedClient:    {http.StatusForbidden, codes.Unauthenticated, "InvalidClientTokenId"},
 	InvalidSignature:      {http.StatusForbidden, codes.Unauthenticated, "SignatureDoesNotMatch"},
 	IncompleteSignature:   {http.StatusBadRequest, codes.Unauthenticated, ""},

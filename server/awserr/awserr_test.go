@@ -25,6 +25,7 @@ func TestAnswers(t *testing.T) {
 		{MissingAuthToken, http.StatusForbidden, codes.Unauthenticated, "MissingAuthenticationToken"},
 		{ExpiredToken, http.StatusBadRequest, codes.Unauthenticated, "ExpiredToken"},
 		{RequestTooLarge, http.StatusRequestEntityTooLarge, codes.Internal, RequestTooLarge},
+		{Throttling, http.StatusTooManyRequests, codes.ResourceExhausted, "Throttling"},
 		// A type Coffer does not know is a client fault over HTTP and
 		// Coffer's fault over gRPC.
 		{"IncompleteSignatureException", http.StatusBadRequest, codes.Internal, "IncompleteSignatureException"},

@@ -136,10 +136,16 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 		}
 	}
 	// refuse answers a request that never reached authorization, and
-	// audits it: every request leaves one record.
+	// audits it (sampled: see server.RefusalSampler).
 	refuse := func(status int, e *server.APIError) {
 		_ = h.Gate.Refused(ctx, call, e)
 		x.fail(status, e)
+	}
+	// A source whose requests keep failing to authenticate is refused
+	// before its body is read.
+	if err := h.Gate.Throttle(ctx, call); err != nil {
+		x.failWith(err)
+		return
 	}
 	if r.URL.Path != "/" {
 		refuse(http.StatusNotFound, apiError(TypeUnknownOperation, "Nothing is served at %s: AWS JSON requests are POST /.", truncate(r.URL.Path)))

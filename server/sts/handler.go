@@ -117,6 +117,12 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, id, ae)
 	}
+	// A source whose requests keep failing to authenticate is refused
+	// before its body is read.
+	if err := h.Gate.Throttle(ctx, call); err != nil {
+		fail(err)
+		return
+	}
 	if r.Method != http.MethodPost || r.URL.Path != "/" {
 		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: awserr.InvalidAction, Message: "STS requests are POST / with a form body."}))
 		return

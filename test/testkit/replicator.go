@@ -43,6 +43,9 @@ func (d *DirectReplicator) IsLeader() bool { return true }
 // ReadBarrier returns the applied index: everything committed is applied.
 func (d *DirectReplicator) ReadBarrier(context.Context) (uint64, error) { return d.AppliedIndex(), nil }
 
+// ReadIndex is the applied index: the commit index, for the same reason.
+func (d *DirectReplicator) ReadIndex(context.Context) (uint64, error) { return d.AppliedIndex(), nil }
+
 // WaitApplied returns at once, for the same reason.
 func (d *DirectReplicator) WaitApplied(context.Context, uint64) error { return nil }
 

@@ -714,7 +714,12 @@ type Header struct {
 	// proposal_id is unique per proposal. Apply records each proposal's
 	// result for a while, so a proposal retried after an unknown outcome (a
 	// forwarded write whose connection dropped) is answered, not applied twice.
-	ProposalId    string `protobuf:"bytes,3,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	ProposalId string `protobuf:"bytes,3,opt,name=proposal_id,json=proposalId,proto3" json:"proposal_id,omitempty"`
+	// max_versions is the proposer's versions-per-secret quota
+	// (storage.max_versions_per_secret in its configuration), carried so that
+	// every replica enforces the same one; 0, as every command written before
+	// it existed, means AWS's 100.
+	MaxVersions   uint32 `protobuf:"varint,4,opt,name=max_versions,json=maxVersions,proto3" json:"max_versions,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -768,6 +773,13 @@ func (x *Header) GetProposalId() string {
 		return x.ProposalId
 	}
 	return ""
+}
+
+func (x *Header) GetMaxVersions() uint32 {
+	if x != nil {
+		return x.MaxVersions
+	}
+	return 0
 }
 
 // NewVersion is a version to add, sealed by the proposer.
@@ -3112,13 +3124,14 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\finit_cluster\x18d \x01(\v2\x1b.coffer.raft.v1.InitClusterH\x00R\vinitCluster\x12=\n" +
 	"\vcheck_state\x18e \x01(\v2\x1a.coffer.raft.v1.CheckStateH\x00R\n" +
 	"checkStateB\x04\n" +
-	"\x02op\"x\n" +
+	"\x02op\"\x9b\x01\n" +
 	"\x06Header\x12\x1d\n" +
 	"\n" +
 	"request_id\x18\x01 \x01(\tR\trequestId\x12.\n" +
 	"\x04time\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x04time\x12\x1f\n" +
 	"\vproposal_id\x18\x03 \x01(\tR\n" +
-	"proposalId\"a\n" +
+	"proposalId\x12!\n" +
+	"\fmax_versions\x18\x04 \x01(\rR\vmaxVersions\"a\n" +
 	"\n" +
 	"NewVersion\x12\x1d\n" +
 	"\n" +
