@@ -30,6 +30,7 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/sigv4"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 	"github.com/cofferhq/coffer/test/testkit/clustertest"
 	"github.com/cofferhq/coffer/test/wait"
 )
@@ -39,7 +40,8 @@ const (
 	rootSecret = "node/test/root/secret/access/key/0000001"
 )
 
-// bearerCreds sends "authorization: Bearer TOKEN" on every call.
+// bearerCreds sends "authorization: Bearer TOKEN" on every call: the
+// deprecated form, still accepted over TLS and from loopback.
 type bearerCreds string
 
 func (b bearerCreds) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
@@ -60,8 +62,15 @@ func dial(t *testing.T, addr string, opts ...grpc.DialOption) *grpc.ClientConn {
 	return conn
 }
 
-func asBearer(t *testing.T, addr, token string) *grpc.ClientConn {
-	return dial(t, addr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearerCreds(token)))
+// asKey is a connection whose calls are signed with the access key in
+// token, "ACCESS_KEY_ID:SECRET[:SESSION_TOKEN]", as the CLI signs them.
+func asKey(t *testing.T, addr, token string) *grpc.ClientConn {
+	parts := strings.SplitN(token, ":", 3)
+	c := &grpcsig.Credentials{AccessKeyID: parts[0], SecretAccessKey: parts[1], Region: "us-east-1"}
+	if len(parts) == 3 {
+		c.SessionToken = parts[2]
+	}
+	return dial(t, addr, append(c.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 }
 
 func wantType(t *testing.T, err error, typ string) {
@@ -99,7 +108,7 @@ func readOnly(resource string) string {
 }
 
 // TestTemporaryCredentialsOverGRPC exchanges an access key for temporary
-// credentials and uses them as bearer credentials; they stop working when
+// credentials and signs calls with them; they stop working when
 // they expire and when their parent key is deleted.
 func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 	opts := clustertest.SingleNodeOptions(t, t.TempDir())
@@ -108,7 +117,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 	n, _ := startReady(t, opts)
 	defer n.Stop()
 	ctx := t.Context()
-	root := asBearer(t, n.Addr(), rootID+":"+rootSecret)
+	root := asKey(t, n.Addr(), rootID+":"+rootSecret)
 	iam := cofferv1.NewIAMServiceClient(root)
 	v := "temporary-canary"
 	sec, err := cofferv1.NewSecretsManagerServiceClient(root).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "app/db", SecretString: &v})
@@ -116,7 +125,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 		t.Fatal(err)
 	}
 	id, secret := principalWithPolicy(t, iam, "app", readOnly("arn:aws:secretsmanager:*:*:secret:app/*"))
-	long := asBearer(t, n.Addr(), id+":"+secret)
+	long := asKey(t, n.Addr(), id+":"+secret)
 
 	creds, err := cofferv1.NewIAMServiceClient(long).GetSessionToken(ctx, &cofferv1.GetSessionTokenRequest{})
 	if err != nil {
@@ -128,7 +137,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 	if d := creds.GetExpiration().AsTime().Sub(time.Now()); d < 50*time.Minute || d > 61*time.Minute {
 		t.Fatalf("default session lasts %v, want about an hour", d)
 	}
-	session := asBearer(t, n.Addr(), creds.GetAccessKeyId()+":"+creds.GetSecretAccessKey()+":"+creds.GetSessionToken())
+	session := asKey(t, n.Addr(), creds.GetAccessKeyId()+":"+creds.GetSecretAccessKey()+":"+creds.GetSessionToken())
 	got, err := cofferv1.NewSecretsManagerServiceClient(session).GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: sec.GetArn()})
 	if err != nil || got.GetSecretString() != v {
 		t.Fatalf("read with temporary credentials: %v", err)
@@ -141,7 +150,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 	_, err = cofferv1.NewSecretsManagerServiceClient(session).ListSecretVersionIds(ctx, &cofferv1.ListSecretVersionIdsRequest{SecretId: sec.GetArn()})
 	wantType(t, err, server.TypeAccessDeniedException)
 	// Without the token, or with another one, the key is refused.
-	_, err = cofferv1.NewSecretsManagerServiceClient(asBearer(t, n.Addr(), creds.GetAccessKeyId()+":"+creds.GetSecretAccessKey())).
+	_, err = cofferv1.NewSecretsManagerServiceClient(asKey(t, n.Addr(), creds.GetAccessKeyId()+":"+creds.GetSecretAccessKey())).
 		GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: sec.GetArn()})
 	wantType(t, err, server.TypeUnrecognizedClient)
 	// A session cannot mint sessions.
@@ -156,7 +165,7 @@ func TestTemporaryCredentialsOverGRPC(t *testing.T) {
 	if err != nil {
 		t.Fatal(err)
 	}
-	shortClient := cofferv1.NewSecretsManagerServiceClient(asBearer(t, n.Addr(), short.GetAccessKeyId()+":"+short.GetSecretAccessKey()+":"+short.GetSessionToken()))
+	shortClient := cofferv1.NewSecretsManagerServiceClient(asKey(t, n.Addr(), short.GetAccessKeyId()+":"+short.GetSecretAccessKey()+":"+short.GetSessionToken()))
 	wait.True(t, 10*time.Second, "the one-second session to expire", func() bool {
 		_, err := shortClient.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: sec.GetArn()})
 		return server.TypeOf(err) == server.TypeExpiredToken
@@ -307,7 +316,7 @@ func TestAuditFailsClosed(t *testing.T) {
 	n, _ := startReady(t, opts)
 	defer n.Stop()
 	ctx := t.Context()
-	sm := cofferv1.NewSecretsManagerServiceClient(asBearer(t, n.Addr(), rootID+":"+rootSecret))
+	sm := cofferv1.NewSecretsManagerServiceClient(asKey(t, n.Addr(), rootID+":"+rootSecret))
 	canary := "audit-canary-4f1d2e"
 	sec, err := sm.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "audited", SecretString: &canary})
 	if err != nil {

@@ -28,20 +28,7 @@ type sigv4Auth struct {
 }
 
 func newSigV4Auth(iam *server.IAM, region, service string, refuse func() error) *sigv4Auth {
-	return &sigv4Auth{region: region, iam: iam, refuse: refuse, verifier: &sigv4.Verifier{
-		Service: service,
-		Lookup: func(ctx context.Context, id string) (*sigv4.Credentials, error) {
-			k, err := iam.LookupKey(ctx, id)
-			if errors.Is(err, server.ErrUnknownAccessKey) {
-				return nil, nil
-			}
-			if err != nil {
-				return nil, err
-			}
-			// Signing keys and the token's hash, never the secrets.
-			return k.SigV4(id), nil
-		},
-	}}
+	return &sigv4Auth{region: region, iam: iam, refuse: refuse, verifier: &sigv4.Verifier{Service: service, Lookup: iam.SigV4Lookup}}
 }
 
 func (a *sigv4Auth) Authenticate(ctx context.Context, r *http.Request, body []byte) (string, error) {

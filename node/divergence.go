@@ -6,6 +6,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"google.golang.org/protobuf/proto"
 )
 
 // A node a consistency check marked diverged (replication.Node.Diverged)
@@ -31,13 +32,13 @@ func (n *Node) refuseDiverged() error {
 // the node is marked diverged, before auth runs.
 func (n *Node) divergenceGuard(auth server.GRPCAuth) server.GRPCAuth {
 	admin := "/" + cofferv1.AdminService_ServiceDesc.ServiceName + "/"
-	return func(ctx context.Context, fullMethod string) (server.Identity, error) {
+	return func(ctx context.Context, fullMethod string, req proto.Message) (server.Identity, error) {
 		if !strings.HasPrefix(fullMethod, admin) {
 			if err := n.refuseDiverged(); err != nil {
 				return server.Identity{}, err
 			}
 		}
-		return auth(ctx, fullMethod)
+		return auth(ctx, fullMethod, req)
 	}
 }
 

@@ -120,7 +120,7 @@ func TestFloodsLeaveReadsAndDiskAlone(t *testing.T) {
 	defer n.Stop()
 	ctx := t.Context()
 
-	root := asBearer(t, n.Addr(), rootID+":"+rootSecret)
+	root := asKey(t, n.Addr(), rootID+":"+rootSecret)
 	v := "the value the flood must not stop"
 	if _, err := cofferv1.NewSecretsManagerServiceClient(root).CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "app/db", SecretString: &v}); err != nil {
 		t.Fatal(err)

@@ -42,6 +42,11 @@ type Options struct {
 	AWSAddr string
 	// AWSTLS, when set, serves the AWS API over HTTPS.
 	AWSTLS *tls.Config
+	// InsecurePlaintext lets an API listen in plaintext on an address off
+	// loopback (CheckListener); the node then warns in its log at start
+	// and every PlaintextWarnEvery (0: DefaultPlaintextWarnEvery).
+	InsecurePlaintext  bool
+	PlaintextWarnEvery time.Duration
 	// Service configures the API service (ARN parts, intervals).
 	Service server.Config
 	// Raft configures the Raft node; Dir defaults to DataDir/raft and
@@ -60,9 +65,12 @@ type Options struct {
 	// for test suites); otherwise new ones are made.
 	RootAccessKeyID     string
 	RootSecretAccessKey string
-	// OnRootCredentials is called when this node created the root
-	// principal's access key, with the only copy of the secret.
-	OnRootCredentials func(accessKeyID, secretAccessKey string)
+	// OnRootCredentials is called by the leader of a region with no
+	// principal with the root access key it is about to create — the only
+	// copy of the secret — before the root principal is proposed. It must
+	// keep the key durably; an error stops the node's start-up
+	// (WaitReady returns it) and nothing is proposed.
+	OnRootCredentials func(accessKeyID, secretAccessKey string) error
 
 	// CertIdentities maps verified gRPC client certificates to principals
 	// (GRPCTLS must then ask for client certificates); nil maps none.
@@ -132,20 +140,31 @@ type Node struct {
 	awsLis net.Listener
 	region *region.Manager
 
-	ready    chan struct{}
-	serving  atomic.Bool   // ready, and not stopping
-	failed   chan struct{} // closed with readyErr set when the node cannot become ready
-	readyErr error
-	cancel   context.CancelFunc
-	wg       sync.WaitGroup
-	stopOnce sync.Once
+	readiness readiness
+	ready     chan struct{}
+	serving   atomic.Bool   // ready, and not stopping
+	failed    chan struct{} // closed with readyErr set when the node cannot become ready
+	readyErr  error
+	cancel    context.CancelFunc
+	wg        sync.WaitGroup
+	stopOnce  sync.Once
 }
 
 // Start starts a node. It returns once its listeners are up; Ready closes
-// when it serves requests (a leader is known and the keyring is loaded).
+// when it serves requests (see waitReady); until then both APIs answer
+// ServiceUnavailable. An API listener off loopback without TLS is refused
+// (ErrPlaintextListener) unless InsecurePlaintext is set.
 func Start(opts Options) (*Node, error) {
 	if opts.Logger == nil {
 		opts.Logger = slog.Default()
+	}
+	if err := CheckListener("gRPC", opts.GRPCAddr, opts.GRPCTLS != nil, opts.InsecurePlaintext); err != nil {
+		return nil, err
+	}
+	if opts.AWSAddr != "" {
+		if err := CheckListener("AWS", opts.AWSAddr, opts.AWSTLS != nil, opts.InsecurePlaintext); err != nil {
+			return nil, err
+		}
 	}
 	if err := os.MkdirAll(opts.DataDir, 0o700); err != nil {
 		return nil, fmt.Errorf("create data dir: %w", err)
@@ -225,7 +244,8 @@ func Start(opts Options) (*Node, error) {
 	}
 	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger,
 		Limit:  server.NewSourceLimiter(opts.Limits.AuthFailuresPerSecond, opts.Limits.AuthFailureBurst),
-		Sample: server.NewRefusalSampler(opts.AuditSampleInterval)}
+		Sample: server.NewRefusalSampler(opts.AuditSampleInterval),
+		Region: opts.Service.Region, Ready: n.readiness.check}
 	if opts.AuditPath != "" {
 		n.audit = &auditSink{
 			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync,
@@ -260,7 +280,10 @@ func Start(opts Options) (*Node, error) {
 		Rotation: server.NewRotation(n.svc),
 		Region:   server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}),
 	}
-	n.grpc, n.health = server.NewGRPCServer(api, opts.Logger, n.divergenceGuard(server.BearerAuth(n.iam, opts.CertIdentities, opts.AllowAnonymous)), gate, gopts...)
+	auth := server.NewGRPCAuth(server.GRPCAuthConfig{
+		IAM: n.iam, Certs: opts.CertIdentities, AllowAnonymous: opts.AllowAnonymous, Region: opts.Service.Region, Log: opts.Logger,
+	})
+	n.grpc, n.health = server.NewGRPCServer(api, opts.Logger, n.divergenceGuard(auth), gate, gopts...)
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {
 			n.shutdownParts()
@@ -277,6 +300,13 @@ func Start(opts Options) (*Node, error) {
 
 	ctx, cancel := context.WithCancel(context.Background())
 	n.cancel = cancel
+	if plain := n.plaintextListeners(); len(plain) > 0 {
+		n.wg.Add(1)
+		go func() {
+			defer n.wg.Done()
+			n.warnPlaintext(ctx, plain)
+		}()
+	}
 	n.wg.Add(1)
 	go func() {
 		defer n.wg.Done()
@@ -313,46 +343,6 @@ func Start(opts Options) (*Node, error) {
 		n.svc.Run(ctx)
 	}()
 	return n, nil
-}
-
-// waitReady waits for a leader and for the keyring; the leader of a new
-// region creates it, the others wait until it has replicated to them. The
-// leader of a region with no principal then creates the root principal.
-func (n *Node) waitReady(ctx context.Context) error {
-	if err := n.raft.WaitLeader(ctx); err != nil {
-		return err
-	}
-	for {
-		err := n.svc.EnsureKeyring(ctx)
-		if err == nil {
-			return n.bootstrapRoot(ctx)
-		}
-		if server.AsAPIError(err).Type != server.TypeServiceUnavailable {
-			return fmt.Errorf("initialise keyring: %w", err)
-		}
-		select {
-		case <-ctx.Done():
-			return ctx.Err()
-		case <-time.After(50 * time.Millisecond):
-		}
-	}
-}
-
-func (n *Node) bootstrapRoot(ctx context.Context) error {
-	if !n.raft.IsLeader() {
-		return nil
-	}
-	id, secret, created, err := n.iam.BootstrapRoot(ctx, n.opts.RootAccessKeyID, n.opts.RootSecretAccessKey)
-	if err != nil {
-		return fmt.Errorf("bootstrap root principal: %w", err)
-	}
-	if created {
-		n.log.Info("created the root principal and its access key", "access_key_id", id)
-		if n.opts.OnRootCredentials != nil {
-			n.opts.OnRootCredentials(id, secret)
-		}
-	}
-	return nil
 }
 
 // purgeSessions removes expired temporary credentials, on the leader, at

@@ -37,7 +37,7 @@ func TestSaveSnapshotDoesNotPinTheState(t *testing.T) {
 
 	// Enough state that the stream outgrows what gRPC's flow control lets
 	// the server send to a client that reads nothing.
-	sm := cofferv1.NewSecretsManagerServiceClient(asBearer(t, n.Addr(), rootID+":"+rootSecret))
+	sm := cofferv1.NewSecretsManagerServiceClient(asKey(t, n.Addr(), rootID+":"+rootSecret))
 	big := strings.Repeat("x", 60<<10)
 	for i := range 40 {
 		if _, err := sm.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: fmt.Sprintf("big/%02d", i), SecretString: &big}); err != nil {

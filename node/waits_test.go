@@ -24,13 +24,13 @@ func TestMinIndexBeyondTheLogIsRefused(t *testing.T) {
 	opts.RootAccessKeyID, opts.RootSecretAccessKey = rootID, rootSecret
 	n, _ := startReady(t, opts)
 	defer n.Stop()
-	root := asBearer(t, n.Addr(), rootID+":"+rootSecret)
+	root := asKey(t, n.Addr(), rootID+":"+rootSecret)
 	v := "v"
 	if _, err := cofferv1.NewSecretsManagerServiceClient(root).CreateSecret(t.Context(), &cofferv1.CreateSecretRequest{Name: "app/db", SecretString: &v}); err != nil {
 		t.Fatal(err)
 	}
 	nobodyID, nobodySecret := principalWithPolicy(t, cofferv1.NewIAMServiceClient(root), "nobody", "")
-	nobody := asBearer(t, n.Addr(), nobodyID+":"+nobodySecret)
+	nobody := asKey(t, n.Addr(), nobodyID+":"+nobodySecret)
 
 	read := func(conn cofferv1.SecretsManagerServiceClient, minIndex uint64, consistency string) error {
 		// A deadline only so that the old behaviour fails rather than hangs.

@@ -42,6 +42,7 @@ var refusals = []struct {
 	{"BAD_SNAPSHOT", codes.InvalidArgument, storage.ErrBadSnapshot},
 	{reasonLowDisk, codes.ResourceExhausted, ErrLowDiskSpace},
 }
+
 // reasonLowDisk marks a forwarded write the leader refused for low disk
 // space (ErrLowDiskSpace).
 const reasonLowDisk = "LOW_DISK"

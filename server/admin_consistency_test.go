@@ -52,14 +52,14 @@ func TestAdminClusterIDAndConsistencyCheck(t *testing.T) {
 	iam := NewIAM(svc, store)
 	cluster := &checkedCluster{}
 	gs, _ := NewGRPCServer(Services{Admin: NewAdmin(cluster, "us-east-1", "n1"), IAM: iam}, slog.New(slog.NewTextHandler(io.Discard, nil)),
-		BearerAuth(iam, nil, false), &Gate{Authz: iam.Authorizer(), Node: "n1"})
+		NewGRPCAuth(GRPCAuthConfig{IAM: iam, Region: svc.Region()}), &Gate{Authz: iam.Authorizer(), Node: "n1"})
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
 	}
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	s := &authzServer{svc: svc, iam: iam, addr: lis.Addr().String(), tokens: map[string]string{}}
+	s := &authzServer{svc: svc, iam: iam, addr: lis.Addr().String(), keys: map[string][3]string{}}
 	s.principal(t, "checker", nil, `{"Effect":"Allow","Action":["coffer:CheckConsistency","coffer:ClusterStatus"],"Resource":"*"}`)
 	s.principal(t, "watcher", nil, `{"Effect":"Allow","Action":"coffer:ClusterStatus","Resource":"*"}`)
 	ctx := t.Context()

@@ -15,6 +15,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials/insecure"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
@@ -67,7 +68,9 @@ func (b *syncBuffer) String() string {
 func startAdmin(t *testing.T, cluster Cluster) (cofferv1.AdminServiceClient, *syncBuffer) {
 	t.Helper()
 	logs := &syncBuffer{}
-	auth := func(context.Context, string) (Identity, error) { return Identity{Principal: RootPrincipal}, nil }
+	auth := func(context.Context, string, proto.Message) (Identity, error) {
+		return Identity{Principal: RootPrincipal}, nil
+	}
 	gs, _ := NewGRPCServer(Services{Admin: NewAdmin(cluster, "us-east-1", "n1")}, slog.New(slog.NewTextHandler(logs, nil)), auth, nil)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -18,18 +18,18 @@ import (
 func TestLeakedSessionCannotMintKeys(t *testing.T) {
 	s := startAuthzServer(t, false)
 	ctx := t.Context()
-	rootID, rootSecret, created, err := s.iam.BootstrapRoot(ctx, "", "")
+	rootID, rootSecret, created, err := s.iam.BootstrapRoot(ctx, "", "", nil)
 	if err != nil || !created {
 		t.Fatalf("BootstrapRoot: %v (created %v)", err, created)
 	}
-	s.tokens[RootPrincipal] = rootID + ":" + rootSecret
+	s.keys[RootPrincipal] = [3]string{rootID, rootSecret}
 	s.secret(t, "app/db", "v1")
 
 	sess, err := cofferv1.NewIAMServiceClient(s.conn(t, RootPrincipal)).GetSessionToken(ctx, &cofferv1.GetSessionTokenRequest{})
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.tokens["root-session"] = sess.GetAccessKeyId() + ":" + sess.GetSecretAccessKey() + ":" + sess.GetSessionToken()
+	s.keys["root-session"] = [3]string{sess.GetAccessKeyId(), sess.GetSecretAccessKey(), sess.GetSessionToken()}
 	iamSession := cofferv1.NewIAMServiceClient(s.conn(t, "root-session"))
 
 	refused := map[string]func() error{

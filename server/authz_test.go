@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"crypto/x509"
 	"crypto/x509/pkix"
 	"io"
@@ -19,6 +18,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/policy"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
 
 // authzNow is the time the authorizer under test reads, so that
@@ -26,20 +26,14 @@ import (
 var authzNow = time.Date(2026, 11, 22, 12, 0, 0, 0, time.UTC)
 
 // authzServer is a Service with IAM behind a real gRPC server that
-// authenticates (BearerAuth) and authorizes (Gate) every call.
+// authenticates (signed calls, NewGRPCAuth) and authorizes (Gate) every
+// call.
 type authzServer struct {
-	svc    *Service
-	iam    *IAM
-	addr   string
-	tokens map[string]string // principal → bearer token
+	svc  *Service
+	iam  *IAM
+	addr string
+	keys map[string][3]string // principal → access key id, secret, session token
 }
-
-type authzBearer string
-
-func (b authzBearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-func (authzBearer) RequireTransportSecurity() bool { return false }
 
 func startAuthzServer(t *testing.T, anonymous bool) *authzServer {
 	t.Helper()
@@ -49,7 +43,7 @@ func startAuthzServer(t *testing.T, anonymous bool) *authzServer {
 	if anonymous {
 		iam.Authorizer().AllowAnonymous()
 	}
-	gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), BearerAuth(iam, nil, anonymous),
+	gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), NewGRPCAuth(GRPCAuthConfig{IAM: iam, AllowAnonymous: anonymous, Region: svc.Region()}),
 		&Gate{Authz: iam.Authorizer(), Node: "n1"})
 	cofferv1.RegisterIAMServiceServer(gs, iam)
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -58,7 +52,7 @@ func startAuthzServer(t *testing.T, anonymous bool) *authzServer {
 	}
 	go func() { _ = gs.Serve(lis) }()
 	t.Cleanup(gs.Stop)
-	return &authzServer{svc: svc, iam: iam, addr: lis.Addr().String(), tokens: map[string]string{}}
+	return &authzServer{svc: svc, iam: iam, addr: lis.Addr().String(), keys: map[string][3]string{}}
 }
 
 // principal creates a principal with tags, an access key and, when
@@ -73,7 +67,7 @@ func (s *authzServer) principal(t *testing.T, name string, tags map[string]strin
 	if err != nil {
 		t.Fatal(err)
 	}
-	s.tokens[name] = k.GetAccessKeyId() + ":" + k.GetSecretAccessKey()
+	s.keys[name] = [3]string{k.GetAccessKeyId(), k.GetSecretAccessKey()}
 	if len(statements) == 0 {
 		return
 	}
@@ -106,7 +100,8 @@ func (s *authzServer) conn(t *testing.T, principal string) *grpc.ClientConn {
 	t.Helper()
 	opts := []grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())}
 	if principal != "" {
-		opts = append(opts, grpc.WithPerRPCCredentials(authzBearer(s.tokens[principal])))
+		k := s.keys[principal]
+		opts = append(opts, (&grpcsig.Credentials{AccessKeyID: k[0], SecretAccessKey: k[1], SessionToken: k[2], Region: s.svc.Region()}).DialOptions()...)
 	}
 	c, err := grpc.NewClient(s.addr, opts...)
 	if err != nil {

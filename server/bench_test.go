@@ -18,6 +18,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/audit"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
 
 func benchSecrets(b *testing.B, svc *Service, n int) []string {
@@ -128,15 +129,17 @@ func (a auditLog) Healthy() error            { return a.l.Healthy() }
 
 // BenchmarkGetSecretValueAuthz is BenchmarkGetSecretValueGRPC for a
 // principal with an attached policy (three statements, one with a
-// condition), authenticated by bearer key, at each level of access
+// condition), authenticated by bearer key (authn-signed: by a SigV4
+// signature, as the CLI sends), at each level of access
 // control: authentication only (what every request paid before policies),
 // authorization added, and the audit record added (with and without an
 // fsync per request). The ops/s difference is the cost the note quotes.
 // The x16 variants run 16 callers per core: the audit log's group commit
 // shares one fsync among concurrent requests.
 func BenchmarkGetSecretValueAuthz(b *testing.B) {
-	for _, name := range []string{"authn", "authz", "authz+audit", "authz+audit-sync", "authn-x16", "authz+audit-sync-x16"} {
+	for _, name := range []string{"authn", "authn-signed", "authz", "authz+audit", "authz+audit-sync", "authn-x16", "authz+audit-sync-x16"} {
 		level, x16 := strings.CutSuffix(name, "-x16")
+		level, signed := strings.CutSuffix(level, "-signed")
 		b.Run(name, func(b *testing.B) {
 			svc, store := newTestService(b)
 			ids := benchSecrets(b, svc, 100)
@@ -173,7 +176,7 @@ func BenchmarkGetSecretValueAuthz(b *testing.B) {
 				b.Cleanup(func() { _ = l.Close() })
 				gate.Audit = auditLog{l}
 			}
-			gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), BearerAuth(iam, nil, false), gate)
+			gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), NewGRPCAuth(GRPCAuthConfig{IAM: iam, Region: svc.Region(), Log: slog.New(slog.DiscardHandler)}), gate)
 			lis, err := net.Listen("tcp", "127.0.0.1:0")
 			if err != nil {
 				b.Fatal(err)
@@ -182,6 +185,10 @@ func BenchmarkGetSecretValueAuthz(b *testing.B) {
 			b.Cleanup(gs.Stop)
 			conn, err := grpc.NewClient(lis.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()),
 				grpc.WithPerRPCCredentials(benchBearer(key.GetAccessKeyId()+":"+key.GetSecretAccessKey())))
+			if signed {
+				conn, err = grpc.NewClient(lis.Addr().String(), append((&grpcsig.Credentials{AccessKeyID: key.GetAccessKeyId(),
+					SecretAccessKey: key.GetSecretAccessKey(), Region: svc.Region()}).DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+			}
 			if err != nil {
 				b.Fatal(err)
 			}

@@ -12,11 +12,14 @@ import (
 	"time"
 	"unicode/utf8"
 
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/reflect/protoreflect"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server/audit"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
 
 // AuditRecord is one request as the audit trail records it. It never
@@ -87,6 +90,39 @@ type Gate struct {
 	// denials — from filling the audit log (see RefusalSampler); nil
 	// records each in full.
 	Sample *RefusalSampler
+	// Ready, when set, says whether the node serves requests yet: nil once
+	// it does, else why not (no leader yet, catching up with the leader's
+	// log, no root principal yet). Until then every request but health
+	// checks is answered ServiceUnavailable before it is authenticated, so
+	// a client that starts with the node gets a retryable answer, never an
+	// authentication error for a key the node has not applied yet. Such
+	// answers are not audited: the node has served nothing. nil: ready.
+	Ready func() error
+	// Region names this node's region in every gRPC response's
+	// x-coffer-region header (grpcsig.RegionHeader), so a client can learn
+	// the credential scope; "" sends none.
+	Region string
+}
+
+// NotReady is the answer to a request that arrives before the node is
+// ready (see Ready), or nil once it is.
+func (g *Gate) NotReady() *APIError {
+	if g == nil || g.Ready == nil {
+		return nil
+	}
+	err := g.Ready()
+	if err == nil {
+		return nil
+	}
+	return &APIError{Type: TypeServiceUnavailable, Message: fmt.Sprintf("This node is starting and does not serve requests yet (%v); retry shortly.", err), cause: err}
+}
+
+// setRegionHeader sends the node's region in the response header of a gRPC
+// call.
+func (g *Gate) setRegionHeader(ctx context.Context) {
+	if g != nil && g.Region != "" {
+		_ = grpc.SetHeader(ctx, metadata.Pairs(grpcsig.RegionHeader, g.Region))
+	}
 }
 
 // Call is one request at the edge.
@@ -138,7 +174,9 @@ func (g *Gate) Refused(ctx context.Context, c Call, err error) error {
 	if g == nil {
 		return err
 	}
-	if c.Caller.Principal == "" {
+	// A node that cannot serve (ServiceUnavailable: diverged, low on disk)
+	// is not the caller's failure: it spends none of the source's tokens.
+	if c.Caller.Principal == "" && AsAPIError(err).Type != TypeServiceUnavailable {
 		g.Limit.Fail(c.SourceAddr)
 	}
 	if g.Audit == nil {

@@ -54,7 +54,9 @@ func (c *fakeCluster) counts() (int, int) {
 // root for every caller.
 func startGated(t *testing.T, svc *Service, gate *Gate, cluster Cluster) *grpc.ClientConn {
 	t.Helper()
-	auth := func(context.Context, string) (Identity, error) { return Identity{Principal: RootPrincipal}, nil }
+	auth := func(context.Context, string, proto.Message) (Identity, error) {
+		return Identity{Principal: RootPrincipal}, nil
+	}
 	gs, _ := NewGRPCServer(Services{Secrets: svc}, slog.New(slog.NewTextHandler(io.Discard, nil)), auth, gate)
 	cofferv1.RegisterAdminServiceServer(gs, NewAdmin(cluster, "us-east-1", "n1"))
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
@@ -156,7 +158,7 @@ func TestBrokenAuditLogRefusesRequestsBeforeTheyAct(t *testing.T) {
 func TestPanicsAreAudited(t *testing.T) {
 	log := &fakeAudit{}
 	gate := &Gate{Audit: log, Node: "n1", Log: quiet}
-	auth := func(context.Context, string) (Identity, error) { return Identity{Principal: "ops"}, nil }
+	auth := func(context.Context, string, proto.Message) (Identity, error) { return Identity{Principal: "ops"}, nil }
 	discard := slog.New(slog.NewTextHandler(io.Discard, nil))
 
 	unary := unaryInterceptor(discard, auth, gate)

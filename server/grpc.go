@@ -40,9 +40,11 @@ func WithRequestID(ctx context.Context, id string) context.Context {
 	return context.WithValue(ctx, requestIDKey{}, id)
 }
 
-// GRPCAuth authenticates a call and returns the caller's identity. It is
-// not consulted for health checks and reflection.
-type GRPCAuth func(ctx context.Context, fullMethod string) (Identity, error)
+// GRPCAuth authenticates a call and returns the caller's identity; req is
+// the request message (nil for a stream), whose hash a signature covers. It
+// is not consulted for health checks and reflection. NewGRPCAuth is the
+// node's.
+type GRPCAuth func(ctx context.Context, fullMethod string, req proto.Message) (Identity, error)
 
 // Identity is an authenticated caller: the principal, and the access key
 // it signed with ("" when a client certificate identified it).
@@ -79,33 +81,6 @@ func WithIdentity(ctx context.Context, id Identity) context.Context {
 
 func openMethod(fullMethod string) bool {
 	return strings.HasPrefix(fullMethod, "/grpc.health.") || strings.HasPrefix(fullMethod, "/grpc.reflection.")
-}
-
-// BearerAuth authenticates gRPC calls with "authorization: Bearer
-// ACCESS_KEY_ID:SECRET_ACCESS_KEY" (":SESSION_TOKEN" appended for temporary
-// credentials). A call without the header may instead be identified by its
-// verified TLS client certificate, through certs (nil: no mapping).
-// allowAnonymous (cofferd dev only) lets calls with neither through as
-// AnonymousPrincipal.
-func BearerAuth(iam *IAM, certs *CertIdentities, allowAnonymous bool) GRPCAuth {
-	return func(ctx context.Context, _ string) (Identity, error) {
-		md, _ := metadata.FromIncomingContext(ctx)
-		v := first(md, "authorization")
-		if v == "" {
-			if name, ok := certs.FromPeer(ctx); ok {
-				return Identity{Principal: name}, nil
-			}
-			if allowAnonymous {
-				return Identity{Principal: AnonymousPrincipal}, nil
-			}
-			return Identity{}, apiErr(TypeMissingAuthToken, "Request is missing Authentication Token: send authorization: Bearer ACCESS_KEY_ID:SECRET_ACCESS_KEY.")
-		}
-		scheme, token, _ := strings.Cut(v, " ")
-		if !strings.EqualFold(scheme, "Bearer") {
-			return Identity{}, apiErr(TypeIncompleteSignature, "The authorization header must use the Bearer scheme.")
-		}
-		return iam.CheckBearer(ctx, strings.TrimSpace(token))
-	}
 }
 
 // Services are the client API's gRPC services (coffer.v1). A node serves
@@ -207,6 +182,7 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 			return handler(srv, ss)
 		}
 		ctx := WithRequestID(ss.Context(), uuid.NewString())
+		gate.setRegionHeader(ctx)
 		start := time.Now()
 		var principal string
 		defer func() {
@@ -230,7 +206,12 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 			}
 			log.Log(ctx, level, "stream", attrs...)
 		}()
-		id, err := auth(ctx, info.FullMethod)
+		// Before authentication: a starting node may not have the caller's
+		// key yet, and must not call it unknown.
+		if e := gate.NotReady(); e != nil {
+			return e
+		}
+		id, err := auth(ctx, info.FullMethod, nil)
 		if err != nil {
 			return gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, nil), err)
 		}
@@ -264,6 +245,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 		id := uuid.NewString()
 		ctx = WithRequestID(ctx, id)
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
+		gate.setRegionHeader(ctx)
 		start := time.Now()
 		var attrs []any
 		md, _ := metadata.FromIncomingContext(ctx)
@@ -297,7 +279,12 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 			}
 			return handler(ctx, req)
 		}
-		ident, aerr := auth(ctx, info.FullMethod)
+		// Before authentication: a starting node may not have the caller's
+		// key yet, and must not call it unknown.
+		if e := gate.NotReady(); e != nil {
+			return nil, e
+		}
+		ident, aerr := auth(ctx, info.FullMethod, msg)
 		if aerr != nil {
 			return nil, gate.Refused(ctx, edgeCall(ctx, info.FullMethod, Identity{}, msg), aerr)
 		}

@@ -4,6 +4,7 @@ import (
 	"context"
 	"crypto/rand"
 	"encoding/base64"
+	"errors"
 	"fmt"
 	"regexp"
 	"strings"
@@ -171,10 +172,21 @@ func NewAccessKey() (id, secret string, err error) {
 	return "AKIA" + string(idb), base64.StdEncoding.EncodeToString(b[10:40]), nil
 }
 
+// ErrSaveRootCredentials wraps the failure of BootstrapRoot's save step: the
+// root principal was not proposed, because the only copy of its secret
+// could not be kept.
+var ErrSaveRootCredentials = errors.New("the root credentials could not be saved")
+
 // BootstrapRoot creates the root principal and an access key on a region
 // that has no principal yet. With id and secret empty it makes new ones.
-// created is false when principals already existed (nothing was changed).
-func (i *IAM) BootstrapRoot(ctx context.Context, id, secret string) (createdID, createdSecret string, created bool, err error) {
+// save, when set, is given the key before the principal is proposed and
+// must keep it durably (cofferd writes the root-credentials file): if it
+// fails, nothing is proposed and the error (ErrSaveRootCredentials) says
+// why — a committed root key whose secret was lost would lock everyone out.
+// created is false when principals already existed (nothing was changed,
+// save not called) or when another node's root principal won the race
+// (save was called with a key that is not the region's).
+func (i *IAM) BootstrapRoot(ctx context.Context, id, secret string, save func(id, secret string) error) (createdID, createdSecret string, created bool, err error) {
 	if entries, err := i.state.Principals(); err != nil {
 		return "", "", false, err
 	} else if len(entries) > 0 {
@@ -188,6 +200,11 @@ func (i *IAM) BootstrapRoot(ctx context.Context, id, secret string) (createdID, 
 	k, err := i.sealedKey(RootPrincipal, id, secret)
 	if err != nil {
 		return "", "", false, err
+	}
+	if save != nil {
+		if err := save(id, secret); err != nil {
+			return "", "", false, fmt.Errorf("%w: %w", ErrSaveRootCredentials, err)
+		}
 	}
 	p := &storagev1.Principal{Name: RootPrincipal, Arn: i.principalARN(RootPrincipal), CreatedDate: timestamppb.New(i.svc.now()),
 		Description: "created on the region's first start"}

@@ -3,9 +3,13 @@ package server
 import (
 	"bytes"
 	"context"
+	"crypto/sha256"
 	"crypto/x509"
+	"encoding/hex"
 	"encoding/pem"
+	"errors"
 	"slices"
+	"strings"
 	"time"
 
 	"google.golang.org/protobuf/types/known/timestamppb"
@@ -183,6 +187,16 @@ func (a *RegionAPI) PairRegion(ctx context.Context, req *cofferv1.PairRegionRequ
 	if ca == nil {
 		return nil, apiErr(TypeInvalidParameter, "The offer's CA is not a PEM CA certificate.")
 	}
+	// The operator pins the peer by its CA's fingerprint, read out of band
+	// (coffer region info on the peer): an offer swapped on its way would
+	// otherwise make this region trust the swapper's CA.
+	want := NormalizeFingerprint(req.GetPeerCaSha256())
+	if want == "" {
+		return nil, apiErr(TypeInvalidParameter, "peer_ca_sha256 is required: the SHA-256 fingerprint of %s's cluster CA certificate, as `coffer region info` prints it there.", p.GetRegion())
+	}
+	if got := fingerprint(ca); got != want {
+		return nil, apiErr(TypeInvalidParameter, "The offer's CA certificate has SHA-256 fingerprint %s, not %s: refusing to pair with %s.", got, want, p.GetRegion())
+	}
 	// Each region's CA must be its own: the replication port accepts a
 	// certificate from any paired region's CA and then checks it against the
 	// CA of the region a batch claims, so a CA shared with this region or
@@ -214,6 +228,29 @@ func (a *RegionAPI) PairRegion(ctx context.Context, req *cofferv1.PairRegionRequ
 		return nil, err
 	}
 	return &cofferv1.PairRegionResponse{Offer: o}, nil
+}
+
+// CAFingerprint is the hex SHA-256 of the DER encoding of the first
+// certificate in caPEM: what pairing pins a peer region by.
+func CAFingerprint(caPEM []byte) (string, error) {
+	block, _ := pem.Decode(caPEM)
+	if block == nil || block.Type != "CERTIFICATE" {
+		return "", errors.New("no PEM certificate")
+	}
+	sum := sha256.Sum256(block.Bytes)
+	return hex.EncodeToString(sum[:]), nil
+}
+
+// NormalizeFingerprint accepts a SHA-256 fingerprint as people copy it —
+// hex in either case, with or without colons (openssl prints
+// "AB:CD:…") — and returns it lower-case without colons.
+func NormalizeFingerprint(s string) string {
+	return strings.ToLower(strings.ReplaceAll(strings.TrimSpace(s), ":", ""))
+}
+
+func fingerprint(c *x509.Certificate) string {
+	sum := sha256.Sum256(c.Raw)
+	return hex.EncodeToString(sum[:])
 }
 
 // parseCAPEM parses a PEM CA certificate; nil when b is not one.

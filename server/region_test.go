@@ -316,6 +316,52 @@ func newCAPEM(t *testing.T, name string) []byte {
 	return ca.CertPEM
 }
 
+// TestPairRegionPinsTheCA: pairing needs the fingerprint of the peer's CA
+// certificate, as its operator read it, and refuses an offer whose CA has
+// another one; the fingerprint may be written as openssl prints it.
+func TestPairRegionPinsTheCA(t *testing.T) {
+	ctx := context.Background()
+	clock := &shipClock{now: time.Date(2026, 5, 1, 12, 0, 0, 0, time.UTC)}
+	us, _ := regionService(t, "us-east-1", clock, false)
+	api := NewRegionAPI(us, fakeRegions{ca: newCAPEM(t, "us")})
+	caEU, caMITM := newCAPEM(t, "eu"), newCAPEM(t, "man in the middle")
+	fpEU, err := CAFingerprint(caEU)
+	if err != nil {
+		t.Fatal(err)
+	}
+	req := func(ca []byte, fp string) *cofferv1.PairRegionRequest {
+		return &cofferv1.PairRegionRequest{PeerCaSha256: fp,
+			Peer: &cofferv1.PairingOffer{Region: "eu-west-1", CaPem: ca, PublicKey: make([]byte, 32), Addresses: []string{"127.0.0.1:9"}}}
+	}
+	for _, c := range []struct {
+		name string
+		req  *cofferv1.PairRegionRequest
+		want string
+	}{
+		{"no fingerprint", req(caEU, ""), "peer_ca_sha256 is required"},
+		{"another CA", req(caMITM, fpEU), "not " + fpEU},
+		{"a wrong fingerprint", req(caEU, strings.Repeat("ab", 32)), "refusing to pair with eu-west-1"},
+	} {
+		_, err := api.PairRegion(ctx, c.req)
+		if apiType(err) != TypeInvalidParameter || !strings.Contains(err.Error(), c.want) {
+			t.Fatalf("%s: %v; want InvalidParameter mentioning %q", c.name, err, c.want)
+		}
+		if us.paired("eu-west-1") {
+			t.Fatalf("%s: eu-west-1 paired anyway", c.name)
+		}
+	}
+	var colons []string
+	for i := 0; i < len(fpEU); i += 2 {
+		colons = append(colons, strings.ToUpper(fpEU[i:i+2]))
+	}
+	if _, err := api.PairRegion(ctx, req(caEU, strings.Join(colons, ":"))); err != nil {
+		t.Fatalf("the right fingerprint, as openssl prints it: %v", err)
+	}
+	if !us.paired("eu-west-1") {
+		t.Fatal("eu-west-1 not paired")
+	}
+}
+
 // TestPairRegionRefusesSharedCA: a peer offering this region's own CA, or
 // the CA of another paired region, or this region's name, is refused —
 // it could ship as that region. Re-pairing a region with its CA is fine.
@@ -327,7 +373,12 @@ func TestPairRegionRefusesSharedCA(t *testing.T) {
 	api := NewRegionAPI(us, fakeRegions{ca: own})
 	key := make([]byte, 32)
 	offer := func(region string, ca []byte) *cofferv1.PairRegionRequest {
-		return &cofferv1.PairRegionRequest{Peer: &cofferv1.PairingOffer{Region: region, CaPem: ca, PublicKey: key, Addresses: []string{"127.0.0.1:9"}}}
+		fp, err := CAFingerprint(ca)
+		if err != nil {
+			t.Fatal(err)
+		}
+		return &cofferv1.PairRegionRequest{Peer: &cofferv1.PairingOffer{Region: region, CaPem: ca, PublicKey: key, Addresses: []string{"127.0.0.1:9"}},
+			PeerCaSha256: fp}
 	}
 	refused := func(req *cofferv1.PairRegionRequest, want string) {
 		t.Helper()

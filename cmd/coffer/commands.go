@@ -166,7 +166,7 @@ func commandTree() *command {
 		snapshot,
 	)
 	iam := group("iam", "Manage principals, access keys, temporary credentials and policies",
-		"Principals are who may call Coffer; each authenticates with an access key (gRPC:\nbearer ACCESS_KEY_ID:SECRET, AWS API: SigV4), temporary credentials from\nsession-token, or a client certificate the server maps to it. What a principal may do\nis decided by the identity policies attached to it and the secrets' resource policies:\nan explicit Deny wins, then any Allow; otherwise access is denied. root may do everything.",
+		"Principals are who may call Coffer; each authenticates with an access key (every\ncall signed with SigV4, on gRPC as on the AWS API), temporary credentials from\nsession-token, or a client certificate the server maps to it. What a principal may do\nis decided by the identity policies attached to it and the secrets' resource policies:\nan explicit Deny wins, then any Allow; otherwise access is denied. root may do everything.",
 		&command{
 			name: "create-principal", synopsis: "NAME [--description D] [--tag k=v]...", run: runIAMCreatePrincipal,
 			summary: "Create a principal",
@@ -216,7 +216,7 @@ func commandTree() *command {
 		&command{
 			name: "session-token", synopsis: "[--duration D] [--env]", run: runIAMSessionToken,
 			summary: "Exchange your access key for temporary credentials",
-			detail:  "The credentials work with SigV4 (AWS_SESSION_TOKEN / X-Amz-Security-Token) and as\ngRPC bearer credentials (COFFER_SESSION_TOKEN). They stop working at their expiration\nor when the access key they came from is deleted. --env prints export lines.",
+			detail:  "The credentials work with SigV4 (AWS_SESSION_TOKEN / X-Amz-Security-Token; for coffer,\nCOFFER_SESSION_TOKEN). They stop working at their expiration\nor when the access key they came from is deleted. --env prints export lines.",
 		},
 		&command{
 			name: "whoami", synopsis: "", run: runIAMWhoami,
@@ -250,11 +250,20 @@ func commandTree() *command {
 			summary: "List regions: leader, health, and replication lag to each",
 		},
 		&command{
-			name: "pair", synopsis: "--peer-endpoint HOST:PORT [--peer-profile P] [--peer-credentials-file F] [--peer-tls] [--peer-ca-file F]", run: runRegionPair,
+			name: "info", synopsis: "", run: runRegionInfo,
+			summary: "Show this region's name, CA fingerprint and replication addresses",
+			detail: "What another region's operator needs to pair with this one: give them the CA\n" +
+				"SHA-256 fingerprint over a channel you trust; they pass it as --peer-ca-sha256.",
+		},
+		&command{
+			name: "pair", synopsis: "--peer-endpoint HOST:PORT --peer-ca-sha256 HEX [--peer-profile P] [--peer-credentials-file F] [--peer-tls] [--peer-ca-file F] [--peer-region R]", run: runRegionPair,
 			summary: "Pair this region with another (both sides, each authenticated)",
 			detail: "Exchanges the regions' cluster CA certificates (trusted only for region-to-region\n" +
 				"replication), X25519 pairing public keys (from which each side derives the same\n" +
-				"pairwise replication key; no secret crosses the wire) and replication addresses.",
+				"pairwise replication key; no secret crosses the wire) and replication addresses.\n" +
+				"The other region is pinned by its CA's SHA-256 fingerprint (--peer-ca-sha256, from\n" +
+				"coffer region info there): an offer with another CA is refused before either\n" +
+				"region records anything. Both endpoints need TLS unless they are on loopback.",
 		},
 		&command{
 			name: "unpair", synopsis: "REGION", run: runRegionUnpair,

@@ -2,7 +2,6 @@ package main
 
 import (
 	"bufio"
-	"context"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -92,17 +91,3 @@ func readProfile(path, profile string) (id, secret, token string, err error) {
 	}
 	return id, secret, token, nil
 }
-
-// bearer sends the access key as gRPC bearer credentials.
-type bearer struct {
-	token  string
-	secure bool
-}
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + b.token}, nil
-}
-
-// RequireTransportSecurity is false so loopback and dev setups work;
-// across a network, use --tls.
-func (b bearer) RequireTransportSecurity() bool { return false }

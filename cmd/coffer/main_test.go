@@ -11,6 +11,7 @@ import (
 	"testing"
 
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/metadata"
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -19,7 +20,8 @@ import (
 // TestMain clears the COFFER_* variables so that the developer's own settings
 // cannot change what the tests see; tests that need them use t.Setenv.
 func TestMain(m *testing.M) {
-	for _, name := range []string{"COFFER_ENDPOINT", "COFFER_OUTPUT", "COFFER_TLS", "COFFER_CA_FILE"} {
+	for _, name := range []string{"COFFER_ENDPOINT", "COFFER_OUTPUT", "COFFER_TLS", "COFFER_CA_FILE", "COFFER_REGION",
+		"COFFER_ACCESS_KEY_ID", "COFFER_SECRET_ACCESS_KEY", "COFFER_SESSION_TOKEN", "COFFER_CREDENTIALS_FILE", "COFFER_PROFILE"} {
 		os.Unsetenv(name)
 	}
 	os.Exit(m.Run())
@@ -32,6 +34,7 @@ type handler func(ctx context.Context, req proto.Message) (proto.Message, error)
 type rpcCall struct {
 	method string
 	req    proto.Message
+	md     metadata.MD
 }
 
 // fakeServer records every request and answers with the handler set for the
@@ -87,8 +90,9 @@ func (f *fakeServer) received() []rpcCall {
 
 // answer records req and runs the handler for method.
 func answer[R proto.Message](ctx context.Context, f *fakeServer, method string, req proto.Message) (R, error) {
+	md, _ := metadata.FromIncomingContext(ctx)
 	f.mu.Lock()
-	f.calls = append(f.calls, rpcCall{method, proto.Clone(req)})
+	f.calls = append(f.calls, rpcCall{method, proto.Clone(req), md.Copy()})
 	h := f.handlers[method]
 	if h == nil {
 		h = f.handlers["*"]

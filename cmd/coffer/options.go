@@ -6,13 +6,17 @@ import (
 	"errors"
 	"flag"
 	"fmt"
+	"net"
 	"os"
 	"strconv"
+	"strings"
 	"time"
 
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
 
 // Defaults of the global options, in one place.
@@ -36,6 +40,10 @@ type options struct {
 	timeout  time.Duration // deadline of each RPC, not of the whole command
 	tls      bool
 	caFile   string
+	// insecure lets credentials go to a non-loopback endpoint in plaintext.
+	insecure bool
+	// region scopes the signatures; "" learns it from the node.
+	region string
 	// certFile and keyFile are a TLS client certificate, which a server
 	// configured for mTLS maps to a principal.
 	certFile string
@@ -85,6 +93,9 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 		}
 		o.tls = b
 	}
+	if v, ok := get("COFFER_REGION"); ok {
+		o.region = v
+	}
 	if v, ok := get("COFFER_ACCESS_KEY_ID"); ok {
 		o.accessKeyID = v
 	}
@@ -117,7 +128,7 @@ func optionsFromEnv(lookup func(string) (string, bool)) (options, error) {
 
 // globalFlagNames are the flags register adds; leaf usage lists them apart.
 var globalFlagNames = map[string]bool{
-	"endpoint": true, "output": true, "o": true, "timeout": true, "tls": true, "ca-file": true,
+	"endpoint": true, "output": true, "o": true, "timeout": true, "tls": true, "ca-file": true, "insecure": true, "region": true,
 	"consistency": true, "min-index": true, "profile": true, "credentials-file": true,
 	"cert-file": true, "key-file": true,
 }
@@ -131,6 +142,10 @@ const globalFlagHelp = `  --endpoint HOST:PORT  server address (env COFFER_ENDPO
   --tls                 connect with TLS instead of plaintext (env COFFER_TLS)
   --ca-file FILE        PEM CA bundle that verifies the server; implies --tls
                         (env COFFER_CA_FILE; default the system roots)
+  --insecure            send credentials in plaintext to an endpoint that is not
+                        on loopback (refused otherwise: use --tls)
+  --region NAME         region the requests are signed for (env COFFER_REGION;
+                        default: the one the node names)
   --profile NAME        credentials profile (env COFFER_PROFILE; default "default")
   --credentials-file F  credentials file in the AWS shared-credentials format
                         (env COFFER_CREDENTIALS_FILE; default ~/.coffer/credentials);
@@ -156,6 +171,8 @@ func (o *options) register(fs *flag.FlagSet) {
 	fs.DurationVar(&o.timeout, "timeout", o.timeout, "deadline of each RPC")
 	fs.BoolVar(&o.tls, "tls", o.tls, "connect with TLS")
 	fs.StringVar(&o.caFile, "ca-file", o.caFile, "PEM `FILE` of CAs that verify the server")
+	fs.BoolVar(&o.insecure, "insecure", o.insecure, "send credentials in plaintext off loopback")
+	fs.StringVar(&o.region, "region", o.region, "region `NAME` the requests are signed for")
 	fs.StringVar(&o.certFile, "cert-file", o.certFile, "TLS client certificate `FILE`")
 	fs.StringVar(&o.keyFile, "key-file", o.keyFile, "TLS client key `FILE`")
 	fs.StringVar(&o.profile, "profile", o.profile, "credentials profile `NAME`")
@@ -202,11 +219,16 @@ func (o *options) validate() error {
 	return nil
 }
 
+// secure reports whether the connection uses TLS.
+func (o *options) secure() bool { return o.tls || o.caFile != "" || o.certFile != "" }
+
 // dial returns a client connection; it does not connect until the first RPC.
+// Every call is signed with the access key (SigV4, server/sigv4/grpcsig), so
+// what travels is no reusable secret; still, credentials and the answers go
+// to an endpoint off loopback only over TLS, unless --insecure.
 func (o *options) dial() (*grpc.ClientConn, error) {
 	creds := insecure.NewCredentials()
-	secure := o.tls || o.caFile != "" || o.certFile != ""
-	if secure {
+	if o.secure() {
 		cfg := &tls.Config{MinVersion: tls.VersionTLS12}
 		if o.certFile != "" {
 			cert, err := tls.LoadX509KeyPair(o.certFile, o.keyFile)
@@ -234,15 +256,38 @@ func (o *options) dial() (*grpc.ClientConn, error) {
 		return nil, err
 	}
 	if id != "" {
-		bt := id + ":" + secret
-		if token != "" {
-			bt += ":" + token
+		if !o.secure() && !o.insecure && !loopbackEndpoint(o.endpoint) {
+			return nil, &usageError{msg: fmt.Sprintf("refusing to send credentials in plaintext to %s, which is not a loopback address: "+
+				"connect with TLS (--tls, and --ca-file FILE to verify the server, such as the ca.crt `cofferd ca issue --api` writes), "+
+				"or pass --insecure to send them in plaintext anyway", o.endpoint)}
 		}
-		dialOpts = append(dialOpts, grpc.WithPerRPCCredentials(bearer{token: bt, secure: secure}))
+		signer := &grpcsig.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: token, Region: o.region}
+		dialOpts = append(dialOpts, signer.DialOptions()...)
 	}
 	conn, err := grpc.NewClient(o.endpoint, dialOpts...)
 	if err != nil {
 		return nil, &usageError{msg: fmt.Sprintf("--endpoint %q: %v", o.endpoint, err)}
 	}
 	return conn, nil
+}
+
+// loopbackEndpoint reports whether a gRPC target can only reach this
+// machine: a loopback IP or localhost (a name is not resolved: what it
+// resolves to can change), or a Unix socket.
+func loopbackEndpoint(target string) bool {
+	if strings.HasPrefix(target, "unix:") || strings.HasPrefix(target, "unix-abstract:") {
+		return true
+	}
+	if scheme, rest, ok := strings.Cut(target, "://"); ok && scheme != "" {
+		target = strings.TrimPrefix(rest[strings.Index(rest, "/")+1:], "/")
+	}
+	host, _, err := net.SplitHostPort(target)
+	if err != nil {
+		host = target
+	}
+	if strings.EqualFold(host, "localhost") {
+		return true
+	}
+	ip := net.ParseIP(strings.Trim(host, "[]"))
+	return ip != nil && ip.IsLoopback()
 }

@@ -2,6 +2,8 @@ package main
 
 import (
 	"context"
+	"encoding/json"
+	"errors"
 	"fmt"
 	"strconv"
 	"strings"
@@ -11,6 +13,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
 )
 
 type regionClient = cofferv1.RegionServiceClient
@@ -80,27 +83,45 @@ func runRegionList(l *leaf, args []string) error {
 
 // runRegionPair pairs the region at --endpoint with the one at
 // --peer-endpoint: each call is authenticated in its own region, so
-// pairing needs an administrator of both.
+// pairing needs an administrator of both. The peer is pinned by the
+// fingerprint of its CA, which its operator read out of band (coffer region
+// info there): an offer that does not match is refused before either region
+// records anything. Both links must be TLS or loopback; --insecure does not
+// apply.
 func runRegionPair(l *leaf, args []string) error {
 	var (
 		peerEndpoint = l.fs.String("peer-endpoint", "", "the other region's API `HOST:PORT` (required)")
+		peerCASHA256 = l.fs.String("peer-ca-sha256", "", "SHA-256 fingerprint (`HEX`) of the other region's cluster CA, as coffer region info prints it there (required)")
 		peerProfile  = l.fs.String("peer-profile", "", "credentials `PROFILE` for the other region")
 		peerCreds    = l.fs.String("peer-credentials-file", "", "credentials `FILE` for the other region (default: --credentials-file)")
 		peerCA       = l.fs.String("peer-ca-file", "", "CA `FILE` to verify the other region's API over TLS")
 		peerTLS      = l.fs.Bool("peer-tls", false, "use TLS to the other region's API")
+		peerRegion   = l.fs.String("peer-region", "", "region `NAME` calls to the other region are signed for (default: the one its node names)")
 	)
 	if _, err := l.parse(args); err != nil {
 		return err
 	}
-	if *peerEndpoint == "" {
+	want := server.NormalizeFingerprint(*peerCASHA256)
+	switch {
+	case *peerEndpoint == "":
 		return l.usageErrorf("--peer-endpoint is required")
+	case want == "":
+		return l.usageErrorf("--peer-ca-sha256 is required: the SHA-256 fingerprint of the other region's cluster CA, as `coffer region info` prints it there (or `cofferd ca create` printed it)")
+	case len(want) != 64 || strings.Trim(want, "0123456789abcdef") != "":
+		return l.usageErrorf("--peer-ca-sha256 %q: want 64 hex digits (a SHA-256 fingerprint)", *peerCASHA256)
 	}
 	po := l.inv.opts
-	po.endpoint, po.tls, po.caFile = *peerEndpoint, *peerTLS, *peerCA
-	po.accessKeyID, po.secretAccessKey = "", "" // the environment's key is for --endpoint's region
+	po.endpoint, po.tls, po.caFile, po.region = *peerEndpoint, *peerTLS, *peerCA, *peerRegion
+	po.accessKeyID, po.secretAccessKey, po.sessionToken = "", "", "" // the environment's key is for --endpoint's region
 	po.profile = *peerProfile
 	if *peerCreds != "" {
 		po.credentialsFile = *peerCreds
+	}
+	for _, o := range []options{l.inv.opts, po} {
+		if !o.secure() && !loopbackEndpoint(o.endpoint) {
+			return l.usageErrorf("pairing over plaintext to %s is refused: a swapped offer would make the region trust another CA; "+
+				"use TLS (--tls/--ca-file for --endpoint, --peer-tls/--peer-ca-file for --peer-endpoint), plaintext is only for loopback", o.endpoint)
+		}
 	}
 	peerConn, err := po.dial()
 	if err != nil {
@@ -108,23 +129,100 @@ func runRegionPair(l *leaf, args []string) error {
 	}
 	defer peerConn.Close()
 	peer := cofferv1.NewRegionServiceClient(peerConn)
+	ctx, cancel := context.WithTimeout(l.inv.ctx, l.inv.opts.timeout)
+	defer cancel()
 
+	// The peer's offer is checked before anything is recorded on either side.
+	peerOffer, err := peer.GetPairingOffer(ctx, &cofferv1.GetPairingOfferRequest{})
+	if err != nil {
+		return fmt.Errorf("pairing offer of %s: %w", *peerEndpoint, err)
+	}
+	if err := checkFingerprint(peerOffer.GetOffer(), want, *peerEndpoint); err != nil {
+		return err
+	}
 	offer, err := callRegion(l, regionClient.GetPairingOffer, &cofferv1.GetPairingOfferRequest{})
 	if err != nil {
 		return err
 	}
-	ctx, cancel := context.WithTimeout(l.inv.ctx, l.inv.opts.timeout)
-	defer cancel()
-	ans, err := peer.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer()})
-	if err != nil {
-		return fmt.Errorf("pair at %s: %w", *peerEndpoint, err)
-	}
-	resp, err := callRegion(l, regionClient.PairRegion, &cofferv1.PairRegionRequest{Peer: ans.GetOffer()})
+	// This region's offer came over the link to --endpoint (TLS or
+	// loopback); the peer pins it by its own fingerprint.
+	own, err := offerFingerprint(offer.GetOffer(), l.inv.opts.endpoint)
 	if err != nil {
 		return err
 	}
-	return l.printLine(resp, fmt.Sprintf("paired %s with %s (replication addresses %s)",
-		offer.GetOffer().GetRegion(), ans.GetOffer().GetRegion(), strings.Join(ans.GetOffer().GetAddresses(), ", ")))
+	ans, err := peer.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer(), PeerCaSha256: own})
+	if err != nil {
+		return fmt.Errorf("pair at %s: %w", *peerEndpoint, err)
+	}
+	if err := checkFingerprint(ans.GetOffer(), want, *peerEndpoint); err != nil {
+		return err
+	}
+	resp, err := callRegion(l, regionClient.PairRegion, &cofferv1.PairRegionRequest{Peer: ans.GetOffer(), PeerCaSha256: want})
+	if err != nil {
+		return err
+	}
+	return l.printLine(resp, fmt.Sprintf("paired %s with %s (CA SHA-256 %s; replication addresses %s)",
+		offer.GetOffer().GetRegion(), ans.GetOffer().GetRegion(), want, strings.Join(ans.GetOffer().GetAddresses(), ", ")))
+}
+
+// errFingerprintMismatch: the peer's offer names a CA other than the one
+// the operator pinned.
+var errFingerprintMismatch = errors.New("the other region's CA does not have the fingerprint given with --peer-ca-sha256; refusing to pair (check the value with coffer region info on that region; someone may be in the middle)")
+
+// offerFingerprint is the fingerprint of the CA in a pairing offer; a node
+// without a region replication port offers none.
+func offerFingerprint(o *cofferv1.PairingOffer, endpoint string) (string, error) {
+	if len(o.GetCaPem()) == 0 {
+		return "", fmt.Errorf("%s has no region replication port configured (regions.bind_addr, --region-addr), so its region cannot pair", endpoint)
+	}
+	fp, err := server.CAFingerprint(o.GetCaPem())
+	if err != nil {
+		return "", fmt.Errorf("pairing offer of %s: %w", endpoint, err)
+	}
+	return fp, nil
+}
+
+// checkFingerprint refuses an offer whose CA is not the one pinned.
+func checkFingerprint(o *cofferv1.PairingOffer, want, endpoint string) error {
+	got, err := offerFingerprint(o, endpoint)
+	if err != nil {
+		return err
+	}
+	if got != want {
+		return &exitError{code: exitDenied, msg: fmt.Sprintf("%v: %s answered with CA SHA-256 %s, not %s", errFingerprintMismatch, endpoint, got, want)}
+	}
+	return nil
+}
+
+// runRegionInfo prints what another region's operator needs to pair with
+// this one: its name, its CA's fingerprint (for --peer-ca-sha256) and its
+// replication addresses.
+func runRegionInfo(l *leaf, args []string) error {
+	if _, err := l.parse(args); err != nil {
+		return err
+	}
+	resp, err := callRegion(l, regionClient.GetPairingOffer, &cofferv1.GetPairingOfferRequest{})
+	if err != nil {
+		return err
+	}
+	o := resp.GetOffer()
+	fp, err := offerFingerprint(o, l.inv.opts.endpoint)
+	if err != nil {
+		return err
+	}
+	if l.inv.opts.output == outputJSON {
+		b, err := json.MarshalIndent(map[string]any{"region": o.GetRegion(), "caSha256": fp, "addresses": o.GetAddresses()}, "", "  ")
+		if err != nil {
+			return err
+		}
+		_, err = fmt.Fprintf(l.inv.stdout, "%s\n", b)
+		return err
+	}
+	return l.print(resp, func(t *table) {
+		t.field("Region", o.GetRegion())
+		t.field("CA SHA-256", fp)
+		t.fieldLines("Replication addresses", o.GetAddresses())
+	})
 }
 
 func runRegionPromote(l *leaf, args []string) error {

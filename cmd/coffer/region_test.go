@@ -65,7 +65,7 @@ func (f *fakeRegions) UnpairRegion(_ context.Context, req *cofferv1.UnpairRegion
 	return &cofferv1.UnpairRegionResponse{DroppedChanges: 12, FailedSecrets: 3}, nil
 }
 
-func startFakeRegions(t *testing.T, f *fakeRegions) string {
+func startFakeRegions(t *testing.T, f cofferv1.RegionServiceServer) string {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {

@@ -14,6 +14,7 @@ import (
 
 	"gopkg.in/yaml.v3"
 
+	"github.com/cofferhq/coffer/node"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/rotation"
@@ -32,9 +33,13 @@ type Config struct {
 	// AWSAddr is where the AWS Secrets Manager protocol (awsJson1_1,
 	// SigV4) listens; empty turns it off.
 	AWSAddr string `yaml:"aws_addr"`
-	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC and AWS APIs.
+	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC and AWS APIs
+	// (`cofferd ca issue --api`). An API address off loopback needs them.
 	TLSCertFile string `yaml:"tls_cert_file"`
 	TLSKeyFile  string `yaml:"tls_key_file"`
+	// InsecurePlaintext lets the APIs listen off loopback without TLS; the
+	// node then warns at start and every hour.
+	InsecurePlaintext bool `yaml:"insecure_plaintext"`
 
 	Partition string `yaml:"partition"`
 	Region    string `yaml:"region"`
@@ -295,6 +300,14 @@ func (c Config) Validate() error {
 		add("tls_cert_file and tls_key_file must be set together")
 	}
 	errs = append(errs, c.validateLimits()...)
+	for _, l := range []struct{ key, name, addr string }{{"grpc_addr", "gRPC", c.GRPCAddr}, {"aws_addr", "AWS", c.AWSAddr}} {
+		if l.addr == "" {
+			continue
+		}
+		if err := node.CheckListener(l.name, l.addr, c.TLSCertFile != "", c.InsecurePlaintext); errors.Is(err, node.ErrPlaintextListener) {
+			add("%s %s is not a loopback address: set tls_cert_file and tls_key_file (cofferd ca issue --api …), or insecure_plaintext: true to serve plaintext anyway", l.key, l.addr)
+		}
+	}
 	if c.MTLS.ClientCAFile != "" && c.TLSCertFile == "" {
 		add("mtls.client_ca_file needs tls_cert_file and tls_key_file: client certificates need TLS")
 	}
@@ -364,6 +377,15 @@ func (c Config) serviceConfig() server.Config {
 		MaxSessionDuration: c.Session.MaxDuration,
 		MaxReadWait:        c.Limits.MaxReadWait, MaxVersionsPerSecret: c.Storage.MaxVersionsPerSecret,
 	}
+}
+
+// rootCredentialsFile is where the root access key is written:
+// root_credentials_file, or data_dir/root-credentials.
+func (c Config) rootCredentialsFile() string {
+	if c.RootCredentialsFile != "" {
+		return c.RootCredentialsFile
+	}
+	return filepath.Join(c.DataDir, "root-credentials")
 }
 
 // auditPath is where the audit log goes: audit.path, or data_dir/audit.log.
@@ -472,8 +494,9 @@ var settings = []setting{
 	{"data-dir", "COFFER_DATA_DIR", "directory for state and Raft data", str(func(c *Config) *string { return &c.DataDir })},
 	{"grpc-addr", "COFFER_GRPC_ADDR", "gRPC API listen address", str(func(c *Config) *string { return &c.GRPCAddr })},
 	{"aws-addr", "COFFER_AWS_ADDR", "AWS Secrets Manager API listen address (empty: off)", str(func(c *Config) *string { return &c.AWSAddr })},
-	{"tls-cert-file", "COFFER_TLS_CERT_FILE", "TLS certificate for the gRPC API", str(func(c *Config) *string { return &c.TLSCertFile })},
-	{"tls-key-file", "COFFER_TLS_KEY_FILE", "TLS key for the gRPC API", str(func(c *Config) *string { return &c.TLSKeyFile })},
+	{"tls-cert-file", "COFFER_TLS_CERT_FILE", "TLS certificate for the gRPC and AWS APIs (cofferd ca issue --api)", str(func(c *Config) *string { return &c.TLSCertFile })},
+	{"tls-key-file", "COFFER_TLS_KEY_FILE", "TLS key for the gRPC and AWS APIs", str(func(c *Config) *string { return &c.TLSKeyFile })},
+	{"insecure-plaintext", "COFFER_INSECURE_PLAINTEXT", "serve the APIs off loopback without TLS (warns hourly)", boolean(func(c *Config) *bool { return &c.InsecurePlaintext })},
 	{"partition", "COFFER_PARTITION", "ARN partition", str(func(c *Config) *string { return &c.Partition })},
 	{"region", "COFFER_REGION", "region name used in ARNs", str(func(c *Config) *string { return &c.Region })},
 	{"account-id", "COFFER_ACCOUNT_ID", "12-digit account id used in ARNs", str(func(c *Config) *string { return &c.AccountID })},

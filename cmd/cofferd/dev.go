@@ -10,6 +10,7 @@ import (
 	"net"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync"
@@ -19,35 +20,96 @@ import (
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
+// devEnv lists the only COFFER_* variables cofferd dev reads: which region
+// and account its ARNs name, and a fixed root access key (test suites).
+// Everything else (COFFER_CONFIG, COFFER_DATA_DIR, COFFER_GRPC_ADDR, …) is a
+// production node's setting, and dev mode, which gives every caller full
+// access, must never pick one up from the environment.
+var devEnv = []string{"COFFER_REGION", "COFFER_ACCOUNT_ID", "COFFER_ROOT_ACCESS_KEY_ID", "COFFER_ROOT_SECRET_ACCESS_KEY"}
+
+// devMarker marks a data directory as cofferd dev's: dev mode refuses a
+// directory holding a node's state without it.
+const devMarker = ".coffer-dev"
+
+// errNotDevData: the data directory holds state that cofferd dev did not
+// create.
+var errNotDevData = errors.New("holds a Coffer node's state that cofferd dev did not create (no " + devMarker + " marker); dev mode lets every caller in with full access, so it refuses to serve it: use cofferd server, or another directory")
+
+const devUsage = `Usage: cofferd dev [flags]
+
+Runs a throw-away region on this machine: one node, or --nodes N, or several
+paired regions (--regions). Every call is let in with full access, so it
+listens on loopback only. It reads no configuration file and, of the
+environment, only:
+  COFFER_REGION, COFFER_ACCOUNT_ID        the region and account in ARNs
+  COFFER_ROOT_ACCESS_KEY_ID,
+  COFFER_ROOT_SECRET_ACCESS_KEY           a fixed root access key (test suites)
+
+Flags:
+`
+
 // runDev starts a throw-away region: one node by default, or --nodes N in
 // this process with separate listeners and data directories. Data, keys and
-// certificates live in a temporary directory removed on Ctrl-C.
+// certificates live in a temporary directory removed on Ctrl-C, unless
+// --data-dir names a dev data directory to keep.
 func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	base := defaultConfig()
-	base.NodeID = "dev-1"
-	base.Raft.Bootstrap = true
-	base.LogLevel = "warn"
+	cfg := defaultConfig()
+	cfg.NodeID = "dev-1"
+	cfg.Raft.Bootstrap = true
+	cfg.LogLevel = "warn"
+	cfg.RootCredentialsFile = ""
 	// A dev region runs anywhere: keys it cannot lock in memory are a
 	// warning, not a refusal to start.
-	base.AllowNoMlock = true
-	// Placeholders until the data dir and key file are known.
-	base.DataDir, base.Seal.KeyFile = "pending", "pending"
+	cfg.AllowNoMlock = true
 
 	fs := flag.NewFlagSet("cofferd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
-	nodes := fs.Int("nodes", 1, "number of nodes in the dev region (1, 3 or 5)")
-	regions := fs.String("regions", "", "comma-separated regions to start, each with --nodes nodes, paired with each other (like us-east-1,eu-west-1)")
-	cfg, err := loadConfig(fs, base, args, getenv)
-	if errors.Is(err, flag.ErrHelp) {
-		return usageError{}
+	fs.Usage = func() {
+		fmt.Fprint(stderr, devUsage)
+		fs.PrintDefaults()
 	}
-	if err != nil {
+	nodes := fs.Int("nodes", 1, "number of nodes in the dev region (1 to 7)")
+	regions := fs.String("regions", "", "comma-separated regions to start, each with --nodes nodes, paired with each other (like us-east-1,eu-west-1)")
+	configFile := fs.String("config", "", "refused: cofferd dev reads no configuration file")
+	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC API address, on loopback")
+	fs.StringVar(&cfg.AWSAddr, "aws-addr", cfg.AWSAddr, "AWS API address, on loopback (empty: off)")
+	fs.StringVar(&cfg.DataDir, "data-dir", "", "keep the data in this directory (made by cofferd dev) instead of a temporary one")
+	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs (env COFFER_REGION)")
+	fs.StringVar(&cfg.AccountID, "account-id", cfg.AccountID, "12-digit account id used in ARNs (env COFFER_ACCOUNT_ID)")
+	fs.StringVar(&cfg.LogLevel, "log-level", cfg.LogLevel, "debug, info, warn or error")
+	for _, st := range settings {
+		if v := getenv(st.env); v != "" && slices.Contains(devEnv, st.env) {
+			if err := st.set(&cfg, v); err != nil {
+				return usageError{fmt.Errorf("%s=%q: %w", st.env, v, err)}
+			}
+		}
+	}
+	if err := fs.Parse(args); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return usageError{}
+		}
 		return usageError{err}
 	}
-	if *nodes < 1 || *nodes > 7 {
+	switch {
+	case *configFile != "":
+		return usageError{errors.New("cofferd dev reads no configuration file (--config): it runs a throw-away region with full access for every caller; run a configured node with cofferd server --config")}
+	case fs.NArg() > 0:
+		return usageError{fmt.Errorf("unexpected arguments: %s", strings.Join(fs.Args(), " "))}
+	case *nodes < 1 || *nodes > 7:
 		return usageError{fmt.Errorf("--nodes %d: want 1 to 7", *nodes)}
 	}
-	temporary := cfg.DataDir == "pending"
+	if ignored := ignoredDevEnv(getenv); len(ignored) > 0 {
+		fmt.Fprintf(stderr, "cofferd dev: ignoring %s (dev mode reads only %s)\n", strings.Join(ignored, ", "), strings.Join(devEnv, ", "))
+	}
+	for name, addr := range map[string]string{"--grpc-addr": cfg.GRPCAddr, "--aws-addr": cfg.AWSAddr} {
+		if addr == "" {
+			continue
+		}
+		if host, _, err := net.SplitHostPort(addr); err != nil || !node.LoopbackHost(host) {
+			return usageError{fmt.Errorf("%s %q: cofferd dev lets every caller in with full access, so it listens on loopback only (127.0.0.1, ::1 or localhost)", name, addr)}
+		}
+	}
+	temporary := cfg.DataDir == ""
 	if temporary {
 		dir, err := os.MkdirTemp("", "coffer-dev-")
 		if err != nil {
@@ -56,15 +118,13 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		defer os.RemoveAll(dir)
 		cfg.DataDir = dir
 	}
-	if err := os.MkdirAll(cfg.DataDir, 0o700); err != nil {
-		return fmt.Errorf("dev: data dir: %w", err)
+	if err := claimDevDataDir(cfg.DataDir); err != nil {
+		return fmt.Errorf("dev: %w", err)
 	}
-	if cfg.Seal.KeyFile == "pending" {
-		cfg.Seal.KeyFile = filepath.Join(cfg.DataDir, "root.key")
-		if _, err := os.Stat(cfg.Seal.KeyFile); os.IsNotExist(err) {
-			if err := kms.GenerateKeyFile(cfg.Seal.KeyFile); err != nil {
-				return fmt.Errorf("dev: root key: %w", err)
-			}
+	cfg.Seal.KeyFile = filepath.Join(cfg.DataDir, "root.key")
+	if _, err := os.Stat(cfg.Seal.KeyFile); os.IsNotExist(err) {
+		if err := kms.GenerateKeyFile(cfg.Seal.KeyFile); err != nil {
+			return fmt.Errorf("dev: root key: %w", err)
 		}
 	}
 	if err := cfg.Validate(); err != nil {
@@ -93,6 +153,40 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 		})
 	}
 	return devRegion(ctx, cfg, *nodes, log, stdout, kept, creds)
+}
+
+// ignoredDevEnv lists the COFFER_* variables set in the environment that
+// cofferd dev does not read.
+func ignoredDevEnv(getenv func(string) string) []string {
+	var out []string
+	if getenv("COFFER_CONFIG") != "" {
+		out = append(out, "COFFER_CONFIG")
+	}
+	for _, s := range settings {
+		if getenv(s.env) != "" && !slices.Contains(devEnv, s.env) {
+			out = append(out, s.env)
+		}
+	}
+	return out
+}
+
+// claimDevDataDir makes dir cofferd dev's: a directory with its marker, or
+// a new or empty one (which gets the marker). One that holds a node's state
+// (state.db, raft/) without the marker is a real node's, and is refused.
+func claimDevDataDir(dir string) error {
+	if err := os.MkdirAll(dir, 0o700); err != nil {
+		return fmt.Errorf("data dir: %w", err)
+	}
+	marker := filepath.Join(dir, devMarker)
+	if _, err := os.Lstat(marker); err == nil {
+		return nil
+	}
+	for _, name := range []string{"state.db", "raft"} {
+		if _, err := os.Lstat(filepath.Join(dir, name)); err == nil {
+			return fmt.Errorf("data directory %s %w", dir, errNotDevData)
+		}
+	}
+	return os.WriteFile(marker, []byte("This directory holds the data of a cofferd dev region (anonymous full access).\n"), 0o600)
 }
 
 const devBanner = `
@@ -221,13 +315,16 @@ type devCredentials struct {
 
 func (c *devCredentials) capture(o *node.Options) {
 	prev := o.OnRootCredentials
-	o.OnRootCredentials = func(id, secret string) {
+	o.OnRootCredentials = func(id, secret string) error {
+		if prev != nil {
+			if err := prev(id, secret); err != nil {
+				return err
+			}
+		}
 		c.mu.Lock()
 		c.id, c.secret = id, secret
 		c.mu.Unlock()
-		if prev != nil {
-			prev(id, secret)
-		}
+		return nil
 	}
 }
 

@@ -17,6 +17,7 @@ import (
 
 	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
@@ -131,16 +132,26 @@ func devPair(ctx context.Context, a, b string) error {
 	return pairRegions(ctx, cofferv1.NewRegionServiceClient(ca), cofferv1.NewRegionServiceClient(cb))
 }
 
-// pairRegions gives a's offer to b and b's answer to a.
+// pairRegions gives a's offer to b and b's answer to a, each pinned by the
+// fingerprint of the CA it names: in-process, on loopback, the offers
+// cannot have been swapped, so the fingerprints come from them.
 func pairRegions(ctx context.Context, a, b cofferv1.RegionServiceClient) error {
 	offer, err := a.GetPairingOffer(ctx, &cofferv1.GetPairingOfferRequest{})
 	if err != nil {
 		return err
 	}
-	ans, err := b.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer()})
+	fpA, err := server.CAFingerprint(offer.GetOffer().GetCaPem())
+	if err != nil {
+		return fmt.Errorf("CA of %s: %w", offer.GetOffer().GetRegion(), err)
+	}
+	ans, err := b.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer(), PeerCaSha256: fpA})
 	if err != nil {
 		return err
 	}
-	_, err = a.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: ans.GetOffer()})
+	fpB, err := server.CAFingerprint(ans.GetOffer().GetCaPem())
+	if err != nil {
+		return fmt.Errorf("CA of %s: %w", ans.GetOffer().GetRegion(), err)
+	}
+	_, err = a.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: ans.GetOffer(), PeerCaSha256: fpB})
 	return err
 }

@@ -31,6 +31,9 @@ Usage:
   cofferd ca create DIR                    create a region's cluster CA and gossip key
   cofferd ca issue --ca-dir DIR --node-id ID [--host H]... --out-dir DIR
                                            issue a node's cluster certificate
+  cofferd ca issue --api --ca-dir DIR --host H [--host H]... --out-dir DIR
+                                           issue the API server certificate (TLS
+                                           for the gRPC and AWS APIs)
   cofferd help                             show this help
 
 Run "cofferd server -h" or "cofferd dev -h" for their flags.

@@ -1,18 +1,27 @@
 package main
 
 import (
+	"crypto/ecdsa"
+	"crypto/elliptic"
+	"crypto/rand"
+	"crypto/x509"
+	"crypto/x509/pkix"
+	"encoding/pem"
 	"errors"
 	"flag"
 	"fmt"
 	"io"
 	"io/fs"
 	"log/slog"
+	"math/big"
 	"net"
 	"os"
 	"path/filepath"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
@@ -100,7 +109,7 @@ func gossipKey(cfg Config) ([]byte, error) {
 // runCA implements `cofferd ca create DIR` and `cofferd ca issue`.
 func runCA(args []string, stdout, stderr io.Writer) error {
 	if len(args) == 0 {
-		return usageError{errors.New("usage: cofferd ca create DIR | cofferd ca issue --ca-dir DIR --node-id ID [--host H]... --out-dir DIR")}
+		return usageError{errors.New("usage: cofferd ca create DIR | cofferd ca issue --ca-dir DIR (--node-id ID | --api) [--host H]... --out-dir DIR")}
 	}
 	switch args[0] {
 	case "create":
@@ -117,46 +126,118 @@ func runCA(args []string, stdout, stderr io.Writer) error {
 		if err := kms.GenerateKeyFile(filepath.Join(dir, "gossip.key")); err != nil {
 			return err
 		}
+		ca, err := replication.LoadCA(filepath.Join(dir, "ca.crt"), filepath.Join(dir, "ca.key"))
+		if err != nil {
+			return err
+		}
+		fp, err := server.CAFingerprint(ca.CertPEM)
+		if err != nil {
+			return err
+		}
 		fmt.Fprintf(stdout, "created the region's cluster CA (%s/ca.crt, ca.key) and gossip key (%s/gossip.key)\n", dir, dir)
+		fmt.Fprintf(stdout, "CA SHA-256 fingerprint: %s (other regions pair with --peer-ca-sha256 %s)\n", fp, fp)
 		return nil
 	case "issue":
 		fs := flag.NewFlagSet("cofferd ca issue", flag.ContinueOnError)
 		fs.SetOutput(stderr)
 		caDir := fs.String("ca-dir", "", "directory with ca.crt and ca.key")
-		nodeID := fs.String("node-id", "", "the node's id")
-		outDir := fs.String("out-dir", "", "where to write node.crt, node.key and ca.crt")
+		nodeID := fs.String("node-id", "", "the node's id (cluster certificates)")
+		api := fs.Bool("api", false, "issue the API server certificate (server.crt, server.key) for --host instead of a node's cluster certificate")
+		outDir := fs.String("out-dir", "", "where to write node.crt and node.key (or server.crt and server.key) and ca.crt")
 		var hosts multiFlag
-		fs.Var(&hosts, "host", "an address or DNS name of the node (repeatable)")
+		fs.Var(&hosts, "host", "an address or DNS name of the node, as clients reach it (repeatable)")
 		if err := fs.Parse(args[1:]); err != nil {
 			return usageError{err}
 		}
-		if *caDir == "" || *nodeID == "" || *outDir == "" {
-			return usageError{errors.New("--ca-dir, --node-id and --out-dir are required")}
+		switch {
+		case *caDir == "" || *outDir == "":
+			return usageError{errors.New("--ca-dir and --out-dir are required")}
+		case *api && len(hosts) == 0:
+			return usageError{errors.New("--api needs --host: each name and address clients connect to (the certificate names exactly those)")}
+		case !*api && *nodeID == "":
+			return usageError{errors.New("--node-id is required (or --api for an API server certificate)")}
 		}
 		ca, err := replication.LoadCA(filepath.Join(*caDir, "ca.crt"), filepath.Join(*caDir, "ca.key"))
 		if err != nil {
 			return err
 		}
-		_, certPEM, keyPEM, err := ca.IssueNode(*nodeID, hosts, nodeValidity)
+		names := [2]string{"node.crt", "node.key"}
+		var certPEM, keyPEM []byte
+		if *api {
+			names = [2]string{"server.crt", "server.key"}
+			certPEM, keyPEM, err = issueAPICert(ca, hosts, nodeValidity)
+		} else {
+			_, certPEM, keyPEM, err = ca.IssueNode(*nodeID, hosts, nodeValidity)
+		}
 		if err != nil {
 			return err
 		}
 		if err := os.MkdirAll(*outDir, 0o700); err != nil {
 			return err
 		}
-		for name, data := range map[string][]byte{"node.crt": certPEM, "node.key": keyPEM, "ca.crt": ca.CertPEM} {
+		for name, data := range map[string][]byte{names[0]: certPEM, names[1]: keyPEM, "ca.crt": ca.CertPEM} {
 			mode := os.FileMode(0o644)
-			if name == "node.key" {
+			if name == names[1] {
 				mode = 0o600
 			}
 			if err := os.WriteFile(filepath.Join(*outDir, name), data, mode); err != nil {
 				return err
 			}
 		}
+		if *api {
+			fmt.Fprintf(stdout, "issued an API server certificate for %s in %s (tls_cert_file: %s, tls_key_file: %s; clients verify it with --ca-file %s)\n",
+				strings.Join(hosts, ", "), *outDir, filepath.Join(*outDir, names[0]), filepath.Join(*outDir, names[1]), filepath.Join(*outDir, "ca.crt"))
+			return nil
+		}
 		fmt.Fprintf(stdout, "issued a certificate for node %s in %s\n", *nodeID, *outDir)
 		return nil
 	}
 	return usageError{fmt.Errorf("unknown ca command %q", args[0])}
+}
+
+// issueAPICert issues a certificate for the gRPC and AWS APIs from the
+// region's CA: server authentication only (a client presenting it gets
+// nowhere on the cluster port, which asks for client authentication), its
+// hosts as IP and DNS SANs and the first one as common name, valid for
+// validFor and never past the CA.
+func issueAPICert(ca *replication.CA, hosts []string, validFor time.Duration) (certPEM, keyPEM []byte, err error) {
+	key, err := ecdsa.GenerateKey(elliptic.P256(), rand.Reader)
+	if err != nil {
+		return nil, nil, fmt.Errorf("API certificate: %w", err)
+	}
+	serial, err := rand.Int(rand.Reader, new(big.Int).Lsh(big.NewInt(1), 127))
+	if err != nil {
+		return nil, nil, fmt.Errorf("API certificate: %w", err)
+	}
+	now := time.Now()
+	notAfter := now.Add(validFor)
+	if notAfter.After(ca.Cert.NotAfter) {
+		notAfter = ca.Cert.NotAfter
+	}
+	tmpl := &x509.Certificate{
+		SerialNumber: serial,
+		Subject:      pkix.Name{CommonName: hosts[0], Organization: []string{"Coffer"}},
+		NotBefore:    now.Add(-5 * time.Minute),
+		NotAfter:     notAfter,
+		KeyUsage:     x509.KeyUsageDigitalSignature,
+		ExtKeyUsage:  []x509.ExtKeyUsage{x509.ExtKeyUsageServerAuth},
+	}
+	for _, h := range hosts {
+		if ip := net.ParseIP(h); ip != nil {
+			tmpl.IPAddresses = append(tmpl.IPAddresses, ip)
+		} else {
+			tmpl.DNSNames = append(tmpl.DNSNames, h)
+		}
+	}
+	der, err := x509.CreateCertificate(rand.Reader, tmpl, ca.Cert, key.Public(), ca.Key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("API certificate: %w", err)
+	}
+	keyDER, err := x509.MarshalPKCS8PrivateKey(key)
+	if err != nil {
+		return nil, nil, fmt.Errorf("API certificate: %w", err)
+	}
+	return pem.EncodeToMemory(&pem.Block{Type: "CERTIFICATE", Bytes: der}), pem.EncodeToMemory(&pem.Block{Type: "PRIVATE KEY", Bytes: keyDER}), nil
 }
 
 type multiFlag []string

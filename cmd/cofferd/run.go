@@ -71,17 +71,23 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 			return node.Options{}, err
 		}
 	}
-	credFile := cfg.RootCredentialsFile
-	if credFile == "" {
-		credFile = filepath.Join(cfg.DataDir, "root-credentials")
-	}
-	opts.OnRootCredentials = func(id, secret string) {
-		if err := writeCredentials(credFile, id, secret); err != nil {
-			log.Error("could not write the root credentials file", "path", credFile, "err", err)
-			return
+	credFile := cfg.rootCredentialsFile()
+	if opts.RootAccessKeyID == "" {
+		// A file left by a start that saved the key and stopped before the
+		// root principal was committed: that key is the one to create, so
+		// the file stays right. (Where principals exist it is not used.)
+		if id, secret, err := readCredentials(credFile); err == nil {
+			opts.RootAccessKeyID, opts.RootSecretAccessKey = id, secret
 		}
-		log.Info("wrote the root principal's access key (readable by this user only)", "path", credFile, "access_key_id", id)
 	}
+	opts.OnRootCredentials = func(id, secret string) error {
+		if err := writeCredentials(credFile, id, secret); err != nil {
+			return fmt.Errorf("write the root credentials file: %w", err)
+		}
+		log.Info("wrote the root principal's access key before creating it (readable by this user only)", "path", credFile, "access_key_id", id)
+		return nil
+	}
+	opts.InsecurePlaintext = cfg.InsecurePlaintext
 	if cfg.TLSCertFile != "" {
 		cert, err := tls.LoadX509KeyPair(cfg.TLSCertFile, cfg.TLSKeyFile)
 		if err != nil {
@@ -199,20 +205,4 @@ func serveWith(ctx context.Context, cfg Config, log *slog.Logger, adjust func(*n
 	<-ctx.Done()
 	log.Info("cofferd stopping")
 	return nil
-}
-
-// writeCredentials writes an access key in the AWS shared-credentials
-// format, readable only by its owner, so both the aws CLI
-// (AWS_SHARED_CREDENTIALS_FILE) and coffer (COFFER_CREDENTIALS_FILE) can
-// use it.
-func writeCredentials(path, id, secret string) error {
-	if err := os.MkdirAll(filepath.Dir(path), 0o700); err != nil {
-		return err
-	}
-	body := fmt.Sprintf("# Coffer root principal, created on the region's first start.\n[default]\naws_access_key_id = %s\naws_secret_access_key = %s\n", id, secret)
-	tmp := path + ".tmp"
-	if err := os.WriteFile(tmp, []byte(body), 0o600); err != nil {
-		return err
-	}
-	return os.Rename(tmp, path)
 }

@@ -135,6 +135,13 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 			call.Operation, call.Action = name, server.SecretAction(name)
 		}
 	}
+	// A starting node answers 503 before it authenticates: it may not have
+	// the caller's key yet, and SDKs retry a 503 (after Retry-After).
+	if e := h.Gate.NotReady(); e != nil {
+		x.w.Header().Set("Retry-After", "1")
+		x.fail(0, e)
+		return
+	}
 	// refuse answers a request that never reached authorization, and
 	// audits it (sampled: see server.RefusalSampler).
 	refuse := func(status int, e *server.APIError) {

@@ -117,6 +117,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		}
 		writeError(w, id, ae)
 	}
+	// A starting node answers 503 before it authenticates (see
+	// server.Gate.Ready); SDKs retry it.
+	if e := h.Gate.NotReady(); e != nil {
+		w.Header().Set("Retry-After", "1")
+		fail(e)
+		return
+	}
 	// A source whose requests keep failing to authenticate is refused
 	// before its body is read.
 	if err := h.Gate.Throttle(ctx, call); err != nil {

@@ -2,6 +2,7 @@ package sts
 
 import (
 	"context"
+	"errors"
 	"net/http"
 	"net/http/httptest"
 	"net/url"
@@ -67,3 +68,29 @@ func TestRawActionNeverReachesTheAuditRecord(t *testing.T) {
 		t.Errorf("recorded operations %q, want %q", ops, want)
 	}
 }
+
+// refuseAll fails the test if the handler authenticates anything.
+type refuseAll struct{ t *testing.T }
+
+func (r refuseAll) AuthenticateSTS(context.Context, *http.Request, []byte) (server.Identity, error) {
+	r.t.Error("a request was authenticated before the node was ready")
+	return server.Identity{}, &server.APIError{Type: server.TypeUnrecognizedClient, Message: "unknown"}
+}
+
+// Before the node is ready, STS answers 503 ServiceUnavailable (a Receiver
+// fault, which SDKs retry) with Retry-After, without authenticating.
+func TestNotReadyAnswers503(t *testing.T) {
+	h := &Handler{IAM: fakeIAM{}, Auth: refuseAll{t}, Gate: &server.Gate{Ready: func() error { return errNotReady }}}
+	form := url.Values{"Action": {"GetCallerIdentity"}, "Version": {Version}}
+	req := httptest.NewRequest(http.MethodPost, "/", strings.NewReader(form.Encode()))
+	req.Header.Set("Content-Type", "application/x-www-form-urlencoded")
+	w := httptest.NewRecorder()
+	h.ServeHTTP(w, req)
+	body := w.Body.String()
+	if w.Code != http.StatusServiceUnavailable || w.Header().Get("Retry-After") != "1" ||
+		!strings.Contains(body, "<Code>ServiceUnavailable</Code>") || !strings.Contains(body, "<Type>Receiver</Type>") {
+		t.Fatalf("status %d, Retry-After %q, body %s; want 503 ServiceUnavailable with Retry-After: 1", w.Code, w.Header().Get("Retry-After"), body)
+	}
+}
+
+var errNotReady = errors.New("waiting for a leader")

@@ -2,7 +2,6 @@ package compat
 
 import (
 	"bytes"
-	"context"
 	"encoding/json"
 	"errors"
 	"net/http"
@@ -26,21 +25,20 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	cserver "github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 	"github.com/cofferhq/coffer/test/wait"
 )
 
-type bearer string
-
-func (b bearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + string(b)}, nil
-}
-func (bearer) RequireTransportSecurity() bool { return false }
-
-// grpcAs is a gRPC connection to s authenticating with token
-// (AKID:SECRET[:SESSION_TOKEN]).
+// grpcAs is a gRPC connection to s whose calls are signed with the access
+// key in token (AKID:SECRET[:SESSION_TOKEN]), as the coffer CLI signs them.
 func (s *server) grpcAs(t *testing.T, token string) *grpc.ClientConn {
 	t.Helper()
-	conn, err := grpc.NewClient(s.grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()), grpc.WithPerRPCCredentials(bearer(token)))
+	parts := strings.SplitN(token, ":", 3)
+	c := &grpcsig.Credentials{AccessKeyID: parts[0], SecretAccessKey: parts[1], Region: region}
+	if len(parts) == 3 {
+		c.SessionToken = parts[2]
+	}
+	conn, err := grpc.NewClient(s.grpcAddr, append(c.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
 	if err != nil {
 		t.Fatal(err)
 	}

@@ -175,6 +175,12 @@ func awsCLIs(t *testing.T) []cli {
 // run runs the CLI against the server and decodes its JSON output.
 func (c cli) run(t *testing.T, s *server, args ...string) (map[string]any, string, int) {
 	t.Helper()
+	return c.runEnv(t, s, nil, args...)
+}
+
+// runEnv is run with env added to (and overriding) the CLI's environment.
+func (c cli) runEnv(t *testing.T, s *server, env []string, args ...string) (map[string]any, string, int) {
+	t.Helper()
 	home := t.TempDir()
 	full := append([]string{"--endpoint-url", s.endpoint, "--output", "json", "--region", region, "secretsmanager"}, args...)
 	cmd := exec.CommandContext(t.Context(), c.path, full...)
@@ -182,6 +188,7 @@ func (c cli) run(t *testing.T, s *server, args ...string) (map[string]any, strin
 		"AWS_ACCESS_KEY_ID="+accessKeyID, "AWS_SECRET_ACCESS_KEY="+secretAccessKey,
 		"AWS_CONFIG_FILE="+filepath.Join(home, "config"), "AWS_SHARED_CREDENTIALS_FILE="+filepath.Join(home, "credentials"),
 		"AWS_PAGER=", "AWS_EC2_METADATA_DISABLED=true", "HOME="+home, "AWS_MAX_ATTEMPTS=1", "AWS_RETRY_MODE=standard")
+	cmd.Env = append(cmd.Env, env...)
 	var out, errb bytes.Buffer
 	cmd.Stdout, cmd.Stderr = &out, &errb
 	err := cmd.Run()

@@ -14,6 +14,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
 
 type staticBearer string
@@ -83,7 +84,27 @@ func TestAuthentication(t *testing.T) {
 		}
 	}
 	if err := call(rootAccessKeyID + ":" + rootSecretAccessKey); err != nil {
-		t.Fatalf("root key refused: %v", err)
+		t.Fatalf("root key as a bearer token from loopback refused: %v", err)
+	}
+	// Signed calls, as the CLI makes them.
+	signed := func(id, secret string) error {
+		c := &grpcsig.Credentials{AccessKeyID: id, SecretAccessKey: secret, Region: testRegion}
+		conn, err := grpc.NewClient(n.grpcAddr, append(c.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+		if err != nil {
+			t.Fatal(err)
+		}
+		defer conn.Close()
+		_, err = cofferv1.NewSecretsManagerServiceClient(conn).ListSecrets(t.Context(), &cofferv1.ListSecretsRequest{})
+		return err
+	}
+	if got := server.TypeOf(signed("AKIAUNKNOWNKEY000000", "whatever-secret")); got != server.TypeUnrecognizedClient {
+		t.Errorf("signed with an unknown key: error type %q", got)
+	}
+	if got := server.TypeOf(signed(rootAccessKeyID, "not-the-secret")); got != server.TypeInvalidSignature {
+		t.Errorf("signed with the wrong secret: error type %q", got)
+	}
+	if err := signed(rootAccessKeyID, rootSecretAccessKey); err != nil {
+		t.Fatalf("root key, signed, refused: %v", err)
 	}
 	// The CLI without credentials is refused with the auth exit code.
 	cmd := exec.CommandContext(t.Context(), bin.coffer, "--endpoint", n.grpcAddr, "secrets", "list")

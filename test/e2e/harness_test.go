@@ -23,6 +23,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 	"github.com/cofferhq/coffer/test/testkit"
 )
 
@@ -221,14 +222,14 @@ func (n *node) launch() error {
 	}()
 	n.proc, n.exited = cmd, exited
 
-	conn, err := grpc.NewClient(n.grpcAddr,
+	conn, err := grpc.NewClient(n.grpcAddr, append([]grpc.DialOption{
 		grpc.WithTransportCredentials(insecure.NewCredentials()),
 		// Reconnect quickly while the node is still binding its port.
 		grpc.WithConnectParams(grpc.ConnectParams{Backoff: backoff.Config{
 			BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, MaxDelay: 500 * time.Millisecond,
 		}, MinConnectTimeout: 5 * time.Second}),
-		grpc.WithUnaryInterceptor(defaultDeadline),
-		grpc.WithPerRPCCredentials(rootBearer{}))
+		grpc.WithChainUnaryInterceptor(defaultDeadline),
+	}, rootSigner().DialOptions()...)...)
 	if err != nil {
 		n.kill()
 		return fmt.Errorf("grpc client: %w", err)
@@ -466,11 +467,7 @@ const (
 	rootSecretAccessKey = "e2e/test/root/secret/access/key/0000000001"
 )
 
-// rootBearer authenticates gRPC calls as the root principal.
-type rootBearer struct{}
-
-func (rootBearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + rootAccessKeyID + ":" + rootSecretAccessKey}, nil
+// rootSigner signs gRPC calls as the root principal.
+func rootSigner() *grpcsig.Credentials {
+	return &grpcsig.Credentials{AccessKeyID: rootAccessKeyID, SecretAccessKey: rootSecretAccessKey, Region: testRegion}
 }
-
-func (rootBearer) RequireTransportSecurity() bool { return false }

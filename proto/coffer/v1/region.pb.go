@@ -384,7 +384,13 @@ func (x *GetPairingOfferResponse) GetOffer() *PairingOffer {
 type PairRegionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// peer is the other region's offer.
-	Peer          *PairingOffer `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	Peer *PairingOffer `protobuf:"bytes,1,opt,name=peer,proto3" json:"peer,omitempty"`
+	// peer_ca_sha256 pins the peer: the hex SHA-256 of the DER encoding of
+	// its cluster CA certificate, as the peer's operator read it (coffer
+	// region info there). The pairing is refused unless peer.ca_pem has
+	// exactly this fingerprint, so an offer swapped on its way cannot make
+	// this region trust another CA. Required.
+	PeerCaSha256  string `protobuf:"bytes,2,opt,name=peer_ca_sha256,json=peerCaSha256,proto3" json:"peer_ca_sha256,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -424,6 +430,13 @@ func (x *PairRegionRequest) GetPeer() *PairingOffer {
 		return x.Peer
 	}
 	return nil
+}
+
+func (x *PairRegionRequest) GetPeerCaSha256() string {
+	if x != nil {
+		return x.PeerCaSha256
+	}
+	return ""
 }
 
 // PairRegionResponse carries this region's offer, for the peer.
@@ -780,9 +793,10 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\taddresses\x18\x04 \x03(\tR\taddresses\"H\n" +
 	"\x17GetPairingOfferResponse\x12-\n" +
-	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"@\n" +
+	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"f\n" +
 	"\x11PairRegionRequest\x12+\n" +
-	"\x04peer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x04peer\"C\n" +
+	"\x04peer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x04peer\x12$\n" +
+	"\x0epeer_ca_sha256\x18\x02 \x01(\tR\fpeerCaSha256\"C\n" +
 	"\x12PairRegionResponse\x12-\n" +
 	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"-\n" +
 	"\x13UnpairRegionRequest\x12\x16\n" +

@@ -20,6 +20,7 @@ import (
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 	"github.com/cofferhq/coffer/test/testkit"
 	"github.com/cofferhq/coffer/test/wait"
 )
@@ -45,15 +46,6 @@ const (
 	RootAccessKeyID     = "AKIACLUSTERTEST00001"
 	RootSecretAccessKey = "cluster/test/root/secret/access/key/00001"
 )
-
-// rootBearer authenticates gRPC calls as the root principal.
-type rootBearer struct{}
-
-func (rootBearer) GetRequestMetadata(context.Context, ...string) (map[string]string, error) {
-	return map[string]string{"authorization": "Bearer " + RootAccessKeyID + ":" + RootSecretAccessKey}, nil
-}
-
-func (rootBearer) RequireTransportSecurity() bool { return false }
 
 // Timing of every node: fast enough that a failover takes about a second,
 // slow enough that the race detector on two cores does not cause elections.
@@ -387,13 +379,13 @@ func (c *Cluster) conn(i int) *grpc.ClientConn {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	if c.conns[i] == nil {
-		cc, err := grpc.NewClient(c.region.Member(i).Ports.GRPC,
+		root := &grpcsig.Credentials{AccessKeyID: RootAccessKeyID, SecretAccessKey: RootSecretAccessKey, Region: c.regionName()}
+		cc, err := grpc.NewClient(c.region.Member(i).Ports.GRPC, append(root.DialOptions(),
 			grpc.WithTransportCredentials(insecure.NewCredentials()),
-			grpc.WithPerRPCCredentials(rootBearer{}),
 			grpc.WithConnectParams(grpc.ConnectParams{
 				Backoff:           backoff.Config{BaseDelay: 20 * time.Millisecond, Multiplier: 1.6, Jitter: 0.2, MaxDelay: 250 * time.Millisecond},
 				MinConnectTimeout: 5 * time.Second,
-			}))
+			}))...)
 		if err != nil {
 			c.t.Fatalf("client for %s: %v", c.ID(i), err)
 		}

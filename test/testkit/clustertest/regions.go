@@ -12,6 +12,7 @@ import (
 	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
+	"github.com/cofferhq/coffer/server"
 )
 
 // RegionSet is several regions, each a Cluster, joined by a WAN gossip pool
@@ -75,13 +76,24 @@ func (rs *RegionSet) Pair(a, b string) {
 	if err != nil {
 		rs.t.Fatalf("pairing offer of %s: %v", a, err)
 	}
-	ans, err := cb.Regions(cb.Leader()).PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer()})
+	ans, err := cb.Regions(cb.Leader()).PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer(), PeerCaSha256: rs.fingerprint(offer.GetOffer())})
 	if err != nil {
 		rs.t.Fatalf("pair %s with %s: %v", b, a, err)
 	}
-	if _, err := ca.Regions(ca.Leader()).PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: ans.GetOffer()}); err != nil {
+	if _, err := ca.Regions(ca.Leader()).PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: ans.GetOffer(), PeerCaSha256: rs.fingerprint(ans.GetOffer())}); err != nil {
 		rs.t.Fatalf("pair %s with %s: %v", a, b, err)
 	}
+}
+
+// fingerprint is the SHA-256 fingerprint of the CA an offer names, which
+// an operator would read with coffer region info on that region.
+func (rs *RegionSet) fingerprint(o *cofferv1.PairingOffer) string {
+	rs.t.Helper()
+	fp, err := server.CAFingerprint(o.GetCaPem())
+	if err != nil {
+		rs.t.Fatalf("CA of %s: %v", o.GetRegion(), err)
+	}
+	return fp
 }
 
 // Cut stops replication traffic between regions a and b both ways: new
