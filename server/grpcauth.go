@@ -143,7 +143,7 @@ func (a *grpcAuth) signed(ctx context.Context, md metadata.MD, fullMethod string
 	if a.cfg.IAM.Expired(k) {
 		return Identity{}, errExpiredToken()
 	}
-	return Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID}, nil
+	return Identity{Principal: creds.Principal, AccessKeyID: creds.AccessKeyID, Session: !k.Expiration.IsZero()}, nil
 }
 
 func (a *grpcAuth) warnBearer(accessKeyID string) {
