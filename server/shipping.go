@@ -377,6 +377,12 @@ func (s *Service) UnpairRegion(ctx context.Context, region string) error {
 	return err
 }
 
+// SetPairingOptions changes a paired region's options in this region's log.
+func (s *Service) SetPairingOptions(ctx context.Context, region string, acceptOverwrite bool) error {
+	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_SetPairingOptions{SetPairingOptions: &raftv1.SetPairingOptions{Region: region, AcceptOverwrite: acceptOverwrite}}})
+	return err
+}
+
 // PairRegion records a paired region in this region's log.
 func (s *Service) PairRegion(ctx context.Context, peer *storagev1.RegionPeer) error {
 	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_PairRegion{PairRegion: &raftv1.PairRegion{Peer: peer}}})
