@@ -107,6 +107,14 @@ func (s *Service) ExportBatch(dest string, after uint64, limit int) (req *replic
 		Generation: s.state.FeedGeneration(), After: after}
 	if base, ok := s.state.FeedResync(dest); ok && base == after {
 		req.Resync = true
+		if err := s.state.Secrets(func(sec *storagev1.Secret) bool {
+			if !sec.GetReplica() && slices.ContainsFunc(sec.GetReplicas(), func(r *storagev1.ReplicaRegionConfig) bool { return r.GetRegion() == dest }) {
+				req.ResyncNames = append(req.ResyncNames, sec.GetName())
+			}
+			return true
+		}); err != nil {
+			return nil, nil, err
+		}
 	}
 	if len(b.Entries) == 0 {
 		return req, nil, nil
@@ -167,7 +175,8 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	if err != nil {
 		return nil, err
 	}
-	op := &raftv1.ApplyReplicaChanges{SourceRegion: src, ThroughSeq: req.GetThroughSeq(), Region: s.cfg.Region}
+	op := &raftv1.ApplyReplicaChanges{SourceRegion: src, ThroughSeq: req.GetThroughSeq(), Region: s.cfg.Region,
+		After: req.GetAfter(), Generation: req.GetGeneration(), Resync: req.GetResync(), ResyncNames: req.GetResyncNames()}
 	refused := map[string]string{}
 	for _, e := range req.GetChanges() {
 		e = proto.CloneOf(e)
@@ -352,7 +361,8 @@ func (s *Service) AckBatch(ctx context.Context, dest, generation string, resp *r
 			op.Accessed = append(op.Accessed, &raftv1.ReplicaAccessDay{Name: a.GetName(), Day: a.GetDay()})
 		}
 	}
-	if (op.GetSeq() <= s.state.FeedAck(dest) || generation != s.state.FeedGeneration()) && len(op.GetRejected()) == 0 && len(op.GetAccepted()) == 0 && len(op.GetAccessed()) == 0 {
+	_, resyncing := s.state.FeedResync(dest)
+	if (op.GetSeq() <= s.state.FeedAck(dest) || generation != s.state.FeedGeneration()) && !resyncing && len(op.GetRejected()) == 0 && len(op.GetAccepted()) == 0 && len(op.GetAccessed()) == 0 {
 		return nil
 	}
 	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_AckFeed{AckFeed: op}})

@@ -114,8 +114,16 @@ func (t *txn) ackFeed(op *raftv1.AckFeed) *Result {
 	// entries it never received.
 	acks := t.tx.Bucket(bucketFeedAcks)
 	seq := min(op.GetSeq(), u64(t.tx.Bucket(bucketMeta).Get(keyFeedSeq)))
-	if op.GetGeneration() == feedGeneration(t.tx) && seq > u64(acks.Get([]byte(op.GetDestination()))) {
-		t.fail(acks.Put([]byte(op.GetDestination()), u64b(seq)))
+	if op.GetGeneration() == feedGeneration(t.tx) {
+		if seq > u64(acks.Get([]byte(op.GetDestination()))) {
+			t.fail(acks.Put([]byte(op.GetDestination()), u64b(seq)))
+		}
+		// The destination answered in this generation from the resync
+		// mark on: it took the resync, and later batches are none.
+		resyncs := t.tx.Bucket(bucketFeedResyncs)
+		if base := resyncs.Get([]byte(op.GetDestination())); base != nil && op.GetSeq() >= u64(base) {
+			t.fail(resyncs.Delete([]byte(op.GetDestination())))
+		}
 	}
 	setMessage := func(name, msg string) {
 		s := t.secret(name)

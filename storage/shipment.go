@@ -242,6 +242,7 @@ func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
 		} else {
 			t.fail(gens.Put(src, []byte(gen)))
 		}
+		t.dropStaleReplicas(op.GetSourceRegion(), op.GetResyncNames())
 	case op.GetGeneration() != gen || op.GetAfter() > last:
 		// Another generation of the source's feed (it, or this region,
 		// restored a snapshot), or a batch that would skip positions never
@@ -264,6 +265,34 @@ func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
 		t.fail(sources.Put(src, u64b(op.GetThroughSeq())))
 	}
 	return &Result{}
+}
+
+// dropStaleReplicas removes this region's replicas of source's secrets
+// that source no longer replicates here (names lists those it does): on a
+// resync, what the feed would have deleted may be behind the reset, or
+// exist only in a state source restored away from.
+func (t *txn) dropStaleReplicas(source string, names []string) {
+	keep := make(map[string]bool, len(names))
+	for _, n := range names {
+		keep[n] = true
+	}
+	var stale []*storagev1.Secret
+	t.fail(t.tx.Bucket(bucketSecrets).ForEach(func(k, v []byte) error {
+		if keep[string(k)] {
+			return nil
+		}
+		s := &storagev1.Secret{}
+		if err := proto.Unmarshal(v, s); err != nil {
+			return fmt.Errorf("decode secret %q: %w", k, err)
+		}
+		if s.GetReplica() && s.GetPrimaryRegion() == source {
+			stale = append(stale, s)
+		}
+		return nil
+	}))
+	for _, s := range stale {
+		t.removeSecret(s)
+	}
 }
 
 func rejectionKey(source, name string) []byte {

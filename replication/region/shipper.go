@@ -149,7 +149,7 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 		if resp.GetAppliedThrough() > req.GetThroughSeq() {
 			resp.AppliedThrough = req.GetThroughSeq()
 		}
-		if resp.GetAppliedThrough() > pos || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 || len(resp.GetAccessed()) > 0 {
+		if resp.GetAppliedThrough() > pos || req.GetResync() || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 || len(resp.GetAccessed()) > 0 {
 			if err := m.feed.AckBatch(ctx, dest, req.GetGeneration(), resp); err != nil {
 				log.Warn("record acknowledgement", "err", err)
 				continue

@@ -2619,7 +2619,11 @@ type ApplyReplicaChanges struct {
 	// resync marks the first batch after the source reset this region's
 	// feed (full copies follow after): its generation and after replace
 	// what was applied from the source.
-	Resync        bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	Resync bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	// resync_names, with resync, are the source's primary secrets that
+	// replicate to this region; this region's replicas of the source's other
+	// secrets are removed.
+	ResyncNames   []string `protobuf:"bytes,8,rep,name=resync_names,json=resyncNames,proto3" json:"resync_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2701,6 +2705,13 @@ func (x *ApplyReplicaChanges) GetResync() bool {
 		return x.Resync
 	}
 	return false
+}
+
+func (x *ApplyReplicaChanges) GetResyncNames() []string {
+	if x != nil {
+		return x.ResyncNames
+	}
+	return nil
 }
 
 // AckFeed records that destination applied the feed through seq.
@@ -3435,7 +3446,7 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x128\n" +
 	"\x03add\x18\x02 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\x03add\x12\x16\n" +
 	"\x06remove\x18\x03 \x03(\tR\x06remove\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"\xff\x01\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xa2\x02\n" +
 	"\x13ApplyReplicaChanges\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12\x1f\n" +
 	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
@@ -3446,7 +3457,8 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"generation\x18\x06 \x01(\tR\n" +
 	"generation\x12\x16\n" +
-	"\x06resync\x18\a \x01(\bR\x06resync\"\xf5\x01\n" +
+	"\x06resync\x18\a \x01(\bR\x06resync\x12!\n" +
+	"\fresync_names\x18\b \x03(\tR\vresyncNames\"\xf5\x01\n" +
 	"\aAckFeed\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12<\n" +

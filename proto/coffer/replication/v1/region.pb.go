@@ -47,7 +47,12 @@ type ShipRequest struct {
 	// resync is set on the first batch after the source reset the
 	// destination's feed: full copies follow, so the destination takes
 	// generation and after as its new position.
-	Resync        bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	Resync bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	// resync_names, on a resync batch, are the source's primary secrets
+	// that replicate to the destination: a replica of the source's there
+	// with another name is left from before (the source restored an older
+	// state, or deleted it in changes the reset skipped) and is removed.
+	ResyncNames   []string `protobuf:"bytes,8,rep,name=resync_names,json=resyncNames,proto3" json:"resync_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -129,6 +134,13 @@ func (x *ShipRequest) GetResync() bool {
 		return x.Resync
 	}
 	return false
+}
+
+func (x *ShipRequest) GetResyncNames() []string {
+	if x != nil {
+		return x.ResyncNames
+	}
+	return nil
 }
 
 // ShipResponse is the destination's acknowledgement.
@@ -340,7 +352,7 @@ var File_coffer_replication_v1_region_proto protoreflect.FileDescriptor
 
 const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\n" +
-	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x8e\x02\n" +
+	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
 	"\vShipRequest\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
 	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x1f\n" +
@@ -351,7 +363,8 @@ const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"generation\x18\x05 \x01(\tR\n" +
 	"generation\x12\x14\n" +
 	"\x05after\x18\x06 \x01(\x04R\x05after\x12\x16\n" +
-	"\x06resync\x18\a \x01(\bR\x06resync\"\x96\x02\n" +
+	"\x06resync\x18\a \x01(\bR\x06resync\x12!\n" +
+	"\fresync_names\x18\b \x03(\tR\vresyncNames\"\x96\x02\n" +
 	"\fShipResponse\x12'\n" +
 	"\x0fapplied_through\x18\x01 \x01(\x04R\x0eappliedThrough\x12<\n" +
 	"\brejected\x18\x02 \x03(\v2 .coffer.replication.v1.RejectionR\brejected\x12\x1a\n" +
