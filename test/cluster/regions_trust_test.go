@@ -133,7 +133,15 @@ func TestRestoredPrimaryKeepsReplicating(t *testing.T) {
 	for _, v := range []string{"v2", "v3", "v4"} {
 		put(t, us, arn, v)
 	}
+	today, err := us.Client(0).CreateSecret(ctx, &cofferv1.CreateSecretRequest{
+		Name: "app/today", SecretString: &v1, ClientRequestToken: newToken(),
+		AddReplicaRegions: []*cofferv1.ReplicaRegion{{Region: euWest}},
+	})
+	if err != nil {
+		t.Fatal(describeErr(err))
+	}
 	waitReplica(t, rs, usEast, euWest, arn)
+	waitReplica(t, rs, usEast, euWest, today.GetArn())
 
 	if err := restoreSnapshot(t, us, 0, yesterday); err != nil {
 		t.Fatalf("restore us-east-1: %s", describeErr(err))
@@ -165,6 +173,13 @@ func TestRestoredPrimaryKeepsReplicating(t *testing.T) {
 		return nil
 	})
 	waitExactVersions(t, us, eu, arn)
+	// app/today is not in the restored state: its replica goes too.
+	wait.Until(t, clustertest.ConvergeTimeout, func() error {
+		if _, err := describe(t, eu, 0, "app/today"); server.TypeOf(err) != server.TypeResourceNotFound {
+			return fmt.Errorf("eu-west-1 still has app/today, which us-east-1 restored away: %s", describeErr(err))
+		}
+		return nil
+	})
 
 	// The replica region restores its own old backup: it then holds
 	// yesterday's copy and positions of a feed that moved on.
