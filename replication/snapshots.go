@@ -1,6 +1,8 @@
 package replication
 
 import (
+	"crypto/rand"
+	"encoding/hex"
 	"errors"
 	"fmt"
 	"io"
@@ -111,15 +113,22 @@ func (n *Node) restoreLocal(size int64, r io.Reader) (uint64, error) {
 	// formed anew) first gets this region's cluster id, so every node
 	// installs a state of its own cluster and a node joining later inherits
 	// the right id.
-	upload := f
-	if id := n.store.ClusterID(); id != "" {
-		staged, stagedSize, err := storage.StampClusterID(f, n.cfg.Dir, id)
-		if err != nil {
-			return 0, fmt.Errorf("restore snapshot: %w", err)
-		}
-		defer storage.RemoveStaged(staged)
-		upload, written = staged, stagedSize
+	//
+	// Every restore also gets a new feed generation, chosen here (so every
+	// node installs the same one): the restored change feed reuses positions
+	// that other regions may have applied already, for other changes, and
+	// positions applied from other regions are as of the snapshot. Shipping
+	// then resets each pairing with full copies (replication/region).
+	generation, err := newFeedGeneration()
+	if err != nil {
+		return 0, fmt.Errorf("restore snapshot: %w", err)
 	}
+	staged, stagedSize, err := storage.StampRestore(f, n.cfg.Dir, n.store.ClusterID(), generation)
+	if err != nil {
+		return 0, fmt.Errorf("restore snapshot: %w", err)
+	}
+	defer storage.RemoveStaged(staged)
+	upload, written := staged, stagedSize
 	if err := n.store.CheckSnapshot(upload.Name()); err != nil {
 		return 0, err
 	}
@@ -128,4 +137,13 @@ func (n *Node) restoreLocal(size int64, r io.Reader) (uint64, error) {
 		return 0, fmt.Errorf("restore snapshot: %w", err)
 	}
 	return n.raft.LastIndex(), nil
+}
+
+// newFeedGeneration is a random feed generation (32 hex digits).
+func newFeedGeneration() (string, error) {
+	var b [16]byte
+	if _, err := rand.Read(b[:]); err != nil {
+		return "", err
+	}
+	return hex.EncodeToString(b[:]), nil
 }

@@ -25,16 +25,17 @@ import (
 // credentials" — the credentials are valid, and the caller should learn why
 // it was refused.
 var sessionRefused = map[string]bool{
-	"coffer:CreatePrincipal": true,
-	"coffer:DeletePrincipal": true,
-	"coffer:CreateAccessKey": true,
-	"coffer:DeleteAccessKey": true,
-	"coffer:PutPolicy":       true,
-	"coffer:DeletePolicy":    true,
-	"coffer:AttachPolicy":    true,
-	"coffer:DetachPolicy":    true,
-	"coffer:GetSessionToken": true,
-	"coffer:PairRegion":      true,
+	"coffer:CreatePrincipal":   true,
+	"coffer:DeletePrincipal":   true,
+	"coffer:CreateAccessKey":   true,
+	"coffer:DeleteAccessKey":   true,
+	"coffer:PutPolicy":         true,
+	"coffer:DeletePolicy":      true,
+	"coffer:AttachPolicy":      true,
+	"coffer:DetachPolicy":      true,
+	"coffer:GetSessionToken":   true,
+	"coffer:PairRegion":        true,
+	"coffer:SetPairingOptions": true,
 }
 
 // rootKeyActions manage an access key of the principal they name: on root's

@@ -293,7 +293,24 @@ func (g *Gate) decide(c Call) (Verdict, error) {
 	}
 	// Filtered per secret, or needing no Allow: Authorize lets only an
 	// explicit Deny refuse them (and SimulatePolicy answers the same).
-	return g.Authz.Authorize(c.Caller, c.Action, t)
+	v, err := g.Authz.Authorize(c.Caller, c.Action, t)
+	if err != nil || !v.Allowed {
+		return v, err
+	}
+	// As AWS: CreateSecret asking for replicas also needs
+	// secretsmanager:ReplicateSecretToRegions on the secret.
+	if extra := alsoRequired(c.Action, c.Request); extra != "" {
+		return g.Authz.Authorize(c.Caller, extra, t)
+	}
+	return v, nil
+}
+
+// alsoRequired is the action a request needs besides its own, or "".
+func alsoRequired(action string, req any) string {
+	if r, ok := req.(*cofferv1.CreateSecretRequest); ok && strings.EqualFold(action, SecretAction("CreateSecret")) && len(r.GetAddReplicaRegions()) > 0 {
+		return SecretAction("ReplicateSecretToRegions")
+	}
+	return ""
 }
 
 // Serve runs handler, the request's work, and ends the exchange with its

@@ -218,11 +218,11 @@ func (a *RegionAPI) PairRegion(ctx context.Context, req *cofferv1.PairRegionRequ
 	}
 	if err := a.svc.PairRegion(ctx, &storagev1.RegionPeer{
 		Region: p.GetRegion(), CaPem: p.GetCaPem(), PublicKey: p.GetPublicKey(), Addresses: p.GetAddresses(),
-		PairedDate: timestamppb.New(a.svc.now()),
+		PairedDate: timestamppb.New(a.svc.now()), AcceptOverwrite: req.GetAcceptOverwrite(),
 	}); err != nil {
 		return nil, err
 	}
-	a.svc.log.Info("region paired", "peer_region", p.GetRegion(), "addresses", p.GetAddresses())
+	a.svc.log.Info("region paired", "peer_region", p.GetRegion(), "addresses", p.GetAddresses(), "accept_overwrite", req.GetAcceptOverwrite())
 	o, err := a.offer()
 	if err != nil {
 		return nil, err
@@ -270,6 +270,28 @@ func parseCAPEM(b []byte) *x509.Certificate {
 // other (a re-issued certificate of the same CA is the same CA).
 func sameKey(a, b *x509.Certificate) bool {
 	return bytes.Equal(a.RawSubjectPublicKeyInfo, b.RawSubjectPublicKeyInfo)
+}
+
+// SetPairingOptions implements the RegionService operation: it changes
+// whether region's shipped records may replace this region's primary
+// secrets (accept_overwrite). It is audited like every call; the change is
+// logged too.
+func (a *RegionAPI) SetPairingOptions(ctx context.Context, req *cofferv1.SetPairingOptionsRequest) (*cofferv1.SetPairingOptionsResponse, error) {
+	region := req.GetRegion()
+	if !idPattern.MatchString(region) {
+		return nil, apiErr(TypeInvalidParameter, "Invalid region: %q.", region)
+	}
+	if err := a.svc.readPoint(ctx); err != nil {
+		return nil, err
+	}
+	if !a.svc.paired(region) {
+		return nil, apiErr(TypeResourceNotFound, "Region %s is not paired with %s.", region, a.svc.Region())
+	}
+	if err := a.svc.SetPairingOptions(ctx, region, req.GetAcceptOverwrite()); err != nil {
+		return nil, err
+	}
+	a.svc.log.Info("pairing options changed", "peer_region", region, "accept_overwrite", req.GetAcceptOverwrite())
+	return &cofferv1.SetPairingOptionsResponse{}, nil
 }
 
 // UnpairRegion implements the RegionService operation: the region's record

@@ -106,7 +106,7 @@ func link(t *testing.T, from, to *Service) []time.Time {
 	if err != nil {
 		t.Fatalf("import in %s: %v", to.Region(), err)
 	}
-	if err := from.AckBatch(ctx, to.Region(), resp); err != nil {
+	if err := from.AckBatch(ctx, to.Region(), req.GetGeneration(), resp); err != nil {
 		t.Fatalf("ack from %s: %v", to.Region(), err)
 	}
 	return times

@@ -53,10 +53,13 @@ type State interface {
 	RotationFunctions() ([]*storagev1.RotationFunction, error)
 	// Cross-region replication.
 	FeedAck(dest string) uint64
+	FeedGeneration() string
+	FeedResync(dest string) (uint64, bool)
 	FeedAfter(dest string, after uint64, limit int) (*storage.FeedBatch, error)
 	FeedStatus(dest string) (storage.FeedStatus, error)
 	RegionPeers() ([]*storagev1.RegionPeer, error)
 	ReplicaPosition(source string) uint64
+	ReplicaGeneration(source string) string
 	ReplicaRejection(source, name string) string
 }
 

@@ -103,7 +103,19 @@ func (s *Service) ExportBatch(dest string, after uint64, limit int) (req *replic
 		return nil, nil, err
 	}
 	withinBudget(b, ShipBatchBytes)
-	req = &replicationv1.ShipRequest{SourceRegion: s.cfg.Region, DestinationRegion: dest, ThroughSeq: b.Through}
+	req = &replicationv1.ShipRequest{SourceRegion: s.cfg.Region, DestinationRegion: dest, ThroughSeq: b.Through,
+		Generation: s.state.FeedGeneration(), After: after}
+	if base, ok := s.state.FeedResync(dest); ok && base == after {
+		req.Resync = true
+		if err := s.state.Secrets(func(sec *storagev1.Secret) bool {
+			if !sec.GetReplica() && slices.ContainsFunc(sec.GetReplicas(), func(r *storagev1.ReplicaRegionConfig) bool { return r.GetRegion() == dest }) {
+				req.ResyncNames = append(req.ResyncNames, sec.GetName())
+			}
+			return true
+		}); err != nil {
+			return nil, nil, err
+		}
+	}
 	if len(b.Entries) == 0 {
 		return req, nil, nil
 	}
@@ -151,7 +163,11 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	if err := storage.ValidateShipment(s.cfg.Region, src, req.GetThroughSeq(), req.GetChanges()); err != nil {
 		return nil, fmt.Errorf("import from %s: %w", src, err)
 	}
-	if pos := s.state.ReplicaPosition(src); len(req.GetChanges()) == 0 && req.GetThroughSeq() <= pos {
+	if resp := s.refuseBatch(req); resp != nil {
+		return resp, nil
+	}
+	pos, gen := s.state.ReplicaPosition(src), s.state.ReplicaGeneration(src)
+	if len(req.GetChanges()) == 0 && req.GetThroughSeq() <= pos && (!req.GetResync() || (req.GetGeneration() == gen && req.GetAfter() <= pos)) {
 		// A heartbeat: nothing to apply; report replica reads.
 		return &replicationv1.ShipResponse{AppliedThrough: pos, Accessed: s.replicaAccesses(src)}, nil
 	}
@@ -159,7 +175,8 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	if err != nil {
 		return nil, err
 	}
-	op := &raftv1.ApplyReplicaChanges{SourceRegion: src, ThroughSeq: req.GetThroughSeq(), Region: s.cfg.Region}
+	op := &raftv1.ApplyReplicaChanges{SourceRegion: src, ThroughSeq: req.GetThroughSeq(), Region: s.cfg.Region,
+		After: req.GetAfter(), Generation: req.GetGeneration(), Resync: req.GetResync(), ResyncNames: req.GetResyncNames()}
 	refused := map[string]string{}
 	for _, e := range req.GetChanges() {
 		e = proto.CloneOf(e)
@@ -186,6 +203,9 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 	if err := s.rep.WaitApplied(ctx, res.Index); err != nil {
 		return nil, err
 	}
+	if resp := s.refuseBatch(req); resp != nil {
+		return resp, nil // Apply refused it too (a batch of another leader got in first)
+	}
 	resp := &replicationv1.ShipResponse{AppliedThrough: s.state.ReplicaPosition(src), Accessed: s.replicaAccesses(src)}
 	for _, e := range req.GetChanges() {
 		msg, ok := refused[e.GetName()]
@@ -199,6 +219,29 @@ func (s *Service) ImportBatch(ctx context.Context, req *replicationv1.ShipReques
 		}
 	}
 	return resp, nil
+}
+
+// refuseBatch answers a batch this region cannot apply where it stands
+// with the source (nil when it can): one of another generation of the
+// source's feed (the source restored a snapshot, or this region did), unless
+// it starts a resync, or one that continues from a position after the one
+// applied (a gap). Apply judges the same way; this spares a proposal.
+func (s *Service) refuseBatch(req *replicationv1.ShipRequest) *replicationv1.ShipResponse {
+	src := req.GetSourceRegion()
+	pos, gen := s.state.ReplicaPosition(src), s.state.ReplicaGeneration(src)
+	switch {
+	case req.GetResync():
+		return nil
+	case req.GetGeneration() != gen:
+		s.log.Warn("a paired region ships another generation of its feed than the one applied here; it must resync",
+			"source_region", src, "generation", req.GetGeneration(), "applied_generation", gen)
+		return &replicationv1.ShipResponse{AppliedThrough: pos, GenerationMismatch: true}
+	case req.GetAfter() > pos:
+		s.log.Warn("refused a batch that leaves a gap in a paired region's feed", "source_region", src,
+			"after", req.GetAfter(), "applied_through", pos)
+		return &replicationv1.ShipResponse{AppliedThrough: pos, Gap: true}
+	}
+	return nil
 }
 
 // coalesce merges the entries of a batch that change the same secret (same
@@ -305,8 +348,11 @@ type accessReports struct {
 // position (which trims the feed), the secrets it refused or accepted, and
 // the days its replicas were read (only those newer than recorded, so a
 // heartbeat with no news writes nothing).
-func (s *Service) AckBatch(ctx context.Context, dest string, resp *replicationv1.ShipResponse) error {
-	op := &raftv1.AckFeed{Destination: dest, Seq: resp.GetAppliedThrough(), Accepted: resp.GetAccepted()}
+//
+// generation is the feed generation of the batch answered: an answer to a
+// batch shipped before a restore moves no position.
+func (s *Service) AckBatch(ctx context.Context, dest, generation string, resp *replicationv1.ShipResponse) error {
+	op := &raftv1.AckFeed{Destination: dest, Seq: resp.GetAppliedThrough(), Accepted: resp.GetAccepted(), Generation: generation}
 	for _, r := range resp.GetRejected() {
 		op.Rejected = append(op.Rejected, &raftv1.ReplicaRejection{Name: r.GetName(), Message: r.GetMessage()})
 	}
@@ -315,7 +361,8 @@ func (s *Service) AckBatch(ctx context.Context, dest string, resp *replicationv1
 			op.Accessed = append(op.Accessed, &raftv1.ReplicaAccessDay{Name: a.GetName(), Day: a.GetDay()})
 		}
 	}
-	if op.GetSeq() <= s.state.FeedAck(dest) && len(op.GetRejected()) == 0 && len(op.GetAccepted()) == 0 && len(op.GetAccessed()) == 0 {
+	_, resyncing := s.state.FeedResync(dest)
+	if (op.GetSeq() <= s.state.FeedAck(dest) || generation != s.state.FeedGeneration()) && !resyncing && len(op.GetRejected()) == 0 && len(op.GetAccepted()) == 0 && len(op.GetAccessed()) == 0 {
 		return nil
 	}
 	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_AckFeed{AckFeed: op}})
@@ -325,9 +372,24 @@ func (s *Service) AckBatch(ctx context.Context, dest string, resp *replicationv1
 // FeedAck is the position dest acknowledged.
 func (s *Service) FeedAck(dest string) uint64 { return s.state.FeedAck(dest) }
 
+// ResetFeed restarts dest's feed with full copies (generation is the one
+// the shipper saw refused): dest holds another generation of this feed, or
+// needs entries already trimmed.
+func (s *Service) ResetFeed(ctx context.Context, dest, generation string) error {
+	s.log.Warn("resetting a paired region's feed: every secret replicating to it is shipped in full", "dest_region", dest)
+	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_ResetFeed{ResetFeed: &raftv1.ResetFeed{Destination: dest, Generation: generation}}})
+	return err
+}
+
 // UnpairRegion forgets a paired region in this region's log.
 func (s *Service) UnpairRegion(ctx context.Context, region string) error {
 	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_UnpairRegion{UnpairRegion: &raftv1.UnpairRegion{Region: region}}})
+	return err
+}
+
+// SetPairingOptions changes a paired region's options in this region's log.
+func (s *Service) SetPairingOptions(ctx context.Context, region string, acceptOverwrite bool) error {
+	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_SetPairingOptions{SetPairingOptions: &raftv1.SetPairingOptions{Region: region, AcceptOverwrite: acceptOverwrite}}})
 	return err
 }
 

@@ -68,13 +68,29 @@ func (s *Store) checkRestoredClusterID(db *bolt.DB) error {
 	})
 }
 
-// StampClusterID copies the snapshot read from r into a new file in dir,
-// checks that it is a state database, and sets its cluster id to id, so a
-// backup taken in another cluster (a region rebuilt from its backup) can be
-// restored into this one: every node installs the stamped copy, and a node
-// that joins later gets this cluster's id with it. The caller reads the
-// returned file (positioned at its start) and removes it when done.
+// StampClusterID is StampRestore without a new feed generation.
 func StampClusterID(r io.Reader, dir, id string) (*os.File, int64, error) {
+	return StampRestore(r, dir, id, "")
+}
+
+// StampRestore copies the snapshot read from r into a new file in dir,
+// checks that it is a state database, and stamps what an operator's restore
+// changes, so every node installs the same stamped copy (the values are
+// chosen by the node that stamps, never in Apply):
+//   - with id, its cluster id, so a backup taken in another cluster (a
+//     region rebuilt from its backup) can be restored into this one, and a
+//     node that joins later gets this cluster's id with it;
+//   - with generation, a new feed generation: positions of the restored
+//     feed may have been used before, for other changes, so every
+//     destination is made to reset (acknowledged positions and resync
+//     marks are dropped: no replica counts as in sync until its region
+//     acknowledged the new generation), and the positions applied from
+//     every source are marked as of a restored state (the first batch of
+//     each source's generation mismatches, and that source resets too).
+//
+// The caller reads the returned file (positioned at its start) and removes
+// it when done.
+func StampRestore(r io.Reader, dir, id, generation string) (*os.File, int64, error) {
 	f, err := os.CreateTemp(dir, ".restore-*.db")
 	if err != nil {
 		return nil, 0, fmt.Errorf("stage snapshot: %w", err)
@@ -100,7 +116,15 @@ func StampClusterID(r io.Reader, dir, id string) (*os.File, int64, error) {
 		if meta == nil || tx.Bucket(bucketSecrets) == nil || tx.Bucket(bucketValues) == nil {
 			return fmt.Errorf("%w: buckets missing", ErrBadSnapshot)
 		}
-		return meta.Put(keyClusterID, []byte(id))
+		if id != "" {
+			if err := meta.Put(keyClusterID, []byte(id)); err != nil {
+				return err
+			}
+		}
+		if generation == "" {
+			return nil
+		}
+		return stampGeneration(tx, generation)
 	})
 	if cerr := db.Close(); err == nil {
 		err = cerr
@@ -122,4 +146,34 @@ func StampClusterID(r io.Reader, dir, id string) (*os.File, int64, error) {
 func RemoveStaged(f *os.File) {
 	_ = f.Close()
 	_ = os.Remove(filepath.Clean(f.Name()))
+}
+
+// stampGeneration gives a restored state a new feed generation (see
+// StampRestore).
+func stampGeneration(tx *bolt.Tx, generation string) error {
+	if err := tx.Bucket(bucketMeta).Put(keyFeedGeneration, []byte(generation)); err != nil {
+		return err
+	}
+	for _, name := range [][]byte{bucketFeedAcks, bucketFeedResyncs} {
+		if tx.Bucket(name) == nil {
+			continue // an older build's snapshot; Restore creates it empty
+		}
+		if err := tx.DeleteBucket(name); err != nil {
+			return err
+		}
+		if _, err := tx.CreateBucket(name); err != nil {
+			return err
+		}
+	}
+	sources := tx.Bucket(bucketSources)
+	if sources == nil {
+		return nil
+	}
+	gens, err := tx.CreateBucketIfNotExists(bucketSourceGenerations)
+	if err != nil {
+		return err
+	}
+	return sources.ForEach(func(k, _ []byte) error {
+		return gens.Put(k, []byte("restored:"+generation))
+	})
 }

@@ -59,6 +59,9 @@ var commands = commandTable(
 	feedManager((*txn).promoteReplica),
 	feedManager((*txn).pairRegion),
 	feedManager(func(t *txn, _ time.Time, op *raftv1.UnpairRegion) *Result { return t.unpairRegion(op) }),
+	// Consent to overwrites is this region's own; nothing ships.
+	localChange(func(t *txn, _ time.Time, op *raftv1.SetPairingOptions) *Result { return t.setPairingOptions(op) }),
+	feedManager((*txn).resetFeed),
 
 	// The region's own housekeeping: its cluster id, and the consistency
 	// check's point (ApplyBatch hashes the state as of it).

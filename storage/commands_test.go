@@ -216,8 +216,13 @@ var feedCases = map[protoreflect.Name]feedCase{
 		newEntries: 1,
 	},
 	"unpair_region": {op: onPrimary(func(string) proto.Message { return &raftv1.UnpairRegion{Region: dest} })},
-	"init_cluster":  {op: onPrimary(func(string) proto.Message { return &raftv1.InitCluster{ClusterId: "0123456789abcdef0123456789abcdef"} })},
-	"check_state":   {op: onPrimary(func(string) proto.Message { return &raftv1.CheckState{} })},
+	"set_pairing_options": {op: func(e *feedEnv) (*fixture, proto.Message) {
+		return e.r, &raftv1.SetPairingOptions{Region: region, AcceptOverwrite: true}
+	}},
+	// A destination that cannot continue gets a full copy of db.
+	"reset_feed":   {op: onPrimary(func(string) proto.Message { return &raftv1.ResetFeed{Destination: dest} }), newEntries: 1},
+	"init_cluster": {op: onPrimary(func(string) proto.Message { return &raftv1.InitCluster{ClusterId: "0123456789abcdef0123456789abcdef"} })},
+	"check_state":  {op: onPrimary(func(string) proto.Message { return &raftv1.CheckState{} })},
 }
 
 // TestEveryCommand walks every case of the Command oneof. Each must have an

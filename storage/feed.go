@@ -108,9 +108,22 @@ func (t *txn) ackFeed(op *raftv1.AckFeed) *Result {
 	if t.tx.Bucket(bucketRegionPeers).Get([]byte(op.GetDestination())) == nil {
 		return &Result{}
 	}
+	// A position counts in one generation of the feed, and no further than
+	// the feed reaches: an answer racing a restore, or a destination that
+	// applied more of an older generation, must not acknowledge (and trim)
+	// entries it never received.
 	acks := t.tx.Bucket(bucketFeedAcks)
-	if op.GetSeq() > u64(acks.Get([]byte(op.GetDestination()))) {
-		t.fail(acks.Put([]byte(op.GetDestination()), u64b(op.GetSeq())))
+	seq := min(op.GetSeq(), u64(t.tx.Bucket(bucketMeta).Get(keyFeedSeq)))
+	if op.GetGeneration() == feedGeneration(t.tx) {
+		if seq > u64(acks.Get([]byte(op.GetDestination()))) {
+			t.fail(acks.Put([]byte(op.GetDestination()), u64b(seq)))
+		}
+		// The destination answered in this generation from the resync
+		// mark on: it took the resync, and later batches are none.
+		resyncs := t.tx.Bucket(bucketFeedResyncs)
+		if base := resyncs.Get([]byte(op.GetDestination())); base != nil && op.GetSeq() >= u64(base) {
+			t.fail(resyncs.Delete([]byte(op.GetDestination())))
+		}
 	}
 	setMessage := func(name, msg string) {
 		s := t.secret(name)
@@ -145,6 +158,37 @@ func (t *txn) ackFeed(op *raftv1.AckFeed) *Result {
 	}
 	t.trimFeed()
 	return &Result{}
+}
+
+// resetFeed restarts dest's feed from the current position with a full
+// copy of every primary secret replicating to it: its acknowledged position
+// becomes the position before the copies (the entries up to there are
+// superseded by them) and the first batch from there is shipped as a
+// resync. A reset proposed in another generation (before a restore) or for
+// a region no longer paired changes nothing.
+func (t *txn) resetFeed(now time.Time, op *raftv1.ResetFeed) *Result {
+	dest := op.GetDestination()
+	if t.tx.Bucket(bucketRegionPeers).Get([]byte(dest)) == nil || op.GetGeneration() != feedGeneration(t.tx) {
+		return &Result{}
+	}
+	t.startResync(now, dest)
+	t.trimFeed()
+	return &Result{}
+}
+
+// startResync marks dest's feed as restarting at the current position and
+// appends a full copy of every primary secret that replicates to it.
+func (t *txn) startResync(now time.Time, dest string) {
+	base := u64b(u64(t.tx.Bucket(bucketMeta).Get(keyFeedSeq)))
+	t.fail(t.tx.Bucket(bucketFeedAcks).Put([]byte(dest), base))
+	t.fail(t.tx.Bucket(bucketFeedResyncs).Put([]byte(dest), base))
+	for _, s := range t.primariesReplicatingTo(dest) {
+		t.appendFeed(now, s.GetName(), s.GetArn(), []string{dest}, s, t.allValues(s))
+	}
+}
+
+func feedGeneration(tx *bolt.Tx) string {
+	return string(tx.Bucket(bucketMeta).Get(keyFeedGeneration))
 }
 
 // trimFeed drops the oldest entries every destination still paired has
@@ -242,6 +286,27 @@ func (s *Store) FeedAck(dest string) uint64 {
 		return nil
 	})
 	return v
+}
+
+// FeedGeneration is the generation the feed's positions count in.
+func (s *Store) FeedGeneration() string {
+	var g string
+	_ = s.view(func(tx *bolt.Tx) error {
+		g = feedGeneration(tx)
+		return nil
+	})
+	return g
+}
+
+// FeedResync is where dest's feed was last reset (a batch continuing from
+// there is a resync), and whether it ever was.
+func (s *Store) FeedResync(dest string) (uint64, bool) {
+	var v []byte
+	_ = s.view(func(tx *bolt.Tx) error {
+		v = tx.Bucket(bucketFeedResyncs).Get([]byte(dest))
+		return nil
+	})
+	return u64(v), v != nil
 }
 
 // FeedLength counts the entries kept in the feed (not yet trimmed).

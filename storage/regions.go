@@ -33,9 +33,42 @@ func (t *txn) pairRegion(now time.Time, op *raftv1.PairRegion) *Result {
 	}
 	for _, s := range t.primariesReplicatingTo(p.GetRegion()) {
 		t.setReplicaMessage(s, p.GetRegion(), "")
-		t.appendFeed(now, s.GetName(), s.GetArn(), []string{p.GetRegion()}, s, t.allValues(s))
 	}
+	// The region may hold a position from an earlier pairing, of any
+	// generation: its feed starts as a resync.
+	t.startResync(now, p.GetRegion())
 	return &Result{}
+}
+
+// setPairingOptions changes a paired region's options (accept_overwrite).
+func (t *txn) setPairingOptions(op *raftv1.SetPairingOptions) *Result {
+	peers := t.tx.Bucket(bucketRegionPeers)
+	v := peers.Get([]byte(op.GetRegion()))
+	if v == nil {
+		return &Result{Err: newError(ErrInvalidParameter, "Region %s is not paired with this region.", short(op.GetRegion()))}
+	}
+	p := &storagev1.RegionPeer{}
+	t.fail(proto.Unmarshal(v, p))
+	if t.err != nil {
+		return &Result{}
+	}
+	p.AcceptOverwrite = op.GetAcceptOverwrite()
+	t.put(peers, []byte(op.GetRegion()), p)
+	return &Result{}
+}
+
+// acceptsOverwrite reports whether this region lets source's shipped
+// records replace its primary secrets.
+func (t *txn) acceptsOverwrite(source string) bool {
+	v := t.tx.Bucket(bucketRegionPeers).Get([]byte(source))
+	if v == nil {
+		return false
+	}
+	p := &storagev1.RegionPeer{}
+	if err := proto.Unmarshal(v, p); err != nil {
+		panic(fmt.Sprintf("storage: corrupt region peer %q: %v", source, err))
+	}
+	return p.GetAcceptOverwrite()
 }
 
 // unpairRegion forgets a paired region: its record (so its certificates are
@@ -54,6 +87,8 @@ func (t *txn) unpairRegion(op *raftv1.UnpairRegion) *Result {
 	t.fail(peers.Delete([]byte(region)))
 	t.fail(t.tx.Bucket(bucketFeedAcks).Delete([]byte(region)))
 	t.fail(t.tx.Bucket(bucketSources).Delete([]byte(region)))
+	t.fail(t.tx.Bucket(bucketSourceGenerations).Delete([]byte(region)))
+	t.fail(t.tx.Bucket(bucketFeedResyncs).Delete([]byte(region)))
 	for _, s := range t.primariesReplicatingTo(region) {
 		t.setReplicaMessage(s, region, fmt.Sprintf("Region %s is no longer paired with %s; pair it again or remove it from the secret's replication.", region, s.GetPrimaryRegion()))
 	}

@@ -2,6 +2,7 @@ package storage_test
 
 import (
 	"slices"
+	"strings"
 	"testing"
 	"time"
 
@@ -119,8 +120,19 @@ func TestReplicaRefusesSameNamedSecretUnlessForced(t *testing.T) {
 	p.ok(3*time.Second, &raftv1.SetReplicas{Arn: arn, Region: region, Remove: []string{dest}})
 	p.ok(4*time.Second, &raftv1.SetReplicas{Arn: arn, Region: region, Add: []*storagev1.ReplicaRegionConfig{{Region: dest, ForceOverwrite: true}}})
 	ship(t, p, r, 5*time.Second)
+	// The destination never consented: its own primary stays.
+	if got := r.secret("app"); got.GetReplica() || got.GetArn() != storage.WithRegion(arnOf("app", "BBBBBB"), dest) {
+		t.Fatalf("a forced overwrite without the destination's consent left %s (replica %v)", got.GetArn(), got.GetReplica())
+	}
+	if msg := r.store.ReplicaRejection(region, "app"); !strings.Contains(msg, "does not accept overwrites") {
+		t.Fatalf("rejection %q, want one naming accept_overwrite", msg)
+	}
+	r.ok(6*time.Second, &raftv1.SetPairingOptions{Region: region, AcceptOverwrite: true})
+	p.ok(7*time.Second, &raftv1.SetReplicas{Arn: arn, Region: region, Remove: []string{dest}})
+	p.ok(7*time.Second, &raftv1.SetReplicas{Arn: arn, Region: region, Add: []*storagev1.ReplicaRegionConfig{{Region: dest, ForceOverwrite: true}}})
+	ship(t, p, r, 8*time.Second)
 	if got := r.secret("app"); !got.GetReplica() || got.GetArn() != storage.WithRegion(arn, dest) {
-		t.Fatalf("forced overwrite left %s (replica %v)", got.GetArn(), got.GetReplica())
+		t.Fatalf("forced overwrite with consent left %s (replica %v)", got.GetArn(), got.GetReplica())
 	}
 }
 

@@ -229,8 +229,27 @@ func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
 		return &Result{Err: err}
 	}
 	src := []byte(op.GetSourceRegion())
-	sources := t.tx.Bucket(bucketSources)
-	last := u64(sources.Get(src))
+	sources, gens := t.tx.Bucket(bucketSources), t.tx.Bucket(bucketSourceGenerations)
+	last, gen := u64(sources.Get(src)), string(gens.Get(src))
+	switch {
+	case op.GetResync() && (op.GetGeneration() != gen || op.GetAfter() > last):
+		// The source reset this region's feed: full copies follow after,
+		// in its generation. What was applied before counts no more.
+		last, gen = op.GetAfter(), op.GetGeneration()
+		t.fail(sources.Put(src, u64b(last)))
+		if gen == "" {
+			t.fail(gens.Delete(src))
+		} else {
+			t.fail(gens.Put(src, []byte(gen)))
+		}
+		t.dropStaleReplicas(op.GetSourceRegion(), op.GetResyncNames())
+	case op.GetGeneration() != gen || op.GetAfter() > last:
+		// Another generation of the source's feed (it, or this region,
+		// restored a snapshot), or a batch that would skip positions never
+		// applied here: nothing is applied, and the receiving node tells
+		// the source (a reset, or a resend from the position applied).
+		return &Result{}
+	}
 	for _, ch := range op.GetChanges() {
 		if ch.GetSeq() <= last {
 			continue
@@ -246,6 +265,34 @@ func (t *txn) applyReplicaChanges(op *raftv1.ApplyReplicaChanges) *Result {
 		t.fail(sources.Put(src, u64b(op.GetThroughSeq())))
 	}
 	return &Result{}
+}
+
+// dropStaleReplicas removes this region's replicas of source's secrets
+// that source no longer replicates here (names lists those it does): on a
+// resync, what the feed would have deleted may be behind the reset, or
+// exist only in a state source restored away from.
+func (t *txn) dropStaleReplicas(source string, names []string) {
+	keep := make(map[string]bool, len(names))
+	for _, n := range names {
+		keep[n] = true
+	}
+	var stale []*storagev1.Secret
+	t.fail(t.tx.Bucket(bucketSecrets).ForEach(func(k, v []byte) error {
+		if keep[string(k)] {
+			return nil
+		}
+		s := &storagev1.Secret{}
+		if err := proto.Unmarshal(v, s); err != nil {
+			return fmt.Errorf("decode secret %q: %w", k, err)
+		}
+		if s.GetReplica() && s.GetPrimaryRegion() == source {
+			stale = append(stale, s)
+		}
+		return nil
+	}))
+	for _, s := range stale {
+		t.removeSecret(s)
+	}
 }
 
 func rejectionKey(source, name string) []byte {
@@ -279,6 +326,11 @@ func (t *txn) applyShipped(region, source string, ch *storagev1.ChangeFeedEntry)
 				diverged = append(diverged, v)
 			}
 		}
+	case !local.GetReplica() && forceOverwrite(in, region) && !t.acceptsOverwrite(source):
+		// A paired region's callers are not this region's: replacing a
+		// secret that is primary here needs this region's consent.
+		return fmt.Sprintf("Replication failed: destination region %s already has a primary secret named %s, and its pairing with %s does not accept overwrites (accept_overwrite). ForceOverwriteReplicaSecret cannot replace it.",
+			region, ch.GetName(), source)
 	case !local.GetReplica() && forceOverwrite(in, region):
 		replace = true // removed by writeReplica once it knows it can write the replica
 	case local.GetReplica():
@@ -437,6 +489,17 @@ func (s *Store) ReplicaPosition(source string) uint64 {
 		return nil
 	})
 	return v
+}
+
+// ReplicaGeneration is the generation of source's feed the position
+// applied from it counts in.
+func (s *Store) ReplicaGeneration(source string) string {
+	var g string
+	_ = s.view(func(tx *bolt.Tx) error {
+		g = string(tx.Bucket(bucketSourceGenerations).Get([]byte(source)))
+		return nil
+	})
+	return g
 }
 
 // ReplicaRejection is why this region last refused source's secret name, or "".

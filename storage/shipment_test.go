@@ -160,6 +160,7 @@ func TestForcedOverwriteThatCannotApplyKeepsLocalSecret(t *testing.T) {
 	localARN := storage.WithRegion(arnOf("app", "BBBBBB"), dest)
 	p.ok(0, createWithValue("app", "AAAAAA", 1, "v1"))
 	r.ok(0, &raftv1.CreateSecret{Name: "app", Arn: localARN, PrimaryRegion: dest, Version: newVersion(1, "local"), ClientRequestToken: vid(1)})
+	r.ok(0, &raftv1.SetPairingOptions{Region: region, AcceptOverwrite: true})
 	p.ok(time.Second, &raftv1.SetReplicas{Arn: arn, Region: region, Add: []*storagev1.ReplicaRegionConfig{{Region: dest, ForceOverwrite: true}}})
 	b, _ := p.store.FeedAfter(dest, 0, 100)
 	b.Entries[0].Values = nil

@@ -41,6 +41,12 @@ var (
 	bucketSources     = bucket("replica_sources")    // source region → last applied seq (8 bytes)
 	bucketRejections  = bucket("replica_rejections") // source \0 name → message
 	bucketRegionPeers = bucket("region_peers")       // region → storagev1.RegionPeer
+	// bucketFeedResyncs is where a destination's feed was last reset (full
+	// copies follow): its first batch from there is a resync (feed.go).
+	bucketFeedResyncs = bucket("feed_resyncs") // destination region → seq (8 bytes)
+	// bucketSourceGenerations is the generation of each source's feed the
+	// position in bucketSources counts in; none is the empty generation.
+	bucketSourceGenerations = bucket("replica_source_generations") // source region → generation
 )
 
 // The keys of bucketMeta.
@@ -48,6 +54,10 @@ var (
 	keyApplied = []byte("applied_index") // last applied Raft index (8 bytes)
 	keyKeyring = []byte("keyring")       // storagev1.Keyring
 	keyFeedSeq = []byte("feed_seq")      // last change feed position (8 bytes)
+	// keyFeedGeneration names the feed's positions: a new one is stamped
+	// into every snapshot an operator restores (StampRestore); none is the
+	// empty generation of a state never restored.
+	keyFeedGeneration = []byte("feed_generation")
 	// keyProposalCount is how many results bucketProposals holds (8 bytes).
 	keyProposalCount = []byte("proposal_count")
 	// keySecretOrderIndex is the applied index the order index is in step

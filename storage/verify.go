@@ -36,6 +36,8 @@ var recordChecks = map[string]recordCheck{
 	string(bucketSources):           position,
 	string(bucketRejections):        func([]byte, []byte) error { return nil }, // a message, any text
 	string(bucketRegionPeers):       message(func() proto.Message { return &storagev1.RegionPeer{} }),
+	string(bucketFeedResyncs):       position,
+	string(bucketSourceGenerations): checkGeneration,
 	string(bucketSecretOrder):       checkOrderEntry,
 	string(bucketSecretOrderKeys):   checkOrderKeys,
 }
@@ -86,10 +88,20 @@ func checkMeta(k, v []byte) error {
 		return position(k, v)
 	case string(keyKeyring):
 		return unmarshal(v, &storagev1.Keyring{})
+	case string(keyFeedGeneration):
+		return checkGeneration(k, v)
 	case string(keyClusterID):
 		if len(v) == 0 || len(v) > 64 || !utf8.Valid(v) {
 			return fmt.Errorf("is not a cluster id")
 		}
+	}
+	return nil
+}
+
+// checkGeneration checks a feed generation: at most 80 bytes of UTF-8.
+func checkGeneration(_, v []byte) error {
+	if len(v) > 80 || !utf8.Valid(v) {
+		return fmt.Errorf("is not a feed generation")
 	}
 	return nil
 }

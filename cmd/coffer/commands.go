@@ -256,14 +256,24 @@ func commandTree() *command {
 				"SHA-256 fingerprint over a channel you trust; they pass it as --peer-ca-sha256.",
 		},
 		&command{
-			name: "pair", synopsis: "--peer-endpoint HOST:PORT --peer-ca-sha256 HEX [--peer-profile P] [--peer-credentials-file F] [--peer-tls] [--peer-ca-file F] [--peer-region R]", run: runRegionPair,
+			name: "pair", synopsis: "--peer-endpoint HOST:PORT --peer-ca-sha256 HEX [--accept-overwrite] [--peer-profile P] [--peer-credentials-file F] [--peer-tls] [--peer-ca-file F] [--peer-region R]", run: runRegionPair,
 			summary: "Pair this region with another (both sides, each authenticated)",
 			detail: "Exchanges the regions' cluster CA certificates (trusted only for region-to-region\n" +
 				"replication), X25519 pairing public keys (from which each side derives the same\n" +
 				"pairwise replication key; no secret crosses the wire) and replication addresses.\n" +
 				"The other region is pinned by its CA's SHA-256 fingerprint (--peer-ca-sha256, from\n" +
 				"coffer region info there): an offer with another CA is refused before either\n" +
-				"region records anything. Both endpoints need TLS unless they are on loopback.",
+				"region records anything. Both endpoints need TLS unless they are on loopback.\n" +
+				"--accept-overwrite lets each region's ForceOverwriteReplicaSecret replace secrets\n" +
+				"that are primary in the other (off by default; see set-pairing).",
+		},
+		&command{
+			name: "set-pairing", synopsis: "REGION --accept-overwrite=true|false", run: runRegionSetPairing,
+			summary: "Change this region's options for a paired region",
+			detail: "--accept-overwrite=true lets REGION's replication replace a secret that is primary\n" +
+				"here when its caller set ForceOverwriteReplicaSecret; false (the default at pairing)\n" +
+				"refuses such records and REGION's replica status reports Failed. Who may pair or\n" +
+				"change this (coffer:PairRegion, coffer:SetPairingOptions) is root-equivalent.",
 		},
 		&command{
 			name: "unpair", synopsis: "REGION", run: runRegionUnpair,

@@ -97,6 +97,7 @@ func runRegionPair(l *leaf, args []string) error {
 		peerCA       = l.fs.String("peer-ca-file", "", "CA `FILE` to verify the other region's API over TLS")
 		peerTLS      = l.fs.Bool("peer-tls", false, "use TLS to the other region's API")
 		peerRegion   = l.fs.String("peer-region", "", "region `NAME` calls to the other region are signed for (default: the one its node names)")
+		accept       = l.fs.Bool("accept-overwrite", false, "let each region's ForceOverwriteReplicaSecret replace the other's primary secrets")
 	)
 	if _, err := l.parse(args); err != nil {
 		return err
@@ -150,14 +151,14 @@ func runRegionPair(l *leaf, args []string) error {
 	if err != nil {
 		return err
 	}
-	ans, err := peer.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer(), PeerCaSha256: own})
+	ans, err := peer.PairRegion(ctx, &cofferv1.PairRegionRequest{Peer: offer.GetOffer(), PeerCaSha256: own, AcceptOverwrite: *accept})
 	if err != nil {
 		return fmt.Errorf("pair at %s: %w", *peerEndpoint, err)
 	}
 	if err := checkFingerprint(ans.GetOffer(), want, *peerEndpoint); err != nil {
 		return err
 	}
-	resp, err := callRegion(l, regionClient.PairRegion, &cofferv1.PairRegionRequest{Peer: ans.GetOffer(), PeerCaSha256: want})
+	resp, err := callRegion(l, regionClient.PairRegion, &cofferv1.PairRegionRequest{Peer: ans.GetOffer(), PeerCaSha256: want, AcceptOverwrite: *accept})
 	if err != nil {
 		return err
 	}
@@ -261,6 +262,23 @@ func runRegionUnpair(l *leaf, args []string) error {
 	}
 	return l.printLine(resp, fmt.Sprintf("unpaired %s: %d unacknowledged change(s) dropped; %d secret(s) still list it as a replica region (Failed until paired again or removed)",
 		pos[0], resp.GetDroppedChanges(), resp.GetFailedSecrets()))
+}
+
+func runRegionSetPairing(l *leaf, args []string) error {
+	accept := l.fs.String("accept-overwrite", "", "`true` or `false`: whether REGION's ForceOverwriteReplicaSecret may replace secrets that are primary here (required)")
+	pos, err := l.parse(args, "REGION")
+	if err != nil {
+		return err
+	}
+	on, perr := strconv.ParseBool(*accept)
+	if perr != nil {
+		return l.usageErrorf("--accept-overwrite=true or --accept-overwrite=false is required")
+	}
+	resp, err := callRegion(l, regionClient.SetPairingOptions, &cofferv1.SetPairingOptionsRequest{Region: pos[0], AcceptOverwrite: on})
+	if err != nil {
+		return err
+	}
+	return l.printLine(resp, fmt.Sprintf("pairing with %s: accept_overwrite=%v", pos[0], on))
 }
 
 // parseReplicaRegions reads REGION or REGION=KMS_KEY_ID arguments.

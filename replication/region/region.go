@@ -42,10 +42,14 @@ type Feed interface {
 	ExportBatch(dest string, after uint64, limit int) (*replicationv1.ShipRequest, []time.Time, error)
 	// ImportBatch applies a shipped batch through this region's log.
 	ImportBatch(ctx context.Context, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error)
-	// AckBatch records dest's answer in this region's log.
-	AckBatch(ctx context.Context, dest string, resp *replicationv1.ShipResponse) error
+	// AckBatch records dest's answer to a batch of generation in this
+	// region's log.
+	AckBatch(ctx context.Context, dest, generation string, resp *replicationv1.ShipResponse) error
 	// FeedAck is the position dest acknowledged.
 	FeedAck(dest string) uint64
+	// ResetFeed restarts dest's feed with full copies of every secret
+	// replicating to it, in generation (the one dest refused).
+	ResetFeed(ctx context.Context, dest, generation string) error
 }
 
 // Peers lists the paired regions (the state machine's records).

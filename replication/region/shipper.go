@@ -116,8 +116,41 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 		}
 		failing, backoff, lastContact = false, 50*time.Millisecond, time.Now()
 		m.touch(dest)
-		if resp.GetAppliedThrough() > pos || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 || len(resp.GetAccessed()) > 0 {
-			if err := m.feed.AckBatch(ctx, dest, resp); err != nil {
+		switch {
+		case resp.GetGenerationMismatch():
+			// dest holds another generation of this feed (a restore here or
+			// there): its position means nothing here. Start it again from
+			// full copies.
+			log.Warn("region holds another generation of the feed; resetting it with full copies", "generation", req.GetGeneration())
+			if err := m.feed.ResetFeed(ctx, dest, req.GetGeneration()); err != nil {
+				log.Warn("reset the feed", "err", err)
+				m.sleep(ctx, backoff)
+			}
+			pos = m.feed.FeedAck(dest)
+			continue
+		case resp.GetGap():
+			// dest applied less than this shipper thought: resend from its
+			// position if the feed still holds what follows it, else reset.
+			if at := resp.GetAppliedThrough(); at >= m.feed.FeedAck(dest) {
+				log.Warn("region refused a gap; shipping from its position", "after", req.GetAfter(), "applied_through", at)
+				pos = at
+				continue
+			}
+			log.Warn("region needs changes the feed no longer holds; resetting it with full copies", "applied_through", resp.GetAppliedThrough())
+			if err := m.feed.ResetFeed(ctx, dest, req.GetGeneration()); err != nil {
+				log.Warn("reset the feed", "err", err)
+				m.sleep(ctx, backoff)
+			}
+			pos = m.feed.FeedAck(dest)
+			continue
+		}
+		// Never acknowledge more than was shipped: a destination ahead of
+		// this feed holds positions this feed has not reached.
+		if resp.GetAppliedThrough() > req.GetThroughSeq() {
+			resp.AppliedThrough = req.GetThroughSeq()
+		}
+		if resp.GetAppliedThrough() > pos || req.GetResync() || len(resp.GetRejected()) > 0 || len(resp.GetAccepted()) > 0 || len(resp.GetAccessed()) > 0 {
+			if err := m.feed.AckBatch(ctx, dest, req.GetGeneration(), resp); err != nil {
 				log.Warn("record acknowledgement", "err", err)
 				continue
 			}

@@ -390,9 +390,13 @@ type PairRegionRequest struct {
 	// region info there). The pairing is refused unless peer.ca_pem has
 	// exactly this fingerprint, so an offer swapped on its way cannot make
 	// this region trust another CA. Required.
-	PeerCaSha256  string `protobuf:"bytes,2,opt,name=peer_ca_sha256,json=peerCaSha256,proto3" json:"peer_ca_sha256,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PeerCaSha256 string `protobuf:"bytes,2,opt,name=peer_ca_sha256,json=peerCaSha256,proto3" json:"peer_ca_sha256,omitempty"`
+	// accept_overwrite lets the peer's shipped records replace secrets that
+	// are primary in this region (the peer's ForceOverwriteReplicaSecret).
+	// Off by default; change it later with SetPairingOptions.
+	AcceptOverwrite bool `protobuf:"varint,3,opt,name=accept_overwrite,json=acceptOverwrite,proto3" json:"accept_overwrite,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *PairRegionRequest) Reset() {
@@ -437,6 +441,13 @@ func (x *PairRegionRequest) GetPeerCaSha256() string {
 		return x.PeerCaSha256
 	}
 	return ""
+}
+
+func (x *PairRegionRequest) GetAcceptOverwrite() bool {
+	if x != nil {
+		return x.AcceptOverwrite
+	}
+	return false
 }
 
 // PairRegionResponse carries this region's offer, for the peer.
@@ -589,6 +600,99 @@ func (x *UnpairRegionResponse) GetFailedSecrets() uint64 {
 	return 0
 }
 
+// SetPairingOptionsRequest changes a paired region's options here.
+type SetPairingOptionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the paired region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// accept_overwrite lets region's shipped records replace secrets that are
+	// primary in this region (its ForceOverwriteReplicaSecret).
+	AcceptOverwrite bool `protobuf:"varint,2,opt,name=accept_overwrite,json=acceptOverwrite,proto3" json:"accept_overwrite,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetPairingOptionsRequest) Reset() {
+	*x = SetPairingOptionsRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPairingOptionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPairingOptionsRequest) ProtoMessage() {}
+
+func (x *SetPairingOptionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPairingOptionsRequest.ProtoReflect.Descriptor instead.
+func (*SetPairingOptionsRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *SetPairingOptionsRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *SetPairingOptionsRequest) GetAcceptOverwrite() bool {
+	if x != nil {
+		return x.AcceptOverwrite
+	}
+	return false
+}
+
+// SetPairingOptionsResponse is empty.
+type SetPairingOptionsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetPairingOptionsResponse) Reset() {
+	*x = SetPairingOptionsResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPairingOptionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPairingOptionsResponse) ProtoMessage() {}
+
+func (x *SetPairingOptionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPairingOptionsResponse.ProtoReflect.Descriptor instead.
+func (*SetPairingOptionsResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{11}
+}
+
 // PromoteRegionRequest asks for a region-wide promotion.
 type PromoteRegionRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -603,7 +707,7 @@ type PromoteRegionRequest struct {
 
 func (x *PromoteRegionRequest) Reset() {
 	*x = PromoteRegionRequest{}
-	mi := &file_coffer_v1_region_proto_msgTypes[10]
+	mi := &file_coffer_v1_region_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -615,7 +719,7 @@ func (x *PromoteRegionRequest) String() string {
 func (*PromoteRegionRequest) ProtoMessage() {}
 
 func (x *PromoteRegionRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_region_proto_msgTypes[10]
+	mi := &file_coffer_v1_region_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -628,7 +732,7 @@ func (x *PromoteRegionRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRegionRequest.ProtoReflect.Descriptor instead.
 func (*PromoteRegionRequest) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_region_proto_rawDescGZIP(), []int{10}
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *PromoteRegionRequest) GetRegion() string {
@@ -660,7 +764,7 @@ type PromotedSecret struct {
 
 func (x *PromotedSecret) Reset() {
 	*x = PromotedSecret{}
-	mi := &file_coffer_v1_region_proto_msgTypes[11]
+	mi := &file_coffer_v1_region_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -672,7 +776,7 @@ func (x *PromotedSecret) String() string {
 func (*PromotedSecret) ProtoMessage() {}
 
 func (x *PromotedSecret) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_region_proto_msgTypes[11]
+	mi := &file_coffer_v1_region_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -685,7 +789,7 @@ func (x *PromotedSecret) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromotedSecret.ProtoReflect.Descriptor instead.
 func (*PromotedSecret) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_region_proto_rawDescGZIP(), []int{11}
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *PromotedSecret) GetArn() string {
@@ -722,7 +826,7 @@ type PromoteRegionResponse struct {
 
 func (x *PromoteRegionResponse) Reset() {
 	*x = PromoteRegionResponse{}
-	mi := &file_coffer_v1_region_proto_msgTypes[12]
+	mi := &file_coffer_v1_region_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -734,7 +838,7 @@ func (x *PromoteRegionResponse) String() string {
 func (*PromoteRegionResponse) ProtoMessage() {}
 
 func (x *PromoteRegionResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_region_proto_msgTypes[12]
+	mi := &file_coffer_v1_region_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -747,7 +851,7 @@ func (x *PromoteRegionResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use PromoteRegionResponse.ProtoReflect.Descriptor instead.
 func (*PromoteRegionResponse) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_region_proto_rawDescGZIP(), []int{12}
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *PromoteRegionResponse) GetPromoted() []*PromotedSecret {
@@ -793,17 +897,22 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\taddresses\x18\x04 \x03(\tR\taddresses\"H\n" +
 	"\x17GetPairingOfferResponse\x12-\n" +
-	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"f\n" +
+	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"\x91\x01\n" +
 	"\x11PairRegionRequest\x12+\n" +
 	"\x04peer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x04peer\x12$\n" +
-	"\x0epeer_ca_sha256\x18\x02 \x01(\tR\fpeerCaSha256\"C\n" +
+	"\x0epeer_ca_sha256\x18\x02 \x01(\tR\fpeerCaSha256\x12)\n" +
+	"\x10accept_overwrite\x18\x03 \x01(\bR\x0facceptOverwrite\"C\n" +
 	"\x12PairRegionResponse\x12-\n" +
 	"\x05offer\x18\x01 \x01(\v2\x17.coffer.v1.PairingOfferR\x05offer\"-\n" +
 	"\x13UnpairRegionRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\"f\n" +
 	"\x14UnpairRegionResponse\x12'\n" +
 	"\x0fdropped_changes\x18\x01 \x01(\x04R\x0edroppedChanges\x12%\n" +
-	"\x0efailed_secrets\x18\x02 \x01(\x04R\rfailedSecrets\"G\n" +
+	"\x0efailed_secrets\x18\x02 \x01(\x04R\rfailedSecrets\"]\n" +
+	"\x18SetPairingOptionsRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12)\n" +
+	"\x10accept_overwrite\x18\x02 \x01(\bR\x0facceptOverwrite\"\x1b\n" +
+	"\x19SetPairingOptionsResponse\"G\n" +
 	"\x14PromoteRegionRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x17\n" +
 	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"d\n" +
@@ -813,13 +922,14 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"\x12old_primary_region\x18\x03 \x01(\tR\x10oldPrimaryRegion\"g\n" +
 	"\x15PromoteRegionResponse\x125\n" +
 	"\bpromoted\x18\x01 \x03(\v2\x19.coffer.v1.PromotedSecretR\bpromoted\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun2\xa7\x03\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun2\x87\x04\n" +
 	"\rRegionService\x12L\n" +
 	"\vListRegions\x12\x1d.coffer.v1.ListRegionsRequest\x1a\x1e.coffer.v1.ListRegionsResponse\x12X\n" +
 	"\x0fGetPairingOffer\x12!.coffer.v1.GetPairingOfferRequest\x1a\".coffer.v1.GetPairingOfferResponse\x12I\n" +
 	"\n" +
 	"PairRegion\x12\x1c.coffer.v1.PairRegionRequest\x1a\x1d.coffer.v1.PairRegionResponse\x12O\n" +
-	"\fUnpairRegion\x12\x1e.coffer.v1.UnpairRegionRequest\x1a\x1f.coffer.v1.UnpairRegionResponse\x12R\n" +
+	"\fUnpairRegion\x12\x1e.coffer.v1.UnpairRegionRequest\x1a\x1f.coffer.v1.UnpairRegionResponse\x12^\n" +
+	"\x11SetPairingOptions\x12#.coffer.v1.SetPairingOptionsRequest\x1a$.coffer.v1.SetPairingOptionsResponse\x12R\n" +
 	"\rPromoteRegion\x12\x1f.coffer.v1.PromoteRegionRequest\x1a .coffer.v1.PromoteRegionResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
@@ -834,42 +944,46 @@ func file_coffer_v1_region_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_region_proto_rawDescData
 }
 
-var file_coffer_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 13)
+var file_coffer_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
 var file_coffer_v1_region_proto_goTypes = []any{
-	(*ListRegionsRequest)(nil),      // 0: coffer.v1.ListRegionsRequest
-	(*RegionInfo)(nil),              // 1: coffer.v1.RegionInfo
-	(*ListRegionsResponse)(nil),     // 2: coffer.v1.ListRegionsResponse
-	(*GetPairingOfferRequest)(nil),  // 3: coffer.v1.GetPairingOfferRequest
-	(*PairingOffer)(nil),            // 4: coffer.v1.PairingOffer
-	(*GetPairingOfferResponse)(nil), // 5: coffer.v1.GetPairingOfferResponse
-	(*PairRegionRequest)(nil),       // 6: coffer.v1.PairRegionRequest
-	(*PairRegionResponse)(nil),      // 7: coffer.v1.PairRegionResponse
-	(*UnpairRegionRequest)(nil),     // 8: coffer.v1.UnpairRegionRequest
-	(*UnpairRegionResponse)(nil),    // 9: coffer.v1.UnpairRegionResponse
-	(*PromoteRegionRequest)(nil),    // 10: coffer.v1.PromoteRegionRequest
-	(*PromotedSecret)(nil),          // 11: coffer.v1.PromotedSecret
-	(*PromoteRegionResponse)(nil),   // 12: coffer.v1.PromoteRegionResponse
-	(*timestamppb.Timestamp)(nil),   // 13: google.protobuf.Timestamp
+	(*ListRegionsRequest)(nil),        // 0: coffer.v1.ListRegionsRequest
+	(*RegionInfo)(nil),                // 1: coffer.v1.RegionInfo
+	(*ListRegionsResponse)(nil),       // 2: coffer.v1.ListRegionsResponse
+	(*GetPairingOfferRequest)(nil),    // 3: coffer.v1.GetPairingOfferRequest
+	(*PairingOffer)(nil),              // 4: coffer.v1.PairingOffer
+	(*GetPairingOfferResponse)(nil),   // 5: coffer.v1.GetPairingOfferResponse
+	(*PairRegionRequest)(nil),         // 6: coffer.v1.PairRegionRequest
+	(*PairRegionResponse)(nil),        // 7: coffer.v1.PairRegionResponse
+	(*UnpairRegionRequest)(nil),       // 8: coffer.v1.UnpairRegionRequest
+	(*UnpairRegionResponse)(nil),      // 9: coffer.v1.UnpairRegionResponse
+	(*SetPairingOptionsRequest)(nil),  // 10: coffer.v1.SetPairingOptionsRequest
+	(*SetPairingOptionsResponse)(nil), // 11: coffer.v1.SetPairingOptionsResponse
+	(*PromoteRegionRequest)(nil),      // 12: coffer.v1.PromoteRegionRequest
+	(*PromotedSecret)(nil),            // 13: coffer.v1.PromotedSecret
+	(*PromoteRegionResponse)(nil),     // 14: coffer.v1.PromoteRegionResponse
+	(*timestamppb.Timestamp)(nil),     // 15: google.protobuf.Timestamp
 }
 var file_coffer_v1_region_proto_depIdxs = []int32{
-	13, // 0: coffer.v1.RegionInfo.oldest_pending:type_name -> google.protobuf.Timestamp
+	15, // 0: coffer.v1.RegionInfo.oldest_pending:type_name -> google.protobuf.Timestamp
 	1,  // 1: coffer.v1.ListRegionsResponse.regions:type_name -> coffer.v1.RegionInfo
 	4,  // 2: coffer.v1.GetPairingOfferResponse.offer:type_name -> coffer.v1.PairingOffer
 	4,  // 3: coffer.v1.PairRegionRequest.peer:type_name -> coffer.v1.PairingOffer
 	4,  // 4: coffer.v1.PairRegionResponse.offer:type_name -> coffer.v1.PairingOffer
-	11, // 5: coffer.v1.PromoteRegionResponse.promoted:type_name -> coffer.v1.PromotedSecret
+	13, // 5: coffer.v1.PromoteRegionResponse.promoted:type_name -> coffer.v1.PromotedSecret
 	0,  // 6: coffer.v1.RegionService.ListRegions:input_type -> coffer.v1.ListRegionsRequest
 	3,  // 7: coffer.v1.RegionService.GetPairingOffer:input_type -> coffer.v1.GetPairingOfferRequest
 	6,  // 8: coffer.v1.RegionService.PairRegion:input_type -> coffer.v1.PairRegionRequest
 	8,  // 9: coffer.v1.RegionService.UnpairRegion:input_type -> coffer.v1.UnpairRegionRequest
-	10, // 10: coffer.v1.RegionService.PromoteRegion:input_type -> coffer.v1.PromoteRegionRequest
-	2,  // 11: coffer.v1.RegionService.ListRegions:output_type -> coffer.v1.ListRegionsResponse
-	5,  // 12: coffer.v1.RegionService.GetPairingOffer:output_type -> coffer.v1.GetPairingOfferResponse
-	7,  // 13: coffer.v1.RegionService.PairRegion:output_type -> coffer.v1.PairRegionResponse
-	9,  // 14: coffer.v1.RegionService.UnpairRegion:output_type -> coffer.v1.UnpairRegionResponse
-	12, // 15: coffer.v1.RegionService.PromoteRegion:output_type -> coffer.v1.PromoteRegionResponse
-	11, // [11:16] is the sub-list for method output_type
-	6,  // [6:11] is the sub-list for method input_type
+	10, // 10: coffer.v1.RegionService.SetPairingOptions:input_type -> coffer.v1.SetPairingOptionsRequest
+	12, // 11: coffer.v1.RegionService.PromoteRegion:input_type -> coffer.v1.PromoteRegionRequest
+	2,  // 12: coffer.v1.RegionService.ListRegions:output_type -> coffer.v1.ListRegionsResponse
+	5,  // 13: coffer.v1.RegionService.GetPairingOffer:output_type -> coffer.v1.GetPairingOfferResponse
+	7,  // 14: coffer.v1.RegionService.PairRegion:output_type -> coffer.v1.PairRegionResponse
+	9,  // 15: coffer.v1.RegionService.UnpairRegion:output_type -> coffer.v1.UnpairRegionResponse
+	11, // 16: coffer.v1.RegionService.SetPairingOptions:output_type -> coffer.v1.SetPairingOptionsResponse
+	14, // 17: coffer.v1.RegionService.PromoteRegion:output_type -> coffer.v1.PromoteRegionResponse
+	12, // [12:18] is the sub-list for method output_type
+	6,  // [6:12] is the sub-list for method input_type
 	6,  // [6:6] is the sub-list for extension type_name
 	6,  // [6:6] is the sub-list for extension extendee
 	0,  // [0:6] is the sub-list for field type_name
@@ -886,7 +1000,7 @@ func file_coffer_v1_region_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_region_proto_rawDesc), len(file_coffer_v1_region_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   13,
+			NumMessages:   15,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,11 +19,12 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegionService_ListRegions_FullMethodName     = "/coffer.v1.RegionService/ListRegions"
-	RegionService_GetPairingOffer_FullMethodName = "/coffer.v1.RegionService/GetPairingOffer"
-	RegionService_PairRegion_FullMethodName      = "/coffer.v1.RegionService/PairRegion"
-	RegionService_UnpairRegion_FullMethodName    = "/coffer.v1.RegionService/UnpairRegion"
-	RegionService_PromoteRegion_FullMethodName   = "/coffer.v1.RegionService/PromoteRegion"
+	RegionService_ListRegions_FullMethodName       = "/coffer.v1.RegionService/ListRegions"
+	RegionService_GetPairingOffer_FullMethodName   = "/coffer.v1.RegionService/GetPairingOffer"
+	RegionService_PairRegion_FullMethodName        = "/coffer.v1.RegionService/PairRegion"
+	RegionService_UnpairRegion_FullMethodName      = "/coffer.v1.RegionService/UnpairRegion"
+	RegionService_SetPairingOptions_FullMethodName = "/coffer.v1.RegionService/SetPairingOptions"
+	RegionService_PromoteRegion_FullMethodName     = "/coffer.v1.RegionService/PromoteRegion"
 )
 
 // RegionServiceClient is the client API for RegionService service.
@@ -45,6 +46,9 @@ type RegionServiceClient interface {
 	// accepted, nothing more is shipped to it, and the change feed kept for
 	// it is released.
 	UnpairRegion(ctx context.Context, in *UnpairRegionRequest, opts ...grpc.CallOption) (*UnpairRegionResponse, error)
+	// SetPairingOptions changes the options of a paired region's record in
+	// this region (accept_overwrite).
+	SetPairingOptions(ctx context.Context, in *SetPairingOptionsRequest, opts ...grpc.CallOption) (*SetPairingOptionsResponse, error)
 	// PromoteRegion promotes every replica in this region whose primary
 	// region is unreachable.
 	PromoteRegion(ctx context.Context, in *PromoteRegionRequest, opts ...grpc.CallOption) (*PromoteRegionResponse, error)
@@ -98,6 +102,16 @@ func (c *regionServiceClient) UnpairRegion(ctx context.Context, in *UnpairRegion
 	return out, nil
 }
 
+func (c *regionServiceClient) SetPairingOptions(ctx context.Context, in *SetPairingOptionsRequest, opts ...grpc.CallOption) (*SetPairingOptionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(SetPairingOptionsResponse)
+	err := c.cc.Invoke(ctx, RegionService_SetPairingOptions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *regionServiceClient) PromoteRegion(ctx context.Context, in *PromoteRegionRequest, opts ...grpc.CallOption) (*PromoteRegionResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(PromoteRegionResponse)
@@ -127,6 +141,9 @@ type RegionServiceServer interface {
 	// accepted, nothing more is shipped to it, and the change feed kept for
 	// it is released.
 	UnpairRegion(context.Context, *UnpairRegionRequest) (*UnpairRegionResponse, error)
+	// SetPairingOptions changes the options of a paired region's record in
+	// this region (accept_overwrite).
+	SetPairingOptions(context.Context, *SetPairingOptionsRequest) (*SetPairingOptionsResponse, error)
 	// PromoteRegion promotes every replica in this region whose primary
 	// region is unreachable.
 	PromoteRegion(context.Context, *PromoteRegionRequest) (*PromoteRegionResponse, error)
@@ -151,6 +168,9 @@ func (UnimplementedRegionServiceServer) PairRegion(context.Context, *PairRegionR
 }
 func (UnimplementedRegionServiceServer) UnpairRegion(context.Context, *UnpairRegionRequest) (*UnpairRegionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method UnpairRegion not implemented")
+}
+func (UnimplementedRegionServiceServer) SetPairingOptions(context.Context, *SetPairingOptionsRequest) (*SetPairingOptionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method SetPairingOptions not implemented")
 }
 func (UnimplementedRegionServiceServer) PromoteRegion(context.Context, *PromoteRegionRequest) (*PromoteRegionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PromoteRegion not implemented")
@@ -248,6 +268,24 @@ func _RegionService_UnpairRegion_Handler(srv interface{}, ctx context.Context, d
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegionService_SetPairingOptions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(SetPairingOptionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).SetPairingOptions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_SetPairingOptions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).SetPairingOptions(ctx, req.(*SetPairingOptionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _RegionService_PromoteRegion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(PromoteRegionRequest)
 	if err := dec(in); err != nil {
@@ -288,6 +326,10 @@ var RegionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "UnpairRegion",
 			Handler:    _RegionService_UnpairRegion_Handler,
+		},
+		{
+			MethodName: "SetPairingOptions",
+			Handler:    _RegionService_SetPairingOptions_Handler,
 		},
 		{
 			MethodName: "PromoteRegion",

@@ -70,6 +70,8 @@ type Command struct {
 	//	*Command_PromoteReplica
 	//	*Command_PairRegion
 	//	*Command_UnpairRegion
+	//	*Command_SetPairingOptions
+	//	*Command_ResetFeed
 	//	*Command_InitCluster
 	//	*Command_CheckState
 	Op            isCommand_Op `protobuf_oneof:"op"`
@@ -427,6 +429,24 @@ func (x *Command) GetUnpairRegion() *UnpairRegion {
 	return nil
 }
 
+func (x *Command) GetSetPairingOptions() *SetPairingOptions {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetPairingOptions); ok {
+			return x.SetPairingOptions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetResetFeed() *ResetFeed {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ResetFeed); ok {
+			return x.ResetFeed
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetInitCluster() *InitCluster {
 	if x != nil {
 		if x, ok := x.Op.(*Command_InitCluster); ok {
@@ -620,6 +640,16 @@ type Command_UnpairRegion struct {
 	UnpairRegion *UnpairRegion `protobuf:"bytes,35,opt,name=unpair_region,json=unpairRegion,proto3,oneof"`
 }
 
+type Command_SetPairingOptions struct {
+	// set_pairing_options changes a paired region's options.
+	SetPairingOptions *SetPairingOptions `protobuf:"bytes,36,opt,name=set_pairing_options,json=setPairingOptions,proto3,oneof"`
+}
+
+type Command_ResetFeed struct {
+	// reset_feed restarts a destination's feed with full copies.
+	ResetFeed *ResetFeed `protobuf:"bytes,37,opt,name=reset_feed,json=resetFeed,proto3,oneof"`
+}
+
 type Command_InitCluster struct {
 	// init_cluster records the region's cluster id; later ones are ignored.
 	InitCluster *InitCluster `protobuf:"bytes,100,opt,name=init_cluster,json=initCluster,proto3,oneof"`
@@ -698,6 +728,10 @@ func (*Command_PromoteReplica) isCommand_Op() {}
 func (*Command_PairRegion) isCommand_Op() {}
 
 func (*Command_UnpairRegion) isCommand_Op() {}
+
+func (*Command_SetPairingOptions) isCommand_Op() {}
+
+func (*Command_ResetFeed) isCommand_Op() {}
 
 func (*Command_InitCluster) isCommand_Op() {}
 
@@ -2573,7 +2607,23 @@ type ApplyReplicaChanges struct {
 	// re-wrapped under this region's KMS keys by the receiving node.
 	Changes []*v1.ChangeFeedEntry `protobuf:"bytes,3,rep,name=changes,proto3" json:"changes,omitempty"`
 	// region is this (destination) region.
-	Region        string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	Region string `protobuf:"bytes,4,opt,name=region,proto3" json:"region,omitempty"`
+	// after is the source position the batch continues from: a batch whose
+	// after is beyond the position applied from the source (in the same
+	// generation) leaves a gap and is not applied.
+	After uint64 `protobuf:"varint,5,opt,name=after,proto3" json:"after,omitempty"`
+	// generation is the source feed's generation (a new one after every
+	// restore of the source); a batch of another generation than the one
+	// applied from is not applied unless it is a resync.
+	Generation string `protobuf:"bytes,6,opt,name=generation,proto3" json:"generation,omitempty"`
+	// resync marks the first batch after the source reset this region's
+	// feed (full copies follow after): its generation and after replace
+	// what was applied from the source.
+	Resync bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	// resync_names, with resync, are the source's primary secrets that
+	// replicate to this region; this region's replicas of the source's other
+	// secrets are removed.
+	ResyncNames   []string `protobuf:"bytes,8,rep,name=resync_names,json=resyncNames,proto3" json:"resync_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2636,6 +2686,34 @@ func (x *ApplyReplicaChanges) GetRegion() string {
 	return ""
 }
 
+func (x *ApplyReplicaChanges) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ApplyReplicaChanges) GetGeneration() string {
+	if x != nil {
+		return x.Generation
+	}
+	return ""
+}
+
+func (x *ApplyReplicaChanges) GetResync() bool {
+	if x != nil {
+		return x.Resync
+	}
+	return false
+}
+
+func (x *ApplyReplicaChanges) GetResyncNames() []string {
+	if x != nil {
+		return x.ResyncNames
+	}
+	return nil
+}
+
 // AckFeed records that destination applied the feed through seq.
 type AckFeed struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -2648,7 +2726,10 @@ type AckFeed struct {
 	// accepted names secrets the destination applied, clearing a failure.
 	Accepted []string `protobuf:"bytes,4,rep,name=accepted,proto3" json:"accepted,omitempty"`
 	// accessed are the days the destination last read its replicas.
-	Accessed      []*ReplicaAccessDay `protobuf:"bytes,5,rep,name=accessed,proto3" json:"accessed,omitempty"`
+	Accessed []*ReplicaAccessDay `protobuf:"bytes,5,rep,name=accessed,proto3" json:"accessed,omitempty"`
+	// generation is the feed generation seq counts in; an acknowledgement of
+	// another generation (an answer racing a restore) moves no position.
+	Generation    string `protobuf:"bytes,6,opt,name=generation,proto3" json:"generation,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -2716,6 +2797,13 @@ func (x *AckFeed) GetAccessed() []*ReplicaAccessDay {
 		return x.Accessed
 	}
 	return nil
+}
+
+func (x *AckFeed) GetGeneration() string {
+	if x != nil {
+		return x.Generation
+	}
+	return ""
 }
 
 // ReplicaAccessDay is the last day a replica was read in a destination.
@@ -2987,6 +3075,121 @@ func (x *UnpairRegion) GetRegion() string {
 	return ""
 }
 
+// SetPairingOptions changes the options of a paired region's record.
+type SetPairingOptions struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the paired region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// accept_overwrite lets the region's shipped records replace this
+	// region's primary secrets (ForceOverwriteReplicaSecret).
+	AcceptOverwrite bool `protobuf:"varint,2,opt,name=accept_overwrite,json=acceptOverwrite,proto3" json:"accept_overwrite,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *SetPairingOptions) Reset() {
+	*x = SetPairingOptions{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetPairingOptions) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetPairingOptions) ProtoMessage() {}
+
+func (x *SetPairingOptions) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetPairingOptions.ProtoReflect.Descriptor instead.
+func (*SetPairingOptions) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{40}
+}
+
+func (x *SetPairingOptions) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *SetPairingOptions) GetAcceptOverwrite() bool {
+	if x != nil {
+		return x.AcceptOverwrite
+	}
+	return false
+}
+
+// ResetFeed restarts the feed of a destination that cannot continue from
+// its position (the destination holds another generation of this feed, or
+// needs entries already trimmed): every primary secret replicating to it
+// gets a full copy, and its position starts before them.
+type ResetFeed struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// destination is the paired region.
+	Destination string `protobuf:"bytes,1,opt,name=destination,proto3" json:"destination,omitempty"`
+	// generation is the feed generation the proposer saw; a reset proposed
+	// before a restore changed it does nothing.
+	Generation    string `protobuf:"bytes,2,opt,name=generation,proto3" json:"generation,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResetFeed) Reset() {
+	*x = ResetFeed{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResetFeed) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResetFeed) ProtoMessage() {}
+
+func (x *ResetFeed) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResetFeed.ProtoReflect.Descriptor instead.
+func (*ResetFeed) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *ResetFeed) GetDestination() string {
+	if x != nil {
+		return x.Destination
+	}
+	return ""
+}
+
+func (x *ResetFeed) GetGeneration() string {
+	if x != nil {
+		return x.Generation
+	}
+	return ""
+}
+
 // InitCluster records the region's cluster id, chosen at random by the first
 // leader of a new region (or of a region made before cluster ids existed).
 // The first one applied wins; later ones change nothing. A node holding one
@@ -3002,7 +3205,7 @@ type InitCluster struct {
 
 func (x *InitCluster) Reset() {
 	*x = InitCluster{}
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[40]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[42]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3014,7 +3217,7 @@ func (x *InitCluster) String() string {
 func (*InitCluster) ProtoMessage() {}
 
 func (x *InitCluster) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[40]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[42]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3027,7 +3230,7 @@ func (x *InitCluster) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use InitCluster.ProtoReflect.Descriptor instead.
 func (*InitCluster) Descriptor() ([]byte, []int) {
-	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{40}
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{42}
 }
 
 func (x *InitCluster) GetClusterId() string {
@@ -3049,7 +3252,7 @@ type CheckState struct {
 
 func (x *CheckState) Reset() {
 	*x = CheckState{}
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[41]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[43]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -3061,7 +3264,7 @@ func (x *CheckState) String() string {
 func (*CheckState) ProtoMessage() {}
 
 func (x *CheckState) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_raft_v1_command_proto_msgTypes[41]
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[43]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -3074,14 +3277,14 @@ func (x *CheckState) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CheckState.ProtoReflect.Descriptor instead.
 func (*CheckState) Descriptor() ([]byte, []int) {
-	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{41}
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc9\x15\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x16\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -3120,7 +3323,10 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x0fpromote_replica\x18! \x01(\v2\x1e.coffer.raft.v1.PromoteReplicaH\x00R\x0epromoteReplica\x12=\n" +
 	"\vpair_region\x18\" \x01(\v2\x1a.coffer.raft.v1.PairRegionH\x00R\n" +
 	"pairRegion\x12C\n" +
-	"\runpair_region\x18# \x01(\v2\x1c.coffer.raft.v1.UnpairRegionH\x00R\funpairRegion\x12@\n" +
+	"\runpair_region\x18# \x01(\v2\x1c.coffer.raft.v1.UnpairRegionH\x00R\funpairRegion\x12S\n" +
+	"\x13set_pairing_options\x18$ \x01(\v2!.coffer.raft.v1.SetPairingOptionsH\x00R\x11setPairingOptions\x12:\n" +
+	"\n" +
+	"reset_feed\x18% \x01(\v2\x19.coffer.raft.v1.ResetFeedH\x00R\tresetFeed\x12@\n" +
 	"\finit_cluster\x18d \x01(\v2\x1b.coffer.raft.v1.InitClusterH\x00R\vinitCluster\x12=\n" +
 	"\vcheck_state\x18e \x01(\v2\x1a.coffer.raft.v1.CheckStateH\x00R\n" +
 	"checkStateB\x04\n" +
@@ -3240,19 +3446,28 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x128\n" +
 	"\x03add\x18\x02 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\x03add\x12\x16\n" +
 	"\x06remove\x18\x03 \x03(\tR\x06remove\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"\xb1\x01\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\"\xa2\x02\n" +
 	"\x13ApplyReplicaChanges\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12\x1f\n" +
 	"\vthrough_seq\x18\x02 \x01(\x04R\n" +
 	"throughSeq\x12<\n" +
 	"\achanges\x18\x03 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\x12\x16\n" +
-	"\x06region\x18\x04 \x01(\tR\x06region\"\xd5\x01\n" +
+	"\x06region\x18\x04 \x01(\tR\x06region\x12\x14\n" +
+	"\x05after\x18\x05 \x01(\x04R\x05after\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x06 \x01(\tR\n" +
+	"generation\x12\x16\n" +
+	"\x06resync\x18\a \x01(\bR\x06resync\x12!\n" +
+	"\fresync_names\x18\b \x03(\tR\vresyncNames\"\xf5\x01\n" +
 	"\aAckFeed\x12 \n" +
 	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x10\n" +
 	"\x03seq\x18\x02 \x01(\x04R\x03seq\x12<\n" +
 	"\brejected\x18\x03 \x03(\v2 .coffer.raft.v1.ReplicaRejectionR\brejected\x12\x1a\n" +
 	"\baccepted\x18\x04 \x03(\tR\baccepted\x12<\n" +
-	"\baccessed\x18\x05 \x03(\v2 .coffer.raft.v1.ReplicaAccessDayR\baccessed\"T\n" +
+	"\baccessed\x18\x05 \x03(\v2 .coffer.raft.v1.ReplicaAccessDayR\baccessed\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x06 \x01(\tR\n" +
+	"generation\"T\n" +
 	"\x10ReplicaAccessDay\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
 	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"@\n" +
@@ -3267,7 +3482,15 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"PairRegion\x121\n" +
 	"\x04peer\x18\x01 \x01(\v2\x1d.coffer.storage.v1.RegionPeerR\x04peer\"&\n" +
 	"\fUnpairRegion\x12\x16\n" +
-	"\x06region\x18\x01 \x01(\tR\x06region\",\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\"V\n" +
+	"\x11SetPairingOptions\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12)\n" +
+	"\x10accept_overwrite\x18\x02 \x01(\bR\x0facceptOverwrite\"M\n" +
+	"\tResetFeed\x12 \n" +
+	"\vdestination\x18\x01 \x01(\tR\vdestination\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x02 \x01(\tR\n" +
+	"generation\",\n" +
 	"\vInitCluster\x12\x1d\n" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\f\n" +
@@ -3286,7 +3509,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 42)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -3328,20 +3551,22 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*PromoteReplica)(nil),             // 37: coffer.raft.v1.PromoteReplica
 	(*PairRegion)(nil),                 // 38: coffer.raft.v1.PairRegion
 	(*UnpairRegion)(nil),               // 39: coffer.raft.v1.UnpairRegion
-	(*InitCluster)(nil),                // 40: coffer.raft.v1.InitCluster
-	(*CheckState)(nil),                 // 41: coffer.raft.v1.CheckState
-	(*timestamppb.Timestamp)(nil),      // 42: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 43: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 44: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 45: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 46: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 47: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 48: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 49: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 50: coffer.storage.v1.RotationFunction
-	(*v1.ReplicaRegionConfig)(nil),     // 51: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),         // 52: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),              // 53: coffer.storage.v1.RegionPeer
+	(*SetPairingOptions)(nil),          // 40: coffer.raft.v1.SetPairingOptions
+	(*ResetFeed)(nil),                  // 41: coffer.raft.v1.ResetFeed
+	(*InitCluster)(nil),                // 42: coffer.raft.v1.InitCluster
+	(*CheckState)(nil),                 // 43: coffer.raft.v1.CheckState
+	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 45: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 46: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 47: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 48: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 49: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 50: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 51: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 52: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 53: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 54: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 55: coffer.storage.v1.RegionPeer
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -3379,37 +3604,39 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	37, // 32: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
 	38, // 33: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
 	39, // 34: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
-	40, // 35: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
-	41, // 36: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
-	42, // 37: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	43, // 38: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	44, // 39: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 40: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	45, // 41: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 42: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 43: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	45, // 44: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 45: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	42, // 46: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	46, // 47: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	47, // 48: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	47, // 49: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	48, // 50: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	49, // 51: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	42, // 52: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	50, // 53: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	51, // 54: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	52, // 55: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	36, // 56: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	35, // 57: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
-	42, // 58: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
-	51, // 59: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	53, // 60: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	61, // [61:61] is the sub-list for method output_type
-	61, // [61:61] is the sub-list for method input_type
-	61, // [61:61] is the sub-list for extension type_name
-	61, // [61:61] is the sub-list for extension extendee
-	0,  // [0:61] is the sub-list for field type_name
+	40, // 35: coffer.raft.v1.Command.set_pairing_options:type_name -> coffer.raft.v1.SetPairingOptions
+	41, // 36: coffer.raft.v1.Command.reset_feed:type_name -> coffer.raft.v1.ResetFeed
+	42, // 37: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
+	43, // 38: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
+	44, // 39: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	45, // 40: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	46, // 41: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 42: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	47, // 43: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 44: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 45: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	47, // 46: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 47: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	44, // 48: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	48, // 49: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	49, // 50: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	49, // 51: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	50, // 52: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	51, // 53: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	44, // 54: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	52, // 55: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	53, // 56: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	54, // 57: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 58: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 59: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	44, // 60: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	53, // 61: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	55, // 62: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	63, // [63:63] is the sub-list for method output_type
+	63, // [63:63] is the sub-list for method input_type
+	63, // [63:63] is the sub-list for extension type_name
+	63, // [63:63] is the sub-list for extension extendee
+	0,  // [0:63] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -3452,6 +3679,8 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_PromoteReplica)(nil),
 		(*Command_PairRegion)(nil),
 		(*Command_UnpairRegion)(nil),
+		(*Command_SetPairingOptions)(nil),
+		(*Command_ResetFeed)(nil),
 		(*Command_InitCluster)(nil),
 		(*Command_CheckState)(nil),
 	}
@@ -3462,7 +3691,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   42,
+			NumMessages:   44,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

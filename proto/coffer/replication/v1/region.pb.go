@@ -37,7 +37,22 @@ type ShipRequest struct {
 	// changes are the entries for the destination. Each value's data key is
 	// wrapped under the pairwise replication key (kms_key_id empty,
 	// key_version 0); the value ciphertext is as the primary stored it.
-	Changes       []*v1.ChangeFeedEntry `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
+	Changes []*v1.ChangeFeedEntry `protobuf:"bytes,4,rep,name=changes,proto3" json:"changes,omitempty"`
+	// generation is the source feed's generation; it changes on every
+	// restore of the source's state, when positions start counting anew.
+	Generation string `protobuf:"bytes,5,opt,name=generation,proto3" json:"generation,omitempty"`
+	// after is the position the batch continues from; the destination
+	// refuses a batch that would leave a gap after what it applied.
+	After uint64 `protobuf:"varint,6,opt,name=after,proto3" json:"after,omitempty"`
+	// resync is set on the first batch after the source reset the
+	// destination's feed: full copies follow, so the destination takes
+	// generation and after as its new position.
+	Resync bool `protobuf:"varint,7,opt,name=resync,proto3" json:"resync,omitempty"`
+	// resync_names, on a resync batch, are the source's primary secrets
+	// that replicate to the destination: a replica of the source's there
+	// with another name is left from before (the source restored an older
+	// state, or deleted it in changes the reset skipped) and is removed.
+	ResyncNames   []string `protobuf:"bytes,8,rep,name=resync_names,json=resyncNames,proto3" json:"resync_names,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -100,6 +115,34 @@ func (x *ShipRequest) GetChanges() []*v1.ChangeFeedEntry {
 	return nil
 }
 
+func (x *ShipRequest) GetGeneration() string {
+	if x != nil {
+		return x.Generation
+	}
+	return ""
+}
+
+func (x *ShipRequest) GetAfter() uint64 {
+	if x != nil {
+		return x.After
+	}
+	return 0
+}
+
+func (x *ShipRequest) GetResync() bool {
+	if x != nil {
+		return x.Resync
+	}
+	return false
+}
+
+func (x *ShipRequest) GetResyncNames() []string {
+	if x != nil {
+		return x.ResyncNames
+	}
+	return nil
+}
+
 // ShipResponse is the destination's acknowledgement.
 type ShipResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -111,7 +154,14 @@ type ShipResponse struct {
 	Accepted []string `protobuf:"bytes,3,rep,name=accepted,proto3" json:"accepted,omitempty"`
 	// accessed reports the days replicas of the source's secrets were last
 	// read in the destination, for ReplicationStatus.LastAccessedDate.
-	Accessed      []*ReplicaAccess `protobuf:"bytes,4,rep,name=accessed,proto3" json:"accessed,omitempty"`
+	Accessed []*ReplicaAccess `protobuf:"bytes,4,rep,name=accessed,proto3" json:"accessed,omitempty"`
+	// generation_mismatch: the destination holds another generation of the
+	// source's feed (the source or the destination restored a snapshot);
+	// nothing was applied, and the source must reset the feed (full copies).
+	GenerationMismatch bool `protobuf:"varint,5,opt,name=generation_mismatch,json=generationMismatch,proto3" json:"generation_mismatch,omitempty"`
+	// gap: the batch continues from a position after applied_through;
+	// nothing was applied, and the source must ship from applied_through.
+	Gap           bool `protobuf:"varint,6,opt,name=gap,proto3" json:"gap,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -172,6 +222,20 @@ func (x *ShipResponse) GetAccessed() []*ReplicaAccess {
 		return x.Accessed
 	}
 	return nil
+}
+
+func (x *ShipResponse) GetGenerationMismatch() bool {
+	if x != nil {
+		return x.GenerationMismatch
+	}
+	return false
+}
+
+func (x *ShipResponse) GetGap() bool {
+	if x != nil {
+		return x.Gap
+	}
+	return false
 }
 
 // ReplicaAccess is the last day a replica was read.
@@ -288,18 +352,26 @@ var File_coffer_replication_v1_region_proto protoreflect.FileDescriptor
 
 const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\n" +
-	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xc0\x01\n" +
+	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
 	"\vShipRequest\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
 	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x1f\n" +
 	"\vthrough_seq\x18\x03 \x01(\x04R\n" +
 	"throughSeq\x12<\n" +
-	"\achanges\x18\x04 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\"\xd3\x01\n" +
+	"\achanges\x18\x04 \x03(\v2\".coffer.storage.v1.ChangeFeedEntryR\achanges\x12\x1e\n" +
+	"\n" +
+	"generation\x18\x05 \x01(\tR\n" +
+	"generation\x12\x14\n" +
+	"\x05after\x18\x06 \x01(\x04R\x05after\x12\x16\n" +
+	"\x06resync\x18\a \x01(\bR\x06resync\x12!\n" +
+	"\fresync_names\x18\b \x03(\tR\vresyncNames\"\x96\x02\n" +
 	"\fShipResponse\x12'\n" +
 	"\x0fapplied_through\x18\x01 \x01(\x04R\x0eappliedThrough\x12<\n" +
 	"\brejected\x18\x02 \x03(\v2 .coffer.replication.v1.RejectionR\brejected\x12\x1a\n" +
 	"\baccepted\x18\x03 \x03(\tR\baccepted\x12@\n" +
-	"\baccessed\x18\x04 \x03(\v2$.coffer.replication.v1.ReplicaAccessR\baccessed\"Q\n" +
+	"\baccessed\x18\x04 \x03(\v2$.coffer.replication.v1.ReplicaAccessR\baccessed\x12/\n" +
+	"\x13generation_mismatch\x18\x05 \x01(\bR\x12generationMismatch\x12\x10\n" +
+	"\x03gap\x18\x06 \x01(\bR\x03gap\"Q\n" +
 	"\rReplicaAccess\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12,\n" +
 	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"9\n" +

@@ -842,9 +842,14 @@ type RegionPeer struct {
 	// addresses are the peer's region replication addresses (host:port).
 	Addresses []string `protobuf:"bytes,4,rep,name=addresses,proto3" json:"addresses,omitempty"`
 	// paired_date is when the pairing was recorded.
-	PairedDate    *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=paired_date,json=pairedDate,proto3" json:"paired_date,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	PairedDate *timestamppb.Timestamp `protobuf:"bytes,5,opt,name=paired_date,json=pairedDate,proto3" json:"paired_date,omitempty"`
+	// accept_overwrite is this region's consent to let the peer's shipped
+	// records replace a secret that is primary here (the peer's
+	// ForceOverwriteReplicaSecret). Off by default: without it such a record
+	// is refused and the peer's replica status says why.
+	AcceptOverwrite bool `protobuf:"varint,6,opt,name=accept_overwrite,json=acceptOverwrite,proto3" json:"accept_overwrite,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *RegionPeer) Reset() {
@@ -910,6 +915,13 @@ func (x *RegionPeer) GetPairedDate() *timestamppb.Timestamp {
 		return x.PairedDate
 	}
 	return nil
+}
+
+func (x *RegionPeer) GetAcceptOverwrite() bool {
+	if x != nil {
+		return x.AcceptOverwrite
+	}
+	return false
 }
 
 // Version is the metadata of one secret version; its sealed value is stored
@@ -1811,7 +1823,7 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\tFeedValue\x12\x1d\n" +
 	"\n" +
 	"version_id\x18\x01 \x01(\tR\tversionId\x124\n" +
-	"\x05value\x18\x02 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x05value\"\xb5\x01\n" +
+	"\x05value\x18\x02 \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x05value\"\xe0\x01\n" +
 	"\n" +
 	"RegionPeer\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x15\n" +
@@ -1820,7 +1832,8 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"public_key\x18\x03 \x01(\fR\tpublicKey\x12\x1c\n" +
 	"\taddresses\x18\x04 \x03(\tR\taddresses\x12;\n" +
 	"\vpaired_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
-	"pairedDate\"\x89\x02\n" +
+	"pairedDate\x12)\n" +
+	"\x10accept_overwrite\x18\x06 \x01(\bR\x0facceptOverwrite\"\x89\x02\n" +
 	"\aVersion\x12\x1d\n" +
 	"\n" +
 	"version_id\x18\x01 \x01(\tR\tversionId\x12\x16\n" +
