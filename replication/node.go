@@ -124,7 +124,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: open log store: %w", err)
 	}
-	cached, err := raft.NewLogCache(1024, n.logStore)
+	cached, err := raft.NewLogCache(1024, withObserver(n.logStore, cfg.Observer))
 	if err != nil {
 		return fail(fmt.Errorf("raft: log cache: %w", err))
 	}
@@ -140,7 +140,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	}
 	store.OnCheckpoint(n.checks.take)
 	n.applied = newAppliedWaiter(store.AppliedIndex())
-	n.reads = &readIndexBatcher{fetch: n.fetchReadIndex}
+	n.reads = &readIndexBatcher{fetch: n.fetchReadIndex, observe: cfg.Observer}
 
 	n.mux, err = ListenCluster(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS)
 	if err != nil {
@@ -173,7 +173,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 			return fail(fmt.Errorf("raft: bootstrap: %w", err))
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots, refuse: n.refuseSnapshot}, cached, n.logStore, n.snapshots, n.transport)
+	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots, refuse: n.refuseSnapshot, observe: cfg.Observer}, cached, n.logStore, n.snapshots, n.transport)
 	if err != nil {
 		return fail(fmt.Errorf("raft: start: %w", err))
 	}
@@ -198,6 +198,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		return true
 	}
 	n.applied.mu.Unlock()
+	n.observeLeaderChanges()
 
 	var ap *Autopilot
 	if cfg.Gossip.BindAddr != "" {

@@ -184,6 +184,7 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 		ctx := WithRequestID(ss.Context(), uuid.NewString())
 		gate.setRegionHeader(ctx)
 		start := time.Now()
+		gate.RequestStarted("grpc")
 		var principal string
 		defer func() {
 			if p := recover(); p != nil {
@@ -204,6 +205,7 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 				attrs = append(attrs, "error_type", ae.Type)
 				err = ae
 			}
+			gate.RequestDone("grpc", methodName(info.FullMethod), errType(err), time.Since(start))
 			log.Log(ctx, level, "stream", attrs...)
 		}()
 		// Before authentication: a starting node may not have the caller's
@@ -247,6 +249,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
 		gate.setRegionHeader(ctx)
 		start := time.Now()
+		gate.RequestStarted("grpc")
 		var attrs []any
 		md, _ := metadata.FromIncomingContext(ctx)
 		consistency, cerr := ParseConsistency(first(md, ConsistencyHeader), first(md, MinIndexHeader))
@@ -267,6 +270,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 				attrs = append(attrs, "error_type", ae.Type)
 				err = ae
 			}
+			gate.RequestDone("grpc", methodName(info.FullMethod), errType(err), time.Since(start))
 			if idx := AnsweredIndex(ctx); idx > 0 {
 				_ = grpc.SetHeader(ctx, metadata.Pairs(IndexHeader, strconv.FormatUint(idx, 10)))
 			}
