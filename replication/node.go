@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"google.golang.org/grpc"
@@ -96,7 +94,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		return nil, fmt.Errorf("raft: create %s: %w", cfg.Dir, err)
 	}
 	log := cfg.Logger.With("node_id", cfg.NodeID)
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{log}})
+	hlog := newHclog(log, "raft")
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -374,21 +372,4 @@ func (n *Node) close() {
 	if n.logStore != nil {
 		_ = n.logStore.Close()
 	}
-}
-
-// slogWriter turns hclog's lines into slog records.
-type slogWriter struct{ l *slog.Logger }
-
-var _ io.Writer = slogWriter{}
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn(string(trimNewline(p)), "component", "raft")
-	return len(p), nil
-}
-
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
-	}
-	return p
 }
