@@ -109,6 +109,9 @@ type Options struct {
 	// is needed off loopback, as for the APIs).
 	MetricsAddr string
 	MetricsTLS  *tls.Config
+	// RequestLogSample logs one request line in this many at Info (0: none;
+	// the rest at Debug): server.RequestLog.
+	RequestLogSample int
 }
 
 // RegionOptions configures the node's cross-region part (replication/region).
@@ -256,7 +259,8 @@ func Start(opts Options) (*Node, error) {
 	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger,
 		Limit:  server.NewSourceLimiter(opts.Limits.AuthFailuresPerSecond, opts.Limits.AuthFailureBurst),
 		Sample: server.NewRefusalSampler(opts.AuditSampleInterval),
-		Region: opts.Service.Region, Ready: n.readiness.check, Metrics: n.ops.metrics}
+		Region: opts.Service.Region, Ready: n.readiness.check, Metrics: n.ops.metrics,
+		RequestLog: server.NewRequestLog(opts.RequestLogSample)}
 	if opts.AuditPath != "" {
 		n.audit = &auditSink{
 			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync,

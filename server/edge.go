@@ -105,6 +105,9 @@ type Gate struct {
 	// Metrics counts requests, refusals and audit failures; nil counts
 	// nothing.
 	Metrics EdgeMetrics
+	// RequestLog samples the per-request log lines; nil logs every one
+	// at Info.
+	RequestLog *RequestLog
 }
 
 // NotReady is the answer to a request that arrives before the node is

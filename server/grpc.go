@@ -191,7 +191,7 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 				log.Error("stream panicked", "request_id", RequestID(ctx), "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
 				err = &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
 			}
-			level := slog.LevelInfo
+			level := gate.requestLogLevel()
 			attrs := []any{"request_id", RequestID(ctx), "method", info.FullMethod, "duration", time.Since(start)}
 			if principal != "" {
 				attrs = append(attrs, "principal", principal)
@@ -259,7 +259,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 				log.Error("request panicked", "request_id", id, "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
 				resp, err = nil, &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
 			}
-			level := slog.LevelInfo
+			level := gate.requestLogLevel()
 			attrs = append(attrs, "request_id", id, "method", info.FullMethod, "duration", time.Since(start))
 			if err != nil {
 				ae := AsAPIError(err)

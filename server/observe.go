@@ -1,7 +1,9 @@
 package server
 
 import (
+	"log/slog"
 	"strings"
+	"sync/atomic"
 	"time"
 )
 
@@ -78,3 +80,34 @@ func methodName(fullMethod string) string {
 	}
 	return fullMethod
 }
+
+// RequestLog samples the one-line-per-request log: a request it admits is
+// logged at Info, the others at Debug (so `log_level: debug` shows every
+// request). A request answered InternalServiceError is logged at Error
+// whatever it says.
+type RequestLog struct {
+	every uint64
+	n     atomic.Uint64
+}
+
+// NewRequestLog logs one request in every at Info; 0 none (request logs
+// off, the default of a node), 1 every one.
+func NewRequestLog(every int) *RequestLog {
+	return &RequestLog{every: uint64(max(every, 0))}
+}
+
+// requestLogLevel is the level of the next request's line: Info without a
+// Gate or a RequestLog (protocol tests), else as RequestLog samples.
+func (g *Gate) requestLogLevel() slog.Level {
+	if g == nil || g.RequestLog == nil {
+		return slog.LevelInfo
+	}
+	r := g.RequestLog
+	if r.every == 0 || r.n.Add(1)%r.every != 0 {
+		return slog.LevelDebug
+	}
+	return slog.LevelInfo
+}
+
+// RequestLogLevel is requestLogLevel for the AWS handler.
+func (g *Gate) RequestLogLevel() slog.Level { return g.requestLogLevel() }

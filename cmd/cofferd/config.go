@@ -58,6 +58,11 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+	// RequestLogSample logs one request line in this many at Info: 0 (the
+	// default) none, 1 every request. The others are logged at Debug, and
+	// a request that failed inside the server (InternalServiceError)
+	// always at Error.
+	RequestLogSample int64 `yaml:"request_log_sample"`
 
 	// RootCredentialsFile is where the root principal's access key is
 	// written (mode 0600) on the region's first start; default
@@ -344,6 +349,9 @@ func (c Config) Validate() error {
 	if c.Seal.Type == "file" && c.Seal.KeyFile == "" {
 		add("seal.key_file is required for the file seal")
 	}
+	if c.RequestLogSample < 0 {
+		add("request_log_sample %d must be 0 (off) or more", c.RequestLogSample)
+	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
 	default:
@@ -542,6 +550,7 @@ var settings = []setting{
 	{"root-credentials-file", "COFFER_ROOT_CREDENTIALS_FILE", "where the root access key is written on first start", str(func(c *Config) *string { return &c.RootCredentialsFile })},
 	{"root-access-key-id", "COFFER_ROOT_ACCESS_KEY_ID", "fixed root access key id (with the secret)", str(func(c *Config) *string { return &c.RootAccessKeyID })},
 	{"root-secret-access-key", "COFFER_ROOT_SECRET_ACCESS_KEY", "fixed root secret access key", str(func(c *Config) *string { return &c.RootSecretAccessKey })},
+	{"request-log-sample", "COFFER_REQUEST_LOG_SAMPLE", "log one request in N at info (0: request logs off)", integer(func(c *Config) *int64 { return &c.RequestLogSample })},
 	{"log-level", "COFFER_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "COFFER_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},

@@ -112,6 +112,7 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		opts.MetricsTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
 	opts.MetricsAddr = cfg.MetricsAddr
+	opts.RequestLogSample = int(cfg.RequestLogSample)
 	return opts, nil
 }
 

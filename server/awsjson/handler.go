@@ -109,7 +109,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			}
 		}
 		h.Gate.RequestDone("aws", x.operation, x.errType, time.Since(start))
-		level := slog.LevelInfo
+		level := h.Gate.RequestLogLevel()
 		attrs := []slog.Attr{
 			slog.String("request_id", x.id), slog.String("api", "aws"), slog.String("operation", x.operation),
 			slog.Int("status", x.status), slog.Duration("duration", time.Since(start)),

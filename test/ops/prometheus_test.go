@@ -155,6 +155,13 @@ func TestPrometheusScrapesRegions(t *testing.T) {
 		})
 	}
 
+	// Every dashboard query parses and finds series in a live region.
+	for _, q := range dashboardQueries(t) {
+		if _, err := promQuery(promAddr, q); err != nil {
+			t.Errorf("dashboard query: %v", err)
+		}
+	}
+
 	// No label anywhere carries the secret, its value or a credential.
 	forbidden := []string{name, "stripe-live", value1, value2, clustertest.RootSecretAccessKey, clustertest.RootAccessKeyID}
 	for _, region := range []string{usEast, euWest} {
@@ -262,4 +269,35 @@ func perRegion(ok func(float64) bool, what string) func([]promSample) error {
 		}
 		return nil
 	}
+}
+
+// dashboardQueries are the Grafana dashboard's expressions with its
+// variables filled in.
+func dashboardQueries(t *testing.T) []string {
+	t.Helper()
+	raw, err := os.ReadFile("../../deploy/monitoring/coffer-dashboard.json")
+	if err != nil {
+		t.Fatal(err)
+	}
+	var d struct {
+		Panels []struct {
+			Targets []struct {
+				Expr string `json:"expr"`
+			} `json:"targets"`
+		} `json:"panels"`
+	}
+	if err := json.Unmarshal(raw, &d); err != nil {
+		t.Fatal(err)
+	}
+	fill := strings.NewReplacer("$region", ".*", "$instance", ".*", "$__rate_interval", "1m")
+	var out []string
+	for _, p := range d.Panels {
+		for _, tg := range p.Targets {
+			out = append(out, fill.Replace(tg.Expr))
+		}
+	}
+	if len(out) < 20 {
+		t.Fatalf("the dashboard has %d queries", len(out))
+	}
+	return out
 }
