@@ -16,6 +16,7 @@ import (
 	"time"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/storage"
 	"github.com/cofferhq/coffer/test/testkit"
 	"github.com/cofferhq/coffer/test/testkit/clustertest"
 	"github.com/cofferhq/coffer/test/wait"
@@ -69,8 +70,16 @@ func TestPrometheusScrapesRegions(t *testing.T) {
 		}
 	}
 	wait.Until(t, clustertest.ConvergeTimeout, func() error {
-		_, err := eu.Client(eu.Leader()).DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: created.GetArn()})
-		return err
+		ctx, cancel := clustertest.RPCContext()
+		defer cancel()
+		got, err := eu.Client(eu.Leader()).DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: name})
+		if err != nil {
+			return err
+		}
+		if got.GetArn() != storage.WithRegion(created.GetArn(), euWest) {
+			return fmt.Errorf("replica ARN %s", got.GetArn())
+		}
+		return nil
 	})
 	forged := forgedRequest(t, us.Node(0).AWSAddr(), name)
 	if forged != http.StatusBadRequest && forged != http.StatusForbidden {
