@@ -110,7 +110,7 @@ func TestHealthEndpoints(t *testing.T) {
 	}
 
 	// Fence a follower: a write applied only there makes it diverge.
-	leader = c.WaitLeader()
+	leader = c.Leader()
 	odd := slices.DeleteFunc(c.Others(leader), func(i int) bool { return i == 0 })[0]
 	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
@@ -141,11 +141,16 @@ func TestHealthEndpoints(t *testing.T) {
 	}
 	waitCode(t, c, odd, "/v1/sys/health", http.StatusServiceUnavailable)
 
-	// Lose the leader and one more: the last node has no leader.
-	last := slices.DeleteFunc([]int{0, 1, 2}, func(i int) bool { return i == odd })
-	c.Stop(last[0])
-	c.Stop(last[1])
-	waitCode(t, c, odd, "/readyz", http.StatusServiceUnavailable)
+	// Lose the leader and the fenced node: the last, healthy node knows no
+	// leader.
+	last := c.Others(leader, odd)[0]
+	c.Stop(odd)
+	c.Stop(leader)
+	waitCode(t, c, last, "/v1/sys/health", 474)
+	body = waitCode(t, c, last, "/readyz?verbose", http.StatusServiceUnavailable)
+	if !strings.Contains(body, "[-]leader failed: no leader known") || !strings.Contains(body, "[+]not_fenced ok") {
+		t.Errorf("leaderless readyz:\n%s", body)
+	}
 }
 
 // checkInterval makes consistency checks frequent enough for the fencing
