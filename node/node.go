@@ -424,6 +424,7 @@ func (n *Node) Store() *storage.Store { return n.store }
 func (n *Node) Stop() error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.raft.Stopping()
 		n.serving.Store(false)
 		server.SetServing(n.health, false)
 		n.stopAWS()

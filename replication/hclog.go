@@ -6,6 +6,7 @@ import (
 	"log"
 	"log/slog"
 	"strings"
+	"sync/atomic"
 
 	"github.com/hashicorp/go-hclog"
 )
@@ -17,12 +18,16 @@ type hclogAdapter struct {
 	l    *slog.Logger
 	name string
 	args []any
+	// stopping, once set, logs Raft's complaints at Info: while a node
+	// (or its whole region) stops, peers that are gone and elections that
+	// cannot win are expected, not errors.
+	stopping *atomic.Bool
 }
 
 var _ hclog.Logger = (*hclogAdapter)(nil)
 
 func newHclog(l *slog.Logger, name string) *hclogAdapter {
-	return &hclogAdapter{l: l.With("component", name), name: name}
+	return &hclogAdapter{l: l.With("component", name), name: name, stopping: new(atomic.Bool)}
 }
 
 // routine are Raft messages logged above Info that describe normal
@@ -66,6 +71,9 @@ func slogLevel(level hclog.Level, msg string) slog.Level {
 
 func (h *hclogAdapter) Log(level hclog.Level, msg string, args ...any) {
 	lvl := slogLevel(level, msg)
+	if lvl > slog.LevelInfo && h.stopping.Load() {
+		lvl = slog.LevelInfo
+	}
 	ctx := context.Background()
 	if !h.l.Enabled(ctx, lvl) {
 		return

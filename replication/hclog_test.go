@@ -48,3 +48,18 @@ func TestHclogAdapter(t *testing.T) {
 		}
 	}
 }
+
+// TestHclogAdapterStopping: once the node stops, Raft's errors about gone
+// peers are Info.
+func TestHclogAdapterStopping(t *testing.T) {
+	var buf bytes.Buffer
+	h := newHclog(slog.New(slog.NewTextHandler(&buf, nil)), "raft")
+	h.Error("failed to appendEntries to", "peer", "n2")
+	h.stopping.Store(true)
+	h.Named("x").Error("failed to heartbeat to", "peer", "n2")
+	out := buf.String()
+	if !strings.Contains(out, "level=ERROR msg=\"failed to appendEntries to\"") || !strings.Contains(out, "level=INFO msg=\"failed to heartbeat to\"") {
+		t.Fatalf("levels before and after stopping:\n%s", out)
+	}
+}
+

@@ -74,6 +74,9 @@ type Node struct {
 	// cluster id in (runDuties only).
 	idProposedTerm uint64
 
+	// stopping is set by Stopping: Raft's complaints are Info from then.
+	stopping *atomic.Bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -112,7 +115,8 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hlog
 
-	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{}), checks: newCheckpoints(), checkSoon: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{}), checks: newCheckpoints(), checkSoon: make(chan struct{}, 1),
+		stopping: hlog.stopping}
 	fail := func(err error) (*Node, error) {
 		n.close()
 		return nil, err
@@ -296,6 +300,7 @@ func (n *Node) Members() []Member {
 func (n *Node) Shutdown() error {
 	var err error
 	n.once.Do(func() {
+		n.Stopping()
 		if n.raft != nil && n.IsLeader() && n.votersOtherThanMe() > 0 {
 			// Hand over first, so writes pause for one transfer rather than
 			// for an election timeout.

@@ -133,3 +133,13 @@ func (c *countingWriter) Write(p []byte) (int, error) {
 	c.n += int64(k)
 	return k, err
 }
+
+// Stopping tells the node that it is about to stop (the composition root
+// calls it first thing in its Stop): from then on Raft's complaints about
+// peers that are gone and elections it cannot win are logged at Info, so a
+// clean stop leaves no ERROR lines. Shutdown implies it.
+func (n *Node) Stopping() {
+	if n.stopping != nil {
+		n.stopping.Store(true)
+	}
+}
