@@ -9,7 +9,7 @@ FUZZTIME  ?= 10s
 FUZZMINIMIZE ?= 1x
 BIN       := bin
 
-.PHONY: all build test deps lint fmt-check vet breaking generate check-generated unit fuzz bench docker clean
+.PHONY: all build test deps lint monitoring fmt-check vet breaking generate check-generated unit fuzz bench docker clean
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 ## test: everything CI checks — tools, lint, generated code, race tests, short fuzzing.
-test: deps lint check-generated unit fuzz
+test: deps lint check-generated monitoring unit fuzz
 
 ## deps: install what the tests need (apt-get where missing).
 deps:
@@ -63,6 +63,11 @@ check-generated: generate
 	@if [ -n "$$(git status --porcelain -- proto)" ]; then \
 		echo "generated code under proto/ is stale: run 'make generate' and commit"; \
 		git status --porcelain -- proto; git diff --stat -- proto; exit 1; fi
+
+## monitoring: the alert rules parse, and their unit tests pass (promtool).
+monitoring:
+	promtool check rules deploy/monitoring/coffer-alerts.yml
+	cd deploy/monitoring && promtool test rules coffer-alerts.test.yml
 
 unit:
 	# One package at a time: the cluster, compat and e2e suites each start

@@ -3,6 +3,7 @@ package node
 import (
 	"fmt"
 	"sync"
+	"time"
 
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/audit"
@@ -19,6 +20,8 @@ const auditPurpose = "audit-params"
 type auditSink struct {
 	cfg audit.Config // Key unset: derived on open
 	key func() ([]byte, error)
+	// observe, when set, is told of every record written (metrics).
+	observe auditObserved
 
 	mu  sync.Mutex
 	log *audit.Log
@@ -53,7 +56,14 @@ func (a *auditSink) Write(r server.AuditRecord) error {
 	if err != nil {
 		return fmt.Errorf("open audit log %s: %w", a.cfg.Path, err)
 	}
-	return l.Write(audit.Record(r))
+	start := time.Now()
+	if err := l.Write(audit.Record(r)); err != nil {
+		return err
+	}
+	if a.observe != nil {
+		a.observe.AuditWritten(time.Since(start))
+	}
+	return nil
 }
 
 // HashValue is the log's keyed hash of v. Without a log there is no key;

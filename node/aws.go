@@ -85,7 +85,7 @@ func (n *Node) startAWS() error {
 	})
 	lim := n.opts.Limits
 	n.aws = &http.Server{
-		Handler: h, TLSConfig: n.opts.AWSTLS,
+		Handler: n.withHealth(h), TLSConfig: n.opts.AWSTLS,
 		ReadHeaderTimeout: 10 * time.Second, ReadTimeout: lim.HTTPReadTimeout, WriteTimeout: lim.HTTPWriteTimeout,
 		IdleTimeout: lim.HTTPIdleTimeout, MaxHeaderBytes: lim.HTTPMaxHeaderBytes,
 	}

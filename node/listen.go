@@ -55,7 +55,7 @@ func (n *Node) plaintextListeners() []string {
 	for _, l := range []struct {
 		name, addr string
 		tls        bool
-	}{{"gRPC", n.opts.GRPCAddr, n.opts.GRPCTLS != nil}, {"AWS", n.opts.AWSAddr, n.opts.AWSTLS != nil}} {
+	}{{"gRPC", n.opts.GRPCAddr, n.opts.GRPCTLS != nil}, {"AWS", n.opts.AWSAddr, n.opts.AWSTLS != nil}, {"metrics", n.opts.MetricsAddr, n.opts.MetricsTLS != nil}} {
 		if l.addr != "" && CheckListener(l.name, l.addr, l.tls, false) != nil {
 			out = append(out, l.name+" "+l.addr)
 		}

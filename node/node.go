@@ -104,6 +104,14 @@ type Options struct {
 	// Limits bound what callers can make the node do (connections, calls,
 	// timeouts, failed authentications); zero fields take DefaultLimits.
 	Limits Limits
+	// MetricsAddr is the listener of /metrics and the health endpoints;
+	// empty turns it off. MetricsTLS, when set, serves it over HTTPS (it
+	// is needed off loopback, as for the APIs).
+	MetricsAddr string
+	MetricsTLS  *tls.Config
+	// RequestLogSample logs one request line in this many at Info (0: none;
+	// the rest at Debug): server.RequestLog.
+	RequestLogSample int
 }
 
 // RegionOptions configures the node's cross-region part (replication/region).
@@ -139,6 +147,7 @@ type Node struct {
 	aws    *http.Server
 	awsLis net.Listener
 	region *region.Manager
+	ops    ops
 
 	readiness readiness
 	ready     chan struct{}
@@ -171,6 +180,7 @@ func Start(opts Options) (*Node, error) {
 	}
 	opts.Limits = opts.Limits.withDefaults()
 	n := &Node{opts: opts, log: opts.Logger, ready: make(chan struct{}), failed: make(chan struct{})}
+	n.initOps()
 	var err error
 	// The root key's one copy in this process, in locked memory (the
 	// caller wipes its own after Start).
@@ -216,6 +226,9 @@ func Start(opts Options) (*Node, error) {
 		rc.DivergedMarker = filepath.Join(opts.DataDir, "diverged")
 	}
 	rc.OnDiverged = func(bool) { n.updateServing() }
+	if rc.Observer == nil {
+		rc.Observer = n.ops.metrics
+	}
 	if n.raft, err = replication.Start(rc, n.store); err != nil {
 		_ = n.lis.Close()
 		_ = n.store.Close()
@@ -231,6 +244,7 @@ func Start(opts Options) (*Node, error) {
 	n.svc.SetRotators(opts.Rotators(n.svc))
 	rotCfg := opts.Rotation
 	rotCfg.Now = n.svc.Now
+	rotCfg.Observer = n.ops.metrics
 	n.rot = rotation.NewEngine(rotCfg, n.svc.RotationBackend(), n.svc, n.svc.ResolveRotationFunction, opts.Logger.With("component", "rotation"))
 	gopts := opts.Limits.grpcOptions()
 	if opts.GRPCTLS != nil {
@@ -245,12 +259,14 @@ func Start(opts Options) (*Node, error) {
 	gate := &server.Gate{Authz: n.iam.Authorizer(), Node: rc.NodeID, Log: opts.Logger,
 		Limit:  server.NewSourceLimiter(opts.Limits.AuthFailuresPerSecond, opts.Limits.AuthFailureBurst),
 		Sample: server.NewRefusalSampler(opts.AuditSampleInterval),
-		Region: opts.Service.Region, Ready: n.readiness.check}
+		Region: opts.Service.Region, Ready: n.readiness.check, Metrics: n.ops.metrics,
+		RequestLog: server.NewRequestLog(opts.RequestLogSample)}
 	if opts.AuditPath != "" {
 		n.audit = &auditSink{
 			cfg: audit.Config{Path: opts.AuditPath, MaxBytes: opts.AuditMaxBytes, Node: rc.NodeID, Sync: opts.AuditSync,
 				Retention: opts.AuditRetention, MinFreeBytes: opts.AuditMinFreeBytes},
-			key: func() ([]byte, error) { return n.svc.DerivedKey(auditPurpose) },
+			key:     func() ([]byte, error) { return n.svc.DerivedKey(auditPurpose) },
+			observe: n.ops.metrics,
 		}
 		gate.Audit = n.audit
 	}
@@ -272,6 +288,7 @@ func Start(opts Options) (*Node, error) {
 			n.shutdownParts()
 			return nil, err
 		}
+		n.region.SetShipObserver(n.ops.metrics)
 	}
 	api := server.Services{
 		Secrets:  n.svc,
@@ -289,6 +306,11 @@ func Start(opts Options) (*Node, error) {
 			n.shutdownParts()
 			return nil, err
 		}
+	}
+	if err := n.startOps(); err != nil {
+		n.stopAWS()
+		n.shutdownParts()
+		return nil, err
 	}
 	n.wg.Add(1)
 	go func() {
@@ -402,6 +424,7 @@ func (n *Node) Store() *storage.Store { return n.store }
 func (n *Node) Stop() error {
 	var err error
 	n.stopOnce.Do(func() {
+		n.raft.Stopping()
 		n.serving.Store(false)
 		server.SetServing(n.health, false)
 		n.stopAWS()
@@ -413,6 +436,7 @@ func (n *Node) Stop() error {
 			n.grpc.Stop()
 		}
 		n.cancel()
+		n.stopOps()
 		n.wg.Wait()
 		err = n.shutdownParts()
 	})

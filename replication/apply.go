@@ -84,8 +84,13 @@ func (n *Node) applyLocal(ctx context.Context, data []byte) (*storage.Result, er
 	if dl, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(dl))
 	}
+	start := time.Now()
 	f := n.raft.Apply(data, timeout)
-	if err := f.Error(); err != nil {
+	err := f.Error()
+	if obs := n.cfg.Observer; obs != nil {
+		obs.ObserveCommit(time.Since(start), err != nil)
+	}
+	if err != nil {
 		switch {
 		case errors.Is(err, raft.ErrNotLeader), errors.Is(err, raft.ErrLeadershipLost), errors.Is(err, raft.ErrLeadershipTransferInProgress):
 			return nil, fmt.Errorf("%w: %v", ErrNotLeader, err)

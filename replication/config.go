@@ -93,6 +93,9 @@ type Config struct {
 
 	// Logger receives the node's and Raft's log lines.
 	Logger *slog.Logger
+	// Observer, when set, is told of applies, commits, log appends,
+	// snapshots, read-index rounds and leader changes (metrics).
+	Observer Observer
 }
 
 // DefaultConfig holds the defaults, in one place.

@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/hashicorp/raft"
 	"google.golang.org/protobuf/proto"
@@ -25,6 +26,8 @@ type FSM struct {
 	snapshots raft.SnapshotStore
 	// refuse, when set, is told the id of a snapshot storage refused.
 	refuse func(id string, cause error)
+	// observe, when set, times applies, snapshots and restores.
+	observe Observer
 }
 
 var (
@@ -57,7 +60,11 @@ func (f *FSM) ApplyBatch(logs []*raft.Log) []interface{} {
 		}
 		entries[i].Cmd = cmd
 	}
+	start := time.Now()
 	results := f.store.ApplyBatch(entries)
+	if f.observe != nil {
+		f.observe.ObserveApply(time.Since(start), len(entries))
+	}
 	if f.applied != nil && len(logs) > 0 {
 		f.applied.advance(logs[len(logs)-1].Index)
 	}
@@ -75,7 +82,7 @@ func (f *FSM) Snapshot() (raft.FSMSnapshot, error) {
 	if err != nil {
 		return nil, fmt.Errorf("fsm snapshot: %w", err)
 	}
-	return &fsmSnapshot{sn: sn}, nil
+	return &fsmSnapshot{sn: sn, observe: f.observe}, nil
 }
 
 // Restore replaces the state with a snapshot's. The snapshot's Raft index,
@@ -93,8 +100,12 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 			index, id = metas[0].Index, metas[0].ID
 		}
 	}
+	start := time.Now()
 	err := f.store.Restore(rc, index)
 	_ = rc.Close()
+	if err == nil && f.observe != nil {
+		f.observe.ObserveRestore(time.Since(start))
+	}
 	if err != nil {
 		if errors.Is(err, storage.ErrBadSnapshot) && f.refuse != nil {
 			f.refuse(id, err)
@@ -108,15 +119,24 @@ func (f *FSM) Restore(rc io.ReadCloser) error {
 }
 
 type fsmSnapshot struct {
-	sn *storage.Snapshot
+	sn      *storage.Snapshot
+	observe Observer
 }
 
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := s.sn.WriteTo(sink); err != nil {
+	start := time.Now()
+	w := &countingWriter{w: sink}
+	if _, err := s.sn.WriteTo(w); err != nil {
 		_ = sink.Cancel()
 		return fmt.Errorf("persist snapshot: %w", err)
 	}
-	return sink.Close()
+	if err := sink.Close(); err != nil {
+		return err
+	}
+	if s.observe != nil {
+		s.observe.ObserveSnapshot(time.Since(start), w.n)
+	}
+	return nil
 }
 
 func (s *fsmSnapshot) Release() { s.sn.Release() }

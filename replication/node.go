@@ -4,7 +4,6 @@ import (
 	"context"
 	"errors"
 	"fmt"
-	"io"
 	"log/slog"
 	"os"
 	"path/filepath"
@@ -12,7 +11,6 @@ import (
 	"sync/atomic"
 	"time"
 
-	"github.com/hashicorp/go-hclog"
 	"github.com/hashicorp/raft"
 	raftboltdb "github.com/hashicorp/raft-boltdb/v2"
 	"google.golang.org/grpc"
@@ -76,6 +74,9 @@ type Node struct {
 	// cluster id in (runDuties only).
 	idProposedTerm uint64
 
+	// stopping is set by Stopping: Raft's complaints are Info from then.
+	stopping *atomic.Bool
+
 	stop chan struct{}
 	wg   sync.WaitGroup
 	once sync.Once
@@ -96,7 +97,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		return nil, fmt.Errorf("raft: create %s: %w", cfg.Dir, err)
 	}
 	log := cfg.Logger.With("node_id", cfg.NodeID)
-	hlog := hclog.New(&hclog.LoggerOptions{Name: "raft", Level: hclog.Warn, Output: slogWriter{log}})
+	hlog := newHclog(log, "raft")
 
 	rc := raft.DefaultConfig()
 	rc.LocalID = raft.ServerID(cfg.NodeID)
@@ -114,7 +115,8 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	rc.NoSnapshotRestoreOnStart = true
 	rc.Logger = hlog
 
-	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{}), checks: newCheckpoints(), checkSoon: make(chan struct{}, 1)}
+	n := &Node{cfg: cfg, log: log, store: store, stop: make(chan struct{}), checks: newCheckpoints(), checkSoon: make(chan struct{}, 1),
+		stopping: hlog.stopping}
 	fail := func(err error) (*Node, error) {
 		n.close()
 		return nil, err
@@ -124,7 +126,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	if err != nil {
 		return nil, fmt.Errorf("raft: open log store: %w", err)
 	}
-	cached, err := raft.NewLogCache(1024, n.logStore)
+	cached, err := raft.NewLogCache(1024, withObserver(n.logStore, cfg.Observer))
 	if err != nil {
 		return fail(fmt.Errorf("raft: log cache: %w", err))
 	}
@@ -140,7 +142,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 	}
 	store.OnCheckpoint(n.checks.take)
 	n.applied = newAppliedWaiter(store.AppliedIndex())
-	n.reads = &readIndexBatcher{fetch: n.fetchReadIndex}
+	n.reads = &readIndexBatcher{fetch: n.fetchReadIndex, observe: cfg.Observer}
 
 	n.mux, err = ListenCluster(cfg.BindAddr, cfg.AdvertiseAddr, cfg.TLS)
 	if err != nil {
@@ -173,7 +175,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 			return fail(fmt.Errorf("raft: bootstrap: %w", err))
 		}
 	}
-	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots, refuse: n.refuseSnapshot}, cached, n.logStore, n.snapshots, n.transport)
+	n.raft, err = raft.NewRaft(rc, &FSM{store: store, applied: n.applied, snapshots: n.snapshots, refuse: n.refuseSnapshot, observe: cfg.Observer}, cached, n.logStore, n.snapshots, n.transport)
 	if err != nil {
 		return fail(fmt.Errorf("raft: start: %w", err))
 	}
@@ -198,6 +200,7 @@ func Start(cfg Config, store *storage.Store) (*Node, error) {
 		return true
 	}
 	n.applied.mu.Unlock()
+	n.observeLeaderChanges()
 
 	var ap *Autopilot
 	if cfg.Gossip.BindAddr != "" {
@@ -297,6 +300,7 @@ func (n *Node) Members() []Member {
 func (n *Node) Shutdown() error {
 	var err error
 	n.once.Do(func() {
+		n.Stopping()
 		if n.raft != nil && n.IsLeader() && n.votersOtherThanMe() > 0 {
 			// Hand over first, so writes pause for one transfer rather than
 			// for an election timeout.
@@ -373,21 +377,4 @@ func (n *Node) close() {
 	if n.logStore != nil {
 		_ = n.logStore.Close()
 	}
-}
-
-// slogWriter turns hclog's lines into slog records.
-type slogWriter struct{ l *slog.Logger }
-
-var _ io.Writer = slogWriter{}
-
-func (w slogWriter) Write(p []byte) (int, error) {
-	w.l.Warn(string(trimNewline(p)), "component", "raft")
-	return len(p), nil
-}
-
-func trimNewline(p []byte) []byte {
-	for len(p) > 0 && (p[len(p)-1] == '\n' || p[len(p)-1] == '\r') {
-		p = p[:len(p)-1]
-	}
-	return p
 }

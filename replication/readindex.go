@@ -172,6 +172,8 @@ func (w *appliedWaiter) watch(raftApplied func() uint64, onlyRaftEntries func(fr
 // it arrived, which is what makes the reads linearizable.
 type readIndexBatcher struct {
 	fetch func(ctx context.Context) (uint64, error)
+	// observe, when set, is told of every round that succeeded.
+	observe Observer
 
 	mu      sync.Mutex
 	pending []chan readIndexResult
@@ -217,6 +219,9 @@ func (b *readIndexBatcher) loop() {
 		ctx, cancel := context.WithTimeout(context.Background(), readIndexTimeout)
 		idx, err := b.fetch(ctx)
 		cancel()
+		if err == nil && b.observe != nil {
+			b.observe.ObserveReadIndex(len(batch))
+		}
 		for _, ch := range batch {
 			ch <- readIndexResult{idx, err}
 		}

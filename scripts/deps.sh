@@ -18,6 +18,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/
 { command -v mariadb-install-db || command -v mysql_install_db; } >/dev/null 2>&1 &&
 	{ command -v mariadbd || [ -x /usr/sbin/mariadbd ] || [ -x /usr/sbin/mysqld ]; } >/dev/null 2>&1 ||
 	need+=(mariadb-server mariadb-client)
+# test/ops scrapes a real region with Debian's prometheus; `make monitoring`
+# checks and unit-tests the alert rules with its promtool.
+{ command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go is required (1.26 or newer) and is not on PATH" >&2

@@ -102,6 +102,12 @@ type Gate struct {
 	// x-coffer-region header (grpcsig.RegionHeader), so a client can learn
 	// the credential scope; "" sends none.
 	Region string
+	// Metrics counts requests, refusals and audit failures; nil counts
+	// nothing.
+	Metrics EdgeMetrics
+	// RequestLog samples the per-request log lines; nil logs every one
+	// at Info.
+	RequestLog *RequestLog
 }
 
 // NotReady is the answer to a request that arrives before the node is
@@ -178,6 +184,7 @@ func (g *Gate) Refused(ctx context.Context, c Call, err error) error {
 	// is not the caller's failure: it spends none of the source's tokens.
 	if c.Caller.Principal == "" && AsAPIError(err).Type != TypeServiceUnavailable {
 		g.Limit.Fail(c.SourceAddr)
+		g.authFailure(err)
 	}
 	if g.Audit == nil {
 		return err
@@ -188,6 +195,7 @@ func (g *Gate) Refused(ctx context.Context, c Call, err error) error {
 		return err
 	}
 	if werr := g.Audit.Write(rec); werr != nil {
+		g.auditWriteFailure()
 		g.logger().Error("audit write failed", "request_id", rec.RequestID, "err", werr)
 	}
 	return err
@@ -210,6 +218,7 @@ func (g *Gate) Throttle(ctx context.Context, c Call) error {
 		rec.Decision, rec.Outcome, rec.ErrorType = "deny", "error", TypeThrottling
 		if g.Sample.admit(rec, true) {
 			if werr := g.Audit.Write(rec); werr != nil {
+				g.auditWriteFailure()
 				g.logger().Error("audit write failed", "request_id", rec.RequestID, "err", werr)
 			}
 		}
@@ -257,6 +266,7 @@ func (g *Gate) Begin(ctx context.Context, c Call) (context.Context, *Exchange, e
 			}
 		}
 		if !v.Allowed {
+			g.authzDenial()
 			x.rec.Decision = "deny"
 			return ctx, nil, x.refuse(v.Err())
 		}
@@ -398,6 +408,7 @@ func (x *Exchange) finish(err error) error {
 		x.rec.Outcome, x.rec.ErrorType = "error", AsAPIError(err).Type
 	}
 	if werr := x.gate.Audit.Write(x.rec); werr != nil {
+		x.gate.auditWriteFailure()
 		x.gate.logger().Error("audit write failed; refusing the request", "request_id", x.rec.RequestID,
 			"operation", x.rec.Operation, "arn", x.rec.SecretARN, "err", werr)
 		return errAuditFailed(werr)

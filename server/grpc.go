@@ -184,13 +184,14 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 		ctx := WithRequestID(ss.Context(), uuid.NewString())
 		gate.setRegionHeader(ctx)
 		start := time.Now()
+		gate.RequestStarted("grpc")
 		var principal string
 		defer func() {
 			if p := recover(); p != nil {
 				log.Error("stream panicked", "request_id", RequestID(ctx), "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
 				err = &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
 			}
-			level := slog.LevelInfo
+			level := gate.requestLogLevel()
 			attrs := []any{"request_id", RequestID(ctx), "method", info.FullMethod, "duration", time.Since(start)}
 			if principal != "" {
 				attrs = append(attrs, "principal", principal)
@@ -204,6 +205,7 @@ func streamInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.StreamS
 				attrs = append(attrs, "error_type", ae.Type)
 				err = ae
 			}
+			gate.RequestDone("grpc", methodName(info.FullMethod), errType(err), time.Since(start))
 			log.Log(ctx, level, "stream", attrs...)
 		}()
 		// Before authentication: a starting node may not have the caller's
@@ -247,6 +249,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 		_ = grpc.SetHeader(ctx, metadata.Pairs(RequestIDHeader, id))
 		gate.setRegionHeader(ctx)
 		start := time.Now()
+		gate.RequestStarted("grpc")
 		var attrs []any
 		md, _ := metadata.FromIncomingContext(ctx)
 		consistency, cerr := ParseConsistency(first(md, ConsistencyHeader), first(md, MinIndexHeader))
@@ -256,7 +259,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 				log.Error("request panicked", "request_id", id, "method", info.FullMethod, "panic", p, "stack", string(debug.Stack()))
 				resp, err = nil, &APIError{Type: TypeInternalServiceError, Message: "An error occurred on the server side."}
 			}
-			level := slog.LevelInfo
+			level := gate.requestLogLevel()
 			attrs = append(attrs, "request_id", id, "method", info.FullMethod, "duration", time.Since(start))
 			if err != nil {
 				ae := AsAPIError(err)
@@ -267,6 +270,7 @@ func unaryInterceptor(log *slog.Logger, auth GRPCAuth, gate *Gate) grpc.UnarySer
 				attrs = append(attrs, "error_type", ae.Type)
 				err = ae
 			}
+			gate.RequestDone("grpc", methodName(info.FullMethod), errType(err), time.Since(start))
 			if idx := AnsweredIndex(ctx); idx > 0 {
 				_ = grpc.SetHeader(ctx, metadata.Pairs(IndexHeader, strconv.FormatUint(idx, 10)))
 			}

@@ -33,6 +33,11 @@ type Config struct {
 	// AWSAddr is where the AWS Secrets Manager protocol (awsJson1_1,
 	// SigV4) listens; empty turns it off.
 	AWSAddr string `yaml:"aws_addr"`
+	// MetricsAddr is where /metrics (Prometheus) and the health endpoints
+	// (/livez, /readyz, /v1/sys/health) listen; empty turns it off. It
+	// serves TLS with tls_cert_file when that is set, and needs it off
+	// loopback like the APIs.
+	MetricsAddr string `yaml:"metrics_addr"`
 	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC and AWS APIs
 	// (`cofferd ca issue --api`). An API address off loopback needs them.
 	TLSCertFile string `yaml:"tls_cert_file"`
@@ -53,6 +58,11 @@ type Config struct {
 	// LogLevel is debug, info, warn or error; LogFormat is text or json.
 	LogLevel  string `yaml:"log_level"`
 	LogFormat string `yaml:"log_format"`
+	// RequestLogSample logs one request line in this many at Info: 0 (the
+	// default) none, 1 every request. The others are logged at Debug, and
+	// a request that failed inside the server (InternalServiceError)
+	// always at Error.
+	RequestLogSample int64 `yaml:"request_log_sample"`
 
 	// RootCredentialsFile is where the root principal's access key is
 	// written (mode 0600) on the region's first start; default
@@ -209,14 +219,15 @@ func defaultConfig() Config {
 		host = "coffer-1"
 	}
 	return Config{
-		NodeID:    host,
-		DataDir:   "/var/lib/coffer",
-		GRPCAddr:  "127.0.0.1:7400",
-		AWSAddr:   "127.0.0.1:7480",
-		Partition: sd.Partition,
-		Region:    sd.Region,
-		AccountID: sd.AccountID,
-		Seal:      SealConfig{Type: "file", KeyFile: "/etc/coffer/root.key"},
+		NodeID:      host,
+		DataDir:     "/var/lib/coffer",
+		GRPCAddr:    "127.0.0.1:7400",
+		AWSAddr:     "127.0.0.1:7480",
+		MetricsAddr: "127.0.0.1:7490",
+		Partition:   sd.Partition,
+		Region:      sd.Region,
+		AccountID:   sd.AccountID,
+		Seal:        SealConfig{Type: "file", KeyFile: "/etc/coffer/root.key"},
 		Raft: RaftConfig{
 			BindAddr:           rd.BindAddr,
 			BootstrapExpect:    3,
@@ -264,6 +275,11 @@ func (c Config) Validate() error {
 			add("aws_addr %q is not host:port: %v", c.AWSAddr, err)
 		}
 	}
+	if c.MetricsAddr != "" {
+		if _, _, err := net.SplitHostPort(c.MetricsAddr); err != nil {
+			add("metrics_addr %q is not host:port: %v", c.MetricsAddr, err)
+		}
+	}
 	if n := countSet(c.Cluster.CAFile, c.Cluster.CertFile, c.Cluster.KeyFile); n != 0 && n != 3 {
 		add("cluster.ca_file, cluster.cert_file and cluster.key_file must be set together")
 	}
@@ -300,7 +316,7 @@ func (c Config) Validate() error {
 		add("tls_cert_file and tls_key_file must be set together")
 	}
 	errs = append(errs, c.validateLimits()...)
-	for _, l := range []struct{ key, name, addr string }{{"grpc_addr", "gRPC", c.GRPCAddr}, {"aws_addr", "AWS", c.AWSAddr}} {
+	for _, l := range []struct{ key, name, addr string }{{"grpc_addr", "gRPC", c.GRPCAddr}, {"aws_addr", "AWS", c.AWSAddr}, {"metrics_addr", "metrics", c.MetricsAddr}} {
 		if l.addr == "" {
 			continue
 		}
@@ -332,6 +348,9 @@ func (c Config) Validate() error {
 	}
 	if c.Seal.Type == "file" && c.Seal.KeyFile == "" {
 		add("seal.key_file is required for the file seal")
+	}
+	if c.RequestLogSample < 0 {
+		add("request_log_sample %d must be 0 (off) or more", c.RequestLogSample)
 	}
 	switch c.LogLevel {
 	case "debug", "info", "warn", "error":
@@ -494,6 +513,7 @@ var settings = []setting{
 	{"data-dir", "COFFER_DATA_DIR", "directory for state and Raft data", str(func(c *Config) *string { return &c.DataDir })},
 	{"grpc-addr", "COFFER_GRPC_ADDR", "gRPC API listen address", str(func(c *Config) *string { return &c.GRPCAddr })},
 	{"aws-addr", "COFFER_AWS_ADDR", "AWS Secrets Manager API listen address (empty: off)", str(func(c *Config) *string { return &c.AWSAddr })},
+	{"metrics-addr", "COFFER_METRICS_ADDR", "Prometheus /metrics and health endpoints listen address (empty: off)", str(func(c *Config) *string { return &c.MetricsAddr })},
 	{"tls-cert-file", "COFFER_TLS_CERT_FILE", "TLS certificate for the gRPC and AWS APIs (cofferd ca issue --api)", str(func(c *Config) *string { return &c.TLSCertFile })},
 	{"tls-key-file", "COFFER_TLS_KEY_FILE", "TLS key for the gRPC and AWS APIs", str(func(c *Config) *string { return &c.TLSKeyFile })},
 	{"insecure-plaintext", "COFFER_INSECURE_PLAINTEXT", "serve the APIs off loopback without TLS (warns hourly)", boolean(func(c *Config) *bool { return &c.InsecurePlaintext })},
@@ -530,6 +550,7 @@ var settings = []setting{
 	{"root-credentials-file", "COFFER_ROOT_CREDENTIALS_FILE", "where the root access key is written on first start", str(func(c *Config) *string { return &c.RootCredentialsFile })},
 	{"root-access-key-id", "COFFER_ROOT_ACCESS_KEY_ID", "fixed root access key id (with the secret)", str(func(c *Config) *string { return &c.RootAccessKeyID })},
 	{"root-secret-access-key", "COFFER_ROOT_SECRET_ACCESS_KEY", "fixed root secret access key", str(func(c *Config) *string { return &c.RootSecretAccessKey })},
+	{"request-log-sample", "COFFER_REQUEST_LOG_SAMPLE", "log one request in N at info (0: request logs off)", integer(func(c *Config) *int64 { return &c.RequestLogSample })},
 	{"log-level", "COFFER_LOG_LEVEL", "debug, info, warn or error", str(func(c *Config) *string { return &c.LogLevel })},
 	{"log-format", "COFFER_LOG_FORMAT", "text or json", str(func(c *Config) *string { return &c.LogFormat })},
 	{"maintenance-interval", "COFFER_MAINTENANCE_INTERVAL", "how often the leader purges expired deletions", dur(func(c *Config) *time.Duration { return &c.MaintenanceInterval })},

@@ -61,6 +61,9 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	// A dev region runs anywhere: keys it cannot lock in memory are a
 	// warning, not a refusal to start.
 	cfg.AllowNoMlock = true
+	// Metrics only when asked for: a fixed default port would collide
+	// between dev regions on one machine.
+	cfg.MetricsAddr = ""
 
 	fs := flag.NewFlagSet("cofferd dev", flag.ContinueOnError)
 	fs.SetOutput(stderr)
@@ -73,6 +76,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	configFile := fs.String("config", "", "refused: cofferd dev reads no configuration file")
 	fs.StringVar(&cfg.GRPCAddr, "grpc-addr", cfg.GRPCAddr, "gRPC API address, on loopback")
 	fs.StringVar(&cfg.AWSAddr, "aws-addr", cfg.AWSAddr, "AWS API address, on loopback (empty: off)")
+	fs.StringVar(&cfg.MetricsAddr, "metrics-addr", cfg.MetricsAddr, "Prometheus /metrics and health endpoints address, on loopback (empty: off); node i of --nodes listens 10*i ports above")
 	fs.StringVar(&cfg.DataDir, "data-dir", "", "keep the data in this directory (made by cofferd dev) instead of a temporary one")
 	fs.StringVar(&cfg.Region, "region", cfg.Region, "region name used in ARNs (env COFFER_REGION)")
 	fs.StringVar(&cfg.AccountID, "account-id", cfg.AccountID, "12-digit account id used in ARNs (env COFFER_ACCOUNT_ID)")
@@ -101,7 +105,7 @@ func runDev(ctx context.Context, args []string, stdout, stderr io.Writer, getenv
 	if ignored := ignoredDevEnv(getenv); len(ignored) > 0 {
 		fmt.Fprintf(stderr, "cofferd dev: ignoring %s (dev mode reads only %s)\n", strings.Join(ignored, ", "), strings.Join(devEnv, ", "))
 	}
-	for name, addr := range map[string]string{"--grpc-addr": cfg.GRPCAddr, "--aws-addr": cfg.AWSAddr} {
+	for name, addr := range map[string]string{"--grpc-addr": cfg.GRPCAddr, "--aws-addr": cfg.AWSAddr, "--metrics-addr": cfg.MetricsAddr} {
 		if addr == "" {
 			continue
 		}
@@ -279,6 +283,9 @@ func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, cr
 			}
 			if cfg.AWSAddr != "" {
 				nc.AWSAddr = net.JoinHostPort(awsHost, strconv.Itoa(awsBase+10*m.Index))
+			}
+			if cfg.MetricsAddr != "" {
+				nc.MetricsAddr = offsetPort(cfg.MetricsAddr, 10*m.Index)
 			}
 			opts, err := nodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region))
 			if err != nil {

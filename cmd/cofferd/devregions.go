@@ -74,6 +74,13 @@ func devRegions(ctx context.Context, cfg Config, names []string, n int, log *slo
 			}
 			rc.AWSAddr = net.JoinHostPort(ah, strconv.Itoa(basePort+100*k+5))
 		}
+		if cfg.MetricsAddr != "" {
+			mh, _, err := net.SplitHostPort(cfg.MetricsAddr)
+			if err != nil {
+				return err
+			}
+			rc.MetricsAddr = net.JoinHostPort(mh, strconv.Itoa(basePort+100*k+6))
+		}
 		rc.Regions.WANAddr = "pending" // turns on the region ports in startDevRegion
 		rc.Regions.WANKeyFile = wanKey
 		rc.Regions.WANJoin = []string{wan0}

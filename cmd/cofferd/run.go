@@ -109,7 +109,10 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 			opts.GRPCTLS.ClientAuth = tls.VerifyClientCertIfGiven
 		}
 		opts.AWSTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
+		opts.MetricsTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
+	opts.MetricsAddr = cfg.MetricsAddr
+	opts.RequestLogSample = int(cfg.RequestLogSample)
 	return opts, nil
 }
 

@@ -152,6 +152,7 @@ type Manager struct {
 	lag     []LagSample
 	// OnLag, when set, receives every lag sample (benchmarks).
 	onLag func(LagSample)
+	ships ShipObserver // metrics; nil: none
 
 	cancel context.CancelFunc
 	wg     sync.WaitGroup

@@ -102,6 +102,9 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 			continue
 		}
 		resp, err := m.send(ctx, dest, req)
+		if obs := m.shipObserver(); obs != nil && ctx.Err() == nil {
+			obs.ObserveShipment(dest, err)
+		}
 		if err != nil {
 			if !failing {
 				log.Warn("shipping to region failed; retrying", "through", req.GetThroughSeq(), "err", err)
@@ -167,8 +170,11 @@ func (m *Manager) ship(ctx context.Context, dest string) {
 
 func (m *Manager) observe(s LagSample) {
 	m.mu.Lock()
-	fn := m.onLag
+	fn, obs := m.onLag, m.ships
 	m.mu.Unlock()
+	if obs != nil {
+		obs.ObserveChangeLag(s.Dest, s.Lag)
+	}
 	if fn != nil {
 		fn(s)
 	}

@@ -99,6 +99,7 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	w.Header().Set(server.RequestIDHeader, x.id)
 	ctx := server.WithRequestID(r.Context(), x.id)
 	log := h.logger()
+	h.Gate.RequestStarted("aws")
 	defer func() {
 		if p := recover(); p != nil {
 			log.Error("request panicked", "request_id", x.id, "operation", x.operation, "panic", p, "stack", string(debug.Stack()))
@@ -107,7 +108,8 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 				x.fail(0, &server.APIError{Type: server.TypeInternalServiceError, Message: "An error occurred on the server side."})
 			}
 		}
-		level := slog.LevelInfo
+		h.Gate.RequestDone("aws", x.operation, x.errType, time.Since(start))
+		level := h.Gate.RequestLogLevel()
 		attrs := []slog.Attr{
 			slog.String("request_id", x.id), slog.String("api", "aws"), slog.String("operation", x.operation),
 			slog.Int("status", x.status), slog.Duration("duration", time.Since(start)),

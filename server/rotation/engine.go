@@ -51,6 +51,35 @@ type Config struct {
 	Now func() time.Time
 	// NewToken makes the ClientRequestToken of a scheduled rotation.
 	NewToken func() string
+	// Observer, when set, is told of failed steps and ended rotations
+	// (metrics).
+	Observer Observer
+}
+
+// Observer counts rotations (metrics.Metrics implements it). step is one
+// of the four Lambda steps.
+type Observer interface {
+	RotationStepFailed(step string)
+	// RotationEnded: success, with how long since the rotation started;
+	// or a failed attempt (a later attempt may still succeed).
+	RotationEnded(success bool, took time.Duration)
+}
+
+func (e *Engine) stepFailed(step string) {
+	if o := e.cfg.Observer; o != nil {
+		o.RotationStepFailed(step)
+		o.RotationEnded(false, 0)
+	}
+}
+
+func (e *Engine) completed(p *storagev1.RotationProgress) {
+	if o := e.cfg.Observer; o != nil {
+		var took time.Duration
+		if st := p.GetStartedDate(); st != nil {
+			took = e.cfg.Now().Sub(st.AsTime())
+		}
+		o.RotationEnded(true, took)
+	}
 }
 
 // DefaultConfig holds the engine defaults.
@@ -283,6 +312,7 @@ func (e *Engine) drive(ctx context.Context, arn string) {
 			rec.Error = truncate(stepErr.Error(), 2*maxErrorMessage) // it lives in the secret's record
 			rec.NextAttempt = timestamppb.New(e.cfg.Now().Add(backoff))
 			log.Warn("rotation step failed", "step", step, "attempt", p.GetAttempts()+1, "retry_in", backoff, "err", stepErr)
+			e.stepFailed(step)
 		} else {
 			log.Info("rotation step done", "step", step, "took", e.cfg.Now().Sub(started))
 		}
@@ -305,10 +335,12 @@ func (e *Engine) drive(ctx context.Context, arn string) {
 			if !testOnly {
 				log.Info("rotation complete")
 			}
+			e.completed(p)
 			return
 		}
 		if np.GetAttempts() != p.GetAttempts() {
 			log.Warn("rotation step failed", "step", step, "err", np.GetLastError())
+			e.stepFailed(step)
 			return
 		}
 		p, step = np, np.GetStep()
