@@ -236,6 +236,7 @@ type ChangeStream struct {
 	log    *changeLog
 	epoch  uint64
 	after  uint64 // deliver changes with Index > after
+	start  uint64
 	mu     sync.Mutex
 	cursor uint64 // next seq to read
 }
@@ -250,7 +251,7 @@ func (s *Store) WatchChanges(after uint64) (*ChangeStream, error) {
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if after == 0 {
-		return &ChangeStream{log: l, epoch: l.epoch, after: l.head, cursor: l.next}, nil
+		return &ChangeStream{log: l, epoch: l.epoch, after: l.head, start: l.head, cursor: l.next}, nil
 	}
 	if after < l.floor {
 		return nil, ErrWatchCompacted
@@ -262,7 +263,7 @@ func (s *Store) WatchChanges(after uint64) (*ChangeStream, error) {
 			break
 		}
 	}
-	return &ChangeStream{log: l, epoch: l.epoch, after: after, cursor: cur}, nil
+	return &ChangeStream{log: l, epoch: l.epoch, after: after, start: after, cursor: cur}, nil
 }
 
 // ChangeHead is the last index this node published to watchers.
@@ -318,6 +319,9 @@ func (w *ChangeStream) Next(ctx context.Context) (out []Change, through uint64, 
 		}
 	}
 }
+
+// Start is the index the stream started after.
+func (w *ChangeStream) Start() uint64 { return w.start }
 
 // Lag is how many published changes the stream has not yet read.
 func (w *ChangeStream) Lag() uint64 {
