@@ -74,6 +74,16 @@ type Config struct {
 	// CallTimeout bounds one attempt; 0 means 10s.
 	CallTimeout time.Duration
 	Logger      *slog.Logger
+	// OnChange, when set, is called from the watch for every change it
+	// delivers (after the cache evicted what it changed). It must not block.
+	OnChange func(Change)
+}
+
+// Change is one change the watch delivered.
+type Change struct {
+	Name, ARN string
+	Index     uint64
+	Kind      string // SecretEventKind without its prefix: VERSION_ADDED, STAGE_MOVED…
 }
 
 // Validate reports the first problem with c.
@@ -266,19 +276,34 @@ type Secret struct {
 	// Index is the Raft index the answer reflects (in its region).
 	Index  uint64
 	Region string
+	// Fetched is when the region answered. Stale is set on a cached copy
+	// returned because no endpoint answered (the last good value).
+	Fetched time.Time
+	Stale   bool
 }
 
-// GetOption narrows GetSecretValue to a version or a stage.
-type GetOption func(*cofferv1.GetSecretValueRequest)
+// GetOption narrows GetSecretValue to a version or a stage, or skips the cache.
+type GetOption func(*getOptions)
+
+type getOptions struct {
+	req     *cofferv1.GetSecretValueRequest
+	refresh bool
+}
 
 // VersionID asks for one version by id.
 func VersionID(id string) GetOption {
-	return func(r *cofferv1.GetSecretValueRequest) { r.VersionId = id }
+	return func(o *getOptions) { o.req.VersionId = id }
 }
 
 // VersionStage asks for the version carrying a staging label.
 func VersionStage(stage string) GetOption {
-	return func(r *cofferv1.GetSecretValueRequest) { r.VersionStage = stage }
+	return func(o *getOptions) { o.req.VersionStage = stage }
+}
+
+// Refresh reads from the region even when the cache holds a fresh copy
+// (and stores the answer).
+func Refresh() GetOption {
+	return func(o *getOptions) { o.refresh = true }
 }
 
 // GetSecretValue returns a version of secret id (AWSCURRENT unless an
@@ -286,13 +311,14 @@ func VersionStage(stage string) GetOption {
 // When every endpoint fails and the cache holds a copy of any age, that
 // copy is returned and counted stale.
 func (c *Client) GetSecretValue(ctx context.Context, id string, opts ...GetOption) (*Secret, error) {
-	req := &cofferv1.GetSecretValueRequest{SecretId: id}
-	for _, o := range opts {
-		o(req)
+	o := getOptions{req: &cofferv1.GetSecretValueRequest{SecretId: id}}
+	for _, opt := range opts {
+		opt(&o)
 	}
+	req := o.req
 	key := cacheKey{id: id, version: req.GetVersionId(), stage: req.GetVersionStage()}
 	useCache := c.cfg.CacheTTL > 0
-	if useCache {
+	if useCache && !o.refresh {
 		if s, ok := c.cache.fresh(key, c.cfg.CacheTTL); ok {
 			c.stats.hits.Add(1)
 			return s, nil
@@ -308,7 +334,7 @@ func (c *Client) GetSecretValue(ctx context.Context, id string, opts ...GetOptio
 			return err
 		}
 		out = &Secret{Name: resp.GetName(), ARN: resp.GetArn(), VersionID: resp.GetVersionId(), VersionStages: resp.GetVersionStages(),
-			Binary: resp.GetSecretBinary(), Region: e.region}
+			Binary: resp.GetSecretBinary(), Region: e.region, Fetched: time.Now()}
 		if resp.SecretString != nil {
 			out.String = resp.GetSecretString()
 		}
@@ -325,7 +351,9 @@ func (c *Client) GetSecretValue(ctx context.Context, id string, opts ...GetOptio
 			if s, ok := c.cache.any(key); ok {
 				c.stats.stale.Add(1)
 				c.cfg.Logger.Warn("serving a cached secret: coffer is unreachable", "secret", id, "err", err)
-				return s, nil
+				stale := *s
+				stale.Stale = true
+				return &stale, nil
 			}
 		}
 		return nil, err

@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"math/rand/v2"
+	"strings"
 	"time"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -77,6 +78,10 @@ func (c *Client) follow(ctx context.Context, e *endpoint, after uint64, started 
 		for _, ev := range resp.GetEvents() {
 			c.stats.events.Add(1)
 			c.stats.evictions.Add(uint64(c.cache.event(e.region, ev)))
+			if c.cfg.OnChange != nil {
+				c.cfg.OnChange(Change{Name: ev.GetName(), ARN: ev.GetArn(), Index: ev.GetIndex(),
+					Kind: strings.TrimPrefix(ev.GetKind().String(), "SECRET_EVENT_KIND_")})
+			}
 		}
 		processed(resp.GetIndex())
 	}
