@@ -249,12 +249,12 @@ func TestWatchAuthorization(t *testing.T) {
 }
 
 // grpcConn dials node i's API as creds (root when nil).
-func grpcConn(t *testing.T, c *clustertest.Cluster, i int, creds *grpcsig.Credentials) *grpc.ClientConn {
+func grpcConn(t *testing.T, c *clustertest.Cluster, i int, creds *grpcsig.Credentials, opts ...grpc.DialOption) *grpc.ClientConn {
 	t.Helper()
 	if creds == nil {
 		creds = &grpcsig.Credentials{AccessKeyID: clustertest.RootAccessKeyID, SecretAccessKey: clustertest.RootSecretAccessKey, Region: clustertest.DefaultRegion}
 	}
-	cc, err := grpc.NewClient(c.Node(i).Addr(), append(creds.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials()))...)
+	cc, err := grpc.NewClient(c.Node(i).Addr(), append(append(creds.DialOptions(), grpc.WithTransportCredentials(insecure.NewCredentials())), opts...)...)
 	if err != nil {
 		t.Fatal(err)
 	}
@@ -310,7 +310,12 @@ func TestWatchSlowClientsDoNotSlowWrites(t *testing.T) {
 	ctx, cancel := clustertest.RPCContext()
 	defer cancel()
 	cl, wc := c.Client(0), c.Watch(0)
-	for _, name := range []string{"load/a", "idle/x"} {
+	// The load spreads over 48 secrets: each stays under the versions quota.
+	names := []string{"idle/x"}
+	for i := range 48 {
+		names = append(names, fmt.Sprint("load/", i))
+	}
+	for _, name := range names {
 		v := "0"
 		if _, err := cl.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: name, SecretString: &v, ClientRequestToken: newToken()}); err != nil {
 			t.Fatal(err)
@@ -326,7 +331,8 @@ func TestWatchSlowClientsDoNotSlowWrites(t *testing.T) {
 				defer wg.Done()
 				for i := range n / writers {
 					v := fmt.Sprint(g, "-", i, "-", "padding to make each event's record a little larger than a bare minimum")
-					if _, err := cl.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "load/a", SecretString: &v, ClientRequestToken: newToken()}); err != nil {
+					id := fmt.Sprint("load/", g*6+i%6)
+					if _, err := cl.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: id, SecretString: &v, ClientRequestToken: newToken()}); err != nil {
 						t.Error(describeErr(err))
 						return
 					}
@@ -348,11 +354,14 @@ func TestWatchSlowClientsDoNotSlowWrites(t *testing.T) {
 		cancel context.CancelFunc
 	}
 	var slows []slow
+	// The slow watchers share a connection with fixed 64 KiB flow-control
+	// windows (no BDP growth), so the server's sends block soon; should one
+	// never be cut off, its stream ends at the timeout and the test fails.
+	slowConn := cofferv1.NewWatchServiceClient(grpcConn(t, c, 0, nil, grpc.WithInitialWindowSize(64<<10), grpc.WithInitialConnWindowSize(64<<10)))
 	for range 10 {
-		sctx, scancel := context.WithCancel(context.Background())
+		sctx, scancel := context.WithTimeout(context.Background(), 2*clustertest.ConvergeTimeout)
 		t.Cleanup(scancel)
-		// A small window so the server's sends block soon.
-		st, err := wc.WatchSecrets(sctx, &cofferv1.WatchSecretsRequest{})
+		st, err := slowConn.WatchSecrets(sctx, &cofferv1.WatchSecretsRequest{})
 		if err != nil {
 			t.Fatal(err)
 		}
