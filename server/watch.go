@@ -31,6 +31,9 @@ const DefaultWatchBuffer = 1024
 // from there rather than from its last event.
 const watchProgressInterval = time.Second
 
+// watchLagCheck is how often a stream's lag is compared with WatchBuffer.
+const watchLagCheck = 100 * time.Millisecond
+
 // watchChunk bounds the events of one response.
 const watchChunk = 256
 
@@ -174,24 +177,31 @@ func (s *Service) watchSecrets(req *cofferv1.WatchSecretsRequest, stream grpc.Se
 	ctx, cancel := context.WithCancel(stream.Context())
 	defer cancel()
 	var sent atomic.Uint64
+	var sending atomic.Bool // the sender is inside a Send
 	sent.Store(w.Start())
 	// The sends run beside this loop: a Send blocked on a client that does
 	// not read holds the stream's position still, the lag grows, and
 	// returning here ends the stream (which unblocks the Send).
 	done := make(chan error, 1)
-	go func() { done <- s.watchSend(ctx, w, sel, stream, &sent) }()
+	go func() { done <- s.watchSend(ctx, w, sel, stream, &sent, &sending) }()
+	// The lag is checked on a tick rather than at every publish: a wake-up
+	// per publish per stream would cost hundreds of idle streams CPU that
+	// the writes need.
+	tick := time.NewTicker(watchLagCheck)
+	defer tick.Stop()
 	for {
-		changed := w.Changed()
-		if w.Lag() > uint64(limit) {
-			s.log.Info("watch cut off: the client fell behind", "behind", w.Lag(), "resume_index", sent.Load())
-			return errWatchOverflow(limit, sent.Load())
-		}
 		select {
 		case err := <-done:
 			return err
 		case <-ctx.Done():
 			return ctx.Err()
-		case <-changed:
+		case <-tick.C:
+		}
+		// Only a stream stuck in a Send is the client's doing; one between
+		// sends is about to read everything published.
+		if lag := w.Lag(); sending.Load() && lag > uint64(limit) {
+			s.log.Info("watch cut off: the client fell behind", "behind", lag, "resume_index", sent.Load())
+			return errWatchOverflow(limit, sent.Load())
 		}
 	}
 }
@@ -199,8 +209,13 @@ func (s *Service) watchSecrets(req *cofferv1.WatchSecretsRequest, stream grpc.Se
 // watchSend reads the stream's changes and sends those the caller selected
 // and may list, then the index reached; sent is the index a client that
 // reconnects resumes from.
-func (s *Service) watchSend(ctx context.Context, w *storage.ChangeStream, sel *watchSelection, stream grpc.ServerStreamingServer[cofferv1.WatchSecretsResponse], sent *atomic.Uint64) error {
+func (s *Service) watchSend(ctx context.Context, w *storage.ChangeStream, sel *watchSelection, stream grpc.ServerStreamingServer[cofferv1.WatchSecretsResponse], sent *atomic.Uint64, sending *atomic.Bool) error {
 	filter := secretFilterFrom(ctx)
+	send := func(m *cofferv1.WatchSecretsResponse) error {
+		sending.Store(true)
+		defer sending.Store(false)
+		return stream.Send(m)
+	}
 	lastSend := time.Now()
 	for {
 		changes, through, err := w.Next(ctx)
@@ -230,13 +245,13 @@ func (s *Service) watchSend(ctx context.Context, w *storage.ChangeStream, sel *w
 			if events[watchChunk].GetIndex() == idx {
 				idx--
 			}
-			if err := stream.Send(&cofferv1.WatchSecretsResponse{Events: chunk, Index: idx}); err != nil {
+			if err := send(&cofferv1.WatchSecretsResponse{Events: chunk, Index: idx}); err != nil {
 				return err
 			}
 			sent.Store(idx)
 			events = events[watchChunk:]
 		}
-		if err := stream.Send(&cofferv1.WatchSecretsResponse{Events: events, Index: through}); err != nil {
+		if err := send(&cofferv1.WatchSecretsResponse{Events: events, Index: through}); err != nil {
 			return err
 		}
 		sent.Store(through)

@@ -245,7 +245,7 @@ func TestAgentLastGoodValueAndWatchLatency(t *testing.T) {
 	if a := do(t, "GET", base+"/v1/app/db", tok...); a.status != 200 {
 		t.Fatalf("first read: %d %s", a.status, a.body)
 	}
-	const rounds = 100
+	const rounds = 90 // with the first version, under the versions quota (100)
 	var lat []time.Duration
 	for i := range rounds {
 		v := putSecret(t, c, "app/db", fmt.Sprint("v", i+1))
