@@ -170,7 +170,10 @@ const DefaultChangeWindow = 16384
 // changeLog is the window of recent changes. Positions (seq) count changes
 // published since the Store opened; the window holds [first, next).
 type changeLog struct {
-	mu     sync.Mutex
+	// mu: publish and restart write; streams only read, so hundreds of
+	// them waking at once do not queue behind one another (nor, long,
+	// ahead of the next publish).
+	mu     sync.RWMutex
 	ring   []Change
 	first  uint64 // seq of the oldest change held
 	next   uint64 // seq the next change gets
@@ -248,8 +251,8 @@ type ChangeStream struct {
 // must reread the secrets it cares about and watch from now.
 func (s *Store) WatchChanges(after uint64) (*ChangeStream, error) {
 	l := s.changes
-	l.mu.Lock()
-	defer l.mu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
 	if after == 0 {
 		return &ChangeStream{log: l, epoch: l.epoch, after: l.head, start: l.head, cursor: l.next}, nil
 	}
@@ -268,8 +271,8 @@ func (s *Store) WatchChanges(after uint64) (*ChangeStream, error) {
 
 // ChangeHead is the last index this node published to watchers.
 func (s *Store) ChangeHead() uint64 {
-	s.changes.mu.Lock()
-	defer s.changes.mu.Unlock()
+	s.changes.mu.RLock()
+	defer s.changes.mu.RUnlock()
 	return s.changes.head
 }
 
@@ -291,9 +294,9 @@ func (s *Store) SetChangeWindow(n int) {
 func (w *ChangeStream) Next(ctx context.Context) (out []Change, through uint64, err error) {
 	for {
 		l := w.log
-		l.mu.Lock()
+		l.mu.RLock()
 		if w.epoch != l.epoch || w.cursor < l.first {
-			l.mu.Unlock()
+			l.mu.RUnlock()
 			return nil, 0, ErrWatchCompacted
 		}
 		w.mu.Lock()
@@ -308,7 +311,7 @@ func (w *ChangeStream) Next(ctx context.Context) (out []Change, through uint64, 
 			w.after = l.head
 		}
 		through, wake := w.after, l.wake
-		l.mu.Unlock()
+		l.mu.RUnlock()
 		if advanced {
 			return out, through, nil
 		}
@@ -325,9 +328,9 @@ func (w *ChangeStream) Start() uint64 { return w.start }
 
 // Lag is how many published changes the stream has not yet read.
 func (w *ChangeStream) Lag() uint64 {
-	w.log.mu.Lock()
+	w.log.mu.RLock()
 	next := w.log.next
-	w.log.mu.Unlock()
+	w.log.mu.RUnlock()
 	w.mu.Lock()
 	defer w.mu.Unlock()
 	return next - w.cursor
@@ -335,7 +338,7 @@ func (w *ChangeStream) Lag() uint64 {
 
 // Changed returns a channel closed at the next publish.
 func (w *ChangeStream) Changed() <-chan struct{} {
-	w.log.mu.Lock()
-	defer w.log.mu.Unlock()
+	w.log.mu.RLock()
+	defer w.log.mu.RUnlock()
 	return w.log.wake
 }
