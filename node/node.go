@@ -296,6 +296,7 @@ func Start(opts Options) (*Node, error) {
 		IAM:      n.iam,
 		Rotation: server.NewRotation(n.svc),
 		Region:   server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}),
+		Watch:    server.NewWatchAPI(n.svc),
 	}
 	auth := server.NewGRPCAuth(server.GRPCAuthConfig{
 		IAM: n.iam, Certs: opts.CertIdentities, AllowAnonymous: opts.AllowAnonymous, Region: opts.Service.Region, Log: opts.Logger,

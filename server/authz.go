@@ -302,6 +302,8 @@ func SecretAction(op string) string { return "secretsmanager:" + op }
 var filteredActions = map[string]bool{
 	"secretsmanager:ListSecrets":         true,
 	"secretsmanager:BatchGetSecretValue": true,
+	// WatchSecrets shows changes to the secrets the caller may list.
+	"coffer:WatchSecrets": true,
 }
 
 // selfActions need no Allow: any authenticated caller may ask who it is or

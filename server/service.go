@@ -102,6 +102,10 @@ type Config struct {
 	// stamps on the commands it proposes (1 < n <= storage.MaxVersions);
 	// zero means storage.MaxVersions, AWS's 100.
 	MaxVersionsPerSecret int
+	// WatchBuffer is how many changes a WatchSecrets stream may fall behind
+	// before it is cut off with a resumable error; zero means
+	// DefaultWatchBuffer.
+	WatchBuffer int
 }
 
 // DefaultMaxReadWait is Config.MaxReadWait's default.

@@ -22,6 +22,12 @@ type txn struct {
 	// quota is the versions-per-secret quota of the command being applied,
 	// which its proposer chose (Header.max_versions).
 	quota int
+	// touched and changes are what watchers are told (watch.go): the
+	// secrets the running command wrote, and the changes of the commands
+	// applied so far in this transaction.
+	touched map[string]touchedSecret
+	changes []Change
+	index   uint64
 }
 
 // dispatch applies one command (through the table in commands.go).
@@ -31,6 +37,7 @@ func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 		panic(fmt.Sprintf("storage: command %T without header time", cmd.GetOp()))
 	}
 	now := cmd.GetHeader().GetTime().AsTime()
+	t.index = index
 	t.quota = versionQuota(cmd.GetHeader().GetMaxVersions())
 	id := cmd.GetHeader().GetProposalId()
 	if id == "" {
@@ -56,9 +63,13 @@ func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 			before = s
 		}
 	}
+	t.touched = nil
 	r := c.apply(t, now, op)
 	if before != nil && r.Err == nil && t.err == nil {
 		t.feedChange(now, before)
+	}
+	if r.Err == nil && t.err == nil {
+		t.noteChanges(t.index, now, op)
 	}
 	return r
 }
@@ -110,6 +121,7 @@ func (t *txn) liveSecretByARN(arn string) (*storagev1.Secret, *Error) {
 func (t *txn) putSecret(s *storagev1.Secret) {
 	t.put(t.tx.Bucket(bucketSecrets), []byte(s.GetName()), s)
 	t.fileSecret(s)
+	t.touch(s, false)
 }
 
 func (t *txn) putValue(arn, versionID string, v *storagev1.SealedValue) {
@@ -127,6 +139,7 @@ func (t *txn) removeSecret(s *storagev1.Secret) {
 	}
 	t.fail(t.tx.Bucket(bucketSecrets).Delete([]byte(s.GetName())))
 	t.unfileSecret(s.GetName())
+	t.touch(s, true)
 }
 
 func (t *txn) put(b *bolt.Bucket, key []byte, m proto.Message) {

@@ -54,6 +54,9 @@ var (
 	// ErrInvalidShipment: a batch shipped by another region breaks a rule
 	// every shipped change must keep (ValidateShipment); nothing of it applies.
 	ErrInvalidShipment = errors.New("invalid shipped change")
+	// ErrWatchCompacted: a watcher's resume position is older than the
+	// changes this node still holds; it must reread and watch from now.
+	ErrWatchCompacted = errors.New("watch position compacted")
 )
 
 // Error is a domain failure: a kind from the var block above and the message

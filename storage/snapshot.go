@@ -175,6 +175,7 @@ func (s *Store) Restore(r io.Reader, index uint64) error {
 		return fmt.Errorf("restore: reopen: %w", err)
 	}
 	s.db = db
+	s.changes.restart(index)
 	return s.loadClusterID(db)
 }
 

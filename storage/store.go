@@ -93,6 +93,8 @@ type Store struct {
 	// afterSwap, in tests, runs between Restore's rename and the reopen:
 	// the moment a crash would find the new file on disk.
 	afterSwap func()
+	// changes is the window of recent changes watchers read (watch.go).
+	changes *changeLog
 }
 
 // Entry is one committed log entry to apply. A nil Cmd (a Raft configuration
@@ -110,6 +112,10 @@ func Open(path string) (*Store, error) {
 		return nil, err
 	}
 	s := &Store{path: path, db: db}
+	_ = db.View(func(tx *bolt.Tx) error {
+		s.changes = newChangeLog(appliedIndex(tx), 0)
+		return nil
+	})
 	if err := s.loadClusterID(db); err != nil {
 		_ = db.Close()
 		return nil, fmt.Errorf("open state database %s: %w", path, err)
@@ -244,6 +250,7 @@ func (s *Store) applySegment(entries []Entry, start int, results []*Result) (end
 	if t.clusterID != "" {
 		s.clusterID.Store(t.clusterID)
 	}
+	s.changes.publish(t.changes, entries[end-1].Index)
 	return end, check
 }
 

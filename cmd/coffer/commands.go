@@ -292,7 +292,29 @@ func commandTree() *command {
 				"shipped stay there under COFFER_DIVERGED_<region>.",
 		},
 	)
+	agentCmd := &command{
+		name: "agent", synopsis: "[--port 2773] [--ttl D] [--max-conn N] [--token-env VARS] [--path-prefix P] [--watch=false]", run: runAgent,
+		summary: "Serve secrets on localhost as aws-secretsmanager-agent does, kept fresh by the watch",
+		detail: "GET /secretsmanager/get?secretId=ID[&versionId=V][&versionStage=S][&refreshNow=true] and /v1/ID\n" +
+			"answer GetSecretValue's JSON; /ping answers \"healthy\". Every request needs the SSRF token in\n" +
+			"X-Aws-Parameters-Secrets-Token (or X-Vault-Token), read from AWS_TOKEN, AWS_SESSION_TOKEN or\n" +
+			"AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH reads a file). X-Forwarded-For is 400, a bad\n" +
+			"token 403, a method other than GET 405, a connection over --max-conn 429. When Coffer is\n" +
+			"unreachable the last good value is served with X-Coffer-Cache-Age (seconds). --endpoint may\n" +
+			"list several nodes, comma-separated.",
+	}
+	execCmd := &command{
+		name: "exec", synopsis: "[--env NAME=REF]... [--template IN:OUT[:MODE]]... [--restart-on-change [--signal-only] [--signal S] [--grace D]] -- COMMAND [ARG]...", run: runExec,
+		summary: "Run a command with secrets in its environment and in rendered files",
+		detail: "REF is SECRET[:JSON_KEY[:STAGE|VERSION]] or ECS's valueFrom ARN form\n" +
+			"(arn:…:secret:NAME-XXXXXX[:JSON_KEY[:VERSION_STAGE[:VERSION_ID]]]). A missing secret or JSON key\n" +
+			"fails before the command starts (--allow-missing sets \"\"). Templates are Go templates: {{.NAME}}\n" +
+			"is an --env variable, {{secret \"REF\"}} reads a reference; files are written atomically.\n" +
+			"Signals are forwarded; coffer exits with the command's status (128+N for signal N). With\n" +
+			"--restart-on-change a change to an injected value (seen through WatchSecrets) restarts the\n" +
+			"command: --signal, then SIGKILL after --grace.",
+	}
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, rotation, cluster, region, iam, auditCommands())
+		secrets, rotation, cluster, region, iam, auditCommands(), agentCmd, execCmd)
 }

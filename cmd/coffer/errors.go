@@ -140,6 +140,10 @@ func (inv *invocation) report(err error) int {
 		}
 		return exitUsage
 	}
+	var ce *childExit
+	if errors.As(err, &ce) {
+		return ce.code // coffer exec: the command's own status, which it reported itself
+	}
 	var ee *exitError
 	if errors.As(err, &ee) {
 		fmt.Fprintf(inv.stderr, "coffer: %s\n", ee.msg)

@@ -410,6 +410,11 @@ func (c *Cluster) Regions(i int) cofferv1.RegionServiceClient {
 	return cofferv1.NewRegionServiceClient(c.conn(i))
 }
 
+// Watch is a WatchService client on node i's API.
+func (c *Cluster) Watch(i int) cofferv1.WatchServiceClient {
+	return cofferv1.NewWatchServiceClient(c.conn(i))
+}
+
 // Admin is an AdminService client on node i's API.
 func (c *Cluster) Admin(i int) cofferv1.AdminServiceClient {
 	return cofferv1.NewAdminServiceClient(c.conn(i))
