@@ -91,6 +91,7 @@ type Services struct {
 	IAM      *IAM
 	Rotation *Rotation
 	Region   *RegionAPI
+	Keys     *Keys
 }
 
 // Register registers every service that is set on srv: the one list of
@@ -110,6 +111,9 @@ func (s Services) Register(srv grpc.ServiceRegistrar) {
 	}
 	if s.Region != nil {
 		cofferv1.RegisterRegionServiceServer(srv, s.Region)
+	}
+	if s.Keys != nil {
+		cofferv1.RegisterKeyServiceServer(srv, s.Keys)
 	}
 }
 

@@ -27,6 +27,7 @@ func (s *Service) Run(ctx context.Context) {
 				s.log.Warn("keyring initialisation failed", "err", err)
 			}
 			s.PurgeExpired(ctx)
+			s.MaintainKeys(ctx)
 		case <-flush.C:
 			s.FlushAccess(ctx)
 		}
@@ -77,4 +78,41 @@ func (s *Service) FlushAccess(ctx context.Context) {
 	if _, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_RecordAccess{RecordAccess: &raftv1.RecordAccess{Entries: entries}}}); err != nil {
 		s.log.Debug("last-accessed flush deferred", "secrets", len(entries), "err", err)
 	}
+}
+
+// MaintainKeys, on the leader, rotates the KMS keys whose automatic
+// rotation is due (new material; nothing is re-encrypted) and deletes the
+// keys whose deletion date has passed. Apply re-checks both, so a racing
+// CancelKeyDeletion or DisableKey wins. It returns how many keys it
+// rotated and deleted.
+func (s *Service) MaintainKeys(ctx context.Context) (rotated, deleted int) {
+	if !s.rep.IsLeader() {
+		return 0, 0
+	}
+	rec, err := s.state.Keyring()
+	if err != nil || rec == nil {
+		return 0, 0
+	}
+	now := s.now()
+	for _, key := range rec.GetKeys() {
+		arn := s.cfg.keyARN(key.GetKeyId())
+		switch {
+		case key.GetDeletionDate() != nil && !key.GetDeletionDate().AsTime().After(now):
+			if _, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_DeleteKmsKey{DeleteKmsKey: &raftv1.DeleteKmsKey{KeyId: key.GetKeyId()}}}); err != nil {
+				s.log.Warn("kms key deletion failed", "key_arn", arn, "err", err)
+				continue
+			}
+			deleted++
+			s.log.Info("kms key deleted after its waiting period", "key_arn", arn)
+		case key.GetRotationEnabled() && key.GetDeletionDate() == nil && !key.GetDisabled() &&
+			key.GetNextRotationDate() != nil && !key.GetNextRotationDate().AsTime().After(now):
+			if err := s.rotateKey(ctx, key, false); err != nil {
+				s.log.Warn("kms key rotation failed", "key_arn", arn, "err", err)
+				continue
+			}
+			rotated++
+			s.log.Info("kms key rotated", "key_arn", arn)
+		}
+	}
+	return rotated, deleted
 }

@@ -54,6 +54,17 @@ var (
 	// ErrInvalidShipment: a batch shipped by another region breaks a rule
 	// every shipped change must keep (ValidateShipment); nothing of it applies.
 	ErrInvalidShipment = errors.New("invalid shipped change")
+	// ErrKMSKeyNotFound: no KMS key has that id (KMS NotFoundException).
+	ErrKMSKeyNotFound = errors.New("kms key not found")
+	// ErrKMSAliasExists: the alias names a key already (KMS AlreadyExistsException).
+	ErrKMSAliasExists = errors.New("kms alias already exists")
+	// ErrKMSAliasNotFound: no key has that alias (KMS NotFoundException).
+	ErrKMSAliasNotFound = errors.New("kms alias not found")
+	// ErrKMSKeyDisabled: the key is disabled (KMS DisabledException).
+	ErrKMSKeyDisabled = errors.New("kms key disabled")
+	// ErrKMSInvalidState: the key's state forbids the change, such as a key
+	// pending deletion (KMS KMSInvalidStateException).
+	ErrKMSInvalidState = errors.New("kms key in an invalid state")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
