@@ -569,7 +569,7 @@ func (s *Service) rotateKey(ctx context.Context, key *storagev1.KmsKey, onDemand
 		return fmt.Errorf("new key material: %w", err)
 	}
 	op := &raftv1.UpdateKmsKey{KeyId: key.GetKeyId(), NewVersion: version, OnDemand: onDemand, RequireEnabled: true}
-	if !onDemand {
+	if !onDemand && key.GetRotationEnabled() {
 		op.NextRotationDate = timestamppb.New(s.now().Add(time.Duration(key.GetRotationPeriodDays()) * 24 * time.Hour))
 	}
 	_, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_UpdateKmsKey{UpdateKmsKey: op}})

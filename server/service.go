@@ -45,6 +45,8 @@ type Replicator interface {
 // State is the read side of the state machine the service uses.
 type State interface {
 	Keyring() (*storagev1.Keyring, error)
+	// KMSWraps is how many values a KMS key version has wrapped.
+	KMSWraps(keyID string, version uint32) (uint64, error)
 	Secret(ref string) (*storagev1.Secret, error)
 	SecretValue(ref, versionID, stage string) (*storage.SecretValue, error)
 	SecretVersions(ref string, includeDeprecated bool, maxResults int, nextToken string) (*storage.VersionPage, error)
@@ -100,6 +102,11 @@ type Config struct {
 	// stamps on the commands it proposes (1 < n <= storage.MaxVersions);
 	// zero means storage.MaxVersions, AWS's 100.
 	MaxVersionsPerSecret int
+	// KeyWrapLimit is how many values one version of a KMS key may wrap
+	// before the leader gives the key new material; zero means
+	// kms.WrapLimit, half of the 2^32 seals random 96-bit nonces allow.
+	// Tests inject a small one.
+	KeyWrapLimit uint64
 }
 
 // DefaultMaxReadWait is Config.MaxReadWait's default.

@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"encoding/binary"
 	"slices"
 	"time"
 
@@ -9,6 +10,7 @@ import (
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	bolt "go.etcd.io/bbolt"
 )
 
 // KMS keys live in the keyring record (meta/keyring), one record for the
@@ -75,7 +77,9 @@ func (t *txn) createKMSKey(now time.Time, op *raftv1.CreateKmsKey) *Result {
 // when it returns nil.
 func kmsKeyChange(now time.Time, key *storagev1.KmsKey, op *raftv1.UpdateKmsKey) *Error {
 	pending := key.GetDeletionDate() != nil
-	changesState := op.Disabled != nil || op.GetDeletionDate() != nil || op.GetNewVersion() != nil ||
+	// The default key gets new material only from the region itself
+	// (before its nonce limit); users change nothing of it.
+	changesState := op.Disabled != nil || op.GetDeletionDate() != nil ||
 		op.RotationEnabled != nil || op.Policy != nil
 	if !key.GetCustomer() && changesState {
 		return newError(ErrKMSInvalidState, "The default key is managed by the region and cannot be changed.")
@@ -208,4 +212,38 @@ func (t *txn) deleteKMSKey(now time.Time, op *raftv1.DeleteKmsKey) *Result {
 	k.Keys = slices.DeleteFunc(k.Keys, func(x *storagev1.KmsKey) bool { return x.GetKeyId() == key.GetKeyId() })
 	t.putKeyring(k)
 	return &Result{}
+}
+
+// kmsWrapsKey is a key version's entry in bucketKMSWraps.
+func kmsWrapsKey(keyID string, version uint32) []byte {
+	return binary.BigEndian.AppendUint32(append([]byte(keyID), 0), version)
+}
+
+// countWrap counts the data key v's KMS key version wrapped. With random
+// 96-bit nonces a key may seal at most 2^32 messages; the region leader
+// rolls a key over to new material well before (Store.KMSWraps).
+func (t *txn) countWrap(v *storagev1.SealedValue) {
+	if v == nil || v.GetKmsKeyId() == "" {
+		return
+	}
+	b := t.tx.Bucket(bucketKMSWraps)
+	k := kmsWrapsKey(v.GetKmsKeyId(), v.GetKeyVersion())
+	n := uint64(0)
+	if cur := b.Get(k); len(cur) == 8 {
+		n = binary.BigEndian.Uint64(cur)
+	}
+	t.fail(b.Put(k, binary.BigEndian.AppendUint64(nil, n+1)))
+}
+
+// KMSWraps returns how many data keys (and other sealed values) version
+// of KMS key keyID has wrapped, as the applied log counts them.
+func (s *Store) KMSWraps(keyID string, version uint32) (uint64, error) {
+	var n uint64
+	err := s.view(func(tx *bolt.Tx) error {
+		if v := tx.Bucket(bucketKMSWraps).Get(kmsWrapsKey(keyID, version)); len(v) == 8 {
+			n = binary.BigEndian.Uint64(v)
+		}
+		return nil
+	})
+	return n, err
 }

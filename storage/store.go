@@ -41,6 +41,8 @@ var (
 	bucketSources     = bucket("replica_sources")    // source region → last applied seq (8 bytes)
 	bucketRejections  = bucket("replica_rejections") // source \0 name → message
 	bucketRegionPeers = bucket("region_peers")       // region → storagev1.RegionPeer
+
+	bucketKMSWraps = bucket("kms_wraps") // key id \x00 key version (4 bytes) → data keys it wrapped (8 bytes)
 )
 
 // The keys of bucketMeta.

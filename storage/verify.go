@@ -38,6 +38,7 @@ var recordChecks = map[string]recordCheck{
 	string(bucketRegionPeers):       message(func() proto.Message { return &storagev1.RegionPeer{} }),
 	string(bucketSecretOrder):       checkOrderEntry,
 	string(bucketSecretOrderKeys):   checkOrderKeys,
+	string(bucketKMSWraps):          position, // a count, 8 bytes like a position
 }
 
 // checkOrderEntry checks a ListSecrets order index entry: an order byte, a

@@ -26,6 +26,13 @@ const DefaultKeyAlias = "alias/coffer/default"
 // users write it.
 const AWSManagedKeyAlias = "alias/aws/secretsmanager"
 
+// WrapLimit is how many values one version of a KMS key wraps before the
+// region gives the key new material: half of the 2^32 messages AES-GCM
+// with random 96-bit nonces may seal under one key (NIST SP 800-38D), so
+// that the writes proposed between two checks of the count can never
+// reach the bound.
+const WrapLimit = 1 << 31
+
 // keySize is the size of KMS key material, data keys and the fingerprint key
 // in bytes (AES-256, HMAC-SHA256).
 const keySize = 32
