@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"runtime"
 	"slices"
 	"sync/atomic"
 	"time"
@@ -230,10 +231,24 @@ func (s *Service) keys() (*kms.Keyring, error) {
 		return cached.kr, nil
 	}
 	var k *kms.Keyring
-	if err := s.root.Use(func(root []byte) error {
-		k, err = kms.Open(root, rec, s.cfg.MemoryLock)
-		return err
-	}); err != nil {
+	open := func() error {
+		return s.root.Use(func(root []byte) error {
+			k, err = kms.Open(root, rec, s.cfg.MemoryLock)
+			return err
+		})
+	}
+	err = open()
+	// Each revision of the keyring (a key created, changed or rotated)
+	// is unsealed into a locked region of its own; the ones it replaced
+	// are released only once the garbage collector finds them
+	// unreachable. When locked memory runs out, collect and try again
+	// before failing.
+	for try := 0; errors.Is(err, kms.ErrMemoryLock) && try < 3; try++ {
+		runtime.GC()
+		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond) // cleanups run after the collection
+		err = open()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("open keyring: %w", err)
 	}
 	if !k.Locked() {
