@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"strings"
 	"time"
 
 	"github.com/cofferhq/coffer/server"
@@ -74,11 +75,17 @@ func (n *Node) startAWS() error {
 	}
 	sm := &awsjson.Handler{Service: n.svc, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "secretsmanager", n.refuseDiverged), Logger: n.log, Gate: n.gate}
 	st := &sts.Handler{IAM: n.iam, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "sts", n.refuseDiverged), Gate: n.gate, Logger: n.log}
-	// One endpoint serves both: STS Query requests are form posts with no
-	// X-Amz-Target; everything else is Secrets Manager's JSON protocol.
+	km := &awsjson.Handler{Keys: n.keys, Auth: newSigV4Auth(n.iam, n.opts.Service.Region, "kms", n.refuseDiverged), Logger: n.log, Gate: n.gate}
+	// One endpoint serves all three: STS Query requests are form posts with
+	// no X-Amz-Target; KMS's JSON protocol targets TrentService.*;
+	// everything else is Secrets Manager's JSON protocol.
 	h := http.HandlerFunc(func(w http.ResponseWriter, r *http.Request) {
 		if sts.IsRequest(r) {
 			st.ServeHTTP(w, r)
+			return
+		}
+		if strings.HasPrefix(r.Header.Get("X-Amz-Target"), awsjson.KMSTargetPrefix) {
+			km.ServeHTTP(w, r)
 			return
 		}
 		sm.ServeHTTP(w, r)

@@ -138,6 +138,7 @@ type Node struct {
 	raft   *replication.Node
 	svc    *server.Service
 	iam    *server.IAM
+	keys   *server.Keys
 	audit  *auditSink
 	gate   *server.Gate
 	rot    *rotation.Engine
@@ -251,6 +252,7 @@ func Start(opts Options) (*Node, error) {
 		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
 	}
 	n.iam = server.NewIAM(n.svc, n.store)
+	n.keys = server.NewKeys(n.svc)
 	if opts.AllowAnonymous {
 		// Calls without credentials come in as the anonymous principal,
 		// which then has full access; elsewhere that name grants nothing.
@@ -297,6 +299,7 @@ func Start(opts Options) (*Node, error) {
 		Rotation: server.NewRotation(n.svc),
 		Region:   server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}),
 		Watch:    server.NewWatchAPI(n.svc),
+		Keys:     n.keys,
 	}
 	auth := server.NewGRPCAuth(server.GRPCAuthConfig{
 		IAM: n.iam, Certs: opts.CertIdentities, AllowAnonymous: opts.AllowAnonymous, Region: opts.Service.Region, Log: opts.Logger,

@@ -28,6 +28,12 @@ var auditClearFields = map[protoreflect.Name]string{
 	"access_key_id":  "the public half of an access key",
 	"next_token":     "a pagination cursor",
 	"tag_keys":       "tag names (recorded as a count)",
+
+	"key_id":                   "names a KMS key (id, ARN or alias), holds no key material",
+	"target_key_id":            "names a KMS key, holds no key material",
+	"key_spec":                 "the kind of key (SYMMETRIC_DEFAULT)",
+	"customer_master_key_spec": "the kind of key (SYMMETRIC_DEFAULT)",
+	"key_usage":                "what a key is for (ENCRYPT_DECRYPT)",
 }
 
 // TestAuditParamsNeverRecordASecret walks every request message of every

@@ -179,6 +179,19 @@ func (a *Authorizer) Decide(c Caller, action string, t Target) (Verdict, error) 
 	}
 	req := policy.Request{Principal: v.Principal, Account: a.cfg.AccountID, Action: action, Resource: t.Resource,
 		Keys: a.keys(c, p, t)}
+	if t.Key.GetCustomer() {
+		// A customer key's policy is its resource policy, and decides
+		// alone unless it hands the decision to the account (an Allow
+		// for the account's root), as KMS evaluates key policies.
+		d, err := a.parsed(t.Key.GetPolicy())
+		if err != nil {
+			return v, err
+		}
+		resource = &policy.Named{Name: KeyPolicyName, Doc: d}
+		if !keyPolicyDelegates(d, req, a.cfg) {
+			identity = nil
+		}
+	}
 	v.Result = policy.Evaluate(req, identity, resource)
 	v.Allowed = v.Result.Decision == policy.Allowed
 	return v, nil
@@ -285,11 +298,17 @@ func (a *Authorizer) parsed(doc string) (*policy.Document, error) {
 // Secrets Manager API, coffer:<Op> for the admin and IAM APIs.
 func actionFor(fullMethod string) (action, operation string) {
 	svc, op, _ := strings.Cut(strings.TrimPrefix(fullMethod, "/"), "/")
-	if svc == cofferv1.SecretsManagerService_ServiceDesc.ServiceName {
+	switch svc {
+	case cofferv1.SecretsManagerService_ServiceDesc.ServiceName:
 		return "secretsmanager:" + op, op
+	case cofferv1.KeyService_ServiceDesc.ServiceName:
+		return KeyAction(op), op
 	}
 	return "coffer:" + op, op
 }
+
+// KeyAction is the action of a KMS operation.
+func KeyAction(op string) string { return "kms:" + op }
 
 // SecretAction is the action of a Secrets Manager operation.
 func SecretAction(op string) string { return "secretsmanager:" + op }

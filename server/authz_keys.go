@@ -41,6 +41,8 @@ func init() {
 		"secretsmanager:AddReplicaRegions", "secretsmanager:ForceOverwriteReplicaSecret",
 		"secretsmanager:RotationLambdaARN", "secretsmanager:RotateImmediately", "secretsmanager:ModifyRotationRules",
 		"iam:PolicyARN",
+		// A key Secrets Manager uses on the caller's behalf (callerKeys).
+		"kms:ViaService", "kms:CallerAccount",
 	} {
 		conditionKeys[strings.ToLower(k)] = true
 	}

@@ -30,6 +30,9 @@ type Target struct {
 	// Keys are condition keys the request itself sets
 	// (secretsmanager:VersionStage, aws:RequestTag/…).
 	Keys policy.Keys
+	// Key is the KMS key acted on or used, when it exists: a customer
+	// key brings its key policy.
+	Key *storagev1.KmsKey
 	// Named is the secret's ARN as the caller named it (namedSecretARN),
 	// shown in an AccessDeniedException in place of Resource, so that a
 	// denial reads the same whether or not the secret exists. "" shows
@@ -166,6 +169,9 @@ func (a *Authorizer) TargetOf(action string, req proto.Message) (Target, error) 
 		t.Resource = a.secretARN(r.GetName())
 		createKeys(t.Keys, r)
 		return t, nil
+	}
+	if strings.HasPrefix(action, "kms:") {
+		return t, a.keyTarget(&t, req)
 	}
 	if !strings.HasPrefix(action, "secretsmanager:") {
 		return t, nil

@@ -273,6 +273,7 @@ func (g *Gate) Begin(ctx context.Context, c Call) (context.Context, *Exchange, e
 		if filteredActions[c.Action] {
 			ctx = WithSecretFilter(ctx, callerFilter{a: g.Authz, caller: c.Caller})
 		}
+		ctx = WithKeyUser(ctx, callerKeys{a: g.Authz, caller: c.Caller})
 	}
 	return ctx, x, nil
 }

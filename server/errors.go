@@ -40,6 +40,15 @@ const (
 	TypeMissingAuthToken      = awserr.MissingAuthToken
 	TypeExpiredToken          = awserr.ExpiredToken
 	TypeThrottling            = awserr.Throttling
+
+	TypeKMSNotFound         = awserr.KMSNotFound
+	TypeKMSAlreadyExists    = awserr.KMSAlreadyExists
+	TypeKMSDisabled         = awserr.KMSDisabled
+	TypeKMSInvalidState     = awserr.KMSInvalidState
+	TypeKMSInvalidArn       = awserr.KMSInvalidArn
+	TypeKMSInvalidAliasName = awserr.KMSInvalidAliasName
+	TypeKMSInvalidMarker    = awserr.KMSInvalidMarker
+	TypeKMSUnsupported      = awserr.KMSUnsupported
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.
@@ -116,6 +125,14 @@ func storageType(kind error) string {
 		return TypeLimitExceeded
 	case storage.ErrInvalidNextToken:
 		return TypeInvalidNextToken
+	case storage.ErrKMSKeyNotFound, storage.ErrKMSAliasNotFound:
+		return TypeKMSNotFound
+	case storage.ErrKMSAliasExists:
+		return TypeKMSAlreadyExists
+	case storage.ErrKMSKeyDisabled:
+		return TypeKMSDisabled
+	case storage.ErrKMSInvalidState:
+		return TypeKMSInvalidState
 	}
 	return TypeInternalServiceError
 }

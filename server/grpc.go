@@ -92,6 +92,7 @@ type Services struct {
 	Rotation *Rotation
 	Region   *RegionAPI
 	Watch    *WatchAPI
+	Keys     *Keys
 }
 
 // Register registers every service that is set on srv: the one list of
@@ -114,6 +115,9 @@ func (s Services) Register(srv grpc.ServiceRegistrar) {
 	}
 	if s.Watch != nil {
 		cofferv1.RegisterWatchServiceServer(srv, s.Watch)
+	}
+	if s.Keys != nil {
+		cofferv1.RegisterKeyServiceServer(srv, s.Keys)
 	}
 }
 

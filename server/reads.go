@@ -24,7 +24,7 @@ func (s *Service) GetSecretValue(ctx context.Context, req *cofferv1.GetSecretVal
 	if err := s.readPoint(ctx); err != nil {
 		return nil, err
 	}
-	v, err := s.readValue(req.GetSecretId(), req.GetVersionId(), req.GetVersionStage())
+	v, err := s.readValue(ctx, req.GetSecretId(), req.GetVersionId(), req.GetVersionStage())
 	if err != nil {
 		return nil, err
 	}
@@ -42,13 +42,16 @@ func optionalStage(stage string) *APIError {
 }
 
 // readValue finds, unseals and records the read of one version.
-func (s *Service) readValue(id, versionID, stage string) (*cofferv1.SecretValueEntry, error) {
+func (s *Service) readValue(ctx context.Context, id, versionID, stage string) (*cofferv1.SecretValueEntry, error) {
 	sv, err := s.state.SecretValue(id, versionID, stage)
 	if err != nil {
 		return nil, err
 	}
 	kr, err := s.keys()
 	if err != nil {
+		return nil, err
+	}
+	if _, err := s.useKey(ctx, kr, sv.Value.GetKmsKeyId(), false); err != nil {
 		return nil, err
 	}
 	arn, vid := sv.Secret.GetArn(), sv.Version.GetVersionId()
@@ -122,7 +125,7 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 		var v *cofferv1.SecretValueEntry
 		err := s.allowBatchRead(f, id)
 		if err == nil {
-			v, err = s.readValue(id, "", "")
+			v, err = s.readValue(ctx, id, "", "")
 		}
 		if err != nil {
 			ae := AsAPIError(err)

@@ -8,6 +8,8 @@ import (
 	"log/slog"
 	"math/big"
 	"net/http"
+	"runtime"
+	"slices"
 	"sync/atomic"
 	"time"
 
@@ -44,6 +46,8 @@ type Replicator interface {
 // State is the read side of the state machine the service uses.
 type State interface {
 	Keyring() (*storagev1.Keyring, error)
+	// KMSWraps is how many values a KMS key version has wrapped.
+	KMSWraps(keyID string, version uint32) (uint64, error)
 	Secret(ref string) (*storagev1.Secret, error)
 	SecretValue(ref, versionID, stage string) (*storage.SecretValue, error)
 	SecretVersions(ref string, includeDeprecated bool, maxResults int, nextToken string) (*storage.VersionPage, error)
@@ -106,6 +110,11 @@ type Config struct {
 	// before it is cut off with a resumable error; zero means
 	// DefaultWatchBuffer.
 	WatchBuffer int
+	// KeyWrapLimit is how many values one version of a KMS key may wrap
+	// before the leader gives the key new material; zero means
+	// kms.WrapLimit, half of the 2^32 seals random 96-bit nonces allow.
+	// Tests inject a small one.
+	KeyWrapLimit uint64
 }
 
 // DefaultMaxReadWait is Config.MaxReadWait's default.
@@ -159,7 +168,7 @@ type Service struct {
 	root    *kms.LockedKey
 	log     *slog.Logger
 	now     func() time.Time
-	keyring atomic.Pointer[kms.Keyring]
+	keyring atomic.Pointer[openKeyring]
 	access  *accessTracker
 
 	// rotators are the built-in rotation functions, set before serving.
@@ -200,10 +209,22 @@ func New(cfg Config, rep Replicator, state State, root *kms.LockedKey, log *slog
 	}, nil
 }
 
-// keys returns the unsealed keyring, loading it from the state on first use.
+// openKeyring is the unsealed keyring and the applied index it was last
+// known current at.
+type openKeyring struct {
+	index uint64
+	kr    *kms.Keyring
+}
+
+// keys returns the unsealed keyring, loading it from the state on first
+// use and again whenever the stored keyring's revision changed (a key was
+// created, changed or rotated). While the node's applied index has not
+// moved, the cached one is current without a look at the state.
 func (s *Service) keys() (*kms.Keyring, error) {
-	if k := s.keyring.Load(); k != nil {
-		return k, nil
+	index := s.rep.AppliedIndex()
+	cached := s.keyring.Load()
+	if cached != nil && cached.index == index {
+		return cached.kr, nil
 	}
 	rec, err := s.state.Keyring()
 	if err != nil {
@@ -212,17 +233,35 @@ func (s *Service) keys() (*kms.Keyring, error) {
 	if rec == nil {
 		return nil, errKeyringNotReady
 	}
+	if cached != nil && cached.kr.Revision() == rec.GetRevision() {
+		s.keyring.Store(&openKeyring{index: index, kr: cached.kr})
+		return cached.kr, nil
+	}
 	var k *kms.Keyring
-	if err := s.root.Use(func(root []byte) error {
-		k, err = kms.Open(root, rec, s.cfg.MemoryLock)
-		return err
-	}); err != nil {
+	open := func() error {
+		return s.root.Use(func(root []byte) error {
+			k, err = kms.Open(root, rec, s.cfg.MemoryLock)
+			return err
+		})
+	}
+	err = open()
+	// Each revision of the keyring (a key created, changed or rotated)
+	// is unsealed into a locked region of its own; the ones it replaced
+	// are released only once the garbage collector finds them
+	// unreachable. When locked memory runs out, collect and try again
+	// before failing.
+	for try := 0; errors.Is(err, kms.ErrMemoryLock) && try < 3; try++ {
+		runtime.GC()
+		time.Sleep(time.Duration(try+1) * 10 * time.Millisecond) // cleanups run after the collection
+		err = open()
+	}
+	if err != nil {
 		return nil, fmt.Errorf("open keyring: %w", err)
 	}
 	if !k.Locked() {
 		s.log.Warn("the keyring's key material is not locked in memory and may be swapped to disk; raise RLIMIT_MEMLOCK (LimitMEMLOCK in the systemd unit, --ulimit memlock for docker)")
 	}
-	s.keyring.Store(k)
+	s.keyring.Store(&openKeyring{index: index, kr: k})
 	return k, nil
 }
 
@@ -287,10 +326,12 @@ func (s *Service) liveSecret(ctx context.Context, id string) (*storagev1.Secret,
 	return sec, nil
 }
 
-// sealVersion encrypts a new version's value for the secret with arn.
-func (s *Service) sealVersion(kr *kms.Keyring, keyRef, name, arn, versionID string, kind storagev1.ValueKind, plain []byte) (*raftv1.NewVersion, error) {
+// sealVersion encrypts a new version's value for the secret with arn,
+// under the key keyRef names, once the caller may use it
+// (kms:GenerateDataKey) and it is enabled.
+func (s *Service) sealVersion(ctx context.Context, kr *kms.Keyring, keyRef, name, arn, versionID string, kind storagev1.ValueKind, plain []byte) (*raftv1.NewVersion, error) {
 	defer clear(plain)
-	keyID, err := s.resolveKey(kr, keyRef)
+	keyID, err := s.useKey(ctx, kr, keyRef, true)
 	if err != nil {
 		return nil, err
 	}
@@ -307,6 +348,40 @@ func (s *Service) resolveKey(kr *kms.Keyring, ref string) (string, error) {
 		return "", apiErr(TypeInvalidParameter, "Secrets Manager can't find the specified KMS key: %s", ref)
 	}
 	return id, err
+}
+
+// useKey resolves the key keyRef names for Secrets Manager to use on the
+// caller's behalf: to write (kms:GenerateDataKey) or read (kms:Decrypt) a
+// version. As in AWS, the caller needs that permission on the key as well
+// as access to the secret, and a disabled key or one pending deletion
+// protects nothing until it is enabled again.
+func (s *Service) useKey(ctx context.Context, kr *kms.Keyring, keyRef string, write bool) (string, error) {
+	keyID, err := s.resolveKey(kr, keyRef)
+	if err != nil && !write {
+		// The key that sealed a stored value is gone (deleted after its
+		// waiting period): what it protected can no longer be read.
+		return "", apiErr(TypeDecryptionFailure, "Secrets Manager can't decrypt the protected secret text using the provided KMS key. The KMS key was deleted.")
+	}
+	if err != nil {
+		return "", err
+	}
+	key := kr.Key(keyID)
+	action := "kms:Decrypt"
+	if write {
+		action = "kms:GenerateDataKey"
+	}
+	if err := allowKeyUse(ctx, action, key); err != nil {
+		return "", err
+	}
+	if state := keyState(key); state != keyStateEnabled {
+		why := fmt.Sprintf("KMSInvalidStateException: %s is %s.", s.cfg.keyARN(keyID), map[string]string{
+			keyStateDisabled: "disabled", keyStatePendingDeletion: "pending deletion"}[state])
+		if write {
+			return "", apiErr(TypeEncryptionFailure, "Secrets Manager can't encrypt the protected secret text using the provided KMS key. Check that the KMS key is available, enabled, and not in an invalid state. %s", why)
+		}
+		return "", apiErr(TypeDecryptionFailure, "Secrets Manager can't decrypt the protected secret text using the provided KMS key. %s", why)
+	}
+	return keyID, nil
 }
 
 // newARN picks the ARN of a new secret: the name plus a random 6-character
@@ -365,7 +440,7 @@ func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRe
 		if versionID == "" {
 			versionID = uuid.NewString()
 		}
-		if op.Version, err = s.sealVersion(kr, req.GetKmsKeyId(), req.GetName(), arn, versionID, kind, plain); err != nil {
+		if op.Version, err = s.sealVersion(ctx, kr, req.GetKmsKeyId(), req.GetName(), arn, versionID, kind, plain); err != nil {
 			return nil, err
 		}
 	}
@@ -414,7 +489,7 @@ func (s *Service) PutSecretValue(ctx context.Context, req *cofferv1.PutSecretVal
 	if versionID == "" {
 		versionID = uuid.NewString()
 	}
-	nv, err := s.sealVersion(kr, sec.GetKmsKeyId(), sec.GetName(), storage.ValueARN(sec), versionID, kind, plain)
+	nv, err := s.sealVersion(ctx, kr, sec.GetKmsKeyId(), sec.GetName(), storage.ValueARN(sec), versionID, kind, plain)
 	if err != nil {
 		return nil, err
 	}
@@ -453,12 +528,17 @@ func (s *Service) UpdateSecret(ctx context.Context, req *cofferv1.UpdateSecretRe
 		keyRef = req.GetKmsKeyId()
 	}
 	op := &raftv1.UpdateSecret{Arn: sec.GetArn(), Description: req.Description, KmsKeyId: req.KmsKeyId}
+	if req.KmsKeyId != nil {
+		if op.Reencrypted, err = s.reencrypt(ctx, kr, sec, req.GetKmsKeyId()); err != nil {
+			return nil, err
+		}
+	}
 	if hasValue {
 		versionID := req.GetClientRequestToken()
 		if versionID == "" {
 			versionID = uuid.NewString()
 		}
-		if op.Version, err = s.sealVersion(kr, keyRef, sec.GetName(), storage.ValueARN(sec), versionID, kind, plain); err != nil {
+		if op.Version, err = s.sealVersion(ctx, kr, keyRef, sec.GetName(), storage.ValueARN(sec), versionID, kind, plain); err != nil {
 			return nil, err
 		}
 	}
@@ -467,6 +547,46 @@ func (s *Service) UpdateSecret(ctx context.Context, req *cofferv1.UpdateSecretRe
 		return nil, err
 	}
 	return &cofferv1.UpdateSecretResponse{Arn: res.ARN, Name: res.Name, VersionId: res.VersionID}, nil
+}
+
+// reencrypt seals the secret's AWSCURRENT, AWSPENDING and AWSPREVIOUS
+// values again under the key keyRef names, as AWS does when UpdateSecret
+// changes the KmsKeyId; other versions stay under their key. Reading each
+// needs kms:Decrypt on its key and writing kms:GenerateDataKey on the new
+// one, for the caller.
+func (s *Service) reencrypt(ctx context.Context, kr *kms.Keyring, sec *storagev1.Secret, keyRef string) ([]*raftv1.NewVersion, error) {
+	newKey, err := s.useKey(ctx, kr, keyRef, true)
+	if err != nil {
+		return nil, err
+	}
+	var out []*raftv1.NewVersion
+	for _, v := range sec.GetVersions() {
+		staged := slices.ContainsFunc(v.GetStages(), func(st string) bool {
+			return st == storage.StageCurrent || st == storage.StagePending || st == storage.StagePrevious
+		})
+		if !staged || !storage.HasValue(v) || v.GetKmsKeyId() == newKey {
+			continue
+		}
+		sv, err := s.state.SecretValue(sec.GetArn(), v.GetVersionId(), "")
+		if err != nil {
+			return nil, err
+		}
+		if _, err := s.useKey(ctx, kr, sv.Value.GetKmsKeyId(), false); err != nil {
+			return nil, err
+		}
+		arn := storage.ValueARN(sec)
+		plain, err := kr.Unseal(sv.Value, arn, v.GetVersionId())
+		if err != nil {
+			return nil, err
+		}
+		sealed, err := kr.Seal(newKey, sec.GetName(), arn, v.GetVersionId(), sv.Value.GetKind(), plain)
+		clear(plain)
+		if err != nil {
+			return nil, err
+		}
+		out = append(out, &raftv1.NewVersion{VersionId: v.GetVersionId(), Value: sealed})
+	}
+	return out, nil
 }
 
 // UpdateSecretVersionStage implements the AWS operation.

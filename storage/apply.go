@@ -125,6 +125,7 @@ func (t *txn) putSecret(s *storagev1.Secret) {
 }
 
 func (t *txn) putValue(arn, versionID string, v *storagev1.SealedValue) {
+	t.countWrap(v)
 	t.put(t.tx.Bucket(bucketValues), valueKey(arn, versionID), v)
 }
 

@@ -53,6 +53,12 @@ var commands = commandTable(
 		return t.deregisterRotationFunction(op)
 	}),
 
+	// KMS keys are the region's own: a replica names a key of its region.
+	localChange((*txn).createKMSKey),
+	localChange((*txn).updateKMSKey),
+	localChange(func(t *txn, _ time.Time, op *raftv1.SetKmsAlias) *Result { return t.setKMSAlias(op) }),
+	localChange((*txn).deleteKMSKey),
+
 	feedManager((*txn).setReplicas),
 	feedManager(func(t *txn, _ time.Time, op *raftv1.ApplyReplicaChanges) *Result { return t.applyReplicaChanges(op) }),
 	feedManager(func(t *txn, _ time.Time, op *raftv1.AckFeed) *Result { return t.ackFeed(op) }),

@@ -223,6 +223,36 @@ var feedCases = map[protoreflect.Name]feedCase{
 	"reset_feed":   {op: onPrimary(func(string) proto.Message { return &raftv1.ResetFeed{Destination: dest} }), newEntries: 1},
 	"init_cluster": {op: onPrimary(func(string) proto.Message { return &raftv1.InitCluster{ClusterId: "0123456789abcdef0123456789abcdef"} })},
 	"check_state":  {op: onPrimary(func(string) proto.Message { return &raftv1.CheckState{} })},
+
+	// KMS keys are each region's own.
+	"create_kms_key": {setup: withKeyring, op: onPrimary(func(string) proto.Message { return createKMSKeyOp("k2") })},
+	"update_kms_key": {setup: withKMSKey, op: onPrimary(func(string) proto.Message {
+		return &raftv1.UpdateKmsKey{KeyId: "k1", Disabled: proto.Bool(true)}
+	})},
+	"set_kms_alias": {setup: withKMSKey, op: onPrimary(func(string) proto.Message {
+		return &raftv1.SetKmsAlias{Alias: "alias/app", KeyId: "k1", Create: true}
+	})},
+	"delete_kms_key": {
+		setup: func(e *feedEnv) {
+			withKMSKey(e)
+			e.p.ok(10*time.Minute, &raftv1.UpdateKmsKey{KeyId: "k1", DeletionDate: timestamppb.New(base.Add(30 * time.Minute))})
+		},
+		op: onPrimary(func(string) proto.Message { return &raftv1.DeleteKmsKey{KeyId: "k1"} }),
+	},
+}
+
+func withKeyring(e *feedEnv) {
+	e.p.ok(5*time.Minute, &raftv1.InitKeyring{Keyring: &storagev1.Keyring{SealedFingerprintKey: []byte("fp")}})
+}
+
+func withKMSKey(e *feedEnv) {
+	withKeyring(e)
+	e.p.ok(6*time.Minute, createKMSKeyOp("k1"))
+}
+
+func createKMSKeyOp(id string) *raftv1.CreateKmsKey {
+	return &raftv1.CreateKmsKey{Key: &storagev1.KmsKey{KeyId: id, PrimaryVersion: 1,
+		Versions: []*storagev1.KmsKeyVersion{{Version: 1, SealedMaterial: []byte("sealed")}}}}
 }
 
 // TestEveryCommand walks every case of the Command oneof. Each must have an

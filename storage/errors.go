@@ -57,6 +57,17 @@ var (
 	// ErrWatchCompacted: a watcher's resume position is older than the
 	// changes this node still holds; it must reread and watch from now.
 	ErrWatchCompacted = errors.New("watch position compacted")
+	// ErrKMSKeyNotFound: no KMS key has that id (KMS NotFoundException).
+	ErrKMSKeyNotFound = errors.New("kms key not found")
+	// ErrKMSAliasExists: the alias names a key already (KMS AlreadyExistsException).
+	ErrKMSAliasExists = errors.New("kms alias already exists")
+	// ErrKMSAliasNotFound: no key has that alias (KMS NotFoundException).
+	ErrKMSAliasNotFound = errors.New("kms alias not found")
+	// ErrKMSKeyDisabled: the key is disabled (KMS DisabledException).
+	ErrKMSKeyDisabled = errors.New("kms key disabled")
+	// ErrKMSInvalidState: the key's state forbids the change, such as a key
+	// pending deletion (KMS KMSInvalidStateException).
+	ErrKMSInvalidState = errors.New("kms key in an invalid state")
 )
 
 // Error is a domain failure: a kind from the var block above and the message

@@ -59,6 +59,8 @@ func (t *txn) createAccessKey(op *raftv1.CreateAccessKey) *Result {
 	if parent := k.GetParentAccessKeyId(); parent != "" && t.tx.Bucket(bucketAccessKeys).Get([]byte(parent)) == nil {
 		return &Result{Err: newError(ErrAccessKeyNotFound, "No access key %s.", parent)}
 	}
+	t.countWrap(k.GetSealedSecret())
+	t.countWrap(k.GetSealedSessionToken())
 	t.put(t.tx.Bucket(bucketAccessKeys), []byte(k.GetAccessKeyId()), k)
 	return &Result{Name: k.GetPrincipal()}
 }

@@ -221,6 +221,7 @@ func (t *txn) registerRotationFunction(op *raftv1.RegisterRotationFunction) *Res
 	if f.GetName() == "" || f.GetArn() == "" || f.GetUrl() == "" {
 		panic("storage: RegisterRotationFunction command without name, ARN or URL")
 	}
+	t.countWrap(f.GetSealedSecret())
 	t.put(t.tx.Bucket(bucketRotationFunctions), []byte(f.GetName()), f)
 	return &Result{Name: f.GetName(), ARN: f.GetArn()}
 }

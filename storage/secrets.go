@@ -1,6 +1,7 @@
 package storage
 
 import (
+	"bytes"
 	"slices"
 	"time"
 
@@ -116,6 +117,15 @@ func (t *txn) updateSecret(now time.Time, op *raftv1.UpdateSecret) *Result {
 	}
 	if op.KmsKeyId != nil {
 		s.KmsKeyId = op.GetKmsKeyId()
+	}
+	// Versions sealed again under the new key (AWSCURRENT, AWSPENDING,
+	// AWSPREVIOUS, as AWS re-encrypts them); one that was removed since the
+	// proposer read it is skipped.
+	for _, nv := range op.GetReencrypted() {
+		if v := findVersion(s, nv.GetVersionId()); v != nil && HasValue(v) && bytes.Equal(v.GetFingerprint(), nv.GetValue().GetFingerprint()) {
+			v.KmsKeyId = nv.GetValue().GetKmsKeyId()
+			t.putValue(s.GetArn(), v.GetVersionId(), nv.GetValue())
+		}
 	}
 	if op.GetVersion() != nil {
 		return t.newVersion(now, s, op.GetVersion(), []string{StageCurrent})

@@ -47,6 +47,8 @@ var (
 	// bucketSourceGenerations is the generation of each source's feed the
 	// position in bucketSources counts in; none is the empty generation.
 	bucketSourceGenerations = bucket("replica_source_generations") // source region → generation
+
+	bucketKMSWraps = bucket("kms_wraps") // key id \x00 key version (4 bytes) → data keys it wrapped (8 bytes)
 )
 
 // The keys of bucketMeta.

@@ -40,6 +40,7 @@ var recordChecks = map[string]recordCheck{
 	string(bucketSourceGenerations): checkGeneration,
 	string(bucketSecretOrder):       checkOrderEntry,
 	string(bucketSecretOrderKeys):   checkOrderKeys,
+	string(bucketKMSWraps):          position, // a count, 8 bytes like a position
 }
 
 // checkOrderEntry checks a ListSecrets order index entry: an order byte, a

@@ -83,6 +83,12 @@ var changeKinds = map[protoreflect.FullName]ChangeKind{
 	opName(&raftv1.DeregisterRotationFunction{}): "",
 	opName(&raftv1.InitCluster{}):                "",
 	opName(&raftv1.CheckState{}):                 "",
+	opName(&raftv1.SetPairingOptions{}):          "",
+	opName(&raftv1.ResetFeed{}):                  "",
+	opName(&raftv1.CreateKmsKey{}):               "",
+	opName(&raftv1.UpdateKmsKey{}):               "",
+	opName(&raftv1.SetKmsAlias{}):                "",
+	opName(&raftv1.DeleteKmsKey{}):               "",
 }
 
 func opName(m proto.Message) protoreflect.FullName { return m.ProtoReflect().Descriptor().FullName() }

@@ -314,7 +314,19 @@ func commandTree() *command {
 			"--restart-on-change a change to an injected value (seen through WatchSecrets) restarts the\n" +
 			"command: --signal, then SIGKILL after --grace.",
 	}
+	operator := group("operator", "Unseal a node sealed with key shares",
+		"A node with the shamir seal starts sealed and serves only health and these commands\nuntil enough key shares (cofferd operator init printed them) are entered.",
+		&command{
+			name: "unseal", synopsis: "[SHARE | --reset]", run: runOperatorUnseal,
+			summary: "Enter one key share on the node --endpoint names",
+			detail:  "Without SHARE, reads it from the first line of standard input, so it stays out of the\nshell history. Prints the progress; the node serves once the threshold is reached.\nA combination that is not the root key discards every share entered.",
+		},
+		&command{
+			name: "seal-status", run: runOperatorSealStatus,
+			summary: "Show whether the node is sealed and how many shares it holds",
+		},
+	)
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, rotation, cluster, region, iam, auditCommands(), agentCmd, execCmd)
+		secrets, rotation, cluster, region, iam, operator, auditCommands(), agentCmd, execCmd)
 }

@@ -129,7 +129,9 @@ type RotationConfig struct {
 
 // SealConfig says how the root key is released.
 type SealConfig struct {
-	// Type is "file": the root key is read from KeyFile.
+	// Type is "file": the root key is read from KeyFile; or "shamir": the
+	// node starts sealed and waits for key shares (`cofferd operator init`
+	// made them and data_dir/seal.json).
 	Type    string `yaml:"type"`
 	KeyFile string `yaml:"key_file"`
 }
@@ -343,8 +345,8 @@ func (c Config) Validate() error {
 			add("mtls.identities[%d].principal %q is reserved; map certificates to principals created with iam create-principal", i, id.Principal)
 		}
 	}
-	if c.Seal.Type != "file" {
-		add("seal.type %q is not supported (supported: file)", c.Seal.Type)
+	if c.Seal.Type != "file" && c.Seal.Type != "shamir" {
+		add("seal.type %q is not supported (supported: file, shamir)", c.Seal.Type)
 	}
 	if c.Seal.Type == "file" && c.Seal.KeyFile == "" {
 		add("seal.key_file is required for the file seal")
@@ -521,6 +523,7 @@ var settings = []setting{
 	{"region", "COFFER_REGION", "region name used in ARNs", str(func(c *Config) *string { return &c.Region })},
 	{"account-id", "COFFER_ACCOUNT_ID", "12-digit account id used in ARNs", str(func(c *Config) *string { return &c.AccountID })},
 	{"seal-key-file", "COFFER_SEAL_KEY_FILE", "root key file (file seal)", str(func(c *Config) *string { return &c.Seal.KeyFile })},
+	{"seal-type", "COFFER_SEAL_TYPE", "how the root key is released: file or shamir (key shares, coffer operator unseal)", str(func(c *Config) *string { return &c.Seal.Type })},
 	{"raft-addr", "COFFER_RAFT_ADDR", "Raft listen address", str(func(c *Config) *string { return &c.Raft.BindAddr })},
 	{"raft-advertise-addr", "COFFER_RAFT_ADVERTISE_ADDR", "Raft address peers dial", str(func(c *Config) *string { return &c.Raft.AdvertiseAddr })},
 	{"bootstrap", "COFFER_BOOTSTRAP", "start a new region of this node alone when there is no Raft state (not with --join)", boolean(func(c *Config) *bool { return &c.Raft.Bootstrap })},

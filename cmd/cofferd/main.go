@@ -28,6 +28,8 @@ Usage:
   cofferd server [--config FILE] [flags]   run a node (flags and COFFER_* env override the file)
   cofferd dev [flags]                      run a throw-away local node, no files needed
   cofferd keygen FILE                      write a new root key file (mode 0600) for the file seal
+  cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]
+                                           make a Shamir seal: print the key shares, write DIR/seal.json
   cofferd ca create DIR                    create a region's cluster CA and gossip key
   cofferd ca issue --ca-dir DIR --node-id ID [--host H]... --out-dir DIR
                                            issue a node's cluster certificate
@@ -54,6 +56,8 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 		err = runDev(ctx, args[1:], stdout, stderr, getenv)
 	case "keygen":
 		err = runKeygen(args[1:], stdout)
+	case "operator":
+		err = runOperator(args[1:], stdout, stderr)
 	case "ca":
 		err = runCA(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

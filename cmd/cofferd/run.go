@@ -35,12 +35,17 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 	if err != nil {
 		return node.Options{}, err
 	}
-	root, err := kms.FileSeal{Path: cfg.Seal.KeyFile}.RootKey()
-	if errors.Is(err, fs.ErrNotExist) {
-		return node.Options{}, fmt.Errorf("unseal: no root key at %s; create one with `cofferd keygen %s` (and back it up): %w", cfg.Seal.KeyFile, cfg.Seal.KeyFile, err)
-	}
-	if err != nil {
-		return node.Options{}, fmt.Errorf("unseal: %w", err)
+	// The Shamir seal's root key arrives later, share by share
+	// (serveWith, awaitUnseal).
+	var root []byte
+	if cfg.Seal.Type == "file" {
+		root, err = kms.FileSeal{Path: cfg.Seal.KeyFile}.RootKey()
+		if errors.Is(err, fs.ErrNotExist) {
+			return node.Options{}, fmt.Errorf("unseal: no root key at %s; create one with `cofferd keygen %s` (and back it up): %w", cfg.Seal.KeyFile, cfg.Seal.KeyFile, err)
+		}
+		if err != nil {
+			return node.Options{}, fmt.Errorf("unseal: %w", err)
+		}
 	}
 	rc := cfg.raftConfig(log)
 	if rc.TLS, err = clusterTLS(cfg, log); err != nil {
@@ -185,6 +190,17 @@ func serveWith(ctx context.Context, cfg Config, log *slog.Logger, adjust func(*n
 	}
 	if adjust != nil {
 		adjust(&opts)
+	}
+	if cfg.Seal.Type == "shamir" {
+		if err := node.CheckListener("gRPC", opts.GRPCAddr, opts.GRPCTLS != nil, opts.InsecurePlaintext); err != nil {
+			return err // key shares never cross a network in the clear
+		}
+		if opts.RootKey, err = awaitUnseal(ctx, cfg.DataDir, opts.GRPCAddr, opts.GRPCTLS, log); err != nil {
+			if ctx.Err() != nil {
+				return nil
+			}
+			return err
+		}
 	}
 	n, err := node.Start(opts)
 	clear(opts.RootKey)

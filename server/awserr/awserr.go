@@ -51,6 +51,16 @@ const (
 	// InvalidAction is the STS Query protocol's answer to an Action it does
 	// not serve.
 	InvalidAction = "InvalidAction"
+
+	// AWS KMS's own error types (TrentService), for the key operations.
+	KMSNotFound         = "NotFoundException"
+	KMSAlreadyExists    = "AlreadyExistsException"
+	KMSDisabled         = "DisabledException"
+	KMSInvalidState     = "KMSInvalidStateException"
+	KMSInvalidArn       = "InvalidArnException"
+	KMSInvalidAliasName = "InvalidAliasNameException"
+	KMSInvalidMarker    = "InvalidMarkerException"
+	KMSUnsupported      = "UnsupportedOperationException"
 )
 
 // answer is how one type goes on the wire.
@@ -96,6 +106,15 @@ var answers = map[string]answer{
 	Serialization:    {http.StatusBadRequest, codes.Internal, ""},
 	RequestTooLarge:  {http.StatusRequestEntityTooLarge, codes.Internal, ""},
 	InvalidAction:    {http.StatusBadRequest, codes.Internal, ""},
+
+	KMSNotFound:         {http.StatusBadRequest, codes.NotFound, ""},
+	KMSAlreadyExists:    {http.StatusBadRequest, codes.AlreadyExists, ""},
+	KMSDisabled:         {http.StatusBadRequest, codes.FailedPrecondition, ""},
+	KMSInvalidState:     {http.StatusBadRequest, codes.FailedPrecondition, ""},
+	KMSInvalidArn:       {http.StatusBadRequest, codes.InvalidArgument, ""},
+	KMSInvalidAliasName: {http.StatusBadRequest, codes.InvalidArgument, ""},
+	KMSInvalidMarker:    {http.StatusBadRequest, codes.InvalidArgument, ""},
+	KMSUnsupported:      {http.StatusBadRequest, codes.Unimplemented, ""},
 }
 
 // HTTPStatus is the HTTP status the AWS protocols answer typ with.

@@ -40,6 +40,14 @@ var memberNameExceptions = map[protoreflect.Name]string{
 	"rotation_lambda_arn": "RotationLambdaARN",
 }
 
+// fieldNameExceptions are single fields whose AWS member name differs
+// from both PascalCase and memberNameExceptions (KMS spells its key ARN
+// "Arn", and its account "AWSAccountId").
+var fieldNameExceptions = map[protoreflect.FullName]string{
+	"coffer.v1.KeyMetadata.arn":            "Arn",
+	"coffer.v1.KeyMetadata.aws_account_id": "AWSAccountId",
+}
+
 // alwaysEmitted are response members AWS sends even when empty or false.
 // Callers that index the response (boto3's resp["SecretList"]) depend on
 // them; typed SDKs do not care either way.
@@ -50,6 +58,12 @@ var alwaysEmitted = map[protoreflect.FullName]bool{
 	"coffer.v1.BatchGetSecretValueResponse.errors":                      true,
 	"coffer.v1.ValidateResourcePolicyResponse.policy_validation_passed": true,
 	"coffer.v1.ValidateResourcePolicyResponse.validation_errors":        true,
+	"coffer.v1.ListKeysResponse.keys":                                   true,
+	"coffer.v1.ListKeysResponse.truncated":                              true,
+	"coffer.v1.ListAliasesResponse.aliases":                             true,
+	"coffer.v1.ListAliasesResponse.truncated":                           true,
+	"coffer.v1.KeyMetadata.enabled":                                     true,
+	"coffer.v1.GetKeyRotationStatusResponse.key_rotation_enabled":       true,
 }
 
 var (
@@ -59,6 +73,9 @@ var (
 
 // memberName is the AWS JSON member name of a proto field.
 func memberName(fd protoreflect.FieldDescriptor) string {
+	if n, ok := fieldNameExceptions[fd.FullName()]; ok {
+		return n
+	}
 	if n, ok := memberNameExceptions[fd.Name()]; ok {
 		return n
 	}

@@ -25,6 +25,8 @@ import (
 const (
 	// TargetPrefix is the X-Amz-Target prefix of every Secrets Manager operation.
 	TargetPrefix = "secretsmanager."
+	// KMSTargetPrefix is the X-Amz-Target prefix of every AWS KMS operation.
+	KMSTargetPrefix = "TrentService."
 	// ContentType is the media type of every response.
 	ContentType = "application/x-amz-json-1.1"
 	// RequestIDHeader carries the request id, spelled as AWS spells it.
@@ -57,6 +59,9 @@ type Authenticator interface {
 type Handler struct {
 	// Service answers the operations; it is the same service the gRPC API serves.
 	Service cofferv1.SecretsManagerServiceServer
+	// Keys, when set, makes this the AWS KMS handler instead: it answers
+	// TrentService.* operations with the KeyService (and Service is unused).
+	Keys cofferv1.KeyServiceServer
 	// Auth authenticates every request. A Handler without one refuses all
 	// requests: it never serves unauthenticated callers by accident.
 	Auth Authenticator
@@ -132,9 +137,13 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 	call := server.Call{Protocol: "aws", SourceAddr: r.RemoteAddr,
 		Caller: server.Caller{SourceIP: server.HostOf(r.RemoteAddr), SecureTransport: r.TLS != nil}}
-	if name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), TargetPrefix); ok {
-		if _, known := operations[name]; known {
-			call.Operation, call.Action = name, server.SecretAction(name)
+	prefix, ops, actionOf, serviceName := TargetPrefix, operations, server.SecretAction, "Secrets Manager"
+	if h.Keys != nil {
+		prefix, ops, actionOf, serviceName = KMSTargetPrefix, kmsOperations, server.KeyAction, "KMS"
+	}
+	if name, ok := strings.CutPrefix(r.Header.Get("X-Amz-Target"), prefix); ok {
+		if _, known := ops[name]; known {
+			call.Operation, call.Action = name, actionOf(name)
 		}
 	}
 	// A starting node answers 503 before it authenticates: it may not have
@@ -193,13 +202,13 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 	ctx = server.WithPrincipal(ctx, principal)
 
 	target := r.Header.Get("X-Amz-Target")
-	name, ok := strings.CutPrefix(target, TargetPrefix)
-	op, known := operations[name]
+	name, ok := strings.CutPrefix(target, prefix)
+	op, known := ops[name]
 	if !ok || !known {
 		if target == "" {
 			refuse(0, apiError(TypeUnknownOperation, "The X-Amz-Target header is missing; it names the operation, as in secretsmanager.GetSecretValue."))
 		} else {
-			refuse(0, apiError(TypeUnknownOperation, "%s is not a Secrets Manager operation.", truncate(target)))
+			refuse(0, apiError(TypeUnknownOperation, "%s is not a %s operation.", truncate(target), serviceName))
 		}
 		return
 	}
@@ -233,7 +242,7 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 	// The audit record is written before the response: if it cannot be,
 	// the caller gets an error and the value never leaves the node. A
 	// panic is recorded too, then recovered by ServeHTTP.
-	out, err := audit.Serve(func() (proto.Message, error) { return op.invoke(ctx, h.Service, in) })
+	out, err := audit.Serve(func() (proto.Message, error) { return op.invoke(ctx, h, in) })
 	if idx := server.AnsweredIndex(ctx); idx > 0 {
 		x.w.Header().Set(server.IndexHeader, strconv.FormatUint(idx, 10))
 	}

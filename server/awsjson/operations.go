@@ -13,21 +13,62 @@ import (
 // service method answers it.
 type operation struct {
 	newInput func() proto.Message
-	invoke   func(ctx context.Context, svc cofferv1.SecretsManagerServiceServer, in proto.Message) (proto.Message, error)
+	invoke   func(ctx context.Context, h *Handler, in proto.Message) (proto.Message, error)
 }
 
 // bind adapts a service method (as a method expression) to an operation.
 func bind[Req, Resp proto.Message](newInput func() Req, method func(cofferv1.SecretsManagerServiceServer, context.Context, Req) (Resp, error)) operation {
 	return operation{
 		newInput: func() proto.Message { return newInput() },
-		invoke: func(ctx context.Context, svc cofferv1.SecretsManagerServiceServer, in proto.Message) (proto.Message, error) {
-			out, err := method(svc, ctx, in.(Req))
+		invoke: func(ctx context.Context, h *Handler, in proto.Message) (proto.Message, error) {
+			out, err := method(h.Service, ctx, in.(Req))
 			if err != nil {
 				return nil, err
 			}
 			return out, nil
 		},
 	}
+}
+
+// bindKMS adapts a KeyService method to an operation.
+func bindKMS[Req, Resp proto.Message](method func(cofferv1.KeyServiceServer, context.Context, Req) (Resp, error)) operation {
+	return operation{
+		newInput: func() proto.Message {
+			var zero Req
+			return zero.ProtoReflect().New().Interface()
+		},
+		invoke: func(ctx context.Context, h *Handler, in proto.Message) (proto.Message, error) {
+			out, err := method(h.Keys, ctx, in.(Req))
+			if err != nil {
+				return nil, err
+			}
+			return out, nil
+		},
+	}
+}
+
+type keys = cofferv1.KeyServiceServer
+
+// kmsOperations maps the X-Amz-Target operation name of AWS KMS
+// (TrentService.<Operation>) to the KeyService method.
+var kmsOperations = map[string]operation{
+	"CreateKey":            bindKMS(keys.CreateKey),
+	"DescribeKey":          bindKMS(keys.DescribeKey),
+	"ListKeys":             bindKMS(keys.ListKeys),
+	"CreateAlias":          bindKMS(keys.CreateAlias),
+	"ListAliases":          bindKMS(keys.ListAliases),
+	"UpdateAlias":          bindKMS(keys.UpdateAlias),
+	"DeleteAlias":          bindKMS(keys.DeleteAlias),
+	"EnableKey":            bindKMS(keys.EnableKey),
+	"DisableKey":           bindKMS(keys.DisableKey),
+	"ScheduleKeyDeletion":  bindKMS(keys.ScheduleKeyDeletion),
+	"CancelKeyDeletion":    bindKMS(keys.CancelKeyDeletion),
+	"EnableKeyRotation":    bindKMS(keys.EnableKeyRotation),
+	"DisableKeyRotation":   bindKMS(keys.DisableKeyRotation),
+	"GetKeyRotationStatus": bindKMS(keys.GetKeyRotationStatus),
+	"RotateKeyOnDemand":    bindKMS(keys.RotateKeyOnDemand),
+	"GetKeyPolicy":         bindKMS(keys.GetKeyPolicy),
+	"PutKeyPolicy":         bindKMS(keys.PutKeyPolicy),
 }
 
 type service = cofferv1.SecretsManagerServiceServer

@@ -7,12 +7,15 @@ import (
 	"encoding/hex"
 	"fmt"
 	"runtime"
+	"slices"
 	"strconv"
 	"strings"
 	"time"
 
-	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	"google.golang.org/protobuf/proto"
 	"google.golang.org/protobuf/types/known/timestamppb"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 )
 
 // DefaultKeyAlias is the alias of the key that protects secrets created
@@ -22,6 +25,13 @@ const DefaultKeyAlias = "alias/coffer/default"
 // AWSManagedKeyAlias is accepted as a synonym of the default key, because AWS
 // users write it.
 const AWSManagedKeyAlias = "alias/aws/secretsmanager"
+
+// WrapLimit is how many values one version of a KMS key wraps before the
+// region gives the key new material: half of the 2^32 messages AES-GCM
+// with random 96-bit nonces may seal under one key (NIST SP 800-38D), so
+// that the writes proposed between two checks of the count can never
+// reach the bound.
+const WrapLimit = 1 << 31
 
 // keySize is the size of KMS key material, data keys and the fingerprint key
 // in bytes (AES-256, HMAC-SHA256).
@@ -90,6 +100,10 @@ type Keyring struct {
 	// HMAC (an HMAC is not safe for concurrent use).
 	fingerprintKey []byte
 	region         *lockedRegion
+	// records are the keys' stored records (state, policy, rotation),
+	// without their sealed material; never changed after Open.
+	records  map[string]*storagev1.KmsKey
+	revision uint64
 }
 
 // kmsKey is one unsealed KMS key: its versions' material, in the keyring's
@@ -137,9 +151,11 @@ func Open(root []byte, rec *storagev1.Keyring, mode LockMode) (*Keyring, error) 
 		return nil, err
 	}
 	k := &Keyring{
-		keys:    make(map[string]*kmsKey, len(rec.GetKeys())),
-		aliases: make(map[string]string),
-		region:  region,
+		keys:     make(map[string]*kmsKey, len(rec.GetKeys())),
+		aliases:  make(map[string]string),
+		region:   region,
+		records:  make(map[string]*storagev1.KmsKey, len(rec.GetKeys())),
+		revision: rec.GetRevision(),
 	}
 	if err := k.load(rootAEAD, rec); err != nil {
 		region.free()
@@ -238,7 +254,54 @@ func (k *Keyring) addKey(rootAEAD cipher.AEAD, rec *storagev1.KmsKey, next func(
 		return fmt.Errorf("%w: key %s: primary version %d does not exist", ErrInvalidKeyring, id, key.primary)
 	}
 	k.keys[id] = key
+	meta := proto.CloneOf(rec)
+	for _, v := range meta.GetVersions() {
+		v.SealedMaterial = nil
+	}
+	k.records[id] = meta
 	return nil
+}
+
+// Revision is the stored keyring's revision this Keyring was opened at.
+func (k *Keyring) Revision() uint64 { return k.revision }
+
+// Key returns the record of key id (its state, aliases, policy and
+// rotation settings, without material), or nil. The caller must not
+// change it.
+func (k *Keyring) Key(id string) *storagev1.KmsKey { return k.records[id] }
+
+// Keys returns the records of every key, ordered by creation date then
+// id. The caller must not change them.
+func (k *Keyring) Keys() []*storagev1.KmsKey {
+	out := make([]*storagev1.KmsKey, 0, len(k.records))
+	for _, r := range k.records {
+		out = append(out, r)
+	}
+	slices.SortFunc(out, func(a, b *storagev1.KmsKey) int {
+		if c := a.GetCreatedDate().AsTime().Compare(b.GetCreatedDate().AsTime()); c != 0 {
+			return c
+		}
+		return strings.Compare(a.GetKeyId(), b.GetKeyId())
+	})
+	return out
+}
+
+// NewKeyID returns a fresh key id: a random UUID, as KMS key ids are.
+func NewKeyID() string { return newKeyID() }
+
+// NewKeyVersion makes version of key keyID: 32 random bytes sealed under
+// root. CreateKey proposes version 1; a rotation proposes the next one.
+func NewKeyVersion(root []byte, keyID string, version uint32) (*storagev1.KmsKeyVersion, error) {
+	rootAEAD, err := newAEAD(root)
+	if err != nil {
+		return nil, fmt.Errorf("%w: root key: %w", ErrSealed, err)
+	}
+	material := randomKey()
+	defer clear(material)
+	return &storagev1.KmsKeyVersion{
+		Version:        version,
+		SealedMaterial: rootAEAD.Seal(nil, nil, material, keyMaterialAD(keyID, version)),
+	}, nil
 }
 
 // DefaultKeyID returns the key id of the DefaultKeyAlias key.

@@ -2,16 +2,24 @@ package e2e
 
 import (
 	"bytes"
+	"crypto/aes"
+	"crypto/cipher"
 	"encoding/base64"
+	"encoding/binary"
 	"encoding/hex"
 	"fmt"
 	"io/fs"
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
 	"testing"
 	"time"
 
+	bolt "go.etcd.io/bbolt"
+	"google.golang.org/protobuf/proto"
+
+	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/test/wait"
 )
@@ -85,6 +93,25 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		return nil
 	})
 
+	// A customer KMS key, rotated, protecting a secret: its material (both
+	// versions) must appear nowhere either. The errors and log lines key
+	// operations produce are in the log searched below.
+	keysAPI := cofferv1.NewKeyServiceClient(n.conn)
+	cmk := must(keysAPI.CreateKey(ctx, &cofferv1.CreateKeyRequest{Description: "canary key"}))(t)
+	cmkID := cmk.GetKeyMetadata().GetKeyId()
+	must(keysAPI.CreateAlias(ctx, &cofferv1.CreateAliasRequest{AliasName: "alias/canary", TargetKeyId: cmkID}))(t)
+	must(sm.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "e2e/rest/cmk", ClientRequestToken: newToken(t), SecretString: ptr("cmk " + canary), KmsKeyId: "alias/canary"}))(t)
+	must(keysAPI.RotateKeyOnDemand(ctx, &cofferv1.RotateKeyOnDemandRequest{KeyId: cmkID}))(t)
+	must(sm.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: "e2e/rest/cmk", ClientRequestToken: newToken(t), SecretString: ptr("cmk2 " + canary)}))(t)
+	must(keysAPI.DisableKey(ctx, &cofferv1.DisableKeyRequest{KeyId: cmkID}))(t)
+	if _, err := sm.GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: "e2e/rest/cmk"}); err == nil {
+		t.Error("a secret under a disabled key was read")
+	}
+	must(keysAPI.EnableKey(ctx, &cofferv1.EnableKeyRequest{KeyId: cmkID}))(t)
+	if got := string(read(&cofferv1.GetSecretValueRequest{SecretId: "e2e/rest/cmk"})); got != "cmk2 "+canary {
+		t.Errorf("the secret under the customer key reads %q", got)
+	}
+
 	// A snapshot taken after the writes holds this marker, which is stored
 	// in plain text (a description is metadata, not a value); finding it
 	// proves the snapshot search reads what the state holds.
@@ -112,6 +139,17 @@ func TestNoPlaintextAtRest(t *testing.T) {
 		"the root key in base64":     []byte(base64.RawStdEncoding.EncodeToString(rootKey)),
 		"the root key in URL base64": []byte(base64.RawURLEncoding.EncodeToString(rootKey)),
 		"the root key in hex":        []byte(hex.EncodeToString(rootKey)),
+	}
+	for name, material := range keyMaterial(t, filepath.Join(n.dataDir, "state.db"), rootKey) {
+		if len(material) != 32 {
+			t.Fatalf("%s is %d bytes", name, len(material))
+		}
+		needles[name] = material
+		needles[name+" in base64"] = []byte(base64.RawStdEncoding.EncodeToString(material))
+		needles[name+" in hex"] = []byte(hex.EncodeToString(material))
+	}
+	if len(needles) < 7+3*4 {
+		t.Fatalf("found too little key material to search for: %d needles", len(needles))
 	}
 	for i, v := range values {
 		needles[fmt.Sprintf("value %d in base64", i)] = []byte(base64.StdEncoding.EncodeToString(v))
@@ -183,4 +221,55 @@ func readRootKey(t *testing.T, path string) []byte {
 		t.Fatalf("key file %s does not hold base64 of 32 bytes (%d bytes, %v)", path, len(key), err)
 	}
 	return key
+}
+
+// keyMaterial unseals, with the root key, every KMS key version's material
+// and the fingerprint key stored in the state database at path (read-only,
+// after the node stopped), as the layout in storage/kms/DESIGN.md says:
+// AES-256-GCM, nonce first, associated data a domain and fields each
+// prefixed by its big-endian uint64 length.
+func keyMaterial(t *testing.T, path string, root []byte) map[string][]byte {
+	t.Helper()
+	db, err := bolt.Open(path, 0o600, &bolt.Options{ReadOnly: true, Timeout: 10 * time.Second})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer db.Close()
+	var rec storagev1.Keyring
+	if err := db.View(func(tx *bolt.Tx) error {
+		return proto.Unmarshal(tx.Bucket([]byte("meta")).Get([]byte("keyring")), &rec)
+	}); err != nil {
+		t.Fatal(err)
+	}
+	block, err := aes.NewCipher(root)
+	if err != nil {
+		t.Fatal(err)
+	}
+	gcm, err := cipher.NewGCM(block)
+	if err != nil {
+		t.Fatal(err)
+	}
+	ad := func(parts ...string) []byte {
+		var out []byte
+		for _, p := range parts {
+			out = binary.BigEndian.AppendUint64(out, uint64(len(p)))
+			out = append(out, p...)
+		}
+		return out
+	}
+	open := func(sealed, ad []byte) []byte {
+		plain, err := gcm.Open(nil, sealed[:12], sealed[12:], ad)
+		if err != nil {
+			t.Fatalf("unsealing stored key material with the root key: %v", err)
+		}
+		return plain
+	}
+	out := map[string][]byte{"the fingerprint key": open(rec.GetSealedFingerprintKey(), ad("coffer/kms/v1/fingerprint-key"))}
+	for _, k := range rec.GetKeys() {
+		for _, v := range k.GetVersions() {
+			n := strconv.FormatUint(uint64(v.GetVersion()), 10)
+			out["key "+k.GetKeyId()+" version "+n] = open(v.GetSealedMaterial(), ad("coffer/kms/v1/key-material", k.GetKeyId(), n))
+		}
+	}
+	return out
 }

@@ -93,6 +93,9 @@ type node struct {
 	raftAddr   string
 	opts       nodeOptions
 
+	// shares are the shamir seal's key shares (withShamir).
+	shares []string
+
 	proc   *exec.Cmd
 	exited chan struct{} // closed once proc has been waited for
 	conn   *grpc.ClientConn
@@ -109,6 +112,11 @@ type nodeOptions struct {
 	// accessFlushInterval replaces the default 200ms between flushes of
 	// last-accessed days.
 	accessFlushInterval time.Duration
+	// onSealed, when set, makes the node use the shamir seal
+	// (`cofferd operator init` runs first; its shares are in node.shares)
+	// and is called at each start once the node answers sealed; it must
+	// unseal it.
+	onSealed func(n *node)
 }
 
 type nodeOption func(*nodeOptions)
@@ -139,9 +147,23 @@ func startNode(t *testing.T, dir string, opts ...nodeOption) *node {
 	for _, o := range opts {
 		o(&n.opts)
 	}
-	if _, err := os.Stat(n.keyFile); errors.Is(err, os.ErrNotExist) {
+	if _, err := os.Stat(n.keyFile); errors.Is(err, os.ErrNotExist) && n.opts.onSealed == nil {
 		if out, err := exec.Command(bin.cofferd, "keygen", n.keyFile).CombinedOutput(); err != nil {
 			t.Fatalf("cofferd keygen: %v\n%s", err, out)
+		}
+	}
+	if n.opts.onSealed != nil {
+		out, err := exec.Command(bin.cofferd, "operator", "init", "--data-dir", n.dataDir, "--shares", "5", "--threshold", "3").CombinedOutput()
+		if err != nil {
+			t.Fatalf("cofferd operator init: %v\n%s", err, out)
+		}
+		for _, line := range strings.Split(string(out), "\n") {
+			if _, share, ok := strings.Cut(line, ": "); ok && strings.HasPrefix(line, "share ") {
+				n.shares = append(n.shares, share)
+			}
+		}
+		if len(n.shares) != 5 {
+			t.Fatalf("cofferd operator init printed %d shares, want 5:\n%s", len(n.shares), out)
 		}
 	}
 	t.Cleanup(func() {
@@ -179,7 +201,11 @@ func (n *node) writeConfig() {
 	fmt.Fprintf(&b, "aws_addr: %s\n", q(n.awsAddr))
 	fmt.Fprintf(&b, "region: %s\n", testRegion)
 	fmt.Fprintf(&b, "account_id: %s\n", q(testAccount))
-	fmt.Fprintf(&b, "seal:\n  type: file\n  key_file: %s\n", q(n.keyFile))
+	if n.opts.onSealed != nil {
+		fmt.Fprintf(&b, "seal:\n  type: shamir\n")
+	} else {
+		fmt.Fprintf(&b, "seal:\n  type: file\n  key_file: %s\n", q(n.keyFile))
+	}
 	fmt.Fprintf(&b, "raft:\n  bind_addr: %s\n  bootstrap: true\n", q(n.raftAddr))
 	// A lone voter elects itself after one heartbeat timeout; keep it short.
 	fmt.Fprintf(&b, "  heartbeat_timeout: 300ms\n  election_timeout: 300ms\n  leader_lease_timeout: 150ms\n")
@@ -237,6 +263,7 @@ func (n *node) launch() error {
 	n.conn, n.sm = conn, cofferv1.NewSecretsManagerServiceClient(conn)
 
 	health := healthpb.NewHealthClient(conn)
+	unsealed := n.opts.onSealed == nil
 	deadline := time.Now().Add(startTimeout)
 	tick := time.NewTicker(20 * time.Millisecond)
 	defer tick.Stop()
@@ -247,6 +274,12 @@ func (n *node) launch() error {
 			n.conn = nil
 			return fmt.Errorf("cofferd exited with %v before serving; log:\n%s", cmd.ProcessState, tail(n.readLog(), 20))
 		default:
+		}
+		if !unsealed {
+			if st, err := cofferv1.NewSealServiceClient(conn).SealStatus(n.t.Context(), &cofferv1.SealStatusRequest{}); err == nil && st.GetSealed() {
+				unsealed = true
+				n.opts.onSealed(n)
+			}
 		}
 		// Both the server's and the service's health entries must say SERVING.
 		status, err := servingStatus(health, "", cofferv1.SecretsManagerService_ServiceDesc.ServiceName)

@@ -64,6 +64,10 @@ type Command struct {
 	//	*Command_CancelRotation
 	//	*Command_RegisterRotationFunction
 	//	*Command_DeregisterRotationFunction
+	//	*Command_CreateKmsKey
+	//	*Command_UpdateKmsKey
+	//	*Command_SetKmsAlias
+	//	*Command_DeleteKmsKey
 	//	*Command_SetReplicas
 	//	*Command_ApplyReplicaChanges
 	//	*Command_AckFeed
@@ -375,6 +379,42 @@ func (x *Command) GetDeregisterRotationFunction() *DeregisterRotationFunction {
 	return nil
 }
 
+func (x *Command) GetCreateKmsKey() *CreateKmsKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateKmsKey); ok {
+			return x.CreateKmsKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateKmsKey() *UpdateKmsKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UpdateKmsKey); ok {
+			return x.UpdateKmsKey
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetKmsAlias() *SetKmsAlias {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetKmsAlias); ok {
+			return x.SetKmsAlias
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteKmsKey() *DeleteKmsKey {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteKmsKey); ok {
+			return x.DeleteKmsKey
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetSetReplicas() *SetReplicas {
 	if x != nil {
 		if x, ok := x.Op.(*Command_SetReplicas); ok {
@@ -610,6 +650,26 @@ type Command_DeregisterRotationFunction struct {
 	DeregisterRotationFunction *DeregisterRotationFunction `protobuf:"bytes,75,opt,name=deregister_rotation_function,json=deregisterRotationFunction,proto3,oneof"`
 }
 
+type Command_CreateKmsKey struct {
+	// create_kms_key adds a customer KMS key to the keyring.
+	CreateKmsKey *CreateKmsKey `protobuf:"bytes,80,opt,name=create_kms_key,json=createKmsKey,proto3,oneof"`
+}
+
+type Command_UpdateKmsKey struct {
+	// update_kms_key changes a KMS key's state, policy, rotation or material.
+	UpdateKmsKey *UpdateKmsKey `protobuf:"bytes,81,opt,name=update_kms_key,json=updateKmsKey,proto3,oneof"`
+}
+
+type Command_SetKmsAlias struct {
+	// set_kms_alias creates, moves or deletes an alias.
+	SetKmsAlias *SetKmsAlias `protobuf:"bytes,82,opt,name=set_kms_alias,json=setKmsAlias,proto3,oneof"`
+}
+
+type Command_DeleteKmsKey struct {
+	// delete_kms_key deletes a key whose deletion date has passed.
+	DeleteKmsKey *DeleteKmsKey `protobuf:"bytes,83,opt,name=delete_kms_key,json=deleteKmsKey,proto3,oneof"`
+}
+
 type Command_SetReplicas struct {
 	// set_replicas adds or removes a primary secret's replica regions.
 	SetReplicas *SetReplicas `protobuf:"bytes,30,opt,name=set_replicas,json=setReplicas,proto3,oneof"`
@@ -716,6 +776,14 @@ func (*Command_CancelRotation) isCommand_Op() {}
 func (*Command_RegisterRotationFunction) isCommand_Op() {}
 
 func (*Command_DeregisterRotationFunction) isCommand_Op() {}
+
+func (*Command_CreateKmsKey) isCommand_Op() {}
+
+func (*Command_UpdateKmsKey) isCommand_Op() {}
+
+func (*Command_SetKmsAlias) isCommand_Op() {}
+
+func (*Command_DeleteKmsKey) isCommand_Op() {}
 
 func (*Command_SetReplicas) isCommand_Op() {}
 
@@ -1100,7 +1168,11 @@ type UpdateSecret struct {
 	// kms_key_id replaces the key for new versions when set.
 	KmsKeyId *string `protobuf:"bytes,3,opt,name=kms_key_id,json=kmsKeyId,proto3,oneof" json:"kms_key_id,omitempty"`
 	// version is a new AWSCURRENT version, when a value was given.
-	Version       *NewVersion `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	Version *NewVersion `protobuf:"bytes,4,opt,name=version,proto3" json:"version,omitempty"`
+	// reencrypted are existing versions (AWSCURRENT, AWSPENDING and
+	// AWSPREVIOUS) sealed again under the new kms_key_id; each replaces the
+	// stored value of the version it names, if that version still exists.
+	Reencrypted   []*NewVersion `protobuf:"bytes,5,rep,name=reencrypted,proto3" json:"reencrypted,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1159,6 +1231,13 @@ func (x *UpdateSecret) GetKmsKeyId() string {
 func (x *UpdateSecret) GetVersion() *NewVersion {
 	if x != nil {
 		return x.Version
+	}
+	return nil
+}
+
+func (x *UpdateSecret) GetReencrypted() []*NewVersion {
+	if x != nil {
+		return x.Reencrypted
 	}
 	return nil
 }
@@ -3280,11 +3359,305 @@ func (*CheckState) Descriptor() ([]byte, []int) {
 	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{43}
 }
 
+// CreateKmsKey adds a customer KMS key, its first material sealed under the
+// root key by the proposer.
+type CreateKmsKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key is the new key.
+	Key           *v1.KmsKey `protobuf:"bytes,1,opt,name=key,proto3" json:"key,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateKmsKey) Reset() {
+	*x = CreateKmsKey{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateKmsKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateKmsKey) ProtoMessage() {}
+
+func (x *CreateKmsKey) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateKmsKey.ProtoReflect.Descriptor instead.
+func (*CreateKmsKey) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{44}
+}
+
+func (x *CreateKmsKey) GetKey() *v1.KmsKey {
+	if x != nil {
+		return x.Key
+	}
+	return nil
+}
+
+// UpdateKmsKey changes one KMS key. Unset fields are left as they are.
+type UpdateKmsKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_id is the key to change.
+	KeyId string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// disabled sets whether the key is disabled.
+	Disabled *bool `protobuf:"varint,2,opt,name=disabled,proto3,oneof" json:"disabled,omitempty"`
+	// deletion_date schedules the key's deletion.
+	DeletionDate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=deletion_date,json=deletionDate,proto3" json:"deletion_date,omitempty"`
+	// cancel_deletion cancels a scheduled deletion (the key stays disabled).
+	CancelDeletion bool `protobuf:"varint,4,opt,name=cancel_deletion,json=cancelDeletion,proto3" json:"cancel_deletion,omitempty"`
+	// policy replaces the key policy.
+	Policy *string `protobuf:"bytes,5,opt,name=policy,proto3,oneof" json:"policy,omitempty"`
+	// rotation_enabled turns automatic rotation on or off.
+	RotationEnabled *bool `protobuf:"varint,6,opt,name=rotation_enabled,json=rotationEnabled,proto3,oneof" json:"rotation_enabled,omitempty"`
+	// rotation_period_days sets the rotation period.
+	RotationPeriodDays *uint32 `protobuf:"varint,7,opt,name=rotation_period_days,json=rotationPeriodDays,proto3,oneof" json:"rotation_period_days,omitempty"`
+	// next_rotation_date sets when the key rotates next.
+	NextRotationDate *timestamppb.Timestamp `protobuf:"bytes,8,opt,name=next_rotation_date,json=nextRotationDate,proto3" json:"next_rotation_date,omitempty"`
+	// new_version is new material, sealed under the root key, that becomes
+	// the primary version; its number must be one more than the highest.
+	NewVersion *v1.KmsKeyVersion `protobuf:"bytes,9,opt,name=new_version,json=newVersion,proto3" json:"new_version,omitempty"`
+	// on_demand marks new_version as made by RotateKeyOnDemand.
+	OnDemand bool `protobuf:"varint,10,opt,name=on_demand,json=onDemand,proto3" json:"on_demand,omitempty"`
+	// require_enabled refuses the change unless the key is enabled (rotation).
+	RequireEnabled bool `protobuf:"varint,11,opt,name=require_enabled,json=requireEnabled,proto3" json:"require_enabled,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateKmsKey) Reset() {
+	*x = UpdateKmsKey{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateKmsKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateKmsKey) ProtoMessage() {}
+
+func (x *UpdateKmsKey) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateKmsKey.ProtoReflect.Descriptor instead.
+func (*UpdateKmsKey) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *UpdateKmsKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *UpdateKmsKey) GetDisabled() bool {
+	if x != nil && x.Disabled != nil {
+		return *x.Disabled
+	}
+	return false
+}
+
+func (x *UpdateKmsKey) GetDeletionDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeletionDate
+	}
+	return nil
+}
+
+func (x *UpdateKmsKey) GetCancelDeletion() bool {
+	if x != nil {
+		return x.CancelDeletion
+	}
+	return false
+}
+
+func (x *UpdateKmsKey) GetPolicy() string {
+	if x != nil && x.Policy != nil {
+		return *x.Policy
+	}
+	return ""
+}
+
+func (x *UpdateKmsKey) GetRotationEnabled() bool {
+	if x != nil && x.RotationEnabled != nil {
+		return *x.RotationEnabled
+	}
+	return false
+}
+
+func (x *UpdateKmsKey) GetRotationPeriodDays() uint32 {
+	if x != nil && x.RotationPeriodDays != nil {
+		return *x.RotationPeriodDays
+	}
+	return 0
+}
+
+func (x *UpdateKmsKey) GetNextRotationDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRotationDate
+	}
+	return nil
+}
+
+func (x *UpdateKmsKey) GetNewVersion() *v1.KmsKeyVersion {
+	if x != nil {
+		return x.NewVersion
+	}
+	return nil
+}
+
+func (x *UpdateKmsKey) GetOnDemand() bool {
+	if x != nil {
+		return x.OnDemand
+	}
+	return false
+}
+
+func (x *UpdateKmsKey) GetRequireEnabled() bool {
+	if x != nil {
+		return x.RequireEnabled
+	}
+	return false
+}
+
+// SetKmsAlias creates, moves or deletes a KMS alias.
+type SetKmsAlias struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// alias is the alias name ("alias/...").
+	Alias string `protobuf:"bytes,1,opt,name=alias,proto3" json:"alias,omitempty"`
+	// key_id is the key it names; empty deletes the alias.
+	KeyId string `protobuf:"bytes,2,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	// create refuses when the alias exists; otherwise it must exist.
+	Create        bool `protobuf:"varint,3,opt,name=create,proto3" json:"create,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetKmsAlias) Reset() {
+	*x = SetKmsAlias{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetKmsAlias) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetKmsAlias) ProtoMessage() {}
+
+func (x *SetKmsAlias) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetKmsAlias.ProtoReflect.Descriptor instead.
+func (*SetKmsAlias) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *SetKmsAlias) GetAlias() string {
+	if x != nil {
+		return x.Alias
+	}
+	return ""
+}
+
+func (x *SetKmsAlias) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
+func (x *SetKmsAlias) GetCreate() bool {
+	if x != nil {
+		return x.Create
+	}
+	return false
+}
+
+// DeleteKmsKey deletes a key pending deletion whose date has passed.
+type DeleteKmsKey struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// key_id is the key to delete.
+	KeyId         string `protobuf:"bytes,1,opt,name=key_id,json=keyId,proto3" json:"key_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteKmsKey) Reset() {
+	*x = DeleteKmsKey{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteKmsKey) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteKmsKey) ProtoMessage() {}
+
+func (x *DeleteKmsKey) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteKmsKey.ProtoReflect.Descriptor instead.
+func (*DeleteKmsKey) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *DeleteKmsKey) GetKeyId() string {
+	if x != nil {
+		return x.KeyId
+	}
+	return ""
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xda\x16\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x18\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -3316,7 +3689,11 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x14record_rotation_step\x18H \x01(\v2\".coffer.raft.v1.RecordRotationStepH\x00R\x12recordRotationStep\x12I\n" +
 	"\x0fcancel_rotation\x18I \x01(\v2\x1e.coffer.raft.v1.CancelRotationH\x00R\x0ecancelRotation\x12h\n" +
 	"\x1aregister_rotation_function\x18J \x01(\v2(.coffer.raft.v1.RegisterRotationFunctionH\x00R\x18registerRotationFunction\x12n\n" +
-	"\x1cderegister_rotation_function\x18K \x01(\v2*.coffer.raft.v1.DeregisterRotationFunctionH\x00R\x1aderegisterRotationFunction\x12@\n" +
+	"\x1cderegister_rotation_function\x18K \x01(\v2*.coffer.raft.v1.DeregisterRotationFunctionH\x00R\x1aderegisterRotationFunction\x12D\n" +
+	"\x0ecreate_kms_key\x18P \x01(\v2\x1c.coffer.raft.v1.CreateKmsKeyH\x00R\fcreateKmsKey\x12D\n" +
+	"\x0eupdate_kms_key\x18Q \x01(\v2\x1c.coffer.raft.v1.UpdateKmsKeyH\x00R\fupdateKmsKey\x12A\n" +
+	"\rset_kms_alias\x18R \x01(\v2\x1b.coffer.raft.v1.SetKmsAliasH\x00R\vsetKmsAlias\x12D\n" +
+	"\x0edelete_kms_key\x18S \x01(\v2\x1c.coffer.raft.v1.DeleteKmsKeyH\x00R\fdeleteKmsKey\x12@\n" +
 	"\fset_replicas\x18\x1e \x01(\v2\x1b.coffer.raft.v1.SetReplicasH\x00R\vsetReplicas\x12Y\n" +
 	"\x15apply_replica_changes\x18\x1f \x01(\v2#.coffer.raft.v1.ApplyReplicaChangesH\x00R\x13applyReplicaChanges\x124\n" +
 	"\back_feed\x18  \x01(\v2\x17.coffer.raft.v1.AckFeedH\x00R\aackFeed\x12I\n" +
@@ -3358,13 +3735,14 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x0ePutSecretValue\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x124\n" +
 	"\aversion\x18\x02 \x01(\v2\x1a.coffer.raft.v1.NewVersionR\aversion\x12%\n" +
-	"\x0eversion_stages\x18\x03 \x03(\tR\rversionStages\"\xbf\x01\n" +
+	"\x0eversion_stages\x18\x03 \x03(\tR\rversionStages\"\xfd\x01\n" +
 	"\fUpdateSecret\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12%\n" +
 	"\vdescription\x18\x02 \x01(\tH\x00R\vdescription\x88\x01\x01\x12!\n" +
 	"\n" +
 	"kms_key_id\x18\x03 \x01(\tH\x01R\bkmsKeyId\x88\x01\x01\x124\n" +
-	"\aversion\x18\x04 \x01(\v2\x1a.coffer.raft.v1.NewVersionR\aversionB\x0e\n" +
+	"\aversion\x18\x04 \x01(\v2\x1a.coffer.raft.v1.NewVersionR\aversion\x12<\n" +
+	"\vreencrypted\x18\x05 \x03(\v2\x1a.coffer.raft.v1.NewVersionR\vreencryptedB\x0e\n" +
 	"\f_descriptionB\r\n" +
 	"\v_kms_key_id\"\xad\x01\n" +
 	"\x12UpdateVersionStage\x12\x10\n" +
@@ -3495,7 +3873,33 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
 	"cluster_id\x18\x01 \x01(\tR\tclusterId\"\f\n" +
 	"\n" +
-	"CheckStateB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"CheckState\";\n" +
+	"\fCreateKmsKey\x12+\n" +
+	"\x03key\x18\x01 \x01(\v2\x19.coffer.storage.v1.KmsKeyR\x03key\"\xcd\x04\n" +
+	"\fUpdateKmsKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x1f\n" +
+	"\bdisabled\x18\x02 \x01(\bH\x00R\bdisabled\x88\x01\x01\x12?\n" +
+	"\rdeletion_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\fdeletionDate\x12'\n" +
+	"\x0fcancel_deletion\x18\x04 \x01(\bR\x0ecancelDeletion\x12\x1b\n" +
+	"\x06policy\x18\x05 \x01(\tH\x01R\x06policy\x88\x01\x01\x12.\n" +
+	"\x10rotation_enabled\x18\x06 \x01(\bH\x02R\x0frotationEnabled\x88\x01\x01\x125\n" +
+	"\x14rotation_period_days\x18\a \x01(\rH\x03R\x12rotationPeriodDays\x88\x01\x01\x12H\n" +
+	"\x12next_rotation_date\x18\b \x01(\v2\x1a.google.protobuf.TimestampR\x10nextRotationDate\x12A\n" +
+	"\vnew_version\x18\t \x01(\v2 .coffer.storage.v1.KmsKeyVersionR\n" +
+	"newVersion\x12\x1b\n" +
+	"\ton_demand\x18\n" +
+	" \x01(\bR\bonDemand\x12'\n" +
+	"\x0frequire_enabled\x18\v \x01(\bR\x0erequireEnabledB\v\n" +
+	"\t_disabledB\t\n" +
+	"\a_policyB\x13\n" +
+	"\x11_rotation_enabledB\x17\n" +
+	"\x15_rotation_period_days\"R\n" +
+	"\vSetKmsAlias\x12\x14\n" +
+	"\x05alias\x18\x01 \x01(\tR\x05alias\x12\x15\n" +
+	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x16\n" +
+	"\x06create\x18\x03 \x01(\bR\x06create\"%\n" +
+	"\fDeleteKmsKey\x12\x15\n" +
+	"\x06key_id\x18\x01 \x01(\tR\x05keyIdB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -3509,7 +3913,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 44)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -3555,18 +3959,24 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*ResetFeed)(nil),                  // 41: coffer.raft.v1.ResetFeed
 	(*InitCluster)(nil),                // 42: coffer.raft.v1.InitCluster
 	(*CheckState)(nil),                 // 43: coffer.raft.v1.CheckState
-	(*timestamppb.Timestamp)(nil),      // 44: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 45: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 46: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 47: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 48: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 49: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 50: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 51: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 52: coffer.storage.v1.RotationFunction
-	(*v1.ReplicaRegionConfig)(nil),     // 53: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),         // 54: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),              // 55: coffer.storage.v1.RegionPeer
+	(*CreateKmsKey)(nil),               // 44: coffer.raft.v1.CreateKmsKey
+	(*UpdateKmsKey)(nil),               // 45: coffer.raft.v1.UpdateKmsKey
+	(*SetKmsAlias)(nil),                // 46: coffer.raft.v1.SetKmsAlias
+	(*DeleteKmsKey)(nil),               // 47: coffer.raft.v1.DeleteKmsKey
+	(*timestamppb.Timestamp)(nil),      // 48: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 49: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 50: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 51: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 52: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 53: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 54: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 55: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 56: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 57: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 58: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 59: coffer.storage.v1.RegionPeer
+	(*v1.KmsKey)(nil),                  // 60: coffer.storage.v1.KmsKey
+	(*v1.KmsKeyVersion)(nil),           // 61: coffer.storage.v1.KmsKeyVersion
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -3598,45 +4008,54 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	29, // 26: coffer.raft.v1.Command.cancel_rotation:type_name -> coffer.raft.v1.CancelRotation
 	30, // 27: coffer.raft.v1.Command.register_rotation_function:type_name -> coffer.raft.v1.RegisterRotationFunction
 	31, // 28: coffer.raft.v1.Command.deregister_rotation_function:type_name -> coffer.raft.v1.DeregisterRotationFunction
-	32, // 29: coffer.raft.v1.Command.set_replicas:type_name -> coffer.raft.v1.SetReplicas
-	33, // 30: coffer.raft.v1.Command.apply_replica_changes:type_name -> coffer.raft.v1.ApplyReplicaChanges
-	34, // 31: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
-	37, // 32: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
-	38, // 33: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
-	39, // 34: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
-	40, // 35: coffer.raft.v1.Command.set_pairing_options:type_name -> coffer.raft.v1.SetPairingOptions
-	41, // 36: coffer.raft.v1.Command.reset_feed:type_name -> coffer.raft.v1.ResetFeed
-	42, // 37: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
-	43, // 38: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
-	44, // 39: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	45, // 40: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	46, // 41: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 42: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	47, // 43: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 44: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 45: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	47, // 46: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 47: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	44, // 48: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	48, // 49: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	49, // 50: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	49, // 51: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	50, // 52: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	51, // 53: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	44, // 54: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	52, // 55: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	53, // 56: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	54, // 57: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	36, // 58: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	35, // 59: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
-	44, // 60: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
-	53, // 61: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	55, // 62: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	63, // [63:63] is the sub-list for method output_type
-	63, // [63:63] is the sub-list for method input_type
-	63, // [63:63] is the sub-list for extension type_name
-	63, // [63:63] is the sub-list for extension extendee
-	0,  // [0:63] is the sub-list for field type_name
+	44, // 29: coffer.raft.v1.Command.create_kms_key:type_name -> coffer.raft.v1.CreateKmsKey
+	45, // 30: coffer.raft.v1.Command.update_kms_key:type_name -> coffer.raft.v1.UpdateKmsKey
+	46, // 31: coffer.raft.v1.Command.set_kms_alias:type_name -> coffer.raft.v1.SetKmsAlias
+	47, // 32: coffer.raft.v1.Command.delete_kms_key:type_name -> coffer.raft.v1.DeleteKmsKey
+	32, // 33: coffer.raft.v1.Command.set_replicas:type_name -> coffer.raft.v1.SetReplicas
+	33, // 34: coffer.raft.v1.Command.apply_replica_changes:type_name -> coffer.raft.v1.ApplyReplicaChanges
+	34, // 35: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
+	37, // 36: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
+	38, // 37: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
+	39, // 38: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
+	40, // 39: coffer.raft.v1.Command.set_pairing_options:type_name -> coffer.raft.v1.SetPairingOptions
+	41, // 40: coffer.raft.v1.Command.reset_feed:type_name -> coffer.raft.v1.ResetFeed
+	42, // 41: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
+	43, // 42: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
+	48, // 43: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	49, // 44: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	50, // 45: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 46: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	51, // 47: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 48: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 49: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 50: coffer.raft.v1.UpdateSecret.reencrypted:type_name -> coffer.raft.v1.NewVersion
+	51, // 51: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 52: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	48, // 53: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	52, // 54: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	53, // 55: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	53, // 56: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	54, // 57: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	55, // 58: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	48, // 59: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	56, // 60: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	57, // 61: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	58, // 62: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 63: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 64: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	48, // 65: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	57, // 66: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	59, // 67: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	60, // 68: coffer.raft.v1.CreateKmsKey.key:type_name -> coffer.storage.v1.KmsKey
+	48, // 69: coffer.raft.v1.UpdateKmsKey.deletion_date:type_name -> google.protobuf.Timestamp
+	48, // 70: coffer.raft.v1.UpdateKmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
+	61, // 71: coffer.raft.v1.UpdateKmsKey.new_version:type_name -> coffer.storage.v1.KmsKeyVersion
+	72, // [72:72] is the sub-list for method output_type
+	72, // [72:72] is the sub-list for method input_type
+	72, // [72:72] is the sub-list for extension type_name
+	72, // [72:72] is the sub-list for extension extendee
+	0,  // [0:72] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -3673,6 +4092,10 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_CancelRotation)(nil),
 		(*Command_RegisterRotationFunction)(nil),
 		(*Command_DeregisterRotationFunction)(nil),
+		(*Command_CreateKmsKey)(nil),
+		(*Command_UpdateKmsKey)(nil),
+		(*Command_SetKmsAlias)(nil),
+		(*Command_DeleteKmsKey)(nil),
 		(*Command_SetReplicas)(nil),
 		(*Command_ApplyReplicaChanges)(nil),
 		(*Command_AckFeed)(nil),
@@ -3685,13 +4108,14 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_CheckState)(nil),
 	}
 	file_coffer_raft_v1_command_proto_msgTypes[6].OneofWrappers = []any{}
+	file_coffer_raft_v1_command_proto_msgTypes[45].OneofWrappers = []any{}
 	type x struct{}
 	out := protoimpl.TypeBuilder{
 		File: protoimpl.DescBuilder{
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   44,
+			NumMessages:   48,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

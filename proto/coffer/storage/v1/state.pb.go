@@ -1118,7 +1118,10 @@ type Keyring struct {
 	// under the root key.
 	SealedFingerprintKey []byte `protobuf:"bytes,2,opt,name=sealed_fingerprint_key,json=sealedFingerprintKey,proto3" json:"sealed_fingerprint_key,omitempty"`
 	// created_date is when the keyring was initialised.
-	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// revision counts the changes applied to the keyring, so a node knows
+	// when to unseal it again.
+	Revision      uint64 `protobuf:"varint,4,opt,name=revision,proto3" json:"revision,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1174,6 +1177,13 @@ func (x *Keyring) GetCreatedDate() *timestamppb.Timestamp {
 	return nil
 }
 
+func (x *Keyring) GetRevision() uint64 {
+	if x != nil {
+		return x.Revision
+	}
+	return 0
+}
+
 // KmsKey is one KMS key and its versions.
 type KmsKey struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1188,9 +1198,30 @@ type KmsKey struct {
 	// primary_version is the version that wraps new data keys.
 	PrimaryVersion uint32 `protobuf:"varint,5,opt,name=primary_version,json=primaryVersion,proto3" json:"primary_version,omitempty"`
 	// created_date is when the key was created.
-	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// customer is true for keys users created (KeyManager CUSTOMER); the
+	// region's default key is not (KeyManager AWS).
+	Customer bool `protobuf:"varint,7,opt,name=customer,proto3" json:"customer,omitempty"`
+	// disabled is true while the key is disabled (DisableKey, or after a
+	// cancelled deletion).
+	Disabled bool `protobuf:"varint,8,opt,name=disabled,proto3" json:"disabled,omitempty"`
+	// deletion_date, when set, is when the key pending deletion is deleted.
+	DeletionDate *timestamppb.Timestamp `protobuf:"bytes,9,opt,name=deletion_date,json=deletionDate,proto3" json:"deletion_date,omitempty"`
+	// policy is the key policy (a JSON policy document); empty for the
+	// default key, which any principal allowed a secret may use.
+	Policy string `protobuf:"bytes,10,opt,name=policy,proto3" json:"policy,omitempty"`
+	// tags are the key's tags.
+	Tags map[string]string `protobuf:"bytes,11,rep,name=tags,proto3" json:"tags,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"bytes,2,opt,name=value"`
+	// rotation_enabled is whether the key rotates automatically.
+	RotationEnabled bool `protobuf:"varint,12,opt,name=rotation_enabled,json=rotationEnabled,proto3" json:"rotation_enabled,omitempty"`
+	// rotation_period_days is the period of automatic rotation.
+	RotationPeriodDays uint32 `protobuf:"varint,13,opt,name=rotation_period_days,json=rotationPeriodDays,proto3" json:"rotation_period_days,omitempty"`
+	// next_rotation_date is when the key rotates next, when enabled.
+	NextRotationDate *timestamppb.Timestamp `protobuf:"bytes,14,opt,name=next_rotation_date,json=nextRotationDate,proto3" json:"next_rotation_date,omitempty"`
+	// last_on_demand_rotation is when RotateKeyOnDemand last added material.
+	LastOnDemandRotation *timestamppb.Timestamp `protobuf:"bytes,15,opt,name=last_on_demand_rotation,json=lastOnDemandRotation,proto3" json:"last_on_demand_rotation,omitempty"`
+	unknownFields        protoimpl.UnknownFields
+	sizeCache            protoimpl.SizeCache
 }
 
 func (x *KmsKey) Reset() {
@@ -1261,6 +1292,69 @@ func (x *KmsKey) GetPrimaryVersion() uint32 {
 func (x *KmsKey) GetCreatedDate() *timestamppb.Timestamp {
 	if x != nil {
 		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *KmsKey) GetCustomer() bool {
+	if x != nil {
+		return x.Customer
+	}
+	return false
+}
+
+func (x *KmsKey) GetDisabled() bool {
+	if x != nil {
+		return x.Disabled
+	}
+	return false
+}
+
+func (x *KmsKey) GetDeletionDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.DeletionDate
+	}
+	return nil
+}
+
+func (x *KmsKey) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+func (x *KmsKey) GetTags() map[string]string {
+	if x != nil {
+		return x.Tags
+	}
+	return nil
+}
+
+func (x *KmsKey) GetRotationEnabled() bool {
+	if x != nil {
+		return x.RotationEnabled
+	}
+	return false
+}
+
+func (x *KmsKey) GetRotationPeriodDays() uint32 {
+	if x != nil {
+		return x.RotationPeriodDays
+	}
+	return 0
+}
+
+func (x *KmsKey) GetNextRotationDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.NextRotationDate
+	}
+	return nil
+}
+
+func (x *KmsKey) GetLastOnDemandRotation() *timestamppb.Timestamp {
+	if x != nil {
+		return x.LastOnDemandRotation
 	}
 	return nil
 }
@@ -1853,18 +1947,32 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\n" +
 	"ciphertext\x18\x05 \x01(\fR\n" +
 	"ciphertext\x12 \n" +
-	"\vfingerprint\x18\x06 \x01(\fR\vfingerprint\"\xad\x01\n" +
+	"\vfingerprint\x18\x06 \x01(\fR\vfingerprint\"\xc9\x01\n" +
 	"\aKeyring\x12-\n" +
 	"\x04keys\x18\x01 \x03(\v2\x19.coffer.storage.v1.KmsKeyR\x04keys\x124\n" +
 	"\x16sealed_fingerprint_key\x18\x02 \x01(\fR\x14sealedFingerprintKey\x12=\n" +
-	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\x81\x02\n" +
+	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12\x1a\n" +
+	"\brevision\x18\x04 \x01(\x04R\brevision\"\xfe\x05\n" +
 	"\x06KmsKey\x12\x15\n" +
 	"\x06key_id\x18\x01 \x01(\tR\x05keyId\x12\x18\n" +
 	"\aaliases\x18\x02 \x03(\tR\aaliases\x12 \n" +
 	"\vdescription\x18\x03 \x01(\tR\vdescription\x12<\n" +
 	"\bversions\x18\x04 \x03(\v2 .coffer.storage.v1.KmsKeyVersionR\bversions\x12'\n" +
 	"\x0fprimary_version\x18\x05 \x01(\rR\x0eprimaryVersion\x12=\n" +
-	"\fcreated_date\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\x91\x01\n" +
+	"\fcreated_date\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12\x1a\n" +
+	"\bcustomer\x18\a \x01(\bR\bcustomer\x12\x1a\n" +
+	"\bdisabled\x18\b \x01(\bR\bdisabled\x12?\n" +
+	"\rdeletion_date\x18\t \x01(\v2\x1a.google.protobuf.TimestampR\fdeletionDate\x12\x16\n" +
+	"\x06policy\x18\n" +
+	" \x01(\tR\x06policy\x127\n" +
+	"\x04tags\x18\v \x03(\v2#.coffer.storage.v1.KmsKey.TagsEntryR\x04tags\x12)\n" +
+	"\x10rotation_enabled\x18\f \x01(\bR\x0frotationEnabled\x120\n" +
+	"\x14rotation_period_days\x18\r \x01(\rR\x12rotationPeriodDays\x12H\n" +
+	"\x12next_rotation_date\x18\x0e \x01(\v2\x1a.google.protobuf.TimestampR\x10nextRotationDate\x12Q\n" +
+	"\x17last_on_demand_rotation\x18\x0f \x01(\v2\x1a.google.protobuf.TimestampR\x14lastOnDemandRotation\x1a7\n" +
+	"\tTagsEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\x91\x01\n" +
 	"\rKmsKeyVersion\x12\x18\n" +
 	"\aversion\x18\x01 \x01(\rR\aversion\x12'\n" +
 	"\x0fsealed_material\x18\x02 \x01(\fR\x0esealedMaterial\x12=\n" +
@@ -1929,7 +2037,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -1948,58 +2056,63 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*Principal)(nil),             // 14: coffer.storage.v1.Principal
 	(*AccessKey)(nil),             // 15: coffer.storage.v1.AccessKey
 	(*Policy)(nil),                // 16: coffer.storage.v1.Policy
-	nil,                           // 17: coffer.storage.v1.Principal.TagsEntry
-	(*v1.Tag)(nil),                // 18: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*v1.RotationRules)(nil),      // 20: coffer.v1.RotationRules
+	nil,                           // 17: coffer.storage.v1.KmsKey.TagsEntry
+	nil,                           // 18: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 19: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*v1.RotationRules)(nil),      // 21: coffer.v1.RotationRules
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	18, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	19, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	19, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	19, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	19, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	19, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	19, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	20, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	20, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	20, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	20, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	20, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	8,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	20, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
-	19, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
-	19, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
+	21, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
+	20, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
+	20, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
 	2,  // 10: coffer.storage.v1.Secret.rotation_progress:type_name -> coffer.storage.v1.RotationProgress
 	4,  // 11: coffer.storage.v1.Secret.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	19, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
-	19, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
-	19, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
+	20, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
+	20, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
+	20, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
 	9,  // 15: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	19, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
-	19, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
+	20, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
+	20, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
 	1,  // 18: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
 	6,  // 19: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
-	19, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
+	20, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
 	9,  // 21: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
-	19, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
-	19, // 23: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	19, // 24: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	20, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
+	20, // 23: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	20, // 24: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
 	0,  // 25: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
 	11, // 26: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	19, // 27: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	20, // 27: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
 	12, // 28: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	19, // 29: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	19, // 30: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	19, // 31: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	19, // 32: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	19, // 33: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	17, // 34: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
-	9,  // 35: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	19, // 36: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	19, // 37: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
-	9,  // 38: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
-	19, // 39: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
-	19, // 40: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	20, // 29: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	20, // 30: coffer.storage.v1.KmsKey.deletion_date:type_name -> google.protobuf.Timestamp
+	17, // 31: coffer.storage.v1.KmsKey.tags:type_name -> coffer.storage.v1.KmsKey.TagsEntry
+	20, // 32: coffer.storage.v1.KmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
+	20, // 33: coffer.storage.v1.KmsKey.last_on_demand_rotation:type_name -> google.protobuf.Timestamp
+	20, // 34: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	20, // 35: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	20, // 36: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	20, // 37: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	18, // 38: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	9,  // 39: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	20, // 40: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	20, // 41: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	9,  // 42: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
+	20, // 43: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	20, // 44: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	45, // [45:45] is the sub-list for method output_type
+	45, // [45:45] is the sub-list for method input_type
+	45, // [45:45] is the sub-list for extension type_name
+	45, // [45:45] is the sub-list for extension extendee
+	0,  // [0:45] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -2014,7 +2127,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

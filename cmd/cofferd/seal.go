@@ -1,0 +1,229 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"crypto/tls"
+	"encoding/base64"
+	"encoding/json"
+	"errors"
+	"flag"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"os"
+	"path/filepath"
+	"sync"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/health"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/storage/kms"
+)
+
+// The Shamir seal: `cofferd operator init` makes a root key, splits it into
+// shares and writes seal.json (threshold, share count and the root key's
+// check value, never a share or the key) in the data directory. A node
+// with seal.type shamir starts sealed: on its gRPC address it serves only
+// health (NOT_SERVING) and the SealService, until `coffer operator unseal`
+// has given it threshold shares that combine to the key the check names;
+// then it stops that listener and starts as a node with that root key.
+
+// sealFileName is the Shamir seal's description in the data directory.
+const sealFileName = "seal.json"
+
+// shamirSealFile is seal.json.
+type shamirSealFile struct {
+	Type      string `json:"type"`
+	Shares    int    `json:"shares"`
+	Threshold int    `json:"threshold"`
+	// Check is kms.RootKeyCheck of the root key, base64.
+	Check string `json:"check"`
+}
+
+func readSealFile(dataDir string) (*shamirSealFile, []byte, error) {
+	b, err := os.ReadFile(filepath.Join(dataDir, sealFileName))
+	if err != nil {
+		return nil, nil, fmt.Errorf("shamir seal: %w (run `cofferd operator init --data-dir %s`)", err, dataDir)
+	}
+	var f shamirSealFile
+	if err := json.Unmarshal(b, &f); err != nil || f.Type != "shamir" || f.Threshold < 2 || f.Shares < f.Threshold {
+		return nil, nil, fmt.Errorf("shamir seal: %s is not a valid seal description", filepath.Join(dataDir, sealFileName))
+	}
+	check, err := base64.StdEncoding.DecodeString(f.Check)
+	if err != nil || len(check) != 32 {
+		return nil, nil, fmt.Errorf("shamir seal: %s has no valid check value", filepath.Join(dataDir, sealFileName))
+	}
+	return &f, check, nil
+}
+
+// runOperator runs `cofferd operator init`.
+func runOperator(args []string, stdout, stderr io.Writer) error {
+	if len(args) == 0 || args[0] != "init" {
+		return usageError{errors.New("usage: cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]")}
+	}
+	fs := flag.NewFlagSet("cofferd operator init", flag.ContinueOnError)
+	fs.SetOutput(stderr)
+	dataDir := fs.String("data-dir", "", "the node's data directory, where seal.json is written")
+	shares := fs.Int("shares", 5, "how many key shares to make")
+	threshold := fs.Int("threshold", 3, "how many shares unseal")
+	if err := fs.Parse(args[1:]); err != nil {
+		if errors.Is(err, flag.ErrHelp) {
+			return usageError{}
+		}
+		return usageError{err}
+	}
+	if *dataDir == "" {
+		return usageError{errors.New("operator init: --data-dir is required")}
+	}
+	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
+		return fmt.Errorf("operator init: %w", err)
+	}
+	root := make([]byte, 32)
+	defer clear(root)
+	rand.Read(root)
+	parts, err := kms.Split(root, *shares, *threshold)
+	if err != nil {
+		return fmt.Errorf("operator init: %w", err)
+	}
+	desc, _ := json.Marshal(shamirSealFile{Type: "shamir", Shares: *shares, Threshold: *threshold,
+		Check: base64.StdEncoding.EncodeToString(kms.RootKeyCheck(root))})
+	path := filepath.Join(*dataDir, sealFileName)
+	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return fmt.Errorf("operator init: %w (a seal exists already; every node of a region shares one seal: copy its seal.json)", err)
+	}
+	if _, err := f.Write(append(desc, '\n')); err != nil {
+		f.Close()
+		return fmt.Errorf("operator init: %w", err)
+	}
+	if err := f.Close(); err != nil {
+		return fmt.Errorf("operator init: %w", err)
+	}
+	fmt.Fprintf(stdout, "wrote %s; the root key is split into %d shares, %d of which unseal a node.\n", path, *shares, *threshold)
+	fmt.Fprintln(stdout, "Give each share to a different person; they are printed once and stored nowhere:")
+	for i, p := range parts {
+		fmt.Fprintf(stdout, "share %d: %s\n", i+1, base64.StdEncoding.EncodeToString(p))
+		clear(p)
+	}
+	return nil
+}
+
+// sealedNode is the SealService of a node waiting for its shares.
+type sealedNode struct {
+	cofferv1.UnimplementedSealServiceServer
+	desc  *shamirSealFile
+	check []byte
+	log   *slog.Logger
+
+	mu     sync.Mutex
+	shares [][]byte
+	root   []byte
+	done   chan struct{}
+}
+
+func (s *sealedNode) status() (sealed bool, progress int32) {
+	return s.root == nil, int32(len(s.shares))
+}
+
+// Unseal adds a share; at the threshold it combines them. A combination
+// that is not the seal's root key discards every share entered, so a wrong
+// one is not kept poisoning the next tries.
+func (s *sealedNode) Unseal(_ context.Context, req *cofferv1.UnsealRequest) (*cofferv1.UnsealResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	resp := func() *cofferv1.UnsealResponse {
+		sealed, progress := s.status()
+		return &cofferv1.UnsealResponse{Sealed: sealed, Threshold: int32(s.desc.Threshold), Progress: progress}
+	}
+	if s.root != nil {
+		return resp(), nil
+	}
+	if req.GetDiscardShares() {
+		s.clearShares()
+		return resp(), nil
+	}
+	share, err := base64.StdEncoding.DecodeString(req.GetShare())
+	if err != nil || len(share) != 33 {
+		return nil, status.Error(codes.InvalidArgument, "the share is not a key share printed by cofferd operator init")
+	}
+	for _, have := range s.shares {
+		if have[0] == share[0] {
+			return nil, status.Error(codes.InvalidArgument, "this share was already entered")
+		}
+	}
+	s.shares = append(s.shares, share)
+	if len(s.shares) < s.desc.Threshold {
+		return resp(), nil
+	}
+	root, err := kms.CombineRootKey(s.shares, s.check)
+	s.clearShares()
+	if err != nil {
+		s.log.Warn("unseal refused: the shares entered do not combine to this seal's root key; enter them again")
+		return nil, status.Error(codes.PermissionDenied, "the shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again")
+	}
+	s.root = root
+	close(s.done)
+	return resp(), nil
+}
+
+func (s *sealedNode) clearShares() {
+	for _, sh := range s.shares {
+		clear(sh)
+	}
+	s.shares = nil
+}
+
+// SealStatus implements the SealService.
+func (s *sealedNode) SealStatus(context.Context, *cofferv1.SealStatusRequest) (*cofferv1.SealStatusResponse, error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sealed, progress := s.status()
+	return &cofferv1.SealStatusResponse{Sealed: sealed, Threshold: int32(s.desc.Threshold), Progress: progress,
+		Shares: int32(s.desc.Shares), SealType: "shamir"}, nil
+}
+
+// awaitUnseal serves health (NOT_SERVING) and the SealService on addr
+// until the shares give the root key, and returns it; the listener is
+// closed before it returns, so the node can take the address.
+func awaitUnseal(ctx context.Context, dataDir, addr string, tlsCfg *tls.Config, log *slog.Logger) ([]byte, error) {
+	desc, check, err := readSealFile(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	lis, err := net.Listen("tcp", addr)
+	if err != nil {
+		return nil, fmt.Errorf("sealed: listen on %s: %w", addr, err)
+	}
+	var opts []grpc.ServerOption
+	if tlsCfg != nil {
+		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	}
+	srv := grpc.NewServer(opts...)
+	hs := health.NewServer()
+	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
+	healthpb.RegisterHealthServer(srv, hs)
+	sealed := &sealedNode{desc: desc, check: check, log: log, done: make(chan struct{})}
+	cofferv1.RegisterSealServiceServer(srv, sealed)
+	go func() { _ = srv.Serve(lis) }()
+	log.Info("sealed: waiting for key shares (coffer operator unseal)", "addr", lis.Addr().String(), "threshold", desc.Threshold)
+	select {
+	case <-ctx.Done():
+		srv.Stop()
+		return nil, ctx.Err()
+	case <-sealed.done:
+	}
+	srv.GracefulStop()
+	log.Info("unsealed: the shares gave the root key")
+	sealed.mu.Lock()
+	defer sealed.mu.Unlock()
+	root := sealed.root
+	sealed.root = []byte{} // not sealed, and no copy left here
+	return root, nil
+}
