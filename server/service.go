@@ -58,6 +58,9 @@ type State interface {
 	RegionPeers() ([]*storagev1.RegionPeer, error)
 	ReplicaPosition(source string) uint64
 	ReplicaRejection(source, name string) string
+	// Failover controls (fence, switchover).
+	RegionControl() (*storagev1.RegionControl, error)
+	FeedPendingSecrets(dest string, limit int) ([]string, error)
 }
 
 // Config is the service's configuration.

@@ -59,6 +59,11 @@ var commands = commandTable(
 	feedManager((*txn).promoteReplica),
 	feedManager((*txn).pairRegion),
 	feedManager(func(t *txn, _ time.Time, op *raftv1.UnpairRegion) *Result { return t.unpairRegion(op) }),
+	// Failover controls: the fence and a switchover are the region's own
+	// state; resolving a diverged version changes the secret and ships.
+	localChange((*txn).setRegionFence),
+	localChange((*txn).setSwitchover),
+	secretChange((*txn).resolveDiverged),
 
 	// The region's own housekeeping: its cluster id, and the consistency
 	// check's point (ApplyBatch hashes the state as of it).

@@ -54,6 +54,12 @@ var (
 	// ErrInvalidShipment: a batch shipped by another region breaks a rule
 	// every shipped change must keep (ValidateShipment); nothing of it applies.
 	ErrInvalidShipment = errors.New("invalid shipped change")
+	// ErrRegionFenced: the region is fenced; its primary secrets refuse
+	// writes until an operator lifts the fence. Retryable.
+	ErrRegionFenced = errors.New("region fenced")
+	// ErrSwitchingOver: the secret is being handed over to another region
+	// by a planned switchover. Retryable (in the new primary region).
+	ErrSwitchingOver = errors.New("switchover in progress")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
