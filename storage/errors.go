@@ -104,6 +104,7 @@ func Sentinels() []error {
 		ErrRotationInProgress, ErrNoRotationFunction, ErrFunctionNotFound,
 		ErrReplicaReadOnly,
 		ErrInvalidShipment,
+		ErrRegionFenced, ErrSwitchingOver,
 	}
 }
 
