@@ -123,6 +123,10 @@ func storageType(kind error) string {
 		return TypeInvalidParameter
 	case storage.ErrLimitExceeded:
 		return TypeLimitExceeded
+	case storage.ErrRegionFenced, storage.ErrSwitchingOver:
+		// Retryable: the write succeeds once the fence is lifted or the
+		// switchover completes (in the region the message names).
+		return TypeServiceUnavailable
 	case storage.ErrInvalidNextToken:
 		return TypeInvalidNextToken
 	case storage.ErrKMSKeyNotFound, storage.ErrKMSAliasNotFound:

@@ -337,15 +337,39 @@ func (a *RegionAPI) PromoteRegion(ctx context.Context, req *cofferv1.PromoteRegi
 	if req.GetRegion() != a.svc.Region() {
 		return nil, apiErr(TypeInvalidParameter, "Promotion runs in the region being promoted: this is %s, not %s.", a.svc.Region(), req.GetRegion())
 	}
+	from := req.GetFromRegion()
+	switch {
+	case from != "" && !idPattern.MatchString(from):
+		return nil, apiErr(TypeInvalidParameter, "Invalid from_region: %q.", from)
+	case from == "" && (req.GetPlanned() || req.GetMinAppliedSeq() > 0):
+		return nil, apiErr(TypeInvalidParameter, "A planned promotion, or one with min_applied_seq, names the region it takes over from (from_region).")
+	}
 	if err := a.onLeader(); err != nil {
 		return nil, err
 	}
 	if err := a.svc.readPoint(ctx); err != nil {
 		return nil, err
 	}
-	cands, err := a.svc.PromoteCandidates(a.regions.Reachable)
+	if min := req.GetMinAppliedSeq(); min > 0 {
+		// The switchover's guarantee: everything from's region accepted is
+		// applied here before anything is promoted.
+		if got := a.svc.state.ReplicaPosition(from); got < min {
+			return nil, apiErr(TypeServiceUnavailable, "Region %s has applied %s's changes through position %d, not yet %d; retry shortly.", a.svc.Region(), from, got, min)
+		}
+	}
+	// A planned promotion takes over from a region that is reachable (a
+	// switchover, or the failover of a fenced region): the operator, not
+	// reachability, decides.
+	reachable := a.regions.Reachable
+	if req.GetPlanned() {
+		reachable = func(r string) bool { return r != from }
+	}
+	cands, err := a.svc.PromoteCandidates(reachable)
 	if err != nil {
 		return nil, err
+	}
+	if from != "" {
+		cands = slices.DeleteFunc(cands, func(s *storagev1.Secret) bool { return s.GetPrimaryRegion() != from })
 	}
 	resp := &cofferv1.PromoteRegionResponse{DryRun: req.GetDryRun()}
 	for _, c := range cands {

@@ -65,6 +65,9 @@ type State interface {
 	ReplicaPosition(source string) uint64
 	ReplicaGeneration(source string) string
 	ReplicaRejection(source, name string) string
+	// Failover controls (fence, switchover).
+	RegionControl() (*storagev1.RegionControl, error)
+	FeedPendingSecrets(dest string, limit int) ([]string, error)
 }
 
 // Config is the service's configuration.

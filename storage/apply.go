@@ -57,6 +57,9 @@ func (t *txn) dispatch(index uint64, cmd *raftv1.Command) *Result {
 // feed.
 func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 	op, c := commandOf(cmd)
+	if e := t.refusal(op, c); e != nil {
+		return &Result{Err: e}
+	}
 	var before *storagev1.Secret
 	if c.feed == roleSecretChange {
 		if s, err := t.secretByARN(c.arn(op)); err == nil && !s.GetReplica() && len(s.GetReplicas()) > 0 {

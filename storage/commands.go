@@ -68,6 +68,11 @@ var commands = commandTable(
 	// Consent to overwrites is this region's own; nothing ships.
 	localChange(func(t *txn, _ time.Time, op *raftv1.SetPairingOptions) *Result { return t.setPairingOptions(op) }),
 	feedManager((*txn).resetFeed),
+	// Failover controls: the fence and a switchover are the region's own
+	// state; resolving a diverged version changes the secret and ships.
+	localChange((*txn).setRegionFence),
+	localChange((*txn).setSwitchover),
+	secretChange((*txn).resolveDiverged),
 
 	// The region's own housekeeping: its cluster id, and the consistency
 	// check's point (ApplyBatch hashes the state as of it).

@@ -220,7 +220,17 @@ var feedCases = map[protoreflect.Name]feedCase{
 		return e.r, &raftv1.SetPairingOptions{Region: region, AcceptOverwrite: true}
 	}},
 	// A destination that cannot continue gets a full copy of db.
-	"reset_feed":   {op: onPrimary(func(string) proto.Message { return &raftv1.ResetFeed{Destination: dest} }), newEntries: 1},
+	"reset_feed":       {op: onPrimary(func(string) proto.Message { return &raftv1.ResetFeed{Destination: dest} }), newEntries: 1},
+	"set_region_fence": {op: onPrimary(func(string) proto.Message { return &raftv1.SetRegionFence{Fenced: true, Reason: "drill"} })},
+	"set_switchover":   {op: onPrimary(func(string) proto.Message { return &raftv1.SetSwitchover{ToRegion: dest} })},
+	// The primary got back a diverged version (failover, an unshipped
+	// write, failback) and adopts it.
+	"resolve_diverged": {
+		setup: func(e *feedEnv) { divergeAndFailBack(e.p.t, e.p, e.r, e.arn) },
+		op: onPrimary(func(arn string) proto.Message {
+			return &raftv1.ResolveDiverged{Arn: arn, VersionId: vid(2), Adopt: true}
+		}),
+	},
 	"init_cluster": {op: onPrimary(func(string) proto.Message { return &raftv1.InitCluster{ClusterId: "0123456789abcdef0123456789abcdef"} })},
 	"check_state":  {op: onPrimary(func(string) proto.Message { return &raftv1.CheckState{} })},
 

@@ -68,6 +68,12 @@ var (
 	// ErrKMSInvalidState: the key's state forbids the change, such as a key
 	// pending deletion (KMS KMSInvalidStateException).
 	ErrKMSInvalidState = errors.New("kms key in an invalid state")
+	// ErrRegionFenced: the region is fenced; its primary secrets refuse
+	// writes until an operator lifts the fence. Retryable.
+	ErrRegionFenced = errors.New("region fenced")
+	// ErrSwitchingOver: the secret is being handed over to another region
+	// by a planned switchover. Retryable (in the new primary region).
+	ErrSwitchingOver = errors.New("switchover in progress")
 )
 
 // Error is a domain failure: a kind from the var block above and the message
@@ -112,6 +118,7 @@ func Sentinels() []error {
 		ErrRotationInProgress, ErrNoRotationFunction, ErrFunctionNotFound,
 		ErrReplicaReadOnly,
 		ErrInvalidShipment,
+		ErrRegionFenced, ErrSwitchingOver,
 	}
 }
 

@@ -22,6 +22,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrRotationInProgress, storage.ErrNoRotationFunction, storage.ErrFunctionNotFound,
 		storage.ErrReplicaReadOnly,
 		storage.ErrInvalidShipment,
+		storage.ErrRegionFenced, storage.ErrSwitchingOver,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {

@@ -390,9 +390,11 @@ func (t *txn) writeReplica(region string, local *storagev1.Secret, replace bool,
 	}
 	if local != nil {
 		r.LastAccessedDate = local.GetLastAccessedDate()
-		// A replica keeps the diverged versions it already holds.
+		// A replica keeps the diverged versions it labelled itself (its
+		// primary never had them); those it got from a primary follow the
+		// primary, which may have adopted or discarded them.
 		for _, v := range local.GetVersions() {
-			if findVersion(r, v.GetVersionId()) == nil && slices.ContainsFunc(v.GetStages(), isDivergedLabel) {
+			if findVersion(r, v.GetVersionId()) == nil && slices.ContainsFunc(v.GetStages(), divergedIn(region)) {
 				diverged = append(diverged, v)
 			}
 		}
@@ -453,6 +455,12 @@ func (t *txn) writeReplica(region string, local *storagev1.Secret, replace bool,
 const DivergedLabelPrefix = "COFFER_DIVERGED_"
 
 func isDivergedLabel(l string) bool { return strings.HasPrefix(l, DivergedLabelPrefix) }
+
+// divergedIn matches the diverged labels region gave its own versions.
+func divergedIn(region string) func(string) bool {
+	own := DivergedLabelPrefix + region
+	return func(l string) bool { return l == own || strings.HasPrefix(l, own+"_") }
+}
 
 // labelDiverged adds the diverged versions to r: the newest under
 // COFFER_DIVERGED_<region>, older ones under COFFER_DIVERGED_<region>_<n>,

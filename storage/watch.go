@@ -89,6 +89,9 @@ var changeKinds = map[protoreflect.FullName]ChangeKind{
 	opName(&raftv1.UpdateKmsKey{}):               "",
 	opName(&raftv1.SetKmsAlias{}):                "",
 	opName(&raftv1.DeleteKmsKey{}):               "",
+	opName(&raftv1.SetRegionFence{}):             "",
+	opName(&raftv1.SetSwitchover{}):              "",
+	opName(&raftv1.ResolveDiverged{}):            ChangeStageMoved,
 }
 
 func opName(m proto.Message) protoreflect.FullName { return m.ProtoReflect().Descriptor().FullName() }

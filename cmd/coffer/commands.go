@@ -283,14 +283,61 @@ func commandTree() *command {
 				"them in full) or removed from their replication.",
 		},
 		&command{
-			name: "promote", synopsis: "REGION [--dry-run]", run: runRegionPromote,
+			name: "promote", synopsis: "REGION [--dry-run] [--from REGION [--planned]]", run: runRegionPromote,
 			summary: "Promote every replica in REGION whose primary region is unreachable",
 			detail: "Run against a node of REGION; the region leader judges reachability (a follower\n" +
 				"names the leader and coffer calls it there). Each promoted secret gets a higher\n" +
 				"epoch and replicates back to its old primary region (and its other paired replica\n" +
 				"regions), which becomes a replica when it returns; writes it took that never\n" +
-				"shipped stay there under COFFER_DIVERGED_<region>.",
+				"shipped stay there under COFFER_DIVERGED_<region>. With --from REGION --planned,\n" +
+				"promotes REGION's replicas although it is reachable (a fenced region's failover).",
 		},
+		&command{
+			name: "fence", synopsis: "REGION [--reason TEXT]", run: runRegionFence,
+			summary: "Make REGION refuse writes to its primary secrets (replicated, audited)",
+			detail: "Run against a node of REGION. Writes to its primary secrets, and new secrets, get a\n" +
+				"retryable ServiceUnavailable until coffer region unfence; its replicas keep following\n" +
+				"their primaries and it keeps shipping what it accepted. Prints what was unshipped.",
+		},
+		&command{
+			name: "unfence", synopsis: "REGION", run: runRegionUnfence,
+			summary: "Lift REGION's fence",
+		},
+		&command{
+			name: "status", synopsis: "", run: runRegionStatus,
+			summary: "Show this region's fence, switchover, secrets and unshipped changes",
+		},
+		&command{
+			name: "switchover", synopsis: "--to REGION --to-endpoint HOST:PORT [--to-profile P] [--to-tls] [--to-ca-file F] [--abort]", run: runRegionSwitchover,
+			summary: "Hand primacy of the secrets replicated to REGION over to it, losing nothing",
+			detail: "Run against this (the primary) region. Its secrets replicated to REGION refuse writes\n" +
+				"(retryable, naming REGION), it waits until REGION acknowledged every change (lag 0),\n" +
+				"REGION promotes them (after checking it applied all of it) and this region becomes\n" +
+				"their replica. RPO 0. Reversible the same way; --abort ends one that promoted nothing.",
+		},
+		&command{
+			name: "failback", synopsis: "--to REGION --to-endpoint HOST:PORT [--to-profile P] [--to-tls] [--to-ca-file F]", run: runRegionFailback,
+			summary: "After a failover, give REGION (the old primary, now a replica) its secrets back",
+			detail: "Run against the current primary region. Unfences REGION if it is fenced, then\n" +
+				"switches over to it once it has caught up. Versions it took that never shipped stay\n" +
+				"there as diverged versions: list them with coffer region diverged.",
+		},
+		group("diverged", "List, adopt or discard diverged versions",
+			"A region that was primary, lost its secrets to a failover and returned keeps the writes it\n"+
+				"never shipped under COFFER_DIVERGED_<region> labels.",
+			&command{
+				name: "list", synopsis: "[--prefix P]", run: runRegionDiverged,
+				summary: "List diverged versions per secret, with the commands to resolve each",
+			},
+			&command{
+				name: "adopt", synopsis: "ID VERSION_ID", run: runDivergedResolve(true),
+				summary: "Make a diverged version AWSCURRENT (where the secret is primary)",
+			},
+			&command{
+				name: "discard", synopsis: "ID VERSION_ID", run: runDivergedResolve(false),
+				summary: "Delete a diverged version (where the secret is primary)",
+			},
+		),
 	)
 	agentCmd := &command{
 		name: "agent", synopsis: "[--port 2773] [--ttl D] [--max-conn N] [--token-env VARS] [--path-prefix P] [--watch=false]", run: runAgent,
@@ -326,7 +373,17 @@ func commandTree() *command {
 			summary: "Show whether the node is sealed and how many shares it holds",
 		},
 	)
+	drill := &command{
+		name: "drill", run: runDrill,
+		synopsis: "--primary R --secondary R --secondary-endpoint HOST:PORT --mode switchover|failover [--secrets PREFIX] [--canary N] [--report F] [--json] [--max-rto D] [--max-rpo N]",
+		summary:  "Run a failover drill against live regions and write a report",
+		detail: "Writes canary secrets in the primary (replicated to the secondary), measures the lag,\n" +
+			"cuts (switchover: planned, RPO 0; failover: fences the primary and promotes the\n" +
+			"secondary at once), measures RTO and RPO, verifies canary reads and writes in both\n" +
+			"regions, fails back, verifies again, accounts for every acknowledged canary write, and\n" +
+			"deletes the canaries. Progress goes to stderr; exits 1 when the verdict is FAIL.",
+	}
 	return group("coffer", "",
 		"coffer is the command-line client for Coffer, a self-hosted secrets manager\ncompatible with AWS Secrets Manager.",
-		secrets, rotation, cluster, region, iam, operator, auditCommands(), agentCmd, execCmd)
+		secrets, rotation, cluster, region, drill, iam, operator, auditCommands(), agentCmd, execCmd)
 }

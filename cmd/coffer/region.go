@@ -228,11 +228,16 @@ func runRegionInfo(l *leaf, args []string) error {
 
 func runRegionPromote(l *leaf, args []string) error {
 	dryRun := l.fs.Bool("dry-run", false, "list the replicas that would be promoted; change nothing")
+	from := l.fs.String("from", "", "only the replicas whose primary is `REGION`")
+	planned := l.fs.Bool("planned", false, "promote --from's replicas although it is reachable (it is fenced, or being switched over)")
 	pos, err := l.parse(args, "REGION")
 	if err != nil {
 		return err
 	}
-	resp, err := callRegionLeader(l, regionClient.PromoteRegion, &cofferv1.PromoteRegionRequest{Region: pos[0], DryRun: *dryRun})
+	if *planned && *from == "" {
+		return l.usageErrorf("--planned needs --from REGION")
+	}
+	resp, err := callRegionLeader(l, regionClient.PromoteRegion, &cofferv1.PromoteRegionRequest{Region: pos[0], DryRun: *dryRun, FromRegion: *from, Planned: *planned})
 	if err != nil {
 		return err
 	}

@@ -700,7 +700,18 @@ type PromoteRegionRequest struct {
 	// replicas are).
 	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
 	// dry_run lists what would be promoted and changes nothing.
-	DryRun        bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	DryRun bool `protobuf:"varint,2,opt,name=dry_run,json=dryRun,proto3" json:"dry_run,omitempty"`
+	// from_region, when set, limits the promotion to replicas whose primary
+	// region it is.
+	FromRegion string `protobuf:"bytes,3,opt,name=from_region,json=fromRegion,proto3" json:"from_region,omitempty"`
+	// planned promotes from_region's replicas although it is reachable: the
+	// handover step of a switchover, or the failover of a fenced region.
+	// Requires from_region.
+	Planned bool `protobuf:"varint,4,opt,name=planned,proto3" json:"planned,omitempty"`
+	// min_applied_seq, when set, refuses the promotion unless this region has
+	// applied from_region's change feed through this position (what
+	// BeginSwitchover reported): nothing acknowledged there is left behind.
+	MinAppliedSeq uint64 `protobuf:"varint,5,opt,name=min_applied_seq,json=minAppliedSeq,proto3" json:"min_applied_seq,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -747,6 +758,27 @@ func (x *PromoteRegionRequest) GetDryRun() bool {
 		return x.DryRun
 	}
 	return false
+}
+
+func (x *PromoteRegionRequest) GetFromRegion() string {
+	if x != nil {
+		return x.FromRegion
+	}
+	return ""
+}
+
+func (x *PromoteRegionRequest) GetPlanned() bool {
+	if x != nil {
+		return x.Planned
+	}
+	return false
+}
+
+func (x *PromoteRegionRequest) GetMinAppliedSeq() uint64 {
+	if x != nil {
+		return x.MinAppliedSeq
+	}
+	return 0
 }
 
 // PromotedSecret is one replica promoted (or that would be).
@@ -868,6 +900,1099 @@ func (x *PromoteRegionResponse) GetDryRun() bool {
 	return false
 }
 
+// FenceRegionRequest fences a region.
+type FenceRegionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region must be the region answering.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// reason is a note shown in refusals and the status.
+	Reason        string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceRegionRequest) Reset() {
+	*x = FenceRegionRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceRegionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceRegionRequest) ProtoMessage() {}
+
+func (x *FenceRegionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceRegionRequest.ProtoReflect.Descriptor instead.
+func (*FenceRegionRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *FenceRegionRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FenceRegionRequest) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+// PendingShipment is what a paired region had not acknowledged.
+type PendingShipment struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the paired region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// pending_changes counts unacknowledged feed entries.
+	PendingChanges uint64 `protobuf:"varint,2,opt,name=pending_changes,json=pendingChanges,proto3" json:"pending_changes,omitempty"`
+	// oldest_pending is the command time of the oldest of them.
+	OldestPending *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=oldest_pending,json=oldestPending,proto3" json:"oldest_pending,omitempty"`
+	// secrets names the secrets those entries change (sorted, at most 1000).
+	Secrets       []string `protobuf:"bytes,4,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *PendingShipment) Reset() {
+	*x = PendingShipment{}
+	mi := &file_coffer_v1_region_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *PendingShipment) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*PendingShipment) ProtoMessage() {}
+
+func (x *PendingShipment) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use PendingShipment.ProtoReflect.Descriptor instead.
+func (*PendingShipment) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *PendingShipment) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *PendingShipment) GetPendingChanges() uint64 {
+	if x != nil {
+		return x.PendingChanges
+	}
+	return 0
+}
+
+func (x *PendingShipment) GetOldestPending() *timestamppb.Timestamp {
+	if x != nil {
+		return x.OldestPending
+	}
+	return nil
+}
+
+func (x *PendingShipment) GetSecrets() []string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// FailoverStatus is a region's failover state.
+type FailoverStatus struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region is the region answering.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// fenced is true while its primary secrets refuse writes.
+	Fenced bool `protobuf:"varint,2,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// fence_reason, fenced_date and fenced_by describe the fence.
+	FenceReason string                 `protobuf:"bytes,3,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
+	FencedDate  *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=fenced_date,json=fencedDate,proto3" json:"fenced_date,omitempty"`
+	FencedBy    string                 `protobuf:"bytes,5,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
+	// switchover_to is the target of a switchover in progress, or "".
+	SwitchoverTo string `protobuf:"bytes,6,opt,name=switchover_to,json=switchoverTo,proto3" json:"switchover_to,omitempty"`
+	// switchover_date is when it started.
+	SwitchoverDate *timestamppb.Timestamp `protobuf:"bytes,7,opt,name=switchover_date,json=switchoverDate,proto3" json:"switchover_date,omitempty"`
+	// primary_secrets counts the primary secrets here.
+	PrimarySecrets uint64 `protobuf:"varint,8,opt,name=primary_secrets,json=primarySecrets,proto3" json:"primary_secrets,omitempty"`
+	// replicas counts the replicas here by their primary region.
+	Replicas map[string]uint64 `protobuf:"bytes,9,rep,name=replicas,proto3" json:"replicas,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	// pending lists, per paired region, what it has not acknowledged.
+	Pending []*PendingShipment `protobuf:"bytes,10,rep,name=pending,proto3" json:"pending,omitempty"`
+	// applied_seq is, per paired region, the last position of its change
+	// feed applied here.
+	AppliedSeq    map[string]uint64 `protobuf:"bytes,11,rep,name=applied_seq,json=appliedSeq,proto3" json:"applied_seq,omitempty" protobuf_key:"bytes,1,opt,name=key" protobuf_val:"varint,2,opt,name=value"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FailoverStatus) Reset() {
+	*x = FailoverStatus{}
+	mi := &file_coffer_v1_region_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FailoverStatus) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FailoverStatus) ProtoMessage() {}
+
+func (x *FailoverStatus) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FailoverStatus.ProtoReflect.Descriptor instead.
+func (*FailoverStatus) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *FailoverStatus) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *FailoverStatus) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
+	}
+	return false
+}
+
+func (x *FailoverStatus) GetFenceReason() string {
+	if x != nil {
+		return x.FenceReason
+	}
+	return ""
+}
+
+func (x *FailoverStatus) GetFencedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FencedDate
+	}
+	return nil
+}
+
+func (x *FailoverStatus) GetFencedBy() string {
+	if x != nil {
+		return x.FencedBy
+	}
+	return ""
+}
+
+func (x *FailoverStatus) GetSwitchoverTo() string {
+	if x != nil {
+		return x.SwitchoverTo
+	}
+	return ""
+}
+
+func (x *FailoverStatus) GetSwitchoverDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SwitchoverDate
+	}
+	return nil
+}
+
+func (x *FailoverStatus) GetPrimarySecrets() uint64 {
+	if x != nil {
+		return x.PrimarySecrets
+	}
+	return 0
+}
+
+func (x *FailoverStatus) GetReplicas() map[string]uint64 {
+	if x != nil {
+		return x.Replicas
+	}
+	return nil
+}
+
+func (x *FailoverStatus) GetPending() []*PendingShipment {
+	if x != nil {
+		return x.Pending
+	}
+	return nil
+}
+
+func (x *FailoverStatus) GetAppliedSeq() map[string]uint64 {
+	if x != nil {
+		return x.AppliedSeq
+	}
+	return nil
+}
+
+// FenceRegionResponse reports the state after the fence.
+type FenceRegionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the region's failover state, with what was still unshipped
+	// when the fence took effect.
+	Status        *FailoverStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FenceRegionResponse) Reset() {
+	*x = FenceRegionResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FenceRegionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FenceRegionResponse) ProtoMessage() {}
+
+func (x *FenceRegionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FenceRegionResponse.ProtoReflect.Descriptor instead.
+func (*FenceRegionResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *FenceRegionResponse) GetStatus() *FailoverStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// UnfenceRegionRequest lifts a fence.
+type UnfenceRegionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region must be the region answering.
+	Region        string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnfenceRegionRequest) Reset() {
+	*x = UnfenceRegionRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnfenceRegionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnfenceRegionRequest) ProtoMessage() {}
+
+func (x *UnfenceRegionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnfenceRegionRequest.ProtoReflect.Descriptor instead.
+func (*UnfenceRegionRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *UnfenceRegionRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+// UnfenceRegionResponse reports the state after.
+type UnfenceRegionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the region's failover state.
+	Status        *FailoverStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UnfenceRegionResponse) Reset() {
+	*x = UnfenceRegionResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UnfenceRegionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UnfenceRegionResponse) ProtoMessage() {}
+
+func (x *UnfenceRegionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UnfenceRegionResponse.ProtoReflect.Descriptor instead.
+func (*UnfenceRegionResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *UnfenceRegionResponse) GetStatus() *FailoverStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// GetFailoverStatusRequest is empty.
+type GetFailoverStatusRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFailoverStatusRequest) Reset() {
+	*x = GetFailoverStatusRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFailoverStatusRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFailoverStatusRequest) ProtoMessage() {}
+
+func (x *GetFailoverStatusRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFailoverStatusRequest.ProtoReflect.Descriptor instead.
+func (*GetFailoverStatusRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{21}
+}
+
+// GetFailoverStatusResponse carries the state.
+type GetFailoverStatusResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// status is the region's failover state.
+	Status        *FailoverStatus `protobuf:"bytes,1,opt,name=status,proto3" json:"status,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetFailoverStatusResponse) Reset() {
+	*x = GetFailoverStatusResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetFailoverStatusResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetFailoverStatusResponse) ProtoMessage() {}
+
+func (x *GetFailoverStatusResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetFailoverStatusResponse.ProtoReflect.Descriptor instead.
+func (*GetFailoverStatusResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *GetFailoverStatusResponse) GetStatus() *FailoverStatus {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+// BeginSwitchoverRequest starts a switchover.
+type BeginSwitchoverRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region must be the region answering: the current primary region.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// to_region is the paired region taking over.
+	ToRegion      string `protobuf:"bytes,2,opt,name=to_region,json=toRegion,proto3" json:"to_region,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginSwitchoverRequest) Reset() {
+	*x = BeginSwitchoverRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginSwitchoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginSwitchoverRequest) ProtoMessage() {}
+
+func (x *BeginSwitchoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginSwitchoverRequest.ProtoReflect.Descriptor instead.
+func (*BeginSwitchoverRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *BeginSwitchoverRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *BeginSwitchoverRequest) GetToRegion() string {
+	if x != nil {
+		return x.ToRegion
+	}
+	return ""
+}
+
+// BeginSwitchoverResponse reports the drained feed.
+type BeginSwitchoverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// through_seq is the feed position to_region acknowledged: everything
+	// accepted here before writes stopped (PromoteRegion.min_applied_seq).
+	ThroughSeq uint64 `protobuf:"varint,1,opt,name=through_seq,json=throughSeq,proto3" json:"through_seq,omitempty"`
+	// secrets names the primary secrets being handed over.
+	Secrets []string `protobuf:"bytes,2,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	// failed names primary secrets listing to_region whose replica there is
+	// Failed: they stay primary here.
+	Failed        []string `protobuf:"bytes,3,rep,name=failed,proto3" json:"failed,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *BeginSwitchoverResponse) Reset() {
+	*x = BeginSwitchoverResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *BeginSwitchoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*BeginSwitchoverResponse) ProtoMessage() {}
+
+func (x *BeginSwitchoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use BeginSwitchoverResponse.ProtoReflect.Descriptor instead.
+func (*BeginSwitchoverResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *BeginSwitchoverResponse) GetThroughSeq() uint64 {
+	if x != nil {
+		return x.ThroughSeq
+	}
+	return 0
+}
+
+func (x *BeginSwitchoverResponse) GetSecrets() []string {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+func (x *BeginSwitchoverResponse) GetFailed() []string {
+	if x != nil {
+		return x.Failed
+	}
+	return nil
+}
+
+// CompleteSwitchoverRequest ends a switchover.
+type CompleteSwitchoverRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// region must be the region answering.
+	Region string `protobuf:"bytes,1,opt,name=region,proto3" json:"region,omitempty"`
+	// to_region must be the switchover's target.
+	ToRegion string `protobuf:"bytes,2,opt,name=to_region,json=toRegion,proto3" json:"to_region,omitempty"`
+	// abort ends the switchover without waiting.
+	Abort         bool `protobuf:"varint,3,opt,name=abort,proto3" json:"abort,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteSwitchoverRequest) Reset() {
+	*x = CompleteSwitchoverRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSwitchoverRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSwitchoverRequest) ProtoMessage() {}
+
+func (x *CompleteSwitchoverRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSwitchoverRequest.ProtoReflect.Descriptor instead.
+func (*CompleteSwitchoverRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *CompleteSwitchoverRequest) GetRegion() string {
+	if x != nil {
+		return x.Region
+	}
+	return ""
+}
+
+func (x *CompleteSwitchoverRequest) GetToRegion() string {
+	if x != nil {
+		return x.ToRegion
+	}
+	return ""
+}
+
+func (x *CompleteSwitchoverRequest) GetAbort() bool {
+	if x != nil {
+		return x.Abort
+	}
+	return false
+}
+
+// CompleteSwitchoverResponse reports the hand-over.
+type CompleteSwitchoverResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// handed_over counts secrets that are now replicas of to_region.
+	HandedOver uint64 `protobuf:"varint,1,opt,name=handed_over,json=handedOver,proto3" json:"handed_over,omitempty"`
+	// still_primary names secrets still primary here (abort only, or Failed
+	// replicas).
+	StillPrimary  []string `protobuf:"bytes,2,rep,name=still_primary,json=stillPrimary,proto3" json:"still_primary,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CompleteSwitchoverResponse) Reset() {
+	*x = CompleteSwitchoverResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CompleteSwitchoverResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CompleteSwitchoverResponse) ProtoMessage() {}
+
+func (x *CompleteSwitchoverResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CompleteSwitchoverResponse.ProtoReflect.Descriptor instead.
+func (*CompleteSwitchoverResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{26}
+}
+
+func (x *CompleteSwitchoverResponse) GetHandedOver() uint64 {
+	if x != nil {
+		return x.HandedOver
+	}
+	return 0
+}
+
+func (x *CompleteSwitchoverResponse) GetStillPrimary() []string {
+	if x != nil {
+		return x.StillPrimary
+	}
+	return nil
+}
+
+// ListDivergedVersionsRequest filters the listing.
+type ListDivergedVersionsRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name_prefix limits the listing to secrets whose name starts with it.
+	NamePrefix    string `protobuf:"bytes,1,opt,name=name_prefix,json=namePrefix,proto3" json:"name_prefix,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDivergedVersionsRequest) Reset() {
+	*x = ListDivergedVersionsRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDivergedVersionsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDivergedVersionsRequest) ProtoMessage() {}
+
+func (x *ListDivergedVersionsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDivergedVersionsRequest.ProtoReflect.Descriptor instead.
+func (*ListDivergedVersionsRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListDivergedVersionsRequest) GetNamePrefix() string {
+	if x != nil {
+		return x.NamePrefix
+	}
+	return ""
+}
+
+// DivergedVersion is one version kept under a diverged label.
+type DivergedVersion struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// version_id is the version's id.
+	VersionId string `protobuf:"bytes,1,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// labels are its COFFER_DIVERGED_ labels.
+	Labels []string `protobuf:"bytes,2,rep,name=labels,proto3" json:"labels,omitempty"`
+	// created_date is when the old primary accepted it.
+	CreatedDate   *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DivergedVersion) Reset() {
+	*x = DivergedVersion{}
+	mi := &file_coffer_v1_region_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DivergedVersion) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DivergedVersion) ProtoMessage() {}
+
+func (x *DivergedVersion) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DivergedVersion.ProtoReflect.Descriptor instead.
+func (*DivergedVersion) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DivergedVersion) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *DivergedVersion) GetLabels() []string {
+	if x != nil {
+		return x.Labels
+	}
+	return nil
+}
+
+func (x *DivergedVersion) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+// DivergedSecret is a secret with diverged versions.
+type DivergedSecret struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name and arn are the secret's in this region.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Arn  string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// primary_region is where it is primary; adopting or discarding happens
+	// there (the diverged versions travel with failback).
+	PrimaryRegion string `protobuf:"bytes,3,opt,name=primary_region,json=primaryRegion,proto3" json:"primary_region,omitempty"`
+	// replica is true when this region holds a replica.
+	Replica bool `protobuf:"varint,4,opt,name=replica,proto3" json:"replica,omitempty"`
+	// current_version_id is the AWSCURRENT version.
+	CurrentVersionId string `protobuf:"bytes,5,opt,name=current_version_id,json=currentVersionId,proto3" json:"current_version_id,omitempty"`
+	// versions are the diverged versions, newest first.
+	Versions      []*DivergedVersion `protobuf:"bytes,6,rep,name=versions,proto3" json:"versions,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DivergedSecret) Reset() {
+	*x = DivergedSecret{}
+	mi := &file_coffer_v1_region_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DivergedSecret) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DivergedSecret) ProtoMessage() {}
+
+func (x *DivergedSecret) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DivergedSecret.ProtoReflect.Descriptor instead.
+func (*DivergedSecret) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DivergedSecret) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *DivergedSecret) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *DivergedSecret) GetPrimaryRegion() string {
+	if x != nil {
+		return x.PrimaryRegion
+	}
+	return ""
+}
+
+func (x *DivergedSecret) GetReplica() bool {
+	if x != nil {
+		return x.Replica
+	}
+	return false
+}
+
+func (x *DivergedSecret) GetCurrentVersionId() string {
+	if x != nil {
+		return x.CurrentVersionId
+	}
+	return ""
+}
+
+func (x *DivergedSecret) GetVersions() []*DivergedVersion {
+	if x != nil {
+		return x.Versions
+	}
+	return nil
+}
+
+// ListDivergedVersionsResponse lists them.
+type ListDivergedVersionsResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secrets are sorted by name.
+	Secrets       []*DivergedSecret `protobuf:"bytes,1,rep,name=secrets,proto3" json:"secrets,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListDivergedVersionsResponse) Reset() {
+	*x = ListDivergedVersionsResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListDivergedVersionsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListDivergedVersionsResponse) ProtoMessage() {}
+
+func (x *ListDivergedVersionsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListDivergedVersionsResponse.ProtoReflect.Descriptor instead.
+func (*ListDivergedVersionsResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *ListDivergedVersionsResponse) GetSecrets() []*DivergedSecret {
+	if x != nil {
+		return x.Secrets
+	}
+	return nil
+}
+
+// ResolveDivergedVersionRequest adopts or discards one version.
+type ResolveDivergedVersionRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// secret_id is the secret's name or ARN.
+	SecretId string `protobuf:"bytes,1,opt,name=secret_id,json=secretId,proto3" json:"secret_id,omitempty"`
+	// version_id is the diverged version.
+	VersionId string `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// adopt makes it AWSCURRENT (the current one becomes AWSPREVIOUS); false
+	// deletes it.
+	Adopt         bool `protobuf:"varint,3,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveDivergedVersionRequest) Reset() {
+	*x = ResolveDivergedVersionRequest{}
+	mi := &file_coffer_v1_region_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveDivergedVersionRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveDivergedVersionRequest) ProtoMessage() {}
+
+func (x *ResolveDivergedVersionRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveDivergedVersionRequest.ProtoReflect.Descriptor instead.
+func (*ResolveDivergedVersionRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *ResolveDivergedVersionRequest) GetSecretId() string {
+	if x != nil {
+		return x.SecretId
+	}
+	return ""
+}
+
+func (x *ResolveDivergedVersionRequest) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *ResolveDivergedVersionRequest) GetAdopt() bool {
+	if x != nil {
+		return x.Adopt
+	}
+	return false
+}
+
+// ResolveDivergedVersionResponse names what was resolved.
+type ResolveDivergedVersionResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the secret's ARN.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// version_id is the version.
+	VersionId     string `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveDivergedVersionResponse) Reset() {
+	*x = ResolveDivergedVersionResponse{}
+	mi := &file_coffer_v1_region_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveDivergedVersionResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveDivergedVersionResponse) ProtoMessage() {}
+
+func (x *ResolveDivergedVersionResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_region_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveDivergedVersionResponse.ProtoReflect.Descriptor instead.
+func (*ResolveDivergedVersionResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_region_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *ResolveDivergedVersionResponse) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *ResolveDivergedVersionResponse) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
 var File_coffer_v1_region_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_region_proto_rawDesc = "" +
@@ -912,17 +2037,101 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"\x18SetPairingOptionsRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12)\n" +
 	"\x10accept_overwrite\x18\x02 \x01(\bR\x0facceptOverwrite\"\x1b\n" +
-	"\x19SetPairingOptionsResponse\"G\n" +
+	"\x19SetPairingOptionsResponse\"\xaa\x01\n" +
 	"\x14PromoteRegionRequest\x12\x16\n" +
 	"\x06region\x18\x01 \x01(\tR\x06region\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"d\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\x12\x1f\n" +
+	"\vfrom_region\x18\x03 \x01(\tR\n" +
+	"fromRegion\x12\x18\n" +
+	"\aplanned\x18\x04 \x01(\bR\aplanned\x12&\n" +
+	"\x0fmin_applied_seq\x18\x05 \x01(\x04R\rminAppliedSeq\"d\n" +
 	"\x0ePromotedSecret\x12\x10\n" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x12\n" +
 	"\x04name\x18\x02 \x01(\tR\x04name\x12,\n" +
 	"\x12old_primary_region\x18\x03 \x01(\tR\x10oldPrimaryRegion\"g\n" +
 	"\x15PromoteRegionResponse\x125\n" +
 	"\bpromoted\x18\x01 \x03(\v2\x19.coffer.v1.PromotedSecretR\bpromoted\x12\x17\n" +
-	"\adry_run\x18\x02 \x01(\bR\x06dryRun2\x87\x04\n" +
+	"\adry_run\x18\x02 \x01(\bR\x06dryRun\"D\n" +
+	"\x12FenceRegionRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\"\xaf\x01\n" +
+	"\x0fPendingShipment\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12'\n" +
+	"\x0fpending_changes\x18\x02 \x01(\x04R\x0ependingChanges\x12A\n" +
+	"\x0eoldest_pending\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\roldestPending\x12\x18\n" +
+	"\asecrets\x18\x04 \x03(\tR\asecrets\"\x93\x05\n" +
+	"\x0eFailoverStatus\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x16\n" +
+	"\x06fenced\x18\x02 \x01(\bR\x06fenced\x12!\n" +
+	"\ffence_reason\x18\x03 \x01(\tR\vfenceReason\x12;\n" +
+	"\vfenced_date\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"fencedDate\x12\x1b\n" +
+	"\tfenced_by\x18\x05 \x01(\tR\bfencedBy\x12#\n" +
+	"\rswitchover_to\x18\x06 \x01(\tR\fswitchoverTo\x12C\n" +
+	"\x0fswitchover_date\x18\a \x01(\v2\x1a.google.protobuf.TimestampR\x0eswitchoverDate\x12'\n" +
+	"\x0fprimary_secrets\x18\b \x01(\x04R\x0eprimarySecrets\x12C\n" +
+	"\breplicas\x18\t \x03(\v2'.coffer.v1.FailoverStatus.ReplicasEntryR\breplicas\x124\n" +
+	"\apending\x18\n" +
+	" \x03(\v2\x1a.coffer.v1.PendingShipmentR\apending\x12J\n" +
+	"\vapplied_seq\x18\v \x03(\v2).coffer.v1.FailoverStatus.AppliedSeqEntryR\n" +
+	"appliedSeq\x1a;\n" +
+	"\rReplicasEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\x1a=\n" +
+	"\x0fAppliedSeqEntry\x12\x10\n" +
+	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
+	"\x05value\x18\x02 \x01(\x04R\x05value:\x028\x01\"H\n" +
+	"\x13FenceRegionResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.coffer.v1.FailoverStatusR\x06status\".\n" +
+	"\x14UnfenceRegionRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\"J\n" +
+	"\x15UnfenceRegionResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.coffer.v1.FailoverStatusR\x06status\"\x1a\n" +
+	"\x18GetFailoverStatusRequest\"N\n" +
+	"\x19GetFailoverStatusResponse\x121\n" +
+	"\x06status\x18\x01 \x01(\v2\x19.coffer.v1.FailoverStatusR\x06status\"M\n" +
+	"\x16BeginSwitchoverRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1b\n" +
+	"\tto_region\x18\x02 \x01(\tR\btoRegion\"l\n" +
+	"\x17BeginSwitchoverResponse\x12\x1f\n" +
+	"\vthrough_seq\x18\x01 \x01(\x04R\n" +
+	"throughSeq\x12\x18\n" +
+	"\asecrets\x18\x02 \x03(\tR\asecrets\x12\x16\n" +
+	"\x06failed\x18\x03 \x03(\tR\x06failed\"f\n" +
+	"\x19CompleteSwitchoverRequest\x12\x16\n" +
+	"\x06region\x18\x01 \x01(\tR\x06region\x12\x1b\n" +
+	"\tto_region\x18\x02 \x01(\tR\btoRegion\x12\x14\n" +
+	"\x05abort\x18\x03 \x01(\bR\x05abort\"b\n" +
+	"\x1aCompleteSwitchoverResponse\x12\x1f\n" +
+	"\vhanded_over\x18\x01 \x01(\x04R\n" +
+	"handedOver\x12#\n" +
+	"\rstill_primary\x18\x02 \x03(\tR\fstillPrimary\">\n" +
+	"\x1bListDivergedVersionsRequest\x12\x1f\n" +
+	"\vname_prefix\x18\x01 \x01(\tR\n" +
+	"namePrefix\"\x87\x01\n" +
+	"\x0fDivergedVersion\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x01 \x01(\tR\tversionId\x12\x16\n" +
+	"\x06labels\x18\x02 \x03(\tR\x06labels\x12=\n" +
+	"\fcreated_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\"\xdd\x01\n" +
+	"\x0eDivergedSecret\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12%\n" +
+	"\x0eprimary_region\x18\x03 \x01(\tR\rprimaryRegion\x12\x18\n" +
+	"\areplica\x18\x04 \x01(\bR\areplica\x12,\n" +
+	"\x12current_version_id\x18\x05 \x01(\tR\x10currentVersionId\x126\n" +
+	"\bversions\x18\x06 \x03(\v2\x1a.coffer.v1.DivergedVersionR\bversions\"S\n" +
+	"\x1cListDivergedVersionsResponse\x123\n" +
+	"\asecrets\x18\x01 \x03(\v2\x19.coffer.v1.DivergedSecretR\asecrets\"q\n" +
+	"\x1dResolveDivergedVersionRequest\x12\x1b\n" +
+	"\tsecret_id\x18\x01 \x01(\tR\bsecretId\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId\x12\x14\n" +
+	"\x05adopt\x18\x03 \x01(\bR\x05adopt\"Q\n" +
+	"\x1eResolveDivergedVersionResponse\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId2\x9e\t\n" +
 	"\rRegionService\x12L\n" +
 	"\vListRegions\x12\x1d.coffer.v1.ListRegionsRequest\x1a\x1e.coffer.v1.ListRegionsResponse\x12X\n" +
 	"\x0fGetPairingOffer\x12!.coffer.v1.GetPairingOfferRequest\x1a\".coffer.v1.GetPairingOfferResponse\x12I\n" +
@@ -930,7 +2139,14 @@ const file_coffer_v1_region_proto_rawDesc = "" +
 	"PairRegion\x12\x1c.coffer.v1.PairRegionRequest\x1a\x1d.coffer.v1.PairRegionResponse\x12O\n" +
 	"\fUnpairRegion\x12\x1e.coffer.v1.UnpairRegionRequest\x1a\x1f.coffer.v1.UnpairRegionResponse\x12^\n" +
 	"\x11SetPairingOptions\x12#.coffer.v1.SetPairingOptionsRequest\x1a$.coffer.v1.SetPairingOptionsResponse\x12R\n" +
-	"\rPromoteRegion\x12\x1f.coffer.v1.PromoteRegionRequest\x1a .coffer.v1.PromoteRegionResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\rPromoteRegion\x12\x1f.coffer.v1.PromoteRegionRequest\x1a .coffer.v1.PromoteRegionResponse\x12L\n" +
+	"\vFenceRegion\x12\x1d.coffer.v1.FenceRegionRequest\x1a\x1e.coffer.v1.FenceRegionResponse\x12R\n" +
+	"\rUnfenceRegion\x12\x1f.coffer.v1.UnfenceRegionRequest\x1a .coffer.v1.UnfenceRegionResponse\x12^\n" +
+	"\x11GetFailoverStatus\x12#.coffer.v1.GetFailoverStatusRequest\x1a$.coffer.v1.GetFailoverStatusResponse\x12X\n" +
+	"\x0fBeginSwitchover\x12!.coffer.v1.BeginSwitchoverRequest\x1a\".coffer.v1.BeginSwitchoverResponse\x12a\n" +
+	"\x12CompleteSwitchover\x12$.coffer.v1.CompleteSwitchoverRequest\x1a%.coffer.v1.CompleteSwitchoverResponse\x12g\n" +
+	"\x14ListDivergedVersions\x12&.coffer.v1.ListDivergedVersionsRequest\x1a'.coffer.v1.ListDivergedVersionsResponse\x12m\n" +
+	"\x16ResolveDivergedVersion\x12(.coffer.v1.ResolveDivergedVersionRequest\x1a).coffer.v1.ResolveDivergedVersionResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_region_proto_rawDescOnce sync.Once
@@ -944,49 +2160,95 @@ func file_coffer_v1_region_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_region_proto_rawDescData
 }
 
-var file_coffer_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 15)
+var file_coffer_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 35)
 var file_coffer_v1_region_proto_goTypes = []any{
-	(*ListRegionsRequest)(nil),        // 0: coffer.v1.ListRegionsRequest
-	(*RegionInfo)(nil),                // 1: coffer.v1.RegionInfo
-	(*ListRegionsResponse)(nil),       // 2: coffer.v1.ListRegionsResponse
-	(*GetPairingOfferRequest)(nil),    // 3: coffer.v1.GetPairingOfferRequest
-	(*PairingOffer)(nil),              // 4: coffer.v1.PairingOffer
-	(*GetPairingOfferResponse)(nil),   // 5: coffer.v1.GetPairingOfferResponse
-	(*PairRegionRequest)(nil),         // 6: coffer.v1.PairRegionRequest
-	(*PairRegionResponse)(nil),        // 7: coffer.v1.PairRegionResponse
-	(*UnpairRegionRequest)(nil),       // 8: coffer.v1.UnpairRegionRequest
-	(*UnpairRegionResponse)(nil),      // 9: coffer.v1.UnpairRegionResponse
-	(*SetPairingOptionsRequest)(nil),  // 10: coffer.v1.SetPairingOptionsRequest
-	(*SetPairingOptionsResponse)(nil), // 11: coffer.v1.SetPairingOptionsResponse
-	(*PromoteRegionRequest)(nil),      // 12: coffer.v1.PromoteRegionRequest
-	(*PromotedSecret)(nil),            // 13: coffer.v1.PromotedSecret
-	(*PromoteRegionResponse)(nil),     // 14: coffer.v1.PromoteRegionResponse
-	(*timestamppb.Timestamp)(nil),     // 15: google.protobuf.Timestamp
+	(*ListRegionsRequest)(nil),             // 0: coffer.v1.ListRegionsRequest
+	(*RegionInfo)(nil),                     // 1: coffer.v1.RegionInfo
+	(*ListRegionsResponse)(nil),            // 2: coffer.v1.ListRegionsResponse
+	(*GetPairingOfferRequest)(nil),         // 3: coffer.v1.GetPairingOfferRequest
+	(*PairingOffer)(nil),                   // 4: coffer.v1.PairingOffer
+	(*GetPairingOfferResponse)(nil),        // 5: coffer.v1.GetPairingOfferResponse
+	(*PairRegionRequest)(nil),              // 6: coffer.v1.PairRegionRequest
+	(*PairRegionResponse)(nil),             // 7: coffer.v1.PairRegionResponse
+	(*UnpairRegionRequest)(nil),            // 8: coffer.v1.UnpairRegionRequest
+	(*UnpairRegionResponse)(nil),           // 9: coffer.v1.UnpairRegionResponse
+	(*SetPairingOptionsRequest)(nil),       // 10: coffer.v1.SetPairingOptionsRequest
+	(*SetPairingOptionsResponse)(nil),      // 11: coffer.v1.SetPairingOptionsResponse
+	(*PromoteRegionRequest)(nil),           // 12: coffer.v1.PromoteRegionRequest
+	(*PromotedSecret)(nil),                 // 13: coffer.v1.PromotedSecret
+	(*PromoteRegionResponse)(nil),          // 14: coffer.v1.PromoteRegionResponse
+	(*FenceRegionRequest)(nil),             // 15: coffer.v1.FenceRegionRequest
+	(*PendingShipment)(nil),                // 16: coffer.v1.PendingShipment
+	(*FailoverStatus)(nil),                 // 17: coffer.v1.FailoverStatus
+	(*FenceRegionResponse)(nil),            // 18: coffer.v1.FenceRegionResponse
+	(*UnfenceRegionRequest)(nil),           // 19: coffer.v1.UnfenceRegionRequest
+	(*UnfenceRegionResponse)(nil),          // 20: coffer.v1.UnfenceRegionResponse
+	(*GetFailoverStatusRequest)(nil),       // 21: coffer.v1.GetFailoverStatusRequest
+	(*GetFailoverStatusResponse)(nil),      // 22: coffer.v1.GetFailoverStatusResponse
+	(*BeginSwitchoverRequest)(nil),         // 23: coffer.v1.BeginSwitchoverRequest
+	(*BeginSwitchoverResponse)(nil),        // 24: coffer.v1.BeginSwitchoverResponse
+	(*CompleteSwitchoverRequest)(nil),      // 25: coffer.v1.CompleteSwitchoverRequest
+	(*CompleteSwitchoverResponse)(nil),     // 26: coffer.v1.CompleteSwitchoverResponse
+	(*ListDivergedVersionsRequest)(nil),    // 27: coffer.v1.ListDivergedVersionsRequest
+	(*DivergedVersion)(nil),                // 28: coffer.v1.DivergedVersion
+	(*DivergedSecret)(nil),                 // 29: coffer.v1.DivergedSecret
+	(*ListDivergedVersionsResponse)(nil),   // 30: coffer.v1.ListDivergedVersionsResponse
+	(*ResolveDivergedVersionRequest)(nil),  // 31: coffer.v1.ResolveDivergedVersionRequest
+	(*ResolveDivergedVersionResponse)(nil), // 32: coffer.v1.ResolveDivergedVersionResponse
+	nil,                                    // 33: coffer.v1.FailoverStatus.ReplicasEntry
+	nil,                                    // 34: coffer.v1.FailoverStatus.AppliedSeqEntry
+	(*timestamppb.Timestamp)(nil),          // 35: google.protobuf.Timestamp
 }
 var file_coffer_v1_region_proto_depIdxs = []int32{
-	15, // 0: coffer.v1.RegionInfo.oldest_pending:type_name -> google.protobuf.Timestamp
+	35, // 0: coffer.v1.RegionInfo.oldest_pending:type_name -> google.protobuf.Timestamp
 	1,  // 1: coffer.v1.ListRegionsResponse.regions:type_name -> coffer.v1.RegionInfo
 	4,  // 2: coffer.v1.GetPairingOfferResponse.offer:type_name -> coffer.v1.PairingOffer
 	4,  // 3: coffer.v1.PairRegionRequest.peer:type_name -> coffer.v1.PairingOffer
 	4,  // 4: coffer.v1.PairRegionResponse.offer:type_name -> coffer.v1.PairingOffer
 	13, // 5: coffer.v1.PromoteRegionResponse.promoted:type_name -> coffer.v1.PromotedSecret
-	0,  // 6: coffer.v1.RegionService.ListRegions:input_type -> coffer.v1.ListRegionsRequest
-	3,  // 7: coffer.v1.RegionService.GetPairingOffer:input_type -> coffer.v1.GetPairingOfferRequest
-	6,  // 8: coffer.v1.RegionService.PairRegion:input_type -> coffer.v1.PairRegionRequest
-	8,  // 9: coffer.v1.RegionService.UnpairRegion:input_type -> coffer.v1.UnpairRegionRequest
-	10, // 10: coffer.v1.RegionService.SetPairingOptions:input_type -> coffer.v1.SetPairingOptionsRequest
-	12, // 11: coffer.v1.RegionService.PromoteRegion:input_type -> coffer.v1.PromoteRegionRequest
-	2,  // 12: coffer.v1.RegionService.ListRegions:output_type -> coffer.v1.ListRegionsResponse
-	5,  // 13: coffer.v1.RegionService.GetPairingOffer:output_type -> coffer.v1.GetPairingOfferResponse
-	7,  // 14: coffer.v1.RegionService.PairRegion:output_type -> coffer.v1.PairRegionResponse
-	9,  // 15: coffer.v1.RegionService.UnpairRegion:output_type -> coffer.v1.UnpairRegionResponse
-	11, // 16: coffer.v1.RegionService.SetPairingOptions:output_type -> coffer.v1.SetPairingOptionsResponse
-	14, // 17: coffer.v1.RegionService.PromoteRegion:output_type -> coffer.v1.PromoteRegionResponse
-	12, // [12:18] is the sub-list for method output_type
-	6,  // [6:12] is the sub-list for method input_type
-	6,  // [6:6] is the sub-list for extension type_name
-	6,  // [6:6] is the sub-list for extension extendee
-	0,  // [0:6] is the sub-list for field type_name
+	35, // 6: coffer.v1.PendingShipment.oldest_pending:type_name -> google.protobuf.Timestamp
+	35, // 7: coffer.v1.FailoverStatus.fenced_date:type_name -> google.protobuf.Timestamp
+	35, // 8: coffer.v1.FailoverStatus.switchover_date:type_name -> google.protobuf.Timestamp
+	33, // 9: coffer.v1.FailoverStatus.replicas:type_name -> coffer.v1.FailoverStatus.ReplicasEntry
+	16, // 10: coffer.v1.FailoverStatus.pending:type_name -> coffer.v1.PendingShipment
+	34, // 11: coffer.v1.FailoverStatus.applied_seq:type_name -> coffer.v1.FailoverStatus.AppliedSeqEntry
+	17, // 12: coffer.v1.FenceRegionResponse.status:type_name -> coffer.v1.FailoverStatus
+	17, // 13: coffer.v1.UnfenceRegionResponse.status:type_name -> coffer.v1.FailoverStatus
+	17, // 14: coffer.v1.GetFailoverStatusResponse.status:type_name -> coffer.v1.FailoverStatus
+	35, // 15: coffer.v1.DivergedVersion.created_date:type_name -> google.protobuf.Timestamp
+	28, // 16: coffer.v1.DivergedSecret.versions:type_name -> coffer.v1.DivergedVersion
+	29, // 17: coffer.v1.ListDivergedVersionsResponse.secrets:type_name -> coffer.v1.DivergedSecret
+	0,  // 18: coffer.v1.RegionService.ListRegions:input_type -> coffer.v1.ListRegionsRequest
+	3,  // 19: coffer.v1.RegionService.GetPairingOffer:input_type -> coffer.v1.GetPairingOfferRequest
+	6,  // 20: coffer.v1.RegionService.PairRegion:input_type -> coffer.v1.PairRegionRequest
+	8,  // 21: coffer.v1.RegionService.UnpairRegion:input_type -> coffer.v1.UnpairRegionRequest
+	10, // 22: coffer.v1.RegionService.SetPairingOptions:input_type -> coffer.v1.SetPairingOptionsRequest
+	12, // 23: coffer.v1.RegionService.PromoteRegion:input_type -> coffer.v1.PromoteRegionRequest
+	15, // 24: coffer.v1.RegionService.FenceRegion:input_type -> coffer.v1.FenceRegionRequest
+	19, // 25: coffer.v1.RegionService.UnfenceRegion:input_type -> coffer.v1.UnfenceRegionRequest
+	21, // 26: coffer.v1.RegionService.GetFailoverStatus:input_type -> coffer.v1.GetFailoverStatusRequest
+	23, // 27: coffer.v1.RegionService.BeginSwitchover:input_type -> coffer.v1.BeginSwitchoverRequest
+	25, // 28: coffer.v1.RegionService.CompleteSwitchover:input_type -> coffer.v1.CompleteSwitchoverRequest
+	27, // 29: coffer.v1.RegionService.ListDivergedVersions:input_type -> coffer.v1.ListDivergedVersionsRequest
+	31, // 30: coffer.v1.RegionService.ResolveDivergedVersion:input_type -> coffer.v1.ResolveDivergedVersionRequest
+	2,  // 31: coffer.v1.RegionService.ListRegions:output_type -> coffer.v1.ListRegionsResponse
+	5,  // 32: coffer.v1.RegionService.GetPairingOffer:output_type -> coffer.v1.GetPairingOfferResponse
+	7,  // 33: coffer.v1.RegionService.PairRegion:output_type -> coffer.v1.PairRegionResponse
+	9,  // 34: coffer.v1.RegionService.UnpairRegion:output_type -> coffer.v1.UnpairRegionResponse
+	11, // 35: coffer.v1.RegionService.SetPairingOptions:output_type -> coffer.v1.SetPairingOptionsResponse
+	14, // 36: coffer.v1.RegionService.PromoteRegion:output_type -> coffer.v1.PromoteRegionResponse
+	18, // 37: coffer.v1.RegionService.FenceRegion:output_type -> coffer.v1.FenceRegionResponse
+	20, // 38: coffer.v1.RegionService.UnfenceRegion:output_type -> coffer.v1.UnfenceRegionResponse
+	22, // 39: coffer.v1.RegionService.GetFailoverStatus:output_type -> coffer.v1.GetFailoverStatusResponse
+	24, // 40: coffer.v1.RegionService.BeginSwitchover:output_type -> coffer.v1.BeginSwitchoverResponse
+	26, // 41: coffer.v1.RegionService.CompleteSwitchover:output_type -> coffer.v1.CompleteSwitchoverResponse
+	30, // 42: coffer.v1.RegionService.ListDivergedVersions:output_type -> coffer.v1.ListDivergedVersionsResponse
+	32, // 43: coffer.v1.RegionService.ResolveDivergedVersion:output_type -> coffer.v1.ResolveDivergedVersionResponse
+	31, // [31:44] is the sub-list for method output_type
+	18, // [18:31] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_region_proto_init() }
@@ -1000,7 +2262,7 @@ func file_coffer_v1_region_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_region_proto_rawDesc), len(file_coffer_v1_region_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   15,
+			NumMessages:   35,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,12 +19,19 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegionService_ListRegions_FullMethodName       = "/coffer.v1.RegionService/ListRegions"
-	RegionService_GetPairingOffer_FullMethodName   = "/coffer.v1.RegionService/GetPairingOffer"
-	RegionService_PairRegion_FullMethodName        = "/coffer.v1.RegionService/PairRegion"
-	RegionService_UnpairRegion_FullMethodName      = "/coffer.v1.RegionService/UnpairRegion"
-	RegionService_SetPairingOptions_FullMethodName = "/coffer.v1.RegionService/SetPairingOptions"
-	RegionService_PromoteRegion_FullMethodName     = "/coffer.v1.RegionService/PromoteRegion"
+	RegionService_ListRegions_FullMethodName            = "/coffer.v1.RegionService/ListRegions"
+	RegionService_GetPairingOffer_FullMethodName        = "/coffer.v1.RegionService/GetPairingOffer"
+	RegionService_PairRegion_FullMethodName             = "/coffer.v1.RegionService/PairRegion"
+	RegionService_UnpairRegion_FullMethodName           = "/coffer.v1.RegionService/UnpairRegion"
+	RegionService_SetPairingOptions_FullMethodName      = "/coffer.v1.RegionService/SetPairingOptions"
+	RegionService_PromoteRegion_FullMethodName          = "/coffer.v1.RegionService/PromoteRegion"
+	RegionService_FenceRegion_FullMethodName            = "/coffer.v1.RegionService/FenceRegion"
+	RegionService_UnfenceRegion_FullMethodName          = "/coffer.v1.RegionService/UnfenceRegion"
+	RegionService_GetFailoverStatus_FullMethodName      = "/coffer.v1.RegionService/GetFailoverStatus"
+	RegionService_BeginSwitchover_FullMethodName        = "/coffer.v1.RegionService/BeginSwitchover"
+	RegionService_CompleteSwitchover_FullMethodName     = "/coffer.v1.RegionService/CompleteSwitchover"
+	RegionService_ListDivergedVersions_FullMethodName   = "/coffer.v1.RegionService/ListDivergedVersions"
+	RegionService_ResolveDivergedVersion_FullMethodName = "/coffer.v1.RegionService/ResolveDivergedVersion"
 )
 
 // RegionServiceClient is the client API for RegionService service.
@@ -52,6 +59,30 @@ type RegionServiceClient interface {
 	// PromoteRegion promotes every replica in this region whose primary
 	// region is unreachable.
 	PromoteRegion(ctx context.Context, in *PromoteRegionRequest, opts ...grpc.CallOption) (*PromoteRegionResponse, error)
+	// FenceRegion makes this region refuse writes to its primary secrets
+	// (creating secrets included) until UnfenceRegion; replicas it holds keep
+	// following their primaries. It answers with what was not yet shipped.
+	FenceRegion(ctx context.Context, in *FenceRegionRequest, opts ...grpc.CallOption) (*FenceRegionResponse, error)
+	// UnfenceRegion lifts the fence.
+	UnfenceRegion(ctx context.Context, in *UnfenceRegionRequest, opts ...grpc.CallOption) (*UnfenceRegionResponse, error)
+	// GetFailoverStatus reports this region's fence, switchover and the
+	// primary and replica secrets it holds.
+	GetFailoverStatus(ctx context.Context, in *GetFailoverStatusRequest, opts ...grpc.CallOption) (*GetFailoverStatusResponse, error)
+	// BeginSwitchover starts a planned switchover: the primary secrets that
+	// replicate to the target refuse writes, and the call returns once the
+	// target has acknowledged every change (lag 0), or fails retryably when
+	// its deadline comes first (the switchover stays in progress).
+	BeginSwitchover(ctx context.Context, in *BeginSwitchoverRequest, opts ...grpc.CallOption) (*BeginSwitchoverResponse, error)
+	// CompleteSwitchover waits until the target's promoted copies have made
+	// this region's secrets its replicas, then ends the switchover; with
+	// abort it ends it at once (before the target promoted anything).
+	CompleteSwitchover(ctx context.Context, in *CompleteSwitchoverRequest, opts ...grpc.CallOption) (*CompleteSwitchoverResponse, error)
+	// ListDivergedVersions lists the versions a returning old primary kept
+	// under COFFER_DIVERGED_ labels, per secret.
+	ListDivergedVersions(ctx context.Context, in *ListDivergedVersionsRequest, opts ...grpc.CallOption) (*ListDivergedVersionsResponse, error)
+	// ResolveDivergedVersion adopts (makes AWSCURRENT) or discards a diverged
+	// version of a primary secret.
+	ResolveDivergedVersion(ctx context.Context, in *ResolveDivergedVersionRequest, opts ...grpc.CallOption) (*ResolveDivergedVersionResponse, error)
 }
 
 type regionServiceClient struct {
@@ -122,6 +153,76 @@ func (c *regionServiceClient) PromoteRegion(ctx context.Context, in *PromoteRegi
 	return out, nil
 }
 
+func (c *regionServiceClient) FenceRegion(ctx context.Context, in *FenceRegionRequest, opts ...grpc.CallOption) (*FenceRegionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(FenceRegionResponse)
+	err := c.cc.Invoke(ctx, RegionService_FenceRegion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *regionServiceClient) UnfenceRegion(ctx context.Context, in *UnfenceRegionRequest, opts ...grpc.CallOption) (*UnfenceRegionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UnfenceRegionResponse)
+	err := c.cc.Invoke(ctx, RegionService_UnfenceRegion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *regionServiceClient) GetFailoverStatus(ctx context.Context, in *GetFailoverStatusRequest, opts ...grpc.CallOption) (*GetFailoverStatusResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetFailoverStatusResponse)
+	err := c.cc.Invoke(ctx, RegionService_GetFailoverStatus_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *regionServiceClient) BeginSwitchover(ctx context.Context, in *BeginSwitchoverRequest, opts ...grpc.CallOption) (*BeginSwitchoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(BeginSwitchoverResponse)
+	err := c.cc.Invoke(ctx, RegionService_BeginSwitchover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *regionServiceClient) CompleteSwitchover(ctx context.Context, in *CompleteSwitchoverRequest, opts ...grpc.CallOption) (*CompleteSwitchoverResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CompleteSwitchoverResponse)
+	err := c.cc.Invoke(ctx, RegionService_CompleteSwitchover_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *regionServiceClient) ListDivergedVersions(ctx context.Context, in *ListDivergedVersionsRequest, opts ...grpc.CallOption) (*ListDivergedVersionsResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListDivergedVersionsResponse)
+	err := c.cc.Invoke(ctx, RegionService_ListDivergedVersions_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *regionServiceClient) ResolveDivergedVersion(ctx context.Context, in *ResolveDivergedVersionRequest, opts ...grpc.CallOption) (*ResolveDivergedVersionResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ResolveDivergedVersionResponse)
+	err := c.cc.Invoke(ctx, RegionService_ResolveDivergedVersion_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegionServiceServer is the server API for RegionService service.
 // All implementations must embed UnimplementedRegionServiceServer
 // for forward compatibility.
@@ -147,6 +248,30 @@ type RegionServiceServer interface {
 	// PromoteRegion promotes every replica in this region whose primary
 	// region is unreachable.
 	PromoteRegion(context.Context, *PromoteRegionRequest) (*PromoteRegionResponse, error)
+	// FenceRegion makes this region refuse writes to its primary secrets
+	// (creating secrets included) until UnfenceRegion; replicas it holds keep
+	// following their primaries. It answers with what was not yet shipped.
+	FenceRegion(context.Context, *FenceRegionRequest) (*FenceRegionResponse, error)
+	// UnfenceRegion lifts the fence.
+	UnfenceRegion(context.Context, *UnfenceRegionRequest) (*UnfenceRegionResponse, error)
+	// GetFailoverStatus reports this region's fence, switchover and the
+	// primary and replica secrets it holds.
+	GetFailoverStatus(context.Context, *GetFailoverStatusRequest) (*GetFailoverStatusResponse, error)
+	// BeginSwitchover starts a planned switchover: the primary secrets that
+	// replicate to the target refuse writes, and the call returns once the
+	// target has acknowledged every change (lag 0), or fails retryably when
+	// its deadline comes first (the switchover stays in progress).
+	BeginSwitchover(context.Context, *BeginSwitchoverRequest) (*BeginSwitchoverResponse, error)
+	// CompleteSwitchover waits until the target's promoted copies have made
+	// this region's secrets its replicas, then ends the switchover; with
+	// abort it ends it at once (before the target promoted anything).
+	CompleteSwitchover(context.Context, *CompleteSwitchoverRequest) (*CompleteSwitchoverResponse, error)
+	// ListDivergedVersions lists the versions a returning old primary kept
+	// under COFFER_DIVERGED_ labels, per secret.
+	ListDivergedVersions(context.Context, *ListDivergedVersionsRequest) (*ListDivergedVersionsResponse, error)
+	// ResolveDivergedVersion adopts (makes AWSCURRENT) or discards a diverged
+	// version of a primary secret.
+	ResolveDivergedVersion(context.Context, *ResolveDivergedVersionRequest) (*ResolveDivergedVersionResponse, error)
 	mustEmbedUnimplementedRegionServiceServer()
 }
 
@@ -174,6 +299,27 @@ func (UnimplementedRegionServiceServer) SetPairingOptions(context.Context, *SetP
 }
 func (UnimplementedRegionServiceServer) PromoteRegion(context.Context, *PromoteRegionRequest) (*PromoteRegionResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method PromoteRegion not implemented")
+}
+func (UnimplementedRegionServiceServer) FenceRegion(context.Context, *FenceRegionRequest) (*FenceRegionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method FenceRegion not implemented")
+}
+func (UnimplementedRegionServiceServer) UnfenceRegion(context.Context, *UnfenceRegionRequest) (*UnfenceRegionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UnfenceRegion not implemented")
+}
+func (UnimplementedRegionServiceServer) GetFailoverStatus(context.Context, *GetFailoverStatusRequest) (*GetFailoverStatusResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetFailoverStatus not implemented")
+}
+func (UnimplementedRegionServiceServer) BeginSwitchover(context.Context, *BeginSwitchoverRequest) (*BeginSwitchoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method BeginSwitchover not implemented")
+}
+func (UnimplementedRegionServiceServer) CompleteSwitchover(context.Context, *CompleteSwitchoverRequest) (*CompleteSwitchoverResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CompleteSwitchover not implemented")
+}
+func (UnimplementedRegionServiceServer) ListDivergedVersions(context.Context, *ListDivergedVersionsRequest) (*ListDivergedVersionsResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListDivergedVersions not implemented")
+}
+func (UnimplementedRegionServiceServer) ResolveDivergedVersion(context.Context, *ResolveDivergedVersionRequest) (*ResolveDivergedVersionResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ResolveDivergedVersion not implemented")
 }
 func (UnimplementedRegionServiceServer) mustEmbedUnimplementedRegionServiceServer() {}
 func (UnimplementedRegionServiceServer) testEmbeddedByValue()                       {}
@@ -304,6 +450,132 @@ func _RegionService_PromoteRegion_Handler(srv interface{}, ctx context.Context, 
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegionService_FenceRegion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(FenceRegionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).FenceRegion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_FenceRegion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).FenceRegion(ctx, req.(*FenceRegionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegionService_UnfenceRegion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UnfenceRegionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).UnfenceRegion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_UnfenceRegion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).UnfenceRegion(ctx, req.(*UnfenceRegionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegionService_GetFailoverStatus_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetFailoverStatusRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).GetFailoverStatus(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_GetFailoverStatus_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).GetFailoverStatus(ctx, req.(*GetFailoverStatusRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegionService_BeginSwitchover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(BeginSwitchoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).BeginSwitchover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_BeginSwitchover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).BeginSwitchover(ctx, req.(*BeginSwitchoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegionService_CompleteSwitchover_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CompleteSwitchoverRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).CompleteSwitchover(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_CompleteSwitchover_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).CompleteSwitchover(ctx, req.(*CompleteSwitchoverRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegionService_ListDivergedVersions_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListDivergedVersionsRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).ListDivergedVersions(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_ListDivergedVersions_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).ListDivergedVersions(ctx, req.(*ListDivergedVersionsRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _RegionService_ResolveDivergedVersion_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ResolveDivergedVersionRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionServiceServer).ResolveDivergedVersion(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionService_ResolveDivergedVersion_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionServiceServer).ResolveDivergedVersion(ctx, req.(*ResolveDivergedVersionRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegionService_ServiceDesc is the grpc.ServiceDesc for RegionService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -334,6 +606,34 @@ var RegionService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "PromoteRegion",
 			Handler:    _RegionService_PromoteRegion_Handler,
+		},
+		{
+			MethodName: "FenceRegion",
+			Handler:    _RegionService_FenceRegion_Handler,
+		},
+		{
+			MethodName: "UnfenceRegion",
+			Handler:    _RegionService_UnfenceRegion_Handler,
+		},
+		{
+			MethodName: "GetFailoverStatus",
+			Handler:    _RegionService_GetFailoverStatus_Handler,
+		},
+		{
+			MethodName: "BeginSwitchover",
+			Handler:    _RegionService_BeginSwitchover_Handler,
+		},
+		{
+			MethodName: "CompleteSwitchover",
+			Handler:    _RegionService_CompleteSwitchover_Handler,
+		},
+		{
+			MethodName: "ListDivergedVersions",
+			Handler:    _RegionService_ListDivergedVersions_Handler,
+		},
+		{
+			MethodName: "ResolveDivergedVersion",
+			Handler:    _RegionService_ResolveDivergedVersion_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -394,6 +394,10 @@ func (c *Cluster) conn(i int) *grpc.ClientConn {
 	return c.conns[i]
 }
 
+// Conn is the client connection to node i's API (plaintext, root), for
+// callers that build their own clients; it stays open with the cluster.
+func (c *Cluster) Conn(i int) *grpc.ClientConn { return c.conn(i) }
+
 // Client is a SecretsManagerService client on node i's API (plaintext),
 // authenticated as the root principal.
 func (c *Cluster) Client(i int) cofferv1.SecretsManagerServiceClient {

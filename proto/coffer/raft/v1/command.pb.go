@@ -76,6 +76,9 @@ type Command struct {
 	//	*Command_UnpairRegion
 	//	*Command_SetPairingOptions
 	//	*Command_ResetFeed
+	//	*Command_SetRegionFence
+	//	*Command_SetSwitchover
+	//	*Command_ResolveDiverged
 	//	*Command_InitCluster
 	//	*Command_CheckState
 	Op            isCommand_Op `protobuf_oneof:"op"`
@@ -487,6 +490,33 @@ func (x *Command) GetResetFeed() *ResetFeed {
 	return nil
 }
 
+func (x *Command) GetSetRegionFence() *SetRegionFence {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetRegionFence); ok {
+			return x.SetRegionFence
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetSetSwitchover() *SetSwitchover {
+	if x != nil {
+		if x, ok := x.Op.(*Command_SetSwitchover); ok {
+			return x.SetSwitchover
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetResolveDiverged() *ResolveDiverged {
+	if x != nil {
+		if x, ok := x.Op.(*Command_ResolveDiverged); ok {
+			return x.ResolveDiverged
+		}
+	}
+	return nil
+}
+
 func (x *Command) GetInitCluster() *InitCluster {
 	if x != nil {
 		if x, ok := x.Op.(*Command_InitCluster); ok {
@@ -710,6 +740,21 @@ type Command_ResetFeed struct {
 	ResetFeed *ResetFeed `protobuf:"bytes,37,opt,name=reset_feed,json=resetFeed,proto3,oneof"`
 }
 
+type Command_SetRegionFence struct {
+	// set_region_fence fences or unfences this region (drills, a sick region).
+	SetRegionFence *SetRegionFence `protobuf:"bytes,38,opt,name=set_region_fence,json=setRegionFence,proto3,oneof"`
+}
+
+type Command_SetSwitchover struct {
+	// set_switchover starts or ends a planned switchover to another region.
+	SetSwitchover *SetSwitchover `protobuf:"bytes,39,opt,name=set_switchover,json=setSwitchover,proto3,oneof"`
+}
+
+type Command_ResolveDiverged struct {
+	// resolve_diverged adopts or discards a diverged version.
+	ResolveDiverged *ResolveDiverged `protobuf:"bytes,40,opt,name=resolve_diverged,json=resolveDiverged,proto3,oneof"`
+}
+
 type Command_InitCluster struct {
 	// init_cluster records the region's cluster id; later ones are ignored.
 	InitCluster *InitCluster `protobuf:"bytes,100,opt,name=init_cluster,json=initCluster,proto3,oneof"`
@@ -800,6 +845,12 @@ func (*Command_UnpairRegion) isCommand_Op() {}
 func (*Command_SetPairingOptions) isCommand_Op() {}
 
 func (*Command_ResetFeed) isCommand_Op() {}
+
+func (*Command_SetRegionFence) isCommand_Op() {}
+
+func (*Command_SetSwitchover) isCommand_Op() {}
+
+func (*Command_ResolveDiverged) isCommand_Op() {}
 
 func (*Command_InitCluster) isCommand_Op() {}
 
@@ -3653,11 +3704,198 @@ func (x *DeleteKmsKey) GetKeyId() string {
 	return ""
 }
 
+// SetRegionFence fences this region (its primary secrets refuse writes) or
+// lifts the fence. The time and the principal are the proposer's.
+type SetRegionFence struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fenced is the new state.
+	Fenced bool `protobuf:"varint,1,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// reason is the operator's note, shown in the refusal and the status.
+	Reason string `protobuf:"bytes,2,opt,name=reason,proto3" json:"reason,omitempty"`
+	// principal is the ARN of the caller who set it.
+	Principal     string `protobuf:"bytes,3,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetRegionFence) Reset() {
+	*x = SetRegionFence{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[48]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetRegionFence) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetRegionFence) ProtoMessage() {}
+
+func (x *SetRegionFence) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[48]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetRegionFence.ProtoReflect.Descriptor instead.
+func (*SetRegionFence) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{48}
+}
+
+func (x *SetRegionFence) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
+	}
+	return false
+}
+
+func (x *SetRegionFence) GetReason() string {
+	if x != nil {
+		return x.Reason
+	}
+	return ""
+}
+
+func (x *SetRegionFence) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+// SetSwitchover starts a planned switchover of the primary secrets that
+// replicate to to_region (they refuse writes until they are handed over),
+// or, with to_region empty, ends it.
+type SetSwitchover struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// to_region is the region taking over; "" ends the switchover.
+	ToRegion string `protobuf:"bytes,1,opt,name=to_region,json=toRegion,proto3" json:"to_region,omitempty"`
+	// principal is the ARN of the caller.
+	Principal     string `protobuf:"bytes,2,opt,name=principal,proto3" json:"principal,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *SetSwitchover) Reset() {
+	*x = SetSwitchover{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[49]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *SetSwitchover) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*SetSwitchover) ProtoMessage() {}
+
+func (x *SetSwitchover) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[49]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use SetSwitchover.ProtoReflect.Descriptor instead.
+func (*SetSwitchover) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{49}
+}
+
+func (x *SetSwitchover) GetToRegion() string {
+	if x != nil {
+		return x.ToRegion
+	}
+	return ""
+}
+
+func (x *SetSwitchover) GetPrincipal() string {
+	if x != nil {
+		return x.Principal
+	}
+	return ""
+}
+
+// ResolveDiverged adopts (makes AWSCURRENT) or discards (deletes) a version
+// of a primary secret that carries a COFFER_DIVERGED_ label.
+type ResolveDiverged struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// arn is the secret's ARN in this region.
+	Arn string `protobuf:"bytes,1,opt,name=arn,proto3" json:"arn,omitempty"`
+	// version_id is the diverged version.
+	VersionId string `protobuf:"bytes,2,opt,name=version_id,json=versionId,proto3" json:"version_id,omitempty"`
+	// adopt makes the version AWSCURRENT; false discards it.
+	Adopt         bool `protobuf:"varint,3,opt,name=adopt,proto3" json:"adopt,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ResolveDiverged) Reset() {
+	*x = ResolveDiverged{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[50]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ResolveDiverged) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ResolveDiverged) ProtoMessage() {}
+
+func (x *ResolveDiverged) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[50]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ResolveDiverged.ProtoReflect.Descriptor instead.
+func (*ResolveDiverged) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{50}
+}
+
+func (x *ResolveDiverged) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *ResolveDiverged) GetVersionId() string {
+	if x != nil {
+		return x.VersionId
+	}
+	return ""
+}
+
+func (x *ResolveDiverged) GetAdopt() bool {
+	if x != nil {
+		return x.Adopt
+	}
+	return false
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xef\x18\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x1a\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -3703,7 +3941,10 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\runpair_region\x18# \x01(\v2\x1c.coffer.raft.v1.UnpairRegionH\x00R\funpairRegion\x12S\n" +
 	"\x13set_pairing_options\x18$ \x01(\v2!.coffer.raft.v1.SetPairingOptionsH\x00R\x11setPairingOptions\x12:\n" +
 	"\n" +
-	"reset_feed\x18% \x01(\v2\x19.coffer.raft.v1.ResetFeedH\x00R\tresetFeed\x12@\n" +
+	"reset_feed\x18% \x01(\v2\x19.coffer.raft.v1.ResetFeedH\x00R\tresetFeed\x12J\n" +
+	"\x10set_region_fence\x18& \x01(\v2\x1e.coffer.raft.v1.SetRegionFenceH\x00R\x0esetRegionFence\x12F\n" +
+	"\x0eset_switchover\x18' \x01(\v2\x1d.coffer.raft.v1.SetSwitchoverH\x00R\rsetSwitchover\x12L\n" +
+	"\x10resolve_diverged\x18( \x01(\v2\x1f.coffer.raft.v1.ResolveDivergedH\x00R\x0fresolveDiverged\x12@\n" +
 	"\finit_cluster\x18d \x01(\v2\x1b.coffer.raft.v1.InitClusterH\x00R\vinitCluster\x12=\n" +
 	"\vcheck_state\x18e \x01(\v2\x1a.coffer.raft.v1.CheckStateH\x00R\n" +
 	"checkStateB\x04\n" +
@@ -3899,7 +4140,19 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x06key_id\x18\x02 \x01(\tR\x05keyId\x12\x16\n" +
 	"\x06create\x18\x03 \x01(\bR\x06create\"%\n" +
 	"\fDeleteKmsKey\x12\x15\n" +
-	"\x06key_id\x18\x01 \x01(\tR\x05keyIdB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\x06key_id\x18\x01 \x01(\tR\x05keyId\"^\n" +
+	"\x0eSetRegionFence\x12\x16\n" +
+	"\x06fenced\x18\x01 \x01(\bR\x06fenced\x12\x16\n" +
+	"\x06reason\x18\x02 \x01(\tR\x06reason\x12\x1c\n" +
+	"\tprincipal\x18\x03 \x01(\tR\tprincipal\"J\n" +
+	"\rSetSwitchover\x12\x1b\n" +
+	"\tto_region\x18\x01 \x01(\tR\btoRegion\x12\x1c\n" +
+	"\tprincipal\x18\x02 \x01(\tR\tprincipal\"X\n" +
+	"\x0fResolveDiverged\x12\x10\n" +
+	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x1d\n" +
+	"\n" +
+	"version_id\x18\x02 \x01(\tR\tversionId\x12\x14\n" +
+	"\x05adopt\x18\x03 \x01(\bR\x05adoptB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -3913,7 +4166,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 48)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -3963,20 +4216,23 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*UpdateKmsKey)(nil),               // 45: coffer.raft.v1.UpdateKmsKey
 	(*SetKmsAlias)(nil),                // 46: coffer.raft.v1.SetKmsAlias
 	(*DeleteKmsKey)(nil),               // 47: coffer.raft.v1.DeleteKmsKey
-	(*timestamppb.Timestamp)(nil),      // 48: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 49: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 50: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 51: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 52: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 53: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 54: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 55: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 56: coffer.storage.v1.RotationFunction
-	(*v1.ReplicaRegionConfig)(nil),     // 57: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),         // 58: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),              // 59: coffer.storage.v1.RegionPeer
-	(*v1.KmsKey)(nil),                  // 60: coffer.storage.v1.KmsKey
-	(*v1.KmsKeyVersion)(nil),           // 61: coffer.storage.v1.KmsKeyVersion
+	(*SetRegionFence)(nil),             // 48: coffer.raft.v1.SetRegionFence
+	(*SetSwitchover)(nil),              // 49: coffer.raft.v1.SetSwitchover
+	(*ResolveDiverged)(nil),            // 50: coffer.raft.v1.ResolveDiverged
+	(*timestamppb.Timestamp)(nil),      // 51: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 52: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 53: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 54: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 55: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 56: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 57: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 58: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 59: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 60: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 61: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 62: coffer.storage.v1.RegionPeer
+	(*v1.KmsKey)(nil),                  // 63: coffer.storage.v1.KmsKey
+	(*v1.KmsKeyVersion)(nil),           // 64: coffer.storage.v1.KmsKeyVersion
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -4020,42 +4276,45 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	39, // 38: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
 	40, // 39: coffer.raft.v1.Command.set_pairing_options:type_name -> coffer.raft.v1.SetPairingOptions
 	41, // 40: coffer.raft.v1.Command.reset_feed:type_name -> coffer.raft.v1.ResetFeed
-	42, // 41: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
-	43, // 42: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
-	48, // 43: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	49, // 44: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	50, // 45: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 46: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	51, // 47: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 48: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 49: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 50: coffer.raft.v1.UpdateSecret.reencrypted:type_name -> coffer.raft.v1.NewVersion
-	51, // 51: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 52: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	48, // 53: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	52, // 54: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	53, // 55: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	53, // 56: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	54, // 57: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	55, // 58: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	48, // 59: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	56, // 60: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	57, // 61: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	58, // 62: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	36, // 63: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	35, // 64: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
-	48, // 65: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
-	57, // 66: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	59, // 67: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	60, // 68: coffer.raft.v1.CreateKmsKey.key:type_name -> coffer.storage.v1.KmsKey
-	48, // 69: coffer.raft.v1.UpdateKmsKey.deletion_date:type_name -> google.protobuf.Timestamp
-	48, // 70: coffer.raft.v1.UpdateKmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
-	61, // 71: coffer.raft.v1.UpdateKmsKey.new_version:type_name -> coffer.storage.v1.KmsKeyVersion
-	72, // [72:72] is the sub-list for method output_type
-	72, // [72:72] is the sub-list for method input_type
-	72, // [72:72] is the sub-list for extension type_name
-	72, // [72:72] is the sub-list for extension extendee
-	0,  // [0:72] is the sub-list for field type_name
+	48, // 41: coffer.raft.v1.Command.set_region_fence:type_name -> coffer.raft.v1.SetRegionFence
+	49, // 42: coffer.raft.v1.Command.set_switchover:type_name -> coffer.raft.v1.SetSwitchover
+	50, // 43: coffer.raft.v1.Command.resolve_diverged:type_name -> coffer.raft.v1.ResolveDiverged
+	42, // 44: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
+	43, // 45: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
+	51, // 46: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	52, // 47: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	53, // 48: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 49: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	54, // 50: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 51: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 52: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 53: coffer.raft.v1.UpdateSecret.reencrypted:type_name -> coffer.raft.v1.NewVersion
+	54, // 54: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 55: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	51, // 56: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	55, // 57: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	56, // 58: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	56, // 59: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	57, // 60: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	58, // 61: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	51, // 62: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	59, // 63: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	60, // 64: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	61, // 65: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 66: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 67: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	51, // 68: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	60, // 69: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	62, // 70: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	63, // 71: coffer.raft.v1.CreateKmsKey.key:type_name -> coffer.storage.v1.KmsKey
+	51, // 72: coffer.raft.v1.UpdateKmsKey.deletion_date:type_name -> google.protobuf.Timestamp
+	51, // 73: coffer.raft.v1.UpdateKmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
+	64, // 74: coffer.raft.v1.UpdateKmsKey.new_version:type_name -> coffer.storage.v1.KmsKeyVersion
+	75, // [75:75] is the sub-list for method output_type
+	75, // [75:75] is the sub-list for method input_type
+	75, // [75:75] is the sub-list for extension type_name
+	75, // [75:75] is the sub-list for extension extendee
+	0,  // [0:75] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -4104,6 +4363,9 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_UnpairRegion)(nil),
 		(*Command_SetPairingOptions)(nil),
 		(*Command_ResetFeed)(nil),
+		(*Command_SetRegionFence)(nil),
+		(*Command_SetSwitchover)(nil),
+		(*Command_ResolveDiverged)(nil),
 		(*Command_InitCluster)(nil),
 		(*Command_CheckState)(nil),
 	}
@@ -4115,7 +4377,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   48,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

@@ -924,6 +924,109 @@ func (x *RegionPeer) GetAcceptOverwrite() bool {
 	return false
 }
 
+// RegionControl is the region's own failover state: a fence (its primary
+// secrets refuse writes) and a planned switchover in progress. Stored under
+// meta/region_control; absent means neither.
+type RegionControl struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// fenced is true while the region refuses writes to its primary secrets.
+	Fenced bool `protobuf:"varint,1,opt,name=fenced,proto3" json:"fenced,omitempty"`
+	// fence_reason is the operator's note.
+	FenceReason string `protobuf:"bytes,2,opt,name=fence_reason,json=fenceReason,proto3" json:"fence_reason,omitempty"`
+	// fenced_date is when the fence was set.
+	FencedDate *timestamppb.Timestamp `protobuf:"bytes,3,opt,name=fenced_date,json=fencedDate,proto3" json:"fenced_date,omitempty"`
+	// fenced_by is the ARN of the principal who set it.
+	FencedBy string `protobuf:"bytes,4,opt,name=fenced_by,json=fencedBy,proto3" json:"fenced_by,omitempty"`
+	// switchover_to is the region a planned switchover hands primacy to; ""
+	// when none is in progress.
+	SwitchoverTo string `protobuf:"bytes,5,opt,name=switchover_to,json=switchoverTo,proto3" json:"switchover_to,omitempty"`
+	// switchover_date is when the switchover started.
+	SwitchoverDate *timestamppb.Timestamp `protobuf:"bytes,6,opt,name=switchover_date,json=switchoverDate,proto3" json:"switchover_date,omitempty"`
+	// switchover_by is the ARN of the principal who started it.
+	SwitchoverBy  string `protobuf:"bytes,7,opt,name=switchover_by,json=switchoverBy,proto3" json:"switchover_by,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RegionControl) Reset() {
+	*x = RegionControl{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RegionControl) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RegionControl) ProtoMessage() {}
+
+func (x *RegionControl) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RegionControl.ProtoReflect.Descriptor instead.
+func (*RegionControl) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
+}
+
+func (x *RegionControl) GetFenced() bool {
+	if x != nil {
+		return x.Fenced
+	}
+	return false
+}
+
+func (x *RegionControl) GetFenceReason() string {
+	if x != nil {
+		return x.FenceReason
+	}
+	return ""
+}
+
+func (x *RegionControl) GetFencedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.FencedDate
+	}
+	return nil
+}
+
+func (x *RegionControl) GetFencedBy() string {
+	if x != nil {
+		return x.FencedBy
+	}
+	return ""
+}
+
+func (x *RegionControl) GetSwitchoverTo() string {
+	if x != nil {
+		return x.SwitchoverTo
+	}
+	return ""
+}
+
+func (x *RegionControl) GetSwitchoverDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.SwitchoverDate
+	}
+	return nil
+}
+
+func (x *RegionControl) GetSwitchoverBy() string {
+	if x != nil {
+		return x.SwitchoverBy
+	}
+	return ""
+}
+
 // Version is the metadata of one secret version; its sealed value is stored
 // separately, keyed by the secret's ARN and the version id.
 type Version struct {
@@ -947,7 +1050,7 @@ type Version struct {
 
 func (x *Version) Reset() {
 	*x = Version{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -959,7 +1062,7 @@ func (x *Version) String() string {
 func (*Version) ProtoMessage() {}
 
 func (x *Version) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[7]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -972,7 +1075,7 @@ func (x *Version) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Version.ProtoReflect.Descriptor instead.
 func (*Version) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{7}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Version) GetVersionId() string {
@@ -1039,7 +1142,7 @@ type SealedValue struct {
 
 func (x *SealedValue) Reset() {
 	*x = SealedValue{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1051,7 +1154,7 @@ func (x *SealedValue) String() string {
 func (*SealedValue) ProtoMessage() {}
 
 func (x *SealedValue) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[8]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1064,7 +1167,7 @@ func (x *SealedValue) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use SealedValue.ProtoReflect.Descriptor instead.
 func (*SealedValue) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{8}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
 }
 
 func (x *SealedValue) GetKind() ValueKind {
@@ -1128,7 +1231,7 @@ type Keyring struct {
 
 func (x *Keyring) Reset() {
 	*x = Keyring{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1140,7 +1243,7 @@ func (x *Keyring) String() string {
 func (*Keyring) ProtoMessage() {}
 
 func (x *Keyring) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[9]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1153,7 +1256,7 @@ func (x *Keyring) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Keyring.ProtoReflect.Descriptor instead.
 func (*Keyring) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{9}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{10}
 }
 
 func (x *Keyring) GetKeys() []*KmsKey {
@@ -1226,7 +1329,7 @@ type KmsKey struct {
 
 func (x *KmsKey) Reset() {
 	*x = KmsKey{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1238,7 +1341,7 @@ func (x *KmsKey) String() string {
 func (*KmsKey) ProtoMessage() {}
 
 func (x *KmsKey) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[10]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1251,7 +1354,7 @@ func (x *KmsKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KmsKey.ProtoReflect.Descriptor instead.
 func (*KmsKey) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{10}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{11}
 }
 
 func (x *KmsKey) GetKeyId() string {
@@ -1374,7 +1477,7 @@ type KmsKeyVersion struct {
 
 func (x *KmsKeyVersion) Reset() {
 	*x = KmsKeyVersion{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[12]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1386,7 +1489,7 @@ func (x *KmsKeyVersion) String() string {
 func (*KmsKeyVersion) ProtoMessage() {}
 
 func (x *KmsKeyVersion) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[11]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[12]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1399,7 +1502,7 @@ func (x *KmsKeyVersion) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use KmsKeyVersion.ProtoReflect.Descriptor instead.
 func (*KmsKeyVersion) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{11}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{12}
 }
 
 func (x *KmsKeyVersion) GetVersion() uint32 {
@@ -1455,7 +1558,7 @@ type AppliedProposal struct {
 
 func (x *AppliedProposal) Reset() {
 	*x = AppliedProposal{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[12]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[13]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1467,7 +1570,7 @@ func (x *AppliedProposal) String() string {
 func (*AppliedProposal) ProtoMessage() {}
 
 func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[12]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[13]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1480,7 +1583,7 @@ func (x *AppliedProposal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AppliedProposal.ProtoReflect.Descriptor instead.
 func (*AppliedProposal) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{12}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{13}
 }
 
 func (x *AppliedProposal) GetIndex() uint64 {
@@ -1568,7 +1671,7 @@ type Principal struct {
 
 func (x *Principal) Reset() {
 	*x = Principal{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[13]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[14]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1580,7 +1683,7 @@ func (x *Principal) String() string {
 func (*Principal) ProtoMessage() {}
 
 func (x *Principal) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[13]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[14]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1593,7 +1696,7 @@ func (x *Principal) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Principal.ProtoReflect.Descriptor instead.
 func (*Principal) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{13}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{14}
 }
 
 func (x *Principal) GetName() string {
@@ -1668,7 +1771,7 @@ type AccessKey struct {
 
 func (x *AccessKey) Reset() {
 	*x = AccessKey{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[14]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1680,7 +1783,7 @@ func (x *AccessKey) String() string {
 func (*AccessKey) ProtoMessage() {}
 
 func (x *AccessKey) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[14]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1693,7 +1796,7 @@ func (x *AccessKey) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use AccessKey.ProtoReflect.Descriptor instead.
 func (*AccessKey) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{14}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *AccessKey) GetAccessKeyId() string {
@@ -1773,7 +1876,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1785,7 +1888,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1798,7 +1901,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Policy) GetName() string {
@@ -1927,7 +2030,16 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\taddresses\x18\x04 \x03(\tR\taddresses\x12;\n" +
 	"\vpaired_date\x18\x05 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"pairedDate\x12)\n" +
-	"\x10accept_overwrite\x18\x06 \x01(\bR\x0facceptOverwrite\"\x89\x02\n" +
+	"\x10accept_overwrite\x18\x06 \x01(\bR\x0facceptOverwrite\"\xb3\x02\n" +
+	"\rRegionControl\x12\x16\n" +
+	"\x06fenced\x18\x01 \x01(\bR\x06fenced\x12!\n" +
+	"\ffence_reason\x18\x02 \x01(\tR\vfenceReason\x12;\n" +
+	"\vfenced_date\x18\x03 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"fencedDate\x12\x1b\n" +
+	"\tfenced_by\x18\x04 \x01(\tR\bfencedBy\x12#\n" +
+	"\rswitchover_to\x18\x05 \x01(\tR\fswitchoverTo\x12C\n" +
+	"\x0fswitchover_date\x18\x06 \x01(\v2\x1a.google.protobuf.TimestampR\x0eswitchoverDate\x12#\n" +
+	"\rswitchover_by\x18\a \x01(\tR\fswitchoverBy\"\x89\x02\n" +
 	"\aVersion\x12\x1d\n" +
 	"\n" +
 	"version_id\x18\x01 \x01(\tR\tversionId\x12\x16\n" +
@@ -2037,7 +2149,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -2047,72 +2159,75 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*ChangeFeedEntry)(nil),       // 5: coffer.storage.v1.ChangeFeedEntry
 	(*FeedValue)(nil),             // 6: coffer.storage.v1.FeedValue
 	(*RegionPeer)(nil),            // 7: coffer.storage.v1.RegionPeer
-	(*Version)(nil),               // 8: coffer.storage.v1.Version
-	(*SealedValue)(nil),           // 9: coffer.storage.v1.SealedValue
-	(*Keyring)(nil),               // 10: coffer.storage.v1.Keyring
-	(*KmsKey)(nil),                // 11: coffer.storage.v1.KmsKey
-	(*KmsKeyVersion)(nil),         // 12: coffer.storage.v1.KmsKeyVersion
-	(*AppliedProposal)(nil),       // 13: coffer.storage.v1.AppliedProposal
-	(*Principal)(nil),             // 14: coffer.storage.v1.Principal
-	(*AccessKey)(nil),             // 15: coffer.storage.v1.AccessKey
-	(*Policy)(nil),                // 16: coffer.storage.v1.Policy
-	nil,                           // 17: coffer.storage.v1.KmsKey.TagsEntry
-	nil,                           // 18: coffer.storage.v1.Principal.TagsEntry
-	(*v1.Tag)(nil),                // 19: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
-	(*v1.RotationRules)(nil),      // 21: coffer.v1.RotationRules
+	(*RegionControl)(nil),         // 8: coffer.storage.v1.RegionControl
+	(*Version)(nil),               // 9: coffer.storage.v1.Version
+	(*SealedValue)(nil),           // 10: coffer.storage.v1.SealedValue
+	(*Keyring)(nil),               // 11: coffer.storage.v1.Keyring
+	(*KmsKey)(nil),                // 12: coffer.storage.v1.KmsKey
+	(*KmsKeyVersion)(nil),         // 13: coffer.storage.v1.KmsKeyVersion
+	(*AppliedProposal)(nil),       // 14: coffer.storage.v1.AppliedProposal
+	(*Principal)(nil),             // 15: coffer.storage.v1.Principal
+	(*AccessKey)(nil),             // 16: coffer.storage.v1.AccessKey
+	(*Policy)(nil),                // 17: coffer.storage.v1.Policy
+	nil,                           // 18: coffer.storage.v1.KmsKey.TagsEntry
+	nil,                           // 19: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 20: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
+	(*v1.RotationRules)(nil),      // 22: coffer.v1.RotationRules
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	19, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	20, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	20, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	20, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	20, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	20, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
-	8,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	21, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
-	20, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
-	20, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
+	20, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	21, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	21, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	21, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	21, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	21, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	9,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
+	22, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
+	21, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
+	21, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
 	2,  // 10: coffer.storage.v1.Secret.rotation_progress:type_name -> coffer.storage.v1.RotationProgress
 	4,  // 11: coffer.storage.v1.Secret.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	20, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
-	20, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
-	20, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
-	9,  // 15: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	20, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
-	20, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
+	21, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
+	21, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
+	21, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
+	10, // 15: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	21, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
+	21, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
 	1,  // 18: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
 	6,  // 19: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
-	20, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
-	9,  // 21: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
-	20, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
-	20, // 23: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	20, // 24: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
-	0,  // 25: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
-	11, // 26: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	20, // 27: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
-	12, // 28: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	20, // 29: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	20, // 30: coffer.storage.v1.KmsKey.deletion_date:type_name -> google.protobuf.Timestamp
-	17, // 31: coffer.storage.v1.KmsKey.tags:type_name -> coffer.storage.v1.KmsKey.TagsEntry
-	20, // 32: coffer.storage.v1.KmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
-	20, // 33: coffer.storage.v1.KmsKey.last_on_demand_rotation:type_name -> google.protobuf.Timestamp
-	20, // 34: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	20, // 35: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	20, // 36: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	20, // 37: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	18, // 38: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
-	9,  // 39: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	20, // 40: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	20, // 41: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
-	9,  // 42: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
-	20, // 43: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
-	20, // 44: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
-	45, // [45:45] is the sub-list for method output_type
-	45, // [45:45] is the sub-list for method input_type
-	45, // [45:45] is the sub-list for extension type_name
-	45, // [45:45] is the sub-list for extension extendee
-	0,  // [0:45] is the sub-list for field type_name
+	21, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
+	10, // 21: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
+	21, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
+	21, // 23: coffer.storage.v1.RegionControl.fenced_date:type_name -> google.protobuf.Timestamp
+	21, // 24: coffer.storage.v1.RegionControl.switchover_date:type_name -> google.protobuf.Timestamp
+	21, // 25: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	21, // 26: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	0,  // 27: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
+	12, // 28: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
+	21, // 29: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	13, // 30: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
+	21, // 31: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	21, // 32: coffer.storage.v1.KmsKey.deletion_date:type_name -> google.protobuf.Timestamp
+	18, // 33: coffer.storage.v1.KmsKey.tags:type_name -> coffer.storage.v1.KmsKey.TagsEntry
+	21, // 34: coffer.storage.v1.KmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
+	21, // 35: coffer.storage.v1.KmsKey.last_on_demand_rotation:type_name -> google.protobuf.Timestamp
+	21, // 36: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	21, // 37: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	21, // 38: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	21, // 39: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	19, // 40: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	10, // 41: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
+	21, // 42: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	21, // 43: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	10, // 44: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
+	21, // 45: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	21, // 46: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	47, // [47:47] is the sub-list for method output_type
+	47, // [47:47] is the sub-list for method input_type
+	47, // [47:47] is the sub-list for extension type_name
+	47, // [47:47] is the sub-list for extension extendee
+	0,  // [0:47] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -2127,7 +2242,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   18,
+			NumMessages:   19,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
