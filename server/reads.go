@@ -78,7 +78,7 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 	ids, filters := req.GetSecretIdList(), req.GetFilters()
 	switch {
 	case len(ids) > 0 && len(filters) > 0:
-		return nil, apiErr(TypeInvalidParameter, "Either SecretIdList or Filters must be specified, but not both.")
+		return nil, apiErr(TypeInvalidParameter, "Either 'SecretIdList' or 'Filters' must be provided, but not both.")
 	case len(ids) == 0 && len(filters) == 0:
 		return nil, apiErr(TypeInvalidParameter, "You must specify either SecretIdList or Filters.")
 	case len(ids) > maxBatchIDs:
