@@ -211,13 +211,22 @@ func listEntry(sec *storagev1.Secret, now time.Time) *cofferv1.SecretListEntry {
 		SecretVersionsToStages: stages,
 		OwningService:          sec.GetOwningService(),
 		CreatedDate:            sec.GetCreatedDate(),
-		PrimaryRegion:          sec.GetPrimaryRegion(),
+		PrimaryRegion:          primaryRegion(sec),
 		RotationEnabled:        sec.GetRotationEnabled(),
 		RotationLambdaArn:      sec.GetRotationLambdaArn(),
 		RotationRules:          sec.GetRotationRules(),
 		LastRotatedDate:        lastRotated(sec),
 		NextRotationDate:       rotation.NextRotationDate(sec, now),
 	}
+}
+
+// primaryRegion is PrimaryRegion as AWS reports it: only for a secret
+// that has replicas, or is one; AWS omits it for a secret of one region.
+func primaryRegion(sec *storagev1.Secret) string {
+	if sec.GetReplica() || len(sec.GetReplicas()) > 0 {
+		return sec.GetPrimaryRegion()
+	}
+	return ""
 }
 
 // lastRotated is LastRotatedDate as AWS reports it: null while rotation is

@@ -184,10 +184,11 @@ func TestValidationErrors(t *testing.T) {
 			_, err := svc.GetRandomPassword(ctx, &cofferv1.GetRandomPasswordRequest{PasswordLength: &n})
 			return err
 		}, TypeInvalidParameter},
-		{"malformed policy", func() error {
+		// AWS looks the secret up before the policy.
+		{"malformed policy on a missing secret", func() error {
 			_, err := svc.PutResourcePolicy(ctx, &cofferv1.PutResourcePolicyRequest{SecretId: "n", ResourcePolicy: "{not json"})
 			return err
-		}, TypeMalformedPolicy},
+		}, TypeResourceNotFound},
 		{"rotate", func() error {
 			_, err := svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: "n", RotationRules: &cofferv1.RotationRules{ScheduleExpression: "rate(1 hours)"}})
 			return err

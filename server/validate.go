@@ -54,7 +54,24 @@ func validateSecretID(id string) *APIError {
 	if id == "" {
 		return apiErr(TypeInvalidParameter, "You must provide a SecretId.")
 	}
-	return checkLength("secretId", id, 1, maxSecretIDLength)
+	if e := checkLength("secretId", id, 1, maxSecretIDLength); e != nil {
+		return e
+	}
+	// A name or ARN CreateSecret would refuse is refused by every
+	// operation before the secret is looked up, as AWS does: never a
+	// ResourceNotFoundException, nor a forced delete's success.
+	name := id
+	if strings.HasPrefix(id, "arn:") {
+		p, ok := storage.ParseARN(id)
+		if !ok {
+			return apiErr(TypeValidation, "Invalid ARN. The ARN %s is not a valid Secrets Manager secret ARN.", truncateValue(id))
+		}
+		name = p.Rest
+	}
+	if !storage.ValidName(name) {
+		return apiErr(TypeValidation, "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
+	}
+	return nil
 }
 
 func validateName(name string) *APIError {
@@ -72,8 +89,12 @@ func validateToken(field, tok string) *APIError {
 	if tok == "" {
 		return nil
 	}
-	if e := checkLength(field, tok, storage.MinTokenLength, storage.MaxTokenLength); e != nil {
-		return e
+	// A token is not sensitive: AWS names it in the message.
+	switch n := utf8.RuneCountInString(tok); {
+	case n < storage.MinTokenLength:
+		return validationValueErr(field, tok, fmt.Sprintf("Member must have length greater than or equal to %d", storage.MinTokenLength))
+	case n > storage.MaxTokenLength:
+		return validationValueErr(field, tok, fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxTokenLength))
 	}
 	for _, r := range tok {
 		if r < 0x20 || r == 0x7f {
