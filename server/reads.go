@@ -176,6 +176,7 @@ func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecr
 		return nil, err
 	}
 	e := listEntry(sec, s.now())
+	e.LastAccessedDate = s.access.seen(e.LastAccessedDate, sec.GetArn(), "")
 	return &cofferv1.DescribeSecretResponse{
 		ReplicationStatus: s.replicationStatus(sec),
 		Arn:               e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
@@ -280,7 +281,9 @@ func (s *Service) ListSecrets(ctx context.Context, req *cofferv1.ListSecretsRequ
 				return nil, err
 			}
 		}
-		resp.SecretList = append(resp.SecretList, listEntry(sec, s.now()))
+		e := listEntry(sec, s.now())
+		e.LastAccessedDate = s.access.seen(e.LastAccessedDate, sec.GetArn(), "")
+		resp.SecretList = append(resp.SecretList, e)
 	}
 	return resp, nil
 }
@@ -310,7 +313,7 @@ func (s *Service) ListSecretVersionIds(ctx context.Context, req *cofferv1.ListSe
 		e := &cofferv1.SecretVersionsListEntry{
 			VersionId:        v.GetVersionId(),
 			VersionStages:    slices.Clone(v.GetStages()),
-			LastAccessedDate: v.GetLastAccessedDate(),
+			LastAccessedDate: s.access.seen(v.GetLastAccessedDate(), page.Secret.GetArn(), v.GetVersionId()),
 			CreatedDate:      v.GetCreatedDate(),
 		}
 		if storage.HasValue(v) { // a rotation's AWSPENDING stub has no key yet

@@ -5,6 +5,7 @@ import (
 	"regexp"
 	"slices"
 	"testing"
+	"time"
 
 	"github.com/cofferhq/coffer/server"
 )
@@ -45,6 +46,26 @@ func TestRawMembersAsAWSSends(t *testing.T) {
 		if _, ok := e.(map[string]any)["PrimaryRegion"]; ok {
 			t.Fatalf("ListSecrets entry of an unreplicated secret: %s", l.raw)
 		}
+	}
+
+	// LastAccessedDate appears once the secret has been read that day, at
+	// day granularity, on DescribeSecret, ListSecrets and the version read.
+	if _, ok := d.body["LastAccessedDate"]; ok {
+		t.Fatalf("LastAccessedDate before any read: %s", d.raw)
+	}
+	post(t, ts.URL, "secretsmanager.GetSecretValue", `{"SecretId":"one"}`)
+	y, m, dd := time.Now().UTC().Date()
+	today := float64(time.Date(y, m, dd, 0, 0, 0, 0, time.UTC).Unix())
+	if got := post(t, ts.URL, "secretsmanager.DescribeSecret", `{"SecretId":"one"}`); got.body["LastAccessedDate"] != today {
+		t.Fatalf("DescribeSecret after a read: %s, want LastAccessedDate %v", got.raw, today)
+	}
+	vs := post(t, ts.URL, "secretsmanager.ListSecretVersionIds", `{"SecretId":"one"}`)
+	if v := vs.body["Versions"].([]any)[0].(map[string]any); v["LastAccessedDate"] != today {
+		t.Fatalf("ListSecretVersionIds after a read: %s", vs.raw)
+	}
+	ls := post(t, ts.URL, "secretsmanager.ListSecrets", `{"Filters":[{"Key":"name","Values":["one"]}]}`)
+	if e := ls.body["SecretList"].([]any)[0].(map[string]any); e["LastAccessedDate"] != today {
+		t.Fatalf("ListSecrets after a read: %s", ls.raw)
 	}
 
 	// A forced delete of a secret that does not exist answers as if it
