@@ -242,4 +242,21 @@ const compatFooter = `
 | Filter without values: InvalidParameterException "Invalid filter values for key: K" | same |
 | Unknown key: ValidationException naming ` + "`filters.N.member.key`" + ` and the enum | same |
 | BatchGetSecretValue with SecretIdList and Filters: InvalidParameterException | same |
+
+## Members present only when AWS sends them, and order of checks
+
+| Behaviour | Coffer |
+|---|---|
+| ` + "`PrimaryRegion`" + ` only for a secret with replicas, or a replica | same |
+| ` + "`LastAccessedDate`" + ` (UTC day) on DescribeSecret, ListSecrets and the version read, once read that day | same (at once on the node that served the read, on every node after its flush) |
+| Forced delete of a missing secret: success with ` + "`ARN`" + `, ` + "`Name`" + `, ` + "`DeletionDate`" + ` | same (the ARN's suffix is random) |
+| CreateSecret / UpdateSecret without a value: ` + "`ARN`" + ` and ` + "`Name`" + ` only | same |
+| After UntagResource removes the last tag, DescribeSecret keeps ` + "`\"Tags\": []`" + ` | differs (Coffer omits the empty list: it does not record that a secret once had tags) |
+| A SecretId CreateSecret would refuse is a ValidationException on every operation, before the lookup | same |
+| AWSCURRENT leaving a version takes AWSPENDING off it too (a promoted rotation version, superseded, keeps only AWSPREVIOUS) | same |
+| PutResourcePolicy on a missing secret: ResourceNotFoundException before the policy is read | same |
+| CancelRotateSecret on a secret never configured for rotation: InvalidRequestException | same |
+| Validation messages name non-sensitive values (` + "`Value '0' at 'rotationRules.automaticallyAfterDays'`" + `) | same for ClientRequestToken, AutomaticallyAfterDays, PasswordLength and filter keys; other members are named without their value |
+| A raw request without ClientRequestToken is refused before the model's constraints are checked | differs (AWS checks the constraints first; SDKs and the CLI always send a token) |
+| GetRandomPassword with IncludeSpace and RequireEachIncludedType counts the space as a required type | unverified against AWS |
 `
