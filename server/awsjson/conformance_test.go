@@ -4,8 +4,13 @@ import (
 	"maps"
 	"regexp"
 	"slices"
+	"strings"
 	"testing"
 	"time"
+
+	"github.com/aws/aws-sdk-go-v2/aws"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager"
+	"github.com/aws/aws-sdk-go-v2/service/secretsmanager/types"
 
 	"github.com/cofferhq/coffer/server"
 )
@@ -106,4 +111,98 @@ func TestRawMembersAsAWSSends(t *testing.T) {
 		wantError(t, 400, server.TypeValidation, "Value '5000' at 'passwordLength'")
 	post(t, ts.URL, "secretsmanager.DeleteSecret", `{"SecretId":"one","RecoveryWindowInDays":7,"ForceDeleteWithoutRecovery":true}`).
 		wantError(t, 400, server.TypeInvalidParameter, "You can't use ForceDeleteWithoutRecovery in conjunction with RecoveryWindowInDays.")
+}
+
+// TestSDKConformance drives the items of issue 18 §2–§4 through
+// aws-sdk-go-v2: word filters, filter errors, validation before existence,
+// the forced delete of a missing secret, and AWS's label transitions.
+func TestSDKConformance(t *testing.T) {
+	sm, _ := startAWS(t)
+	ctx := t.Context()
+	for _, in := range []*secretsmanager.CreateSecretInput{
+		{Name: aws.String("app/SecretOne"), SecretString: aws.String("1"), Description: aws.String("Payments primary")},
+		{Name: aws.String("app/db-password"), SecretString: aws.String("2"), Tags: []types.Tag{{Key: aws.String("env"), Value: aws.String("prod")}}},
+	} {
+		if _, err := sm.CreateSecret(ctx, in); err != nil {
+			t.Fatal(err)
+		}
+	}
+	list := func(f ...types.Filter) []string {
+		t.Helper()
+		out, err := sm.ListSecrets(ctx, &secretsmanager.ListSecretsInput{Filters: f, SortBy: types.SortByTypeName})
+		if err != nil {
+			t.Fatal(err)
+		}
+		var names []string
+		for _, e := range out.SecretList {
+			names = append(names, aws.ToString(e.Name))
+		}
+		return names
+	}
+	all := func(v ...string) types.Filter { return types.Filter{Key: types.FilterNameStringTypeAll, Values: v} }
+	name := func(v ...string) types.Filter { return types.Filter{Key: types.FilterNameStringTypeName, Values: v} }
+	for _, c := range []struct {
+		f    []types.Filter
+		want []string
+	}{
+		{[]types.Filter{all("one")}, []string{"app/SecretOne"}},
+		{[]types.Filter{all("password")}, []string{"app/db-password"}},
+		{[]types.Filter{all("payments primary")}, []string{"app/SecretOne"}},
+		{[]types.Filter{{Key: types.FilterNameStringTypeDescription, Values: []string{"prim"}}}, []string{"app/SecretOne"}},
+		{[]types.Filter{name("app/S"), name("app/d")}, []string{"app/SecretOne", "app/db-password"}},
+		{[]types.Filter{name("app/S"), name("app/d"), {Key: types.FilterNameStringTypeTagValue, Values: []string{"prod"}}}, []string{"app/db-password"}},
+	} {
+		if got := list(c.f...); !slices.Equal(got, c.want) {
+			t.Errorf("ListSecrets %+v = %v, want %v", c.f, got, c.want)
+		}
+	}
+	_, err := sm.ListSecrets(ctx, &secretsmanager.ListSecretsInput{Filters: []types.Filter{{Key: types.FilterNameStringTypeDescription}}})
+	wantAPIError[*types.InvalidParameterException](t, err, "Invalid filter values for key: description")
+	_, err = sm.BatchGetSecretValue(ctx, &secretsmanager.BatchGetSecretValueInput{SecretIdList: []string{"app/SecretOne"}, Filters: []types.Filter{all("one")}})
+	wantAPIError[*types.InvalidParameterException](t, err, "must be provided, but not both")
+
+	// Validation before existence.
+	_, err = sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("no such name!")})
+	wantCode(t, err, server.TypeValidation)
+	_, err = sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("no such name!"), ForceDeleteWithoutRecovery: aws.Bool(true)})
+	wantCode(t, err, server.TypeValidation)
+	del, err := sm.DeleteSecret(ctx, &secretsmanager.DeleteSecretInput{SecretId: aws.String("gone"), ForceDeleteWithoutRecovery: aws.Bool(true)})
+	if err != nil || aws.ToString(del.Name) != "gone" || !strings.HasPrefix(aws.ToString(del.ARN), "arn:aws:secretsmanager:us-east-1:") || del.DeletionDate == nil {
+		t.Fatalf("forced delete of a missing secret: %+v %v", del, err)
+	}
+
+	// Labels: a rotation's version promoted, then superseded by a new
+	// value, keeps only AWSPREVIOUS.
+	cur, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("app/SecretOne")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	var first string
+	for id := range cur.VersionIdsToStages {
+		first = id
+	}
+	const pending = "bbbbbbbb-bbbb-4bbb-8bbb-bbbbbbbbbbbb"
+	if _, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("app/SecretOne"), SecretString: aws.String("2"),
+		ClientRequestToken: aws.String(pending), VersionStages: []string{"AWSPENDING"}}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := sm.UpdateSecretVersionStage(ctx, &secretsmanager.UpdateSecretVersionStageInput{SecretId: aws.String("app/SecretOne"),
+		VersionStage: aws.String("AWSCURRENT"), MoveToVersionId: aws.String(pending), RemoveFromVersionId: aws.String(first)}); err != nil {
+		t.Fatal(err)
+	}
+	put, err := sm.PutSecretValue(ctx, &secretsmanager.PutSecretValueInput{SecretId: aws.String("app/SecretOne"), SecretString: aws.String("3")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	d, err := sm.DescribeSecret(ctx, &secretsmanager.DescribeSecretInput{SecretId: aws.String("app/SecretOne")})
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := map[string][]string{aws.ToString(put.VersionId): {"AWSCURRENT"}, pending: {"AWSPREVIOUS"}}
+	if !maps.EqualFunc(d.VersionIdsToStages, want, slices.Equal) {
+		t.Fatalf("labels %v, want %v (AWS)", d.VersionIdsToStages, want)
+	}
+	if d.PrimaryRegion != nil {
+		t.Fatalf("PrimaryRegion %q for an unreplicated secret", aws.ToString(d.PrimaryRegion))
+	}
 }
