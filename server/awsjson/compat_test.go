@@ -227,7 +227,7 @@ applicable (why)**.
 | AccessDeniedException and ThrottlingException | same (400, Secrets Manager's Common Errors page) |
 | ` + "`X-Amzn-ErrorType`" + ` header, ` + "`x-amzn-RequestId`" + ` | same |
 | ValidationException for a value outside the model's constraints | same (message in AWS's "1 validation error detected: ..." form) |
-| One endpoint for every region (credential scope naming another region) | differs (not yet: each region is served on its own endpoint; issue 18 §1) |
+| One endpoint for every region: a request whose credential scope names another paired region is answered by that region | same (forwarded over the region link, authenticated and authorized there; gRPC callers still dial each region) |
 `
 
 const compatFooter = `
