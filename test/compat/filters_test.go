@@ -56,6 +56,11 @@ func TestAWSCLIListFilters(t *testing.T) {
 				{[]string{"Key=name,Values=" + p + "/S", "Key=name,Values=" + p + "/db", "Key=tag-key,Values=env"}, []string{two, one}},
 				{[]string{"Key=name,Values=" + p + "/", "Key=tag-value,Values=!prod"}, []string{three, two}},
 			} {
+				// The full table runs on the first CLI; the others (each
+				// call a Python start) check a few words and the ORed keys.
+				if i > 0 && !strings.HasPrefix(tc.filters[0], "Key=all,Values=one") && len(tc.filters) < 3 {
+					continue
+				}
 				want := slices.Clone(tc.want)
 				slices.Sort(want)
 				if got := list(tc.filters...); !slices.Equal(got, want) {
