@@ -196,7 +196,12 @@ func listEntry(sec *storagev1.Secret, now time.Time) *cofferv1.SecretListEntry {
 			stages[v.GetVersionId()] = &cofferv1.VersionStages{Stages: slices.Clone(v.GetStages())}
 		}
 	}
-	tags := make([]*cofferv1.Tag, len(sec.GetTags()))
+	// nil for a secret never tagged, empty (not nil) for one whose tags
+	// were all removed: the AWS protocol keeps "Tags": [] for the latter.
+	var tags []*cofferv1.Tag
+	if sec.GetTagged() || len(sec.GetTags()) > 0 {
+		tags = make([]*cofferv1.Tag, len(sec.GetTags()))
+	}
 	for i, t := range sec.GetTags() {
 		tags[i] = proto.CloneOf(t)
 	}

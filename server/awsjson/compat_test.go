@@ -251,7 +251,7 @@ const compatFooter = `
 | ` + "`LastAccessedDate`" + ` (UTC day) on DescribeSecret, ListSecrets and the version read, once read that day | same (at once on the node that served the read, on every node after its flush) |
 | Forced delete of a missing secret: success with ` + "`ARN`" + `, ` + "`Name`" + `, ` + "`DeletionDate`" + ` | same (the ARN's suffix is random) |
 | CreateSecret / UpdateSecret without a value: ` + "`ARN`" + ` and ` + "`Name`" + ` only | same |
-| After UntagResource removes the last tag, DescribeSecret keeps ` + "`\"Tags\": []`" + ` | differs (Coffer omits the empty list: it does not record that a secret once had tags) |
+| After UntagResource removes the last tag, DescribeSecret keeps ` + "`\"Tags\": []`" + ` | same (DescribeSecret; a secret never tagged has no Tags member) |
 | A SecretId CreateSecret would refuse is a ValidationException on every operation, before the lookup | same |
 | AWSCURRENT leaving a version takes AWSPENDING off it too (a promoted rotation version, superseded, keeps only AWSPREVIOUS) | same |
 | PutResourcePolicy on a missing secret: ResourceNotFoundException before the policy is read | same |

@@ -53,6 +53,17 @@ func TestRawMembersAsAWSSends(t *testing.T) {
 		}
 	}
 
+	// Tags: absent for a secret never tagged, [] once its last tag is
+	// removed (AWS; localstack#10477).
+	if _, ok := d.body["Tags"]; ok {
+		t.Fatalf("Tags for a secret never tagged: %s", d.raw)
+	}
+	post(t, ts.URL, "secretsmanager.TagResource", `{"SecretId":"one","Tags":[{"Key":"k","Value":"v"}]}`)
+	post(t, ts.URL, "secretsmanager.UntagResource", `{"SecretId":"one","TagKeys":["k"]}`)
+	if got := post(t, ts.URL, "secretsmanager.DescribeSecret", `{"SecretId":"one"}`); !strings.Contains(got.raw, `"Tags":[]`) {
+		t.Fatalf("DescribeSecret after the last tag was removed: %s", got.raw)
+	}
+
 	// LastAccessedDate appears once the secret has been read that day, at
 	// day granularity, on DescribeSecret, ListSecrets and the version read.
 	if _, ok := d.body["LastAccessedDate"]; ok {
