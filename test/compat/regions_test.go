@@ -30,11 +30,7 @@ func startDevRegions(t *testing.T, names string) *server {
 	dir := t.TempDir()
 	// dev --regions puts region k on the gRPC port + 100*k, its AWS API
 	// on + 5: the first region's AWS endpoint is the gRPC port + 5.
-	host, portStr, _ := net.SplitHostPort(testkit.FreeAddr(t))
-	port, _ := strconv.Atoi(portStr)
-	if port > 65000 {
-		port -= 1000
-	}
+	host, port := devRegionsBase(t, strings.Count(names, ",")+1)
 	s := &server{endpoint: "http://" + net.JoinHostPort(host, strconv.Itoa(port+5)), grpcAddr: net.JoinHostPort(host, strconv.Itoa(port)),
 		dataDir: filepath.Join(dir, "data"), logFile: filepath.Join(dir, "cofferd.log")}
 	logf, err := os.Create(s.logFile)
@@ -78,6 +74,35 @@ func startDevRegions(t *testing.T, names string) *server {
 		return strings.Contains(string(b), "Coffer dev: ")
 	})
 	return s
+}
+
+// devRegionsBase picks a gRPC port for dev --regions such that the ports
+// every region's node takes (base + 100*k + 0…5) are free now.
+func devRegionsBase(t *testing.T, regions int) (string, int) {
+	t.Helper()
+	for range 50 {
+		host, portStr, _ := net.SplitHostPort(testkit.FreeAddr(t))
+		port, _ := strconv.Atoi(portStr)
+		if port+100*regions+10 > 65535 {
+			continue
+		}
+		free := true
+		for k := 0; k < regions && free; k++ {
+			for off := 0; off <= 5 && free; off++ {
+				l, err := net.Listen("tcp", net.JoinHostPort(host, strconv.Itoa(port+100*k+off)))
+				if err != nil {
+					free = false
+					break
+				}
+				l.Close()
+			}
+		}
+		if free {
+			return host, port
+		}
+	}
+	t.Fatal("no free port layout for dev --regions")
+	return "", 0
 }
 
 // regionClient is an SDK client for region on s's one endpoint, as a
