@@ -2,8 +2,10 @@ package node
 
 import (
 	"context"
+	"encoding/json"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"strings"
@@ -90,6 +92,14 @@ func (n *Node) startAWS() error {
 		}
 		sm.ServeHTTP(w, r)
 	})
+	if n.region != nil {
+		// One endpoint for every paired region: a request signed for
+		// another region goes to it over the region link (mutual TLS,
+		// paired CAs only) and is authenticated, authorized and audited
+		// there, from its original signature.
+		n.region.SetAWSHandler(h)
+		h = n.forwardByScope(h)
+	}
 	lim := n.opts.Limits
 	n.aws = &http.Server{
 		Handler: n.withHealth(h), TLSConfig: n.opts.AWSTLS,
@@ -129,4 +139,43 @@ func (n *Node) stopAWS() {
 	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 	defer cancel()
 	_ = n.aws.Shutdown(ctx)
+}
+
+// forwardByScope serves local requests with local, and forwards one whose
+// SigV4 credential scope names another, paired region to that region.
+func (n *Node) forwardByScope(local http.Handler) http.HandlerFunc {
+	own := n.opts.Service.Region
+	return func(w http.ResponseWriter, r *http.Request) {
+		dest := sigv4.ScopeRegion(r)
+		if dest == "" || dest == own || !n.region.Paired(dest) {
+			local.ServeHTTP(w, r)
+			return
+		}
+		limit := int64(awsjson.DefaultMaxBodyBytes)
+		if r.ContentLength > limit {
+			local.ServeHTTP(w, r) // answered there as too large
+			return
+		}
+		body, err := io.ReadAll(http.MaxBytesReader(w, r.Body, limit))
+		if err != nil {
+			writeAWSError(w, http.StatusRequestEntityTooLarge, awsjson.TypeRequestTooLarge, "The request body could not be read.")
+			return
+		}
+		if err := n.region.ForwardAWS(r.Context(), dest, w, r, body); err != nil {
+			n.log.Warn("forwarding an AWS request to its region failed", "region", dest, "err", err)
+			w.Header().Set("Retry-After", "1")
+			writeAWSError(w, http.StatusServiceUnavailable, server.TypeServiceUnavailable,
+				fmt.Sprintf("Region %s, which the request is signed for, cannot be reached from this endpoint; retry.", dest))
+		}
+	}
+}
+
+// writeAWSError answers in the AWS JSON protocol's error shape, for the
+// failures of forwarding itself.
+func writeAWSError(w http.ResponseWriter, status int, typ, msg string) {
+	b, _ := json.Marshal(map[string]string{"__type": typ, "message": msg})
+	w.Header().Set("Content-Type", awsjson.ContentType)
+	w.Header()[awsjson.ErrorTypeHeader] = []string{typ}
+	w.WriteHeader(status)
+	_, _ = w.Write(b)
 }

@@ -39,6 +39,24 @@ func (a *accessTracker) record(sec *storagev1.Secret, v *storagev1.Version, now 
 	m[v.GetVersionId()] = day
 }
 
+// seen returns the later of stored and the day this node saw a read of
+// the secret (versionID "") or of one version that is not flushed yet, so
+// the node that served a read shows it at once, as AWS does the same day.
+func (a *accessTracker) seen(stored *timestamppb.Timestamp, arn, versionID string) *timestamppb.Timestamp {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	var day time.Time
+	for id, d := range a.pending[arn] {
+		if (versionID == "" || id == versionID) && d.After(day) {
+			day = d
+		}
+	}
+	if day.IsZero() || !before(stored, day) {
+		return stored
+	}
+	return timestamppb.New(day)
+}
+
 func before(ts *timestamppb.Timestamp, day time.Time) bool {
 	return ts == nil || ts.AsTime().Before(day)
 }

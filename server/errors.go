@@ -77,6 +77,13 @@ func apiErr(typ, format string, args ...any) *APIError {
 }
 
 // validationErr renders a model-constraint violation the way AWS does.
+// validationValueErr is validationErr naming the value, as AWS does for a
+// member that is not sensitive: "Value '0' at 'rotationRules...'".
+func validationValueErr(field string, value any, constraint string) *APIError {
+	return apiErr(TypeValidation, "1 validation error detected: Value '%s' at '%s' failed to satisfy constraint: %s",
+		truncateValue(fmt.Sprint(value)), field, constraint)
+}
+
 func validationErr(field, constraint string) *APIError {
 	return apiErr(TypeValidation, "1 validation error detected: Value at '%s' failed to satisfy constraint: %s", field, constraint)
 }

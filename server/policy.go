@@ -25,6 +25,12 @@ func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResour
 	if e := checkLength("resourcePolicy", req.GetResourcePolicy(), 1, policy.MaxDocumentLength); e != nil {
 		return nil, e
 	}
+	// AWS looks the secret up before it reads the policy: a missing
+	// secret is ResourceNotFoundException whatever the document says.
+	sec, err := s.liveSecret(ctx, req.GetSecretId())
+	if err != nil {
+		return nil, err
+	}
 	// A resource policy names a Principal in every statement, as AWS
 	// requires; the public check then asks whether one lets in anyone.
 	doc, err := policy.ParseResource(req.GetResourcePolicy())
@@ -33,10 +39,6 @@ func (s *Service) PutResourcePolicy(ctx context.Context, req *cofferv1.PutResour
 	}
 	if req.GetBlockPublicPolicy() && doc.IsPublic() {
 		return nil, apiErr(TypePublicPolicy, "This resource policy contains a statement that grants broad access to the secret, and BlockPublicPolicy is set.")
-	}
-	sec, err := s.liveSecret(ctx, req.GetSecretId())
-	if err != nil {
-		return nil, err
 	}
 	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_PutResourcePolicy{PutResourcePolicy: &raftv1.PutResourcePolicy{
 		Arn: sec.GetArn(), ResourcePolicy: req.GetResourcePolicy(),
@@ -111,10 +113,10 @@ func (s *Service) GetRandomPassword(_ context.Context, req *cofferv1.GetRandomPa
 	if req.PasswordLength != nil {
 		o.Length = req.GetPasswordLength()
 		if o.Length > password.MaxLength {
-			return nil, validationErr("passwordLength", "Member must have value less than or equal to 4096")
+			return nil, validationValueErr("passwordLength", o.Length, "Member must have value less than or equal to 4096")
 		}
 		if o.Length < password.MinLength {
-			return nil, validationErr("passwordLength", "Member must have value greater than or equal to 1")
+			return nil, validationValueErr("passwordLength", o.Length, "Member must have value greater than or equal to 1")
 		}
 	}
 	if e := checkLength("excludeCharacters", req.GetExcludeCharacters(), 0, 4096); e != nil {

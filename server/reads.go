@@ -81,7 +81,7 @@ func (s *Service) BatchGetSecretValue(ctx context.Context, req *cofferv1.BatchGe
 	ids, filters := req.GetSecretIdList(), req.GetFilters()
 	switch {
 	case len(ids) > 0 && len(filters) > 0:
-		return nil, apiErr(TypeInvalidParameter, "Either SecretIdList or Filters must be specified, but not both.")
+		return nil, apiErr(TypeInvalidParameter, "Either 'SecretIdList' or 'Filters' must be provided, but not both.")
 	case len(ids) == 0 && len(filters) == 0:
 		return nil, apiErr(TypeInvalidParameter, "You must specify either SecretIdList or Filters.")
 	case len(ids) > maxBatchIDs:
@@ -179,6 +179,7 @@ func (s *Service) DescribeSecret(ctx context.Context, req *cofferv1.DescribeSecr
 		return nil, err
 	}
 	e := listEntry(sec, s.now())
+	e.LastAccessedDate = s.access.seen(e.LastAccessedDate, sec.GetArn(), "")
 	return &cofferv1.DescribeSecretResponse{
 		ReplicationStatus: s.replicationStatus(sec),
 		Arn:               e.Arn, Name: e.Name, Description: e.Description, KmsKeyId: e.KmsKeyId,
@@ -198,7 +199,12 @@ func listEntry(sec *storagev1.Secret, now time.Time) *cofferv1.SecretListEntry {
 			stages[v.GetVersionId()] = &cofferv1.VersionStages{Stages: slices.Clone(v.GetStages())}
 		}
 	}
-	tags := make([]*cofferv1.Tag, len(sec.GetTags()))
+	// nil for a secret never tagged, empty (not nil) for one whose tags
+	// were all removed: the AWS protocol keeps "Tags": [] for the latter.
+	var tags []*cofferv1.Tag
+	if sec.GetTagged() || len(sec.GetTags()) > 0 {
+		tags = make([]*cofferv1.Tag, len(sec.GetTags()))
+	}
 	for i, t := range sec.GetTags() {
 		tags[i] = proto.CloneOf(t)
 	}
@@ -214,13 +220,22 @@ func listEntry(sec *storagev1.Secret, now time.Time) *cofferv1.SecretListEntry {
 		SecretVersionsToStages: stages,
 		OwningService:          sec.GetOwningService(),
 		CreatedDate:            sec.GetCreatedDate(),
-		PrimaryRegion:          sec.GetPrimaryRegion(),
+		PrimaryRegion:          primaryRegion(sec),
 		RotationEnabled:        sec.GetRotationEnabled(),
 		RotationLambdaArn:      sec.GetRotationLambdaArn(),
 		RotationRules:          sec.GetRotationRules(),
 		LastRotatedDate:        lastRotated(sec),
 		NextRotationDate:       rotation.NextRotationDate(sec, now),
 	}
+}
+
+// primaryRegion is PrimaryRegion as AWS reports it: only for a secret
+// that has replicas, or is one; AWS omits it for a secret of one region.
+func primaryRegion(sec *storagev1.Secret) string {
+	if sec.GetReplica() || len(sec.GetReplicas()) > 0 {
+		return sec.GetPrimaryRegion()
+	}
+	return ""
 }
 
 // lastRotated is LastRotatedDate as AWS reports it: null while rotation is
@@ -274,7 +289,9 @@ func (s *Service) ListSecrets(ctx context.Context, req *cofferv1.ListSecretsRequ
 				return nil, err
 			}
 		}
-		resp.SecretList = append(resp.SecretList, listEntry(sec, s.now()))
+		e := listEntry(sec, s.now())
+		e.LastAccessedDate = s.access.seen(e.LastAccessedDate, sec.GetArn(), "")
+		resp.SecretList = append(resp.SecretList, e)
 	}
 	return resp, nil
 }
@@ -304,7 +321,7 @@ func (s *Service) ListSecretVersionIds(ctx context.Context, req *cofferv1.ListSe
 		e := &cofferv1.SecretVersionsListEntry{
 			VersionId:        v.GetVersionId(),
 			VersionStages:    slices.Clone(v.GetStages()),
-			LastAccessedDate: v.GetLastAccessedDate(),
+			LastAccessedDate: s.access.seen(v.GetLastAccessedDate(), page.Secret.GetArn(), v.GetVersionId()),
 			CreatedDate:      v.GetCreatedDate(),
 		}
 		if storage.HasValue(v) { // a rotation's AWSPENDING stub has no key yet

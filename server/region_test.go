@@ -215,7 +215,10 @@ func TestImportRefusesForgedBatchBeforeProposing(t *testing.T) {
 	if _, err := eu.ImportBatch(ctx, valid); err != nil {
 		t.Fatalf("the valid batch after the forged ones: %v", err)
 	}
-	if d, err := eu.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: "victim"}); err != nil || d.GetPrimaryRegion() != "eu-west-1" {
+	// Still eu-west-1's own, unreplicated secret (AWS omits PrimaryRegion
+	// for one).
+	if d, err := eu.DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: "victim"}); err != nil || d.GetPrimaryRegion() != "" ||
+		!strings.Contains(d.GetArn(), ":eu-west-1:") || len(d.GetReplicationStatus()) != 0 {
 		t.Fatalf("eu-west-1's own secret: %v, %v", d, err)
 	}
 }

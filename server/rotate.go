@@ -97,9 +97,9 @@ func validateRules(r *cofferv1.RotationRules) *APIError {
 	if r.AutomaticallyAfterDays != nil {
 		switch d := r.GetAutomaticallyAfterDays(); {
 		case d < rotation.MinDays:
-			return validationErr("rotationRules.automaticallyAfterDays", "Member must have value greater than or equal to 1")
+			return validationValueErr("rotationRules.automaticallyAfterDays", d, "Member must have value greater than or equal to 1")
 		case d > rotation.MaxDays:
-			return validationErr("rotationRules.automaticallyAfterDays", "Member must have value less than or equal to 1000")
+			return validationValueErr("rotationRules.automaticallyAfterDays", d, "Member must have value less than or equal to 1000")
 		}
 	}
 	if d := r.GetDuration(); d != "" && !durationModel.MatchString(d) {
@@ -151,6 +151,11 @@ func (s *Service) CancelRotateSecret(ctx context.Context, req *cofferv1.CancelRo
 	sec, err := s.liveSecret(ctx, req.GetSecretId())
 	if err != nil {
 		return nil, err
+	}
+	if sec.GetRotationLambdaArn() == "" && !sec.GetRotationEnabled() && sec.GetRotationProgress() == nil {
+		// A secret that never had rotation configured: AWS's answer, in
+		// the words of its CancelRotateSecret reference.
+		return nil, apiErr(TypeInvalidRequest, "You tried to enable rotation on a secret that doesn't already have a Lambda function ARN configured and you didn't include such an ARN as a parameter in this call.")
 	}
 	res, err := s.propose(ctx, &raftv1.Command{Op: &raftv1.Command_CancelRotation{CancelRotation: &raftv1.CancelRotation{Arn: sec.GetArn()}}})
 	if err != nil {

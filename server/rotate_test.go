@@ -210,7 +210,7 @@ func TestRotateSecretValidation(t *testing.T) {
 		{"unknown function", &cofferv1.RotateSecretRequest{SecretId: "v", RotationLambdaArn: "arn:aws:lambda:us-east-1:123456789012:function:nope"},
 			TypeAccessDeniedException, msgCannotInvoke},
 		{"days too many", &cofferv1.RotateSecretRequest{SecretId: "v", RotationLambdaArn: testRotator, RotationRules: &cofferv1.RotationRules{AutomaticallyAfterDays: new(int64(1001))}},
-			TypeValidation, "1 validation error detected: Value at 'rotationRules.automaticallyAfterDays' failed to satisfy constraint: Member must have value less than or equal to 1000"},
+			TypeValidation, "1 validation error detected: Value '1001' at 'rotationRules.automaticallyAfterDays' failed to satisfy constraint: Member must have value less than or equal to 1000"},
 		{"both schedules", withRules(&cofferv1.RotationRules{AutomaticallyAfterDays: new(int64(3)), ScheduleExpression: "rate(3 days)"}), TypeInvalidParameter,
 			"You can't specify both AutomaticallyAfterDays and ScheduleExpression."},
 		{"too often", withRules(&cofferv1.RotationRules{ScheduleExpression: "rate(2 hours)"}), TypeInvalidParameter,

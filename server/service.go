@@ -631,8 +631,9 @@ func (s *Service) DeleteSecret(ctx context.Context, req *cofferv1.DeleteSecretRe
 	sec, err := s.lookupForWrite(ctx, req.GetSecretId())
 	if errors.Is(err, storage.ErrSecretNotFound) && force {
 		// AWS answers a forced delete of a missing secret with success, so
-		// cleanup scripts are idempotent.
-		return &cofferv1.DeleteSecretResponse{Name: req.GetSecretId(), DeletionDate: timestamppb.New(s.now())}, nil
+		// cleanup scripts are idempotent, and as if the secret existed:
+		// with an ARN and a name.
+		return s.deletedAnswer(req.GetSecretId())
 	}
 	if err != nil {
 		return nil, err
@@ -647,6 +648,32 @@ func (s *Service) DeleteSecret(ctx context.Context, req *cofferv1.DeleteSecretRe
 		return nil, err
 	}
 	return &cofferv1.DeleteSecretResponse{Arn: res.ARN, Name: res.Name, DeletionDate: timestamppb.New(res.DeletionDate)}, nil
+}
+
+// deletedAnswer is a forced delete's answer for a secret that does not
+// exist: the ARN given, or one built for the name given, and its name.
+func (s *Service) deletedAnswer(id string) (*cofferv1.DeleteSecretResponse, error) {
+	out := &cofferv1.DeleteSecretResponse{Arn: id, Name: id, DeletionDate: timestamppb.New(s.now())}
+	if p, ok := storage.ParseARN(id); ok {
+		out.Name = p.Rest
+		if name, full := storage.NameFromFullARN(id); full {
+			out.Name = name
+		} else {
+			// A partial ARN: complete it as a full one would read.
+			arn, err := s.newARN(p.Rest)
+			if err != nil {
+				return nil, err
+			}
+			out.Arn = arn
+		}
+		return out, nil
+	}
+	arn, err := s.newARN(id)
+	if err != nil {
+		return nil, err
+	}
+	out.Arn = arn
+	return out, nil
 }
 
 // RestoreSecret implements the AWS operation.

@@ -184,10 +184,11 @@ func TestValidationErrors(t *testing.T) {
 			_, err := svc.GetRandomPassword(ctx, &cofferv1.GetRandomPasswordRequest{PasswordLength: &n})
 			return err
 		}, TypeInvalidParameter},
-		{"malformed policy", func() error {
+		// AWS looks the secret up before the policy.
+		{"malformed policy on a missing secret", func() error {
 			_, err := svc.PutResourcePolicy(ctx, &cofferv1.PutResourcePolicyRequest{SecretId: "n", ResourcePolicy: "{not json"})
 			return err
-		}, TypeMalformedPolicy},
+		}, TypeResourceNotFound},
 		{"rotate", func() error {
 			_, err := svc.RotateSecret(ctx, &cofferv1.RotateSecretRequest{SecretId: "n", RotationRules: &cofferv1.RotationRules{ScheduleExpression: "rate(1 hours)"}})
 			return err
@@ -270,5 +271,40 @@ func TestGRPCStatusCarriesAWSType(t *testing.T) {
 	st := status.Convert(AsAPIError(err))
 	if st.Code() != codes.NotFound || TypeOf(st.Err()) != TypeResourceNotFound || st.Message() != "Secrets Manager can't find the specified secret." {
 		t.Fatalf("status %v (%s)", st, TypeOf(st.Err()))
+	}
+}
+
+// TestFilterErrors: the ListSecrets and BatchGetSecretValue filter errors
+// AWS answers, with their types and messages.
+func TestFilterErrors(t *testing.T) {
+	svc, _ := newTestService(t)
+	ctx := context.Background()
+	list := func(f ...*cofferv1.Filter) error {
+		_, err := svc.ListSecrets(ctx, &cofferv1.ListSecretsRequest{Filters: f})
+		return err
+	}
+	batch := func(req *cofferv1.BatchGetSecretValueRequest) error {
+		_, err := svc.BatchGetSecretValue(ctx, req)
+		return err
+	}
+	name := &cofferv1.Filter{Key: "name", Values: []string{"a"}}
+	for _, c := range []struct {
+		name, typ, msg string
+		err            error
+	}{
+		{"no key", TypeInvalidParameter, "Invalid filter key", list(&cofferv1.Filter{Values: []string{"a"}})},
+		{"no values", TypeInvalidParameter, "Invalid filter values for key: description", list(&cofferv1.Filter{Key: "description"})},
+		{"unknown key", TypeValidation, "1 validation error detected: Value 'colour' at 'filters.2.member.key' failed to satisfy constraint: Member must satisfy enum value set: [description, name, tag-key, tag-value, primary-region, owning-service, all]",
+			list(name, &cofferv1.Filter{Key: "colour", Values: []string{"x"}})},
+		{"batch both", TypeInvalidParameter, "Either 'SecretIdList' or 'Filters' must be provided, but not both.",
+			batch(&cofferv1.BatchGetSecretValueRequest{SecretIdList: []string{"a"}, Filters: []*cofferv1.Filter{name}})},
+		{"batch neither", TypeInvalidParameter, "You must specify either SecretIdList or Filters.", batch(&cofferv1.BatchGetSecretValueRequest{})},
+		{"batch MaxResults without Filters", TypeInvalidParameter, "MaxResults and NextToken can be used only with Filters.",
+			batch(&cofferv1.BatchGetSecretValueRequest{SecretIdList: []string{"a"}, MaxResults: proto.Int32(2)})},
+	} {
+		ae := AsAPIError(c.err)
+		if c.err == nil || ae.Type != c.typ || ae.Message != c.msg {
+			t.Errorf("%s: %v, want %s %q", c.name, c.err, c.typ, c.msg)
+		}
 	}
 }

@@ -54,7 +54,24 @@ func validateSecretID(id string) *APIError {
 	if id == "" {
 		return apiErr(TypeInvalidParameter, "You must provide a SecretId.")
 	}
-	return checkLength("secretId", id, 1, maxSecretIDLength)
+	if e := checkLength("secretId", id, 1, maxSecretIDLength); e != nil {
+		return e
+	}
+	// A name or ARN CreateSecret would refuse is refused by every
+	// operation before the secret is looked up, as AWS does: never a
+	// ResourceNotFoundException, nor a forced delete's success.
+	name := id
+	if strings.HasPrefix(id, "arn:") {
+		p, ok := storage.ParseARN(id)
+		if !ok {
+			return apiErr(TypeValidation, "Invalid ARN. The ARN %s is not a valid Secrets Manager secret ARN.", truncateValue(id))
+		}
+		name = p.Rest
+	}
+	if !storage.ValidName(name) {
+		return apiErr(TypeValidation, "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
+	}
+	return nil
 }
 
 func validateName(name string) *APIError {
@@ -72,8 +89,12 @@ func validateToken(field, tok string) *APIError {
 	if tok == "" {
 		return nil
 	}
-	if e := checkLength(field, tok, storage.MinTokenLength, storage.MaxTokenLength); e != nil {
-		return e
+	// A token is not sensitive: AWS names it in the message.
+	switch n := utf8.RuneCountInString(tok); {
+	case n < storage.MinTokenLength:
+		return validationValueErr(field, tok, fmt.Sprintf("Member must have length greater than or equal to %d", storage.MinTokenLength))
+	case n > storage.MaxTokenLength:
+		return validationValueErr(field, tok, fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxTokenLength))
 	}
 	for _, r := range tok {
 		if r < 0x20 || r == 0x7f {
@@ -154,13 +175,20 @@ func validateFilters(filters []*cofferv1.Filter) *APIError {
 		return validationErr("filters", fmt.Sprintf("Member must have length less than or equal to %d", maxFilters))
 	}
 	for i, f := range filters {
-		if !slices.Contains(storage.FilterKeys, f.GetKey()) {
-			return validationErr(fmt.Sprintf("filters.%d.member.key", i+1),
-				"Member must satisfy enum value set: ["+strings.Join(storage.FilterKeys, ", ")+"]")
-		}
-		if len(f.GetValues()) < 1 || len(f.GetValues()) > maxFilterValues {
+		// AWS's answers, in its order: a filter without a key or without
+		// values is an InvalidParameterException, an unknown key fails
+		// the model's enum.
+		switch {
+		case f.GetKey() == "":
+			return apiErr(TypeInvalidParameter, "Invalid filter key")
+		case !slices.Contains(storage.FilterKeys, f.GetKey()):
+			return apiErr(TypeValidation, "1 validation error detected: Value '%s' at 'filters.%d.member.key' failed to satisfy constraint: Member must satisfy enum value set: [%s]",
+				truncateValue(f.GetKey()), i+1, strings.Join(storage.FilterKeys, ", "))
+		case len(f.GetValues()) == 0:
+			return apiErr(TypeInvalidParameter, "Invalid filter values for key: %s", f.GetKey())
+		case len(f.GetValues()) > maxFilterValues:
 			return validationErr(fmt.Sprintf("filters.%d.member.values", i+1),
-				fmt.Sprintf("Member must have length between 1 and %d", maxFilterValues))
+				fmt.Sprintf("Member must have length less than or equal to %d", maxFilterValues))
 		}
 		for j, v := range f.GetValues() {
 			field := fmt.Sprintf("filters.%d.member.values.%d.member", i+1, j+1)
@@ -221,4 +249,12 @@ func secretValue(str *string, bin []byte, binSet bool) (kind storagev1.ValueKind
 		return storagev1.ValueKind_VALUE_KIND_BINARY, slices.Clone(bin), true, nil
 	}
 	return 0, nil, false, nil
+}
+
+// truncateValue bounds caller text echoed in a validation message.
+func truncateValue(v string) string {
+	if len(v) > 128 {
+		return v[:128] + "..."
+	}
+	return v
 }

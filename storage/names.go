@@ -82,6 +82,10 @@ func ParseARN(s string) (p ARNParts, ok bool) {
 	return ARNParts{Partition: f[1], Region: f[3], Account: f[4], Rest: f[6]}, true
 }
 
+// NameFromFullARN returns the name inside a full ARN (without its
+// suffix); ok is false for anything but a full ARN.
+func NameFromFullARN(arn string) (string, bool) { return nameFromFullARN(arn) }
+
 // nameFromFullARN returns the name inside a full ARN (without its suffix).
 func nameFromFullARN(arn string) (string, bool) {
 	p, ok := ParseARN(arn)

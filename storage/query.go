@@ -217,10 +217,24 @@ func tsKey(ts *timestamppb.Timestamp) string {
 	return fmt.Sprintf("%020d", ts.AsTime().UnixNano()+(1<<62))
 }
 
-// Matches reports whether sec passes every filter (filters are ANDed).
+// Matches reports whether sec passes the filters as AWS combines them:
+// the values of every filter with the same key are ORed (two filters
+// {name: a} and {name: b} are one filter {name: a, b}), and the keys are
+// ANDed.
 func Matches(sec *storagev1.Secret, filters []Filter) bool {
+	if len(filters) == 0 {
+		return true
+	}
+	var keys []string
+	byKey := map[string][]string{}
 	for _, f := range filters {
-		if !matchFilter(sec, f) {
+		if _, seen := byKey[f.Key]; !seen {
+			keys = append(keys, f.Key)
+		}
+		byKey[f.Key] = append(byKey[f.Key], f.Values...)
+	}
+	for _, k := range keys {
+		if !matchFilter(sec, Filter{Key: k, Values: byKey[k]}) {
 			return false
 		}
 	}
@@ -246,14 +260,15 @@ func matchFilter(sec *storagev1.Secret, f Filter) bool {
 	return !anyPositive || positiveHit
 }
 
-// matchValue applies one filter value as AWS documents it: prefix matches,
-// case-insensitive for description and all, case-sensitive otherwise.
+// matchValue applies one filter value as AWS does: name, tag-key,
+// tag-value, primary-region and owning-service are case-sensitive prefixes
+// of the whole attribute; description and all match words (matchWords).
 func matchValue(sec *storagev1.Secret, key, v string) bool {
 	switch key {
 	case FilterName:
 		return strings.HasPrefix(sec.GetName(), v)
 	case FilterDescription:
-		return strings.HasPrefix(strings.ToLower(sec.GetDescription()), strings.ToLower(v))
+		return matchWords(v, sec.GetDescription())
 	case FilterTagKey:
 		for _, t := range sec.GetTags() {
 			if strings.HasPrefix(t.GetKey(), v) {
@@ -273,30 +288,73 @@ func matchValue(sec *storagev1.Secret, key, v string) bool {
 	case FilterOwningService:
 		return strings.HasPrefix(sec.GetOwningService(), v)
 	case FilterAll:
-		return matchAll(sec, v)
+		attrs := []string{sec.GetName(), sec.GetDescription()}
+		for _, t := range sec.GetTags() {
+			attrs = append(attrs, t.GetKey(), t.GetValue())
+		}
+		return matchWords(v, attrs...)
 	}
 	return false
 }
 
-// matchAll splits the filter value into words; every word must be a
-// case-insensitive prefix of some word of some attribute.
-func matchAll(sec *storagev1.Secret, v string) bool {
-	attrs := []string{sec.GetName(), sec.GetDescription(), sec.GetPrimaryRegion(), sec.GetOwningService()}
-	for _, t := range sec.GetTags() {
-		attrs = append(attrs, t.GetKey(), t.GetValue())
+// matchWords breaks the filter value and the attributes into words
+// (Words) and reports whether every word of the value is a
+// case-insensitive prefix of some word of the attributes: "secret one"
+// matches a secret named "SecretOne" or "my-secret" described as "one".
+// A value with no words matches nothing.
+func matchWords(v string, attrs ...string) bool {
+	want := Words(v)
+	if len(want) == 0 {
+		return false
 	}
-	var words []string
+	var have []string
 	for _, a := range attrs {
-		lower := strings.ToLower(a)
-		words = append(words, lower)
-		words = append(words, strings.FieldsFunc(lower, func(r rune) bool { return !unicode.IsLetter(r) && !unicode.IsDigit(r) })...)
+		have = append(have, Words(a)...)
 	}
-	for _, w := range strings.Fields(strings.ToLower(v)) {
-		if !slices.ContainsFunc(words, func(x string) bool { return strings.HasPrefix(x, w) }) {
+	for _, w := range want {
+		if !slices.ContainsFunc(have, func(x string) bool { return strings.HasPrefix(x, w) }) {
 			return false
 		}
 	}
 	return true
+}
+
+// Words breaks s into the lower-cased words AWS's description and all
+// filters match: it splits on spaces and punctuation (/ _ + = . @ - and any
+// other character that is not a letter or digit), between a lower-case
+// letter and an upper-case one ("SecretOne": secret, one), before the last
+// capital of a run followed by a lower-case letter ("HTTPServer": http,
+// server), and between letters and digits ("db2prod": db, 2, prod).
+func Words(s string) []string {
+	var words []string
+	rs := []rune(s)
+	start := -1
+	flush := func(end int) {
+		if start >= 0 && end > start {
+			words = append(words, strings.ToLower(string(rs[start:end])))
+		}
+		start = -1
+	}
+	for i, r := range rs {
+		if !unicode.IsLetter(r) && !unicode.IsDigit(r) {
+			flush(i)
+			continue
+		}
+		if start >= 0 {
+			p := rs[i-1]
+			switch {
+			case unicode.IsLower(p) && unicode.IsUpper(r),
+				unicode.IsDigit(p) != unicode.IsDigit(r),
+				unicode.IsUpper(p) && unicode.IsUpper(r) && i+1 < len(rs) && unicode.IsLower(rs[i+1]):
+				flush(i)
+			}
+		}
+		if start < 0 {
+			start = i
+		}
+	}
+	flush(len(rs))
+	return words
 }
 
 // VersionPage is one page of ListSecretVersionIds.

@@ -39,6 +39,20 @@ func listFixture(t *testing.T) *fixture {
 	return f
 }
 
+func TestWords(t *testing.T) {
+	for in, want := range map[string][]string{
+		"SecretOne":           {"secret", "one"},
+		"my-secret_2.x@y+z=w": {"my", "secret", "2", "x", "y", "z", "w"},
+		"HTTPServer db2prod":  {"http", "server", "db", "2", "prod"},
+		"prod/API-key":        {"prod", "api", "key"},
+		"/-":                  nil,
+	} {
+		if got := storage.Words(in); !slices.Equal(got, want) {
+			t.Errorf("Words(%q) = %q, want %q", in, got, want)
+		}
+	}
+}
+
 func TestListSecretsFilters(t *testing.T) {
 	t.Parallel()
 	f := listFixture(t)
@@ -67,7 +81,9 @@ func TestListSecretsFilters(t *testing.T) {
 		{"name of a deleted secret, included", []storage.Filter{filter("name", "dev")}, true, []string{dev}},
 
 		{"description is case-insensitive", []storage.Filter{filter("description", "PRIMARY")}, false, []string{db, staging}},
-		{"description is a prefix", []storage.Filter{filter("description", "postgres")}, false, []string{}},
+		{"description matches words, not only its start", []storage.Filter{filter("description", "postgres")}, false, []string{db, staging}},
+		{"description word prefix", []storage.Filter{filter("description", "pass")}, false, []string{db, staging}},
+		{"description is not a substring", []storage.Filter{filter("description", "gres")}, false, []string{}},
 		{"description multiword", []storage.Filter{filter("description", "stripe api")}, false, []string{api}},
 
 		{"tag-key", []storage.Filter{filter("tag-key", "env")}, false, []string{db, api, staging}},
@@ -89,7 +105,13 @@ func TestListSecretsFilters(t *testing.T) {
 		{"all needs every word", []storage.Filter{filter("all", "primary staging")}, false, []string{staging}},
 		{"all matches name parts", []storage.Filter{filter("all", "legacy")}, false, []string{legacy}},
 		{"all matches tag keys and values", []storage.Filter{filter("all", "checkout")}, false, []string{api}},
-		{"all matches regions", []storage.Filter{filter("all", "west")}, false, []string{db, api, legacy}},
+		{"all does not cover regions", []storage.Filter{filter("all", "west")}, false, []string{}},
+		{"all splits names on punctuation", []storage.Filter{filter("all", "key")}, false, []string{api}},
+		{"all splits values on punctuation", []storage.Filter{filter("all", "prod/api")}, false, []string{api}},
+		{"all matches tag values case-insensitively", []storage.Filter{filter("all", "check")}, false, []string{api}},
+		{"all words from several attributes", []storage.Filter{filter("all", "stripe checkout")}, false, []string{api}},
+		{"same key twice is ORed", []storage.Filter{filter("name", "prod/db"), filter("name", "staging/")}, false, []string{db, staging}},
+		{"same key ORed, other key ANDed", []storage.Filter{filter("name", "prod/db"), filter("tag-value", "staging"), filter("name", "staging/")}, false, []string{staging}},
 		{"all with no hit", []storage.Filter{filter("all", "mysql")}, false, []string{}},
 
 		{"negation", []storage.Filter{filter("name", "!prod/")}, false, []string{staging, legacy}},

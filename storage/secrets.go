@@ -278,6 +278,9 @@ func mergeTags(s *storagev1.Secret, tags []*cofferv1.Tag) *Error {
 	if len(s.Tags) > MaxTagsPerSecret {
 		return newError(ErrLimitExceeded, "A secret can have at most %d tags.", MaxTagsPerSecret)
 	}
+	if len(tags) > 0 {
+		s.Tagged = true
+	}
 	return nil
 }
 

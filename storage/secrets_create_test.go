@@ -34,6 +34,7 @@ func TestCreateSecretWithoutValue(t *testing.T) {
 		Description:     "the database",
 		KmsKeyId:        "alias/app",
 		Tags:            tags("env", "prod", "team", "core"),
+		Tagged:          true,
 		CreatedDate:     timestamppb.New(base.Add(time.Minute)),
 		LastChangedDate: timestamppb.New(base.Add(time.Minute)),
 		PrimaryRegion:   region,

@@ -75,7 +75,10 @@ func removeStage(v *storagev1.Version, label string) {
 
 // attachStage puts label on target, taking it off whichever version had it.
 // Moving AWSCURRENT moves AWSPREVIOUS to the version AWSCURRENT left, as AWS
-// does; that includes taking AWSPREVIOUS off target when rolling back.
+// does; that includes taking AWSPREVIOUS off target when rolling back. The
+// version AWSCURRENT leaves also loses AWSPENDING: a rotation's version
+// keeps AWSPENDING beside AWSCURRENT once promoted, and AWS leaves it with
+// only AWSPREVIOUS when the next value supersedes it.
 func attachStage(s *storagev1.Secret, label string, target *storagev1.Version) {
 	holder := stageHolder(s, label)
 	if holder == target {
@@ -86,6 +89,7 @@ func attachStage(s *storagev1.Secret, label string, target *storagev1.Version) {
 	}
 	target.Stages = append(target.Stages, label)
 	if label == StageCurrent && holder != nil {
+		removeStage(holder, StagePending)
 		attachStage(s, StagePrevious, holder)
 	}
 }

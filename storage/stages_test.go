@@ -178,7 +178,14 @@ func TestRotationLabels(t *testing.T) {
 		{moveOp(arn, "AWSCURRENT", 2, 1), L(1, "AWSPREVIOUS", 2, "AWSCURRENT,AWSPENDING")},
 		{putOp(arn, 3, "pw3", "AWSPENDING"), L(1, "AWSPREVIOUS", 2, "AWSCURRENT", 3, "AWSPENDING")},
 		{moveOp(arn, "AWSCURRENT", 3, 2), L(1, "", 2, "AWSPREVIOUS", 3, "AWSCURRENT,AWSPENDING")},
-		{moveOp(arn, "AWSCURRENT", 2, 3), L(1, "", 2, "AWSCURRENT", 3, "AWSPENDING,AWSPREVIOUS")},
+		// The version AWSCURRENT leaves loses AWSPENDING too, as in AWS.
+		{moveOp(arn, "AWSCURRENT", 2, 3), L(1, "", 2, "AWSCURRENT", 3, "AWSPREVIOUS")},
+		{moveOp(arn, "AWSCURRENT", 3, 2), L(1, "", 2, "AWSPREVIOUS", 3, "AWSCURRENT")},
+		// A promoted rotation version superseded by a new value keeps only
+		// AWSPREVIOUS (recorded from AWS; issue 18).
+		{putOp(arn, 4, "pw4", "AWSPENDING"), L(1, "", 2, "AWSPREVIOUS", 3, "AWSCURRENT", 4, "AWSPENDING")},
+		{moveOp(arn, "AWSCURRENT", 4, 3), L(1, "", 2, "", 3, "AWSPREVIOUS", 4, "AWSCURRENT,AWSPENDING")},
+		{putOp(arn, 5, "pw5"), L(1, "", 2, "", 3, "", 4, "AWSPREVIOUS", 5, "AWSCURRENT")},
 	}
 	for i, st := range steps {
 		f.ok(time.Duration(i+1)*time.Hour, st.op)

@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"log/slog"
 	"net"
+	"net/http"
 	"slices"
 	"sync"
 	"time"
@@ -149,7 +150,9 @@ type Manager struct {
 	leading time.Time
 	workers map[string]bool // destinations with a running shipper
 	conns   map[string]*grpc.ClientConn
-	lag     []LagSample
+	// aws answers AWS API requests paired regions forward (SetAWSHandler).
+	aws http.Handler
+	lag []LagSample
 	// OnLag, when set, receives every lag sample (benchmarks).
 	onLag func(LagSample)
 	ships ShipObserver // metrics; nil: none
@@ -394,29 +397,38 @@ type receiver struct {
 	m *Manager
 }
 
-// Ship checks that the caller's certificate comes from the CA of the
-// region the batch names as its source, then hands the batch to the Feed.
-func (r *receiver) Ship(ctx context.Context, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
-	src := req.GetSourceRegion()
+// verifySource checks that the caller's certificate comes from the CA of
+// src, a paired region.
+func (r *receiver) verifySource(ctx context.Context, src string) error {
 	p, err := r.m.peer(src)
 	if err != nil {
-		return nil, status.Error(codes.PermissionDenied, err.Error())
+		return status.Error(codes.PermissionDenied, err.Error())
 	}
 	pr, ok := peer.FromContext(ctx)
 	if !ok {
-		return nil, status.Error(codes.Unauthenticated, "no peer")
+		return status.Error(codes.Unauthenticated, "no peer")
 	}
 	info, ok := pr.AuthInfo.(credentials.TLSInfo)
 	if !ok || len(info.State.PeerCertificates) == 0 {
-		return nil, status.Error(codes.Unauthenticated, "no client certificate")
+		return status.Error(codes.Unauthenticated, "no client certificate")
 	}
 	raw := make([][]byte, len(info.State.PeerCertificates))
 	for i, c := range info.State.PeerCertificates {
 		raw[i] = c.Raw
 	}
 	if pool := caPool(p.GetCaPem()); pool == nil || replication.VerifyClientChain(raw, pool) != nil {
-		r.m.log.Warn("refused a batch whose certificate is not from its claimed region", "claimed_region", src, "remote", pr.Addr.String())
-		return nil, status.Error(codes.PermissionDenied, ErrWrongRegionCert.Error())
+		r.m.log.Warn("refused a call whose certificate is not from its claimed region", "claimed_region", src, "remote", pr.Addr.String())
+		return status.Error(codes.PermissionDenied, ErrWrongRegionCert.Error())
+	}
+	return nil
+}
+
+// Ship checks that the caller's certificate comes from the CA of the
+// region the batch names as its source, then hands the batch to the Feed.
+func (r *receiver) Ship(ctx context.Context, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
+	src := req.GetSourceRegion()
+	if err := r.verifySource(ctx, src); err != nil {
+		return nil, err
 	}
 	if req.GetDestinationRegion() != r.m.cfg.Region {
 		return nil, status.Errorf(codes.InvalidArgument, "batch for region %s shipped to %s", req.GetDestinationRegion(), r.m.cfg.Region)

@@ -204,42 +204,13 @@ const maxShipMessage = 64 << 20
 // send ships one batch to dest, trying its known addresses (the pairing
 // record's and the WAN pool's), the last one that worked first.
 func (m *Manager) send(ctx context.Context, dest string, req *replicationv1.ShipRequest) (*replicationv1.ShipResponse, error) {
-	p, err := m.peer(dest)
-	if err != nil {
-		return nil, err
-	}
-	addrs := p.GetAddresses()
-	for _, v := range m.Regions() {
-		if v.Region == dest {
-			addrs = append(addrs, v.Addrs...)
-		}
-	}
-	pool := caPool(p.GetCaPem())
-	if pool == nil {
-		return nil, fmt.Errorf("region %s: pairing record holds no CA certificate", dest)
-	}
-	var lastErr error
-	for _, addr := range m.ordered(dest, addrs) {
-		cc, err := m.conn(dest, addr, pool)
-		if err != nil {
-			lastErr = err
-			continue
-		}
-		sctx, cancel := context.WithTimeout(ctx, shipTimeout)
-		resp, err := replicationv1.NewRegionReplicationServiceClient(cc).Ship(sctx, req)
-		cancel()
-		if err == nil {
-			m.mu.Lock()
-			m.conns[dest+"|last"] = cc
-			m.mu.Unlock()
-			return resp, nil
-		}
-		lastErr = fmt.Errorf("%s: %w", addr, err)
-	}
-	if lastErr == nil {
-		lastErr = fmt.Errorf("region %s: no address known", dest)
-	}
-	return nil, lastErr
+	var resp *replicationv1.ShipResponse
+	err := m.call(ctx, dest, func(ctx context.Context, cc *grpc.ClientConn) error {
+		var err error
+		resp, err = replicationv1.NewRegionReplicationServiceClient(cc).Ship(ctx, req)
+		return err
+	})
+	return resp, err
 }
 
 // ordered puts the address that last worked first and drops duplicates.

@@ -41,3 +41,21 @@ func TestAnswers(t *testing.T) {
 		}
 	}
 }
+
+// TestJSONStatusAndMember: Secrets Manager's JSON protocol answers
+// AccessDenied and Throttling with 400 (its Common Errors page), and names
+// the message member as its model does.
+func TestJSONStatusAndMember(t *testing.T) {
+	for typ, want := range map[string]int{
+		AccessDeniedException: http.StatusBadRequest, Throttling: http.StatusBadRequest,
+		InvalidSignature: http.StatusForbidden, InternalServiceError: http.StatusInternalServerError,
+		ResourceNotFound: http.StatusBadRequest, ServiceUnavailable: http.StatusServiceUnavailable,
+	} {
+		if got := JSONStatus(typ); got != want {
+			t.Errorf("JSONStatus(%s) = %d, want %d", typ, got, want)
+		}
+	}
+	if MessageMember(ResourceNotFound) != "Message" || MessageMember(Validation) != "message" || MessageMember(AccessDeniedException) != "message" {
+		t.Error("message members")
+	}
+}

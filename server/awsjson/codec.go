@@ -431,7 +431,19 @@ func encodeResponse(b []byte, m proto.Message) []byte {
 	if m == nil || !m.ProtoReflect().IsValid() {
 		return append(b, "{}"...)
 	}
-	return appendMessage(b, m.ProtoReflect())
+	b = appendMessage(b, m.ProtoReflect())
+	// DescribeSecret keeps "Tags": [] for a secret that has had tags and
+	// has none left, as AWS does, and omits it for one never tagged; the
+	// service tells them apart by a non-nil empty list (proto3 cannot
+	// carry the difference, so it holds only in process, as here).
+	if d, ok := m.(*cofferv1.DescribeSecretResponse); ok && d.Tags != nil && len(d.Tags) == 0 {
+		if len(b) > 2 {
+			b = append(b[:len(b)-1], `,"Tags":[]}`...)
+		} else {
+			b = append(b[:len(b)-1], `"Tags":[]}`...)
+		}
+	}
+	return b
 }
 
 func appendMessage(b []byte, m protoreflect.Message) []byte {

@@ -8,6 +8,8 @@ import (
 	"slices"
 	"strings"
 	"testing"
+
+	"github.com/cofferhq/coffer/server/awserr"
 )
 
 // FuzzHandler posts arbitrary bodies to arbitrary operations of a real
@@ -62,7 +64,7 @@ func FuzzHandler(f *testing.F) {
 		if typ == "" || !slices.Equal(rec.Header()[ErrorTypeHeader], []string{typ}) {
 			t.Fatalf("%s %q: error %d %s without a consistent type", target, body, rec.Code, rec.Body.String())
 		}
-		if _, ok := out["message"].(string); !ok {
+		if _, ok := out[awserr.MessageMember(typ)].(string); !ok {
 			t.Fatalf("%s %q: error without a message: %s", target, body, rec.Body.String())
 		}
 		if rec.Code >= 500 {

@@ -313,14 +313,16 @@ func (x *exchange) failWith(err error) {
 // fail writes an AWS JSON error; status 0 means the type's usual status.
 func (x *exchange) fail(status int, e *server.APIError) {
 	if status == 0 {
-		status = awserr.HTTPStatus(e.Type)
+		status = awserr.JSONStatus(e.Type)
 	}
 	x.errType = e.Type
 	x.w.Header()[ErrorTypeHeader] = []string{e.Type}
 	b := make([]byte, 0, 64+len(e.Type)+len(e.Message))
 	b = append(b, `{"__type":`...)
 	b = appendString(b, e.Type)
-	b = append(b, `,"message":`...)
+	b = append(b, ',')
+	b = appendString(b, awserr.MessageMember(e.Type))
+	b = append(b, ':')
 	b = appendString(b, e.Message)
 	b = append(b, '}')
 	x.write(status, b)

@@ -14,6 +14,7 @@ import (
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/server/awserr"
 )
 
 // rawResponse is one raw HTTP exchange's outcome.
@@ -72,8 +73,18 @@ func (r rawResponse) wantError(t *testing.T, status int, typ, msg string) {
 	if r.status != status || r.body["__type"] != typ || r.header.Get(ErrorTypeHeader) != typ {
 		t.Fatalf("got %d %s (header %q), want %d %s", r.status, r.raw, r.header.Get(ErrorTypeHeader), status, typ)
 	}
-	if m, _ := r.body["message"].(string); !strings.Contains(m, msg) {
-		t.Fatalf("message %q, want it to contain %q", m, msg)
+	// The member is spelled as AWS spells it for the type: "Message" for
+	// the errors of Secrets Manager's model, "message" for common errors,
+	// and never both.
+	member, other := awserr.MessageMember(typ), "message"
+	if member == "message" {
+		other = "Message"
+	}
+	if _, both := r.body[other]; both {
+		t.Fatalf("%s: body %s has %q, AWS sends %q", typ, r.raw, other, member)
+	}
+	if m, _ := r.body[member].(string); !strings.Contains(m, msg) {
+		t.Fatalf("%s %q, want it to contain %q", member, m, msg)
 	}
 }
 
@@ -282,7 +293,8 @@ func TestRawAuthentication(t *testing.T) {
 		{server.TypeUnrecognizedClient, 403},
 		{server.TypeInvalidSignature, 403},
 		{server.TypeMissingAuthToken, 403},
-		{server.TypeAccessDeniedException, 403},
+		// Secrets Manager's Common Errors: AccessDeniedException is a 400.
+		{server.TypeAccessDeniedException, 400},
 	} {
 		stub := &stubService{fn: func() (*cofferv1.GetRandomPasswordResponse, error) {
 			return &cofferv1.GetRandomPasswordResponse{RandomPassword: "x"}, nil

@@ -373,3 +373,19 @@ func tokenMatches(r *http.Request, want string, wantHash []byte) bool {
 	}
 	return subtle.ConstantTimeCompare([]byte(got), []byte(want)) == 1
 }
+
+// ScopeRegion is the region r's SigV4 Authorization header is scoped to,
+// without verifying anything, or "" when r has no well-formed one. An
+// endpoint that serves several regions routes on it; the region the
+// request reaches verifies the signature.
+func ScopeRegion(r *http.Request) string {
+	a, err := parseAuthorization(r)
+	if err != nil || a.credential == "" {
+		return ""
+	}
+	sc, err := parseCredential(a.credential)
+	if err != nil {
+		return ""
+	}
+	return sc.region
+}

@@ -215,8 +215,8 @@ func TestAccessMatrix(t *testing.T) {
 				t.Fatalf("AWS API: %s (%s) was refused: %v", action, tc.why, err)
 			case tc.want == allow && tc.op == "GetSecretValue" && value != f.values[tc.secret]:
 				t.Fatalf("AWS API: read %q", value)
-			case tc.want != allow && (code != "AccessDeniedException" || httpStatus != http.StatusForbidden):
-				t.Fatalf("AWS API: %s (%s) gave %v (type %q, HTTP %d); want AccessDeniedException, 403", action, tc.why, err, code, httpStatus)
+			case tc.want != allow && (code != "AccessDeniedException" || httpStatus != http.StatusBadRequest):
+				t.Fatalf("AWS API: %s (%s) gave %v (type %q, HTTP %d); want AccessDeniedException, 400 (Secrets Manager Common Errors)", action, tc.why, err, code, httpStatus)
 			}
 			if tc.want != allow {
 				msg := err.Error()

@@ -23,6 +23,236 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ForwardAWSRequest is one HTTP request to the AWS endpoint, as received.
+type ForwardAWSRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source_region is the forwarding region; it must match the region whose
+	// CA issued the client certificate.
+	SourceRegion string `protobuf:"bytes,1,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
+	// destination_region is the region the request's credential scope names.
+	DestinationRegion string `protobuf:"bytes,2,opt,name=destination_region,json=destinationRegion,proto3" json:"destination_region,omitempty"`
+	Method            string `protobuf:"bytes,3,opt,name=method,proto3" json:"method,omitempty"`
+	// request_uri is the path and raw query, as received.
+	RequestUri string `protobuf:"bytes,4,opt,name=request_uri,json=requestUri,proto3" json:"request_uri,omitempty"`
+	// host is the Host header the caller signed.
+	Host    string        `protobuf:"bytes,5,opt,name=host,proto3" json:"host,omitempty"`
+	Headers []*HTTPHeader `protobuf:"bytes,6,rep,name=headers,proto3" json:"headers,omitempty"`
+	Body    []byte        `protobuf:"bytes,7,opt,name=body,proto3" json:"body,omitempty"`
+	// remote_addr is the caller's address, for audit and throttling.
+	RemoteAddr string `protobuf:"bytes,8,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// secure_transport is whether the caller reached the source over TLS.
+	SecureTransport bool `protobuf:"varint,9,opt,name=secure_transport,json=secureTransport,proto3" json:"secure_transport,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ForwardAWSRequest) Reset() {
+	*x = ForwardAWSRequest{}
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardAWSRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardAWSRequest) ProtoMessage() {}
+
+func (x *ForwardAWSRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardAWSRequest.ProtoReflect.Descriptor instead.
+func (*ForwardAWSRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ForwardAWSRequest) GetSourceRegion() string {
+	if x != nil {
+		return x.SourceRegion
+	}
+	return ""
+}
+
+func (x *ForwardAWSRequest) GetDestinationRegion() string {
+	if x != nil {
+		return x.DestinationRegion
+	}
+	return ""
+}
+
+func (x *ForwardAWSRequest) GetMethod() string {
+	if x != nil {
+		return x.Method
+	}
+	return ""
+}
+
+func (x *ForwardAWSRequest) GetRequestUri() string {
+	if x != nil {
+		return x.RequestUri
+	}
+	return ""
+}
+
+func (x *ForwardAWSRequest) GetHost() string {
+	if x != nil {
+		return x.Host
+	}
+	return ""
+}
+
+func (x *ForwardAWSRequest) GetHeaders() []*HTTPHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *ForwardAWSRequest) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
+func (x *ForwardAWSRequest) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+func (x *ForwardAWSRequest) GetSecureTransport() bool {
+	if x != nil {
+		return x.SecureTransport
+	}
+	return false
+}
+
+// HTTPHeader is one header with its values.
+type HTTPHeader struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Values        []string               `protobuf:"bytes,2,rep,name=values,proto3" json:"values,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *HTTPHeader) Reset() {
+	*x = HTTPHeader{}
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *HTTPHeader) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*HTTPHeader) ProtoMessage() {}
+
+func (x *HTTPHeader) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use HTTPHeader.ProtoReflect.Descriptor instead.
+func (*HTTPHeader) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *HTTPHeader) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *HTTPHeader) GetValues() []string {
+	if x != nil {
+		return x.Values
+	}
+	return nil
+}
+
+// ForwardAWSResponse is the destination's HTTP answer.
+type ForwardAWSResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Status        int32                  `protobuf:"varint,1,opt,name=status,proto3" json:"status,omitempty"`
+	Headers       []*HTTPHeader          `protobuf:"bytes,2,rep,name=headers,proto3" json:"headers,omitempty"`
+	Body          []byte                 `protobuf:"bytes,3,opt,name=body,proto3" json:"body,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardAWSResponse) Reset() {
+	*x = ForwardAWSResponse{}
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardAWSResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardAWSResponse) ProtoMessage() {}
+
+func (x *ForwardAWSResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardAWSResponse.ProtoReflect.Descriptor instead.
+func (*ForwardAWSResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{2}
+}
+
+func (x *ForwardAWSResponse) GetStatus() int32 {
+	if x != nil {
+		return x.Status
+	}
+	return 0
+}
+
+func (x *ForwardAWSResponse) GetHeaders() []*HTTPHeader {
+	if x != nil {
+		return x.Headers
+	}
+	return nil
+}
+
+func (x *ForwardAWSResponse) GetBody() []byte {
+	if x != nil {
+		return x.Body
+	}
+	return nil
+}
+
 // ShipRequest is one batch of the source region's change feed.
 type ShipRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -59,7 +289,7 @@ type ShipRequest struct {
 
 func (x *ShipRequest) Reset() {
 	*x = ShipRequest{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -71,7 +301,7 @@ func (x *ShipRequest) String() string {
 func (*ShipRequest) ProtoMessage() {}
 
 func (x *ShipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -84,7 +314,7 @@ func (x *ShipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipRequest.ProtoReflect.Descriptor instead.
 func (*ShipRequest) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{0}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *ShipRequest) GetSourceRegion() string {
@@ -168,7 +398,7 @@ type ShipResponse struct {
 
 func (x *ShipResponse) Reset() {
 	*x = ShipResponse{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -180,7 +410,7 @@ func (x *ShipResponse) String() string {
 func (*ShipResponse) ProtoMessage() {}
 
 func (x *ShipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -193,7 +423,7 @@ func (x *ShipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipResponse.ProtoReflect.Descriptor instead.
 func (*ShipResponse) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{1}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ShipResponse) GetAppliedThrough() uint64 {
@@ -251,7 +481,7 @@ type ReplicaAccess struct {
 
 func (x *ReplicaAccess) Reset() {
 	*x = ReplicaAccess{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -263,7 +493,7 @@ func (x *ReplicaAccess) String() string {
 func (*ReplicaAccess) ProtoMessage() {}
 
 func (x *ReplicaAccess) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -276,7 +506,7 @@ func (x *ReplicaAccess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaAccess.ProtoReflect.Descriptor instead.
 func (*ReplicaAccess) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{2}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ReplicaAccess) GetName() string {
@@ -306,7 +536,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -318,7 +548,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -331,7 +561,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{3}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *Rejection) GetName() string {
@@ -352,7 +582,27 @@ var File_coffer_replication_v1_region_proto protoreflect.FileDescriptor
 
 const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\n" +
-	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xb1\x02\n" +
+	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n" +
+	"\x11ForwardAWSRequest\x12#\n" +
+	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
+	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x16\n" +
+	"\x06method\x18\x03 \x01(\tR\x06method\x12\x1f\n" +
+	"\vrequest_uri\x18\x04 \x01(\tR\n" +
+	"requestUri\x12\x12\n" +
+	"\x04host\x18\x05 \x01(\tR\x04host\x12;\n" +
+	"\aheaders\x18\x06 \x03(\v2!.coffer.replication.v1.HTTPHeaderR\aheaders\x12\x12\n" +
+	"\x04body\x18\a \x01(\fR\x04body\x12\x1f\n" +
+	"\vremote_addr\x18\b \x01(\tR\n" +
+	"remoteAddr\x12)\n" +
+	"\x10secure_transport\x18\t \x01(\bR\x0fsecureTransport\"8\n" +
+	"\n" +
+	"HTTPHeader\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x16\n" +
+	"\x06values\x18\x02 \x03(\tR\x06values\"}\n" +
+	"\x12ForwardAWSResponse\x12\x16\n" +
+	"\x06status\x18\x01 \x01(\x05R\x06status\x12;\n" +
+	"\aheaders\x18\x02 \x03(\v2!.coffer.replication.v1.HTTPHeaderR\aheaders\x12\x12\n" +
+	"\x04body\x18\x03 \x01(\fR\x04body\"\xb1\x02\n" +
 	"\vShipRequest\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
 	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x1f\n" +
@@ -377,9 +627,11 @@ const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"9\n" +
 	"\tRejection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2k\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xce\x01\n" +
 	"\x18RegionReplicationService\x12O\n" +
-	"\x04Ship\x12\".coffer.replication.v1.ShipRequest\x1a#.coffer.replication.v1.ShipResponseBFZDgithub.com/cofferhq/coffer/proto/coffer/replication/v1;replicationv1b\x06proto3"
+	"\x04Ship\x12\".coffer.replication.v1.ShipRequest\x1a#.coffer.replication.v1.ShipResponse\x12a\n" +
+	"\n" +
+	"ForwardAWS\x12(.coffer.replication.v1.ForwardAWSRequest\x1a).coffer.replication.v1.ForwardAWSResponseBFZDgithub.com/cofferhq/coffer/proto/coffer/replication/v1;replicationv1b\x06proto3"
 
 var (
 	file_coffer_replication_v1_region_proto_rawDescOnce sync.Once
@@ -393,27 +645,34 @@ func file_coffer_replication_v1_region_proto_rawDescGZIP() []byte {
 	return file_coffer_replication_v1_region_proto_rawDescData
 }
 
-var file_coffer_replication_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_coffer_replication_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_coffer_replication_v1_region_proto_goTypes = []any{
-	(*ShipRequest)(nil),           // 0: coffer.replication.v1.ShipRequest
-	(*ShipResponse)(nil),          // 1: coffer.replication.v1.ShipResponse
-	(*ReplicaAccess)(nil),         // 2: coffer.replication.v1.ReplicaAccess
-	(*Rejection)(nil),             // 3: coffer.replication.v1.Rejection
-	(*v1.ChangeFeedEntry)(nil),    // 4: coffer.storage.v1.ChangeFeedEntry
-	(*timestamppb.Timestamp)(nil), // 5: google.protobuf.Timestamp
+	(*ForwardAWSRequest)(nil),     // 0: coffer.replication.v1.ForwardAWSRequest
+	(*HTTPHeader)(nil),            // 1: coffer.replication.v1.HTTPHeader
+	(*ForwardAWSResponse)(nil),    // 2: coffer.replication.v1.ForwardAWSResponse
+	(*ShipRequest)(nil),           // 3: coffer.replication.v1.ShipRequest
+	(*ShipResponse)(nil),          // 4: coffer.replication.v1.ShipResponse
+	(*ReplicaAccess)(nil),         // 5: coffer.replication.v1.ReplicaAccess
+	(*Rejection)(nil),             // 6: coffer.replication.v1.Rejection
+	(*v1.ChangeFeedEntry)(nil),    // 7: coffer.storage.v1.ChangeFeedEntry
+	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
 }
 var file_coffer_replication_v1_region_proto_depIdxs = []int32{
-	4, // 0: coffer.replication.v1.ShipRequest.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	3, // 1: coffer.replication.v1.ShipResponse.rejected:type_name -> coffer.replication.v1.Rejection
-	2, // 2: coffer.replication.v1.ShipResponse.accessed:type_name -> coffer.replication.v1.ReplicaAccess
-	5, // 3: coffer.replication.v1.ReplicaAccess.day:type_name -> google.protobuf.Timestamp
-	0, // 4: coffer.replication.v1.RegionReplicationService.Ship:input_type -> coffer.replication.v1.ShipRequest
-	1, // 5: coffer.replication.v1.RegionReplicationService.Ship:output_type -> coffer.replication.v1.ShipResponse
-	5, // [5:6] is the sub-list for method output_type
-	4, // [4:5] is the sub-list for method input_type
-	4, // [4:4] is the sub-list for extension type_name
-	4, // [4:4] is the sub-list for extension extendee
-	0, // [0:4] is the sub-list for field type_name
+	1, // 0: coffer.replication.v1.ForwardAWSRequest.headers:type_name -> coffer.replication.v1.HTTPHeader
+	1, // 1: coffer.replication.v1.ForwardAWSResponse.headers:type_name -> coffer.replication.v1.HTTPHeader
+	7, // 2: coffer.replication.v1.ShipRequest.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	6, // 3: coffer.replication.v1.ShipResponse.rejected:type_name -> coffer.replication.v1.Rejection
+	5, // 4: coffer.replication.v1.ShipResponse.accessed:type_name -> coffer.replication.v1.ReplicaAccess
+	8, // 5: coffer.replication.v1.ReplicaAccess.day:type_name -> google.protobuf.Timestamp
+	3, // 6: coffer.replication.v1.RegionReplicationService.Ship:input_type -> coffer.replication.v1.ShipRequest
+	0, // 7: coffer.replication.v1.RegionReplicationService.ForwardAWS:input_type -> coffer.replication.v1.ForwardAWSRequest
+	4, // 8: coffer.replication.v1.RegionReplicationService.Ship:output_type -> coffer.replication.v1.ShipResponse
+	2, // 9: coffer.replication.v1.RegionReplicationService.ForwardAWS:output_type -> coffer.replication.v1.ForwardAWSResponse
+	8, // [8:10] is the sub-list for method output_type
+	6, // [6:8] is the sub-list for method input_type
+	6, // [6:6] is the sub-list for extension type_name
+	6, // [6:6] is the sub-list for extension extendee
+	0, // [0:6] is the sub-list for field type_name
 }
 
 func init() { file_coffer_replication_v1_region_proto_init() }
@@ -427,7 +686,7 @@ func file_coffer_replication_v1_region_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_replication_v1_region_proto_rawDesc), len(file_coffer_replication_v1_region_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,7 +19,8 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegionReplicationService_Ship_FullMethodName = "/coffer.replication.v1.RegionReplicationService/Ship"
+	RegionReplicationService_Ship_FullMethodName       = "/coffer.replication.v1.RegionReplicationService/Ship"
+	RegionReplicationService_ForwardAWS_FullMethodName = "/coffer.replication.v1.RegionReplicationService/ForwardAWS"
 )
 
 // RegionReplicationServiceClient is the client API for RegionReplicationService service.
@@ -35,6 +36,12 @@ type RegionReplicationServiceClient interface {
 	// and answers with the position applied. Re-shipping is harmless: the
 	// destination skips entries at or below the position it already applied.
 	Ship(ctx context.Context, in *ShipRequest, opts ...grpc.CallOption) (*ShipResponse, error)
+	// ForwardAWS serves an AWS API request that a paired region's endpoint
+	// received, signed for this region: this region authenticates the
+	// caller from the original SigV4 signature, authorizes and audits it, and
+	// answers as it would answer the caller directly. One endpoint thereby
+	// serves every paired region without a new plaintext hop.
+	ForwardAWS(ctx context.Context, in *ForwardAWSRequest, opts ...grpc.CallOption) (*ForwardAWSResponse, error)
 }
 
 type regionReplicationServiceClient struct {
@@ -55,6 +62,16 @@ func (c *regionReplicationServiceClient) Ship(ctx context.Context, in *ShipReque
 	return out, nil
 }
 
+func (c *regionReplicationServiceClient) ForwardAWS(ctx context.Context, in *ForwardAWSRequest, opts ...grpc.CallOption) (*ForwardAWSResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardAWSResponse)
+	err := c.cc.Invoke(ctx, RegionReplicationService_ForwardAWS_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegionReplicationServiceServer is the server API for RegionReplicationService service.
 // All implementations must embed UnimplementedRegionReplicationServiceServer
 // for forward compatibility.
@@ -68,6 +85,12 @@ type RegionReplicationServiceServer interface {
 	// and answers with the position applied. Re-shipping is harmless: the
 	// destination skips entries at or below the position it already applied.
 	Ship(context.Context, *ShipRequest) (*ShipResponse, error)
+	// ForwardAWS serves an AWS API request that a paired region's endpoint
+	// received, signed for this region: this region authenticates the
+	// caller from the original SigV4 signature, authorizes and audits it, and
+	// answers as it would answer the caller directly. One endpoint thereby
+	// serves every paired region without a new plaintext hop.
+	ForwardAWS(context.Context, *ForwardAWSRequest) (*ForwardAWSResponse, error)
 	mustEmbedUnimplementedRegionReplicationServiceServer()
 }
 
@@ -80,6 +103,9 @@ type UnimplementedRegionReplicationServiceServer struct{}
 
 func (UnimplementedRegionReplicationServiceServer) Ship(context.Context, *ShipRequest) (*ShipResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method Ship not implemented")
+}
+func (UnimplementedRegionReplicationServiceServer) ForwardAWS(context.Context, *ForwardAWSRequest) (*ForwardAWSResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForwardAWS not implemented")
 }
 func (UnimplementedRegionReplicationServiceServer) mustEmbedUnimplementedRegionReplicationServiceServer() {
 }
@@ -121,6 +147,24 @@ func _RegionReplicationService_Ship_Handler(srv interface{}, ctx context.Context
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegionReplicationService_ForwardAWS_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardAWSRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionReplicationServiceServer).ForwardAWS(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionReplicationService_ForwardAWS_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionReplicationServiceServer).ForwardAWS(ctx, req.(*ForwardAWSRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegionReplicationService_ServiceDesc is the grpc.ServiceDesc for RegionReplicationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -131,6 +175,10 @@ var RegionReplicationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "Ship",
 			Handler:    _RegionReplicationService_Ship_Handler,
+		},
+		{
+			MethodName: "ForwardAWS",
+			Handler:    _RegionReplicationService_ForwardAWS_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

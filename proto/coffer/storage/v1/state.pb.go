@@ -142,7 +142,11 @@ type Secret struct {
 	Replicas []*ReplicaRegionConfig `protobuf:"bytes,23,rep,name=replicas,proto3" json:"replicas,omitempty"`
 	// last_feed_seq is the change feed position of the secret's last change
 	// (on a primary); a replica whose acknowledged position reaches it is in sync.
-	LastFeedSeq   uint64 `protobuf:"varint,24,opt,name=last_feed_seq,json=lastFeedSeq,proto3" json:"last_feed_seq,omitempty"`
+	LastFeedSeq uint64 `protobuf:"varint,24,opt,name=last_feed_seq,json=lastFeedSeq,proto3" json:"last_feed_seq,omitempty"`
+	// tagged records that the secret has had a tag: AWS's DescribeSecret
+	// then keeps "Tags": [] once the last one is removed, and omits the
+	// member for a secret never tagged.
+	Tagged        bool `protobuf:"varint,36,opt,name=tagged,proto3" json:"tagged,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,6 +361,13 @@ func (x *Secret) GetLastFeedSeq() uint64 {
 		return x.LastFeedSeq
 	}
 	return 0
+}
+
+func (x *Secret) GetTagged() bool {
+	if x != nil {
+		return x.Tagged
+	}
+	return false
 }
 
 // RotationProgress is a rotation in progress. It lives in the state machine
@@ -1950,7 +1961,7 @@ var File_coffer_storage_v1_state_proto protoreflect.FileDescriptor
 
 const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\n" +
-	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x96\n" +
+	"\x1dcoffer/storage/v1/state.proto\x12\x11coffer.storage.v1\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\n" +
 	"\n" +
 	"\x06Secret\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
@@ -1980,7 +1991,8 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\areplica\x18\x15 \x01(\bR\areplica\x12\x14\n" +
 	"\x05epoch\x18\x16 \x01(\x04R\x05epoch\x12B\n" +
 	"\breplicas\x18\x17 \x03(\v2&.coffer.storage.v1.ReplicaRegionConfigR\breplicas\x12\"\n" +
-	"\rlast_feed_seq\x18\x18 \x01(\x04R\vlastFeedSeqB\x12\n" +
+	"\rlast_feed_seq\x18\x18 \x01(\x04R\vlastFeedSeq\x12\x16\n" +
+	"\x06tagged\x18$ \x01(\bR\x06taggedB\x12\n" +
 	"\x10_resource_policy\"\xaa\x03\n" +
 	"\x10RotationProgress\x12\x14\n" +
 	"\x05token\x18\x01 \x01(\tR\x05token\x12\x12\n" +
