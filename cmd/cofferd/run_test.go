@@ -110,7 +110,7 @@ func serverArgs(t *testing.T, dir string) []string {
 	}
 	return []string{"server", "--node-id", "n1", "--data-dir", filepath.Join(dir, "data"), "--seal-key-file", key,
 		"--grpc-addr", testkit.FreeAddr(t), "--aws-addr", "", "--raft-addr", testkit.FreeAddr(t),
-		"--log-level", "info", "--maintenance-interval", "1h", "--bootstrap", "true"}
+		"--log-level", "info", "--maintenance-interval", "1h", "--bootstrap", "true", "--metrics-addr", ""}
 }
 
 // principals lists the principals in a stopped node's state.

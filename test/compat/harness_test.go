@@ -67,7 +67,7 @@ func startServer(t *testing.T, extraArgs ...string) *server {
 	if err != nil {
 		t.Fatal(err)
 	}
-	args := append([]string{"server", "--bootstrap", "true",
+	args := append([]string{"server", "--bootstrap", "true", "--metrics-addr", "",
 		"--node-id", "compat-1", "--data-dir", s.dataDir, "--seal-key-file", key,
 		"--grpc-addr", s.grpcAddr, "--raft-addr", testkit.FreeAddr(t), "--aws-addr", awsAddr,
 		"--region", region, "--account-id", account, "--log-format", "json"}, extraArgs...)

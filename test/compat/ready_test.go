@@ -206,7 +206,7 @@ func newRegionNode(t *testing.T, dir, id string) *regionNode {
 func startRegionNode(t *testing.T, dir string, n *regionNode, bootstrap bool, join string) {
 	t.Helper()
 	tlsDir := filepath.Join(dir, n.id, "tls")
-	args := []string{"server", "--node-id", n.id, "--data-dir", n.dataDir, "--seal-key-file", filepath.Join(dir, "root.key"),
+	args := []string{"server", "--metrics-addr", "", "--node-id", n.id, "--data-dir", n.dataDir, "--seal-key-file", filepath.Join(dir, "root.key"),
 		"--grpc-addr", n.grpcAddr, "--aws-addr", n.awsAddr, "--raft-addr", n.raftAddr, "--gossip-addr", n.gossipAddr,
 		"--cluster-ca-file", filepath.Join(tlsDir, "ca.crt"), "--cluster-cert-file", filepath.Join(tlsDir, "node.crt"),
 		"--cluster-key-file", filepath.Join(tlsDir, "node.key"), "--gossip-key-file", filepath.Join(dir, "region", "gossip.key"),

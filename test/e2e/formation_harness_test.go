@@ -138,7 +138,7 @@ func (r *sharedRegion) start(s *regionServer, extra ...string) {
 	if err != nil {
 		s.t.Fatal(err)
 	}
-	args := append([]string{"server", "--config", r.config,
+	args := append([]string{"server", "--metrics-addr", "", "--config", r.config,
 		"--node-id", s.id, "--data-dir", s.dataDir, "--grpc-addr", s.grpcAddr, "--aws-addr", "",
 		"--raft-addr", s.raftAddr, "--gossip-addr", s.gossip}, extra...)
 	cmd := exec.Command(bin.cofferd, args...)

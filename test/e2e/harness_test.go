@@ -232,7 +232,7 @@ func (n *node) launch() error {
 	if err != nil {
 		return err
 	}
-	cmd := exec.Command(bin.cofferd, "server", "--config", n.configFile)
+	cmd := exec.Command(bin.cofferd, "server", "--metrics-addr", "", "--config", n.configFile)
 	// Fixed root credentials, as a test suite would set them.
 	cmd.Env = append(os.Environ(), "COFFER_ROOT_ACCESS_KEY_ID="+rootAccessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY="+rootSecretAccessKey)
 	cmd.Stdout, cmd.Stderr = logf, logf
