@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"fmt"
 	"net"
 	"strings"
 	"sync"
@@ -109,6 +110,28 @@ func TestRegionCommandsFollowTheLeader(t *testing.T) {
 	r = runCLI(t, "", "--endpoint", loopAddr, "region", "list")
 	if r.code == 0 || len(loop.received()) != 1 {
 		t.Fatalf("exit %d after %v", r.code, loop.received())
+	}
+}
+
+func (f *fakeRegions) SetPairingOptions(_ context.Context, req *cofferv1.SetPairingOptionsRequest) (*cofferv1.SetPairingOptionsResponse, error) {
+	if err := f.note(fmt.Sprintf("SetPairingOptions %s %v", req.GetRegion(), req.GetAcceptOverwrite())); err != nil {
+		return nil, err
+	}
+	return &cofferv1.SetPairingOptionsResponse{}, nil
+}
+
+// TestRegionSetPairing (issue 13, item 1): the audited call that gives or
+// withdraws a region's consent to overwrite this region's primaries.
+func TestRegionSetPairing(t *testing.T) {
+	f := &fakeRegions{}
+	addr := startFakeRegions(t, f)
+	r := runCLI(t, "", "--endpoint", addr, "region", "set-pairing", "us-east-1", "--accept-overwrite=true")
+	mustSucceed(t, r)
+	if r.stdout != "pairing with us-east-1: accept_overwrite=true\n" || strings.Join(f.received(), ",") != "SetPairingOptions us-east-1 true" {
+		t.Fatalf("stdout %q, calls %v", r.stdout, f.received())
+	}
+	if r := runCLI(t, "", "--endpoint", addr, "region", "set-pairing", "us-east-1"); r.code != exitUsage {
+		t.Fatalf("set-pairing without --accept-overwrite: exit %d", r.code)
 	}
 }
 
