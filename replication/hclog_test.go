@@ -62,4 +62,3 @@ func TestHclogAdapterStopping(t *testing.T) {
 		t.Fatalf("levels before and after stopping:\n%s", out)
 	}
 }
-
