@@ -89,6 +89,9 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--wan-addr", "127.0.0.1:7404"}, nil, []string{"regions.wan_addr needs regions.bind_addr"}},
 		{[]string{"--region-addr", "127.0.0.1:7403", "--wan-join", "x:1"}, nil, []string{"regions.wan_join needs regions.wan_addr"}},
 		{[]string{"--region-addr", "nope"}, nil, []string{"regions.bind_addr"}},
+		{[]string{"--metrics-addr", "nope"}, nil, []string{"metrics_addr"}},
+		{[]string{"--metrics-addr", "0.0.0.0:7490"}, nil, []string{"metrics_addr 0.0.0.0:7490 is not a loopback address"}},
+		{nil, map[string]string{"COFFER_REQUEST_LOG_SAMPLE": "-1"}, []string{"request_log_sample -1"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.args, c.env)
