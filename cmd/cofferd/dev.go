@@ -287,7 +287,7 @@ func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, cr
 			if cfg.MetricsAddr != "" {
 				nc.MetricsAddr = offsetPort(cfg.MetricsAddr, 10*m.Index)
 			}
-			opts, err := nodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region))
+			opts, err := buildNodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region), false)
 			if err != nil {
 				return opts, err
 			}

@@ -31,6 +31,14 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // unseals the root key and loads (or makes) the cluster TLS material and
 // gossip key.
 func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
+	return buildNodeOptions(cfg, log, true)
+}
+
+// buildNodeOptions is nodeOptions; without ownTLS it leaves the cluster
+// TLS material to the caller (cofferd dev, whose node.StartRegion issues
+// every node's certificate from the region's one CA), so no private CA is
+// made, or warned about, in each node's data directory.
+func buildNodeOptions(cfg Config, log *slog.Logger, ownTLS bool) (node.Options, error) {
 	lockMode, err := memoryLock(cfg, log, kms.CheckMemoryLock)
 	if err != nil {
 		return node.Options{}, err
@@ -48,8 +56,10 @@ func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
 		}
 	}
 	rc := cfg.raftConfig(log)
-	if rc.TLS, err = clusterTLS(cfg, log); err != nil {
-		return node.Options{}, err
+	if ownTLS {
+		if rc.TLS, err = clusterTLS(cfg, log); err != nil {
+			return node.Options{}, err
+		}
 	}
 	if cfg.Cluster.GossipAddr != "" {
 		key, err := gossipKey(cfg)
