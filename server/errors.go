@@ -40,6 +40,9 @@ const (
 	TypeMissingAuthToken      = awserr.MissingAuthToken
 	TypeExpiredToken          = awserr.ExpiredToken
 	TypeThrottling            = awserr.Throttling
+	TypeInvalidIdentityToken  = awserr.InvalidIdentityToken
+	TypeExpiredIdentityToken  = awserr.ExpiredIdentityToken
+	TypeIDPCommunicationError = awserr.IDPCommunicationError
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.

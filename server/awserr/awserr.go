@@ -51,6 +51,14 @@ const (
 	// InvalidAction is the STS Query protocol's answer to an Action it does
 	// not serve.
 	InvalidAction = "InvalidAction"
+
+	// Failures of STS AssumeRoleWithWebIdentity: a token that does not
+	// verify (or whose audience is not the issuer's client id), a token
+	// past its exp, and an issuer whose keys could not be fetched (SDKs
+	// retry IDPCommunicationError).
+	InvalidIdentityToken  = "InvalidIdentityTokenException"
+	ExpiredIdentityToken  = "ExpiredIdentityTokenException"
+	IDPCommunicationError = "IDPCommunicationErrorException"
 )
 
 // answer is how one type goes on the wire.
@@ -96,6 +104,10 @@ var answers = map[string]answer{
 	Serialization:    {http.StatusBadRequest, codes.Internal, ""},
 	RequestTooLarge:  {http.StatusRequestEntityTooLarge, codes.Internal, ""},
 	InvalidAction:    {http.StatusBadRequest, codes.Internal, ""},
+	// STS answers these three only over the Query protocol.
+	InvalidIdentityToken:  {http.StatusBadRequest, codes.Unauthenticated, "InvalidIdentityToken"},
+	ExpiredIdentityToken:  {http.StatusBadRequest, codes.Unauthenticated, "ExpiredTokenException"},
+	IDPCommunicationError: {http.StatusBadRequest, codes.Unavailable, "IDPCommunicationError"},
 }
 
 // HTTPStatus is the HTTP status the AWS protocols answer typ with.

@@ -1556,8 +1556,11 @@ type AccessKey struct {
 	// sealed_session_token is a session's token under envelope encryption;
 	// SigV4 compares the X-Amz-Security-Token a client sends with it.
 	SealedSessionToken *SealedValue `protobuf:"bytes,12,opt,name=sealed_session_token,json=sealedSessionToken,proto3" json:"sealed_session_token,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// role, when set, makes the key a role's session (AssumeRole): principal
+	// is then the assumed-role ARN, and deleting the role revokes it.
+	Role          string `protobuf:"bytes,13,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessKey) Reset() {
@@ -1646,6 +1649,124 @@ func (x *AccessKey) GetSealedSessionToken() *SealedValue {
 	return nil
 }
 
+func (x *AccessKey) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+// Role is an identity without long-term keys, assumed for temporary
+// credentials by those its trust policy names.
+type Role struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is unique in the account, 1–64 characters of A-Za-z0-9+=,.@_-.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:iam::<account>:role/<name>.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// role_id is the role's unique id (AROA…).
+	RoleId string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// created_date is when the role was created.
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// description is free text.
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// trust_policy is the assume-role policy document, as given.
+	TrustPolicy string `protobuf:"bytes,6,opt,name=trust_policy,json=trustPolicy,proto3" json:"trust_policy,omitempty"`
+	// max_session_duration_seconds bounds its sessions' lifetime.
+	MaxSessionDurationSeconds int32 `protobuf:"varint,7,opt,name=max_session_duration_seconds,json=maxSessionDurationSeconds,proto3" json:"max_session_duration_seconds,omitempty"`
+	// attached_policies names the identity policies attached to the role,
+	// in the order they were attached.
+	AttachedPolicies []string `protobuf:"bytes,10,rep,name=attached_policies,json=attachedPolicies,proto3" json:"attached_policies,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Role) Reset() {
+	*x = Role{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Role) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Role) ProtoMessage() {}
+
+func (x *Role) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Role.ProtoReflect.Descriptor instead.
+func (*Role) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{15}
+}
+
+func (x *Role) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Role) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *Role) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+func (x *Role) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *Role) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Role) GetTrustPolicy() string {
+	if x != nil {
+		return x.TrustPolicy
+	}
+	return ""
+}
+
+func (x *Role) GetMaxSessionDurationSeconds() int32 {
+	if x != nil {
+		return x.MaxSessionDurationSeconds
+	}
+	return 0
+}
+
+func (x *Role) GetAttachedPolicies() []string {
+	if x != nil {
+		return x.AttachedPolicies
+	}
+	return nil
+}
+
 // Policy is a named identity policy that can be attached to principals.
 type Policy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1667,7 +1788,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1679,7 +1800,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[15]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1692,7 +1813,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{15}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *Policy) GetName() string {
@@ -1878,7 +1999,7 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\x04tags\x18\v \x03(\v2&.coffer.storage.v1.Principal.TagsEntryR\x04tags\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x03\n" +
 	"\tAccessKey\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12C\n" +
@@ -1890,7 +2011,18 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expiration\x12/\n" +
 	"\x14parent_access_key_id\x18\v \x01(\tR\x11parentAccessKeyId\x12P\n" +
-	"\x14sealed_session_token\x18\f \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x12sealedSessionToken\"\xea\x01\n" +
+	"\x14sealed_session_token\x18\f \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x12sealedSessionToken\x12\x12\n" +
+	"\x04role\x18\r \x01(\tR\x04role\"\xb7\x02\n" +
+	"\x04Role\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x17\n" +
+	"\arole_id\x18\x03 \x01(\tR\x06roleId\x12=\n" +
+	"\fcreated_date\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12!\n" +
+	"\ftrust_policy\x18\x06 \x01(\tR\vtrustPolicy\x12?\n" +
+	"\x1cmax_session_duration_seconds\x18\a \x01(\x05R\x19maxSessionDurationSeconds\x12+\n" +
+	"\x11attached_policies\x18\n" +
+	" \x03(\tR\x10attachedPolicies\"\xea\x01\n" +
 	"\x06Policy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x1a\n" +
@@ -1916,7 +2048,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 17)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 18)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -1934,59 +2066,61 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*AppliedProposal)(nil),       // 13: coffer.storage.v1.AppliedProposal
 	(*Principal)(nil),             // 14: coffer.storage.v1.Principal
 	(*AccessKey)(nil),             // 15: coffer.storage.v1.AccessKey
-	(*Policy)(nil),                // 16: coffer.storage.v1.Policy
-	nil,                           // 17: coffer.storage.v1.Principal.TagsEntry
-	(*v1.Tag)(nil),                // 18: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 19: google.protobuf.Timestamp
-	(*v1.RotationRules)(nil),      // 20: coffer.v1.RotationRules
+	(*Role)(nil),                  // 16: coffer.storage.v1.Role
+	(*Policy)(nil),                // 17: coffer.storage.v1.Policy
+	nil,                           // 18: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 19: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 20: google.protobuf.Timestamp
+	(*v1.RotationRules)(nil),      // 21: coffer.v1.RotationRules
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	18, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	19, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	19, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	19, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	19, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	19, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	19, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	20, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	20, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	20, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	20, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	20, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	8,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	20, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
-	19, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
-	19, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
+	21, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
+	20, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
+	20, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
 	2,  // 10: coffer.storage.v1.Secret.rotation_progress:type_name -> coffer.storage.v1.RotationProgress
 	4,  // 11: coffer.storage.v1.Secret.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	19, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
-	19, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
-	19, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
+	20, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
+	20, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
+	20, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
 	9,  // 15: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	19, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
-	19, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
+	20, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
+	20, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
 	1,  // 18: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
 	6,  // 19: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
-	19, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
+	20, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
 	9,  // 21: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
-	19, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
-	19, // 23: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	19, // 24: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	20, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
+	20, // 23: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	20, // 24: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
 	0,  // 25: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
 	11, // 26: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	19, // 27: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	20, // 27: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
 	12, // 28: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	19, // 29: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	19, // 30: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	19, // 31: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	19, // 32: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	19, // 33: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	17, // 34: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	20, // 29: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	20, // 30: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	20, // 31: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	20, // 32: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	20, // 33: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	18, // 34: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
 	9,  // 35: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	19, // 36: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	19, // 37: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	20, // 36: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	20, // 37: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
 	9,  // 38: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
-	19, // 39: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
-	19, // 40: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
-	41, // [41:41] is the sub-list for method output_type
-	41, // [41:41] is the sub-list for method input_type
-	41, // [41:41] is the sub-list for extension type_name
-	41, // [41:41] is the sub-list for extension extendee
-	0,  // [0:41] is the sub-list for field type_name
+	20, // 39: coffer.storage.v1.Role.created_date:type_name -> google.protobuf.Timestamp
+	20, // 40: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	20, // 41: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	42, // [42:42] is the sub-list for method output_type
+	42, // [42:42] is the sub-list for method input_type
+	42, // [42:42] is the sub-list for extension type_name
+	42, // [42:42] is the sub-list for extension extendee
+	0,  // [0:42] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -2001,7 +2135,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   17,
+			NumMessages:   18,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
