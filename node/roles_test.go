@@ -185,6 +185,29 @@ func TestAssumeRole(t *testing.T) {
 	_, err = cofferv1.NewIAMServiceClient(roleConn).AttachRolePolicy(ctx, &cofferv1.AttachRolePolicyRequest{RoleName: "reader", Policy: "read-app"})
 	wantType(t, err, server.TypeAccessDeniedException)
 
+	// Role chaining: a trust policy naming the role lets its sessions
+	// assume it again, for an hour at most.
+	chainTrust := `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":["arn:aws:iam::` + acct + `:user/app","arn:aws:iam::` + acct + `:user/idle","` + roleARN + `"]},"Action":"sts:AssumeRole"}]}`
+	if _, err := iam.UpdateAssumeRolePolicy(ctx, &cofferv1.UpdateAssumeRolePolicyRequest{RoleName: "reader", PolicyDocument: chainTrust}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iam.PutPolicy(ctx, &cofferv1.PutPolicyRequest{Name: "may-assume", Document: assume}); err != nil {
+		t.Fatal(err)
+	}
+	if _, err := iam.AttachRolePolicy(ctx, &cofferv1.AttachRolePolicyRequest{RoleName: "reader", Policy: "may-assume"}); err != nil {
+		t.Fatal(err)
+	}
+	asRole := stsClient(endpoint, credentials.NewStaticCredentialsProvider(*out.Credentials.AccessKeyId, *out.Credentials.SecretAccessKey, *out.Credentials.SessionToken))
+	_, err = asRole.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("chain"), DurationSeconds: aws.Int32(3601)})
+	wantCode(t, err, "ValidationError")
+	chained, err := asRole.AssumeRole(ctx, &sts.AssumeRoleInput{RoleArn: aws.String(roleARN), RoleSessionName: aws.String("chain")})
+	if err != nil || aws.ToString(chained.AssumedRoleUser.Arn) != "arn:aws:sts::"+acct+":assumed-role/reader/chain" {
+		t.Fatalf("chained AssumeRole: %v", err)
+	}
+	if _, err := iam.DetachRolePolicy(ctx, &cofferv1.DetachRolePolicyRequest{RoleName: "reader", Policy: "may-assume"}); err != nil {
+		t.Fatal(err)
+	}
+
 	// Refusals, in STS's words.
 	for _, c := range []struct {
 		name, id, secret, role, session string
@@ -245,7 +268,7 @@ func TestAssumeRole(t *testing.T) {
 			ops = append(ops, rec["operation"].(string)+":"+rec["decision"].(string))
 		}
 	}
-	if want := "GetSecretValue:allow ListSecretVersionIds:deny GetCallerIdentity:allow AttachRolePolicy:deny"; strings.Join(ops, " ") != want {
+	if want := "GetSecretValue:allow ListSecretVersionIds:deny GetCallerIdentity:allow AttachRolePolicy:deny AssumeRole:allow AssumeRole:allow"; strings.Join(ops, " ") != want {
 		t.Fatalf("audited requests of %s: %v, want %s", wantARN, ops, want)
 	}
 }

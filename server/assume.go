@@ -101,9 +101,26 @@ func (i *IAM) AssumeRole(ctx context.Context, req *cofferv1.AssumeRoleRequest) (
 	}
 	keys := i.authz.keys(Caller{Principal: caller.Principal, Session: caller.Session}, p, Target{Keys: policy.Keys{}})
 	keys.Set("sts:RoleSessionName", rr.session)
-	if v, err := i.trusts(role, policy.Request{Principal: callerARN, Account: i.svc.cfg.AccountID, Action: ActionAssumeRole,
-		Resource: role.GetArn(), Keys: keys}); err != nil || !v {
-		return nil, orDenied(err, denied)
+	// A role session (role chaining) is named in trust policies by its
+	// assumed-role ARN or by its role's ARN, as in AWS.
+	names := []string{callerARN}
+	if r, _, ok := assumedRole(caller.Principal); ok {
+		names = append(names, roleARN(i.svc.cfg, r))
+	}
+	trusted := false
+	for _, name := range names {
+		d, err := i.trusts(role, policy.Request{Principal: name, Account: i.svc.cfg.AccountID, Action: ActionAssumeRole,
+			Resource: role.GetArn(), Keys: keys})
+		if err != nil {
+			return nil, err
+		}
+		if d == policy.ExplicitDeny {
+			return nil, denied
+		}
+		trusted = trusted || d == policy.Allowed
+	}
+	if !trusted {
+		return nil, denied
 	}
 	d, err := sessionDuration(rr, role, caller.Session)
 	if err != nil {
@@ -143,8 +160,8 @@ func (i *IAM) AssumeRoleWithWebIdentity(ctx context.Context, req *cofferv1.Assum
 	keys.Set(hp+":sub", claims.Subject)
 	keys.Set(hp+":aud", claims.Audience)
 	keys.Set("sts:RoleSessionName", rr.session)
-	if v, err := i.trusts(role, policy.Request{Federated: claims.Issuer.providerARN(i.svc.cfg), Account: i.svc.cfg.AccountID,
-		Action: ActionAssumeRoleWithWebIdentity, Resource: role.GetArn(), Keys: keys}); err != nil || !v {
+	if d, err := i.trusts(role, policy.Request{Federated: claims.Issuer.providerARN(i.svc.cfg), Account: i.svc.cfg.AccountID,
+		Action: ActionAssumeRoleWithWebIdentity, Resource: role.GetArn(), Keys: keys}); err != nil || d != policy.Allowed {
 		return nil, orDenied(err, denied)
 	}
 	d, err := sessionDuration(rr, role, false)
@@ -175,13 +192,13 @@ func (i *IAM) role(ctx context.Context, name string) (*storagev1.Role, error) {
 	return rs.Role(name)
 }
 
-// trusts reports whether role's trust policy allows req.
-func (i *IAM) trusts(role *storagev1.Role, req policy.Request) (bool, error) {
+// trusts is role's trust policy's decision on req.
+func (i *IAM) trusts(role *storagev1.Role, req policy.Request) (policy.Decision, error) {
 	d, err := i.authz.parsed(role.GetTrustPolicy())
 	if err != nil {
-		return false, err
+		return policy.ImplicitDeny, err
 	}
-	return policy.Trusts(req, policy.Named{Name: "trust-policy", Doc: d}).Decision == policy.Allowed, nil
+	return policy.Trusts(req, policy.Named{Name: "trust-policy", Doc: d}).Decision, nil
 }
 
 // mintRoleSession commits temporary credentials whose principal is the
