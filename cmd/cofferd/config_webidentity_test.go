@@ -29,8 +29,8 @@ func TestWebIdentityConfig(t *testing.T) {
 	}
 	notPEM := write("ca.pem", "not a certificate")
 	for body, want := range map[string]string{
-		"web_identity_issuers:\n  - url: http://oidc.example\n    client_ids: [coffer]\n":                       "must be an https URL",
-		"web_identity_issuers:\n  - url: https://oidc.example\n":                                                "needs at least one client id",
+		"web_identity_issuers:\n  - url: http://oidc.example\n    client_ids: [coffer]\n":                          "must be an https URL",
+		"web_identity_issuers:\n  - url: https://oidc.example\n":                                                   "needs at least one client id",
 		"web_identity_issuers:\n  - url: https://oidc.example\n    client_ids: [c]\n    ca_file: " + notPEM + "\n": "holds no PEM certificate",
 	} {
 		_, err := load(t, []string{"--config", write("bad.yaml", body)}, nil)
