@@ -446,9 +446,15 @@ func TestSTSQueryAPI(t *testing.T) {
 	if code != http.StatusForbidden || !strings.Contains(body, "<Code>InvalidClientTokenId</Code>") {
 		t.Fatalf("unknown key: %d %s", code, body)
 	}
-	code, body = post("sts", "", "Action=AssumeRole&Version=2011-06-15", root)
+	code, body = post("sts", "", "Action=AssumeRoleWithSAML&Version=2011-06-15", root)
 	if code != http.StatusBadRequest || !strings.Contains(body, "<Code>InvalidAction</Code>") {
-		t.Fatalf("AssumeRole: %d %s", code, body)
+		t.Fatalf("AssumeRoleWithSAML: %d %s", code, body)
+	}
+	// AssumeRole is served (TestAssumeRole); without a role ARN it is STS's
+	// ValidationError.
+	code, body = post("sts", "", "Action=AssumeRole&Version=2011-06-15", root)
+	if code != http.StatusBadRequest || !strings.Contains(body, "<Code>ValidationError</Code>") || !strings.Contains(body, "roleArn") {
+		t.Fatalf("AssumeRole without RoleArn: %d %s", code, body)
 	}
 	// A request signed for sts is not accepted by Secrets Manager, and the
 	// reverse: the signing name is part of the scope.

@@ -211,12 +211,12 @@ func (a *Authorizer) identity(name string) (*storagev1.Principal, []policy.Named
 			return e.principal, e.policies, nil
 		}
 	}
-	p, err := a.state.Principal(name)
+	p, attached, err := a.attachedPolicies(name)
 	if err != nil {
 		return nil, nil, err
 	}
 	var identity []policy.Named
-	for _, pn := range p.GetAttachedPolicies() {
+	for _, pn := range attached {
 		rec, err := a.state.Policy(pn)
 		if err != nil {
 			return nil, nil, err
@@ -252,10 +252,16 @@ func (a *Authorizer) keys(c Caller, p *storagev1.Principal, t Target) policy.Key
 	k.Set("aws:CurrentTime", now.Format(time.RFC3339))
 	k.Set("aws:EpochTime", strconv.FormatInt(now.Unix(), 10))
 	k.Set("aws:SecureTransport", strconv.FormatBool(c.SecureTransport))
-	k.Set("aws:username", c.Principal)
-	k.Set("aws:PrincipalArn", a.principalARN(c.Principal))
+	if role, _, ok := assumedRole(c.Principal); ok {
+		// As AWS sets them for a role session: the role's ARN, no user name.
+		k.Set("aws:PrincipalArn", roleARN(a.cfg, role))
+		k.Set("aws:PrincipalType", "AssumedRole")
+	} else {
+		k.Set("aws:username", c.Principal)
+		k.Set("aws:PrincipalArn", a.principalARN(c.Principal))
+		k.Set("aws:PrincipalType", "User")
+	}
 	k.Set("aws:PrincipalAccount", a.cfg.AccountID)
-	k.Set("aws:PrincipalType", "User")
 	k.Set("aws:RequestedRegion", a.cfg.Region)
 	if c.SourceIP != "" {
 		k.Set("aws:SourceIp", c.SourceIP)
@@ -304,6 +310,9 @@ func actionFor(fullMethod string) (action, operation string) {
 	case cofferv1.KeyService_ServiceDesc.ServiceName:
 		return KeyAction(op), op
 	}
+	if svc == cofferv1.IAMService_ServiceDesc.ServiceName && op == "AssumeRole" {
+		return ActionAssumeRole, op // the action identity policies name, as in AWS
+	}
 	return "coffer:" + op, op
 }
 
@@ -341,6 +350,12 @@ var selfActions = map[string]bool{
 // Allow, so only an explicit Deny refuses them. The Gate and SimulatePolicy
 // both decide with it, so that simulate answers what a real call gets.
 func (a *Authorizer) Authorize(c Caller, action string, t Target) (Verdict, error) {
+	if c.Principal == "" && strings.EqualFold(action, ActionAssumeRoleWithWebIdentity) {
+		// Unsigned, as in AWS: the token is the credential, verified (and
+		// the role's trust policy consulted) by the operation itself.
+		return Verdict{Allowed: true, Action: action, Resource: t.Resource,
+			Result: policy.Result{Decision: policy.Allowed, Policy: "web-identity", Statement: "token"}}, nil
+	}
 	if v, refused := a.identityRule(c, action, t); refused {
 		return v, nil
 	}

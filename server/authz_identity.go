@@ -36,6 +36,13 @@ var sessionRefused = map[string]bool{
 	"coffer:GetSessionToken":   true,
 	"coffer:PairRegion":        true,
 	"coffer:SetPairingOptions": true,
+	// Roles are IAM too: a session must not widen what it, or any role,
+	// can assume or do.
+	"coffer:CreateRole":             true,
+	"coffer:DeleteRole":             true,
+	"coffer:UpdateAssumeRolePolicy": true,
+	"coffer:AttachRolePolicy":       true,
+	"coffer:DetachRolePolicy":       true,
 }
 
 // rootKeyActions manage an access key of the principal they name: on root's

@@ -41,6 +41,9 @@ type Target struct {
 }
 
 func (a *Authorizer) principalARN(name string) string {
+	if strings.HasPrefix(name, "arn:") {
+		return name // a role session's principal is its assumed-role ARN
+	}
 	return fmt.Sprintf("arn:%s:iam::%s:user/%s", a.cfg.Partition, a.cfg.AccountID, name)
 }
 
@@ -164,6 +167,36 @@ func (a *Authorizer) TargetOf(action string, req proto.Message) (Target, error) 
 		return t, nil
 	case *cofferv1.DeletePolicyRequest:
 		t.Resource = a.policyARN(r.GetName())
+		return t, nil
+	case *cofferv1.CreateRoleRequest:
+		t.Resource = roleARN(a.cfg, r.GetName())
+		return t, nil
+	case *cofferv1.GetRoleRequest:
+		t.Resource = roleARN(a.cfg, r.GetName())
+		return t, nil
+	case *cofferv1.DeleteRoleRequest:
+		t.Resource = roleARN(a.cfg, r.GetName())
+		return t, nil
+	case *cofferv1.UpdateAssumeRolePolicyRequest:
+		t.Resource = roleARN(a.cfg, r.GetRoleName())
+		return t, nil
+	case *cofferv1.AttachRolePolicyRequest:
+		t.Resource = roleARN(a.cfg, r.GetRoleName())
+		t.Keys.Set("iam:PolicyARN", a.policyARN(r.GetPolicy()))
+		return t, nil
+	case *cofferv1.DetachRolePolicyRequest:
+		t.Resource = roleARN(a.cfg, r.GetRoleName())
+		t.Keys.Set("iam:PolicyARN", a.policyARN(r.GetPolicy()))
+		return t, nil
+	case *cofferv1.AssumeRoleRequest:
+		if r.GetRoleArn() != "" {
+			t.Resource = r.GetRoleArn()
+		}
+		return t, nil
+	case *cofferv1.AssumeRoleWithWebIdentityRequest:
+		if r.GetRoleArn() != "" {
+			t.Resource = r.GetRoleArn()
+		}
 		return t, nil
 	case *cofferv1.CreateSecretRequest:
 		t.Resource = a.secretARN(r.GetName())

@@ -437,6 +437,7 @@ var sensitiveFields = map[protoreflect.Name]bool{
 	"password":             true,
 	"shared_secret":        true, // a rotation function's HMAC key
 	"value":                true, // AuditHash's value
+	"web_identity_token":   true, // a bearer credential (AssumeRoleWithWebIdentity)
 }
 
 // omittedFields are never recorded, not even as a hash: a snapshot chunk

@@ -41,14 +41,17 @@ const (
 	TypeExpiredToken          = awserr.ExpiredToken
 	TypeThrottling            = awserr.Throttling
 
-	TypeKMSNotFound         = awserr.KMSNotFound
-	TypeKMSAlreadyExists    = awserr.KMSAlreadyExists
-	TypeKMSDisabled         = awserr.KMSDisabled
-	TypeKMSInvalidState     = awserr.KMSInvalidState
-	TypeKMSInvalidArn       = awserr.KMSInvalidArn
-	TypeKMSInvalidAliasName = awserr.KMSInvalidAliasName
-	TypeKMSInvalidMarker    = awserr.KMSInvalidMarker
-	TypeKMSUnsupported      = awserr.KMSUnsupported
+	TypeKMSNotFound           = awserr.KMSNotFound
+	TypeKMSAlreadyExists      = awserr.KMSAlreadyExists
+	TypeKMSDisabled           = awserr.KMSDisabled
+	TypeKMSInvalidState       = awserr.KMSInvalidState
+	TypeKMSInvalidArn         = awserr.KMSInvalidArn
+	TypeKMSInvalidAliasName   = awserr.KMSInvalidAliasName
+	TypeKMSInvalidMarker      = awserr.KMSInvalidMarker
+	TypeKMSUnsupported        = awserr.KMSUnsupported
+	TypeInvalidIdentityToken  = awserr.InvalidIdentityToken
+	TypeExpiredIdentityToken  = awserr.ExpiredIdentityToken
+	TypeIDPCommunicationError = awserr.IDPCommunicationError
 )
 
 // ErrorDomain is the ErrorInfo domain of Coffer's gRPC errors.

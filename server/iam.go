@@ -10,6 +10,7 @@ import (
 	"strings"
 	"sync"
 
+	"github.com/coreos/go-oidc/v3/oidc"
 	"google.golang.org/protobuf/types/known/timestamppb"
 
 	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
@@ -39,6 +40,7 @@ type IAM struct {
 	svc   *Service
 	state IAMState
 	authz *Authorizer
+	web   *webIdentities
 
 	mu    sync.Mutex
 	cache map[string]*credential // access key id → its verifiers
@@ -48,13 +50,17 @@ var _ cofferv1.IAMServiceServer = (*IAM)(nil)
 
 // NewIAM builds the IAM service over svc's replicator and keyring.
 func NewIAM(svc *Service, state IAMState) *IAM {
-	return &IAM{svc: svc, state: state, authz: NewAuthorizer(svc.cfg, state), cache: map[string]*credential{}}
+	return &IAM{svc: svc, state: state, authz: NewAuthorizer(svc.cfg, state), cache: map[string]*credential{},
+		web: &webIdentities{cfg: svc.cfg, now: svc.now, verifiers: map[string]*oidc.IDTokenVerifier{}}}
 }
 
 // Authorizer is the region's authorizer over the same state.
 func (i *IAM) Authorizer() *Authorizer { return i.authz }
 
 func (i *IAM) principalARN(name string) string {
+	if strings.HasPrefix(name, "arn:") {
+		return name // a role session's principal is its assumed-role ARN
+	}
 	return fmt.Sprintf("arn:%s:iam::%s:user/%s", i.svc.cfg.Partition, i.svc.cfg.AccountID, name)
 }
 

@@ -91,6 +91,9 @@ type Config struct {
 	// Clock, when set, replaces the wall clock for every time the service
 	// stamps on a command and reads schedules against (tests drive it).
 	Clock func() time.Time
+	// WebIdentityIssuers are the OpenID Connect issuers whose ID tokens
+	// STS AssumeRoleWithWebIdentity accepts (webidentity.go).
+	WebIdentityIssuers []WebIdentityIssuer
 	// AccessReportInterval is how often, at most, a node receiving shipments
 	// looks through its replicas for reads to report to their primary
 	// regions (ReplicationStatus.LastAccessedDate); zero means 30 seconds.
@@ -151,6 +154,11 @@ func (c Config) Validate() error {
 		return errors.New("the maximum read wait must not be negative")
 	case c.MaxVersionsPerSecret != 0 && (c.MaxVersionsPerSecret < storage.MinVersionsQuota || c.MaxVersionsPerSecret > storage.MaxVersions):
 		return fmt.Errorf("the versions-per-secret quota %d must be between %d and %d", c.MaxVersionsPerSecret, storage.MinVersionsQuota, storage.MaxVersions)
+	}
+	for _, w := range c.WebIdentityIssuers {
+		if err := w.Validate(); err != nil {
+			return err
+		}
 	}
 	if def, lo, hi := c.sessionBounds(); lo > def || def > hi {
 		return fmt.Errorf("session durations must satisfy min (%v) <= default (%v) <= max (%v)", lo, def, hi)

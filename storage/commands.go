@@ -41,6 +41,13 @@ var commands = commandTable(
 	localChange(func(t *txn, _ time.Time, op *raftv1.AttachPolicy) *Result { return t.attachPolicy(op) }),
 	localChange(func(t *txn, _ time.Time, op *raftv1.DetachPolicy) *Result { return t.detachPolicy(op) }),
 	localChange(func(t *txn, now time.Time, _ *raftv1.PurgeSessions) *Result { return t.purgeSessions(now) }),
+	localChange(func(t *txn, _ time.Time, op *raftv1.CreateRole) *Result { return t.createRole(op) }),
+	localChange(func(t *txn, _ time.Time, op *raftv1.DeleteRole) *Result { return t.deleteRole(op) }),
+	localChange(func(t *txn, _ time.Time, op *raftv1.UpdateRoleTrustPolicy) *Result {
+		return t.updateRoleTrustPolicy(op)
+	}),
+	localChange(func(t *txn, _ time.Time, op *raftv1.AttachRolePolicy) *Result { return t.attachRolePolicy(op) }),
+	localChange(func(t *txn, _ time.Time, op *raftv1.DetachRolePolicy) *Result { return t.detachRolePolicy(op) }),
 
 	secretChange((*txn).configureRotation),
 	secretChange((*txn).startRotation),

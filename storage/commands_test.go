@@ -47,6 +47,7 @@ func onPrimary(op func(arn string) proto.Message) func(e *feedEnv) (*fixture, pr
 }
 
 const policyDoc = `{"Version":"2012-10-17","Statement":[{"Effect":"Deny","Principal":"*","Action":"*","Resource":"*"}]}`
+const trustDoc = `{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::123456789012:root"},"Action":"sts:AssumeRole"}]}`
 
 // feedCases has a case for every case of the Command oneof, by field name.
 // A command added to the oneof needs one here, or TestEveryCommand fails.
@@ -142,7 +143,37 @@ var feedCases = map[protoreflect.Name]feedCase{
 		},
 		op: onPrimary(func(string) proto.Message { return &raftv1.DetachPolicy{Principal: "alice", Policy: "readers"} }),
 	},
-	"purge_sessions":     {op: onPrimary(func(string) proto.Message { return &raftv1.PurgeSessions{} })},
+	"purge_sessions": {op: onPrimary(func(string) proto.Message { return &raftv1.PurgeSessions{} })},
+	"create_role": {op: onPrimary(func(string) proto.Message {
+		return &raftv1.CreateRole{Role: &storagev1.Role{Name: "app", TrustPolicy: trustDoc}}
+	})},
+	"delete_role": {
+		setup: func(e *feedEnv) {
+			e.p.ok(10*time.Minute, &raftv1.CreateRole{Role: &storagev1.Role{Name: "app", TrustPolicy: trustDoc}})
+		},
+		op: onPrimary(func(string) proto.Message { return &raftv1.DeleteRole{Name: "app"} }),
+	},
+	"update_role_trust_policy": {
+		setup: func(e *feedEnv) {
+			e.p.ok(10*time.Minute, &raftv1.CreateRole{Role: &storagev1.Role{Name: "app", TrustPolicy: trustDoc}})
+		},
+		op: onPrimary(func(string) proto.Message { return &raftv1.UpdateRoleTrustPolicy{Name: "app", TrustPolicy: trustDoc} }),
+	},
+	"attach_role_policy": {
+		setup: func(e *feedEnv) {
+			e.p.ok(10*time.Minute, &raftv1.CreateRole{Role: &storagev1.Role{Name: "app", TrustPolicy: trustDoc}})
+			e.p.ok(10*time.Minute, &raftv1.PutPolicy{Policy: &storagev1.Policy{Name: "readers", Document: policyDoc}})
+		},
+		op: onPrimary(func(string) proto.Message { return &raftv1.AttachRolePolicy{Role: "app", Policy: "readers"} }),
+	},
+	"detach_role_policy": {
+		setup: func(e *feedEnv) {
+			e.p.ok(10*time.Minute, &raftv1.CreateRole{Role: &storagev1.Role{Name: "app", TrustPolicy: trustDoc}})
+			e.p.ok(10*time.Minute, &raftv1.PutPolicy{Policy: &storagev1.Policy{Name: "readers", Document: policyDoc}})
+			e.p.ok(10*time.Minute, &raftv1.AttachRolePolicy{Role: "app", Policy: "readers"})
+		},
+		op: onPrimary(func(string) proto.Message { return &raftv1.DetachRolePolicy{Role: "app", Policy: "readers"} }),
+	},
 	"configure_rotation": {op: onPrimary(func(arn string) proto.Message { return rotateOp(arn, 2, false) })},
 	"start_rotation": {
 		// A test-only run leaves rotation on and nothing in progress.

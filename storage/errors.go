@@ -119,6 +119,7 @@ func Sentinels() []error {
 		ErrReplicaReadOnly,
 		ErrInvalidShipment,
 		ErrRegionFenced, ErrSwitchingOver,
+		ErrKMSKeyNotFound, ErrKMSAliasExists, ErrKMSAliasNotFound, ErrKMSKeyDisabled, ErrKMSInvalidState,
 	}
 }
 

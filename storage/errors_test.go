@@ -23,6 +23,7 @@ func TestSentinels(t *testing.T) {
 		storage.ErrReplicaReadOnly,
 		storage.ErrInvalidShipment,
 		storage.ErrRegionFenced, storage.ErrSwitchingOver,
+		storage.ErrKMSKeyNotFound, storage.ErrKMSAliasExists, storage.ErrKMSAliasNotFound, storage.ErrKMSKeyDisabled, storage.ErrKMSInvalidState,
 	}
 	got := storage.Sentinels()
 	if len(got) != len(want) {

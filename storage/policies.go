@@ -34,6 +34,7 @@ func (t *txn) deletePolicy(op *raftv1.DeletePolicy) *Result {
 		}
 		return nil
 	})
+	users = append(users, t.rolesAttaching(op.GetName())...)
 	if len(users) > 0 {
 		return &Result{Err: newError(ErrPolicyInUse, "Cannot delete policy %s: it is attached to %d principal(s), such as %s; detach it first.",
 			op.GetName(), len(users), users[0])}

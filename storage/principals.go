@@ -51,7 +51,13 @@ func (t *txn) deletePrincipal(op *raftv1.DeletePrincipal) *Result {
 
 func (t *txn) createAccessKey(op *raftv1.CreateAccessKey) *Result {
 	k := op.GetAccessKey()
-	if t.tx.Bucket(bucketPrincipals).Get([]byte(k.GetPrincipal())) == nil {
+	if role := k.GetRole(); role != "" {
+		// A role's session: its principal is the assumed-role ARN, and the
+		// role must still exist (it may have been deleted meanwhile).
+		if _, err := t.role(role); err != nil {
+			return &Result{Err: err}
+		}
+	} else if t.tx.Bucket(bucketPrincipals).Get([]byte(k.GetPrincipal())) == nil {
 		return &Result{Err: newError(ErrPrincipalNotFound, "No principal named %s.", k.GetPrincipal())}
 	}
 	// A session lives only as long as the key it was exchanged for: one

@@ -35,6 +35,7 @@ var (
 	bucketAccessKeys        = bucket("access_keys")        // access key id → storagev1.AccessKey
 	bucketPolicies          = bucket("policies")           // name → storagev1.Policy
 	bucketRotationFunctions = bucket("rotation_functions") // name → storagev1.RotationFunction
+	bucketRoles             = bucket("roles")              // name → storagev1.Role
 
 	bucketFeed        = bucket("feed")               // seq (8 bytes) → storagev1.ChangeFeedEntry
 	bucketFeedAcks    = bucket("feed_acks")          // destination region → seq (8 bytes)

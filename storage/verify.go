@@ -31,6 +31,7 @@ var recordChecks = map[string]recordCheck{
 	string(bucketAccessKeys):        message(func() proto.Message { return &storagev1.AccessKey{} }),
 	string(bucketPolicies):          message(func() proto.Message { return &storagev1.Policy{} }),
 	string(bucketRotationFunctions): message(func() proto.Message { return &storagev1.RotationFunction{} }),
+	string(bucketRoles):             message(func() proto.Message { return &storagev1.Role{} }),
 	string(bucketFeed):              message(func() proto.Message { return &storagev1.ChangeFeedEntry{} }),
 	string(bucketFeedAcks):          position,
 	string(bucketSources):           position,

@@ -90,6 +90,11 @@ var changeKinds = map[protoreflect.FullName]ChangeKind{
 	opName(&raftv1.SetKmsAlias{}):                "",
 	opName(&raftv1.DeleteKmsKey{}):               "",
 	opName(&raftv1.SetRegionFence{}):             "",
+	opName(&raftv1.CreateRole{}):                 "",
+	opName(&raftv1.DeleteRole{}):                 "",
+	opName(&raftv1.UpdateRoleTrustPolicy{}):      "",
+	opName(&raftv1.AttachRolePolicy{}):           "",
+	opName(&raftv1.DetachRolePolicy{}):           "",
 	opName(&raftv1.SetSwitchover{}):              "",
 	opName(&raftv1.ResolveDiverged{}):            ChangeStageMoved,
 }

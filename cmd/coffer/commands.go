@@ -222,6 +222,42 @@ func commandTree() *command {
 			name: "whoami", synopsis: "", run: runIAMWhoami,
 			summary: "Show who the server takes you for",
 		},
+		&command{
+			name: "create-role", synopsis: "NAME --file F | --policy JSON [--description D] [--max-session-duration D]", run: runIAMCreateRole,
+			summary: "Create a role; the document is its trust policy",
+			detail: "The trust policy names who may assume the role: Principal {\"AWS\": \"arn:aws:iam::ACCOUNT:user/app\"}\n" +
+				"with Action sts:AssumeRole (the caller also needs sts:AssumeRole on the role in its own\n" +
+				"policies), or {\"Federated\": \"arn:aws:iam::ACCOUNT:oidc-provider/ISSUER\"} with Action\n" +
+				"sts:AssumeRoleWithWebIdentity and conditions on ISSUER:sub and ISSUER:aud. No Resource.",
+		},
+		&command{
+			name: "put-trust-policy", synopsis: "ROLE --file F | --policy JSON", run: runIAMPutTrustPolicy,
+			summary: "Replace a role's trust policy",
+		},
+		&command{
+			name: "get-role", synopsis: "NAME", run: runIAMGetRole,
+			summary: "Show a role, its trust policy and policies",
+		},
+		&command{
+			name: "list-roles", synopsis: "", run: runIAMListRoles,
+			summary: "List roles",
+		},
+		&command{
+			name: "delete-role", synopsis: "NAME", run: runIAMDeleteRole,
+			summary: "Delete a role with no policy attached, revoking its sessions",
+		},
+		&command{
+			name: "attach-role", synopsis: "ROLE POLICY", run: runIAMAttachRole,
+			summary: "Attach a policy to a role",
+		},
+		&command{
+			name: "detach-role", synopsis: "ROLE POLICY", run: runIAMDetachRole,
+			summary: "Detach a policy from a role",
+		},
+		&command{
+			name: "assume-role", synopsis: "ROLE_ARN SESSION_NAME [--duration D] [--env]", run: runIAMAssumeRole,
+			summary: "Assume a role: temporary credentials carrying its policies",
+		},
 	)
 	rotation := group("rotation", "Manage HTTP rotation functions",
 		"A rotation function receives each rotation step as the AWS Lambda event JSON,\nPOSTed to its URL. A secret's RotationLambdaARN names one by name or ARN; the\nbuilt-in rotators (coffer:rotator/...) need no registration.",

@@ -82,6 +82,9 @@ type Config struct {
 	MTLS     MTLSConfig     `yaml:"mtls"`
 	Session  SessionConfig  `yaml:"session"`
 	Rotation RotationConfig `yaml:"rotation"`
+	// WebIdentityIssuers are the OIDC issuers STS
+	// AssumeRoleWithWebIdentity accepts tokens from.
+	WebIdentityIssuers []WebIdentityIssuerConfig `yaml:"web_identity_issuers"`
 
 	// AllowNoMlock lets cofferd start when it cannot lock the root key and
 	// keyring in memory (RLIMIT_MEMLOCK too low), with the keys unlocked
@@ -266,6 +269,7 @@ func (c Config) Validate() error {
 	if c.NodeID == "" {
 		add("node_id is required")
 	}
+	errs = append(errs, c.validateWebIdentity()...)
 	if c.DataDir == "" {
 		add("data_dir is required")
 	}
@@ -397,6 +401,7 @@ func (c Config) serviceConfig() server.Config {
 		SessionDuration: c.Session.DefaultDuration, MinSessionDuration: c.Session.MinDuration,
 		MaxSessionDuration: c.Session.MaxDuration,
 		MaxReadWait:        c.Limits.MaxReadWait, MaxVersionsPerSecret: c.Storage.MaxVersionsPerSecret,
+		WebIdentityIssuers: c.webIdentityIssuers(),
 	}
 }
 

@@ -61,6 +61,13 @@ const (
 	KMSInvalidAliasName = "InvalidAliasNameException"
 	KMSInvalidMarker    = "InvalidMarkerException"
 	KMSUnsupported      = "UnsupportedOperationException"
+	// Failures of STS AssumeRoleWithWebIdentity: a token that does not
+	// verify (or whose audience is not the issuer's client id), a token
+	// past its exp, and an issuer whose keys could not be fetched (SDKs
+	// retry IDPCommunicationError).
+	InvalidIdentityToken  = "InvalidIdentityTokenException"
+	ExpiredIdentityToken  = "ExpiredIdentityTokenException"
+	IDPCommunicationError = "IDPCommunicationErrorException"
 )
 
 // answer is how one type goes on the wire.
@@ -125,6 +132,10 @@ var answers = map[string]answer{
 	KMSInvalidAliasName: {http.StatusBadRequest, codes.InvalidArgument, "", 0, false},
 	KMSInvalidMarker:    {http.StatusBadRequest, codes.InvalidArgument, "", 0, false},
 	KMSUnsupported:      {http.StatusBadRequest, codes.Unimplemented, "", 0, false},
+	// STS answers these three only over the Query protocol.
+	InvalidIdentityToken:  {http.StatusBadRequest, codes.Unauthenticated, "InvalidIdentityToken", 0, false},
+	ExpiredIdentityToken:  {http.StatusBadRequest, codes.Unauthenticated, "ExpiredTokenException", 0, false},
+	IDPCommunicationError: {http.StatusBadRequest, codes.Unavailable, "IDPCommunicationError", 0, false},
 }
 
 // HTTPStatus is the HTTP status the AWS protocols answer typ with.

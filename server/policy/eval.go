@@ -20,6 +20,10 @@ type Request struct {
 	Action string
 	// Resource is the ARN acted on, or "*" for operations on no resource.
 	Resource string
+	// Federated is the identity provider a web identity caller comes from
+	// (arn:aws:iam::123456789012:oidc-provider/issuer.example.com), matched
+	// by a trust policy's Principal {"Federated": …}; "" for other callers.
+	Federated string
 	// Keys holds the request context: condition key → values. Keys are
 	// matched case-insensitively, as IAM does; use NewKeys or Keys.Set to
 	// fill it.

@@ -39,6 +39,8 @@ type Authenticator interface {
 type IAM interface {
 	GetSessionToken(context.Context, *cofferv1.GetSessionTokenRequest) (*cofferv1.GetSessionTokenResponse, error)
 	GetCallerIdentity(context.Context, *cofferv1.GetCallerIdentityRequest) (*cofferv1.GetCallerIdentityResponse, error)
+	AssumeRole(context.Context, *cofferv1.AssumeRoleRequest) (*cofferv1.AssumeRoleResponse, error)
+	AssumeRoleWithWebIdentity(context.Context, *cofferv1.AssumeRoleWithWebIdentityRequest) (*cofferv1.AssumeRoleResponse, error)
 }
 
 // Handler serves the STS Query protocol.
@@ -89,6 +91,34 @@ type getCallerIdentityResponse struct {
 		UserID  string `xml:"UserId"`
 		Account string `xml:"Account"`
 	} `xml:"GetCallerIdentityResult"`
+	Metadata responseMetadata `xml:"ResponseMetadata"`
+}
+
+type assumedRoleUser struct {
+	Arn           string `xml:"Arn"`
+	AssumedRoleID string `xml:"AssumedRoleId"`
+}
+
+type assumeRoleResponse struct {
+	XMLName xml.Name `xml:"AssumeRoleResponse"`
+	XMLNS   string   `xml:"xmlns,attr"`
+	Result  struct {
+		Credentials     credentials     `xml:"Credentials"`
+		AssumedRoleUser assumedRoleUser `xml:"AssumedRoleUser"`
+	} `xml:"AssumeRoleResult"`
+	Metadata responseMetadata `xml:"ResponseMetadata"`
+}
+
+type assumeRoleWithWebIdentityResponse struct {
+	XMLName xml.Name `xml:"AssumeRoleWithWebIdentityResponse"`
+	XMLNS   string   `xml:"xmlns,attr"`
+	Result  struct {
+		Credentials                 credentials     `xml:"Credentials"`
+		SubjectFromWebIdentityToken string          `xml:"SubjectFromWebIdentityToken"`
+		AssumedRoleUser             assumedRoleUser `xml:"AssumedRoleUser"`
+		Provider                    string          `xml:"Provider"`
+		Audience                    string          `xml:"Audience"`
+	} `xml:"AssumeRoleWithWebIdentityResult"`
 	Metadata responseMetadata `xml:"ResponseMetadata"`
 }
 
@@ -147,13 +177,35 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	action := form.Get("Action")
 	call.Operation = operationName(action)
 	call.Action = "coffer:" + call.Operation
-	ident, err := h.Auth.AuthenticateSTS(ctx, r, body)
-	if err != nil {
-		fail(h.Gate.Refused(ctx, call, err))
-		return
+	switch call.Operation {
+	case "AssumeRole":
+		call.Action = server.ActionAssumeRole
+	case "AssumeRoleWithWebIdentity":
+		call.Action = server.ActionAssumeRoleWithWebIdentity
 	}
-	call.Caller.Principal, call.Caller.AccessKeyID = ident.Principal, ident.AccessKeyID
-	ctx = server.WithIdentity(ctx, ident)
+	// AssumeRoleWithWebIdentity is unsigned, as in AWS: its token is the
+	// credential (a signature, if any, is ignored).
+	if call.Operation != "AssumeRoleWithWebIdentity" {
+		ident, err := h.Auth.AuthenticateSTS(ctx, r, body)
+		if err != nil {
+			fail(h.Gate.Refused(ctx, call, err))
+			return
+		}
+		call.Caller.Principal, call.Caller.AccessKeyID, call.Caller.Session = ident.Principal, ident.AccessKeyID, ident.Session
+		ctx = server.WithIdentity(ctx, ident)
+	}
+	duration := func() (int32, bool) {
+		v := form.Get("DurationSeconds")
+		if v == "" {
+			return 0, true
+		}
+		n, err := strconv.ParseInt(v, 10, 32)
+		if err != nil {
+			fail(h.Gate.Refused(ctx, call, &server.APIError{Type: server.TypeValidation, Message: "DurationSeconds must be a whole number of seconds."}))
+			return 0, false
+		}
+		return int32(n), true
+	}
 
 	var req proto.Message
 	switch call.Operation {
@@ -170,9 +222,22 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		req = in
 	case "GetCallerIdentity":
 		req = &cofferv1.GetCallerIdentityRequest{}
+	case "AssumeRole":
+		d, ok := duration()
+		if !ok {
+			return
+		}
+		req = &cofferv1.AssumeRoleRequest{RoleArn: form.Get("RoleArn"), RoleSessionName: form.Get("RoleSessionName"), DurationSeconds: d}
+	case "AssumeRoleWithWebIdentity":
+		d, ok := duration()
+		if !ok {
+			return
+		}
+		req = &cofferv1.AssumeRoleWithWebIdentityRequest{RoleArn: form.Get("RoleArn"), RoleSessionName: form.Get("RoleSessionName"),
+			DurationSeconds: d, WebIdentityToken: form.Get("WebIdentityToken")}
 	default:
 		fail(h.Gate.Refused(ctx, call, &server.APIError{Type: awserr.InvalidAction,
-			Message: "Could not find operation " + truncate(action) + " for version " + truncate(form.Get("Version")) + ": this endpoint serves GetSessionToken and GetCallerIdentity."}))
+			Message: "Could not find operation " + truncate(action) + " for version " + truncate(form.Get("Version")) + ": this endpoint serves GetSessionToken, GetCallerIdentity, AssumeRole and AssumeRoleWithWebIdentity."}))
 		return
 	}
 	call.Request = req
@@ -204,6 +269,27 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			o.Result.Arn, o.Result.Account, o.Result.UserID = r.GetArn(), r.GetAccount(), r.GetAccessKeyId()
 			out = o
 			return r, nil
+		case *cofferv1.AssumeRoleRequest:
+			r, err := h.IAM.AssumeRole(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			o := &assumeRoleResponse{XMLNS: Namespace, Metadata: responseMetadata{RequestID: id}}
+			o.Result.Credentials = credentialsOf(r)
+			o.Result.AssumedRoleUser = assumedRoleUser{Arn: r.GetAssumedRoleArn(), AssumedRoleID: r.GetAssumedRoleId()}
+			out = o
+			return r, nil
+		case *cofferv1.AssumeRoleWithWebIdentityRequest:
+			r, err := h.IAM.AssumeRoleWithWebIdentity(ctx, in)
+			if err != nil {
+				return nil, err
+			}
+			o := &assumeRoleWithWebIdentityResponse{XMLNS: Namespace, Metadata: responseMetadata{RequestID: id}}
+			o.Result.Credentials = credentialsOf(r)
+			o.Result.AssumedRoleUser = assumedRoleUser{Arn: r.GetAssumedRoleArn(), AssumedRoleID: r.GetAssumedRoleId()}
+			o.Result.SubjectFromWebIdentityToken, o.Result.Provider, o.Result.Audience = r.GetSubjectFromWebIdentityToken(), r.GetProvider(), r.GetAudience()
+			out = o
+			return r, nil
 		}
 		return nil, fmt.Errorf("sts: no handler for %T", req)
 	})
@@ -212,6 +298,11 @@ func (h *Handler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	writeXML(w, http.StatusOK, out)
+}
+
+func credentialsOf(r *cofferv1.AssumeRoleResponse) credentials {
+	return credentials{AccessKeyID: r.GetAccessKeyId(), SecretAccessKey: r.GetSecretAccessKey(),
+		SessionToken: r.GetSessionToken(), Expiration: r.GetExpiration().AsTime().UTC().Format(time.RFC3339)}
 }
 
 // operationName is the form's Action as an audit record and a log line

@@ -30,6 +30,14 @@ func (fakeIAM) GetCallerIdentity(ctx context.Context, _ *cofferv1.GetCallerIdent
 	return &cofferv1.GetCallerIdentityResponse{Principal: "app"}, nil
 }
 
+func (fakeIAM) AssumeRole(context.Context, *cofferv1.AssumeRoleRequest) (*cofferv1.AssumeRoleResponse, error) {
+	return &cofferv1.AssumeRoleResponse{}, nil
+}
+
+func (fakeIAM) AssumeRoleWithWebIdentity(context.Context, *cofferv1.AssumeRoleWithWebIdentityRequest) (*cofferv1.AssumeRoleResponse, error) {
+	return &cofferv1.AssumeRoleResponse{}, nil
+}
+
 func TestOperationName(t *testing.T) {
 	for in, want := range map[string]string{
 		"GetCallerIdentity":       "GetCallerIdentity",

@@ -1651,6 +1651,1033 @@ func (x *GetCallerIdentityResponse) GetAccessKeyId() string {
 	return ""
 }
 
+// RoleInfo describes a role.
+type RoleInfo struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the role's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:iam::<account>:role/<name>.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// role_id is the role's unique id (AROA…), part of aws:userid.
+	RoleId string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// created_date is when it was created.
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// description is free text.
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// assume_role_policy_document is the trust policy.
+	AssumeRolePolicyDocument string `protobuf:"bytes,6,opt,name=assume_role_policy_document,json=assumeRolePolicyDocument,proto3" json:"assume_role_policy_document,omitempty"`
+	// max_session_duration_seconds bounds the role's sessions (3600–43200).
+	MaxSessionDurationSeconds int32 `protobuf:"varint,7,opt,name=max_session_duration_seconds,json=maxSessionDurationSeconds,proto3" json:"max_session_duration_seconds,omitempty"`
+	// attached_policies names the identity policies attached to it.
+	AttachedPolicies []string `protobuf:"bytes,8,rep,name=attached_policies,json=attachedPolicies,proto3" json:"attached_policies,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *RoleInfo) Reset() {
+	*x = RoleInfo{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[30]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RoleInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RoleInfo) ProtoMessage() {}
+
+func (x *RoleInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[30]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RoleInfo.ProtoReflect.Descriptor instead.
+func (*RoleInfo) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{30}
+}
+
+func (x *RoleInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *RoleInfo) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *RoleInfo) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+func (x *RoleInfo) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *RoleInfo) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *RoleInfo) GetAssumeRolePolicyDocument() string {
+	if x != nil {
+		return x.AssumeRolePolicyDocument
+	}
+	return ""
+}
+
+func (x *RoleInfo) GetMaxSessionDurationSeconds() int32 {
+	if x != nil {
+		return x.MaxSessionDurationSeconds
+	}
+	return 0
+}
+
+func (x *RoleInfo) GetAttachedPolicies() []string {
+	if x != nil {
+		return x.AttachedPolicies
+	}
+	return nil
+}
+
+// CreateRoleRequest is the input of CreateRole.
+type CreateRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is 1–64 characters of A-Za-z0-9+=,.@_-.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// assume_role_policy_document is the trust policy: a resource policy
+	// whose statements name, with Principal, who may assume the role.
+	AssumeRolePolicyDocument string `protobuf:"bytes,2,opt,name=assume_role_policy_document,json=assumeRolePolicyDocument,proto3" json:"assume_role_policy_document,omitempty"`
+	// description is free text, at most 1000 characters.
+	Description string `protobuf:"bytes,3,opt,name=description,proto3" json:"description,omitempty"`
+	// max_session_duration_seconds bounds the role's sessions, 3600–43200;
+	// 0 means 3600, as in AWS.
+	MaxSessionDurationSeconds int32 `protobuf:"varint,4,opt,name=max_session_duration_seconds,json=maxSessionDurationSeconds,proto3" json:"max_session_duration_seconds,omitempty"`
+	unknownFields             protoimpl.UnknownFields
+	sizeCache                 protoimpl.SizeCache
+}
+
+func (x *CreateRoleRequest) Reset() {
+	*x = CreateRoleRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[31]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleRequest) ProtoMessage() {}
+
+func (x *CreateRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[31]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleRequest.ProtoReflect.Descriptor instead.
+func (*CreateRoleRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{31}
+}
+
+func (x *CreateRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateRoleRequest) GetAssumeRolePolicyDocument() string {
+	if x != nil {
+		return x.AssumeRolePolicyDocument
+	}
+	return ""
+}
+
+func (x *CreateRoleRequest) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *CreateRoleRequest) GetMaxSessionDurationSeconds() int32 {
+	if x != nil {
+		return x.MaxSessionDurationSeconds
+	}
+	return 0
+}
+
+// CreateRoleResponse is the output of CreateRole.
+type CreateRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role is the new role.
+	Role          *RoleInfo `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRoleResponse) Reset() {
+	*x = CreateRoleResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[32]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRoleResponse) ProtoMessage() {}
+
+func (x *CreateRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[32]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRoleResponse.ProtoReflect.Descriptor instead.
+func (*CreateRoleResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{32}
+}
+
+func (x *CreateRoleResponse) GetRole() *RoleInfo {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+// GetRoleRequest is the input of GetRole.
+type GetRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the role's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRoleRequest) Reset() {
+	*x = GetRoleRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[33]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleRequest) ProtoMessage() {}
+
+func (x *GetRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[33]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleRequest.ProtoReflect.Descriptor instead.
+func (*GetRoleRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{33}
+}
+
+func (x *GetRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// GetRoleResponse is the output of GetRole.
+type GetRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role is the role.
+	Role          *RoleInfo `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GetRoleResponse) Reset() {
+	*x = GetRoleResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[34]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GetRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GetRoleResponse) ProtoMessage() {}
+
+func (x *GetRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[34]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GetRoleResponse.ProtoReflect.Descriptor instead.
+func (*GetRoleResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{34}
+}
+
+func (x *GetRoleResponse) GetRole() *RoleInfo {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+// ListRolesRequest is empty.
+type ListRolesRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesRequest) Reset() {
+	*x = ListRolesRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[35]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesRequest) ProtoMessage() {}
+
+func (x *ListRolesRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[35]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesRequest.ProtoReflect.Descriptor instead.
+func (*ListRolesRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{35}
+}
+
+// ListRolesResponse lists roles by name.
+type ListRolesResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// roles are the roles.
+	Roles         []*RoleInfo `protobuf:"bytes,1,rep,name=roles,proto3" json:"roles,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListRolesResponse) Reset() {
+	*x = ListRolesResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[36]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListRolesResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListRolesResponse) ProtoMessage() {}
+
+func (x *ListRolesResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[36]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListRolesResponse.ProtoReflect.Descriptor instead.
+func (*ListRolesResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{36}
+}
+
+func (x *ListRolesResponse) GetRoles() []*RoleInfo {
+	if x != nil {
+		return x.Roles
+	}
+	return nil
+}
+
+// DeleteRoleRequest is the input of DeleteRole.
+type DeleteRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the role's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleRequest) Reset() {
+	*x = DeleteRoleRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[37]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleRequest) ProtoMessage() {}
+
+func (x *DeleteRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[37]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleRequest.ProtoReflect.Descriptor instead.
+func (*DeleteRoleRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{37}
+}
+
+func (x *DeleteRoleRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// DeleteRoleResponse is empty.
+type DeleteRoleResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRoleResponse) Reset() {
+	*x = DeleteRoleResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[38]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRoleResponse) ProtoMessage() {}
+
+func (x *DeleteRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[38]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRoleResponse.ProtoReflect.Descriptor instead.
+func (*DeleteRoleResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{38}
+}
+
+// UpdateAssumeRolePolicyRequest is the input of UpdateAssumeRolePolicy.
+type UpdateAssumeRolePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role_name is the role's name.
+	RoleName string `protobuf:"bytes,1,opt,name=role_name,json=roleName,proto3" json:"role_name,omitempty"`
+	// policy_document is the new trust policy.
+	PolicyDocument string `protobuf:"bytes,2,opt,name=policy_document,json=policyDocument,proto3" json:"policy_document,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
+}
+
+func (x *UpdateAssumeRolePolicyRequest) Reset() {
+	*x = UpdateAssumeRolePolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[39]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAssumeRolePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAssumeRolePolicyRequest) ProtoMessage() {}
+
+func (x *UpdateAssumeRolePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[39]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAssumeRolePolicyRequest.ProtoReflect.Descriptor instead.
+func (*UpdateAssumeRolePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{39}
+}
+
+func (x *UpdateAssumeRolePolicyRequest) GetRoleName() string {
+	if x != nil {
+		return x.RoleName
+	}
+	return ""
+}
+
+func (x *UpdateAssumeRolePolicyRequest) GetPolicyDocument() string {
+	if x != nil {
+		return x.PolicyDocument
+	}
+	return ""
+}
+
+// UpdateAssumeRolePolicyResponse is empty.
+type UpdateAssumeRolePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateAssumeRolePolicyResponse) Reset() {
+	*x = UpdateAssumeRolePolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[40]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateAssumeRolePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateAssumeRolePolicyResponse) ProtoMessage() {}
+
+func (x *UpdateAssumeRolePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[40]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateAssumeRolePolicyResponse.ProtoReflect.Descriptor instead.
+func (*UpdateAssumeRolePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{40}
+}
+
+// AttachRolePolicyRequest is the input of AttachRolePolicy.
+type AttachRolePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role_name is the role's name.
+	RoleName string `protobuf:"bytes,1,opt,name=role_name,json=roleName,proto3" json:"role_name,omitempty"`
+	// policy is the identity policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRolePolicyRequest) Reset() {
+	*x = AttachRolePolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[41]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRolePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRolePolicyRequest) ProtoMessage() {}
+
+func (x *AttachRolePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[41]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRolePolicyRequest.ProtoReflect.Descriptor instead.
+func (*AttachRolePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{41}
+}
+
+func (x *AttachRolePolicyRequest) GetRoleName() string {
+	if x != nil {
+		return x.RoleName
+	}
+	return ""
+}
+
+func (x *AttachRolePolicyRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// AttachRolePolicyResponse is empty.
+type AttachRolePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRolePolicyResponse) Reset() {
+	*x = AttachRolePolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[42]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRolePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRolePolicyResponse) ProtoMessage() {}
+
+func (x *AttachRolePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[42]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRolePolicyResponse.ProtoReflect.Descriptor instead.
+func (*AttachRolePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{42}
+}
+
+// DetachRolePolicyRequest is the input of DetachRolePolicy.
+type DetachRolePolicyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role_name is the role's name.
+	RoleName string `protobuf:"bytes,1,opt,name=role_name,json=roleName,proto3" json:"role_name,omitempty"`
+	// policy is the identity policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachRolePolicyRequest) Reset() {
+	*x = DetachRolePolicyRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[43]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachRolePolicyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachRolePolicyRequest) ProtoMessage() {}
+
+func (x *DetachRolePolicyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[43]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachRolePolicyRequest.ProtoReflect.Descriptor instead.
+func (*DetachRolePolicyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{43}
+}
+
+func (x *DetachRolePolicyRequest) GetRoleName() string {
+	if x != nil {
+		return x.RoleName
+	}
+	return ""
+}
+
+func (x *DetachRolePolicyRequest) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// DetachRolePolicyResponse is empty.
+type DetachRolePolicyResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachRolePolicyResponse) Reset() {
+	*x = DetachRolePolicyResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[44]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachRolePolicyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachRolePolicyResponse) ProtoMessage() {}
+
+func (x *DetachRolePolicyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[44]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachRolePolicyResponse.ProtoReflect.Descriptor instead.
+func (*DetachRolePolicyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{44}
+}
+
+// AssumeRoleRequest is the input of AssumeRole (and, over STS, of
+// AssumeRoleWithWebIdentity, with web_identity_token set).
+type AssumeRoleRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role_arn is the role's ARN.
+	RoleArn string `protobuf:"bytes,1,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// role_session_name names the session in the assumed-role ARN:
+	// 2–64 characters of A-Za-z0-9+=,.@_-.
+	RoleSessionName string `protobuf:"bytes,2,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
+	// duration_seconds is how long the credentials last; 0 means 3600. At
+	// least 900 and at most the role's maximum session duration.
+	DurationSeconds int32 `protobuf:"varint,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *AssumeRoleRequest) Reset() {
+	*x = AssumeRoleRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[45]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssumeRoleRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssumeRoleRequest) ProtoMessage() {}
+
+func (x *AssumeRoleRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[45]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssumeRoleRequest.ProtoReflect.Descriptor instead.
+func (*AssumeRoleRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{45}
+}
+
+func (x *AssumeRoleRequest) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *AssumeRoleRequest) GetRoleSessionName() string {
+	if x != nil {
+		return x.RoleSessionName
+	}
+	return ""
+}
+
+func (x *AssumeRoleRequest) GetDurationSeconds() int32 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+// AssumeRoleResponse carries a role's temporary credentials. The secret and
+// the token are shown only here.
+type AssumeRoleResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// access_key_id is the public half (ASIA…).
+	AccessKeyId string `protobuf:"bytes,1,opt,name=access_key_id,json=accessKeyId,proto3" json:"access_key_id,omitempty"`
+	// secret_access_key is the secret half.
+	SecretAccessKey string `protobuf:"bytes,2,opt,name=secret_access_key,json=secretAccessKey,proto3" json:"secret_access_key,omitempty"`
+	// session_token goes in X-Amz-Security-Token (AWS_SESSION_TOKEN).
+	SessionToken string `protobuf:"bytes,3,opt,name=session_token,json=sessionToken,proto3" json:"session_token,omitempty"`
+	// expiration is when the credentials stop working.
+	Expiration *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=expiration,proto3" json:"expiration,omitempty"`
+	// assumed_role_arn is arn:<partition>:sts::<account>:assumed-role/<role>/<session>.
+	AssumedRoleArn string `protobuf:"bytes,5,opt,name=assumed_role_arn,json=assumedRoleArn,proto3" json:"assumed_role_arn,omitempty"`
+	// assumed_role_id is <role id>:<session>.
+	AssumedRoleId string `protobuf:"bytes,6,opt,name=assumed_role_id,json=assumedRoleId,proto3" json:"assumed_role_id,omitempty"`
+	// subject_from_web_identity_token is the token's sub, for
+	// AssumeRoleWithWebIdentity.
+	SubjectFromWebIdentityToken string `protobuf:"bytes,7,opt,name=subject_from_web_identity_token,json=subjectFromWebIdentityToken,proto3" json:"subject_from_web_identity_token,omitempty"`
+	// audience is the token's aud Coffer accepted, for
+	// AssumeRoleWithWebIdentity.
+	Audience string `protobuf:"bytes,8,opt,name=audience,proto3" json:"audience,omitempty"`
+	// provider is the token's issuer, for AssumeRoleWithWebIdentity.
+	Provider      string `protobuf:"bytes,9,opt,name=provider,proto3" json:"provider,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AssumeRoleResponse) Reset() {
+	*x = AssumeRoleResponse{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[46]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssumeRoleResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssumeRoleResponse) ProtoMessage() {}
+
+func (x *AssumeRoleResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[46]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssumeRoleResponse.ProtoReflect.Descriptor instead.
+func (*AssumeRoleResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{46}
+}
+
+func (x *AssumeRoleResponse) GetAccessKeyId() string {
+	if x != nil {
+		return x.AccessKeyId
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetSecretAccessKey() string {
+	if x != nil {
+		return x.SecretAccessKey
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetSessionToken() string {
+	if x != nil {
+		return x.SessionToken
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetExpiration() *timestamppb.Timestamp {
+	if x != nil {
+		return x.Expiration
+	}
+	return nil
+}
+
+func (x *AssumeRoleResponse) GetAssumedRoleArn() string {
+	if x != nil {
+		return x.AssumedRoleArn
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetAssumedRoleId() string {
+	if x != nil {
+		return x.AssumedRoleId
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetSubjectFromWebIdentityToken() string {
+	if x != nil {
+		return x.SubjectFromWebIdentityToken
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetAudience() string {
+	if x != nil {
+		return x.Audience
+	}
+	return ""
+}
+
+func (x *AssumeRoleResponse) GetProvider() string {
+	if x != nil {
+		return x.Provider
+	}
+	return ""
+}
+
+// AssumeRoleWithWebIdentityRequest is the input of STS
+// AssumeRoleWithWebIdentity: no signature, the token is the credential.
+type AssumeRoleWithWebIdentityRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role_arn is the role's ARN.
+	RoleArn string `protobuf:"bytes,1,opt,name=role_arn,json=roleArn,proto3" json:"role_arn,omitempty"`
+	// role_session_name names the session: 2–64 characters of
+	// A-Za-z0-9+=,.@_-.
+	RoleSessionName string `protobuf:"bytes,2,opt,name=role_session_name,json=roleSessionName,proto3" json:"role_session_name,omitempty"`
+	// duration_seconds is how long the credentials last; 0 means 3600.
+	DurationSeconds int32 `protobuf:"varint,3,opt,name=duration_seconds,json=durationSeconds,proto3" json:"duration_seconds,omitempty"`
+	// web_identity_token is the OIDC ID token (a JWT).
+	WebIdentityToken string `protobuf:"bytes,4,opt,name=web_identity_token,json=webIdentityToken,proto3" json:"web_identity_token,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *AssumeRoleWithWebIdentityRequest) Reset() {
+	*x = AssumeRoleWithWebIdentityRequest{}
+	mi := &file_coffer_v1_iam_proto_msgTypes[47]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AssumeRoleWithWebIdentityRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AssumeRoleWithWebIdentityRequest) ProtoMessage() {}
+
+func (x *AssumeRoleWithWebIdentityRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_iam_proto_msgTypes[47]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AssumeRoleWithWebIdentityRequest.ProtoReflect.Descriptor instead.
+func (*AssumeRoleWithWebIdentityRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_iam_proto_rawDescGZIP(), []int{47}
+}
+
+func (x *AssumeRoleWithWebIdentityRequest) GetRoleArn() string {
+	if x != nil {
+		return x.RoleArn
+	}
+	return ""
+}
+
+func (x *AssumeRoleWithWebIdentityRequest) GetRoleSessionName() string {
+	if x != nil {
+		return x.RoleSessionName
+	}
+	return ""
+}
+
+func (x *AssumeRoleWithWebIdentityRequest) GetDurationSeconds() int32 {
+	if x != nil {
+		return x.DurationSeconds
+	}
+	return 0
+}
+
+func (x *AssumeRoleWithWebIdentityRequest) GetWebIdentityToken() string {
+	if x != nil {
+		return x.WebIdentityToken
+	}
+	return ""
+}
+
 var File_coffer_v1_iam_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_iam_proto_rawDesc = "" +
@@ -1756,7 +2783,66 @@ const file_coffer_v1_iam_proto_rawDesc = "" +
 	"\tprincipal\x18\x01 \x01(\tR\tprincipal\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x18\n" +
 	"\aaccount\x18\x03 \x01(\tR\aaccount\x12\"\n" +
-	"\raccess_key_id\x18\x04 \x01(\tR\vaccessKeyId2\xb0\t\n" +
+	"\raccess_key_id\x18\x04 \x01(\tR\vaccessKeyId\"\xd7\x02\n" +
+	"\bRoleInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x17\n" +
+	"\arole_id\x18\x03 \x01(\tR\x06roleId\x12=\n" +
+	"\fcreated_date\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12=\n" +
+	"\x1bassume_role_policy_document\x18\x06 \x01(\tR\x18assumeRolePolicyDocument\x12?\n" +
+	"\x1cmax_session_duration_seconds\x18\a \x01(\x05R\x19maxSessionDurationSeconds\x12+\n" +
+	"\x11attached_policies\x18\b \x03(\tR\x10attachedPolicies\"\xc9\x01\n" +
+	"\x11CreateRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12=\n" +
+	"\x1bassume_role_policy_document\x18\x02 \x01(\tR\x18assumeRolePolicyDocument\x12 \n" +
+	"\vdescription\x18\x03 \x01(\tR\vdescription\x12?\n" +
+	"\x1cmax_session_duration_seconds\x18\x04 \x01(\x05R\x19maxSessionDurationSeconds\"=\n" +
+	"\x12CreateRoleResponse\x12'\n" +
+	"\x04role\x18\x01 \x01(\v2\x13.coffer.v1.RoleInfoR\x04role\"$\n" +
+	"\x0eGetRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\":\n" +
+	"\x0fGetRoleResponse\x12'\n" +
+	"\x04role\x18\x01 \x01(\v2\x13.coffer.v1.RoleInfoR\x04role\"\x12\n" +
+	"\x10ListRolesRequest\">\n" +
+	"\x11ListRolesResponse\x12)\n" +
+	"\x05roles\x18\x01 \x03(\v2\x13.coffer.v1.RoleInfoR\x05roles\"'\n" +
+	"\x11DeleteRoleRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x14\n" +
+	"\x12DeleteRoleResponse\"e\n" +
+	"\x1dUpdateAssumeRolePolicyRequest\x12\x1b\n" +
+	"\trole_name\x18\x01 \x01(\tR\broleName\x12'\n" +
+	"\x0fpolicy_document\x18\x02 \x01(\tR\x0epolicyDocument\" \n" +
+	"\x1eUpdateAssumeRolePolicyResponse\"N\n" +
+	"\x17AttachRolePolicyRequest\x12\x1b\n" +
+	"\trole_name\x18\x01 \x01(\tR\broleName\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\"\x1a\n" +
+	"\x18AttachRolePolicyResponse\"N\n" +
+	"\x17DetachRolePolicyRequest\x12\x1b\n" +
+	"\trole_name\x18\x01 \x01(\tR\broleName\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\"\x1a\n" +
+	"\x18DetachRolePolicyResponse\"\x85\x01\n" +
+	"\x11AssumeRoleRequest\x12\x19\n" +
+	"\brole_arn\x18\x01 \x01(\tR\aroleArn\x12*\n" +
+	"\x11role_session_name\x18\x02 \x01(\tR\x0froleSessionName\x12)\n" +
+	"\x10duration_seconds\x18\x03 \x01(\x05R\x0fdurationSeconds\"\x95\x03\n" +
+	"\x12AssumeRoleResponse\x12\"\n" +
+	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12*\n" +
+	"\x11secret_access_key\x18\x02 \x01(\tR\x0fsecretAccessKey\x12#\n" +
+	"\rsession_token\x18\x03 \x01(\tR\fsessionToken\x12:\n" +
+	"\n" +
+	"expiration\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\n" +
+	"expiration\x12(\n" +
+	"\x10assumed_role_arn\x18\x05 \x01(\tR\x0eassumedRoleArn\x12&\n" +
+	"\x0fassumed_role_id\x18\x06 \x01(\tR\rassumedRoleId\x12D\n" +
+	"\x1fsubject_from_web_identity_token\x18\a \x01(\tR\x1bsubjectFromWebIdentityToken\x12\x1a\n" +
+	"\baudience\x18\b \x01(\tR\baudience\x12\x1a\n" +
+	"\bprovider\x18\t \x01(\tR\bprovider\"\xc2\x01\n" +
+	" AssumeRoleWithWebIdentityRequest\x12\x19\n" +
+	"\brole_arn\x18\x01 \x01(\tR\aroleArn\x12*\n" +
+	"\x11role_session_name\x18\x02 \x01(\tR\x0froleSessionName\x12)\n" +
+	"\x10duration_seconds\x18\x03 \x01(\x05R\x0fdurationSeconds\x12,\n" +
+	"\x12web_identity_token\x18\x04 \x01(\tR\x10webIdentityToken2\xc4\x0e\n" +
 	"\n" +
 	"IAMService\x12X\n" +
 	"\x0fCreatePrincipal\x12!.coffer.v1.CreatePrincipalRequest\x1a\".coffer.v1.CreatePrincipalResponse\x12U\n" +
@@ -1772,7 +2858,18 @@ const file_coffer_v1_iam_proto_rawDesc = "" +
 	"\fDetachPolicy\x12\x1e.coffer.v1.DetachPolicyRequest\x1a\x1f.coffer.v1.DetachPolicyResponse\x12U\n" +
 	"\x0eSimulatePolicy\x12 .coffer.v1.SimulatePolicyRequest\x1a!.coffer.v1.SimulatePolicyResponse\x12X\n" +
 	"\x0fGetSessionToken\x12!.coffer.v1.GetSessionTokenRequest\x1a\".coffer.v1.GetSessionTokenResponse\x12^\n" +
-	"\x11GetCallerIdentity\x12#.coffer.v1.GetCallerIdentityRequest\x1a$.coffer.v1.GetCallerIdentityResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"\x11GetCallerIdentity\x12#.coffer.v1.GetCallerIdentityRequest\x1a$.coffer.v1.GetCallerIdentityResponse\x12I\n" +
+	"\n" +
+	"CreateRole\x12\x1c.coffer.v1.CreateRoleRequest\x1a\x1d.coffer.v1.CreateRoleResponse\x12@\n" +
+	"\aGetRole\x12\x19.coffer.v1.GetRoleRequest\x1a\x1a.coffer.v1.GetRoleResponse\x12F\n" +
+	"\tListRoles\x12\x1b.coffer.v1.ListRolesRequest\x1a\x1c.coffer.v1.ListRolesResponse\x12I\n" +
+	"\n" +
+	"DeleteRole\x12\x1c.coffer.v1.DeleteRoleRequest\x1a\x1d.coffer.v1.DeleteRoleResponse\x12m\n" +
+	"\x16UpdateAssumeRolePolicy\x12(.coffer.v1.UpdateAssumeRolePolicyRequest\x1a).coffer.v1.UpdateAssumeRolePolicyResponse\x12[\n" +
+	"\x10AttachRolePolicy\x12\".coffer.v1.AttachRolePolicyRequest\x1a#.coffer.v1.AttachRolePolicyResponse\x12[\n" +
+	"\x10DetachRolePolicy\x12\".coffer.v1.DetachRolePolicyRequest\x1a#.coffer.v1.DetachRolePolicyResponse\x12I\n" +
+	"\n" +
+	"AssumeRole\x12\x1c.coffer.v1.AssumeRoleRequest\x1a\x1d.coffer.v1.AssumeRoleResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_iam_proto_rawDescOnce sync.Once
@@ -1786,90 +2883,129 @@ func file_coffer_v1_iam_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_iam_proto_rawDescData
 }
 
-var file_coffer_v1_iam_proto_msgTypes = make([]protoimpl.MessageInfo, 33)
+var file_coffer_v1_iam_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
 var file_coffer_v1_iam_proto_goTypes = []any{
-	(*PrincipalInfo)(nil),             // 0: coffer.v1.PrincipalInfo
-	(*CreatePrincipalRequest)(nil),    // 1: coffer.v1.CreatePrincipalRequest
-	(*CreatePrincipalResponse)(nil),   // 2: coffer.v1.CreatePrincipalResponse
-	(*ListPrincipalsRequest)(nil),     // 3: coffer.v1.ListPrincipalsRequest
-	(*ListPrincipalsResponse)(nil),    // 4: coffer.v1.ListPrincipalsResponse
-	(*DeletePrincipalRequest)(nil),    // 5: coffer.v1.DeletePrincipalRequest
-	(*DeletePrincipalResponse)(nil),   // 6: coffer.v1.DeletePrincipalResponse
-	(*CreateAccessKeyRequest)(nil),    // 7: coffer.v1.CreateAccessKeyRequest
-	(*CreateAccessKeyResponse)(nil),   // 8: coffer.v1.CreateAccessKeyResponse
-	(*DeleteAccessKeyRequest)(nil),    // 9: coffer.v1.DeleteAccessKeyRequest
-	(*DeleteAccessKeyResponse)(nil),   // 10: coffer.v1.DeleteAccessKeyResponse
-	(*PolicyInfo)(nil),                // 11: coffer.v1.PolicyInfo
-	(*PutPolicyRequest)(nil),          // 12: coffer.v1.PutPolicyRequest
-	(*PutPolicyResponse)(nil),         // 13: coffer.v1.PutPolicyResponse
-	(*GetPolicyRequest)(nil),          // 14: coffer.v1.GetPolicyRequest
-	(*GetPolicyResponse)(nil),         // 15: coffer.v1.GetPolicyResponse
-	(*ListPoliciesRequest)(nil),       // 16: coffer.v1.ListPoliciesRequest
-	(*ListPoliciesResponse)(nil),      // 17: coffer.v1.ListPoliciesResponse
-	(*DeletePolicyRequest)(nil),       // 18: coffer.v1.DeletePolicyRequest
-	(*DeletePolicyResponse)(nil),      // 19: coffer.v1.DeletePolicyResponse
-	(*AttachPolicyRequest)(nil),       // 20: coffer.v1.AttachPolicyRequest
-	(*AttachPolicyResponse)(nil),      // 21: coffer.v1.AttachPolicyResponse
-	(*DetachPolicyRequest)(nil),       // 22: coffer.v1.DetachPolicyRequest
-	(*DetachPolicyResponse)(nil),      // 23: coffer.v1.DetachPolicyResponse
-	(*SimulatePolicyRequest)(nil),     // 24: coffer.v1.SimulatePolicyRequest
-	(*SimulatePolicyResponse)(nil),    // 25: coffer.v1.SimulatePolicyResponse
-	(*GetSessionTokenRequest)(nil),    // 26: coffer.v1.GetSessionTokenRequest
-	(*GetSessionTokenResponse)(nil),   // 27: coffer.v1.GetSessionTokenResponse
-	(*GetCallerIdentityRequest)(nil),  // 28: coffer.v1.GetCallerIdentityRequest
-	(*GetCallerIdentityResponse)(nil), // 29: coffer.v1.GetCallerIdentityResponse
-	nil,                               // 30: coffer.v1.PrincipalInfo.TagsEntry
-	nil,                               // 31: coffer.v1.CreatePrincipalRequest.TagsEntry
-	nil,                               // 32: coffer.v1.SimulatePolicyRequest.ContextEntry
-	(*timestamppb.Timestamp)(nil),     // 33: google.protobuf.Timestamp
+	(*PrincipalInfo)(nil),                    // 0: coffer.v1.PrincipalInfo
+	(*CreatePrincipalRequest)(nil),           // 1: coffer.v1.CreatePrincipalRequest
+	(*CreatePrincipalResponse)(nil),          // 2: coffer.v1.CreatePrincipalResponse
+	(*ListPrincipalsRequest)(nil),            // 3: coffer.v1.ListPrincipalsRequest
+	(*ListPrincipalsResponse)(nil),           // 4: coffer.v1.ListPrincipalsResponse
+	(*DeletePrincipalRequest)(nil),           // 5: coffer.v1.DeletePrincipalRequest
+	(*DeletePrincipalResponse)(nil),          // 6: coffer.v1.DeletePrincipalResponse
+	(*CreateAccessKeyRequest)(nil),           // 7: coffer.v1.CreateAccessKeyRequest
+	(*CreateAccessKeyResponse)(nil),          // 8: coffer.v1.CreateAccessKeyResponse
+	(*DeleteAccessKeyRequest)(nil),           // 9: coffer.v1.DeleteAccessKeyRequest
+	(*DeleteAccessKeyResponse)(nil),          // 10: coffer.v1.DeleteAccessKeyResponse
+	(*PolicyInfo)(nil),                       // 11: coffer.v1.PolicyInfo
+	(*PutPolicyRequest)(nil),                 // 12: coffer.v1.PutPolicyRequest
+	(*PutPolicyResponse)(nil),                // 13: coffer.v1.PutPolicyResponse
+	(*GetPolicyRequest)(nil),                 // 14: coffer.v1.GetPolicyRequest
+	(*GetPolicyResponse)(nil),                // 15: coffer.v1.GetPolicyResponse
+	(*ListPoliciesRequest)(nil),              // 16: coffer.v1.ListPoliciesRequest
+	(*ListPoliciesResponse)(nil),             // 17: coffer.v1.ListPoliciesResponse
+	(*DeletePolicyRequest)(nil),              // 18: coffer.v1.DeletePolicyRequest
+	(*DeletePolicyResponse)(nil),             // 19: coffer.v1.DeletePolicyResponse
+	(*AttachPolicyRequest)(nil),              // 20: coffer.v1.AttachPolicyRequest
+	(*AttachPolicyResponse)(nil),             // 21: coffer.v1.AttachPolicyResponse
+	(*DetachPolicyRequest)(nil),              // 22: coffer.v1.DetachPolicyRequest
+	(*DetachPolicyResponse)(nil),             // 23: coffer.v1.DetachPolicyResponse
+	(*SimulatePolicyRequest)(nil),            // 24: coffer.v1.SimulatePolicyRequest
+	(*SimulatePolicyResponse)(nil),           // 25: coffer.v1.SimulatePolicyResponse
+	(*GetSessionTokenRequest)(nil),           // 26: coffer.v1.GetSessionTokenRequest
+	(*GetSessionTokenResponse)(nil),          // 27: coffer.v1.GetSessionTokenResponse
+	(*GetCallerIdentityRequest)(nil),         // 28: coffer.v1.GetCallerIdentityRequest
+	(*GetCallerIdentityResponse)(nil),        // 29: coffer.v1.GetCallerIdentityResponse
+	(*RoleInfo)(nil),                         // 30: coffer.v1.RoleInfo
+	(*CreateRoleRequest)(nil),                // 31: coffer.v1.CreateRoleRequest
+	(*CreateRoleResponse)(nil),               // 32: coffer.v1.CreateRoleResponse
+	(*GetRoleRequest)(nil),                   // 33: coffer.v1.GetRoleRequest
+	(*GetRoleResponse)(nil),                  // 34: coffer.v1.GetRoleResponse
+	(*ListRolesRequest)(nil),                 // 35: coffer.v1.ListRolesRequest
+	(*ListRolesResponse)(nil),                // 36: coffer.v1.ListRolesResponse
+	(*DeleteRoleRequest)(nil),                // 37: coffer.v1.DeleteRoleRequest
+	(*DeleteRoleResponse)(nil),               // 38: coffer.v1.DeleteRoleResponse
+	(*UpdateAssumeRolePolicyRequest)(nil),    // 39: coffer.v1.UpdateAssumeRolePolicyRequest
+	(*UpdateAssumeRolePolicyResponse)(nil),   // 40: coffer.v1.UpdateAssumeRolePolicyResponse
+	(*AttachRolePolicyRequest)(nil),          // 41: coffer.v1.AttachRolePolicyRequest
+	(*AttachRolePolicyResponse)(nil),         // 42: coffer.v1.AttachRolePolicyResponse
+	(*DetachRolePolicyRequest)(nil),          // 43: coffer.v1.DetachRolePolicyRequest
+	(*DetachRolePolicyResponse)(nil),         // 44: coffer.v1.DetachRolePolicyResponse
+	(*AssumeRoleRequest)(nil),                // 45: coffer.v1.AssumeRoleRequest
+	(*AssumeRoleResponse)(nil),               // 46: coffer.v1.AssumeRoleResponse
+	(*AssumeRoleWithWebIdentityRequest)(nil), // 47: coffer.v1.AssumeRoleWithWebIdentityRequest
+	nil,                                      // 48: coffer.v1.PrincipalInfo.TagsEntry
+	nil,                                      // 49: coffer.v1.CreatePrincipalRequest.TagsEntry
+	nil,                                      // 50: coffer.v1.SimulatePolicyRequest.ContextEntry
+	(*timestamppb.Timestamp)(nil),            // 51: google.protobuf.Timestamp
 }
 var file_coffer_v1_iam_proto_depIdxs = []int32{
-	33, // 0: coffer.v1.PrincipalInfo.created_date:type_name -> google.protobuf.Timestamp
-	30, // 1: coffer.v1.PrincipalInfo.tags:type_name -> coffer.v1.PrincipalInfo.TagsEntry
-	31, // 2: coffer.v1.CreatePrincipalRequest.tags:type_name -> coffer.v1.CreatePrincipalRequest.TagsEntry
+	51, // 0: coffer.v1.PrincipalInfo.created_date:type_name -> google.protobuf.Timestamp
+	48, // 1: coffer.v1.PrincipalInfo.tags:type_name -> coffer.v1.PrincipalInfo.TagsEntry
+	49, // 2: coffer.v1.CreatePrincipalRequest.tags:type_name -> coffer.v1.CreatePrincipalRequest.TagsEntry
 	0,  // 3: coffer.v1.CreatePrincipalResponse.principal:type_name -> coffer.v1.PrincipalInfo
 	0,  // 4: coffer.v1.ListPrincipalsResponse.principals:type_name -> coffer.v1.PrincipalInfo
-	33, // 5: coffer.v1.CreateAccessKeyResponse.created_date:type_name -> google.protobuf.Timestamp
-	33, // 6: coffer.v1.PolicyInfo.created_date:type_name -> google.protobuf.Timestamp
-	33, // 7: coffer.v1.PolicyInfo.updated_date:type_name -> google.protobuf.Timestamp
+	51, // 5: coffer.v1.CreateAccessKeyResponse.created_date:type_name -> google.protobuf.Timestamp
+	51, // 6: coffer.v1.PolicyInfo.created_date:type_name -> google.protobuf.Timestamp
+	51, // 7: coffer.v1.PolicyInfo.updated_date:type_name -> google.protobuf.Timestamp
 	11, // 8: coffer.v1.PutPolicyResponse.policy:type_name -> coffer.v1.PolicyInfo
 	11, // 9: coffer.v1.GetPolicyResponse.policy:type_name -> coffer.v1.PolicyInfo
 	11, // 10: coffer.v1.ListPoliciesResponse.policies:type_name -> coffer.v1.PolicyInfo
-	32, // 11: coffer.v1.SimulatePolicyRequest.context:type_name -> coffer.v1.SimulatePolicyRequest.ContextEntry
-	33, // 12: coffer.v1.GetSessionTokenResponse.expiration:type_name -> google.protobuf.Timestamp
-	1,  // 13: coffer.v1.IAMService.CreatePrincipal:input_type -> coffer.v1.CreatePrincipalRequest
-	3,  // 14: coffer.v1.IAMService.ListPrincipals:input_type -> coffer.v1.ListPrincipalsRequest
-	5,  // 15: coffer.v1.IAMService.DeletePrincipal:input_type -> coffer.v1.DeletePrincipalRequest
-	7,  // 16: coffer.v1.IAMService.CreateAccessKey:input_type -> coffer.v1.CreateAccessKeyRequest
-	9,  // 17: coffer.v1.IAMService.DeleteAccessKey:input_type -> coffer.v1.DeleteAccessKeyRequest
-	12, // 18: coffer.v1.IAMService.PutPolicy:input_type -> coffer.v1.PutPolicyRequest
-	14, // 19: coffer.v1.IAMService.GetPolicy:input_type -> coffer.v1.GetPolicyRequest
-	16, // 20: coffer.v1.IAMService.ListPolicies:input_type -> coffer.v1.ListPoliciesRequest
-	18, // 21: coffer.v1.IAMService.DeletePolicy:input_type -> coffer.v1.DeletePolicyRequest
-	20, // 22: coffer.v1.IAMService.AttachPolicy:input_type -> coffer.v1.AttachPolicyRequest
-	22, // 23: coffer.v1.IAMService.DetachPolicy:input_type -> coffer.v1.DetachPolicyRequest
-	24, // 24: coffer.v1.IAMService.SimulatePolicy:input_type -> coffer.v1.SimulatePolicyRequest
-	26, // 25: coffer.v1.IAMService.GetSessionToken:input_type -> coffer.v1.GetSessionTokenRequest
-	28, // 26: coffer.v1.IAMService.GetCallerIdentity:input_type -> coffer.v1.GetCallerIdentityRequest
-	2,  // 27: coffer.v1.IAMService.CreatePrincipal:output_type -> coffer.v1.CreatePrincipalResponse
-	4,  // 28: coffer.v1.IAMService.ListPrincipals:output_type -> coffer.v1.ListPrincipalsResponse
-	6,  // 29: coffer.v1.IAMService.DeletePrincipal:output_type -> coffer.v1.DeletePrincipalResponse
-	8,  // 30: coffer.v1.IAMService.CreateAccessKey:output_type -> coffer.v1.CreateAccessKeyResponse
-	10, // 31: coffer.v1.IAMService.DeleteAccessKey:output_type -> coffer.v1.DeleteAccessKeyResponse
-	13, // 32: coffer.v1.IAMService.PutPolicy:output_type -> coffer.v1.PutPolicyResponse
-	15, // 33: coffer.v1.IAMService.GetPolicy:output_type -> coffer.v1.GetPolicyResponse
-	17, // 34: coffer.v1.IAMService.ListPolicies:output_type -> coffer.v1.ListPoliciesResponse
-	19, // 35: coffer.v1.IAMService.DeletePolicy:output_type -> coffer.v1.DeletePolicyResponse
-	21, // 36: coffer.v1.IAMService.AttachPolicy:output_type -> coffer.v1.AttachPolicyResponse
-	23, // 37: coffer.v1.IAMService.DetachPolicy:output_type -> coffer.v1.DetachPolicyResponse
-	25, // 38: coffer.v1.IAMService.SimulatePolicy:output_type -> coffer.v1.SimulatePolicyResponse
-	27, // 39: coffer.v1.IAMService.GetSessionToken:output_type -> coffer.v1.GetSessionTokenResponse
-	29, // 40: coffer.v1.IAMService.GetCallerIdentity:output_type -> coffer.v1.GetCallerIdentityResponse
-	27, // [27:41] is the sub-list for method output_type
-	13, // [13:27] is the sub-list for method input_type
-	13, // [13:13] is the sub-list for extension type_name
-	13, // [13:13] is the sub-list for extension extendee
-	0,  // [0:13] is the sub-list for field type_name
+	50, // 11: coffer.v1.SimulatePolicyRequest.context:type_name -> coffer.v1.SimulatePolicyRequest.ContextEntry
+	51, // 12: coffer.v1.GetSessionTokenResponse.expiration:type_name -> google.protobuf.Timestamp
+	51, // 13: coffer.v1.RoleInfo.created_date:type_name -> google.protobuf.Timestamp
+	30, // 14: coffer.v1.CreateRoleResponse.role:type_name -> coffer.v1.RoleInfo
+	30, // 15: coffer.v1.GetRoleResponse.role:type_name -> coffer.v1.RoleInfo
+	30, // 16: coffer.v1.ListRolesResponse.roles:type_name -> coffer.v1.RoleInfo
+	51, // 17: coffer.v1.AssumeRoleResponse.expiration:type_name -> google.protobuf.Timestamp
+	1,  // 18: coffer.v1.IAMService.CreatePrincipal:input_type -> coffer.v1.CreatePrincipalRequest
+	3,  // 19: coffer.v1.IAMService.ListPrincipals:input_type -> coffer.v1.ListPrincipalsRequest
+	5,  // 20: coffer.v1.IAMService.DeletePrincipal:input_type -> coffer.v1.DeletePrincipalRequest
+	7,  // 21: coffer.v1.IAMService.CreateAccessKey:input_type -> coffer.v1.CreateAccessKeyRequest
+	9,  // 22: coffer.v1.IAMService.DeleteAccessKey:input_type -> coffer.v1.DeleteAccessKeyRequest
+	12, // 23: coffer.v1.IAMService.PutPolicy:input_type -> coffer.v1.PutPolicyRequest
+	14, // 24: coffer.v1.IAMService.GetPolicy:input_type -> coffer.v1.GetPolicyRequest
+	16, // 25: coffer.v1.IAMService.ListPolicies:input_type -> coffer.v1.ListPoliciesRequest
+	18, // 26: coffer.v1.IAMService.DeletePolicy:input_type -> coffer.v1.DeletePolicyRequest
+	20, // 27: coffer.v1.IAMService.AttachPolicy:input_type -> coffer.v1.AttachPolicyRequest
+	22, // 28: coffer.v1.IAMService.DetachPolicy:input_type -> coffer.v1.DetachPolicyRequest
+	24, // 29: coffer.v1.IAMService.SimulatePolicy:input_type -> coffer.v1.SimulatePolicyRequest
+	26, // 30: coffer.v1.IAMService.GetSessionToken:input_type -> coffer.v1.GetSessionTokenRequest
+	28, // 31: coffer.v1.IAMService.GetCallerIdentity:input_type -> coffer.v1.GetCallerIdentityRequest
+	31, // 32: coffer.v1.IAMService.CreateRole:input_type -> coffer.v1.CreateRoleRequest
+	33, // 33: coffer.v1.IAMService.GetRole:input_type -> coffer.v1.GetRoleRequest
+	35, // 34: coffer.v1.IAMService.ListRoles:input_type -> coffer.v1.ListRolesRequest
+	37, // 35: coffer.v1.IAMService.DeleteRole:input_type -> coffer.v1.DeleteRoleRequest
+	39, // 36: coffer.v1.IAMService.UpdateAssumeRolePolicy:input_type -> coffer.v1.UpdateAssumeRolePolicyRequest
+	41, // 37: coffer.v1.IAMService.AttachRolePolicy:input_type -> coffer.v1.AttachRolePolicyRequest
+	43, // 38: coffer.v1.IAMService.DetachRolePolicy:input_type -> coffer.v1.DetachRolePolicyRequest
+	45, // 39: coffer.v1.IAMService.AssumeRole:input_type -> coffer.v1.AssumeRoleRequest
+	2,  // 40: coffer.v1.IAMService.CreatePrincipal:output_type -> coffer.v1.CreatePrincipalResponse
+	4,  // 41: coffer.v1.IAMService.ListPrincipals:output_type -> coffer.v1.ListPrincipalsResponse
+	6,  // 42: coffer.v1.IAMService.DeletePrincipal:output_type -> coffer.v1.DeletePrincipalResponse
+	8,  // 43: coffer.v1.IAMService.CreateAccessKey:output_type -> coffer.v1.CreateAccessKeyResponse
+	10, // 44: coffer.v1.IAMService.DeleteAccessKey:output_type -> coffer.v1.DeleteAccessKeyResponse
+	13, // 45: coffer.v1.IAMService.PutPolicy:output_type -> coffer.v1.PutPolicyResponse
+	15, // 46: coffer.v1.IAMService.GetPolicy:output_type -> coffer.v1.GetPolicyResponse
+	17, // 47: coffer.v1.IAMService.ListPolicies:output_type -> coffer.v1.ListPoliciesResponse
+	19, // 48: coffer.v1.IAMService.DeletePolicy:output_type -> coffer.v1.DeletePolicyResponse
+	21, // 49: coffer.v1.IAMService.AttachPolicy:output_type -> coffer.v1.AttachPolicyResponse
+	23, // 50: coffer.v1.IAMService.DetachPolicy:output_type -> coffer.v1.DetachPolicyResponse
+	25, // 51: coffer.v1.IAMService.SimulatePolicy:output_type -> coffer.v1.SimulatePolicyResponse
+	27, // 52: coffer.v1.IAMService.GetSessionToken:output_type -> coffer.v1.GetSessionTokenResponse
+	29, // 53: coffer.v1.IAMService.GetCallerIdentity:output_type -> coffer.v1.GetCallerIdentityResponse
+	32, // 54: coffer.v1.IAMService.CreateRole:output_type -> coffer.v1.CreateRoleResponse
+	34, // 55: coffer.v1.IAMService.GetRole:output_type -> coffer.v1.GetRoleResponse
+	36, // 56: coffer.v1.IAMService.ListRoles:output_type -> coffer.v1.ListRolesResponse
+	38, // 57: coffer.v1.IAMService.DeleteRole:output_type -> coffer.v1.DeleteRoleResponse
+	40, // 58: coffer.v1.IAMService.UpdateAssumeRolePolicy:output_type -> coffer.v1.UpdateAssumeRolePolicyResponse
+	42, // 59: coffer.v1.IAMService.AttachRolePolicy:output_type -> coffer.v1.AttachRolePolicyResponse
+	44, // 60: coffer.v1.IAMService.DetachRolePolicy:output_type -> coffer.v1.DetachRolePolicyResponse
+	46, // 61: coffer.v1.IAMService.AssumeRole:output_type -> coffer.v1.AssumeRoleResponse
+	40, // [40:62] is the sub-list for method output_type
+	18, // [18:40] is the sub-list for method input_type
+	18, // [18:18] is the sub-list for extension type_name
+	18, // [18:18] is the sub-list for extension extendee
+	0,  // [0:18] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_iam_proto_init() }
@@ -1883,7 +3019,7 @@ func file_coffer_v1_iam_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_iam_proto_rawDesc), len(file_coffer_v1_iam_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   33,
+			NumMessages:   51,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,20 +19,28 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	IAMService_CreatePrincipal_FullMethodName   = "/coffer.v1.IAMService/CreatePrincipal"
-	IAMService_ListPrincipals_FullMethodName    = "/coffer.v1.IAMService/ListPrincipals"
-	IAMService_DeletePrincipal_FullMethodName   = "/coffer.v1.IAMService/DeletePrincipal"
-	IAMService_CreateAccessKey_FullMethodName   = "/coffer.v1.IAMService/CreateAccessKey"
-	IAMService_DeleteAccessKey_FullMethodName   = "/coffer.v1.IAMService/DeleteAccessKey"
-	IAMService_PutPolicy_FullMethodName         = "/coffer.v1.IAMService/PutPolicy"
-	IAMService_GetPolicy_FullMethodName         = "/coffer.v1.IAMService/GetPolicy"
-	IAMService_ListPolicies_FullMethodName      = "/coffer.v1.IAMService/ListPolicies"
-	IAMService_DeletePolicy_FullMethodName      = "/coffer.v1.IAMService/DeletePolicy"
-	IAMService_AttachPolicy_FullMethodName      = "/coffer.v1.IAMService/AttachPolicy"
-	IAMService_DetachPolicy_FullMethodName      = "/coffer.v1.IAMService/DetachPolicy"
-	IAMService_SimulatePolicy_FullMethodName    = "/coffer.v1.IAMService/SimulatePolicy"
-	IAMService_GetSessionToken_FullMethodName   = "/coffer.v1.IAMService/GetSessionToken"
-	IAMService_GetCallerIdentity_FullMethodName = "/coffer.v1.IAMService/GetCallerIdentity"
+	IAMService_CreatePrincipal_FullMethodName        = "/coffer.v1.IAMService/CreatePrincipal"
+	IAMService_ListPrincipals_FullMethodName         = "/coffer.v1.IAMService/ListPrincipals"
+	IAMService_DeletePrincipal_FullMethodName        = "/coffer.v1.IAMService/DeletePrincipal"
+	IAMService_CreateAccessKey_FullMethodName        = "/coffer.v1.IAMService/CreateAccessKey"
+	IAMService_DeleteAccessKey_FullMethodName        = "/coffer.v1.IAMService/DeleteAccessKey"
+	IAMService_PutPolicy_FullMethodName              = "/coffer.v1.IAMService/PutPolicy"
+	IAMService_GetPolicy_FullMethodName              = "/coffer.v1.IAMService/GetPolicy"
+	IAMService_ListPolicies_FullMethodName           = "/coffer.v1.IAMService/ListPolicies"
+	IAMService_DeletePolicy_FullMethodName           = "/coffer.v1.IAMService/DeletePolicy"
+	IAMService_AttachPolicy_FullMethodName           = "/coffer.v1.IAMService/AttachPolicy"
+	IAMService_DetachPolicy_FullMethodName           = "/coffer.v1.IAMService/DetachPolicy"
+	IAMService_SimulatePolicy_FullMethodName         = "/coffer.v1.IAMService/SimulatePolicy"
+	IAMService_GetSessionToken_FullMethodName        = "/coffer.v1.IAMService/GetSessionToken"
+	IAMService_GetCallerIdentity_FullMethodName      = "/coffer.v1.IAMService/GetCallerIdentity"
+	IAMService_CreateRole_FullMethodName             = "/coffer.v1.IAMService/CreateRole"
+	IAMService_GetRole_FullMethodName                = "/coffer.v1.IAMService/GetRole"
+	IAMService_ListRoles_FullMethodName              = "/coffer.v1.IAMService/ListRoles"
+	IAMService_DeleteRole_FullMethodName             = "/coffer.v1.IAMService/DeleteRole"
+	IAMService_UpdateAssumeRolePolicy_FullMethodName = "/coffer.v1.IAMService/UpdateAssumeRolePolicy"
+	IAMService_AttachRolePolicy_FullMethodName       = "/coffer.v1.IAMService/AttachRolePolicy"
+	IAMService_DetachRolePolicy_FullMethodName       = "/coffer.v1.IAMService/DetachRolePolicy"
+	IAMService_AssumeRole_FullMethodName             = "/coffer.v1.IAMService/AssumeRole"
 )
 
 // IAMServiceClient is the client API for IAMService service.
@@ -76,6 +84,26 @@ type IAMServiceClient interface {
 	// GetCallerIdentity names the authenticated caller, like STS
 	// GetCallerIdentity.
 	GetCallerIdentity(ctx context.Context, in *GetCallerIdentityRequest, opts ...grpc.CallOption) (*GetCallerIdentityResponse, error)
+	// CreateRole creates a role: an identity with no long-term key that
+	// principals (or holders of a web identity token) assume when its trust
+	// policy allows them.
+	CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*CreateRoleResponse, error)
+	// GetRole returns a role, its trust policy and attached policies.
+	GetRole(ctx context.Context, in *GetRoleRequest, opts ...grpc.CallOption) (*GetRoleResponse, error)
+	// ListRoles lists roles.
+	ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error)
+	// DeleteRole deletes a role and revokes its live sessions.
+	DeleteRole(ctx context.Context, in *DeleteRoleRequest, opts ...grpc.CallOption) (*DeleteRoleResponse, error)
+	// UpdateAssumeRolePolicy replaces a role's trust policy.
+	UpdateAssumeRolePolicy(ctx context.Context, in *UpdateAssumeRolePolicyRequest, opts ...grpc.CallOption) (*UpdateAssumeRolePolicyResponse, error)
+	// AttachRolePolicy attaches an identity policy to a role.
+	AttachRolePolicy(ctx context.Context, in *AttachRolePolicyRequest, opts ...grpc.CallOption) (*AttachRolePolicyResponse, error)
+	// DetachRolePolicy detaches an identity policy from a role.
+	DetachRolePolicy(ctx context.Context, in *DetachRolePolicyRequest, opts ...grpc.CallOption) (*DetachRolePolicyResponse, error)
+	// AssumeRole returns temporary credentials of a role, like STS
+	// AssumeRole: the role's trust policy must allow the caller, and the
+	// caller's identity policies must allow sts:AssumeRole on the role.
+	AssumeRole(ctx context.Context, in *AssumeRoleRequest, opts ...grpc.CallOption) (*AssumeRoleResponse, error)
 }
 
 type iAMServiceClient struct {
@@ -226,6 +254,86 @@ func (c *iAMServiceClient) GetCallerIdentity(ctx context.Context, in *GetCallerI
 	return out, nil
 }
 
+func (c *iAMServiceClient) CreateRole(ctx context.Context, in *CreateRoleRequest, opts ...grpc.CallOption) (*CreateRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(CreateRoleResponse)
+	err := c.cc.Invoke(ctx, IAMService_CreateRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) GetRole(ctx context.Context, in *GetRoleRequest, opts ...grpc.CallOption) (*GetRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(GetRoleResponse)
+	err := c.cc.Invoke(ctx, IAMService_GetRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) ListRoles(ctx context.Context, in *ListRolesRequest, opts ...grpc.CallOption) (*ListRolesResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ListRolesResponse)
+	err := c.cc.Invoke(ctx, IAMService_ListRoles_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) DeleteRole(ctx context.Context, in *DeleteRoleRequest, opts ...grpc.CallOption) (*DeleteRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DeleteRoleResponse)
+	err := c.cc.Invoke(ctx, IAMService_DeleteRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) UpdateAssumeRolePolicy(ctx context.Context, in *UpdateAssumeRolePolicyRequest, opts ...grpc.CallOption) (*UpdateAssumeRolePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(UpdateAssumeRolePolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_UpdateAssumeRolePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) AttachRolePolicy(ctx context.Context, in *AttachRolePolicyRequest, opts ...grpc.CallOption) (*AttachRolePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AttachRolePolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_AttachRolePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) DetachRolePolicy(ctx context.Context, in *DetachRolePolicyRequest, opts ...grpc.CallOption) (*DetachRolePolicyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(DetachRolePolicyResponse)
+	err := c.cc.Invoke(ctx, IAMService_DetachRolePolicy_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
+func (c *iAMServiceClient) AssumeRole(ctx context.Context, in *AssumeRoleRequest, opts ...grpc.CallOption) (*AssumeRoleResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AssumeRoleResponse)
+	err := c.cc.Invoke(ctx, IAMService_AssumeRole_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // IAMServiceServer is the server API for IAMService service.
 // All implementations must embed UnimplementedIAMServiceServer
 // for forward compatibility.
@@ -267,6 +375,26 @@ type IAMServiceServer interface {
 	// GetCallerIdentity names the authenticated caller, like STS
 	// GetCallerIdentity.
 	GetCallerIdentity(context.Context, *GetCallerIdentityRequest) (*GetCallerIdentityResponse, error)
+	// CreateRole creates a role: an identity with no long-term key that
+	// principals (or holders of a web identity token) assume when its trust
+	// policy allows them.
+	CreateRole(context.Context, *CreateRoleRequest) (*CreateRoleResponse, error)
+	// GetRole returns a role, its trust policy and attached policies.
+	GetRole(context.Context, *GetRoleRequest) (*GetRoleResponse, error)
+	// ListRoles lists roles.
+	ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error)
+	// DeleteRole deletes a role and revokes its live sessions.
+	DeleteRole(context.Context, *DeleteRoleRequest) (*DeleteRoleResponse, error)
+	// UpdateAssumeRolePolicy replaces a role's trust policy.
+	UpdateAssumeRolePolicy(context.Context, *UpdateAssumeRolePolicyRequest) (*UpdateAssumeRolePolicyResponse, error)
+	// AttachRolePolicy attaches an identity policy to a role.
+	AttachRolePolicy(context.Context, *AttachRolePolicyRequest) (*AttachRolePolicyResponse, error)
+	// DetachRolePolicy detaches an identity policy from a role.
+	DetachRolePolicy(context.Context, *DetachRolePolicyRequest) (*DetachRolePolicyResponse, error)
+	// AssumeRole returns temporary credentials of a role, like STS
+	// AssumeRole: the role's trust policy must allow the caller, and the
+	// caller's identity policies must allow sts:AssumeRole on the role.
+	AssumeRole(context.Context, *AssumeRoleRequest) (*AssumeRoleResponse, error)
 	mustEmbedUnimplementedIAMServiceServer()
 }
 
@@ -318,6 +446,30 @@ func (UnimplementedIAMServiceServer) GetSessionToken(context.Context, *GetSessio
 }
 func (UnimplementedIAMServiceServer) GetCallerIdentity(context.Context, *GetCallerIdentityRequest) (*GetCallerIdentityResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method GetCallerIdentity not implemented")
+}
+func (UnimplementedIAMServiceServer) CreateRole(context.Context, *CreateRoleRequest) (*CreateRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method CreateRole not implemented")
+}
+func (UnimplementedIAMServiceServer) GetRole(context.Context, *GetRoleRequest) (*GetRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method GetRole not implemented")
+}
+func (UnimplementedIAMServiceServer) ListRoles(context.Context, *ListRolesRequest) (*ListRolesResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ListRoles not implemented")
+}
+func (UnimplementedIAMServiceServer) DeleteRole(context.Context, *DeleteRoleRequest) (*DeleteRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DeleteRole not implemented")
+}
+func (UnimplementedIAMServiceServer) UpdateAssumeRolePolicy(context.Context, *UpdateAssumeRolePolicyRequest) (*UpdateAssumeRolePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method UpdateAssumeRolePolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) AttachRolePolicy(context.Context, *AttachRolePolicyRequest) (*AttachRolePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AttachRolePolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) DetachRolePolicy(context.Context, *DetachRolePolicyRequest) (*DetachRolePolicyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method DetachRolePolicy not implemented")
+}
+func (UnimplementedIAMServiceServer) AssumeRole(context.Context, *AssumeRoleRequest) (*AssumeRoleResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AssumeRole not implemented")
 }
 func (UnimplementedIAMServiceServer) mustEmbedUnimplementedIAMServiceServer() {}
 func (UnimplementedIAMServiceServer) testEmbeddedByValue()                    {}
@@ -592,6 +744,150 @@ func _IAMService_GetCallerIdentity_Handler(srv interface{}, ctx context.Context,
 	return interceptor(ctx, in, info, handler)
 }
 
+func _IAMService_CreateRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(CreateRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).CreateRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_CreateRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).CreateRole(ctx, req.(*CreateRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_GetRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(GetRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).GetRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_GetRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).GetRole(ctx, req.(*GetRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_ListRoles_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ListRolesRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).ListRoles(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_ListRoles_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).ListRoles(ctx, req.(*ListRolesRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_DeleteRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DeleteRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).DeleteRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_DeleteRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).DeleteRole(ctx, req.(*DeleteRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_UpdateAssumeRolePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(UpdateAssumeRolePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).UpdateAssumeRolePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_UpdateAssumeRolePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).UpdateAssumeRolePolicy(ctx, req.(*UpdateAssumeRolePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_AttachRolePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AttachRolePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).AttachRolePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_AttachRolePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).AttachRolePolicy(ctx, req.(*AttachRolePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_DetachRolePolicy_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(DetachRolePolicyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).DetachRolePolicy(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_DetachRolePolicy_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).DetachRolePolicy(ctx, req.(*DetachRolePolicyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
+func _IAMService_AssumeRole_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AssumeRoleRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(IAMServiceServer).AssumeRole(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: IAMService_AssumeRole_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(IAMServiceServer).AssumeRole(ctx, req.(*AssumeRoleRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // IAMService_ServiceDesc is the grpc.ServiceDesc for IAMService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -654,6 +950,38 @@ var IAMService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "GetCallerIdentity",
 			Handler:    _IAMService_GetCallerIdentity_Handler,
+		},
+		{
+			MethodName: "CreateRole",
+			Handler:    _IAMService_CreateRole_Handler,
+		},
+		{
+			MethodName: "GetRole",
+			Handler:    _IAMService_GetRole_Handler,
+		},
+		{
+			MethodName: "ListRoles",
+			Handler:    _IAMService_ListRoles_Handler,
+		},
+		{
+			MethodName: "DeleteRole",
+			Handler:    _IAMService_DeleteRole_Handler,
+		},
+		{
+			MethodName: "UpdateAssumeRolePolicy",
+			Handler:    _IAMService_UpdateAssumeRolePolicy_Handler,
+		},
+		{
+			MethodName: "AttachRolePolicy",
+			Handler:    _IAMService_AttachRolePolicy_Handler,
+		},
+		{
+			MethodName: "DetachRolePolicy",
+			Handler:    _IAMService_DetachRolePolicy_Handler,
+		},
+		{
+			MethodName: "AssumeRole",
+			Handler:    _IAMService_AssumeRole_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

@@ -58,6 +58,11 @@ type Command struct {
 	//	*Command_AttachPolicy
 	//	*Command_DetachPolicy
 	//	*Command_PurgeSessions
+	//	*Command_CreateRole
+	//	*Command_DeleteRole
+	//	*Command_UpdateRoleTrustPolicy
+	//	*Command_AttachRolePolicy
+	//	*Command_DetachRolePolicy
 	//	*Command_ConfigureRotation
 	//	*Command_StartRotation
 	//	*Command_RecordRotationStep
@@ -323,6 +328,51 @@ func (x *Command) GetPurgeSessions() *PurgeSessions {
 	if x != nil {
 		if x, ok := x.Op.(*Command_PurgeSessions); ok {
 			return x.PurgeSessions
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetCreateRole() *CreateRole {
+	if x != nil {
+		if x, ok := x.Op.(*Command_CreateRole); ok {
+			return x.CreateRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDeleteRole() *DeleteRole {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DeleteRole); ok {
+			return x.DeleteRole
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetUpdateRoleTrustPolicy() *UpdateRoleTrustPolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_UpdateRoleTrustPolicy); ok {
+			return x.UpdateRoleTrustPolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetAttachRolePolicy() *AttachRolePolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_AttachRolePolicy); ok {
+			return x.AttachRolePolicy
+		}
+	}
+	return nil
+}
+
+func (x *Command) GetDetachRolePolicy() *DetachRolePolicy {
+	if x != nil {
+		if x, ok := x.Op.(*Command_DetachRolePolicy); ok {
+			return x.DetachRolePolicy
 		}
 	}
 	return nil
@@ -649,6 +699,31 @@ type Command_PurgeSessions struct {
 	PurgeSessions *PurgeSessions `protobuf:"bytes,54,opt,name=purge_sessions,json=purgeSessions,proto3,oneof"`
 }
 
+type Command_CreateRole struct {
+	// create_role adds a role.
+	CreateRole *CreateRole `protobuf:"bytes,60,opt,name=create_role,json=createRole,proto3,oneof"`
+}
+
+type Command_DeleteRole struct {
+	// delete_role removes a role and its sessions.
+	DeleteRole *DeleteRole `protobuf:"bytes,61,opt,name=delete_role,json=deleteRole,proto3,oneof"`
+}
+
+type Command_UpdateRoleTrustPolicy struct {
+	// update_role_trust_policy replaces a role's trust policy.
+	UpdateRoleTrustPolicy *UpdateRoleTrustPolicy `protobuf:"bytes,62,opt,name=update_role_trust_policy,json=updateRoleTrustPolicy,proto3,oneof"`
+}
+
+type Command_AttachRolePolicy struct {
+	// attach_role_policy attaches an identity policy to a role.
+	AttachRolePolicy *AttachRolePolicy `protobuf:"bytes,63,opt,name=attach_role_policy,json=attachRolePolicy,proto3,oneof"`
+}
+
+type Command_DetachRolePolicy struct {
+	// detach_role_policy detaches an identity policy from a role.
+	DetachRolePolicy *DetachRolePolicy `protobuf:"bytes,64,opt,name=detach_role_policy,json=detachRolePolicy,proto3,oneof"`
+}
+
 type Command_ConfigureRotation struct {
 	// configure_rotation is RotateSecret: it stores the rotation settings and
 	// starts a rotation (or a test of the function).
@@ -809,6 +884,16 @@ func (*Command_AttachPolicy) isCommand_Op() {}
 func (*Command_DetachPolicy) isCommand_Op() {}
 
 func (*Command_PurgeSessions) isCommand_Op() {}
+
+func (*Command_CreateRole) isCommand_Op() {}
+
+func (*Command_DeleteRole) isCommand_Op() {}
+
+func (*Command_UpdateRoleTrustPolicy) isCommand_Op() {}
+
+func (*Command_AttachRolePolicy) isCommand_Op() {}
+
+func (*Command_DetachRolePolicy) isCommand_Op() {}
 
 func (*Command_ConfigureRotation) isCommand_Op() {}
 
@@ -3891,11 +3976,269 @@ func (x *ResolveDiverged) GetAdopt() bool {
 	return false
 }
 
+// CreateRole adds a role (RoleExists when the name is taken).
+type CreateRole struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role is the new role.
+	Role          *v1.Role `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateRole) Reset() {
+	*x = CreateRole{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[51]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateRole) ProtoMessage() {}
+
+func (x *CreateRole) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[51]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateRole.ProtoReflect.Descriptor instead.
+func (*CreateRole) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{51}
+}
+
+func (x *CreateRole) GetRole() *v1.Role {
+	if x != nil {
+		return x.Role
+	}
+	return nil
+}
+
+// DeleteRole removes a role with no attached policy, and the sessions
+// assumed from it.
+type DeleteRole struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the role's name.
+	Name          string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteRole) Reset() {
+	*x = DeleteRole{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[52]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteRole) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteRole) ProtoMessage() {}
+
+func (x *DeleteRole) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[52]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteRole.ProtoReflect.Descriptor instead.
+func (*DeleteRole) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{52}
+}
+
+func (x *DeleteRole) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+// UpdateRoleTrustPolicy replaces a role's trust policy.
+type UpdateRoleTrustPolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is the role's name.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// trust_policy is the new document, parsed before it was proposed.
+	TrustPolicy   string `protobuf:"bytes,2,opt,name=trust_policy,json=trustPolicy,proto3" json:"trust_policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *UpdateRoleTrustPolicy) Reset() {
+	*x = UpdateRoleTrustPolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[53]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *UpdateRoleTrustPolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*UpdateRoleTrustPolicy) ProtoMessage() {}
+
+func (x *UpdateRoleTrustPolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[53]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use UpdateRoleTrustPolicy.ProtoReflect.Descriptor instead.
+func (*UpdateRoleTrustPolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{53}
+}
+
+func (x *UpdateRoleTrustPolicy) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *UpdateRoleTrustPolicy) GetTrustPolicy() string {
+	if x != nil {
+		return x.TrustPolicy
+	}
+	return ""
+}
+
+// AttachRolePolicy attaches a policy to a role (a no-op when attached).
+type AttachRolePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role is the role's name.
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// policy is the policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AttachRolePolicy) Reset() {
+	*x = AttachRolePolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[54]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AttachRolePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AttachRolePolicy) ProtoMessage() {}
+
+func (x *AttachRolePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[54]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AttachRolePolicy.ProtoReflect.Descriptor instead.
+func (*AttachRolePolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{54}
+}
+
+func (x *AttachRolePolicy) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *AttachRolePolicy) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
+// DetachRolePolicy detaches a policy from a role.
+type DetachRolePolicy struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// role is the role's name.
+	Role string `protobuf:"bytes,1,opt,name=role,proto3" json:"role,omitempty"`
+	// policy is the policy's name.
+	Policy        string `protobuf:"bytes,2,opt,name=policy,proto3" json:"policy,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DetachRolePolicy) Reset() {
+	*x = DetachRolePolicy{}
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[55]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DetachRolePolicy) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DetachRolePolicy) ProtoMessage() {}
+
+func (x *DetachRolePolicy) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_raft_v1_command_proto_msgTypes[55]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DetachRolePolicy.ProtoReflect.Descriptor instead.
+func (*DetachRolePolicy) Descriptor() ([]byte, []int) {
+	return file_coffer_raft_v1_command_proto_rawDescGZIP(), []int{55}
+}
+
+func (x *DetachRolePolicy) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+func (x *DetachRolePolicy) GetPolicy() string {
+	if x != nil {
+		return x.Policy
+	}
+	return ""
+}
+
 var File_coffer_raft_v1_command_proto protoreflect.FileDescriptor
 
 const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\n" +
-	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x1a\n" +
+	"\x1ccoffer/raft/v1/command.proto\x12\x0ecoffer.raft.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x17coffer/v1/secrets.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd5\x1d\n" +
 	"\aCommand\x12.\n" +
 	"\x06header\x18\x01 \x01(\v2\x16.coffer.raft.v1.HeaderR\x06header\x12@\n" +
 	"\finit_keyring\x18\n" +
@@ -3921,7 +4264,14 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\rdelete_policy\x183 \x01(\v2\x1c.coffer.raft.v1.DeletePolicyH\x00R\fdeletePolicy\x12C\n" +
 	"\rattach_policy\x184 \x01(\v2\x1c.coffer.raft.v1.AttachPolicyH\x00R\fattachPolicy\x12C\n" +
 	"\rdetach_policy\x185 \x01(\v2\x1c.coffer.raft.v1.DetachPolicyH\x00R\fdetachPolicy\x12F\n" +
-	"\x0epurge_sessions\x186 \x01(\v2\x1d.coffer.raft.v1.PurgeSessionsH\x00R\rpurgeSessions\x12R\n" +
+	"\x0epurge_sessions\x186 \x01(\v2\x1d.coffer.raft.v1.PurgeSessionsH\x00R\rpurgeSessions\x12=\n" +
+	"\vcreate_role\x18< \x01(\v2\x1a.coffer.raft.v1.CreateRoleH\x00R\n" +
+	"createRole\x12=\n" +
+	"\vdelete_role\x18= \x01(\v2\x1a.coffer.raft.v1.DeleteRoleH\x00R\n" +
+	"deleteRole\x12`\n" +
+	"\x18update_role_trust_policy\x18> \x01(\v2%.coffer.raft.v1.UpdateRoleTrustPolicyH\x00R\x15updateRoleTrustPolicy\x12P\n" +
+	"\x12attach_role_policy\x18? \x01(\v2 .coffer.raft.v1.AttachRolePolicyH\x00R\x10attachRolePolicy\x12P\n" +
+	"\x12detach_role_policy\x18@ \x01(\v2 .coffer.raft.v1.DetachRolePolicyH\x00R\x10detachRolePolicy\x12R\n" +
 	"\x12configure_rotation\x18F \x01(\v2!.coffer.raft.v1.ConfigureRotationH\x00R\x11configureRotation\x12F\n" +
 	"\x0estart_rotation\x18G \x01(\v2\x1d.coffer.raft.v1.StartRotationH\x00R\rstartRotation\x12V\n" +
 	"\x14record_rotation_step\x18H \x01(\v2\".coffer.raft.v1.RecordRotationStepH\x00R\x12recordRotationStep\x12I\n" +
@@ -4152,7 +4502,22 @@ const file_coffer_raft_v1_command_proto_rawDesc = "" +
 	"\x03arn\x18\x01 \x01(\tR\x03arn\x12\x1d\n" +
 	"\n" +
 	"version_id\x18\x02 \x01(\tR\tversionId\x12\x14\n" +
-	"\x05adopt\x18\x03 \x01(\bR\x05adoptB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
+	"\x05adopt\x18\x03 \x01(\bR\x05adopt\"9\n" +
+	"\n" +
+	"CreateRole\x12+\n" +
+	"\x04role\x18\x01 \x01(\v2\x17.coffer.storage.v1.RoleR\x04role\" \n" +
+	"\n" +
+	"DeleteRole\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"N\n" +
+	"\x15UpdateRoleTrustPolicy\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12!\n" +
+	"\ftrust_policy\x18\x02 \x01(\tR\vtrustPolicy\">\n" +
+	"\x10AttachRolePolicy\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policy\">\n" +
+	"\x10DetachRolePolicy\x12\x12\n" +
+	"\x04role\x18\x01 \x01(\tR\x04role\x12\x16\n" +
+	"\x06policy\x18\x02 \x01(\tR\x06policyB8Z6github.com/cofferhq/coffer/proto/coffer/raft/v1;raftv1b\x06proto3"
 
 var (
 	file_coffer_raft_v1_command_proto_rawDescOnce sync.Once
@@ -4166,7 +4531,7 @@ func file_coffer_raft_v1_command_proto_rawDescGZIP() []byte {
 	return file_coffer_raft_v1_command_proto_rawDescData
 }
 
-var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 51)
+var file_coffer_raft_v1_command_proto_msgTypes = make([]protoimpl.MessageInfo, 56)
 var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*Command)(nil),                    // 0: coffer.raft.v1.Command
 	(*Header)(nil),                     // 1: coffer.raft.v1.Header
@@ -4219,20 +4584,26 @@ var file_coffer_raft_v1_command_proto_goTypes = []any{
 	(*SetRegionFence)(nil),             // 48: coffer.raft.v1.SetRegionFence
 	(*SetSwitchover)(nil),              // 49: coffer.raft.v1.SetSwitchover
 	(*ResolveDiverged)(nil),            // 50: coffer.raft.v1.ResolveDiverged
-	(*timestamppb.Timestamp)(nil),      // 51: google.protobuf.Timestamp
-	(*v1.SealedValue)(nil),             // 52: coffer.storage.v1.SealedValue
-	(*v1.Keyring)(nil),                 // 53: coffer.storage.v1.Keyring
-	(*v11.Tag)(nil),                    // 54: coffer.v1.Tag
-	(*v1.Principal)(nil),               // 55: coffer.storage.v1.Principal
-	(*v1.AccessKey)(nil),               // 56: coffer.storage.v1.AccessKey
-	(*v1.Policy)(nil),                  // 57: coffer.storage.v1.Policy
-	(*v11.RotationRules)(nil),          // 58: coffer.v1.RotationRules
-	(*v1.RotationFunction)(nil),        // 59: coffer.storage.v1.RotationFunction
-	(*v1.ReplicaRegionConfig)(nil),     // 60: coffer.storage.v1.ReplicaRegionConfig
-	(*v1.ChangeFeedEntry)(nil),         // 61: coffer.storage.v1.ChangeFeedEntry
-	(*v1.RegionPeer)(nil),              // 62: coffer.storage.v1.RegionPeer
-	(*v1.KmsKey)(nil),                  // 63: coffer.storage.v1.KmsKey
-	(*v1.KmsKeyVersion)(nil),           // 64: coffer.storage.v1.KmsKeyVersion
+	(*CreateRole)(nil),                 // 51: coffer.raft.v1.CreateRole
+	(*DeleteRole)(nil),                 // 52: coffer.raft.v1.DeleteRole
+	(*UpdateRoleTrustPolicy)(nil),      // 53: coffer.raft.v1.UpdateRoleTrustPolicy
+	(*AttachRolePolicy)(nil),           // 54: coffer.raft.v1.AttachRolePolicy
+	(*DetachRolePolicy)(nil),           // 55: coffer.raft.v1.DetachRolePolicy
+	(*timestamppb.Timestamp)(nil),      // 56: google.protobuf.Timestamp
+	(*v1.SealedValue)(nil),             // 57: coffer.storage.v1.SealedValue
+	(*v1.Keyring)(nil),                 // 58: coffer.storage.v1.Keyring
+	(*v11.Tag)(nil),                    // 59: coffer.v1.Tag
+	(*v1.Principal)(nil),               // 60: coffer.storage.v1.Principal
+	(*v1.AccessKey)(nil),               // 61: coffer.storage.v1.AccessKey
+	(*v1.Policy)(nil),                  // 62: coffer.storage.v1.Policy
+	(*v11.RotationRules)(nil),          // 63: coffer.v1.RotationRules
+	(*v1.RotationFunction)(nil),        // 64: coffer.storage.v1.RotationFunction
+	(*v1.ReplicaRegionConfig)(nil),     // 65: coffer.storage.v1.ReplicaRegionConfig
+	(*v1.ChangeFeedEntry)(nil),         // 66: coffer.storage.v1.ChangeFeedEntry
+	(*v1.RegionPeer)(nil),              // 67: coffer.storage.v1.RegionPeer
+	(*v1.KmsKey)(nil),                  // 68: coffer.storage.v1.KmsKey
+	(*v1.KmsKeyVersion)(nil),           // 69: coffer.storage.v1.KmsKeyVersion
+	(*v1.Role)(nil),                    // 70: coffer.storage.v1.Role
 }
 var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	1,  // 0: coffer.raft.v1.Command.header:type_name -> coffer.raft.v1.Header
@@ -4258,63 +4629,69 @@ var file_coffer_raft_v1_command_proto_depIdxs = []int32{
 	23, // 20: coffer.raft.v1.Command.attach_policy:type_name -> coffer.raft.v1.AttachPolicy
 	24, // 21: coffer.raft.v1.Command.detach_policy:type_name -> coffer.raft.v1.DetachPolicy
 	25, // 22: coffer.raft.v1.Command.purge_sessions:type_name -> coffer.raft.v1.PurgeSessions
-	26, // 23: coffer.raft.v1.Command.configure_rotation:type_name -> coffer.raft.v1.ConfigureRotation
-	27, // 24: coffer.raft.v1.Command.start_rotation:type_name -> coffer.raft.v1.StartRotation
-	28, // 25: coffer.raft.v1.Command.record_rotation_step:type_name -> coffer.raft.v1.RecordRotationStep
-	29, // 26: coffer.raft.v1.Command.cancel_rotation:type_name -> coffer.raft.v1.CancelRotation
-	30, // 27: coffer.raft.v1.Command.register_rotation_function:type_name -> coffer.raft.v1.RegisterRotationFunction
-	31, // 28: coffer.raft.v1.Command.deregister_rotation_function:type_name -> coffer.raft.v1.DeregisterRotationFunction
-	44, // 29: coffer.raft.v1.Command.create_kms_key:type_name -> coffer.raft.v1.CreateKmsKey
-	45, // 30: coffer.raft.v1.Command.update_kms_key:type_name -> coffer.raft.v1.UpdateKmsKey
-	46, // 31: coffer.raft.v1.Command.set_kms_alias:type_name -> coffer.raft.v1.SetKmsAlias
-	47, // 32: coffer.raft.v1.Command.delete_kms_key:type_name -> coffer.raft.v1.DeleteKmsKey
-	32, // 33: coffer.raft.v1.Command.set_replicas:type_name -> coffer.raft.v1.SetReplicas
-	33, // 34: coffer.raft.v1.Command.apply_replica_changes:type_name -> coffer.raft.v1.ApplyReplicaChanges
-	34, // 35: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
-	37, // 36: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
-	38, // 37: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
-	39, // 38: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
-	40, // 39: coffer.raft.v1.Command.set_pairing_options:type_name -> coffer.raft.v1.SetPairingOptions
-	41, // 40: coffer.raft.v1.Command.reset_feed:type_name -> coffer.raft.v1.ResetFeed
-	48, // 41: coffer.raft.v1.Command.set_region_fence:type_name -> coffer.raft.v1.SetRegionFence
-	49, // 42: coffer.raft.v1.Command.set_switchover:type_name -> coffer.raft.v1.SetSwitchover
-	50, // 43: coffer.raft.v1.Command.resolve_diverged:type_name -> coffer.raft.v1.ResolveDiverged
-	42, // 44: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
-	43, // 45: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
-	51, // 46: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
-	52, // 47: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
-	53, // 48: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
-	2,  // 49: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	54, // 50: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
-	2,  // 51: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 52: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
-	2,  // 53: coffer.raft.v1.UpdateSecret.reencrypted:type_name -> coffer.raft.v1.NewVersion
-	54, // 54: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
-	16, // 55: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
-	51, // 56: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
-	55, // 57: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
-	56, // 58: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
-	56, // 59: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
-	57, // 60: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
-	58, // 61: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
-	51, // 62: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
-	59, // 63: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
-	60, // 64: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	61, // 65: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	36, // 66: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
-	35, // 67: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
-	51, // 68: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
-	60, // 69: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	62, // 70: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
-	63, // 71: coffer.raft.v1.CreateKmsKey.key:type_name -> coffer.storage.v1.KmsKey
-	51, // 72: coffer.raft.v1.UpdateKmsKey.deletion_date:type_name -> google.protobuf.Timestamp
-	51, // 73: coffer.raft.v1.UpdateKmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
-	64, // 74: coffer.raft.v1.UpdateKmsKey.new_version:type_name -> coffer.storage.v1.KmsKeyVersion
-	75, // [75:75] is the sub-list for method output_type
-	75, // [75:75] is the sub-list for method input_type
-	75, // [75:75] is the sub-list for extension type_name
-	75, // [75:75] is the sub-list for extension extendee
-	0,  // [0:75] is the sub-list for field type_name
+	51, // 23: coffer.raft.v1.Command.create_role:type_name -> coffer.raft.v1.CreateRole
+	52, // 24: coffer.raft.v1.Command.delete_role:type_name -> coffer.raft.v1.DeleteRole
+	53, // 25: coffer.raft.v1.Command.update_role_trust_policy:type_name -> coffer.raft.v1.UpdateRoleTrustPolicy
+	54, // 26: coffer.raft.v1.Command.attach_role_policy:type_name -> coffer.raft.v1.AttachRolePolicy
+	55, // 27: coffer.raft.v1.Command.detach_role_policy:type_name -> coffer.raft.v1.DetachRolePolicy
+	26, // 28: coffer.raft.v1.Command.configure_rotation:type_name -> coffer.raft.v1.ConfigureRotation
+	27, // 29: coffer.raft.v1.Command.start_rotation:type_name -> coffer.raft.v1.StartRotation
+	28, // 30: coffer.raft.v1.Command.record_rotation_step:type_name -> coffer.raft.v1.RecordRotationStep
+	29, // 31: coffer.raft.v1.Command.cancel_rotation:type_name -> coffer.raft.v1.CancelRotation
+	30, // 32: coffer.raft.v1.Command.register_rotation_function:type_name -> coffer.raft.v1.RegisterRotationFunction
+	31, // 33: coffer.raft.v1.Command.deregister_rotation_function:type_name -> coffer.raft.v1.DeregisterRotationFunction
+	44, // 34: coffer.raft.v1.Command.create_kms_key:type_name -> coffer.raft.v1.CreateKmsKey
+	45, // 35: coffer.raft.v1.Command.update_kms_key:type_name -> coffer.raft.v1.UpdateKmsKey
+	46, // 36: coffer.raft.v1.Command.set_kms_alias:type_name -> coffer.raft.v1.SetKmsAlias
+	47, // 37: coffer.raft.v1.Command.delete_kms_key:type_name -> coffer.raft.v1.DeleteKmsKey
+	32, // 38: coffer.raft.v1.Command.set_replicas:type_name -> coffer.raft.v1.SetReplicas
+	33, // 39: coffer.raft.v1.Command.apply_replica_changes:type_name -> coffer.raft.v1.ApplyReplicaChanges
+	34, // 40: coffer.raft.v1.Command.ack_feed:type_name -> coffer.raft.v1.AckFeed
+	37, // 41: coffer.raft.v1.Command.promote_replica:type_name -> coffer.raft.v1.PromoteReplica
+	38, // 42: coffer.raft.v1.Command.pair_region:type_name -> coffer.raft.v1.PairRegion
+	39, // 43: coffer.raft.v1.Command.unpair_region:type_name -> coffer.raft.v1.UnpairRegion
+	40, // 44: coffer.raft.v1.Command.set_pairing_options:type_name -> coffer.raft.v1.SetPairingOptions
+	41, // 45: coffer.raft.v1.Command.reset_feed:type_name -> coffer.raft.v1.ResetFeed
+	48, // 46: coffer.raft.v1.Command.set_region_fence:type_name -> coffer.raft.v1.SetRegionFence
+	49, // 47: coffer.raft.v1.Command.set_switchover:type_name -> coffer.raft.v1.SetSwitchover
+	50, // 48: coffer.raft.v1.Command.resolve_diverged:type_name -> coffer.raft.v1.ResolveDiverged
+	42, // 49: coffer.raft.v1.Command.init_cluster:type_name -> coffer.raft.v1.InitCluster
+	43, // 50: coffer.raft.v1.Command.check_state:type_name -> coffer.raft.v1.CheckState
+	56, // 51: coffer.raft.v1.Header.time:type_name -> google.protobuf.Timestamp
+	57, // 52: coffer.raft.v1.NewVersion.value:type_name -> coffer.storage.v1.SealedValue
+	58, // 53: coffer.raft.v1.InitKeyring.keyring:type_name -> coffer.storage.v1.Keyring
+	2,  // 54: coffer.raft.v1.CreateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	59, // 55: coffer.raft.v1.CreateSecret.tags:type_name -> coffer.v1.Tag
+	2,  // 56: coffer.raft.v1.PutSecretValue.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 57: coffer.raft.v1.UpdateSecret.version:type_name -> coffer.raft.v1.NewVersion
+	2,  // 58: coffer.raft.v1.UpdateSecret.reencrypted:type_name -> coffer.raft.v1.NewVersion
+	59, // 59: coffer.raft.v1.TagResource.tags:type_name -> coffer.v1.Tag
+	16, // 60: coffer.raft.v1.RecordAccess.entries:type_name -> coffer.raft.v1.AccessEntry
+	56, // 61: coffer.raft.v1.AccessEntry.day:type_name -> google.protobuf.Timestamp
+	60, // 62: coffer.raft.v1.CreatePrincipal.principal:type_name -> coffer.storage.v1.Principal
+	61, // 63: coffer.raft.v1.CreatePrincipal.access_key:type_name -> coffer.storage.v1.AccessKey
+	61, // 64: coffer.raft.v1.CreateAccessKey.access_key:type_name -> coffer.storage.v1.AccessKey
+	62, // 65: coffer.raft.v1.PutPolicy.policy:type_name -> coffer.storage.v1.Policy
+	63, // 66: coffer.raft.v1.ConfigureRotation.rotation_rules:type_name -> coffer.v1.RotationRules
+	56, // 67: coffer.raft.v1.RecordRotationStep.next_attempt:type_name -> google.protobuf.Timestamp
+	64, // 68: coffer.raft.v1.RegisterRotationFunction.function:type_name -> coffer.storage.v1.RotationFunction
+	65, // 69: coffer.raft.v1.SetReplicas.add:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	66, // 70: coffer.raft.v1.ApplyReplicaChanges.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	36, // 71: coffer.raft.v1.AckFeed.rejected:type_name -> coffer.raft.v1.ReplicaRejection
+	35, // 72: coffer.raft.v1.AckFeed.accessed:type_name -> coffer.raft.v1.ReplicaAccessDay
+	56, // 73: coffer.raft.v1.ReplicaAccessDay.day:type_name -> google.protobuf.Timestamp
+	65, // 74: coffer.raft.v1.PromoteReplica.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
+	67, // 75: coffer.raft.v1.PairRegion.peer:type_name -> coffer.storage.v1.RegionPeer
+	68, // 76: coffer.raft.v1.CreateKmsKey.key:type_name -> coffer.storage.v1.KmsKey
+	56, // 77: coffer.raft.v1.UpdateKmsKey.deletion_date:type_name -> google.protobuf.Timestamp
+	56, // 78: coffer.raft.v1.UpdateKmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
+	69, // 79: coffer.raft.v1.UpdateKmsKey.new_version:type_name -> coffer.storage.v1.KmsKeyVersion
+	70, // 80: coffer.raft.v1.CreateRole.role:type_name -> coffer.storage.v1.Role
+	81, // [81:81] is the sub-list for method output_type
+	81, // [81:81] is the sub-list for method input_type
+	81, // [81:81] is the sub-list for extension type_name
+	81, // [81:81] is the sub-list for extension extendee
+	0,  // [0:81] is the sub-list for field type_name
 }
 
 func init() { file_coffer_raft_v1_command_proto_init() }
@@ -4345,6 +4722,11 @@ func file_coffer_raft_v1_command_proto_init() {
 		(*Command_AttachPolicy)(nil),
 		(*Command_DetachPolicy)(nil),
 		(*Command_PurgeSessions)(nil),
+		(*Command_CreateRole)(nil),
+		(*Command_DeleteRole)(nil),
+		(*Command_UpdateRoleTrustPolicy)(nil),
+		(*Command_AttachRolePolicy)(nil),
+		(*Command_DetachRolePolicy)(nil),
 		(*Command_ConfigureRotation)(nil),
 		(*Command_StartRotation)(nil),
 		(*Command_RecordRotationStep)(nil),
@@ -4377,7 +4759,7 @@ func file_coffer_raft_v1_command_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_raft_v1_command_proto_rawDesc), len(file_coffer_raft_v1_command_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   51,
+			NumMessages:   56,
 			NumExtensions: 0,
 			NumServices:   0,
 		},

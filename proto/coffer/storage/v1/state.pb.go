@@ -1776,8 +1776,11 @@ type AccessKey struct {
 	// sealed_session_token is a session's token under envelope encryption;
 	// SigV4 compares the X-Amz-Security-Token a client sends with it.
 	SealedSessionToken *SealedValue `protobuf:"bytes,12,opt,name=sealed_session_token,json=sealedSessionToken,proto3" json:"sealed_session_token,omitempty"`
-	unknownFields      protoimpl.UnknownFields
-	sizeCache          protoimpl.SizeCache
+	// role, when set, makes the key a role's session (AssumeRole): principal
+	// is then the assumed-role ARN, and deleting the role revokes it.
+	Role          string `protobuf:"bytes,13,opt,name=role,proto3" json:"role,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *AccessKey) Reset() {
@@ -1866,6 +1869,124 @@ func (x *AccessKey) GetSealedSessionToken() *SealedValue {
 	return nil
 }
 
+func (x *AccessKey) GetRole() string {
+	if x != nil {
+		return x.Role
+	}
+	return ""
+}
+
+// Role is an identity without long-term keys, assumed for temporary
+// credentials by those its trust policy names.
+type Role struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// name is unique in the account, 1–64 characters of A-Za-z0-9+=,.@_-.
+	Name string `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	// arn is arn:<partition>:iam::<account>:role/<name>.
+	Arn string `protobuf:"bytes,2,opt,name=arn,proto3" json:"arn,omitempty"`
+	// role_id is the role's unique id (AROA…).
+	RoleId string `protobuf:"bytes,3,opt,name=role_id,json=roleId,proto3" json:"role_id,omitempty"`
+	// created_date is when the role was created.
+	CreatedDate *timestamppb.Timestamp `protobuf:"bytes,4,opt,name=created_date,json=createdDate,proto3" json:"created_date,omitempty"`
+	// description is free text.
+	Description string `protobuf:"bytes,5,opt,name=description,proto3" json:"description,omitempty"`
+	// trust_policy is the assume-role policy document, as given.
+	TrustPolicy string `protobuf:"bytes,6,opt,name=trust_policy,json=trustPolicy,proto3" json:"trust_policy,omitempty"`
+	// max_session_duration_seconds bounds its sessions' lifetime.
+	MaxSessionDurationSeconds int32 `protobuf:"varint,7,opt,name=max_session_duration_seconds,json=maxSessionDurationSeconds,proto3" json:"max_session_duration_seconds,omitempty"`
+	// attached_policies names the identity policies attached to the role,
+	// in the order they were attached.
+	AttachedPolicies []string `protobuf:"bytes,10,rep,name=attached_policies,json=attachedPolicies,proto3" json:"attached_policies,omitempty"`
+	unknownFields    protoimpl.UnknownFields
+	sizeCache        protoimpl.SizeCache
+}
+
+func (x *Role) Reset() {
+	*x = Role{}
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *Role) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*Role) ProtoMessage() {}
+
+func (x *Role) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use Role.ProtoReflect.Descriptor instead.
+func (*Role) Descriptor() ([]byte, []int) {
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{16}
+}
+
+func (x *Role) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *Role) GetArn() string {
+	if x != nil {
+		return x.Arn
+	}
+	return ""
+}
+
+func (x *Role) GetRoleId() string {
+	if x != nil {
+		return x.RoleId
+	}
+	return ""
+}
+
+func (x *Role) GetCreatedDate() *timestamppb.Timestamp {
+	if x != nil {
+		return x.CreatedDate
+	}
+	return nil
+}
+
+func (x *Role) GetDescription() string {
+	if x != nil {
+		return x.Description
+	}
+	return ""
+}
+
+func (x *Role) GetTrustPolicy() string {
+	if x != nil {
+		return x.TrustPolicy
+	}
+	return ""
+}
+
+func (x *Role) GetMaxSessionDurationSeconds() int32 {
+	if x != nil {
+		return x.MaxSessionDurationSeconds
+	}
+	return 0
+}
+
+func (x *Role) GetAttachedPolicies() []string {
+	if x != nil {
+		return x.AttachedPolicies
+	}
+	return nil
+}
+
 // Policy is a named identity policy that can be attached to principals.
 type Policy struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -1887,7 +2008,7 @@ type Policy struct {
 
 func (x *Policy) Reset() {
 	*x = Policy{}
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1899,7 +2020,7 @@ func (x *Policy) String() string {
 func (*Policy) ProtoMessage() {}
 
 func (x *Policy) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_storage_v1_state_proto_msgTypes[16]
+	mi := &file_coffer_storage_v1_state_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1912,7 +2033,7 @@ func (x *Policy) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Policy.ProtoReflect.Descriptor instead.
 func (*Policy) Descriptor() ([]byte, []int) {
-	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{16}
+	return file_coffer_storage_v1_state_proto_rawDescGZIP(), []int{17}
 }
 
 func (x *Policy) GetName() string {
@@ -2123,7 +2244,7 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	"\x04tags\x18\v \x03(\v2&.coffer.storage.v1.Principal.TagsEntryR\x04tags\x1a7\n" +
 	"\tTagsEntry\x12\x10\n" +
 	"\x03key\x18\x01 \x01(\tR\x03key\x12\x14\n" +
-	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xa8\x03\n" +
+	"\x05value\x18\x02 \x01(\tR\x05value:\x028\x01\"\xbc\x03\n" +
 	"\tAccessKey\x12\"\n" +
 	"\raccess_key_id\x18\x01 \x01(\tR\vaccessKeyId\x12\x1c\n" +
 	"\tprincipal\x18\x02 \x01(\tR\tprincipal\x12C\n" +
@@ -2135,7 +2256,18 @@ const file_coffer_storage_v1_state_proto_rawDesc = "" +
 	" \x01(\v2\x1a.google.protobuf.TimestampR\n" +
 	"expiration\x12/\n" +
 	"\x14parent_access_key_id\x18\v \x01(\tR\x11parentAccessKeyId\x12P\n" +
-	"\x14sealed_session_token\x18\f \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x12sealedSessionToken\"\xea\x01\n" +
+	"\x14sealed_session_token\x18\f \x01(\v2\x1e.coffer.storage.v1.SealedValueR\x12sealedSessionToken\x12\x12\n" +
+	"\x04role\x18\r \x01(\tR\x04role\"\xb7\x02\n" +
+	"\x04Role\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
+	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x17\n" +
+	"\arole_id\x18\x03 \x01(\tR\x06roleId\x12=\n" +
+	"\fcreated_date\x18\x04 \x01(\v2\x1a.google.protobuf.TimestampR\vcreatedDate\x12 \n" +
+	"\vdescription\x18\x05 \x01(\tR\vdescription\x12!\n" +
+	"\ftrust_policy\x18\x06 \x01(\tR\vtrustPolicy\x12?\n" +
+	"\x1cmax_session_duration_seconds\x18\a \x01(\x05R\x19maxSessionDurationSeconds\x12+\n" +
+	"\x11attached_policies\x18\n" +
+	" \x03(\tR\x10attachedPolicies\"\xea\x01\n" +
 	"\x06Policy\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x10\n" +
 	"\x03arn\x18\x02 \x01(\tR\x03arn\x12\x1a\n" +
@@ -2161,7 +2293,7 @@ func file_coffer_storage_v1_state_proto_rawDescGZIP() []byte {
 }
 
 var file_coffer_storage_v1_state_proto_enumTypes = make([]protoimpl.EnumInfo, 1)
-var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 19)
+var file_coffer_storage_v1_state_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(ValueKind)(0),                // 0: coffer.storage.v1.ValueKind
 	(*Secret)(nil),                // 1: coffer.storage.v1.Secret
@@ -2180,66 +2312,68 @@ var file_coffer_storage_v1_state_proto_goTypes = []any{
 	(*AppliedProposal)(nil),       // 14: coffer.storage.v1.AppliedProposal
 	(*Principal)(nil),             // 15: coffer.storage.v1.Principal
 	(*AccessKey)(nil),             // 16: coffer.storage.v1.AccessKey
-	(*Policy)(nil),                // 17: coffer.storage.v1.Policy
-	nil,                           // 18: coffer.storage.v1.KmsKey.TagsEntry
-	nil,                           // 19: coffer.storage.v1.Principal.TagsEntry
-	(*v1.Tag)(nil),                // 20: coffer.v1.Tag
-	(*timestamppb.Timestamp)(nil), // 21: google.protobuf.Timestamp
-	(*v1.RotationRules)(nil),      // 22: coffer.v1.RotationRules
+	(*Role)(nil),                  // 17: coffer.storage.v1.Role
+	(*Policy)(nil),                // 18: coffer.storage.v1.Policy
+	nil,                           // 19: coffer.storage.v1.KmsKey.TagsEntry
+	nil,                           // 20: coffer.storage.v1.Principal.TagsEntry
+	(*v1.Tag)(nil),                // 21: coffer.v1.Tag
+	(*timestamppb.Timestamp)(nil), // 22: google.protobuf.Timestamp
+	(*v1.RotationRules)(nil),      // 23: coffer.v1.RotationRules
 }
 var file_coffer_storage_v1_state_proto_depIdxs = []int32{
-	20, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
-	21, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
-	21, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
-	21, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
-	21, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
-	21, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
+	21, // 0: coffer.storage.v1.Secret.tags:type_name -> coffer.v1.Tag
+	22, // 1: coffer.storage.v1.Secret.created_date:type_name -> google.protobuf.Timestamp
+	22, // 2: coffer.storage.v1.Secret.last_changed_date:type_name -> google.protobuf.Timestamp
+	22, // 3: coffer.storage.v1.Secret.last_accessed_date:type_name -> google.protobuf.Timestamp
+	22, // 4: coffer.storage.v1.Secret.deleted_date:type_name -> google.protobuf.Timestamp
+	22, // 5: coffer.storage.v1.Secret.deletion_date:type_name -> google.protobuf.Timestamp
 	9,  // 6: coffer.storage.v1.Secret.versions:type_name -> coffer.storage.v1.Version
-	22, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
-	21, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
-	21, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
+	23, // 7: coffer.storage.v1.Secret.rotation_rules:type_name -> coffer.v1.RotationRules
+	22, // 8: coffer.storage.v1.Secret.last_rotated_date:type_name -> google.protobuf.Timestamp
+	22, // 9: coffer.storage.v1.Secret.rotation_anchor_date:type_name -> google.protobuf.Timestamp
 	2,  // 10: coffer.storage.v1.Secret.rotation_progress:type_name -> coffer.storage.v1.RotationProgress
 	4,  // 11: coffer.storage.v1.Secret.replicas:type_name -> coffer.storage.v1.ReplicaRegionConfig
-	21, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
-	21, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
-	21, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
+	22, // 12: coffer.storage.v1.RotationProgress.started_date:type_name -> google.protobuf.Timestamp
+	22, // 13: coffer.storage.v1.RotationProgress.next_attempt_date:type_name -> google.protobuf.Timestamp
+	22, // 14: coffer.storage.v1.RotationProgress.last_error_date:type_name -> google.protobuf.Timestamp
 	10, // 15: coffer.storage.v1.RotationFunction.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	21, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
-	21, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
+	22, // 16: coffer.storage.v1.RotationFunction.created_date:type_name -> google.protobuf.Timestamp
+	22, // 17: coffer.storage.v1.ReplicaRegionConfig.last_accessed_date:type_name -> google.protobuf.Timestamp
 	1,  // 18: coffer.storage.v1.ChangeFeedEntry.secret:type_name -> coffer.storage.v1.Secret
 	6,  // 19: coffer.storage.v1.ChangeFeedEntry.values:type_name -> coffer.storage.v1.FeedValue
-	21, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
+	22, // 20: coffer.storage.v1.ChangeFeedEntry.time:type_name -> google.protobuf.Timestamp
 	10, // 21: coffer.storage.v1.FeedValue.value:type_name -> coffer.storage.v1.SealedValue
-	21, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
-	21, // 23: coffer.storage.v1.RegionControl.fenced_date:type_name -> google.protobuf.Timestamp
-	21, // 24: coffer.storage.v1.RegionControl.switchover_date:type_name -> google.protobuf.Timestamp
-	21, // 25: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
-	21, // 26: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
+	22, // 22: coffer.storage.v1.RegionPeer.paired_date:type_name -> google.protobuf.Timestamp
+	22, // 23: coffer.storage.v1.RegionControl.fenced_date:type_name -> google.protobuf.Timestamp
+	22, // 24: coffer.storage.v1.RegionControl.switchover_date:type_name -> google.protobuf.Timestamp
+	22, // 25: coffer.storage.v1.Version.created_date:type_name -> google.protobuf.Timestamp
+	22, // 26: coffer.storage.v1.Version.last_accessed_date:type_name -> google.protobuf.Timestamp
 	0,  // 27: coffer.storage.v1.SealedValue.kind:type_name -> coffer.storage.v1.ValueKind
 	12, // 28: coffer.storage.v1.Keyring.keys:type_name -> coffer.storage.v1.KmsKey
-	21, // 29: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
+	22, // 29: coffer.storage.v1.Keyring.created_date:type_name -> google.protobuf.Timestamp
 	13, // 30: coffer.storage.v1.KmsKey.versions:type_name -> coffer.storage.v1.KmsKeyVersion
-	21, // 31: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
-	21, // 32: coffer.storage.v1.KmsKey.deletion_date:type_name -> google.protobuf.Timestamp
-	18, // 33: coffer.storage.v1.KmsKey.tags:type_name -> coffer.storage.v1.KmsKey.TagsEntry
-	21, // 34: coffer.storage.v1.KmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
-	21, // 35: coffer.storage.v1.KmsKey.last_on_demand_rotation:type_name -> google.protobuf.Timestamp
-	21, // 36: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
-	21, // 37: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
-	21, // 38: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
-	21, // 39: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
-	19, // 40: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
+	22, // 31: coffer.storage.v1.KmsKey.created_date:type_name -> google.protobuf.Timestamp
+	22, // 32: coffer.storage.v1.KmsKey.deletion_date:type_name -> google.protobuf.Timestamp
+	19, // 33: coffer.storage.v1.KmsKey.tags:type_name -> coffer.storage.v1.KmsKey.TagsEntry
+	22, // 34: coffer.storage.v1.KmsKey.next_rotation_date:type_name -> google.protobuf.Timestamp
+	22, // 35: coffer.storage.v1.KmsKey.last_on_demand_rotation:type_name -> google.protobuf.Timestamp
+	22, // 36: coffer.storage.v1.KmsKeyVersion.created_date:type_name -> google.protobuf.Timestamp
+	22, // 37: coffer.storage.v1.AppliedProposal.time:type_name -> google.protobuf.Timestamp
+	22, // 38: coffer.storage.v1.AppliedProposal.deletion_date:type_name -> google.protobuf.Timestamp
+	22, // 39: coffer.storage.v1.Principal.created_date:type_name -> google.protobuf.Timestamp
+	20, // 40: coffer.storage.v1.Principal.tags:type_name -> coffer.storage.v1.Principal.TagsEntry
 	10, // 41: coffer.storage.v1.AccessKey.sealed_secret:type_name -> coffer.storage.v1.SealedValue
-	21, // 42: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
-	21, // 43: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
+	22, // 42: coffer.storage.v1.AccessKey.created_date:type_name -> google.protobuf.Timestamp
+	22, // 43: coffer.storage.v1.AccessKey.expiration:type_name -> google.protobuf.Timestamp
 	10, // 44: coffer.storage.v1.AccessKey.sealed_session_token:type_name -> coffer.storage.v1.SealedValue
-	21, // 45: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
-	21, // 46: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
-	47, // [47:47] is the sub-list for method output_type
-	47, // [47:47] is the sub-list for method input_type
-	47, // [47:47] is the sub-list for extension type_name
-	47, // [47:47] is the sub-list for extension extendee
-	0,  // [0:47] is the sub-list for field type_name
+	22, // 45: coffer.storage.v1.Role.created_date:type_name -> google.protobuf.Timestamp
+	22, // 46: coffer.storage.v1.Policy.created_date:type_name -> google.protobuf.Timestamp
+	22, // 47: coffer.storage.v1.Policy.updated_date:type_name -> google.protobuf.Timestamp
+	48, // [48:48] is the sub-list for method output_type
+	48, // [48:48] is the sub-list for method input_type
+	48, // [48:48] is the sub-list for extension type_name
+	48, // [48:48] is the sub-list for extension extendee
+	0,  // [0:48] is the sub-list for field type_name
 }
 
 func init() { file_coffer_storage_v1_state_proto_init() }
@@ -2254,7 +2388,7 @@ func file_coffer_storage_v1_state_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_storage_v1_state_proto_rawDesc), len(file_coffer_storage_v1_state_proto_rawDesc)),
 			NumEnums:      1,
-			NumMessages:   19,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   0,
 		},
