@@ -226,9 +226,10 @@ func TestFenceRefusesWritesUntilLifted(t *testing.T) {
 	wait.Until(t, clustertest.ConvergeTimeout, func() error {
 		for _, name := range names {
 			have := allVersions(t, eu, name)
-			for _, a := range acks {
+			for k, a := range acks {
 				if a.secret == name && have[a.version] == nil {
 					d, _ := describe(t, us, 0, name)
+					t.Logf("missing ack %d of %d (writes before the fence: %d)", k, len(acks), before)
 					return fmt.Errorf("%s version %s acknowledged in %s not in %s (us has it: %v; us %d versions, eu %d; replication %v)",
 						name, a.version, usEast, euWest, allVersions(t, us, name)[a.version] != nil, len(allVersions(t, us, name)), len(have), d.GetReplicationStatus())
 				}
