@@ -559,7 +559,7 @@ func versions(ctx context.Context, reg Region, name string) (map[string][]string
 			return nil, err
 		}
 		for _, v := range resp.GetVersions() {
-			out[v.GetVersionId()] = v.GetVersionStages()
+			out[v.GetVersionId()] = append([]string{}, v.GetVersionStages()...) // non-nil: present
 		}
 		if token = resp.GetNextToken(); token == "" {
 			return out, nil
@@ -652,12 +652,16 @@ func (d *drill) verify(ctx context.Context, primary, other Region, when string) 
 		desc, err := retry(ctx, func(ctx context.Context) (*cofferv1.DescribeSecretResponse, error) {
 			return primary.secrets().DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: w.Name})
 		})
+		var have map[string][]string
+		if err == nil {
+			have, err = versions(ctx, primary, w.Name)
+		}
 		switch {
 		case err != nil:
 			d.r.Watched[i].Problem = err.Error()
 		case desc.GetPrimaryRegion() != primary.Name:
 			d.r.Watched[i].Problem = fmt.Sprintf("%s: primary region %s, want %s", when, desc.GetPrimaryRegion(), primary.Name)
-		case desc.GetVersionIdsToStages()[w.CurrentVersionID] == nil:
+		case have[w.CurrentVersionID] == nil:
 			d.r.Watched[i].Problem = fmt.Sprintf("%s: version %s missing in %s", when, w.CurrentVersionID, primary.Name)
 		}
 		if d.r.Watched[i].Problem != "" {
