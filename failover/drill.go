@@ -269,6 +269,9 @@ func (d *drill) run(ctx context.Context) error {
 			return err
 		}
 		d.r.SecretsMoved = res.Promoted
+		if err := d.findLost(ctx); err != nil {
+			return err
+		}
 	} else {
 		d.step("cut: fencing %s (it refuses writes to its primary secrets)", p.Name)
 		fenced, err := retry(ctx, func(ctx context.Context) (*cofferv1.FenceRegionResponse, error) {
