@@ -269,6 +269,9 @@ func (d *drill) run(ctx context.Context) error {
 			return err
 		}
 		d.r.SecretsMoved = res.Promoted
+		if err := d.findLost(ctx); err != nil {
+			return err
+		}
 	} else {
 		d.step("cut: fencing %s (it refuses writes to its primary secrets)", p.Name)
 		fenced, err := retry(ctx, func(ctx context.Context) (*cofferv1.FenceRegionResponse, error) {
@@ -401,6 +404,9 @@ func (d *drill) createCanaries(ctx context.Context) error {
 		if err != nil {
 			return fmt.Errorf("create canary %s in %s: %w", name, p.Name, err)
 		}
+		d.mu.Lock()
+		d.tries++
+		d.mu.Unlock()
 		d.ack(write{canary: name, version: tok, region: p.Name, at: time.Now()})
 	}
 	d.step("created %d canaries in %s, replicated to %s", len(d.names), p.Name, s.Name)
@@ -483,25 +489,44 @@ func (d *drill) startWriter() {
 			name := d.names[i%len(d.names)]
 			tok := newToken()
 			v := d.canaryValue(name, tok)
-			for k := range 2 {
-				reg := regions[(pref+k)%2]
-				ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-				_, err := reg.secrets().PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: name, SecretString: &v, ClientRequestToken: tok})
-				cancel()
-				d.mu.Lock()
-				d.tries++
-				d.mu.Unlock()
-				if err == nil {
-					d.ack(write{canary: name, version: tok, region: reg.Name, at: time.Now()})
-					pref = (pref + k) % 2
-					break
+			// A write refused by both regions is retried (same token) every
+			// 20 ms rather than at the next tick, so RTO is measured to
+			// that resolution, not the write interval's.
+			for done := false; !done; {
+				done = d.writeOnce(regions, &pref, name, tok, v)
+				if !done {
+					select {
+					case <-d.stop:
+						return
+					case <-time.After(20 * time.Millisecond):
+					}
 				}
-				d.mu.Lock()
-				d.errs[reg.Name+": "+errType(err)]++
-				d.mu.Unlock()
 			}
 		}
 	}()
+}
+
+// writeOnce tries one canary write in the preferred region, then the
+// other; it reports whether one acknowledged it.
+func (d *drill) writeOnce(regions []Region, pref *int, name, tok, v string) bool {
+	for k := range 2 {
+		reg := regions[(*pref+k)%2]
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		_, err := reg.secrets().PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: name, SecretString: &v, ClientRequestToken: tok})
+		cancel()
+		d.mu.Lock()
+		d.tries++
+		if err != nil {
+			d.errs[reg.Name+": "+errType(err)]++
+		}
+		d.mu.Unlock()
+		if err == nil {
+			d.ack(write{canary: name, version: tok, region: reg.Name, at: time.Now()})
+			*pref = (*pref + k) % 2
+			return true
+		}
+	}
+	return false
 }
 
 func (d *drill) stopWriter() {
@@ -559,7 +584,7 @@ func versions(ctx context.Context, reg Region, name string) (map[string][]string
 			return nil, err
 		}
 		for _, v := range resp.GetVersions() {
-			out[v.GetVersionId()] = v.GetVersionStages()
+			out[v.GetVersionId()] = append([]string{}, v.GetVersionStages()...) // non-nil: present
 		}
 		if token = resp.GetNextToken(); token == "" {
 			return out, nil
@@ -652,12 +677,16 @@ func (d *drill) verify(ctx context.Context, primary, other Region, when string) 
 		desc, err := retry(ctx, func(ctx context.Context) (*cofferv1.DescribeSecretResponse, error) {
 			return primary.secrets().DescribeSecret(ctx, &cofferv1.DescribeSecretRequest{SecretId: w.Name})
 		})
+		var have map[string][]string
+		if err == nil {
+			have, err = versions(ctx, primary, w.Name)
+		}
 		switch {
 		case err != nil:
 			d.r.Watched[i].Problem = err.Error()
 		case desc.GetPrimaryRegion() != primary.Name:
 			d.r.Watched[i].Problem = fmt.Sprintf("%s: primary region %s, want %s", when, desc.GetPrimaryRegion(), primary.Name)
-		case desc.GetVersionIdsToStages()[w.CurrentVersionID] == nil:
+		case have[w.CurrentVersionID] == nil:
 			d.r.Watched[i].Problem = fmt.Sprintf("%s: version %s missing in %s", when, w.CurrentVersionID, primary.Name)
 		}
 		if d.r.Watched[i].Problem != "" {

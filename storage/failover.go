@@ -88,8 +88,17 @@ func (t *txn) refusal(op proto.Message, c command) *Error {
 	case *raftv1.CreateSecret:
 		return t.refuseWrite(nil, o.GetName())
 	case *raftv1.SetReplicas:
-		if s, err := t.secretByARN(o.GetArn()); err == nil {
-			return t.refuseWrite(s, s.GetName())
+		s, err := t.secretByARN(o.GetArn())
+		if err != nil {
+			return nil
+		}
+		if e := t.refuseWrite(s, s.GetName()); e != nil {
+			return e
+		}
+		// A replica added in the target during a switchover could miss the
+		// drain and never be handed over.
+		if to := t.regionControl().GetSwitchoverTo(); to != "" && slices.ContainsFunc(o.GetAdd(), func(r *storagev1.ReplicaRegionConfig) bool { return r.GetRegion() == to }) {
+			return newError(ErrSwitchingOver, "Region %s is taking over this region's secrets by a planned switchover; add it as a replica region once the switchover completes.", to)
 		}
 		return nil
 	case *raftv1.PromoteReplica:

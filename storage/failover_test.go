@@ -85,6 +85,9 @@ func TestSwitchoverRefusesHandedOverSecrets(t *testing.T) {
 		"Secret db is being handed over to region ap-south-1 by a planned switchover; retry, and call region ap-south-1 once it completes.")
 	p.ok(4*time.Second, putOp(arnOf("local", "LoCaL1"), 6, "y"))
 	p.ok(4*time.Second, createWithValue("new", "NeW123", 7, "z"))
+	p.fails(4*time.Second, &raftv1.SetReplicas{Arn: arnOf("new", "NeW123"), Region: region, Add: []*storagev1.ReplicaRegionConfig{{Region: dest}}},
+		storage.ErrSwitchingOver, "")
+	p.ok(4*time.Second, &raftv1.SetReplicas{Arn: arnOf("new", "NeW123"), Region: region, Add: []*storagev1.ReplicaRegionConfig{{Region: "us-west-2"}}})
 
 	p.ok(5*time.Second, &raftv1.SetSwitchover{})
 	p.ok(6*time.Second, putOp(arn, 2, "v2"))

@@ -142,7 +142,7 @@ func allVersions(t *testing.T, c *clustertest.Cluster, id string) map[string][]s
 			t.Fatalf("versions of %s: %s", id, describeErr(err))
 		}
 		for _, v := range resp.GetVersions() {
-			out[v.GetVersionId()] = v.GetVersionStages()
+			out[v.GetVersionId()] = append([]string{}, v.GetVersionStages()...) // non-nil: present
 		}
 		if resp.GetNextToken() == "" {
 			return out
