@@ -95,7 +95,7 @@ func TestFullDisk(t *testing.T) {
 		})
 	})
 
-	// Take the volume's space with filler files until docker cp fails.
+	// Take space with filler files that can be removed later.
 	dir := t.TempDir()
 	chunkFile := filepath.Join(dir, "chunk")
 	if err := os.WriteFile(chunkFile, make([]byte, chunk), 0o600); err != nil {
@@ -104,8 +104,10 @@ func TestFullDisk(t *testing.T) {
 	if err := os.WriteFile(filepath.Join(dir, "empty"), nil, 0o600); err != nil {
 		t.Fatal(err)
 	}
+	// Half the volume goes to filler files (removed later to free space),
+	// the rest to puts.
 	var fillers []string
-	for i := range volSize / chunk {
+	for i := range volSize / chunk / 2 {
 		f := fmt.Sprintf("/data/filler-%02d", i)
 		if err := docker("cp", chunkFile, name+":"+f); err != nil {
 			t.Logf("filler %d: %v", i, err)
@@ -155,7 +157,7 @@ func TestFullDisk(t *testing.T) {
 	}
 	wait.Until(t, healTimeout, func() error {
 		return call(func(ctx context.Context) error {
-			_, err := sm.PutSecretValue(ctx, &cofferv1.PutSecretValueRequest{SecretId: acked[0].key, SecretString: proto.String("after"), ClientRequestToken: token("full-disk-after", int(time.Now().UnixNano()%1e9))})
+			_, err := sm.CreateSecret(ctx, &cofferv1.CreateSecretRequest{Name: "disk/after", SecretString: proto.String("after"), ClientRequestToken: token("full-disk-after", 0)})
 			return err
 		})
 	})
