@@ -127,7 +127,7 @@ func TestPauseLeader(t *testing.T) {
 		time.Sleep(pauseFor - d)
 	}
 	mustDocker(t, "unpause", old.container)
-	w.probe(old, 100)
+	w.probe(old, 10000)
 	w.progress(t, settle)
 	dep.waitHealthy(t)
 	w.check(t)
@@ -147,7 +147,7 @@ func TestPartitionLeaderIsolated(t *testing.T) {
 	old := dep.leader(t, us)
 	dep.isolate(t, old)
 	w.progress(t, settle)
-	w.probe(old, 100) // the isolated node, asked directly
+	w.probe(old, 10000) // the isolated node, asked directly
 	if err := dep.reconnect(old); err != nil {
 		t.Fatal(err)
 	}
@@ -171,7 +171,7 @@ func TestPartitionSplit(t *testing.T) {
 	t.Logf("minority: %s", minority)
 	dep.cutLAN(t, minority)
 	w.progress(t, settle)
-	w.probe(minority, 100)
+	w.probe(minority, 10000)
 	if err := dep.reconnect(minority); err != nil {
 		t.Fatal(err)
 	}

@@ -102,8 +102,9 @@ type workload struct {
 	unknown int
 	done    int
 
-	stop chan struct{}
-	wg   sync.WaitGroup
+	stop   chan struct{}
+	starts int
+	wg     sync.WaitGroup
 }
 
 type ackTime struct {
@@ -163,10 +164,14 @@ func token(prefix string, n int) string {
 	return fmt.Sprintf("%s-%032d", strings.ReplaceAll(prefix, "/", "-"), n)
 }
 
-// start runs clients until halt.
+// start runs clients until halt. Each start numbers its clients anew
+// (100 per start): a client's tokens and values must never repeat, or a
+// put would be an idempotent replay of an earlier one.
 func (w *workload) start(clients int, seed uint64) {
 	w.stop = make(chan struct{})
-	for c := range clients {
+	w.starts++
+	for i := range clients {
+		c := 100*w.starts + i
 		w.wg.Add(1)
 		go func() {
 			defer w.wg.Done()

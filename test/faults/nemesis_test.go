@@ -107,12 +107,12 @@ func TestNemesis(t *testing.T) {
 			mustDocker(t, "pause", old.container)
 			time.Sleep(pauseFor)
 			mustDocker(t, "unpause", old.container)
-			w.probe(old, 1000+i*len(w.keys))
+			w.probe(old, 10000+i*len(w.keys))
 		case isolateLeader:
 			old := dep.leader(t, us)
 			dep.isolate(t, old)
 			w.progress(t, settle/2)
-			w.probe(old, 1000+i*len(w.keys))
+			w.probe(old, 10000+i*len(w.keys))
 			if err := dep.reconnect(old); err != nil {
 				t.Fatal(err)
 			}
@@ -120,7 +120,7 @@ func TestNemesis(t *testing.T) {
 			minority := us.nodes[rng.IntN(len(us.nodes))]
 			dep.cutLAN(t, minority)
 			w.progress(t, settle/2)
-			w.probe(minority, 1000+i*len(w.keys))
+			w.probe(minority, 10000+i*len(w.keys))
 			if err := dep.reconnect(minority); err != nil {
 				t.Fatal(err)
 			}
