@@ -9,7 +9,7 @@ FUZZTIME  ?= 10s
 FUZZMINIMIZE ?= 1x
 BIN       := bin
 
-.PHONY: all build test deps lint monitoring fmt-check vet breaking generate check-generated unit fuzz bench docker clean
+.PHONY: all build test deps lint monitoring fmt-check vet breaking generate check-generated unit fuzz bench docker clean test-faults test-faults-if-docker up down
 
 all: build
 
@@ -17,7 +17,7 @@ build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
 
 ## test: everything CI checks — tools, lint, generated code, race tests, short fuzzing.
-test: deps lint check-generated monitoring unit fuzz
+test: deps lint check-generated monitoring unit fuzz test-faults-if-docker
 
 ## deps: install what the tests need (apt-get where missing).
 deps:
@@ -84,6 +84,25 @@ fuzz:
 	$(GO) test -run '^$$' -fuzz '^FuzzHandler$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./server/awsjson
 	$(GO) test -run '^$$' -fuzz '^FuzzVerify$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./server/audit
 	$(GO) test -run '^$$' -fuzz '^FuzzApplyReplicaChanges$$' -fuzztime $(FUZZTIME) -fuzzminimizetime $(FUZZMINIMIZE) ./storage
+
+## test-faults: the fault-injection suite (test/faults) on the two-region
+## compose deployment: kill -9, pause, partitions, a full disk, a nemesis;
+## about 10 minutes. COFFER_FAULTS_SOAK=1 adds the soak that measures the
+## figures in docs/FAULTS.md (about an hour); COFFER_FAULTS_SEED replays a
+## nemesis schedule.
+test-faults:
+	COFFER_FAULTS=1 $(GO) test -count=1 -timeout 90m -v ./test/faults
+
+## test-faults-if-docker: test-faults where docker works (CI's machine), a
+## note elsewhere.
+test-faults-if-docker:
+	@if docker info >/dev/null 2>&1; then $(MAKE) test-faults; else echo "docker info fails: test/faults skipped"; fi
+
+## up, down: the two-region compose deployment (deploy/compose).
+up:
+	deploy/compose/up.sh
+down:
+	deploy/compose/down.sh
 
 ## bench: the performance figures quoted in notes and docs.
 bench:

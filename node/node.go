@@ -145,10 +145,13 @@ type Node struct {
 	grpc   *grpc.Server
 	health *health.Server
 	lis    net.Listener
-	aws    *http.Server
-	awsLis net.Listener
-	region *region.Manager
-	ops    ops
+	// apiAddr is the API address other nodes and clients are told
+	// (Raft.APIAddr: advertised, else the listener's).
+	apiAddr string
+	aws     *http.Server
+	awsLis  net.Listener
+	region  *region.Manager
+	ops     ops
 
 	readiness readiness
 	ready     chan struct{}
@@ -211,6 +214,7 @@ func Start(opts Options) (*Node, error) {
 	if rc.APIAddr == "" {
 		rc.APIAddr = n.lis.Addr().String()
 	}
+	n.apiAddr = rc.APIAddr
 	if rc.Region == "" {
 		rc.Region = opts.Service.Region
 	}
@@ -283,7 +287,7 @@ func Start(opts Options) (*Node, error) {
 	if opts.Region.BindAddr != "" {
 		if n.region, err = region.Start(region.Config{
 			Region: opts.Service.Region, NodeID: rc.NodeID, BindAddr: opts.Region.BindAddr, AdvertiseAddr: opts.Region.AdvertiseAddr,
-			APIAddr: n.Addr(), TLS: rc.TLS, CAPEM: opts.Region.CAPEM, WAN: opts.Region.WAN, Dial: opts.Region.Dial,
+			APIAddr: n.apiAddr, TLS: rc.TLS, CAPEM: opts.Region.CAPEM, WAN: opts.Region.WAN, Dial: opts.Region.Dial,
 			Heartbeat: opts.Region.Heartbeat, ContactWindow: opts.Region.ContactWindow, Logger: opts.Logger,
 			RegionAddrs: n.lanRegionAddrs,
 		}, n.svc, n.store, n.raft); err != nil {
@@ -494,7 +498,7 @@ func (v regionView) Leader() (id, apiAddr string) {
 		return "", ""
 	}
 	if v.n.raft.IsLeader() {
-		return id, v.n.Addr()
+		return id, v.n.apiAddr
 	}
 	for _, m := range v.n.raft.Members() {
 		if m.Meta.NodeID == id && m.Status == replication.MemberAlive {

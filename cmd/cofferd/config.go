@@ -38,6 +38,12 @@ type Config struct {
 	// serves TLS with tls_cert_file when that is set, and needs it off
 	// loopback like the APIs.
 	MetricsAddr string `yaml:"metrics_addr"`
+	// APIAdvertiseAddr is the gRPC API address clients reach this node at,
+	// gossiped to the region (cluster status, and the leader address a
+	// follower names when it redirects a region operation). Empty: the
+	// listener's own address, which is useless when it listens on 0.0.0.0
+	// (it reads [::]:7400) or behind NAT (containers' published ports).
+	APIAdvertiseAddr string `yaml:"api_advertise_addr"`
 	// TLSCertFile and TLSKeyFile turn on TLS for the gRPC and AWS APIs
 	// (`cofferd ca issue --api`). An API address off loopback needs them.
 	TLSCertFile string `yaml:"tls_cert_file"`
@@ -286,6 +292,11 @@ func (c Config) Validate() error {
 			add("metrics_addr %q is not host:port: %v", c.MetricsAddr, err)
 		}
 	}
+	if c.APIAdvertiseAddr != "" {
+		if _, _, err := net.SplitHostPort(c.APIAdvertiseAddr); err != nil {
+			add("api_advertise_addr %q is not host:port: %v", c.APIAdvertiseAddr, err)
+		}
+	}
 	if n := countSet(c.Cluster.CAFile, c.Cluster.CertFile, c.Cluster.KeyFile); n != 0 && n != 3 {
 		add("cluster.ca_file, cluster.cert_file and cluster.key_file must be set together")
 	}
@@ -449,6 +460,7 @@ func (c Config) raftConfig(log *slog.Logger) replication.Config {
 		Dir:                filepath.Join(c.DataDir, "raft"),
 		BindAddr:           c.Raft.BindAddr,
 		AdvertiseAddr:      c.Raft.AdvertiseAddr,
+		APIAddr:            c.APIAdvertiseAddr,
 		Bootstrap:          c.formsAlone(),
 		BootstrapExpect:    c.bootstrapExpect(),
 		HeartbeatTimeout:   c.Raft.HeartbeatTimeout,
@@ -521,6 +533,7 @@ var settings = []setting{
 	{"grpc-addr", "COFFER_GRPC_ADDR", "gRPC API listen address", str(func(c *Config) *string { return &c.GRPCAddr })},
 	{"aws-addr", "COFFER_AWS_ADDR", "AWS Secrets Manager API listen address (empty: off)", str(func(c *Config) *string { return &c.AWSAddr })},
 	{"metrics-addr", "COFFER_METRICS_ADDR", "Prometheus /metrics and health endpoints listen address (empty: off)", str(func(c *Config) *string { return &c.MetricsAddr })},
+	{"api-advertise-addr", "COFFER_API_ADVERTISE_ADDR", "gRPC API address clients reach this node at (default: the listener's)", str(func(c *Config) *string { return &c.APIAdvertiseAddr })},
 	{"tls-cert-file", "COFFER_TLS_CERT_FILE", "TLS certificate for the gRPC and AWS APIs (cofferd ca issue --api)", str(func(c *Config) *string { return &c.TLSCertFile })},
 	{"tls-key-file", "COFFER_TLS_KEY_FILE", "TLS key for the gRPC and AWS APIs", str(func(c *Config) *string { return &c.TLSKeyFile })},
 	{"insecure-plaintext", "COFFER_INSECURE_PLAINTEXT", "serve the APIs off loopback without TLS (warns hourly)", boolean(func(c *Config) *bool { return &c.InsecurePlaintext })},
@@ -542,6 +555,7 @@ var settings = []setting{
 	{"cluster-cert-file", "COFFER_CLUSTER_CERT_FILE", "this node's cluster certificate", str(func(c *Config) *string { return &c.Cluster.CertFile })},
 	{"cluster-key-file", "COFFER_CLUSTER_KEY_FILE", "this node's cluster key", str(func(c *Config) *string { return &c.Cluster.KeyFile })},
 	{"gossip-addr", "COFFER_GOSSIP_ADDR", "LAN gossip address (empty: no gossip, single node)", str(func(c *Config) *string { return &c.Cluster.GossipAddr })},
+	{"gossip-advertise-addr", "COFFER_GOSSIP_ADVERTISE_ADDR", "LAN gossip address other nodes dial (default: the bound one)", str(func(c *Config) *string { return &c.Cluster.GossipAdvertiseAddr })},
 	{"gossip-key-file", "COFFER_GOSSIP_KEY_FILE", "region gossip encryption key file", str(func(c *Config) *string { return &c.Cluster.GossipKeyFile })},
 	{"join", "COFFER_JOIN", "comma-separated gossip addresses of other nodes", func(c *Config, v string) error {
 		c.Cluster.Join = splitList(v)
@@ -550,6 +564,7 @@ var settings = []setting{
 	{"region-addr", "COFFER_REGION_ADDR", "region replication listen address (empty: no cross-region replication)", str(func(c *Config) *string { return &c.Regions.BindAddr })},
 	{"region-advertise-addr", "COFFER_REGION_ADVERTISE_ADDR", "region replication address other regions dial", str(func(c *Config) *string { return &c.Regions.AdvertiseAddr })},
 	{"wan-addr", "COFFER_WAN_ADDR", "WAN gossip address (regions find each other)", str(func(c *Config) *string { return &c.Regions.WANAddr })},
+	{"wan-advertise-addr", "COFFER_WAN_ADVERTISE_ADDR", "WAN gossip address other regions dial (default: the bound one)", str(func(c *Config) *string { return &c.Regions.WANAdvertiseAddr })},
 	{"wan-join", "COFFER_WAN_JOIN", "comma-separated WAN gossip addresses of nodes in other regions", func(c *Config, v string) error {
 		c.Regions.WANJoin = splitList(v)
 		return nil

@@ -92,6 +92,7 @@ func TestConfigErrors(t *testing.T) {
 		{[]string{"--metrics-addr", "nope"}, nil, []string{"metrics_addr"}},
 		{[]string{"--metrics-addr", "0.0.0.0:7490"}, nil, []string{"metrics_addr 0.0.0.0:7490 is not a loopback address"}},
 		{nil, map[string]string{"COFFER_REQUEST_LOG_SAMPLE": "-1"}, []string{"request_log_sample -1"}},
+		{[]string{"--api-advertise-addr", "nope"}, nil, []string{"api_advertise_addr"}},
 	}
 	for _, c := range cases {
 		_, err := load(t, c.args, c.env)
@@ -117,6 +118,25 @@ func TestConfigRegions(t *testing.T) {
 	if cfg.Regions.BindAddr != "127.0.0.1:7403" || cfg.Regions.WANAddr != "127.0.0.1:7404" ||
 		strings.Join(cfg.Regions.WANJoin, ",") != "10.0.0.1:7404,10.1.0.1:7404" {
 		t.Fatalf("regions config %+v", cfg.Regions)
+	}
+}
+
+// A node listening on 0.0.0.0 (a container, a multi-homed host) names
+// the addresses others reach it at: its API (gossiped, and named in a
+// follower's redirect to the leader), its LAN and its WAN gossip.
+func TestConfigAdvertiseAddrs(t *testing.T) {
+	cfg, err := load(t, []string{"--grpc-addr", "0.0.0.0:7400", "--tls-cert-file", "/c", "--tls-key-file", "/k",
+		"--api-advertise-addr", "127.0.0.1:17410", "--gossip-advertise-addr", "10.0.0.11:7402",
+		"--region-addr", "0.0.0.0:7403", "--wan-addr", "0.0.0.0:7404"},
+		map[string]string{"COFFER_WAN_ADVERTISE_ADDR": "10.9.0.11:7404"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if rc := cfg.raftConfig(nil); rc.APIAddr != "127.0.0.1:17410" {
+		t.Fatalf("raft config APIAddr %q, want the advertised address", rc.APIAddr)
+	}
+	if cfg.Cluster.GossipAdvertiseAddr != "10.0.0.11:7402" || cfg.Regions.WANAdvertiseAddr != "10.9.0.11:7404" {
+		t.Fatalf("gossip advertise %q, WAN advertise %q", cfg.Cluster.GossipAdvertiseAddr, cfg.Regions.WANAdvertiseAddr)
 	}
 }
 
