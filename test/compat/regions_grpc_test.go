@@ -41,9 +41,9 @@ func TestOneGRPCEndpointForEveryRegion(t *testing.T) {
 	ctx := context.Background()
 	east, west := s.grpcRegionClient(t, "us-east-1"), s.grpcRegionClient(t, "us-west-2")
 	for _, c := range []cofferv1.SecretsManagerServiceClient{east, west} {
-		wait.True(t, 90*time.Second, "every region to answer on the one gRPC endpoint", func() bool {
+		wait.Until(t, 90*time.Second, func() error {
 			_, err := c.ListSecrets(ctx, &cofferv1.ListSecretsRequest{})
-			return err == nil
+			return err
 		})
 	}
 
