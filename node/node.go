@@ -144,7 +144,9 @@ type Node struct {
 	rot    *rotation.Engine
 	grpc   *grpc.Server
 	health *health.Server
-	lis    net.Listener
+	// dispatch answers unary calls paired regions forward here.
+	dispatch *server.Dispatcher
+	lis      net.Listener
 	// apiAddr is the API address other nodes and clients are told
 	// (Raft.APIAddr: advertised, else the listener's).
 	apiAddr string
@@ -308,6 +310,14 @@ func Start(opts Options) (*Node, error) {
 	auth := server.NewGRPCAuth(server.GRPCAuthConfig{
 		IAM: n.iam, Certs: opts.CertIdentities, AllowAnonymous: opts.AllowAnonymous, Region: opts.Service.Region, Log: opts.Logger,
 	})
+	// One gRPC endpoint serves every paired region: a unary call for
+	// another region is forwarded over the region link (forwardGRPC), and
+	// calls forwarded here are answered by the same handlers (dispatch).
+	n.dispatch = server.NewGRPCDispatcher(api, opts.Logger, n.divergenceGuard(auth), gate)
+	if n.region != nil {
+		n.region.SetGRPCHandler(n.answerForwardedGRPC)
+	}
+	gopts = append(gopts, grpc.ChainUnaryInterceptor(n.forwardGRPC))
 	n.grpc, n.health = server.NewGRPCServer(api, opts.Logger, n.divergenceGuard(auth), gate, gopts...)
 	if opts.AWSAddr != "" {
 		if err := n.startAWS(); err != nil {

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"context"
 	"crypto/tls"
 	"crypto/x509"
 	"errors"
@@ -15,6 +16,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/metadata"
 
 	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
@@ -144,8 +146,9 @@ const globalFlagHelp = `  --endpoint HOST:PORT  server address (env COFFER_ENDPO
                         (env COFFER_CA_FILE; default the system roots)
   --insecure            send credentials in plaintext to an endpoint that is not
                         on loopback (refused otherwise: use --tls)
-  --region NAME         region the requests are signed for (env COFFER_REGION;
-                        default: the one the node names)
+  --region NAME         region the requests are for and signed for (env
+                        COFFER_REGION; default: the one the node names); a node
+                        forwards calls for another paired region to it
   --profile NAME        credentials profile (env COFFER_PROFILE; default "default")
   --credentials-file F  credentials file in the AWS shared-credentials format
                         (env COFFER_CREDENTIALS_FILE; default ~/.coffer/credentials);
@@ -263,6 +266,14 @@ func (o *options) dial() (*grpc.ClientConn, error) {
 		}
 		signer := &grpcsig.Credentials{AccessKeyID: id, SecretAccessKey: secret, SessionToken: token, Region: o.region}
 		dialOpts = append(dialOpts, signer.DialOptions()...)
+	}
+	if o.region != "" {
+		// Also named in metadata, so an unsigned call (a client
+		// certificate's, an anonymous one) reaches the region too.
+		region := o.region
+		dialOpts = append(dialOpts, grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any, cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+			return invoker(metadata.AppendToOutgoingContext(ctx, grpcsig.RegionHeader, region), method, req, reply, cc, opts...)
+		}))
 	}
 	conn, err := grpc.NewClient(o.endpoint, dialOpts...)
 	if err != nil {

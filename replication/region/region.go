@@ -152,7 +152,10 @@ type Manager struct {
 	conns   map[string]*grpc.ClientConn
 	// aws answers AWS API requests paired regions forward (SetAWSHandler).
 	aws http.Handler
-	lag []LagSample
+	// grpcAPI answers client-API calls paired regions forward
+	// (SetGRPCHandler).
+	grpcAPI GRPCHandler
+	lag     []LagSample
 	// OnLag, when set, receives every lag sample (benchmarks).
 	onLag func(LagSample)
 	ships ShipObserver // metrics; nil: none

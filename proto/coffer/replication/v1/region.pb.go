@@ -23,6 +23,181 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
+// ForwardGRPCRequest is one unary gRPC call, as received.
+type ForwardGRPCRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// source_region is the forwarding region; it must match the region whose
+	// CA issued the client certificate.
+	SourceRegion string `protobuf:"bytes,1,opt,name=source_region,json=sourceRegion,proto3" json:"source_region,omitempty"`
+	// destination_region is the region the call is for.
+	DestinationRegion string `protobuf:"bytes,2,opt,name=destination_region,json=destinationRegion,proto3" json:"destination_region,omitempty"`
+	// full_method is the call's method, as /package.Service/Method.
+	FullMethod string `protobuf:"bytes,3,opt,name=full_method,json=fullMethod,proto3" json:"full_method,omitempty"`
+	// metadata is the caller's metadata, :authority and the signature
+	// included.
+	Metadata []*HTTPHeader `protobuf:"bytes,4,rep,name=metadata,proto3" json:"metadata,omitempty"`
+	// request is the request message as the caller encoded it.
+	Request []byte `protobuf:"bytes,5,opt,name=request,proto3" json:"request,omitempty"`
+	// remote_addr is the caller's address, for audit and throttling.
+	RemoteAddr string `protobuf:"bytes,6,opt,name=remote_addr,json=remoteAddr,proto3" json:"remote_addr,omitempty"`
+	// secure_transport is whether the caller reached the source over TLS.
+	SecureTransport bool `protobuf:"varint,7,opt,name=secure_transport,json=secureTransport,proto3" json:"secure_transport,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *ForwardGRPCRequest) Reset() {
+	*x = ForwardGRPCRequest{}
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardGRPCRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardGRPCRequest) ProtoMessage() {}
+
+func (x *ForwardGRPCRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardGRPCRequest.ProtoReflect.Descriptor instead.
+func (*ForwardGRPCRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{0}
+}
+
+func (x *ForwardGRPCRequest) GetSourceRegion() string {
+	if x != nil {
+		return x.SourceRegion
+	}
+	return ""
+}
+
+func (x *ForwardGRPCRequest) GetDestinationRegion() string {
+	if x != nil {
+		return x.DestinationRegion
+	}
+	return ""
+}
+
+func (x *ForwardGRPCRequest) GetFullMethod() string {
+	if x != nil {
+		return x.FullMethod
+	}
+	return ""
+}
+
+func (x *ForwardGRPCRequest) GetMetadata() []*HTTPHeader {
+	if x != nil {
+		return x.Metadata
+	}
+	return nil
+}
+
+func (x *ForwardGRPCRequest) GetRequest() []byte {
+	if x != nil {
+		return x.Request
+	}
+	return nil
+}
+
+func (x *ForwardGRPCRequest) GetRemoteAddr() string {
+	if x != nil {
+		return x.RemoteAddr
+	}
+	return ""
+}
+
+func (x *ForwardGRPCRequest) GetSecureTransport() bool {
+	if x != nil {
+		return x.SecureTransport
+	}
+	return false
+}
+
+// ForwardGRPCResponse is the destination's answer to a forwarded call.
+type ForwardGRPCResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// response is the encoded response message, when the call succeeded.
+	Response []byte `protobuf:"bytes,1,opt,name=response,proto3" json:"response,omitempty"`
+	// status is the call's google.rpc.Status encoded (code, message and
+	// details, such as the AWS error type), when it failed.
+	Status []byte `protobuf:"bytes,2,opt,name=status,proto3" json:"status,omitempty"`
+	// header and trailer are the metadata the destination sent.
+	Header        []*HTTPHeader `protobuf:"bytes,3,rep,name=header,proto3" json:"header,omitempty"`
+	Trailer       []*HTTPHeader `protobuf:"bytes,4,rep,name=trailer,proto3" json:"trailer,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ForwardGRPCResponse) Reset() {
+	*x = ForwardGRPCResponse{}
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ForwardGRPCResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ForwardGRPCResponse) ProtoMessage() {}
+
+func (x *ForwardGRPCResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ForwardGRPCResponse.ProtoReflect.Descriptor instead.
+func (*ForwardGRPCResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{1}
+}
+
+func (x *ForwardGRPCResponse) GetResponse() []byte {
+	if x != nil {
+		return x.Response
+	}
+	return nil
+}
+
+func (x *ForwardGRPCResponse) GetStatus() []byte {
+	if x != nil {
+		return x.Status
+	}
+	return nil
+}
+
+func (x *ForwardGRPCResponse) GetHeader() []*HTTPHeader {
+	if x != nil {
+		return x.Header
+	}
+	return nil
+}
+
+func (x *ForwardGRPCResponse) GetTrailer() []*HTTPHeader {
+	if x != nil {
+		return x.Trailer
+	}
+	return nil
+}
+
 // ForwardAWSRequest is one HTTP request to the AWS endpoint, as received.
 type ForwardAWSRequest struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -48,7 +223,7 @@ type ForwardAWSRequest struct {
 
 func (x *ForwardAWSRequest) Reset() {
 	*x = ForwardAWSRequest{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -60,7 +235,7 @@ func (x *ForwardAWSRequest) String() string {
 func (*ForwardAWSRequest) ProtoMessage() {}
 
 func (x *ForwardAWSRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[0]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -73,7 +248,7 @@ func (x *ForwardAWSRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardAWSRequest.ProtoReflect.Descriptor instead.
 func (*ForwardAWSRequest) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{0}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{2}
 }
 
 func (x *ForwardAWSRequest) GetSourceRegion() string {
@@ -150,7 +325,7 @@ type HTTPHeader struct {
 
 func (x *HTTPHeader) Reset() {
 	*x = HTTPHeader{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -162,7 +337,7 @@ func (x *HTTPHeader) String() string {
 func (*HTTPHeader) ProtoMessage() {}
 
 func (x *HTTPHeader) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[1]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -175,7 +350,7 @@ func (x *HTTPHeader) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use HTTPHeader.ProtoReflect.Descriptor instead.
 func (*HTTPHeader) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{1}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{3}
 }
 
 func (x *HTTPHeader) GetName() string {
@@ -204,7 +379,7 @@ type ForwardAWSResponse struct {
 
 func (x *ForwardAWSResponse) Reset() {
 	*x = ForwardAWSResponse{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[4]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -216,7 +391,7 @@ func (x *ForwardAWSResponse) String() string {
 func (*ForwardAWSResponse) ProtoMessage() {}
 
 func (x *ForwardAWSResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[2]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[4]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -229,7 +404,7 @@ func (x *ForwardAWSResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ForwardAWSResponse.ProtoReflect.Descriptor instead.
 func (*ForwardAWSResponse) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{2}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{4}
 }
 
 func (x *ForwardAWSResponse) GetStatus() int32 {
@@ -289,7 +464,7 @@ type ShipRequest struct {
 
 func (x *ShipRequest) Reset() {
 	*x = ShipRequest{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +476,7 @@ func (x *ShipRequest) String() string {
 func (*ShipRequest) ProtoMessage() {}
 
 func (x *ShipRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[3]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +489,7 @@ func (x *ShipRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipRequest.ProtoReflect.Descriptor instead.
 func (*ShipRequest) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{3}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *ShipRequest) GetSourceRegion() string {
@@ -398,7 +573,7 @@ type ShipResponse struct {
 
 func (x *ShipResponse) Reset() {
 	*x = ShipResponse{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[4]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -410,7 +585,7 @@ func (x *ShipResponse) String() string {
 func (*ShipResponse) ProtoMessage() {}
 
 func (x *ShipResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[4]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -423,7 +598,7 @@ func (x *ShipResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ShipResponse.ProtoReflect.Descriptor instead.
 func (*ShipResponse) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{4}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *ShipResponse) GetAppliedThrough() uint64 {
@@ -481,7 +656,7 @@ type ReplicaAccess struct {
 
 func (x *ReplicaAccess) Reset() {
 	*x = ReplicaAccess{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[5]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[7]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -493,7 +668,7 @@ func (x *ReplicaAccess) String() string {
 func (*ReplicaAccess) ProtoMessage() {}
 
 func (x *ReplicaAccess) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[5]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[7]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -506,7 +681,7 @@ func (x *ReplicaAccess) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ReplicaAccess.ProtoReflect.Descriptor instead.
 func (*ReplicaAccess) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{5}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{7}
 }
 
 func (x *ReplicaAccess) GetName() string {
@@ -536,7 +711,7 @@ type Rejection struct {
 
 func (x *Rejection) Reset() {
 	*x = Rejection{}
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[6]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[8]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -548,7 +723,7 @@ func (x *Rejection) String() string {
 func (*Rejection) ProtoMessage() {}
 
 func (x *Rejection) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_replication_v1_region_proto_msgTypes[6]
+	mi := &file_coffer_replication_v1_region_proto_msgTypes[8]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -561,7 +736,7 @@ func (x *Rejection) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use Rejection.ProtoReflect.Descriptor instead.
 func (*Rejection) Descriptor() ([]byte, []int) {
-	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{6}
+	return file_coffer_replication_v1_region_proto_rawDescGZIP(), []int{8}
 }
 
 func (x *Rejection) GetName() string {
@@ -582,7 +757,22 @@ var File_coffer_replication_v1_region_proto protoreflect.FileDescriptor
 
 const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\n" +
-	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xd1\x02\n" +
+	"\"coffer/replication/v1/region.proto\x12\x15coffer.replication.v1\x1a\x1dcoffer/storage/v1/state.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\xae\x02\n" +
+	"\x12ForwardGRPCRequest\x12#\n" +
+	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
+	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x1f\n" +
+	"\vfull_method\x18\x03 \x01(\tR\n" +
+	"fullMethod\x12=\n" +
+	"\bmetadata\x18\x04 \x03(\v2!.coffer.replication.v1.HTTPHeaderR\bmetadata\x12\x18\n" +
+	"\arequest\x18\x05 \x01(\fR\arequest\x12\x1f\n" +
+	"\vremote_addr\x18\x06 \x01(\tR\n" +
+	"remoteAddr\x12)\n" +
+	"\x10secure_transport\x18\a \x01(\bR\x0fsecureTransport\"\xc1\x01\n" +
+	"\x13ForwardGRPCResponse\x12\x1a\n" +
+	"\bresponse\x18\x01 \x01(\fR\bresponse\x12\x16\n" +
+	"\x06status\x18\x02 \x01(\fR\x06status\x129\n" +
+	"\x06header\x18\x03 \x03(\v2!.coffer.replication.v1.HTTPHeaderR\x06header\x12;\n" +
+	"\atrailer\x18\x04 \x03(\v2!.coffer.replication.v1.HTTPHeaderR\atrailer\"\xd1\x02\n" +
 	"\x11ForwardAWSRequest\x12#\n" +
 	"\rsource_region\x18\x01 \x01(\tR\fsourceRegion\x12-\n" +
 	"\x12destination_region\x18\x02 \x01(\tR\x11destinationRegion\x12\x16\n" +
@@ -627,11 +817,12 @@ const file_coffer_replication_v1_region_proto_rawDesc = "" +
 	"\x03day\x18\x02 \x01(\v2\x1a.google.protobuf.TimestampR\x03day\"9\n" +
 	"\tRejection\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12\x18\n" +
-	"\amessage\x18\x02 \x01(\tR\amessage2\xce\x01\n" +
+	"\amessage\x18\x02 \x01(\tR\amessage2\xb4\x02\n" +
 	"\x18RegionReplicationService\x12O\n" +
 	"\x04Ship\x12\".coffer.replication.v1.ShipRequest\x1a#.coffer.replication.v1.ShipResponse\x12a\n" +
 	"\n" +
-	"ForwardAWS\x12(.coffer.replication.v1.ForwardAWSRequest\x1a).coffer.replication.v1.ForwardAWSResponseBFZDgithub.com/cofferhq/coffer/proto/coffer/replication/v1;replicationv1b\x06proto3"
+	"ForwardAWS\x12(.coffer.replication.v1.ForwardAWSRequest\x1a).coffer.replication.v1.ForwardAWSResponse\x12d\n" +
+	"\vForwardGRPC\x12).coffer.replication.v1.ForwardGRPCRequest\x1a*.coffer.replication.v1.ForwardGRPCResponseBFZDgithub.com/cofferhq/coffer/proto/coffer/replication/v1;replicationv1b\x06proto3"
 
 var (
 	file_coffer_replication_v1_region_proto_rawDescOnce sync.Once
@@ -645,34 +836,41 @@ func file_coffer_replication_v1_region_proto_rawDescGZIP() []byte {
 	return file_coffer_replication_v1_region_proto_rawDescData
 }
 
-var file_coffer_replication_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
+var file_coffer_replication_v1_region_proto_msgTypes = make([]protoimpl.MessageInfo, 9)
 var file_coffer_replication_v1_region_proto_goTypes = []any{
-	(*ForwardAWSRequest)(nil),     // 0: coffer.replication.v1.ForwardAWSRequest
-	(*HTTPHeader)(nil),            // 1: coffer.replication.v1.HTTPHeader
-	(*ForwardAWSResponse)(nil),    // 2: coffer.replication.v1.ForwardAWSResponse
-	(*ShipRequest)(nil),           // 3: coffer.replication.v1.ShipRequest
-	(*ShipResponse)(nil),          // 4: coffer.replication.v1.ShipResponse
-	(*ReplicaAccess)(nil),         // 5: coffer.replication.v1.ReplicaAccess
-	(*Rejection)(nil),             // 6: coffer.replication.v1.Rejection
-	(*v1.ChangeFeedEntry)(nil),    // 7: coffer.storage.v1.ChangeFeedEntry
-	(*timestamppb.Timestamp)(nil), // 8: google.protobuf.Timestamp
+	(*ForwardGRPCRequest)(nil),    // 0: coffer.replication.v1.ForwardGRPCRequest
+	(*ForwardGRPCResponse)(nil),   // 1: coffer.replication.v1.ForwardGRPCResponse
+	(*ForwardAWSRequest)(nil),     // 2: coffer.replication.v1.ForwardAWSRequest
+	(*HTTPHeader)(nil),            // 3: coffer.replication.v1.HTTPHeader
+	(*ForwardAWSResponse)(nil),    // 4: coffer.replication.v1.ForwardAWSResponse
+	(*ShipRequest)(nil),           // 5: coffer.replication.v1.ShipRequest
+	(*ShipResponse)(nil),          // 6: coffer.replication.v1.ShipResponse
+	(*ReplicaAccess)(nil),         // 7: coffer.replication.v1.ReplicaAccess
+	(*Rejection)(nil),             // 8: coffer.replication.v1.Rejection
+	(*v1.ChangeFeedEntry)(nil),    // 9: coffer.storage.v1.ChangeFeedEntry
+	(*timestamppb.Timestamp)(nil), // 10: google.protobuf.Timestamp
 }
 var file_coffer_replication_v1_region_proto_depIdxs = []int32{
-	1, // 0: coffer.replication.v1.ForwardAWSRequest.headers:type_name -> coffer.replication.v1.HTTPHeader
-	1, // 1: coffer.replication.v1.ForwardAWSResponse.headers:type_name -> coffer.replication.v1.HTTPHeader
-	7, // 2: coffer.replication.v1.ShipRequest.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
-	6, // 3: coffer.replication.v1.ShipResponse.rejected:type_name -> coffer.replication.v1.Rejection
-	5, // 4: coffer.replication.v1.ShipResponse.accessed:type_name -> coffer.replication.v1.ReplicaAccess
-	8, // 5: coffer.replication.v1.ReplicaAccess.day:type_name -> google.protobuf.Timestamp
-	3, // 6: coffer.replication.v1.RegionReplicationService.Ship:input_type -> coffer.replication.v1.ShipRequest
-	0, // 7: coffer.replication.v1.RegionReplicationService.ForwardAWS:input_type -> coffer.replication.v1.ForwardAWSRequest
-	4, // 8: coffer.replication.v1.RegionReplicationService.Ship:output_type -> coffer.replication.v1.ShipResponse
-	2, // 9: coffer.replication.v1.RegionReplicationService.ForwardAWS:output_type -> coffer.replication.v1.ForwardAWSResponse
-	8, // [8:10] is the sub-list for method output_type
-	6, // [6:8] is the sub-list for method input_type
-	6, // [6:6] is the sub-list for extension type_name
-	6, // [6:6] is the sub-list for extension extendee
-	0, // [0:6] is the sub-list for field type_name
+	3,  // 0: coffer.replication.v1.ForwardGRPCRequest.metadata:type_name -> coffer.replication.v1.HTTPHeader
+	3,  // 1: coffer.replication.v1.ForwardGRPCResponse.header:type_name -> coffer.replication.v1.HTTPHeader
+	3,  // 2: coffer.replication.v1.ForwardGRPCResponse.trailer:type_name -> coffer.replication.v1.HTTPHeader
+	3,  // 3: coffer.replication.v1.ForwardAWSRequest.headers:type_name -> coffer.replication.v1.HTTPHeader
+	3,  // 4: coffer.replication.v1.ForwardAWSResponse.headers:type_name -> coffer.replication.v1.HTTPHeader
+	9,  // 5: coffer.replication.v1.ShipRequest.changes:type_name -> coffer.storage.v1.ChangeFeedEntry
+	8,  // 6: coffer.replication.v1.ShipResponse.rejected:type_name -> coffer.replication.v1.Rejection
+	7,  // 7: coffer.replication.v1.ShipResponse.accessed:type_name -> coffer.replication.v1.ReplicaAccess
+	10, // 8: coffer.replication.v1.ReplicaAccess.day:type_name -> google.protobuf.Timestamp
+	5,  // 9: coffer.replication.v1.RegionReplicationService.Ship:input_type -> coffer.replication.v1.ShipRequest
+	2,  // 10: coffer.replication.v1.RegionReplicationService.ForwardAWS:input_type -> coffer.replication.v1.ForwardAWSRequest
+	0,  // 11: coffer.replication.v1.RegionReplicationService.ForwardGRPC:input_type -> coffer.replication.v1.ForwardGRPCRequest
+	6,  // 12: coffer.replication.v1.RegionReplicationService.Ship:output_type -> coffer.replication.v1.ShipResponse
+	4,  // 13: coffer.replication.v1.RegionReplicationService.ForwardAWS:output_type -> coffer.replication.v1.ForwardAWSResponse
+	1,  // 14: coffer.replication.v1.RegionReplicationService.ForwardGRPC:output_type -> coffer.replication.v1.ForwardGRPCResponse
+	12, // [12:15] is the sub-list for method output_type
+	9,  // [9:12] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_coffer_replication_v1_region_proto_init() }
@@ -686,7 +884,7 @@ func file_coffer_replication_v1_region_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_replication_v1_region_proto_rawDesc), len(file_coffer_replication_v1_region_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   7,
+			NumMessages:   9,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -19,8 +19,9 @@ import (
 const _ = grpc.SupportPackageIsVersion9
 
 const (
-	RegionReplicationService_Ship_FullMethodName       = "/coffer.replication.v1.RegionReplicationService/Ship"
-	RegionReplicationService_ForwardAWS_FullMethodName = "/coffer.replication.v1.RegionReplicationService/ForwardAWS"
+	RegionReplicationService_Ship_FullMethodName        = "/coffer.replication.v1.RegionReplicationService/Ship"
+	RegionReplicationService_ForwardAWS_FullMethodName  = "/coffer.replication.v1.RegionReplicationService/ForwardAWS"
+	RegionReplicationService_ForwardGRPC_FullMethodName = "/coffer.replication.v1.RegionReplicationService/ForwardGRPC"
 )
 
 // RegionReplicationServiceClient is the client API for RegionReplicationService service.
@@ -42,6 +43,12 @@ type RegionReplicationServiceClient interface {
 	// answers as it would answer the caller directly. One endpoint thereby
 	// serves every paired region without a new plaintext hop.
 	ForwardAWS(ctx context.Context, in *ForwardAWSRequest, opts ...grpc.CallOption) (*ForwardAWSResponse, error)
+	// ForwardGRPC serves a unary client-API (coffer.v1) call that a paired
+	// region's node received for this region (its x-coffer-region metadata or
+	// its SigV4 credential scope names it): this region authenticates the
+	// original caller (its signature, as sent), authorizes, audits and answers
+	// through its own gRPC handlers.
+	ForwardGRPC(ctx context.Context, in *ForwardGRPCRequest, opts ...grpc.CallOption) (*ForwardGRPCResponse, error)
 }
 
 type regionReplicationServiceClient struct {
@@ -72,6 +79,16 @@ func (c *regionReplicationServiceClient) ForwardAWS(ctx context.Context, in *For
 	return out, nil
 }
 
+func (c *regionReplicationServiceClient) ForwardGRPC(ctx context.Context, in *ForwardGRPCRequest, opts ...grpc.CallOption) (*ForwardGRPCResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(ForwardGRPCResponse)
+	err := c.cc.Invoke(ctx, RegionReplicationService_ForwardGRPC_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // RegionReplicationServiceServer is the server API for RegionReplicationService service.
 // All implementations must embed UnimplementedRegionReplicationServiceServer
 // for forward compatibility.
@@ -91,6 +108,12 @@ type RegionReplicationServiceServer interface {
 	// answers as it would answer the caller directly. One endpoint thereby
 	// serves every paired region without a new plaintext hop.
 	ForwardAWS(context.Context, *ForwardAWSRequest) (*ForwardAWSResponse, error)
+	// ForwardGRPC serves a unary client-API (coffer.v1) call that a paired
+	// region's node received for this region (its x-coffer-region metadata or
+	// its SigV4 credential scope names it): this region authenticates the
+	// original caller (its signature, as sent), authorizes, audits and answers
+	// through its own gRPC handlers.
+	ForwardGRPC(context.Context, *ForwardGRPCRequest) (*ForwardGRPCResponse, error)
 	mustEmbedUnimplementedRegionReplicationServiceServer()
 }
 
@@ -106,6 +129,9 @@ func (UnimplementedRegionReplicationServiceServer) Ship(context.Context, *ShipRe
 }
 func (UnimplementedRegionReplicationServiceServer) ForwardAWS(context.Context, *ForwardAWSRequest) (*ForwardAWSResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method ForwardAWS not implemented")
+}
+func (UnimplementedRegionReplicationServiceServer) ForwardGRPC(context.Context, *ForwardGRPCRequest) (*ForwardGRPCResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method ForwardGRPC not implemented")
 }
 func (UnimplementedRegionReplicationServiceServer) mustEmbedUnimplementedRegionReplicationServiceServer() {
 }
@@ -165,6 +191,24 @@ func _RegionReplicationService_ForwardAWS_Handler(srv interface{}, ctx context.C
 	return interceptor(ctx, in, info, handler)
 }
 
+func _RegionReplicationService_ForwardGRPC_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(ForwardGRPCRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(RegionReplicationServiceServer).ForwardGRPC(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: RegionReplicationService_ForwardGRPC_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(RegionReplicationServiceServer).ForwardGRPC(ctx, req.(*ForwardGRPCRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // RegionReplicationService_ServiceDesc is the grpc.ServiceDesc for RegionReplicationService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -179,6 +223,10 @@ var RegionReplicationService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "ForwardAWS",
 			Handler:    _RegionReplicationService_ForwardAWS_Handler,
+		},
+		{
+			MethodName: "ForwardGRPC",
+			Handler:    _RegionReplicationService_ForwardGRPC_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},
