@@ -287,7 +287,7 @@ func startDevRegion(ctx context.Context, cfg Config, n int, log *slog.Logger, cr
 			if cfg.MetricsAddr != "" {
 				nc.MetricsAddr = offsetPort(cfg.MetricsAddr, 10*m.Index)
 			}
-			opts, err := buildNodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region), false)
+			opts, err := buildNodeOptions(nc, log.With("node", nc.NodeID, "region", nc.Region), true)
 			if err != nil {
 				return opts, err
 			}

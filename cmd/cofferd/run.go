@@ -31,14 +31,14 @@ func newLogger(cfg Config, w io.Writer) *slog.Logger {
 // unseals the root key and loads (or makes) the cluster TLS material and
 // gossip key.
 func nodeOptions(cfg Config, log *slog.Logger) (node.Options, error) {
-	return buildNodeOptions(cfg, log, true)
+	return buildNodeOptions(cfg, log, false)
 }
 
-// buildNodeOptions is nodeOptions; without ownTLS it leaves the cluster
-// TLS material to the caller (cofferd dev, whose node.StartRegion issues
-// every node's certificate from the region's one CA), so no private CA is
-// made, or warned about, in each node's data directory.
-func buildNodeOptions(cfg Config, log *slog.Logger, ownTLS bool) (node.Options, error) {
+// buildNodeOptions is nodeOptions; with quietCA it does not warn about the
+// private CA it makes when no cluster TLS is configured — cofferd dev, whose
+// node.StartRegion issues the nodes' cluster certificates from the region's
+// one CA (the private CA still anchors region replication there).
+func buildNodeOptions(cfg Config, log *slog.Logger, quietCA bool) (node.Options, error) {
 	lockMode, err := memoryLock(cfg, log, kms.CheckMemoryLock)
 	if err != nil {
 		return node.Options{}, err
@@ -56,10 +56,12 @@ func buildNodeOptions(cfg Config, log *slog.Logger, ownTLS bool) (node.Options, 
 		}
 	}
 	rc := cfg.raftConfig(log)
-	if ownTLS {
-		if rc.TLS, err = clusterTLS(cfg, log); err != nil {
-			return node.Options{}, err
-		}
+	caLog := log
+	if quietCA {
+		caLog = slog.New(slog.DiscardHandler)
+	}
+	if rc.TLS, err = clusterTLS(cfg, caLog); err != nil {
+		return node.Options{}, err
 	}
 	if cfg.Cluster.GossipAddr != "" {
 		key, err := gossipKey(cfg)
