@@ -217,8 +217,13 @@ func TestFenceRefusesWritesUntilLifted(t *testing.T) {
 	if server.TypeOf(err) != server.TypeServiceUnavailable {
 		t.Fatalf("create in a fenced region: %s", describeErr(err))
 	}
-	// Everything it acknowledged still reaches the replica region.
-	time.Sleep(200 * time.Millisecond) // the writer's in-flight write lands or is refused
+	// The writer meets the fence too before it stops; everything it
+	// acknowledged still reaches the replica region.
+	wait.True(t, clustertest.ConvergeTimeout, "the writer to be refused by the fence", func() bool {
+		w.mu.Lock()
+		defer w.mu.Unlock()
+		return w.refused[server.TypeServiceUnavailable] > 0
+	})
 	acks := w.halt()
 	if got := len(acks); got > before+1 {
 		t.Fatalf("%d writes acknowledged after the fence (at most the one in flight)", got-before)
