@@ -89,6 +89,9 @@ func validateToken(field, tok string) *APIError {
 	if tok == "" {
 		return nil
 	}
+	if !utf8.ValidString(tok) {
+		return validationErr(field, "Member must be valid UTF-8 text")
+	}
 	// A token is not sensitive: AWS names it in the message.
 	switch n := utf8.RuneCountInString(tok); {
 	case n < storage.MinTokenLength:
