@@ -133,10 +133,16 @@ func TestNemesis(t *testing.T) {
 				}
 			}
 		}
+		// The round's time includes the fault itself and the probes of the
+		// node it touched (each read of an isolated node waits out its
+		// deadline); healing is from the fault's undoing to every node of
+		// both regions serving linearizable reads.
+		undone := time.Now()
 		counts[f]++
 		dep.waitHealthy(t)
+		healed := time.Since(undone)
 		w.progress(t, settle/2)
-		t.Logf("round %d: %s, healed in %v", i, f, time.Since(start).Round(time.Millisecond))
+		t.Logf("round %d: %s, round %v, healthy %v after the fault was undone", i, f, time.Since(start).Round(time.Millisecond), healed.Round(time.Millisecond))
 	}
 	w.halt()
 	dep.waitReplicaCaughtUp(t, us, euWest)
