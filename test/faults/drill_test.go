@@ -103,4 +103,46 @@ func TestDrill(t *testing.T) {
 		})
 	}
 	dep.waitHealthy(t)
+	checkDrillAudited(t)
+}
+
+// checkDrillAudited reads every node's audit log (docker cp: the image has
+// no shell) and wants each step of the drills there as an allowed,
+// successful call: the fence, both halves of each switchover and the
+// promotions, in the region that took them.
+func checkDrillAudited(t *testing.T) {
+	t.Helper()
+	dir := t.TempDir()
+	seen := map[string]map[string]int{} // region → operation → successful calls
+	for _, n := range dep.all() {
+		path := filepath.Join(dir, n.name+".log")
+		mustDocker(t, "cp", n.container+":/data/audit.log", path)
+		b, err := os.ReadFile(path)
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(strings.TrimSpace(string(b)), "\n") {
+			var e struct{ Operation, Decision, Outcome string }
+			if err := json.Unmarshal([]byte(line), &e); err != nil {
+				t.Fatalf("%s: audit line %q: %v", n, line, err)
+			}
+			if e.Decision == "allow" && e.Outcome == "success" {
+				if seen[n.region] == nil {
+					seen[n.region] = map[string]int{}
+				}
+				seen[n.region][e.Operation]++
+			}
+		}
+	}
+	want := map[string][]string{
+		usEast: {"FenceRegion", "UnfenceRegion", "BeginSwitchover", "CompleteSwitchover", "PromoteRegion", "GetFailoverStatus"},
+		euWest: {"BeginSwitchover", "CompleteSwitchover", "PromoteRegion", "GetFailoverStatus"},
+	}
+	for region, ops := range want {
+		for _, op := range ops {
+			if seen[region][op] == 0 {
+				t.Errorf("no successful %s in %s's audit logs (seen %v)", op, region, seen[region])
+			}
+		}
+	}
 }
