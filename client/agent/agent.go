@@ -27,6 +27,9 @@ const (
 	// CacheAgeHeader, on an answer served from the cache because Coffer
 	// was unreachable, is the age of the value in whole seconds.
 	CacheAgeHeader = "X-Coffer-Cache-Age"
+	// PingHeadroom is how many connections beyond MaxConn are left for
+	// /ping, as aws-secretsmanager-agent leaves two for health checks.
+	PingHeadroom = 2
 )
 
 // DefaultTokenHeaders are the headers that may carry the SSRF token.
@@ -147,19 +150,31 @@ func (a *Agent) fail(w http.ResponseWriter, e httpError) {
 
 // ServeHTTP checks in the order aws-secretsmanager-agent does: the
 // connection limit, forwarding and the SSRF token, the method, then the
-// route.
+// route. /ping is the health check, and as in aws-secretsmanager-agent
+// (server.rs validate_token, validate_max_conn) it needs no token, is not
+// refused for X-Forwarded-For, and has PingHeadroom connections beyond
+// MaxConn, so that a container or load balancer health check, which
+// cannot carry the token, still answers while the agent is at its limit.
+// It reveals nothing but that the agent runs; it must still be a GET.
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if a.open.Load() > int64(a.cfg.MaxConn) {
+	ping := r.URL.Path == "/ping"
+	limit := int64(a.cfg.MaxConn)
+	if ping {
+		limit += PingHeadroom
+	}
+	if a.open.Load() > limit {
 		a.fail(w, httpError{http.StatusTooManyRequests, "ConnectionLimitExceeded", "Connection limit exceeded"})
 		return
 	}
-	if r.Header.Get("X-Forwarded-For") != "" {
-		a.fail(w, httpError{http.StatusBadRequest, "BadRequest", "Forwarded requests are refused"})
-		return
-	}
-	if !a.tokenOK(r) {
-		a.fail(w, httpError{http.StatusForbidden, "AccessDenied", "Bad Token"})
-		return
+	if !ping {
+		if r.Header.Get("X-Forwarded-For") != "" {
+			a.fail(w, httpError{http.StatusBadRequest, "BadRequest", "Forwarded requests are refused"})
+			return
+		}
+		if !a.tokenOK(r) {
+			a.fail(w, httpError{http.StatusForbidden, "AccessDenied", "Bad Token"})
+			return
+		}
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -168,7 +183,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	switch path := r.URL.Path; {
-	case path == "/ping":
+	case ping:
 		_, _ = w.Write([]byte("healthy"))
 	case path == "/secretsmanager/get":
 		a.get(w, r, q.Get("secretId"), q)

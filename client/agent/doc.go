@@ -1,6 +1,7 @@
 // Package agent is `coffer agent`: a local HTTP service that is a drop-in
 // for aws-secretsmanager-agent (port 2773, /secretsmanager/get and
-// /v1/<id>, the SSRF token header, the same status codes, /ping), reading
+// /v1/<id>, the SSRF token header, the same status codes, /ping without a
+// token as its health check), reading
 // through the client package's cache, which the WatchSecrets stream keeps
 // fresh. When Coffer is unreachable it serves the last good value with
 // an X-Coffer-Cache-Age header. It only reads secrets and never logs a value.
