@@ -47,7 +47,11 @@ type Config struct {
 	PathPrefix   string
 	// MaxConn bounds the open connections; one over it is answered 429.
 	MaxConn int
-	Logger  *slog.Logger
+	// Disk, when set, keeps every answer encrypted at rest and serves it
+	// when Coffer is unreachable and the memory cache has no copy (after
+	// a restart): see OpenDiskCache.
+	Disk   *DiskCache
+	Logger *slog.Logger
 }
 
 // Token returns the SSRF token from the first of envs that is set (a
@@ -236,12 +240,13 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request, id string, q map[str
 		}
 		return ""
 	}
+	version, stage := first("versionId"), first("versionStage")
 	var opts []client.GetOption
-	if v := first("versionId"); v != "" {
-		opts = append(opts, client.VersionID(v))
+	if version != "" {
+		opts = append(opts, client.VersionID(version))
 	}
-	if v := first("versionStage"); v != "" {
-		opts = append(opts, client.VersionStage(v))
+	if stage != "" {
+		opts = append(opts, client.VersionStage(stage))
 	}
 	if v := first("refreshNow"); v != "" {
 		refresh, err := strconv.ParseBool(v)
@@ -258,10 +263,13 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request, id string, q map[str
 		var ce *client.Error
 		switch {
 		case errors.As(err, &ce) && ce.Type != "" && !errors.Is(err, client.ErrUnavailable):
+			if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrAccessDenied) {
+				a.forget(id, version, stage) // never served again in an outage
+			}
 			a.fail(w, httpError{awserr.HTTPStatus(ce.Type), ce.Type, ce.Message})
 		default:
 			a.cfg.Logger.Warn("coffer agent: read failed", "secret", id, "err", err)
-			a.fail(w, httpError{http.StatusBadGateway, "ConnectionError", "Coffer is unreachable and no value of this secret is cached"})
+			a.fromDisk(w, id, version, stage)
 		}
 		return
 	}
@@ -273,8 +281,51 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request, id string, q map[str
 		out.SecretString = &s.String
 	}
 	if s.Stale {
-		w.Header().Set(CacheAgeHeader, strconv.Itoa(int(time.Since(s.Fetched).Seconds())))
+		w.Header().Set(CacheAgeHeader, age(s.Fetched))
+	} else if a.cfg.Disk != nil {
+		if err := a.cfg.Disk.store(diskEntry{ID: id, Version: version, Stage: stage, Answer: out, Fetched: s.Fetched}); err != nil {
+			a.cfg.Logger.Error("coffer agent: could not write the cache at rest", "secret", id, "err", err)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+func age(fetched time.Time) string {
+	return strconv.Itoa(max(0, int(time.Since(fetched).Seconds())))
+}
+
+// fromDisk answers from the cache at rest while Coffer is unreachable,
+// or 502 ConnectionError when it holds nothing (or a copy it refuses).
+func (a *Agent) fromDisk(w http.ResponseWriter, id, version, stage string) {
+	unreachable := httpError{http.StatusBadGateway, "ConnectionError", "Coffer is unreachable and no value of this secret is cached"}
+	if a.cfg.Disk == nil {
+		a.fail(w, unreachable)
+		return
+	}
+	e, found, err := a.cfg.Disk.load(id, version, stage)
+	switch {
+	case err != nil:
+		a.cfg.Logger.Error("coffer agent: refusing a cached copy", "secret", id, "err", err)
+		if errors.Is(err, ErrCacheEntryRefused) {
+			unreachable.msg = "Coffer is unreachable and the cached copy of this secret failed authentication (altered, or written with another key): it is not served"
+		}
+		a.fail(w, unreachable)
+	case !found:
+		a.fail(w, unreachable)
+	default:
+		a.cfg.Logger.Warn("coffer agent: serving the cache at rest: coffer is unreachable", "secret", id, "fetched", e.Fetched)
+		w.Header().Set(CacheAgeHeader, age(e.Fetched))
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(e.Answer)
+	}
+}
+
+func (a *Agent) forget(id, version, stage string) {
+	if a.cfg.Disk == nil {
+		return
+	}
+	if err := a.cfg.Disk.remove(id, version, stage); err != nil {
+		a.cfg.Logger.Error("coffer agent: could not remove a cached copy", "secret", id, "err", err)
+	}
 }

@@ -26,7 +26,14 @@ const token = "ssrf-token-for-tests"
 // startAgent runs an agent on a loopback port against node 0 of c.
 func startAgent(t *testing.T, c *clustertest.Cluster, cfg agent.Config, ccfg client.Config) string {
 	t.Helper()
-	ccfg.Regions = []client.Region{{Name: clustertest.DefaultRegion, Endpoints: []string{c.Node(0).Addr()}}}
+	return startAgentAt(t, c.Node(0).Addr(), cfg, ccfg)
+}
+
+// startAgentAt runs an agent on a loopback port against the node at addr
+// (which may be down).
+func startAgentAt(t *testing.T, addr string, cfg agent.Config, ccfg client.Config) string {
+	t.Helper()
+	ccfg.Regions = []client.Region{{Name: clustertest.DefaultRegion, Endpoints: []string{addr}}}
 	ccfg.Credentials = client.Credentials{AccessKeyID: clustertest.RootAccessKeyID, SecretAccessKey: clustertest.RootSecretAccessKey}
 	cl, err := client.New(ccfg)
 	if err != nil {
