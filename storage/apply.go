@@ -72,7 +72,7 @@ func (t *txn) apply(now time.Time, cmd *raftv1.Command) *Result {
 		t.feedChange(now, before)
 	}
 	if r.Err == nil && t.err == nil {
-		t.noteChanges(t.index, now, op)
+		t.noteChanges(t.index, now, c.watch)
 	}
 	return r
 }

@@ -35,11 +35,13 @@ func newFeedEnv(t *testing.T) *feedEnv {
 // the command applies; op is the command, applied at one hour, and the
 // fixture it is applied on (the primary unless it says otherwise).
 // newEntries is how many feed entries a command that manages the feed
-// itself appends there.
+// itself appends there; watched is the kind of change watchers must be
+// told of for the secrets it writes ("" for none).
 type feedCase struct {
 	setup      func(e *feedEnv)
 	op         func(e *feedEnv) (*fixture, proto.Message)
 	newEntries int
+	watched    storage.ChangeKind
 }
 
 func onPrimary(op func(arn string) proto.Message) func(e *feedEnv) (*fixture, proto.Message) {
@@ -55,39 +57,39 @@ var feedCases = map[protoreflect.Name]feedCase{
 	"init_keyring": {op: onPrimary(func(string) proto.Message {
 		return &raftv1.InitKeyring{Keyring: &storagev1.Keyring{SealedFingerprintKey: []byte("fp")}}
 	})},
-	"create_secret":    {op: onPrimary(func(string) proto.Message { return createWithValue("other", "OtHeR1", 5, "x") })},
-	"put_secret_value": {op: onPrimary(func(arn string) proto.Message { return putOp(arn, 2, "v2") })},
-	"update_secret": {op: onPrimary(func(arn string) proto.Message {
+	"create_secret":    {watched: storage.ChangeCreated, op: onPrimary(func(string) proto.Message { return createWithValue("other", "OtHeR1", 5, "x") })},
+	"put_secret_value": {watched: storage.ChangeVersionAdded, op: onPrimary(func(arn string) proto.Message { return putOp(arn, 2, "v2") })},
+	"update_secret": {watched: storage.ChangeUpdated, op: onPrimary(func(arn string) proto.Message {
 		return &raftv1.UpdateSecret{Arn: arn, Description: proto.String("the database")}
 	})},
-	"update_version_stage": {
+	"update_version_stage": {watched: storage.ChangeStageMoved,
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, putOp(e.arn, 2, "v2")) },
 		op:    onPrimary(func(arn string) proto.Message { return moveOp(arn, "AWSCURRENT", 1, 2) }),
 	},
-	"delete_secret": {op: onPrimary(func(arn string) proto.Message { return deleteOp(arn, 7) })},
-	"restore_secret": {
+	"delete_secret": {watched: storage.ChangeDeleted, op: onPrimary(func(arn string) proto.Message { return deleteOp(arn, 7) })},
+	"restore_secret": {watched: storage.ChangeRestored,
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, deleteOp(e.arn, 7)) },
 		op:    onPrimary(func(arn string) proto.Message { return &raftv1.RestoreSecret{Arn: arn} }),
 	},
-	"tag_resource": {op: onPrimary(func(arn string) proto.Message {
+	"tag_resource": {watched: storage.ChangeMetadata, op: onPrimary(func(arn string) proto.Message {
 		return &raftv1.TagResource{Arn: arn, Tags: tags("team", "db")}
 	})},
-	"untag_resource": {
+	"untag_resource": {watched: storage.ChangeMetadata,
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, &raftv1.TagResource{Arn: e.arn, Tags: tags("team", "db")}) },
 		op: onPrimary(func(arn string) proto.Message {
 			return &raftv1.UntagResource{Arn: arn, TagKeys: []string{"team"}}
 		}),
 	},
-	"put_resource_policy": {op: onPrimary(func(arn string) proto.Message {
+	"put_resource_policy": {watched: storage.ChangeMetadata, op: onPrimary(func(arn string) proto.Message {
 		return &raftv1.PutResourcePolicy{Arn: arn, ResourcePolicy: policyDoc}
 	})},
-	"delete_resource_policy": {
+	"delete_resource_policy": {watched: storage.ChangeMetadata,
 		setup: func(e *feedEnv) {
 			e.p.ok(10*time.Minute, &raftv1.PutResourcePolicy{Arn: e.arn, ResourcePolicy: policyDoc})
 		},
 		op: onPrimary(func(arn string) proto.Message { return &raftv1.DeleteResourcePolicy{Arn: arn} }),
 	},
-	"purge_secret": {
+	"purge_secret": {watched: storage.ChangePurged,
 		// Deleted with no recovery window left by the time the purge applies.
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, deleteOp(e.arn, 0)) },
 		op:    onPrimary(func(arn string) proto.Message { return &raftv1.PurgeSecret{Arn: arn} }),
@@ -174,8 +176,8 @@ var feedCases = map[protoreflect.Name]feedCase{
 		},
 		op: onPrimary(func(string) proto.Message { return &raftv1.DetachRolePolicy{Role: "app", Policy: "readers"} }),
 	},
-	"configure_rotation": {op: onPrimary(func(arn string) proto.Message { return rotateOp(arn, 2, false) })},
-	"start_rotation": {
+	"configure_rotation": {watched: storage.ChangeRotation, op: onPrimary(func(arn string) proto.Message { return rotateOp(arn, 2, false) })},
+	"start_rotation": {watched: storage.ChangeRotation,
 		// A test-only run leaves rotation on and nothing in progress.
 		setup: func(e *feedEnv) {
 			e.p.ok(10*time.Minute, rotateOp(e.arn, 2, true))
@@ -183,13 +185,13 @@ var feedCases = map[protoreflect.Name]feedCase{
 		},
 		op: onPrimary(func(arn string) proto.Message { return &raftv1.StartRotation{Arn: arn, Token: vid(3)} }),
 	},
-	"record_rotation_step": {
+	"record_rotation_step": {watched: storage.ChangeRotation,
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, rotateOp(e.arn, 2, false)) },
 		op: onPrimary(func(arn string) proto.Message {
 			return stepOp(arn, 2, storage.StepCreateSecret, "", 0)
 		}),
 	},
-	"cancel_rotation": {
+	"cancel_rotation": {watched: storage.ChangeRotation,
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, rotateOp(e.arn, 2, false)) },
 		op:    onPrimary(func(arn string) proto.Message { return &raftv1.CancelRotation{Arn: arn} }),
 	},
@@ -203,7 +205,7 @@ var feedCases = map[protoreflect.Name]feedCase{
 		op: onPrimary(func(string) proto.Message { return &raftv1.DeregisterRotationFunction{Name: "rot"} }),
 	},
 	// A new replica region gets a full copy.
-	"set_replicas": {
+	"set_replicas": {watched: storage.ChangeReplication,
 		setup: func(e *feedEnv) { pair(e.p, "us-east-2") },
 		op: onPrimary(func(arn string) proto.Message {
 			return &raftv1.SetReplicas{Arn: arn, Region: region, Add: []*storagev1.ReplicaRegionConfig{{Region: "us-east-2"}}}
@@ -212,7 +214,7 @@ var feedCases = map[protoreflect.Name]feedCase{
 	},
 	// The replica region applies what the primary shipped; its own feed
 	// does not grow.
-	"apply_replica_changes": {
+	"apply_replica_changes": {watched: storage.ChangeReplicated,
 		setup: func(e *feedEnv) { e.p.ok(10*time.Minute, putOp(e.arn, 2, "v2")) },
 		op: func(e *feedEnv) (*fixture, proto.Message) {
 			b, err := e.p.store.FeedAfter(dest, e.p.store.FeedAck(dest), 100)
@@ -229,7 +231,7 @@ var feedCases = map[protoreflect.Name]feedCase{
 		}),
 	},
 	// The replica region takes over and feeds the old primary a full copy.
-	"promote_replica": {
+	"promote_replica": {watched: storage.ChangePromoted,
 		op: func(e *feedEnv) (*fixture, proto.Message) {
 			return e.r, &raftv1.PromoteReplica{Arn: storage.WithRegion(e.arn, dest), Region: dest,
 				Replicas: []*storagev1.ReplicaRegionConfig{{Region: region}}}
@@ -256,7 +258,7 @@ var feedCases = map[protoreflect.Name]feedCase{
 	"set_switchover":   {op: onPrimary(func(string) proto.Message { return &raftv1.SetSwitchover{ToRegion: dest} })},
 	// The primary got back a diverged version (failover, an unshipped
 	// write, failback) and adopts it.
-	"resolve_diverged": {
+	"resolve_diverged": {watched: storage.ChangeStageMoved,
 		setup: func(e *feedEnv) { divergeAndFailBack(e.p.t, e.p, e.r, e.arn) },
 		op: onPrimary(func(arn string) proto.Message {
 			return &raftv1.ResolveDiverged{Arn: arn, VersionId: vid(2), Adopt: true}
@@ -302,7 +304,9 @@ func createKMSKeyOp(id string) *raftv1.CreateKmsKey {
 // then, applied to a replicated primary secret, a command that changes a
 // secret must append a feed entry for it, a local one must append none and
 // leave the secret's replicated record as it was, and one that manages the
-// feed must append what its case says.
+// feed must append what its case says. Watchers of the node it is applied
+// on must be told of it with its entry's change kind, or, for an unwatched
+// command, not at all.
 func TestEveryCommand(t *testing.T) {
 	cases := opCases()
 	ready := true
@@ -336,7 +340,12 @@ func TestEveryCommand(t *testing.T) {
 			}
 			seq := storage.FeedSeq(on.store)
 			secretBefore, _ := on.store.Secret("db")
+			watch, err := on.store.WatchChanges(0)
+			if err != nil {
+				t.Fatalf("WatchChanges: %v", err)
+			}
 			on.ok(time.Hour, op)
+			checkWatched(t, fd, c.watched, watch)
 			added := storage.FeedEntriesAfter(on.store, seq)
 			switch role {
 			case storage.RoleSecretChange:
@@ -360,6 +369,39 @@ func TestEveryCommand(t *testing.T) {
 			}
 		})
 	}
+}
+
+// checkWatched checks the kind in the command's table entry against the
+// case's, and what a watcher opened just before the command saw of it.
+func checkWatched(t *testing.T, fd protoreflect.FieldDescriptor, want storage.ChangeKind, watch *storage.ChangeStream) {
+	t.Helper()
+	name := fd.Name()
+	if kind, _ := storage.CommandChangeKind(fd.Message().FullName()); kind != want {
+		t.Fatalf("%s has change kind %q in storage's command table, want %q", name, kind, want)
+	}
+	changes, _ := next(t, watch)
+	if want == "" {
+		if len(changes) != 0 {
+			t.Fatalf("%s is unwatched but watchers were told of %v", name, changeKinds(changes))
+		}
+		return
+	}
+	if len(changes) == 0 {
+		t.Fatalf("%s changes secrets as %s but watchers were told of nothing", name, want)
+	}
+	for _, c := range changes {
+		if c.Kind != want {
+			t.Fatalf("%s: watchers were told of %v, want every change of kind %s", name, changeKinds(changes), want)
+		}
+	}
+}
+
+func changeKinds(changes []storage.Change) []string {
+	out := []string{}
+	for _, c := range changes {
+		out = append(out, c.Name+":"+string(c.Kind))
+	}
+	return out
 }
 
 func entryNames(entries []*storagev1.ChangeFeedEntry) []string {

@@ -7,9 +7,7 @@ import (
 	"time"
 
 	"google.golang.org/protobuf/proto"
-	"google.golang.org/protobuf/reflect/protoreflect"
 
-	raftv1 "github.com/cofferhq/coffer/proto/coffer/raft/v1"
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
 )
 
@@ -25,7 +23,8 @@ import (
 // ChangeKind is what a command did to a secret, as a watcher sees it.
 type ChangeKind string
 
-// The change kinds, one per kind of secret-changing command.
+// The change kinds, one per kind of secret-changing command; each entry of
+// the command table (commands.go) names its own.
 const (
 	ChangeCreated      ChangeKind = "CREATED"       // CreateSecret
 	ChangeVersionAdded ChangeKind = "VERSION_ADDED" // PutSecretValue
@@ -41,65 +40,11 @@ const (
 	ChangePromoted     ChangeKind = "PROMOTED"      // a replica became a primary
 )
 
-// changeKinds classifies every entry of the command table (commands.go):
-// the kind its changes carry, or "" for a command whose secret writes are
-// bookkeeping no watcher needs (access dates, replication status messages)
-// or that writes no secret. TestEveryCommandHasChangeKind fails on a table
-// entry missing here.
-var changeKinds = map[protoreflect.FullName]ChangeKind{
-	opName(&raftv1.CreateSecret{}):               ChangeCreated,
-	opName(&raftv1.PutSecretValue{}):             ChangeVersionAdded,
-	opName(&raftv1.UpdateSecret{}):               ChangeUpdated,
-	opName(&raftv1.UpdateVersionStage{}):         ChangeStageMoved,
-	opName(&raftv1.DeleteSecret{}):               ChangeDeleted,
-	opName(&raftv1.RestoreSecret{}):              ChangeRestored,
-	opName(&raftv1.TagResource{}):                ChangeMetadata,
-	opName(&raftv1.UntagResource{}):              ChangeMetadata,
-	opName(&raftv1.PutResourcePolicy{}):          ChangeMetadata,
-	opName(&raftv1.DeleteResourcePolicy{}):       ChangeMetadata,
-	opName(&raftv1.PurgeSecret{}):                ChangePurged,
-	opName(&raftv1.ConfigureRotation{}):          ChangeRotation,
-	opName(&raftv1.StartRotation{}):              ChangeRotation,
-	opName(&raftv1.RecordRotationStep{}):         ChangeRotation,
-	opName(&raftv1.CancelRotation{}):             ChangeRotation,
-	opName(&raftv1.SetReplicas{}):                ChangeReplication,
-	opName(&raftv1.ApplyReplicaChanges{}):        ChangeReplicated,
-	opName(&raftv1.PromoteReplica{}):             ChangePromoted,
-	opName(&raftv1.RecordAccess{}):               "",
-	opName(&raftv1.AckFeed{}):                    "",
-	opName(&raftv1.PairRegion{}):                 "",
-	opName(&raftv1.UnpairRegion{}):               "",
-	opName(&raftv1.InitKeyring{}):                "",
-	opName(&raftv1.CreatePrincipal{}):            "",
-	opName(&raftv1.DeletePrincipal{}):            "",
-	opName(&raftv1.CreateAccessKey{}):            "",
-	opName(&raftv1.DeleteAccessKey{}):            "",
-	opName(&raftv1.PutPolicy{}):                  "",
-	opName(&raftv1.DeletePolicy{}):               "",
-	opName(&raftv1.AttachPolicy{}):               "",
-	opName(&raftv1.DetachPolicy{}):               "",
-	opName(&raftv1.PurgeSessions{}):              "",
-	opName(&raftv1.RegisterRotationFunction{}):   "",
-	opName(&raftv1.DeregisterRotationFunction{}): "",
-	opName(&raftv1.InitCluster{}):                "",
-	opName(&raftv1.CheckState{}):                 "",
-	opName(&raftv1.SetPairingOptions{}):          "",
-	opName(&raftv1.ResetFeed{}):                  "",
-	opName(&raftv1.CreateKmsKey{}):               "",
-	opName(&raftv1.UpdateKmsKey{}):               "",
-	opName(&raftv1.SetKmsAlias{}):                "",
-	opName(&raftv1.DeleteKmsKey{}):               "",
-	opName(&raftv1.SetRegionFence{}):             "",
-	opName(&raftv1.CreateRole{}):                 "",
-	opName(&raftv1.DeleteRole{}):                 "",
-	opName(&raftv1.UpdateRoleTrustPolicy{}):      "",
-	opName(&raftv1.AttachRolePolicy{}):           "",
-	opName(&raftv1.DetachRolePolicy{}):           "",
-	opName(&raftv1.SetSwitchover{}):              "",
-	opName(&raftv1.ResolveDiverged{}):            ChangeStageMoved,
-}
-
-func opName(m proto.Message) protoreflect.FullName { return m.ProtoReflect().Descriptor().FullName() }
+// unwatched is the change kind of a command table entry (commands.go)
+// whose secret writes no watcher is told about: bookkeeping such as access
+// dates and replication status messages, or a command that writes no
+// secret.
+const unwatched ChangeKind = ""
 
 // Change is one secret changed by one applied command.
 type Change struct {
@@ -150,14 +95,14 @@ type touchedSecret struct {
 	gone bool
 }
 
-// noteChanges turns what the command just applied wrote into changes,
+// noteChanges turns what the command just applied wrote into changes of
+// kind (its command table entry's),
 // read back from the transaction (so a record mutated after putSecret is
 // seen as stored).
-func (t *txn) noteChanges(index uint64, now time.Time, op proto.Message) {
+func (t *txn) noteChanges(index uint64, now time.Time, kind ChangeKind) {
 	touched := t.touched
 	t.touched = nil
-	kind := changeKinds[op.ProtoReflect().Descriptor().FullName()]
-	if kind == "" || len(touched) == 0 {
+	if kind == unwatched || len(touched) == 0 {
 		return
 	}
 	names := make([]string, 0, len(touched))

@@ -14,19 +14,6 @@ import (
 	"github.com/cofferhq/coffer/storage"
 )
 
-// TestEveryCommandHasChangeKind: each case of the Command oneof says what
-// watchers are told about it (storage/watch.go changeKinds), so a new
-// command cannot change secrets silently for watchers.
-func TestEveryCommandHasChangeKind(t *testing.T) {
-	cases := opCases()
-	for i := range cases.Len() {
-		fd := cases.Get(i)
-		if _, ok := storage.CommandChangeKind(fd.Message().FullName()); !ok {
-			t.Errorf("command %s has no entry in changeKinds (storage/watch.go)", fd.Message().FullName())
-		}
-	}
-}
-
 // next reads one Next of w, failing on an error.
 func next(t *testing.T, w *storage.ChangeStream) ([]storage.Change, uint64) {
 	t.Helper()

@@ -27,6 +27,9 @@ const (
 	// CacheAgeHeader, on an answer served from the cache because Coffer
 	// was unreachable, is the age of the value in whole seconds.
 	CacheAgeHeader = "X-Coffer-Cache-Age"
+	// PingHeadroom is how many connections beyond MaxConn are left for
+	// /ping, as aws-secretsmanager-agent leaves two for health checks.
+	PingHeadroom = 2
 )
 
 // DefaultTokenHeaders are the headers that may carry the SSRF token.
@@ -44,7 +47,11 @@ type Config struct {
 	PathPrefix   string
 	// MaxConn bounds the open connections; one over it is answered 429.
 	MaxConn int
-	Logger  *slog.Logger
+	// Disk, when set, keeps every answer encrypted at rest and serves it
+	// when Coffer is unreachable and the memory cache has no copy (after
+	// a restart): see OpenDiskCache.
+	Disk   *DiskCache
+	Logger *slog.Logger
 }
 
 // Token returns the SSRF token from the first of envs that is set (a
@@ -147,19 +154,31 @@ func (a *Agent) fail(w http.ResponseWriter, e httpError) {
 
 // ServeHTTP checks in the order aws-secretsmanager-agent does: the
 // connection limit, forwarding and the SSRF token, the method, then the
-// route.
+// route. /ping is the health check, and as in aws-secretsmanager-agent
+// (server.rs validate_token, validate_max_conn) it needs no token, is not
+// refused for X-Forwarded-For, and has PingHeadroom connections beyond
+// MaxConn, so that a container or load balancer health check, which
+// cannot carry the token, still answers while the agent is at its limit.
+// It reveals nothing but that the agent runs; it must still be a GET.
 func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
-	if a.open.Load() > int64(a.cfg.MaxConn) {
+	ping := r.URL.Path == "/ping"
+	limit := int64(a.cfg.MaxConn)
+	if ping {
+		limit += PingHeadroom
+	}
+	if a.open.Load() > limit {
 		a.fail(w, httpError{http.StatusTooManyRequests, "ConnectionLimitExceeded", "Connection limit exceeded"})
 		return
 	}
-	if r.Header.Get("X-Forwarded-For") != "" {
-		a.fail(w, httpError{http.StatusBadRequest, "BadRequest", "Forwarded requests are refused"})
-		return
-	}
-	if !a.tokenOK(r) {
-		a.fail(w, httpError{http.StatusForbidden, "AccessDenied", "Bad Token"})
-		return
+	if !ping {
+		if r.Header.Get("X-Forwarded-For") != "" {
+			a.fail(w, httpError{http.StatusBadRequest, "BadRequest", "Forwarded requests are refused"})
+			return
+		}
+		if !a.tokenOK(r) {
+			a.fail(w, httpError{http.StatusForbidden, "AccessDenied", "Bad Token"})
+			return
+		}
 	}
 	if r.Method != http.MethodGet {
 		w.Header().Set("Allow", http.MethodGet)
@@ -168,7 +187,7 @@ func (a *Agent) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 	}
 	q := r.URL.Query()
 	switch path := r.URL.Path; {
-	case path == "/ping":
+	case ping:
 		_, _ = w.Write([]byte("healthy"))
 	case path == "/secretsmanager/get":
 		a.get(w, r, q.Get("secretId"), q)
@@ -221,12 +240,13 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request, id string, q map[str
 		}
 		return ""
 	}
+	version, stage := first("versionId"), first("versionStage")
 	var opts []client.GetOption
-	if v := first("versionId"); v != "" {
-		opts = append(opts, client.VersionID(v))
+	if version != "" {
+		opts = append(opts, client.VersionID(version))
 	}
-	if v := first("versionStage"); v != "" {
-		opts = append(opts, client.VersionStage(v))
+	if stage != "" {
+		opts = append(opts, client.VersionStage(stage))
 	}
 	if v := first("refreshNow"); v != "" {
 		refresh, err := strconv.ParseBool(v)
@@ -243,10 +263,13 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request, id string, q map[str
 		var ce *client.Error
 		switch {
 		case errors.As(err, &ce) && ce.Type != "" && !errors.Is(err, client.ErrUnavailable):
+			if errors.Is(err, client.ErrNotFound) || errors.Is(err, client.ErrAccessDenied) {
+				a.forget(id, version, stage) // never served again in an outage
+			}
 			a.fail(w, httpError{awserr.HTTPStatus(ce.Type), ce.Type, ce.Message})
 		default:
 			a.cfg.Logger.Warn("coffer agent: read failed", "secret", id, "err", err)
-			a.fail(w, httpError{http.StatusBadGateway, "ConnectionError", "Coffer is unreachable and no value of this secret is cached"})
+			a.fromDisk(w, id, version, stage)
 		}
 		return
 	}
@@ -258,8 +281,51 @@ func (a *Agent) get(w http.ResponseWriter, r *http.Request, id string, q map[str
 		out.SecretString = &s.String
 	}
 	if s.Stale {
-		w.Header().Set(CacheAgeHeader, strconv.Itoa(int(time.Since(s.Fetched).Seconds())))
+		w.Header().Set(CacheAgeHeader, age(s.Fetched))
+	} else if a.cfg.Disk != nil {
+		if err := a.cfg.Disk.store(diskEntry{ID: id, Version: version, Stage: stage, Answer: out, Fetched: s.Fetched}); err != nil {
+			a.cfg.Logger.Error("coffer agent: could not write the cache at rest", "secret", id, "err", err)
+		}
 	}
 	w.Header().Set("Content-Type", "application/json")
 	_ = json.NewEncoder(w).Encode(out)
+}
+
+func age(fetched time.Time) string {
+	return strconv.Itoa(max(0, int(time.Since(fetched).Seconds())))
+}
+
+// fromDisk answers from the cache at rest while Coffer is unreachable,
+// or 502 ConnectionError when it holds nothing (or a copy it refuses).
+func (a *Agent) fromDisk(w http.ResponseWriter, id, version, stage string) {
+	unreachable := httpError{http.StatusBadGateway, "ConnectionError", "Coffer is unreachable and no value of this secret is cached"}
+	if a.cfg.Disk == nil {
+		a.fail(w, unreachable)
+		return
+	}
+	e, found, err := a.cfg.Disk.load(id, version, stage)
+	switch {
+	case err != nil:
+		a.cfg.Logger.Error("coffer agent: refusing a cached copy", "secret", id, "err", err)
+		if errors.Is(err, ErrCacheEntryRefused) {
+			unreachable.msg = "Coffer is unreachable and the cached copy of this secret failed authentication (altered, or written with another key): it is not served"
+		}
+		a.fail(w, unreachable)
+	case !found:
+		a.fail(w, unreachable)
+	default:
+		a.cfg.Logger.Warn("coffer agent: serving the cache at rest: coffer is unreachable", "secret", id, "fetched", e.Fetched)
+		w.Header().Set(CacheAgeHeader, age(e.Fetched))
+		w.Header().Set("Content-Type", "application/json")
+		_ = json.NewEncoder(w).Encode(e.Answer)
+	}
+}
+
+func (a *Agent) forget(id, version, stage string) {
+	if a.cfg.Disk == nil {
+		return
+	}
+	if err := a.cfg.Disk.remove(id, version, stage); err != nil {
+		a.cfg.Logger.Error("coffer agent: could not remove a cached copy", "secret", id, "err", err)
+	}
 }

@@ -26,7 +26,14 @@ const token = "ssrf-token-for-tests"
 // startAgent runs an agent on a loopback port against node 0 of c.
 func startAgent(t *testing.T, c *clustertest.Cluster, cfg agent.Config, ccfg client.Config) string {
 	t.Helper()
-	ccfg.Regions = []client.Region{{Name: clustertest.DefaultRegion, Endpoints: []string{c.Node(0).Addr()}}}
+	return startAgentAt(t, c.Node(0).Addr(), cfg, ccfg)
+}
+
+// startAgentAt runs an agent on a loopback port against the node at addr
+// (which may be down).
+func startAgentAt(t *testing.T, addr string, cfg agent.Config, ccfg client.Config) string {
+	t.Helper()
+	ccfg.Regions = []client.Region{{Name: clustertest.DefaultRegion, Endpoints: []string{addr}}}
 	ccfg.Credentials = client.Credentials{AccessKeyID: clustertest.RootAccessKeyID, SecretAccessKey: clustertest.RootSecretAccessKey}
 	cl, err := client.New(ccfg)
 	if err != nil {
@@ -117,6 +124,25 @@ func TestAgentBehaviours(t *testing.T) {
 			t.Fatalf("/ping: %d %q", a.status, a.body)
 		}
 	})
+	// As aws-secretsmanager-agent's: a health check carries no token and
+	// may come through a proxy, but is still a GET.
+	t.Run("ping needs no token and ignores X-Forwarded-For", func(t *testing.T) {
+		for name, hdr := range map[string][]string{
+			"no token":        nil,
+			"wrong token":     {"X-Aws-Parameters-Secrets-Token", "wrong"},
+			"X-Forwarded-For": {"X-Forwarded-For", "203.0.113.9"},
+		} {
+			if a := do(t, "GET", base+"/ping", hdr...); a.status != 200 || a.body != "healthy" {
+				t.Fatalf("/ping with %s: %d %q, want 200 healthy", name, a.status, a.body)
+			}
+		}
+		if a := do(t, "POST", base+"/ping"); a.status != 405 {
+			t.Fatalf("POST /ping: %d %q, want 405", a.status, a.body)
+		}
+		if a := do(t, "GET", base+"/pingx"); a.status != 403 {
+			t.Fatalf("GET /pingx without a token: %d %q, want 403", a.status, a.body)
+		}
+	})
 	t.Run("query route returns GetSecretValue JSON", func(t *testing.T) {
 		a := do(t, "GET", base+"/secretsmanager/get?secretId=app/db", tok...)
 		if a.status != 200 || a.json["SecretString"] != `{"user":"app","password":"two"}` || a.json["Name"] != "app/db" || a.json["VersionId"] != v2 ||
@@ -195,6 +221,24 @@ func TestAgentBehaviours(t *testing.T) {
 		wait.Until(t, 10*time.Second, func() error {
 			if a := do(t, "GET", base+"/v1/app/db", tok...); a.status != 429 {
 				return fmt.Errorf("with 4 idle connections open: %d", a.status)
+			}
+			return nil
+		})
+		// The health check keeps PingHeadroom (2) connections beyond the
+		// limit: with 4 idle ones it answers, with 6 it is refused too.
+		if a := do(t, "GET", base+"/ping"); a.status != 200 {
+			t.Fatalf("/ping with 4 idle connections open (limit 4, headroom 2): %d %q, want 200", a.status, a.body)
+		}
+		for range agent.PingHeadroom {
+			conn, err := net.Dial("tcp", strings.TrimPrefix(base, "http://"))
+			if err != nil {
+				t.Fatal(err)
+			}
+			idle = append(idle, conn)
+		}
+		wait.Until(t, 10*time.Second, func() error {
+			if a := do(t, "GET", base+"/ping"); a.status != 429 {
+				return fmt.Errorf("/ping with 6 idle connections open: %d", a.status)
 			}
 			return nil
 		})

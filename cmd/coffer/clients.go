@@ -8,6 +8,7 @@ import (
 	"log/slog"
 	"net"
 	"os"
+	"path/filepath"
 	"strconv"
 	"strings"
 	"syscall"
@@ -78,12 +79,22 @@ func runAgent(l *leaf, args []string) error {
 	tokenEnv := l.fs.String("token-env", strings.Join(agent.DefaultTokenEnv, ","), "comma-separated `VARS` the SSRF token is read from (file://PATH reads a file)")
 	prefix := l.fs.String("path-prefix", agent.DefaultPathPrefix, "`PREFIX` of the path route")
 	watch := l.fs.Bool("watch", true, "keep the cache fresh with WatchSecrets")
+	cacheDir := l.fs.String("cache-dir", os.Getenv(agentCacheDirEnv), "`DIR` keeping every answer encrypted at rest, served after a restart while Coffer is unreachable (env "+agentCacheDirEnv+")")
+	cacheKeyFile := l.fs.String("cache-key-file", "", "`FILE` holding the key of --cache-dir, at least 32 bytes, kept away from it (else env "+agent.CacheKeyEnv+", a value or file://PATH)")
 	if _, err := l.parse(args); err != nil {
 		return err
 	}
 	token, err := agent.Token(os.LookupEnv, strings.Split(*tokenEnv, ","))
 	if err != nil {
 		return &usageError{msg: err.Error()}
+	}
+	var disk *agent.DiskCache
+	if *cacheDir != "" {
+		if disk, err = openAgentCache(*cacheDir, *cacheKeyFile); err != nil {
+			return err
+		}
+	} else if *cacheKeyFile != "" {
+		return &usageError{msg: "--cache-key-file needs --cache-dir"}
 	}
 	cfg, err := l.inv.opts.clientConfig()
 	if err != nil {
@@ -95,7 +106,7 @@ func runAgent(l *leaf, args []string) error {
 		return err
 	}
 	defer c.Close()
-	a, err := agent.New(c, agent.Config{Token: token, MaxConn: *maxConn, PathPrefix: *prefix, Logger: cfg.Logger})
+	a, err := agent.New(c, agent.Config{Token: token, MaxConn: *maxConn, PathPrefix: *prefix, Disk: disk, Logger: cfg.Logger})
 	if err != nil {
 		return &usageError{msg: err.Error()}
 	}
@@ -105,6 +116,29 @@ func runAgent(l *leaf, args []string) error {
 	}
 	fmt.Fprintf(l.inv.stderr, "coffer agent: serving on http://%s\n", lis.Addr())
 	return a.Serve(l.inv.ctx, lis)
+}
+
+// agentCacheDirEnv sets --cache-dir.
+const agentCacheDirEnv = "COFFER_AGENT_CACHE_DIR"
+
+// openAgentCache opens the agent's cache at rest. Its key must not live in
+// it: a copy of the directory would then carry what opens it.
+func openAgentCache(dir, keyFile string) (*agent.DiskCache, error) {
+	if keyFile != "" {
+		absDir, err1 := filepath.Abs(dir)
+		absKey, err2 := filepath.Abs(keyFile)
+		if err := errors.Join(err1, err2); err != nil {
+			return nil, err
+		}
+		if rel, err := filepath.Rel(absDir, absKey); err == nil && rel != ".." && !strings.HasPrefix(rel, ".."+string(filepath.Separator)) {
+			return nil, &usageError{msg: fmt.Sprintf("--cache-key-file %s is inside --cache-dir %s: keep the key away from the cache it opens", keyFile, dir)}
+		}
+	}
+	key, err := agent.CacheKey(os.LookupEnv, keyFile)
+	if err != nil {
+		return nil, &usageError{msg: err.Error()}
+	}
+	return agent.OpenDiskCache(dir, key)
 }
 
 // repeated is a flag that may be given several times.

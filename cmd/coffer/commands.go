@@ -376,15 +376,18 @@ func commandTree() *command {
 		),
 	)
 	agentCmd := &command{
-		name: "agent", synopsis: "[--port 2773] [--ttl D] [--max-conn N] [--token-env VARS] [--path-prefix P] [--watch=false]", run: runAgent,
+		name: "agent", synopsis: "[--port 2773] [--ttl D] [--max-conn N] [--token-env VARS] [--path-prefix P] [--watch=false] [--cache-dir DIR --cache-key-file FILE]", run: runAgent,
 		summary: "Serve secrets on localhost as aws-secretsmanager-agent does, kept fresh by the watch",
 		detail: "GET /secretsmanager/get?secretId=ID[&versionId=V][&versionStage=S][&refreshNow=true] and /v1/ID\n" +
-			"answer GetSecretValue's JSON; /ping answers \"healthy\". Every request needs the SSRF token in\n" +
-			"X-Aws-Parameters-Secrets-Token (or X-Vault-Token), read from AWS_TOKEN, AWS_SESSION_TOKEN or\n" +
-			"AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH reads a file). X-Forwarded-For is 400, a bad\n" +
-			"token 403, a method other than GET 405, a connection over --max-conn 429. When Coffer is\n" +
-			"unreachable the last good value is served with X-Coffer-Cache-Age (seconds). --endpoint may\n" +
-			"list several nodes, comma-separated.",
+			"answer GetSecretValue's JSON; /ping answers \"healthy\" and, as the AWS agent's, needs no token.\n" +
+			"Every other request needs the SSRF token in X-Aws-Parameters-Secrets-Token (or X-Vault-Token),\n" +
+			"read from AWS_TOKEN, AWS_SESSION_TOKEN or AWS_CONTAINER_AUTHORIZATION_TOKEN (file://PATH reads a\n" +
+			"file). X-Forwarded-For is 400, a bad token 403, a method other than GET 405, a connection over\n" +
+			"--max-conn 429. When Coffer is unreachable the last good value is served with\n" +
+			"X-Coffer-Cache-Age (seconds). --cache-dir keeps every answer encrypted on disk (AES-256-GCM\n" +
+			"under the key of --cache-key-file or COFFER_AGENT_CACHE_KEY, at least 32 bytes, kept outside\n" +
+			"the directory), so an agent restarted while Coffer is unreachable still answers; a directory\n" +
+			"written with another key is refused. --endpoint may list several nodes, comma-separated.",
 	}
 	execCmd := &command{
 		name: "exec", synopsis: "[--env NAME=REF]... [--template IN:OUT[:MODE]]... [--restart-on-change [--signal-only] [--signal S] [--grace D]] -- COMMAND [ARG]...", run: runExec,
