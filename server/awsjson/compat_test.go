@@ -227,7 +227,7 @@ applicable (why)**.
 | AccessDeniedException and ThrottlingException | same (400, Secrets Manager's Common Errors page) |
 | ` + "`X-Amzn-ErrorType`" + ` header, ` + "`x-amzn-RequestId`" + ` | same |
 | ValidationException for a value outside the model's constraints | same (message in AWS's "1 validation error detected: ..." form) |
-| One endpoint for every region: a request whose credential scope names another paired region is answered by that region | same (forwarded over the region link, authenticated and authorized there; gRPC callers still dial each region) |
+| One endpoint for every region: a request whose credential scope names another paired region is answered by that region | same (forwarded over the region link, authenticated, authorized and throttled there; Coffer's gRPC endpoint does the same for unary calls, by the signature's scope or ` + "`x-coffer-region`" + `) |
 `
 
 const compatFooter = `
