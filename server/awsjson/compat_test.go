@@ -258,5 +258,5 @@ const compatFooter = `
 | CancelRotateSecret on a secret never configured for rotation: InvalidRequestException | same |
 | Validation messages name non-sensitive values (` + "`Value '0' at 'rotationRules.automaticallyAfterDays'`" + `) | same for ClientRequestToken, AutomaticallyAfterDays, PasswordLength and filter keys; other members are named without their value |
 | A raw request without ClientRequestToken is refused before the model's constraints are checked | differs (AWS checks the constraints first; SDKs and the CLI always send a token) |
-| GetRandomPassword with IncludeSpace and RequireEachIncludedType counts the space as a required type | unverified against AWS |
+| GetRandomPassword: the space is a candidate only with IncludeSpace, and then a type RequireEachIncludedType requires | same (AWS's API reference: "If you include this switch, the password can contain space characters"; its example sets both "to require spaces and at least one character of each included type") |
 `
