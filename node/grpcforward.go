@@ -3,7 +3,6 @@ package node
 import (
 	"context"
 	"fmt"
-	"net/http"
 	"strings"
 
 	"google.golang.org/grpc"
@@ -17,7 +16,6 @@ import (
 
 	"github.com/cofferhq/coffer/replication/region"
 	"github.com/cofferhq/coffer/server"
-	"github.com/cofferhq/coffer/server/sigv4"
 	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 )
 
@@ -28,10 +26,7 @@ func callRegion(md metadata.MD) (dest string, fromKey bool) {
 	if v := md.Get(grpcsig.RegionHeader); len(v) > 0 && v[0] != "" {
 		return v[0], true
 	}
-	if !grpcsig.Signed(md) {
-		return "", false
-	}
-	return sigv4.ScopeRegion(&http.Request{Header: http.Header{"Authorization": md.Get("authorization")}}), false
+	return grpcsig.ScopeRegion(md), false
 }
 
 // forwardGRPC is the first unary interceptor of the client API: a call for

@@ -24,12 +24,14 @@ type Dispatcher struct {
 	methods     map[string]grpc.MethodDesc
 	impls       map[string]any
 	interceptor grpc.UnaryServerInterceptor
+	gate        *Gate
 }
 
 // NewGRPCDispatcher returns a Dispatcher for api, authenticating with auth
-// and authorizing and auditing with gate, as NewGRPCServer does.
+// and authorizing and auditing with gate, as NewGRPCServer does — its
+// throttle of sources that keep failing to authenticate included.
 func NewGRPCDispatcher(api Services, log *slog.Logger, auth GRPCAuth, gate *Gate) *Dispatcher {
-	d := &Dispatcher{methods: map[string]grpc.MethodDesc{}, impls: map[string]any{}, interceptor: unaryInterceptor(log, auth, gate)}
+	d := &Dispatcher{methods: map[string]grpc.MethodDesc{}, impls: map[string]any{}, interceptor: unaryInterceptor(log, auth, gate), gate: gate}
 	api.Register(d)
 	return d
 }
@@ -80,6 +82,13 @@ func (d *Dispatcher) Invoke(ctx context.Context, c DispatchedCall) (out []byte, 
 	st := &dispatchStream{method: c.FullMethod, header: metadata.MD{}, trailer: metadata.MD{}}
 	ctx = peer.NewContext(metadata.NewIncomingContext(ctx, c.Metadata.Copy()), p)
 	ctx = grpc.NewContextWithServerTransportStream(ctx, st)
+	// The caller's failed authentications are counted here, where they
+	// are judged (Gate.Refused), so they are throttled here too, as the
+	// listener's tap throttles a direct caller: before the message is
+	// decoded. The node that forwarded the call counts none of them.
+	if err := d.gate.Throttle(ctx, edgeCall(ctx, c.FullMethod, Identity{}, nil)); err != nil {
+		return nil, nil, nil, AsAPIError(err).GRPCStatus().Err()
+	}
 	dec := func(v any) error {
 		msg, ok := v.(proto.Message)
 		if !ok {

@@ -49,8 +49,13 @@ func (s *Service) SetRotators(m map[string]rotation.Function) { s.rotators = m }
 // RotateImmediately=false, a test of the function) that the region
 // leader's engine runs.
 func (s *Service) RotateSecret(ctx context.Context, req *cofferv1.RotateSecretRequest) (*cofferv1.RotateSecretResponse, error) {
-	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
-		checkLength("rotationLambdaARN", req.GetRotationLambdaArn(), 0, maxLambdaARNLength), validateRules(req.GetRotationRules())); e != nil {
+	if e := firstErr(secretIDConstraints(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		checkLength("rotationLambdaARN", req.GetRotationLambdaArn(), 0, maxLambdaARNLength), rulesConstraints(req.GetRotationRules())); e != nil {
+		return nil, e
+	}
+	// AWS answers a missing token here with InvalidParameterException.
+	if e := firstErr(requireClientToken(ctx, TypeInvalidParameter, req.GetClientRequestToken(), true), secretIDShape(req.GetSecretId()),
+		rulesSchedule(req.GetRotationRules())); e != nil {
 		return nil, e
 	}
 	sec, err := s.liveSecret(ctx, req.GetSecretId())
@@ -88,9 +93,8 @@ func orStored(a, b string) string {
 	return b
 }
 
-// validateRules checks RotationRules against the AWS model, then the
-// schedule rules.
-func validateRules(r *cofferv1.RotationRules) *APIError {
+// rulesConstraints checks RotationRules against the AWS model.
+func rulesConstraints(r *cofferv1.RotationRules) *APIError {
 	if r == nil {
 		return nil
 	}
@@ -107,6 +111,15 @@ func validateRules(r *cofferv1.RotationRules) *APIError {
 	}
 	if e := r.GetScheduleExpression(); e != "" && !scheduleModel.MatchString(e) {
 		return validationErr("rotationRules.scheduleExpression", "Member must satisfy regular expression pattern: [0-9A-Za-z\\(\\)#\\?\\*\\-\\/, ]+")
+	}
+	return nil
+}
+
+// rulesSchedule checks what the model cannot: that the rules make a
+// schedule (the operation's own check, after the model's).
+func rulesSchedule(r *cofferv1.RotationRules) *APIError {
+	if r == nil {
+		return nil
 	}
 	if _, err := rotation.ParseRules(r); err != nil {
 		msg := err.Error()

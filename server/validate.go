@@ -50,16 +50,26 @@ func checkLength(field, v string, lo, hi int) *APIError {
 	return nil
 }
 
+// validateSecretID checks a SecretId as every operation does before it
+// looks the secret up: the model's constraints, then its shape.
 func validateSecretID(id string) *APIError {
+	return firstErr(secretIDConstraints(id), secretIDShape(id))
+}
+
+// secretIDConstraints checks a SecretId against the model: present, at
+// most 2048 characters.
+func secretIDConstraints(id string) *APIError {
 	if id == "" {
 		return apiErr(TypeInvalidParameter, "You must provide a SecretId.")
 	}
-	if e := checkLength("secretId", id, 1, maxSecretIDLength); e != nil {
-		return e
-	}
-	// A name or ARN CreateSecret would refuse is refused by every
-	// operation before the secret is looked up, as AWS does: never a
-	// ResourceNotFoundException, nor a forced delete's success.
+	return checkLength("secretId", id, 1, maxSecretIDLength)
+}
+
+// secretIDShape refuses a name or ARN CreateSecret would refuse: every
+// operation does, before the secret is looked up, as AWS does — never a
+// ResourceNotFoundException, nor a forced delete's success. It is the
+// operation's own check, not the model's.
+func secretIDShape(id string) *APIError {
 	name := id
 	if strings.HasPrefix(id, "arn:") {
 		p, ok := storage.ParseARN(id)
@@ -69,17 +79,28 @@ func validateSecretID(id string) *APIError {
 		name = p.Rest
 	}
 	if !storage.ValidName(name) {
-		return apiErr(TypeValidation, "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
+		return errInvalidName
 	}
 	return nil
 }
 
-func validateName(name string) *APIError {
+// errInvalidName is AWS's answer to a name outside the allowed characters.
+var errInvalidName = &APIError{Type: TypeValidation, Message: "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!"}
+
+// nameConstraints checks a new secret's Name against the model: 1–512
+// characters.
+func nameConstraints(name string) *APIError {
+	if name == "" || len(name) > storage.MaxNameLength {
+		return checkLength("name", name, 1, storage.MaxNameLength)
+	}
+	return nil
+}
+
+// nameShape refuses a Name outside the characters (and length) a secret
+// name may have: the operation's own check, after the model's.
+func nameShape(name string) *APIError {
 	if !storage.ValidName(name) {
-		if name == "" || len(name) > storage.MaxNameLength {
-			return checkLength("name", name, 1, storage.MaxNameLength)
-		}
-		return apiErr(TypeValidation, "Invalid name. Must be a valid name containing alphanumeric characters, or any of the following: -/_+=.@!")
+		return errInvalidName
 	}
 	return nil
 }
@@ -224,31 +245,46 @@ func validateMaxResults(field string, v *int32, hi int32) *APIError {
 	return nil
 }
 
-// secretValue checks that at most one of a string and a binary value is
-// given and returns it as bytes with its kind. ok is false when neither is.
+// valueConstraints checks SecretString and SecretBinary against the
+// model: each, when given, 1 to 65,536 characters or bytes.
+func valueConstraints(str *string, bin []byte, binSet bool) *APIError {
+	if str != nil {
+		if len(*str) == 0 {
+			return validationErr("secretString", "Member must have length greater than or equal to 1")
+		}
+		if len(*str) > storage.MaxValueBytes {
+			return validationErr("secretString", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
+		}
+	}
+	if binSet {
+		if len(bin) == 0 {
+			return validationErr("secretBinary", "Member must have length greater than or equal to 1")
+		}
+		if len(bin) > storage.MaxValueBytes {
+			return validationErr("secretBinary", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
+		}
+	}
+	return nil
+}
+
+// secretValue checks the value a request gives — the model's constraints
+// (valueConstraints), then that at most one of a string and a binary value
+// is given, the string as UTF-8 — and returns it as bytes with its kind.
+// ok is false when neither is given.
 func secretValue(str *string, bin []byte, binSet bool) (kind storagev1.ValueKind, plain []byte, ok bool, err *APIError) {
+	if e := valueConstraints(str, bin, binSet); e != nil {
+		return 0, nil, false, e
+	}
 	hasStr := str != nil
 	switch {
 	case hasStr && binSet:
 		return 0, nil, false, apiErr(TypeInvalidParameter, "You can't specify both a binary secret value and a string secret value in the same secret.")
 	case hasStr:
-		if len(*str) == 0 {
-			return 0, nil, false, validationErr("secretString", "Member must have length greater than or equal to 1")
-		}
-		if len(*str) > storage.MaxValueBytes {
-			return 0, nil, false, validationErr("secretString", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
-		}
 		if !utf8.ValidString(*str) {
 			return 0, nil, false, apiErr(TypeInvalidParameter, "SecretString must be valid UTF-8 text; store bytes in SecretBinary.")
 		}
 		return storagev1.ValueKind_VALUE_KIND_STRING, []byte(*str), true, nil
 	case binSet:
-		if len(bin) == 0 {
-			return 0, nil, false, validationErr("secretBinary", "Member must have length greater than or equal to 1")
-		}
-		if len(bin) > storage.MaxValueBytes {
-			return 0, nil, false, validationErr("secretBinary", fmt.Sprintf("Member must have length less than or equal to %d", storage.MaxValueBytes))
-		}
 		return storagev1.ValueKind_VALUE_KIND_BINARY, slices.Clone(bin), true, nil
 	}
 	return 0, nil, false, nil

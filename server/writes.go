@@ -17,16 +17,23 @@ import (
 
 // CreateSecret implements the AWS operation.
 func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRequest) (*cofferv1.CreateSecretResponse, error) {
-	if e := firstErr(validateName(req.GetName()), validateToken("clientRequestToken", req.GetClientRequestToken()),
-		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId()), validateTags(req.GetTags())); e != nil {
+	// The model's constraints, then AWS's token rule, then the
+	// operation's own checks (requireClientToken).
+	if e := firstErr(nameConstraints(req.GetName()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId()), validateTags(req.GetTags()),
+		valueConstraints(req.SecretString, req.SecretBinary, req.SecretBinary != nil)); e != nil {
 		return nil, e
 	}
-	if e := s.validateReplicaRegions(req.GetAddReplicaRegions()); e != nil {
+	if e := firstErr(requireClientToken(ctx, TypeInvalidRequest, req.GetClientRequestToken(), req.SecretString != nil || req.SecretBinary != nil),
+		nameShape(req.GetName())); e != nil {
 		return nil, e
 	}
 	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)
 	if verr != nil {
 		return nil, verr
+	}
+	if e := s.validateReplicaRegions(req.GetAddReplicaRegions()); e != nil {
+		return nil, e
 	}
 	kr, err := s.keys()
 	if err != nil {
@@ -82,8 +89,11 @@ func (s *Service) CreateSecret(ctx context.Context, req *cofferv1.CreateSecretRe
 
 // PutSecretValue implements the AWS operation.
 func (s *Service) PutSecretValue(ctx context.Context, req *cofferv1.PutSecretValueRequest) (*cofferv1.PutSecretValueResponse, error) {
-	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
-		validateStages(req.GetVersionStages())); e != nil {
+	if e := firstErr(secretIDConstraints(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		validateStages(req.GetVersionStages()), valueConstraints(req.SecretString, req.SecretBinary, req.SecretBinary != nil)); e != nil {
+		return nil, e
+	}
+	if e := firstErr(requireClientToken(ctx, TypeInvalidRequest, req.GetClientRequestToken(), true), secretIDShape(req.GetSecretId())); e != nil {
 		return nil, e
 	}
 	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)
@@ -120,8 +130,13 @@ func (s *Service) PutSecretValue(ctx context.Context, req *cofferv1.PutSecretVal
 
 // UpdateSecret implements the AWS operation.
 func (s *Service) UpdateSecret(ctx context.Context, req *cofferv1.UpdateSecretRequest) (*cofferv1.UpdateSecretResponse, error) {
-	if e := firstErr(validateSecretID(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
-		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId())); e != nil {
+	if e := firstErr(secretIDConstraints(req.GetSecretId()), validateToken("clientRequestToken", req.GetClientRequestToken()),
+		validateDescription(req.GetDescription()), validateKmsKeyRef(req.GetKmsKeyId()),
+		valueConstraints(req.SecretString, req.SecretBinary, req.SecretBinary != nil)); e != nil {
+		return nil, e
+	}
+	if e := firstErr(requireClientToken(ctx, TypeInvalidRequest, req.GetClientRequestToken(), req.SecretString != nil || req.SecretBinary != nil),
+		secretIDShape(req.GetSecretId())); e != nil {
 		return nil, e
 	}
 	kind, plain, hasValue, verr := secretValue(req.SecretString, req.SecretBinary, req.SecretBinary != nil)

@@ -227,7 +227,7 @@ applicable (why)**.
 | AccessDeniedException and ThrottlingException | same (400, Secrets Manager's Common Errors page) |
 | ` + "`X-Amzn-ErrorType`" + ` header, ` + "`x-amzn-RequestId`" + ` | same |
 | ValidationException for a value outside the model's constraints | same (message in AWS's "1 validation error detected: ..." form) |
-| One endpoint for every region: a request whose credential scope names another paired region is answered by that region | same (forwarded over the region link, authenticated and authorized there; gRPC callers still dial each region) |
+| One endpoint for every region: a request whose credential scope names another paired region is answered by that region | same (forwarded over the region link, authenticated, authorized and throttled there; Coffer's gRPC endpoint does the same for unary calls, by the signature's scope or ` + "`x-coffer-region`" + `) |
 `
 
 const compatFooter = `
@@ -257,6 +257,6 @@ const compatFooter = `
 | PutResourcePolicy on a missing secret: ResourceNotFoundException before the policy is read | same |
 | CancelRotateSecret on a secret never configured for rotation: InvalidRequestException | same |
 | Validation messages name non-sensitive values (` + "`Value '0' at 'rotationRules.automaticallyAfterDays'`" + `) | same for ClientRequestToken, AutomaticallyAfterDays, PasswordLength and filter keys; other members are named without their value |
-| A raw request without ClientRequestToken is refused before the model's constraints are checked | differs (AWS checks the constraints first; SDKs and the CLI always send a token) |
-| GetRandomPassword with IncludeSpace and RequireEachIncludedType counts the space as a required type | unverified against AWS |
+| A raw request without ClientRequestToken: the model's constraints first (ValidationException), then the token, then the operation's own checks and the secret's existence | same (a raw put, update or rotation of a missing secret is refused for its token, as recorded from AWS; SDKs and the CLI always send one) |
+| GetRandomPassword: the space is a candidate only with IncludeSpace, and then a type RequireEachIncludedType requires | same (AWS's API reference: "If you include this switch, the password can contain space characters"; its example sets both "to require spaces and at least one character of each included type") |
 `

@@ -4,8 +4,9 @@
 // protocol only: routing by target, authenticating through an Authenticator,
 // authorizing and auditing through the server.Gate,
 // the mapping between AWS JSON members and the coffer.v1 messages (done
-// generically from the proto descriptors), the ClientRequestToken rule AWS
-// applies to raw callers, request ids, read-consistency headers, and
+// generically from the proto descriptors), asking for the ClientRequestToken
+// rule AWS applies to raw callers (server.WithClientTokenRequired; the
+// Service applies it, in AWS's order of checks), request ids, read-consistency headers, and
 // rendering errors as {"__type", "message"} with AWS's HTTP statuses.
 //
 // It must never own business logic — every operation is one call to the

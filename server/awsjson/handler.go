@@ -223,10 +223,10 @@ func (h *Handler) serve(ctx context.Context, x *exchange, r *http.Request) {
 		return
 	}
 	call.Request = in
-	if e := requireToken(in); e != nil {
-		refuse(0, e)
-		return
-	}
+	// A raw caller must send the ClientRequestToken the SDKs fill in; the
+	// Service refuses its absence where AWS does, after the model's
+	// constraints and before the secret is looked up.
+	ctx = server.WithClientTokenRequired(ctx)
 	consistency, cerr := server.ParseConsistency(r.Header.Get(server.ConsistencyHeader), r.Header.Get(server.MinIndexHeader))
 	if cerr != nil {
 		refuse(0, cerr)

@@ -6,7 +6,6 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/server"
 )
 
 // operation is one AWS operation: how to make its input message and which
@@ -101,35 +100,4 @@ var operations = map[string]operation{
 	"UpdateSecret":             bind(func() *cofferv1.UpdateSecretRequest { return new(cofferv1.UpdateSecretRequest) }, service.UpdateSecret),
 	"UpdateSecretVersionStage": bind(func() *cofferv1.UpdateSecretVersionStageRequest { return new(cofferv1.UpdateSecretVersionStageRequest) }, service.UpdateSecretVersionStage),
 	"ValidateResourcePolicy":   bind(func() *cofferv1.ValidateResourcePolicyRequest { return new(cofferv1.ValidateResourcePolicyRequest) }, service.ValidateResourcePolicy),
-}
-
-// missingTokenMessage is AWS's answer to a raw caller that leaves out the
-// ClientRequestToken the SDKs fill in.
-const missingTokenMessage = "You must provide a ClientRequestToken value. We recommend a UUID-type value."
-
-// requireToken applies AWS's ClientRequestToken rule. The token is an
-// idempotency token that every SDK and the CLI generate, so AWS refuses
-// requests without one rather than inventing it: a retried raw request would
-// otherwise create a second version. (The gRPC API fills one in instead.)
-func requireToken(in proto.Message) *server.APIError {
-	switch r := in.(type) {
-	case *cofferv1.CreateSecretRequest:
-		if r.GetClientRequestToken() == "" && (r.SecretString != nil || r.SecretBinary != nil) {
-			return &server.APIError{Type: server.TypeInvalidRequest, Message: missingTokenMessage}
-		}
-	case *cofferv1.UpdateSecretRequest:
-		if r.GetClientRequestToken() == "" && (r.SecretString != nil || r.SecretBinary != nil) {
-			return &server.APIError{Type: server.TypeInvalidRequest, Message: missingTokenMessage}
-		}
-	case *cofferv1.PutSecretValueRequest:
-		if r.GetClientRequestToken() == "" {
-			return &server.APIError{Type: server.TypeInvalidRequest, Message: missingTokenMessage}
-		}
-	case *cofferv1.RotateSecretRequest:
-		// AWS answers RotateSecret with a different type for the same text.
-		if r.GetClientRequestToken() == "" {
-			return &server.APIError{Type: server.TypeInvalidParameter, Message: missingTokenMessage}
-		}
-	}
-	return nil
 }

@@ -112,6 +112,52 @@ func TestRawClientRequestToken(t *testing.T) {
 	}
 }
 
+// TestRawClientRequestTokenOrder: a raw request without a
+// ClientRequestToken that is wrong in another way too gets the answer AWS
+// gives. AWS checks the model's constraints in a pass of their own before
+// the operation runs, so those come first (ValidationException); then the
+// token, before the operation's own checks — a recorded raw PutSecretValue,
+// UpdateSecret or RotateSecret for a secret that does not exist is refused
+// for its token, not as ResourceNotFoundException.
+func TestRawClientRequestTokenOrder(t *testing.T) {
+	_, ts := startAWS(t)
+	const noToken = "You must provide a ClientRequestToken value."
+	long := func(n int) string { return strings.Repeat("a", n) }
+	labels := `["` + strings.Repeat(`l","`, 20) + `l"]`
+	for _, c := range []struct {
+		op, body string
+		typ, msg string
+	}{
+		// The model's constraints first.
+		{"CreateSecret", `{"Name":"a","SecretString":""}`, server.TypeValidation, "at 'secretString' failed to satisfy constraint: Member must have length greater than or equal to 1"},
+		{"CreateSecret", `{"Name":"` + long(513) + `","SecretString":"v"}`, server.TypeValidation, "at 'name' failed to satisfy constraint"},
+		{"CreateSecret", `{"Name":"a","SecretString":"v","Description":"` + long(2049) + `"}`, server.TypeValidation, "at 'description'"},
+		{"PutSecretValue", `{"SecretId":"absent","SecretString":"` + long(65537) + `"}`, server.TypeValidation, "at 'secretString'"},
+		{"PutSecretValue", `{"SecretId":"absent","SecretString":"v","VersionStages":` + labels + `}`, server.TypeValidation, "at 'versionStages'"},
+		{"PutSecretValue", `{"SecretId":"` + long(2049) + `","SecretString":"v"}`, server.TypeValidation, "at 'secretId'"},
+		{"UpdateSecret", `{"SecretId":"absent","SecretBinary":""}`, server.TypeValidation, "at 'secretBinary'"},
+		{"RotateSecret", `{"SecretId":"absent","RotationRules":{"AutomaticallyAfterDays":0}}`, server.TypeValidation, "at 'rotationRules.automaticallyAfterDays'"},
+		// Then the token: before the name's characters, the value's other
+		// rules, the schedule and the secret's existence.
+		{"CreateSecret", `{"Name":"bad name!","SecretString":"v"}`, server.TypeInvalidRequest, noToken},
+		{"CreateSecret", `{"Name":"a","SecretString":"v","SecretBinary":"AAE="}`, server.TypeInvalidRequest, noToken},
+		{"PutSecretValue", `{"SecretId":"absent","SecretString":"v"}`, server.TypeInvalidRequest, noToken},
+		{"PutSecretValue", `{"SecretId":"bad name!"}`, server.TypeInvalidRequest, noToken},
+		{"UpdateSecret", `{"SecretId":"absent","SecretString":"v"}`, server.TypeInvalidRequest, noToken},
+		{"RotateSecret", `{"SecretId":"absent"}`, server.TypeInvalidParameter, noToken},
+		{"RotateSecret", `{"SecretId":"absent","RotationRules":{"AutomaticallyAfterDays":5,"ScheduleExpression":"rate(10 days)"}}`, server.TypeInvalidParameter, noToken},
+	} {
+		post(t, ts.URL, "secretsmanager."+c.op, c.body).wantError(t, 400, c.typ, c.msg)
+	}
+	// With a token, the same requests reach the checks the token hid.
+	post(t, ts.URL, "secretsmanager.CreateSecret", `{"Name":"bad name!","SecretString":"v","ClientRequestToken":"`+tokA+`"}`).
+		wantError(t, 400, server.TypeValidation, "Invalid name.")
+	post(t, ts.URL, "secretsmanager.PutSecretValue", `{"SecretId":"absent","SecretString":"v","ClientRequestToken":"`+tokA+`"}`).
+		wantError(t, 400, server.TypeResourceNotFound, "")
+	post(t, ts.URL, "secretsmanager.RotateSecret", `{"SecretId":"absent","ClientRequestToken":"`+tokA+`"}`).
+		wantError(t, 400, server.TypeResourceNotFound, "")
+}
+
 func TestRawRouting(t *testing.T) {
 	_, ts := startAWS(t)
 	post(t, ts.URL, "", `{}`).wantError(t, 400, TypeUnknownOperation, "X-Amz-Target")

@@ -76,6 +76,32 @@ func request(fullMethod, authority string, header http.Header) *http.Request {
 	}
 }
 
+// ScopeRegion is the region of the credential scope a signed call's
+// metadata md carries, without verifying anything, or "" when md has no
+// well-formed SigV4 authorization. An endpoint serving several regions
+// routes a call on it; the region the call reaches verifies the signature.
+// It reads md as Verify does: the scope alone is not a well-formed
+// authorization, which also needs the call's x-amz-date.
+func ScopeRegion(md metadata.MD) string {
+	if !Signed(md) {
+		return ""
+	}
+	return sigv4.ScopeRegion(request("", "", header(md)))
+}
+
+// header is md's metadata as the HTTP headers of the request a signature
+// covers: every key but gRPC's pseudo-headers (":authority" is the Host).
+func header(md metadata.MD) http.Header {
+	h := make(http.Header, len(md))
+	for k, vals := range md {
+		if strings.HasPrefix(k, ":") {
+			continue
+		}
+		h[textproto.CanonicalMIMEHeaderKey(k)] = vals
+	}
+	return h
+}
+
 // Verify checks that a call to fullMethod, whose incoming metadata is md and
 // whose request message is req (nil for a stream), is signed with a known
 // access key, by v (whose Service should be Service), and returns that key's
@@ -85,13 +111,6 @@ func request(fullMethod, authority string, header http.Header) *http.Request {
 // ("Signature expired"), one signed for another method, or whose message
 // differs from the one signed, InvalidSignatureException too.
 func Verify(ctx context.Context, v *sigv4.Verifier, md metadata.MD, fullMethod string, req proto.Message) (*sigv4.Credentials, string, error) {
-	header := make(http.Header, len(md))
-	for k, vals := range md {
-		if strings.HasPrefix(k, ":") {
-			continue
-		}
-		header[textproto.CanonicalMIMEHeaderKey(k)] = vals
-	}
 	var authority string
 	if a := md.Get(authorityKey); len(a) > 0 {
 		authority = a[0]
@@ -103,5 +122,5 @@ func Verify(ctx context.Context, v *sigv4.Verifier, md metadata.MD, fullMethod s
 			return nil, "", err
 		}
 	}
-	return v.Verify(ctx, request(fullMethod, authority, header), body)
+	return v.Verify(ctx, request(fullMethod, authority, header(md)), body)
 }

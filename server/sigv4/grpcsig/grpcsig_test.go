@@ -208,3 +208,27 @@ func TestOpenMethodsUnsigned(t *testing.T) {
 		t.Fatalf("health check metadata %v, %v; want none", md, err)
 	}
 }
+
+// ScopeRegion reads the region a call was signed for from the metadata the
+// server receives, as an endpoint serving several regions routes on it:
+// the metadata of a real signed call, not the authorization alone (a call
+// for another region was once served locally, its scope unread, because
+// the date beside it was left out).
+func TestScopeRegion(t *testing.T) {
+	rec, addr := serve(t, "us-east-1")
+	c := &Credentials{AccessKeyID: keyID, SecretAccessKey: secret, Region: "us-west-2"}
+	call(t, addr, c, &cofferv1.GetSecretValueRequest{SecretId: "prod/db"})
+	got := rec.last(t)
+	if r := ScopeRegion(got.md); r != "us-west-2" {
+		t.Fatalf("ScopeRegion of a call signed for us-west-2 = %q", r)
+	}
+	for name, md := range map[string]metadata.MD{
+		"no metadata":       nil,
+		"a bearer token":    metadata.Pairs(authorizationKey, "Bearer "+keyID+":"+secret),
+		"a scope too short": metadata.Pairs(authorizationKey, sigv4.Algorithm+" Credential="+keyID+"/20260301/us-west-2, SignedHeaders=host, Signature=00", dateKey, "20260301T120000Z"),
+	} {
+		if r := ScopeRegion(md); r != "" {
+			t.Errorf("ScopeRegion of %s = %q; want none", name, r)
+		}
+	}
+}
