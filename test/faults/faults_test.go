@@ -6,6 +6,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"strconv"
+	"sync"
 	"testing"
 	"time"
 
@@ -210,13 +211,18 @@ func TestWANCutDuringReplication(t *testing.T) {
 
 // probe sends every key's linearizable read to n (the node a fault just
 // touched) through both protocols, recording the answers in the history.
+// The reads go out together, each as its own client: a node cut off from
+// its region holds each one until its deadline, and one after the other
+// they took minutes once the soak had added keys.
 func (w *workload) probe(n *node, clientBase int) {
 	w.mu.Lock()
 	keys := append([]string(nil), w.keys...)
 	w.mu.Unlock()
+	var wg sync.WaitGroup
 	for i, key := range keys {
-		w.one(clientBase+i, n, kvInput{key: key}, i%2 == 1, "")
+		wg.Go(func() { w.one(clientBase+i, n, kvInput{key: key}, i%2 == 1, "") })
 	}
+	wg.Wait()
 }
 
 type lag struct {
