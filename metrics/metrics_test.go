@@ -83,3 +83,46 @@ func BenchmarkRequestObserve(b *testing.B) {
 		}
 	})
 }
+
+// TestSealCollector: a sealed Shamir node reports sealed, its seal and its
+// unseal progress; an unsealed file-seal node reports 0 and no share
+// gauges.
+func TestSealCollector(t *testing.T) {
+	for _, tc := range []struct {
+		name  string
+		state SealState
+		want  string
+	}{
+		{"sealed shamir", SealState{Type: "shamir", Sealed: true, Progress: 2, Threshold: 3}, `
+# HELP coffer_sealed 1 while the node is sealed: it waits for its root key and serves only health and unseal; 0 once unsealed.
+# TYPE coffer_sealed gauge
+coffer_sealed 1
+# HELP coffer_seal_info Always 1; the label names the seal that releases the root key (file, shamir, pkcs11).
+# TYPE coffer_seal_info gauge
+coffer_seal_info{type="shamir"} 1
+# HELP coffer_unseal_progress_shares Key shares entered on a sealed node (coffer operator unseal), 0 once unsealed.
+# TYPE coffer_unseal_progress_shares gauge
+coffer_unseal_progress_shares 2
+# HELP coffer_unseal_threshold_shares Key shares that unseal the node (the Shamir seal's threshold).
+# TYPE coffer_unseal_threshold_shares gauge
+coffer_unseal_threshold_shares 3
+`},
+		{"unsealed file", SealState{Type: "file"}, `
+# HELP coffer_sealed 1 while the node is sealed: it waits for its root key and serves only health and unseal; 0 once unsealed.
+# TYPE coffer_sealed gauge
+coffer_sealed 0
+# HELP coffer_seal_info Always 1; the label names the seal that releases the root key (file, shamir, pkcs11).
+# TYPE coffer_seal_info gauge
+coffer_seal_info{type="file"} 1
+`},
+	} {
+		t.Run(tc.name, func(t *testing.T) {
+			m := New()
+			m.Registry().MustRegister(NewSealCollector(func() SealState { return tc.state }))
+			if err := testutil.GatherAndCompare(m.Registry(), strings.NewReader(tc.want),
+				"coffer_sealed", "coffer_seal_info", "coffer_unseal_progress_shares", "coffer_unseal_threshold_shares"); err != nil {
+				t.Fatal(err)
+			}
+		})
+	}
+}

@@ -54,6 +54,9 @@ type Options struct {
 	Raft replication.Config
 	// RootKey is the region's root key, released by the seal.
 	RootKey []byte
+	// SealType names the seal that released RootKey (file, shamir,
+	// pkcs11), for the coffer_seal_info metric; "" leaves it out.
+	SealType string
 	// Logger receives the node's logs.
 	Logger *slog.Logger
 

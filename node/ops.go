@@ -70,7 +70,8 @@ func (n *Node) initOps() {
 // startOps registers the scrape-time collector and starts the metrics
 // listener, once every part exists.
 func (n *Node) startOps() error {
-	n.ops.metrics.Registry().MustRegister(metrics.NewNodeCollector(n.nodeState))
+	n.ops.metrics.Registry().MustRegister(metrics.NewNodeCollector(n.nodeState),
+		metrics.NewSealCollector(func() metrics.SealState { return metrics.SealState{Type: n.opts.SealType} }))
 	if n.opts.MetricsAddr == "" {
 		return nil
 	}

@@ -77,7 +77,7 @@ func buildNodeOptions(cfg Config, log *slog.Logger, quietCA bool) (node.Options,
 	svcCfg.MemoryLock = lockMode
 	opts := node.Options{
 		DataDir: cfg.DataDir, GRPCAddr: cfg.GRPCAddr, AWSAddr: cfg.AWSAddr, Service: svcCfg,
-		Raft: rc, RootKey: root, Logger: log, Rotation: cfg.rotationConfig(),
+		Raft: rc, RootKey: root, SealType: cfg.Seal.Type, Logger: log, Rotation: cfg.rotationConfig(),
 		RootAccessKeyID: cfg.RootAccessKeyID, RootSecretAccessKey: cfg.RootSecretAccessKey,
 		AuditPath: cfg.auditPath(), AuditMaxBytes: cfg.Audit.MaxBytes, AuditSync: !cfg.Audit.NoSync,
 		AuditRetention: cfg.auditRetention(), AuditMinFreeBytes: cfg.Audit.MinFreeBytes, AuditSampleInterval: cfg.Audit.SampleInterval,
@@ -207,7 +207,7 @@ func serveWith(ctx context.Context, cfg Config, log *slog.Logger, adjust func(*n
 		if err := node.CheckListener("gRPC", opts.GRPCAddr, opts.GRPCTLS != nil, opts.InsecurePlaintext); err != nil {
 			return err // key shares never cross a network in the clear
 		}
-		if opts.RootKey, err = awaitUnseal(ctx, cfg.DataDir, opts.GRPCAddr, opts.GRPCTLS, log); err != nil {
+		if opts.RootKey, err = awaitUnseal(ctx, cfg.DataDir, opts, log); err != nil {
 			if ctx.Err() != nil {
 				return nil
 			}

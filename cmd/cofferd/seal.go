@@ -3,7 +3,6 @@ package main
 import (
 	"context"
 	"crypto/rand"
-	"crypto/tls"
 	"encoding/base64"
 	"encoding/json"
 	"errors"
@@ -23,6 +22,8 @@ import (
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/cofferhq/coffer/metrics"
+	"github.com/cofferhq/coffer/node"
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/storage/kms"
 )
@@ -189,27 +190,34 @@ func (s *sealedNode) SealStatus(context.Context, *cofferv1.SealStatusRequest) (*
 		Shares: int32(s.desc.Shares), SealType: "shamir"}, nil
 }
 
-// awaitUnseal serves health (NOT_SERVING) and the SealService on addr
-// until the shares give the root key, and returns it; the listener is
-// closed before it returns, so the node can take the address.
-func awaitUnseal(ctx context.Context, dataDir, addr string, tlsCfg *tls.Config, log *slog.Logger) ([]byte, error) {
+// awaitUnseal serves health (NOT_SERVING) and the SealService on the gRPC
+// address, and the sealed metrics and health endpoints on the metrics
+// address (sealedOps), until the shares give the root key, and returns it;
+// both listeners are closed before it returns, so the node can take the
+// addresses.
+func awaitUnseal(ctx context.Context, dataDir string, opts node.Options, log *slog.Logger) ([]byte, error) {
 	desc, check, err := readSealFile(dataDir)
 	if err != nil {
 		return nil, err
 	}
-	lis, err := net.Listen("tcp", addr)
+	sealed := &sealedNode{desc: desc, check: check, log: log, done: make(chan struct{})}
+	ops, err := startSealedOps(opts, sealed.metrics, log)
 	if err != nil {
-		return nil, fmt.Errorf("sealed: listen on %s: %w", addr, err)
+		return nil, err
 	}
-	var opts []grpc.ServerOption
-	if tlsCfg != nil {
-		opts = append(opts, grpc.Creds(credentials.NewTLS(tlsCfg)))
+	defer ops.stop()
+	lis, err := net.Listen("tcp", opts.GRPCAddr)
+	if err != nil {
+		return nil, fmt.Errorf("sealed: listen on %s: %w", opts.GRPCAddr, err)
 	}
-	srv := grpc.NewServer(opts...)
+	var gopts []grpc.ServerOption
+	if opts.GRPCTLS != nil {
+		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
+	}
+	srv := grpc.NewServer(gopts...)
 	hs := health.NewServer()
 	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
 	healthpb.RegisterHealthServer(srv, hs)
-	sealed := &sealedNode{desc: desc, check: check, log: log, done: make(chan struct{})}
 	cofferv1.RegisterSealServiceServer(srv, sealed)
 	go func() { _ = srv.Serve(lis) }()
 	log.Info("sealed: waiting for key shares (coffer operator unseal)", "addr", lis.Addr().String(), "threshold", desc.Threshold)
@@ -226,4 +234,12 @@ func awaitUnseal(ctx context.Context, dataDir, addr string, tlsCfg *tls.Config, 
 	root := sealed.root
 	sealed.root = []byte{} // not sealed, and no copy left here
 	return root, nil
+}
+
+// metrics is the seal's state for a scrape.
+func (s *sealedNode) metrics() metrics.SealState {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	sealed, progress := s.status()
+	return metrics.SealState{Type: "shamir", Sealed: sealed, Progress: int(progress), Threshold: s.desc.Threshold}
 }

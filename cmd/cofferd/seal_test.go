@@ -1,0 +1,129 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"io"
+	"net/http"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/test/testkit"
+	"github.com/cofferhq/coffer/test/wait"
+)
+
+// operatorInit runs `cofferd operator init` in dataDir and returns the
+// shares it printed.
+func operatorInit(t *testing.T, dataDir string, args ...string) []string {
+	t.Helper()
+	var out, errOut bytes.Buffer
+	args = append([]string{"operator", "init", "--data-dir", dataDir}, args...)
+	if code := run(t.Context(), args, &out, &errOut, func(string) string { return "" }); code != 0 {
+		t.Fatalf("cofferd %v: exit %d: %s", args, code, errOut.String())
+	}
+	return parseShares(out.String())
+}
+
+// parseShares reads the "share N: …" lines cofferd printed.
+func parseShares(out string) []string {
+	var shares []string
+	for _, line := range strings.Split(out, "\n") {
+		if _, share, ok := strings.Cut(line, ": "); ok && strings.HasPrefix(line, "share ") {
+			shares = append(shares, share)
+		}
+	}
+	return shares
+}
+
+// shamirArgs are serverArgs with the shamir seal and a metrics listener.
+func shamirArgs(t *testing.T, dir, grpcAddr, metricsAddr string) []string {
+	t.Helper()
+	return []string{"server", "--node-id", "n1", "--data-dir", filepath.Join(dir, "data"), "--seal-type", "shamir",
+		"--grpc-addr", grpcAddr, "--aws-addr", "", "--raft-addr", testkit.FreeAddr(t),
+		"--log-level", "info", "--maintenance-interval", "1h", "--bootstrap", "true", "--metrics-addr", metricsAddr}
+}
+
+// get fetches url and returns the status code and body, or 0 when nothing
+// answers.
+func get(url string) (int, string) {
+	resp, err := http.Get(url)
+	if err != nil {
+		return 0, ""
+	}
+	defer resp.Body.Close()
+	b, _ := io.ReadAll(resp.Body)
+	return resp.StatusCode, string(b)
+}
+
+// TestSealedMetricsAndHealth: a node sealed with key shares serves, on its
+// metrics address, coffer_sealed 1 and the unseal progress as shares
+// arrive, /readyz and /v1/sys/health failing with "sealed", /livez
+// passing; once unsealed, the running node's metrics on the same address
+// say coffer_sealed 0 with the seal's type.
+func TestSealedMetricsAndHealth(t *testing.T) {
+	dir := t.TempDir()
+	shares := operatorInit(t, filepath.Join(dir, "data"), "--shares", "3", "--threshold", "2")
+	grpcAddr, metricsAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	r := start(t, nil, shamirArgs(t, dir, grpcAddr, metricsAddr)...)
+	base := "http://" + metricsAddr
+	wait.True(t, readyTimeout, "the sealed node's metrics", func() bool {
+		code, body := get(base + "/metrics")
+		return code == 200 && strings.Contains(body, "\ncoffer_sealed 1\n")
+	})
+	_, body := get(base + "/metrics")
+	for _, want := range []string{`coffer_seal_info{type="shamir"} 1`, "coffer_unseal_progress_shares 0", "coffer_unseal_threshold_shares 2"} {
+		if !strings.Contains(body, want) {
+			t.Errorf("sealed /metrics lacks %q", want)
+		}
+	}
+	if code, body := get(base + "/readyz"); code != 503 || !strings.Contains(body, "unsealed") {
+		t.Errorf("sealed /readyz: %d %q, want 503 naming the unsealed check", code, body)
+	}
+	if code, _ := get(base + "/livez"); code != 200 {
+		t.Errorf("sealed /livez: %d, want 200", code)
+	}
+	code, body := get(base + "/v1/sys/health")
+	var sys struct {
+		Sealed bool `json:"sealed"`
+	}
+	if err := json.Unmarshal([]byte(body), &sys); code != 503 || err != nil || !sys.Sealed {
+		t.Errorf("sealed /v1/sys/health: %d %q, want 503 and sealed true", code, body)
+	}
+
+	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	seal := cofferv1.NewSealServiceClient(conn)
+	if _, err := seal.Unseal(t.Context(), &cofferv1.UnsealRequest{Share: shares[2]}); err != nil {
+		t.Fatal(err)
+	}
+	if _, body := get(base + "/metrics"); !strings.Contains(body, "coffer_unseal_progress_shares 1\n") || !strings.Contains(body, "coffer_sealed 1\n") {
+		t.Errorf("after one share, /metrics does not say 1 share held and sealed")
+	}
+	if resp, err := seal.Unseal(t.Context(), &cofferv1.UnsealRequest{Share: shares[0]}); err != nil || resp.GetSealed() {
+		t.Fatalf("second share: %v %v, want unsealed", resp, err)
+	}
+	r.waitFor(t, &r.stderr, "node ready")
+	wait.True(t, readyTimeout, "the running node's metrics", func() bool {
+		code, body := get(base + "/metrics")
+		return code == 200 && strings.Contains(body, "\ncoffer_sealed 0\n") && strings.Contains(body, `coffer_seal_info{type="shamir"} 1`)
+	})
+	if _, body := get(base + "/metrics"); strings.Contains(body, "coffer_unseal_progress_shares") {
+		t.Errorf("an unsealed node still reports unseal progress")
+	}
+	for _, s := range shares {
+		if strings.Contains(r.stderr.String(), s) {
+			t.Fatal("a key share is in cofferd's log")
+		}
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}
