@@ -9,12 +9,17 @@ FUZZTIME  ?= 10s
 FUZZMINIMIZE ?= 1x
 BIN       := bin
 
-.PHONY: all build test deps lint monitoring fmt-check vet breaking generate check-generated unit fuzz bench docker clean test-faults test-faults-if-docker up down
+.PHONY: all build build-pkcs11 test deps lint monitoring fmt-check vet breaking generate check-generated unit fuzz bench docker clean test-faults test-faults-if-docker up down
 
 all: build
 
 build:
 	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN)/ ./cmd/...
+
+## build-pkcs11: cofferd with the PKCS#11 seal (cgo, dynamically linked to
+## libc and the token's module at run time: not for the scratch image).
+build-pkcs11:
+	CGO_ENABLED=1 $(GO) build -tags pkcs11 -trimpath -o $(BIN)/cofferd-pkcs11 ./cmd/cofferd
 
 ## test: everything CI checks — tools, lint, generated code, race tests, short fuzzing.
 test: deps lint check-generated monitoring unit fuzz test-faults-if-docker
@@ -31,6 +36,7 @@ fmt-check:
 
 vet:
 	$(GO) vet ./...
+	$(GO) vet -tags pkcs11 ./storage/kms ./cmd/cofferd
 
 ## breaking: fail when the .proto files in the working tree break wire or
 ## source compatibility (buf.yaml's FILE rules) with an earlier commit:
@@ -73,6 +79,9 @@ unit:
 	# One package at a time: the cluster, compat and e2e suites each start
 	# real nodes, and sharing 2 cores under -race starves their heartbeats.
 	$(GO) test -race -count=1 -timeout 25m -p 1 ./...
+	# The PKCS#11 seal is built only with the pkcs11 tag (cgo); its tests
+	# run against a SoftHSM2 token made in a temporary directory.
+	$(GO) test -race -count=1 -tags pkcs11 -run PKCS11 ./storage/kms ./cmd/cofferd
 
 ## fuzz: a short run of every fuzz target (the seeds also run in `unit`).
 fuzz:

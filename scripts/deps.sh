@@ -21,6 +21,9 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/
 # test/ops scrapes a real region with Debian's prometheus; `make monitoring`
 # checks and unit-tests the alert rules with its promtool.
 { command -v prometheus && command -v promtool; } >/dev/null 2>&1 || need+=(prometheus)
+# The PKCS#11 seal's tests (-tags pkcs11) use a real SoftHSM2 token.
+{ command -v softhsm2-util && { compgen -G '/usr/lib/softhsm/libsofthsm2.so' || compgen -G '/usr/lib/*/softhsm/libsofthsm2.so'; }; } >/dev/null 2>&1 ||
+	need+=(softhsm2)
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go is required (1.26 or newer) and is not on PATH" >&2

@@ -14,6 +14,7 @@ import (
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/server"
 	"github.com/cofferhq/coffer/server/rotation"
+	"github.com/cofferhq/coffer/storage/kms"
 )
 
 // Config is cofferd's configuration. It is read from a YAML file, then
@@ -137,8 +138,25 @@ type SealConfig struct {
 	// Type is "file": the root key is read from KeyFile; or "shamir": the
 	// node starts sealed and waits for key shares (`cofferd operator init`
 	// made them and data_dir/seal.json).
+	// "pkcs11": an HSM key unwraps the root key that seal.json holds
+	// wrapped, at every start, with no operator (a cofferd built with the
+	// pkcs11 tag only).
 	Type    string `yaml:"type"`
 	KeyFile string `yaml:"key_file"`
+	// PKCS11 reaches the HSM of the pkcs11 seal.
+	PKCS11 PKCS11SealConfig `yaml:"pkcs11"`
+}
+
+// PKCS11SealConfig reaches the token that holds the pkcs11 seal's key; the
+// key's label is in seal.json.
+type PKCS11SealConfig struct {
+	// Module is the token's PKCS#11 library.
+	Module string `yaml:"module"`
+	// TokenLabel selects the token.
+	TokenLabel string `yaml:"token_label"`
+	// PIN logs in as the token's user; prefer COFFER_SEAL_PKCS11_PIN to
+	// the file. Never logged.
+	PIN string `yaml:"pin"`
 }
 
 // ClusterConfig is how the nodes of a region find and trust each other.
@@ -356,8 +374,17 @@ func (c Config) Validate() error {
 			add("mtls.identities[%d].principal %q is reserved; map certificates to principals created with iam create-principal", i, id.Principal)
 		}
 	}
-	if c.Seal.Type != "file" && c.Seal.Type != "shamir" {
-		add("seal.type %q is not supported (supported: file, shamir)", c.Seal.Type)
+	switch c.Seal.Type {
+	case "file", "shamir":
+	case "pkcs11":
+		if !kms.PKCS11Available {
+			add("seal.type pkcs11: %v", kms.ErrPKCS11NotBuilt)
+		}
+		if c.Seal.PKCS11.Module == "" || c.Seal.PKCS11.TokenLabel == "" {
+			add("seal.pkcs11.module and seal.pkcs11.token_label are required for the pkcs11 seal")
+		}
+	default:
+		add("seal.type %q is not supported (supported: file, shamir, pkcs11)", c.Seal.Type)
 	}
 	if c.Seal.Type == "file" && c.Seal.KeyFile == "" {
 		add("seal.key_file is required for the file seal")

@@ -30,6 +30,9 @@ Usage:
   cofferd keygen FILE                      write a new root key file (mode 0600) for the file seal
   cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]
                                            make a Shamir seal: print the key shares, write DIR/seal.json
+  cofferd operator init --data-dir DIR --seal pkcs11 --pkcs11-module LIB --pkcs11-token-label T
+                                           make a PKCS#11 seal (PIN in $COFFER_SEAL_PKCS11_PIN; needs
+                                           a cofferd built with -tags pkcs11)
   cofferd ca create DIR                    create a region's cluster CA and gossip key
   cofferd ca issue --ca-dir DIR --node-id ID [--host H]... --out-dir DIR
                                            issue a node's cluster certificate
@@ -57,7 +60,7 @@ func run(ctx context.Context, args []string, stdout, stderr io.Writer, getenv fu
 	case "keygen":
 		err = runKeygen(args[1:], stdout)
 	case "operator":
-		err = runOperator(args[1:], stdout, stderr)
+		err = runOperator(args[1:], stdout, stderr, getenv)
 	case "ca":
 		err = runCA(args[1:], stdout, stderr)
 	case "help", "-h", "--help":

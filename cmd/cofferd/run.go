@@ -46,7 +46,8 @@ func buildNodeOptions(cfg Config, log *slog.Logger, quietCA bool) (node.Options,
 	// The Shamir seal's root key arrives later, share by share
 	// (serveWith, awaitUnseal).
 	var root []byte
-	if cfg.Seal.Type == "file" {
+	switch cfg.Seal.Type {
+	case "file":
 		root, err = kms.FileSeal{Path: cfg.Seal.KeyFile}.RootKey()
 		if errors.Is(err, fs.ErrNotExist) {
 			return node.Options{}, fmt.Errorf("unseal: no root key at %s; create one with `cofferd keygen %s` (and back it up): %w", cfg.Seal.KeyFile, cfg.Seal.KeyFile, err)
@@ -54,6 +55,11 @@ func buildNodeOptions(cfg Config, log *slog.Logger, quietCA bool) (node.Options,
 		if err != nil {
 			return node.Options{}, fmt.Errorf("unseal: %w", err)
 		}
+	case "pkcs11":
+		if root, err = pkcs11RootKey(cfg.DataDir, cfg.Seal.PKCS11); err != nil {
+			return node.Options{}, fmt.Errorf("unseal: %w", err)
+		}
+		log.Info("unsealed: the HSM unwrapped the root key", "token", cfg.Seal.PKCS11.TokenLabel)
 	}
 	rc := cfg.raftConfig(log)
 	caLog := log

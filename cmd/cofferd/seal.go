@@ -1,7 +1,7 @@
 package main
 
 import (
-	"context"
+	"crypto/hmac"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
@@ -9,71 +9,162 @@ import (
 	"flag"
 	"fmt"
 	"io"
-	"log/slog"
-	"net"
 	"os"
 	"path/filepath"
-	"sync"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/codes"
-	"google.golang.org/grpc/credentials"
-	"google.golang.org/grpc/health"
-	healthpb "google.golang.org/grpc/health/grpc_health_v1"
-	"google.golang.org/grpc/status"
-
-	"github.com/cofferhq/coffer/metrics"
-	"github.com/cofferhq/coffer/node"
-	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/storage/kms"
 )
 
-// The Shamir seal: `cofferd operator init` makes a root key, splits it into
-// shares and writes seal.json (threshold, share count and the root key's
-// check value, never a share or the key) in the data directory. A node
-// with seal.type shamir starts sealed: on its gRPC address it serves only
-// health (NOT_SERVING) and the SealService, until `coffer operator unseal`
-// has given it threshold shares that combine to the key the check names;
-// then it stops that listener and starts as a node with that root key.
+// Seals other than a key file keep their description in the data
+// directory as seal.json, which `cofferd operator init` writes and every
+// node of the region holds a copy of. It holds no key share, no root key
+// and no PIN: for the shamir seal the threshold, the share count and the
+// root key's check value; for the pkcs11 seal the HSM key's label, the
+// root key wrapped under it and the check value. The HSM's module, token
+// and PIN are the node's configuration (seal.pkcs11).
 
-// sealFileName is the Shamir seal's description in the data directory.
+// sealFileName is the seal's description in the data directory.
 const sealFileName = "seal.json"
 
-// shamirSealFile is seal.json.
-type shamirSealFile struct {
-	Type      string `json:"type"`
-	Shares    int    `json:"shares"`
-	Threshold int    `json:"threshold"`
+// sealFile is seal.json.
+type sealFile struct {
+	// Type is "shamir" or "pkcs11".
+	Type string `json:"type"`
+	// Shares and Threshold describe the Shamir split.
+	Shares    int `json:"shares,omitempty"`
+	Threshold int `json:"threshold,omitempty"`
+	// KeyLabel names the HSM key that wraps the root key, and Wrapped is
+	// the root key it wrapped (base64), for the pkcs11 seal.
+	KeyLabel string `json:"key_label,omitempty"`
+	Wrapped  string `json:"wrapped_root_key,omitempty"`
 	// Check is kms.RootKeyCheck of the root key, base64.
 	Check string `json:"check"`
 }
 
-func readSealFile(dataDir string) (*shamirSealFile, []byte, error) {
-	b, err := os.ReadFile(filepath.Join(dataDir, sealFileName))
+// readSealFile reads and checks dataDir's seal.json and returns it with
+// its decoded check value.
+func readSealFile(dataDir string) (*sealFile, []byte, error) {
+	path := filepath.Join(dataDir, sealFileName)
+	b, err := os.ReadFile(path)
 	if err != nil {
-		return nil, nil, fmt.Errorf("shamir seal: %w (run `cofferd operator init --data-dir %s`)", err, dataDir)
+		return nil, nil, fmt.Errorf("seal: %w (run `cofferd operator init --data-dir %s`, or copy seal.json from another node of the region)", err, dataDir)
 	}
-	var f shamirSealFile
-	if err := json.Unmarshal(b, &f); err != nil || f.Type != "shamir" || f.Threshold < 2 || f.Shares < f.Threshold {
-		return nil, nil, fmt.Errorf("shamir seal: %s is not a valid seal description", filepath.Join(dataDir, sealFileName))
+	var f sealFile
+	if err := json.Unmarshal(b, &f); err != nil {
+		return nil, nil, fmt.Errorf("seal: %s is not a valid seal description", path)
+	}
+	switch {
+	case f.Type == "shamir" && f.Threshold >= 2 && f.Shares >= f.Threshold:
+	case f.Type == "pkcs11" && f.KeyLabel != "" && f.Wrapped != "":
+	default:
+		return nil, nil, fmt.Errorf("seal: %s is not a valid seal description", path)
 	}
 	check, err := base64.StdEncoding.DecodeString(f.Check)
 	if err != nil || len(check) != 32 {
-		return nil, nil, fmt.Errorf("shamir seal: %s has no valid check value", filepath.Join(dataDir, sealFileName))
+		return nil, nil, fmt.Errorf("seal: %s has no valid check value", path)
 	}
 	return &f, check, nil
 }
 
+// writeSealFile writes seal.json in dataDir. With replace unset it refuses
+// to overwrite one (the error wraps fs.ErrExist); with it, it replaces the
+// file atomically (a rename), so a crash leaves the old seal or the new
+// one, never half of either.
+func writeSealFile(dataDir string, f *sealFile, replace bool) error {
+	b, err := json.MarshalIndent(f, "", "  ")
+	if err != nil {
+		return err
+	}
+	b = append(b, '\n')
+	path := filepath.Join(dataDir, sealFileName)
+	tmp := path
+	if replace {
+		tmp = path + ".new"
+		_ = os.Remove(tmp)
+	}
+	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	if err != nil {
+		return err
+	}
+	if _, err := out.Write(b); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Sync(); err != nil {
+		out.Close()
+		return err
+	}
+	if err := out.Close(); err != nil {
+		return err
+	}
+	if !replace {
+		return nil
+	}
+	if err := os.Rename(tmp, path); err != nil {
+		return err
+	}
+	if d, err := os.Open(dataDir); err == nil {
+		_ = d.Sync()
+		d.Close()
+	}
+	return nil
+}
+
+// pkcs11Config is the kms view of the node's seal.pkcs11 settings and
+// seal.json's key label.
+func pkcs11Config(c PKCS11SealConfig, keyLabel string) kms.PKCS11Config {
+	return kms.PKCS11Config{Module: c.Module, TokenLabel: c.TokenLabel, PIN: c.PIN, KeyLabel: keyLabel}
+}
+
+// pkcs11RootKey has the HSM unwrap seal.json's root key and checks it.
+func pkcs11RootKey(dataDir string, c PKCS11SealConfig) ([]byte, error) {
+	desc, check, err := readSealFile(dataDir)
+	if err != nil {
+		return nil, err
+	}
+	if desc.Type != "pkcs11" {
+		return nil, fmt.Errorf("seal: seal.type is pkcs11 but %s describes a %s seal", filepath.Join(dataDir, sealFileName), desc.Type)
+	}
+	wrapped, err := base64.StdEncoding.DecodeString(desc.Wrapped)
+	if err != nil {
+		return nil, fmt.Errorf("seal: %s has no valid wrapped root key", filepath.Join(dataDir, sealFileName))
+	}
+	root, err := kms.PKCS11Seal{Config: pkcs11Config(c, desc.KeyLabel), Wrapped: wrapped}.RootKey()
+	if err != nil {
+		return nil, err
+	}
+	if !hmac.Equal(kms.RootKeyCheck(root), check) {
+		clear(root)
+		return nil, fmt.Errorf("%w: the HSM unwrapped a key that is not this seal's root key", kms.ErrSealed)
+	}
+	return root, nil
+}
+
+// pkcs11PINEnv is where `cofferd operator` reads the token's PIN: not a
+// flag, which ps would show.
+const pkcs11PINEnv = "COFFER_SEAL_PKCS11_PIN"
+
+// operatorUsage is `cofferd operator`'s usage.
+const operatorUsage = `usage:
+  cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]
+  cofferd operator init --data-dir DIR --seal pkcs11 --pkcs11-module LIB --pkcs11-token-label T [--pkcs11-key-label K]
+      (the token's PIN in $` + pkcs11PINEnv + `)`
+
 // runOperator runs `cofferd operator init`.
-func runOperator(args []string, stdout, stderr io.Writer) error {
+func runOperator(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
 	if len(args) == 0 || args[0] != "init" {
-		return usageError{errors.New("usage: cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]")}
+		return usageError{errors.New(operatorUsage)}
 	}
 	fs := flag.NewFlagSet("cofferd operator init", flag.ContinueOnError)
 	fs.SetOutput(stderr)
 	dataDir := fs.String("data-dir", "", "the node's data directory, where seal.json is written")
-	shares := fs.Int("shares", 5, "how many key shares to make")
-	threshold := fs.Int("threshold", 3, "how many shares unseal")
+	sealType := fs.String("seal", "shamir", "the seal: shamir (key shares) or pkcs11 (the root key wrapped by an HSM key)")
+	shares := fs.Int("shares", 5, "shamir: how many key shares to make")
+	threshold := fs.Int("threshold", 3, "shamir: how many shares unseal")
+	var p11 PKCS11SealConfig
+	fs.StringVar(&p11.Module, "pkcs11-module", "", "pkcs11: the token's PKCS#11 library")
+	fs.StringVar(&p11.TokenLabel, "pkcs11-token-label", "", "pkcs11: the token's label")
+	keyLabel := fs.String("pkcs11-key-label", "coffer-root", "pkcs11: the label of the AES key that wraps the root key (made in the token if absent)")
 	if err := fs.Parse(args[1:]); err != nil {
 		if errors.Is(err, flag.ErrHelp) {
 			return usageError{}
@@ -83,163 +174,59 @@ func runOperator(args []string, stdout, stderr io.Writer) error {
 	if *dataDir == "" {
 		return usageError{errors.New("operator init: --data-dir is required")}
 	}
+	p11.PIN = getenv(pkcs11PINEnv)
+	switch *sealType {
+	case "shamir", "pkcs11":
+	default:
+		return usageError{fmt.Errorf("operator init: --seal %q: want shamir or pkcs11", *sealType)}
+	}
+	if *sealType == "pkcs11" && !kms.PKCS11Available {
+		return fmt.Errorf("operator init: %w", kms.ErrPKCS11NotBuilt)
+	}
 	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
 		return fmt.Errorf("operator init: %w", err)
+	}
+	if _, err := os.Stat(filepath.Join(*dataDir, sealFileName)); err == nil {
+		return fmt.Errorf("operator init: %s exists: a seal exists already (every node of a region shares one seal: copy its seal.json; to change it use `cofferd operator migrate-seal`)", filepath.Join(*dataDir, sealFileName))
 	}
 	root := make([]byte, 32)
 	defer clear(root)
 	rand.Read(root)
-	parts, err := kms.Split(root, *shares, *threshold)
-	if err != nil {
+	desc := &sealFile{Type: *sealType, Check: base64.StdEncoding.EncodeToString(kms.RootKeyCheck(root))}
+	var parts [][]byte
+	if *sealType == "shamir" {
+		var err error
+		if parts, err = kms.Split(root, *shares, *threshold); err != nil {
+			return fmt.Errorf("operator init: %w", err)
+		}
+		desc.Shares, desc.Threshold = *shares, *threshold
+	} else {
+		wrapped, err := kms.WrapRootKeyPKCS11(pkcs11Config(p11, *keyLabel), root, true)
+		if err != nil {
+			return fmt.Errorf("operator init: %w", err)
+		}
+		desc.KeyLabel, desc.Wrapped = *keyLabel, base64.StdEncoding.EncodeToString(wrapped)
+	}
+	if err := writeSealFile(*dataDir, desc, false); err != nil {
 		return fmt.Errorf("operator init: %w", err)
 	}
-	desc, _ := json.Marshal(shamirSealFile{Type: "shamir", Shares: *shares, Threshold: *threshold,
-		Check: base64.StdEncoding.EncodeToString(kms.RootKeyCheck(root))})
 	path := filepath.Join(*dataDir, sealFileName)
-	f, err := os.OpenFile(path, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
-	if err != nil {
-		return fmt.Errorf("operator init: %w (a seal exists already; every node of a region shares one seal: copy its seal.json)", err)
-	}
-	if _, err := f.Write(append(desc, '\n')); err != nil {
-		f.Close()
-		return fmt.Errorf("operator init: %w", err)
-	}
-	if err := f.Close(); err != nil {
-		return fmt.Errorf("operator init: %w", err)
+	if *sealType == "pkcs11" {
+		fmt.Fprintf(stdout, "wrote %s; the root key is wrapped by key %q of PKCS#11 token %q and stored nowhere else.\n", path, *keyLabel, p11.TokenLabel)
+		fmt.Fprintln(stdout, "Back up seal.json and the HSM key (your HSM's backup procedure): without both, the data cannot be decrypted.")
+		return nil
 	}
 	fmt.Fprintf(stdout, "wrote %s; the root key is split into %d shares, %d of which unseal a node.\n", path, *shares, *threshold)
+	printShares(stdout, parts)
+	return nil
+}
+
+// printShares prints key shares, one a line ("share N: BASE64"), and
+// clears them.
+func printShares(stdout io.Writer, parts [][]byte) {
 	fmt.Fprintln(stdout, "Give each share to a different person; they are printed once and stored nowhere:")
 	for i, p := range parts {
 		fmt.Fprintf(stdout, "share %d: %s\n", i+1, base64.StdEncoding.EncodeToString(p))
 		clear(p)
 	}
-	return nil
-}
-
-// sealedNode is the SealService of a node waiting for its shares.
-type sealedNode struct {
-	cofferv1.UnimplementedSealServiceServer
-	desc  *shamirSealFile
-	check []byte
-	log   *slog.Logger
-
-	mu     sync.Mutex
-	shares [][]byte
-	root   []byte
-	done   chan struct{}
-}
-
-func (s *sealedNode) status() (sealed bool, progress int32) {
-	return s.root == nil, int32(len(s.shares))
-}
-
-// Unseal adds a share; at the threshold it combines them. A combination
-// that is not the seal's root key discards every share entered, so a wrong
-// one is not kept poisoning the next tries.
-func (s *sealedNode) Unseal(_ context.Context, req *cofferv1.UnsealRequest) (*cofferv1.UnsealResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	resp := func() *cofferv1.UnsealResponse {
-		sealed, progress := s.status()
-		return &cofferv1.UnsealResponse{Sealed: sealed, Threshold: int32(s.desc.Threshold), Progress: progress}
-	}
-	if s.root != nil {
-		return resp(), nil
-	}
-	if req.GetDiscardShares() {
-		s.clearShares()
-		return resp(), nil
-	}
-	share, err := base64.StdEncoding.DecodeString(req.GetShare())
-	if err != nil || len(share) != 33 {
-		return nil, status.Error(codes.InvalidArgument, "the share is not a key share printed by cofferd operator init")
-	}
-	for _, have := range s.shares {
-		if have[0] == share[0] {
-			return nil, status.Error(codes.InvalidArgument, "this share was already entered")
-		}
-	}
-	s.shares = append(s.shares, share)
-	if len(s.shares) < s.desc.Threshold {
-		return resp(), nil
-	}
-	root, err := kms.CombineRootKey(s.shares, s.check)
-	s.clearShares()
-	if err != nil {
-		s.log.Warn("unseal refused: the shares entered do not combine to this seal's root key; enter them again")
-		return nil, status.Error(codes.PermissionDenied, "the shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again")
-	}
-	s.root = root
-	close(s.done)
-	return resp(), nil
-}
-
-func (s *sealedNode) clearShares() {
-	for _, sh := range s.shares {
-		clear(sh)
-	}
-	s.shares = nil
-}
-
-// SealStatus implements the SealService.
-func (s *sealedNode) SealStatus(context.Context, *cofferv1.SealStatusRequest) (*cofferv1.SealStatusResponse, error) {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sealed, progress := s.status()
-	return &cofferv1.SealStatusResponse{Sealed: sealed, Threshold: int32(s.desc.Threshold), Progress: progress,
-		Shares: int32(s.desc.Shares), SealType: "shamir"}, nil
-}
-
-// awaitUnseal serves health (NOT_SERVING) and the SealService on the gRPC
-// address, and the sealed metrics and health endpoints on the metrics
-// address (sealedOps), until the shares give the root key, and returns it;
-// both listeners are closed before it returns, so the node can take the
-// addresses.
-func awaitUnseal(ctx context.Context, dataDir string, opts node.Options, log *slog.Logger) ([]byte, error) {
-	desc, check, err := readSealFile(dataDir)
-	if err != nil {
-		return nil, err
-	}
-	sealed := &sealedNode{desc: desc, check: check, log: log, done: make(chan struct{})}
-	ops, err := startSealedOps(opts, sealed.metrics, log)
-	if err != nil {
-		return nil, err
-	}
-	defer ops.stop()
-	lis, err := net.Listen("tcp", opts.GRPCAddr)
-	if err != nil {
-		return nil, fmt.Errorf("sealed: listen on %s: %w", opts.GRPCAddr, err)
-	}
-	var gopts []grpc.ServerOption
-	if opts.GRPCTLS != nil {
-		gopts = append(gopts, grpc.Creds(credentials.NewTLS(opts.GRPCTLS)))
-	}
-	srv := grpc.NewServer(gopts...)
-	hs := health.NewServer()
-	hs.SetServingStatus("", healthpb.HealthCheckResponse_NOT_SERVING)
-	healthpb.RegisterHealthServer(srv, hs)
-	cofferv1.RegisterSealServiceServer(srv, sealed)
-	go func() { _ = srv.Serve(lis) }()
-	log.Info("sealed: waiting for key shares (coffer operator unseal)", "addr", lis.Addr().String(), "threshold", desc.Threshold)
-	select {
-	case <-ctx.Done():
-		srv.Stop()
-		return nil, ctx.Err()
-	case <-sealed.done:
-	}
-	srv.GracefulStop()
-	log.Info("unsealed: the shares gave the root key")
-	sealed.mu.Lock()
-	defer sealed.mu.Unlock()
-	root := sealed.root
-	sealed.root = []byte{} // not sealed, and no copy left here
-	return root, nil
-}
-
-// metrics is the seal's state for a scrape.
-func (s *sealedNode) metrics() metrics.SealState {
-	s.mu.Lock()
-	defer s.mu.Unlock()
-	sealed, progress := s.status()
-	return metrics.SealState{Type: "shamir", Sealed: sealed, Progress: int(progress), Threshold: s.desc.Threshold}
 }

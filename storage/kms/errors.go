@@ -10,6 +10,11 @@ var (
 	// it, or the key file is missing, unreadable, malformed or too permissive.
 	ErrSealed = errors.New("kms: root key unavailable (sealed)")
 
+	// ErrPKCS11NotBuilt means the PKCS#11 seal was asked of a build without
+	// it: the seal needs cgo, so only a binary built with the pkcs11 build
+	// tag has it (see doc.go).
+	ErrPKCS11NotBuilt = errors.New("kms: the pkcs11 seal is not compiled into this binary: build cofferd with cgo and -tags pkcs11 (make build-pkcs11); the static release binary and the scratch image do not have it")
+
 	// ErrKeyNotFound means a KMS key id, alias or ARN names no key in the
 	// keyring.
 	ErrKeyNotFound = errors.New("kms: key not found")

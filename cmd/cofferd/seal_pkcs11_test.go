@@ -1,0 +1,136 @@
+//go:build pkcs11
+
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"os"
+	"path/filepath"
+	"strings"
+	"testing"
+
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials/insecure"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
+	"github.com/cofferhq/coffer/test/testkit"
+	"github.com/cofferhq/coffer/test/testkit/softhsm"
+	"github.com/cofferhq/coffer/test/wait"
+)
+
+const (
+	testAccessKeyID = "AKIAPKCS11SEALTEST01"
+	testSecretKey   = "pkcs11-seal-test-secret-access-key-0001"
+)
+
+// pkcs11Args are the flags of a single node with the pkcs11 seal on tok.
+func pkcs11Args(t *testing.T, dir, grpcAddr, metricsAddr string, tok softhsm.Token) []string {
+	return []string{"server", "--node-id", "n1", "--data-dir", filepath.Join(dir, "data"), "--seal-type", "pkcs11",
+		"--seal-pkcs11-module", tok.Module, "--seal-pkcs11-token-label", tok.Label,
+		"--grpc-addr", grpcAddr, "--aws-addr", "", "--raft-addr", testkit.FreeAddr(t),
+		"--log-level", "info", "--maintenance-interval", "1h", "--bootstrap", "true", "--metrics-addr", metricsAddr}
+}
+
+// TestPKCS11SealServer: `cofferd operator init --seal pkcs11` makes a key
+// in a real SoftHSM2 token and writes seal.json with the root key wrapped
+// by it; cofferd with seal.type pkcs11 unseals on its own at every start
+// (a secret written before a restart reads after it) and reports the seal
+// in its metrics; the wrong PIN or token stops it with an error naming
+// the token, never the PIN; nothing of the key or PIN is in seal.json or
+// the logs.
+func TestPKCS11SealServer(t *testing.T) {
+	tok := softhsm.New(t, "coffer-node", "1234-user-pin")
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	env := map[string]string{"COFFER_SEAL_PKCS11_PIN": tok.PIN,
+		"COFFER_ROOT_ACCESS_KEY_ID": testAccessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY": testSecretKey}
+
+	var out, errOut bytes.Buffer
+	initArgs := []string{"operator", "init", "--data-dir", dataDir, "--seal", "pkcs11",
+		"--pkcs11-module", tok.Module, "--pkcs11-token-label", tok.Label}
+	if code := run(t.Context(), initArgs, &out, &errOut, func(k string) string { return env[k] }); code != 0 {
+		t.Fatalf("operator init: exit %d: %s", code, errOut.String())
+	}
+	if !strings.Contains(out.String(), `key "coffer-root"`) {
+		t.Fatalf("operator init printed %q", out.String())
+	}
+	raw, err := os.ReadFile(filepath.Join(dataDir, sealFileName))
+	if err != nil {
+		t.Fatal(err)
+	}
+	var desc sealFile
+	if err := json.Unmarshal(raw, &desc); err != nil || desc.Type != "pkcs11" || desc.KeyLabel != "coffer-root" || desc.Wrapped == "" {
+		t.Fatalf("seal.json: %s (%v)", raw, err)
+	}
+	if strings.Contains(string(raw), tok.PIN) {
+		t.Fatal("seal.json holds the PIN")
+	}
+	// A second init refuses to replace the seal.
+	if code := run(t.Context(), initArgs, &out, &errOut, func(k string) string { return env[k] }); code == 0 {
+		t.Fatal("a second operator init replaced the seal")
+	}
+
+	grpcAddr, metricsAddr := testkit.FreeAddr(t), testkit.FreeAddr(t)
+	args := pkcs11Args(t, dir, grpcAddr, metricsAddr, tok)
+	r := start(t, env, args...)
+	r.waitFor(t, &r.stderr, "node ready")
+	if _, body := get("http://" + metricsAddr + "/metrics"); !strings.Contains(body, "\ncoffer_sealed 0\n") || !strings.Contains(body, `coffer_seal_info{type="pkcs11"} 1`) {
+		t.Errorf("/metrics of a pkcs11-sealed node lacks coffer_sealed 0 and its seal type")
+	}
+	conn, err := grpc.NewClient(grpcAddr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		(&grpcsig.Credentials{AccessKeyID: testAccessKeyID, SecretAccessKey: testSecretKey, Region: "us-east-1"}).DialOptions()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	sm := cofferv1.NewSecretsManagerServiceClient(conn)
+	value := "under-the-hsm"
+	if _, err := sm.CreateSecret(t.Context(), &cofferv1.CreateSecretRequest{Name: "hsm/one", SecretString: &value,
+		ClientRequestToken: "token-pkcs11-0000000000000000000000001"}); err != nil {
+		t.Fatal(err)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, r.stderr.String())
+	}
+
+	// Restart: the HSM unseals it again, and the data reads.
+	r = start(t, env, args...)
+	r.waitFor(t, &r.stderr, "node ready")
+	wait.Until(t, readyTimeout, func() error {
+		got, err := sm.GetSecretValue(t.Context(), &cofferv1.GetSecretValueRequest{SecretId: "hsm/one"})
+		if err == nil && got.GetSecretString() != value {
+			t.Fatalf("after a restart: %q", got.GetSecretString())
+		}
+		return err
+	})
+	logs := r.stderr.String()
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d: %s", code, logs)
+	}
+	if strings.Contains(logs, tok.PIN) {
+		t.Fatal("the PIN is in cofferd's log")
+	}
+
+	for name, tc := range map[string]struct {
+		env  map[string]string
+		args []string
+		want string
+	}{
+		"wrong pin":   {map[string]string{"COFFER_SEAL_PKCS11_PIN": "9999-not-the-pin"}, args, "CKR_PIN_INCORRECT"},
+		"wrong token": {env, pkcs11Args(t, dir, testkit.FreeAddr(t), "", softhsm.Token{Module: tok.Module, Label: "no-such-token"}), "no-such-token"},
+	} {
+		r := start(t, tc.env, tc.args...)
+		if code := r.exit(t); code != 1 {
+			t.Errorf("%s: exit %d, want 1", name, code)
+		}
+		msg := r.stderr.String()
+		if !strings.Contains(msg, "unseal") || !strings.Contains(msg, tc.want) {
+			t.Errorf("%s: %q, want an unseal error naming %q", name, msg, tc.want)
+		}
+		if strings.Contains(msg, "9999-not-the-pin") || strings.Contains(msg, tok.PIN) {
+			t.Errorf("%s: the error quotes a PIN: %q", name, msg)
+		}
+	}
+}
