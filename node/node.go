@@ -19,6 +19,7 @@ import (
 	"google.golang.org/grpc/health"
 
 	storagev1 "github.com/cofferhq/coffer/proto/coffer/storage/v1"
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
 	"github.com/cofferhq/coffer/replication"
 	"github.com/cofferhq/coffer/replication/region"
 	"github.com/cofferhq/coffer/server"
@@ -57,6 +58,9 @@ type Options struct {
 	// SealType names the seal that released RootKey (file, shamir,
 	// pkcs11), for the coffer_seal_info metric; "" leaves it out.
 	SealType string
+	// SealService, when set, is served on the gRPC API behind
+	// authentication (seal status, rekey); cmd/cofferd provides it.
+	SealService cofferv1.SealServiceServer
 	// Logger receives the node's logs.
 	Logger *slog.Logger
 
@@ -309,6 +313,7 @@ func Start(opts Options) (*Node, error) {
 		Region:   server.NewRegionAPI(n.svc, regionView{m: n.region, n: n}),
 		Watch:    server.NewWatchAPI(n.svc),
 		Keys:     n.keys,
+		Seal:     opts.SealService,
 	}
 	auth := server.NewGRPCAuth(server.GRPCAuthConfig{
 		IAM: n.iam, Certs: opts.CertIdentities, AllowAnonymous: opts.AllowAnonymous, Region: opts.Service.Region, Log: opts.Logger,

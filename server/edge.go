@@ -441,9 +441,10 @@ var sensitiveFields = map[protoreflect.Name]bool{
 }
 
 // omittedFields are never recorded, not even as a hash: a snapshot chunk
-// is the whole store, and large.
+// is the whole store, and large; a key share is key material.
 var omittedFields = map[protoreflect.Name]bool{
 	"chunk": true,
+	"share": true, // a key share of the root key (SealService)
 }
 
 // urlFields are URLs, which can carry credentials anywhere: in userinfo,

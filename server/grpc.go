@@ -93,6 +93,9 @@ type Services struct {
 	Region   *RegionAPI
 	Watch    *WatchAPI
 	Keys     *Keys
+	// Seal is the running node's SealService (seal status, rekey), which
+	// cmd/cofferd provides: it owns the seal's description.
+	Seal cofferv1.SealServiceServer
 }
 
 // Register registers every service that is set on srv: the one list of
@@ -118,6 +121,9 @@ func (s Services) Register(srv grpc.ServiceRegistrar) {
 	}
 	if s.Keys != nil {
 		cofferv1.RegisterKeyServiceServer(srv, s.Keys)
+	}
+	if s.Seal != nil {
+		cofferv1.RegisterSealServiceServer(srv, s.Seal)
 	}
 }
 

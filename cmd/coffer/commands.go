@@ -400,7 +400,7 @@ func commandTree() *command {
 			"--restart-on-change a change to an injected value (seen through WatchSecrets) restarts the\n" +
 			"command: --signal, then SIGKILL after --grace.",
 	}
-	operator := group("operator", "Unseal a node sealed with key shares",
+	operator := group("operator", "Unseal a node sealed with key shares, or rekey them",
 		"A node with the shamir seal starts sealed and serves only health and these commands\nuntil enough key shares (cofferd operator init printed them) are entered.",
 		&command{
 			name: "unseal", synopsis: "[SHARE | --reset]", run: runOperatorUnseal,
@@ -410,6 +410,15 @@ func commandTree() *command {
 		&command{
 			name: "seal-status", run: runOperatorSealStatus,
 			summary: "Show whether the node is sealed and how many shares it holds",
+		},
+		&command{
+			name: "rekey", synopsis: "--init [--shares N] [--threshold T] | --nonce NONCE [SHARE] | --cancel", run: runOperatorRekey,
+			summary: "Re-split a running node's root key into new key shares",
+			detail: "With the current threshold of shares, as Vault's operator rekey: --init starts it and prints a\n" +
+				"nonce; each holder enters a current share with --nonce (SHARE or the first line of standard\n" +
+				"input); the last one gets the new shares, printed once. The root key does not change, so no\n" +
+				"data is rewritten; the node replaces its seal.json, which must be copied to the region's other\n" +
+				"nodes. Needs coffer:Rekey.",
 		},
 	)
 	drill := &command{

@@ -16,16 +16,10 @@ func runOperatorUnseal(l *leaf, args []string) error {
 		return err
 	}
 	req := &cofferv1.UnsealRequest{DiscardShares: *reset}
-	switch {
-	case *reset:
-	case len(pos) == 1:
-		req.Share = pos[0]
-	default:
-		line, err := bufio.NewReader(l.inv.stdin).ReadString('\n')
-		if err != nil && line == "" {
-			return l.usageErrorf("no share given: pass it as an argument or on standard input")
+	if !*reset {
+		if req.Share, err = shareArg(l, pos); err != nil {
+			return err
 		}
-		req.Share = strings.TrimSpace(line)
 	}
 	resp, err := invoke(l, cofferv1.NewSealServiceClient, cofferv1.SealServiceClient.Unseal, req)
 	if err != nil {
@@ -53,4 +47,74 @@ func runOperatorSealStatus(l *leaf, args []string) error {
 		t.field("Progress", fmt.Sprintf("%d/%d", resp.GetProgress(), resp.GetThreshold()))
 		t.field("Shares", fmt.Sprint(resp.GetShares()))
 	})
+}
+
+// shareArg is the key share given as the one argument, or else the first
+// line of standard input (which keeps it out of the shell history).
+func shareArg(l *leaf, pos []string) (string, error) {
+	if len(pos) == 1 {
+		return pos[0], nil
+	}
+	line, err := bufio.NewReader(l.inv.stdin).ReadString('\n')
+	if err != nil && line == "" {
+		return "", l.usageErrorf("no share given: pass it as an argument or on standard input")
+	}
+	return strings.TrimSpace(line), nil
+}
+
+// runOperatorRekey runs one step of a rekey of a running node's Shamir
+// seal: --init starts it, each holder then enters a current share with the
+// nonce, and the last one gets the new shares.
+func runOperatorRekey(l *leaf, args []string) error {
+	start := l.fs.Bool("init", false, "start a rekey with --shares and --threshold")
+	shares := l.fs.Int("shares", 5, "with --init: how many new shares to make")
+	threshold := l.fs.Int("threshold", 3, "with --init: how many new shares unseal")
+	nonce := l.fs.String("nonce", "", "the rekey's nonce, as --init printed it")
+	cancel := l.fs.Bool("cancel", false, "cancel the rekey in progress and discard its shares")
+	pos, err := l.parse(args, "[SHARE]")
+	if err != nil {
+		return err
+	}
+	req := &cofferv1.RekeyRequest{Init: *start, Cancel: *cancel, Nonce: *nonce}
+	switch {
+	case *start && *cancel:
+		return l.usageErrorf("--init and --cancel are exclusive")
+	case *start:
+		req.NewShares, req.NewThreshold = int32(*shares), int32(*threshold)
+	case *cancel:
+	case *nonce == "":
+		return l.usageErrorf("give --nonce (as --init printed it) with a current share")
+	default:
+		if req.Share, err = shareArg(l, pos); err != nil {
+			return err
+		}
+	}
+	resp, err := invoke(l, cofferv1.NewSealServiceClient, cofferv1.SealServiceClient.Rekey, req)
+	if err != nil {
+		return err
+	}
+	switch {
+	case *cancel:
+		return l.printLine(resp, "rekey cancelled")
+	case resp.GetComplete():
+		return l.printLine(resp, newSharesText(resp))
+	case *start:
+		return l.printLine(resp, fmt.Sprintf("rekey started (%d new shares, threshold %d); nonce: %s\nenter %d current shares: coffer operator rekey --nonce %s",
+			resp.GetNewShares(), resp.GetNewThreshold(), resp.GetNonce(), resp.GetThreshold(), resp.GetNonce()))
+	default:
+		return l.printLine(resp, fmt.Sprintf("rekey: %d of %d current shares entered", resp.GetProgress(), resp.GetThreshold()))
+	}
+}
+
+// newSharesText is a finished rekey's answer: the new key shares, one a
+// line, as cofferd operator init prints them.
+func newSharesText(resp *cofferv1.RekeyResponse) string {
+	var b strings.Builder
+	fmt.Fprintf(&b, "rekeyed: %d new shares, %d of which unseal; the node wrote the new seal.json: copy it to every other node of the region.\n",
+		resp.GetNewShares(), resp.GetNewThreshold())
+	b.WriteString("Give each share to a different person; they are printed once and stored nowhere:")
+	for i, s := range resp.GetNewKeyShares() {
+		fmt.Fprintf(&b, "\nshare %d: %s", i+1, s)
+	}
+	return b.String()
 }

@@ -259,6 +259,199 @@ func (x *SealStatusResponse) GetSealType() string {
 	return ""
 }
 
+// RekeyRequest is one step of a rekey: the first (init) sets the new
+// split and returns a nonce; each later one gives one current key share
+// with that nonce; cancel ends it.
+type RekeyRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// init starts a rekey with new_shares and new_threshold (a rekey in
+	// progress must be cancelled first).
+	Init bool `protobuf:"varint,1,opt,name=init,proto3" json:"init,omitempty"`
+	// new_shares and new_threshold are the new split (init only).
+	NewShares    int32 `protobuf:"varint,2,opt,name=new_shares,json=newShares,proto3" json:"new_shares,omitempty"`
+	NewThreshold int32 `protobuf:"varint,3,opt,name=new_threshold,json=newThreshold,proto3" json:"new_threshold,omitempty"`
+	// nonce names the rekey in progress, as init returned it.
+	Nonce string `protobuf:"bytes,4,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// share is one current key share, base64. It is never recorded.
+	Share string `protobuf:"bytes,5,opt,name=share,proto3" json:"share,omitempty"`
+	// cancel discards the rekey in progress and the shares it holds.
+	Cancel        bool `protobuf:"varint,6,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RekeyRequest) Reset() {
+	*x = RekeyRequest{}
+	mi := &file_coffer_v1_seal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyRequest) ProtoMessage() {}
+
+func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_seal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyRequest.ProtoReflect.Descriptor instead.
+func (*RekeyRequest) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RekeyRequest) GetInit() bool {
+	if x != nil {
+		return x.Init
+	}
+	return false
+}
+
+func (x *RekeyRequest) GetNewShares() int32 {
+	if x != nil {
+		return x.NewShares
+	}
+	return 0
+}
+
+func (x *RekeyRequest) GetNewThreshold() int32 {
+	if x != nil {
+		return x.NewThreshold
+	}
+	return 0
+}
+
+func (x *RekeyRequest) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *RekeyRequest) GetShare() string {
+	if x != nil {
+		return x.Share
+	}
+	return ""
+}
+
+func (x *RekeyRequest) GetCancel() bool {
+	if x != nil {
+		return x.Cancel
+	}
+	return false
+}
+
+// RekeyResponse is the rekey's state after the step.
+type RekeyResponse struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce names the rekey in progress ("" when none).
+	Nonce string `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// progress is how many current shares are held; threshold how many the
+	// current seal needs.
+	Progress  int32 `protobuf:"varint,2,opt,name=progress,proto3" json:"progress,omitempty"`
+	Threshold int32 `protobuf:"varint,3,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	// new_shares and new_threshold are the split being made.
+	NewShares    int32 `protobuf:"varint,4,opt,name=new_shares,json=newShares,proto3" json:"new_shares,omitempty"`
+	NewThreshold int32 `protobuf:"varint,5,opt,name=new_threshold,json=newThreshold,proto3" json:"new_threshold,omitempty"`
+	// complete is set once the current shares gave the root key and the
+	// node wrote the new seal description; new_key_shares are then the new
+	// shares, base64, returned this once and stored nowhere.
+	Complete      bool     `protobuf:"varint,6,opt,name=complete,proto3" json:"complete,omitempty"`
+	NewKeyShares  []string `protobuf:"bytes,7,rep,name=new_key_shares,json=newKeyShares,proto3" json:"new_key_shares,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RekeyResponse) Reset() {
+	*x = RekeyResponse{}
+	mi := &file_coffer_v1_seal_proto_msgTypes[5]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyResponse) ProtoMessage() {}
+
+func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_seal_proto_msgTypes[5]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyResponse.ProtoReflect.Descriptor instead.
+func (*RekeyResponse) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{5}
+}
+
+func (x *RekeyResponse) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *RekeyResponse) GetProgress() int32 {
+	if x != nil {
+		return x.Progress
+	}
+	return 0
+}
+
+func (x *RekeyResponse) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
+func (x *RekeyResponse) GetNewShares() int32 {
+	if x != nil {
+		return x.NewShares
+	}
+	return 0
+}
+
+func (x *RekeyResponse) GetNewThreshold() int32 {
+	if x != nil {
+		return x.NewThreshold
+	}
+	return 0
+}
+
+func (x *RekeyResponse) GetComplete() bool {
+	if x != nil {
+		return x.Complete
+	}
+	return false
+}
+
+func (x *RekeyResponse) GetNewKeyShares() []string {
+	if x != nil {
+		return x.NewKeyShares
+	}
+	return nil
+}
+
 var File_coffer_v1_seal_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_seal_proto_rawDesc = "" +
@@ -277,11 +470,29 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\x05R\bprogress\x12\x16\n" +
 	"\x06shares\x18\x04 \x01(\x05R\x06shares\x12\x1b\n" +
-	"\tseal_type\x18\x05 \x01(\tR\bsealType2\x97\x01\n" +
+	"\tseal_type\x18\x05 \x01(\tR\bsealType\"\xaa\x01\n" +
+	"\fRekeyRequest\x12\x12\n" +
+	"\x04init\x18\x01 \x01(\bR\x04init\x12\x1d\n" +
+	"\n" +
+	"new_shares\x18\x02 \x01(\x05R\tnewShares\x12#\n" +
+	"\rnew_threshold\x18\x03 \x01(\x05R\fnewThreshold\x12\x14\n" +
+	"\x05nonce\x18\x04 \x01(\tR\x05nonce\x12\x14\n" +
+	"\x05share\x18\x05 \x01(\tR\x05share\x12\x16\n" +
+	"\x06cancel\x18\x06 \x01(\bR\x06cancel\"\xe5\x01\n" +
+	"\rRekeyResponse\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\tR\x05nonce\x12\x1a\n" +
+	"\bprogress\x18\x02 \x01(\x05R\bprogress\x12\x1c\n" +
+	"\tthreshold\x18\x03 \x01(\x05R\tthreshold\x12\x1d\n" +
+	"\n" +
+	"new_shares\x18\x04 \x01(\x05R\tnewShares\x12#\n" +
+	"\rnew_threshold\x18\x05 \x01(\x05R\fnewThreshold\x12\x1a\n" +
+	"\bcomplete\x18\x06 \x01(\bR\bcomplete\x12$\n" +
+	"\x0enew_key_shares\x18\a \x03(\tR\fnewKeyShares2\xd3\x01\n" +
 	"\vSealService\x12=\n" +
 	"\x06Unseal\x12\x18.coffer.v1.UnsealRequest\x1a\x19.coffer.v1.UnsealResponse\x12I\n" +
 	"\n" +
-	"SealStatus\x12\x1c.coffer.v1.SealStatusRequest\x1a\x1d.coffer.v1.SealStatusResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
+	"SealStatus\x12\x1c.coffer.v1.SealStatusRequest\x1a\x1d.coffer.v1.SealStatusResponse\x12:\n" +
+	"\x05Rekey\x12\x17.coffer.v1.RekeyRequest\x1a\x18.coffer.v1.RekeyResponseB5Z3github.com/cofferhq/coffer/proto/coffer/v1;cofferv1b\x06proto3"
 
 var (
 	file_coffer_v1_seal_proto_rawDescOnce sync.Once
@@ -295,20 +506,24 @@ func file_coffer_v1_seal_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_seal_proto_rawDescData
 }
 
-var file_coffer_v1_seal_proto_msgTypes = make([]protoimpl.MessageInfo, 4)
+var file_coffer_v1_seal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
 var file_coffer_v1_seal_proto_goTypes = []any{
 	(*UnsealRequest)(nil),      // 0: coffer.v1.UnsealRequest
 	(*UnsealResponse)(nil),     // 1: coffer.v1.UnsealResponse
 	(*SealStatusRequest)(nil),  // 2: coffer.v1.SealStatusRequest
 	(*SealStatusResponse)(nil), // 3: coffer.v1.SealStatusResponse
+	(*RekeyRequest)(nil),       // 4: coffer.v1.RekeyRequest
+	(*RekeyResponse)(nil),      // 5: coffer.v1.RekeyResponse
 }
 var file_coffer_v1_seal_proto_depIdxs = []int32{
 	0, // 0: coffer.v1.SealService.Unseal:input_type -> coffer.v1.UnsealRequest
 	2, // 1: coffer.v1.SealService.SealStatus:input_type -> coffer.v1.SealStatusRequest
-	1, // 2: coffer.v1.SealService.Unseal:output_type -> coffer.v1.UnsealResponse
-	3, // 3: coffer.v1.SealService.SealStatus:output_type -> coffer.v1.SealStatusResponse
-	2, // [2:4] is the sub-list for method output_type
-	0, // [0:2] is the sub-list for method input_type
+	4, // 2: coffer.v1.SealService.Rekey:input_type -> coffer.v1.RekeyRequest
+	1, // 3: coffer.v1.SealService.Unseal:output_type -> coffer.v1.UnsealResponse
+	3, // 4: coffer.v1.SealService.SealStatus:output_type -> coffer.v1.SealStatusResponse
+	5, // 5: coffer.v1.SealService.Rekey:output_type -> coffer.v1.RekeyResponse
+	3, // [3:6] is the sub-list for method output_type
+	0, // [0:3] is the sub-list for method input_type
 	0, // [0:0] is the sub-list for extension type_name
 	0, // [0:0] is the sub-list for extension extendee
 	0, // [0:0] is the sub-list for field type_name
@@ -325,7 +540,7 @@ func file_coffer_v1_seal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_seal_proto_rawDesc), len(file_coffer_v1_seal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   4,
+			NumMessages:   6,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -21,6 +21,7 @@ const _ = grpc.SupportPackageIsVersion9
 const (
 	SealService_Unseal_FullMethodName     = "/coffer.v1.SealService/Unseal"
 	SealService_SealStatus_FullMethodName = "/coffer.v1.SealService/SealStatus"
+	SealService_Rekey_FullMethodName      = "/coffer.v1.SealService/Rekey"
 )
 
 // SealServiceClient is the client API for SealService service.
@@ -29,14 +30,22 @@ const (
 //
 // SealService is what a sealed node serves, besides gRPC health: it takes
 // the key shares of a Shamir seal until enough of them give the region's
-// root key, and then the node starts serving everything else. It needs no
-// credentials — the shares are the credential — and is not served once the
-// node is unsealed.
+// root key, and then the node starts serving everything else. While the
+// node is sealed it needs no credentials (the shares are the credential);
+// a running node serves it too, behind authentication, for SealStatus and
+// Rekey.
 type SealServiceClient interface {
 	// Unseal adds one key share.
 	Unseal(ctx context.Context, in *UnsealRequest, opts ...grpc.CallOption) (*UnsealResponse, error)
 	// SealStatus says whether the node is sealed and how many shares it holds.
 	SealStatus(ctx context.Context, in *SealStatusRequest, opts ...grpc.CallOption) (*SealStatusResponse, error)
+	// Rekey re-splits the root key into new key shares (a new count and
+	// threshold) on a running node, once the current threshold of shares was
+	// given: the root key stays the same, so no stored data is rewritten.
+	// Only a running node with the shamir seal serves it, to callers allowed
+	// coffer:Rekey; the new seal description is written to the node's data
+	// directory, to be copied to the region's other nodes.
+	Rekey(ctx context.Context, in *RekeyRequest, opts ...grpc.CallOption) (*RekeyResponse, error)
 }
 
 type sealServiceClient struct {
@@ -67,20 +76,38 @@ func (c *sealServiceClient) SealStatus(ctx context.Context, in *SealStatusReques
 	return out, nil
 }
 
+func (c *sealServiceClient) Rekey(ctx context.Context, in *RekeyRequest, opts ...grpc.CallOption) (*RekeyResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(RekeyResponse)
+	err := c.cc.Invoke(ctx, SealService_Rekey_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 // SealServiceServer is the server API for SealService service.
 // All implementations must embed UnimplementedSealServiceServer
 // for forward compatibility.
 //
 // SealService is what a sealed node serves, besides gRPC health: it takes
 // the key shares of a Shamir seal until enough of them give the region's
-// root key, and then the node starts serving everything else. It needs no
-// credentials — the shares are the credential — and is not served once the
-// node is unsealed.
+// root key, and then the node starts serving everything else. While the
+// node is sealed it needs no credentials (the shares are the credential);
+// a running node serves it too, behind authentication, for SealStatus and
+// Rekey.
 type SealServiceServer interface {
 	// Unseal adds one key share.
 	Unseal(context.Context, *UnsealRequest) (*UnsealResponse, error)
 	// SealStatus says whether the node is sealed and how many shares it holds.
 	SealStatus(context.Context, *SealStatusRequest) (*SealStatusResponse, error)
+	// Rekey re-splits the root key into new key shares (a new count and
+	// threshold) on a running node, once the current threshold of shares was
+	// given: the root key stays the same, so no stored data is rewritten.
+	// Only a running node with the shamir seal serves it, to callers allowed
+	// coffer:Rekey; the new seal description is written to the node's data
+	// directory, to be copied to the region's other nodes.
+	Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error)
 	mustEmbedUnimplementedSealServiceServer()
 }
 
@@ -96,6 +123,9 @@ func (UnimplementedSealServiceServer) Unseal(context.Context, *UnsealRequest) (*
 }
 func (UnimplementedSealServiceServer) SealStatus(context.Context, *SealStatusRequest) (*SealStatusResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method SealStatus not implemented")
+}
+func (UnimplementedSealServiceServer) Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method Rekey not implemented")
 }
 func (UnimplementedSealServiceServer) mustEmbedUnimplementedSealServiceServer() {}
 func (UnimplementedSealServiceServer) testEmbeddedByValue()                     {}
@@ -154,6 +184,24 @@ func _SealService_SealStatus_Handler(srv interface{}, ctx context.Context, dec f
 	return interceptor(ctx, in, info, handler)
 }
 
+func _SealService_Rekey_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(RekeyRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(SealServiceServer).Rekey(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: SealService_Rekey_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(SealServiceServer).Rekey(ctx, req.(*RekeyRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 // SealService_ServiceDesc is the grpc.ServiceDesc for SealService service.
 // It's only intended for direct use with grpc.RegisterService,
 // and not to be introspected or modified (even as a copy)
@@ -168,6 +216,10 @@ var SealService_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "SealStatus",
 			Handler:    _SealService_SealStatus_Handler,
+		},
+		{
+			MethodName: "Rekey",
+			Handler:    _SealService_Rekey_Handler,
 		},
 	},
 	Streams:  []grpc.StreamDesc{},

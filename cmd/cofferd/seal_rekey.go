@@ -1,0 +1,184 @@
+package main
+
+import (
+	"context"
+	"crypto/rand"
+	"encoding/base64"
+	"encoding/hex"
+	"fmt"
+	"log/slog"
+	"sync"
+
+	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server"
+	"github.com/cofferhq/coffer/storage/kms"
+)
+
+// runningSeal is the SealService of a running node (node.Options
+// SealService, behind the API's authentication): the seal's status, and
+// rekeys of the Shamir seal, as Vault's `operator rekey` does. A rekey
+// re-splits the same root key into a new count and threshold of shares
+// once the current threshold of shares was given, and replaces seal.json
+// in this node's data directory; no stored data changes, because the root
+// key does not. The old shares still combine to the root key (nothing can
+// revoke a share of an unchanged key): a rekey changes who can unseal,
+// not what an old share holder learnt.
+type runningSeal struct {
+	cofferv1.UnimplementedSealServiceServer
+	dataDir  string
+	sealType string
+	log      *slog.Logger
+
+	mu    sync.Mutex
+	rekey *rekeyState // nil when no rekey is in progress
+}
+
+// rekeyState is one rekey in progress.
+type rekeyState struct {
+	nonce                   string
+	threshold               int // the current seal's
+	newShares, newThreshold int
+	shares                  [][]byte
+}
+
+func (r *rekeyState) clearShares() {
+	for _, s := range r.shares {
+		clear(s)
+	}
+	r.shares = nil
+}
+
+// Unseal on a running node changes nothing: it is unsealed.
+func (s *runningSeal) Unseal(context.Context, *cofferv1.UnsealRequest) (*cofferv1.UnsealResponse, error) {
+	resp := &cofferv1.UnsealResponse{}
+	if desc, _, err := readSealFile(s.dataDir); err == nil {
+		resp.Threshold = int32(desc.Threshold)
+	}
+	return resp, nil
+}
+
+// SealStatus reports the running node unsealed, with seal.json's split.
+func (s *runningSeal) SealStatus(context.Context, *cofferv1.SealStatusRequest) (*cofferv1.SealStatusResponse, error) {
+	resp := &cofferv1.SealStatusResponse{SealType: s.sealType}
+	if s.sealType == "shamir" {
+		if desc, _, err := readSealFile(s.dataDir); err == nil {
+			resp.Threshold, resp.Shares = int32(desc.Threshold), int32(desc.Shares)
+		}
+	}
+	return resp, nil
+}
+
+// Rekey runs one step of a rekey (see RekeyRequest).
+func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cofferv1.RekeyResponse, error) {
+	if s.sealType != "shamir" {
+		return nil, rekeyErr(server.TypePreconditionNotMet, fmt.Sprintf("this node's seal is %s: only the shamir seal has key shares to rekey (cofferd operator migrate-seal changes the seal)", s.sealType))
+	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	switch {
+	case req.GetCancel():
+		if s.rekey != nil {
+			s.rekey.clearShares()
+			s.rekey = nil
+			s.log.Info("rekey cancelled")
+		}
+		return &cofferv1.RekeyResponse{}, nil
+	case req.GetInit():
+		return s.initRekey(int(req.GetNewShares()), int(req.GetNewThreshold()))
+	}
+	rk := s.rekey
+	if rk == nil {
+		return nil, rekeyErr(server.TypePreconditionNotMet, "no rekey is in progress: start one with init (coffer operator rekey --init)")
+	}
+	if req.GetNonce() != rk.nonce {
+		return nil, rekeyErr(server.TypeInvalidParameter, "the nonce does not name the rekey in progress")
+	}
+	share, err := base64.StdEncoding.DecodeString(req.GetShare())
+	if err != nil || len(share) != 33 {
+		return nil, rekeyErr(server.TypeInvalidParameter, "the share is not a key share of this seal")
+	}
+	for _, have := range rk.shares {
+		if have[0] == share[0] {
+			return nil, rekeyErr(server.TypeInvalidParameter, "this share was already entered")
+		}
+	}
+	rk.shares = append(rk.shares, share)
+	resp := s.rekeyResponse()
+	if len(rk.shares) < rk.threshold {
+		return resp, nil
+	}
+	return s.finishRekey(rk)
+}
+
+func (s *runningSeal) initRekey(n, t int) (*cofferv1.RekeyResponse, error) {
+	if s.rekey != nil {
+		return nil, rekeyErr(server.TypePreconditionNotMet, "a rekey is in progress: cancel it first (coffer operator rekey --cancel)")
+	}
+	if t < 2 || n < t || n > 255 {
+		return nil, rekeyErr(server.TypeInvalidParameter, fmt.Sprintf("need 2 <= threshold (%d) <= shares (%d) <= 255", t, n))
+	}
+	desc, _, err := readSealFile(s.dataDir)
+	if err != nil {
+		s.log.Error("rekey: reading the seal description", "err", err)
+		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
+	}
+	nonce := make([]byte, 16)
+	rand.Read(nonce)
+	s.rekey = &rekeyState{nonce: hex.EncodeToString(nonce), threshold: desc.Threshold, newShares: n, newThreshold: t}
+	s.log.Info("rekey started", "new_shares", n, "new_threshold", t)
+	return s.rekeyResponse(), nil
+}
+
+func (s *runningSeal) rekeyResponse() *cofferv1.RekeyResponse {
+	rk := s.rekey
+	return &cofferv1.RekeyResponse{Nonce: rk.nonce, Progress: int32(len(rk.shares)), Threshold: int32(rk.threshold),
+		NewShares: int32(rk.newShares), NewThreshold: int32(rk.newThreshold)}
+}
+
+// finishRekey combines the shares and, if they give the root key, splits
+// it anew and replaces seal.json. Shares that do not combine are all
+// discarded (the rekey stays, for them to be entered again).
+func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
+	desc, check, err := readSealFile(s.dataDir)
+	if err != nil {
+		rk.clearShares()
+		s.log.Error("rekey: reading the seal description", "err", err)
+		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
+	}
+	root, err := kms.CombineRootKey(rk.shares, check)
+	rk.clearShares()
+	if err != nil {
+		s.log.Warn("rekey: the shares entered do not combine to this seal's root key; enter them again")
+		return nil, rekeyErr(server.TypeInvalidRequest, "the shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again")
+	}
+	parts, err := kms.Split(root, rk.newShares, rk.newThreshold)
+	clear(root)
+	if err != nil {
+		return nil, rekeyErr(server.TypeInvalidParameter, fmt.Sprintf("%v", err))
+	}
+	next := &sealFile{Type: "shamir", Shares: rk.newShares, Threshold: rk.newThreshold, Check: desc.Check}
+	if err := writeSealFile(s.dataDir, next, true); err != nil {
+		for _, p := range parts {
+			clear(p)
+		}
+		s.log.Error("rekey: writing the new seal description; the current shares stay valid", "err", err)
+		return nil, rekeyErr(server.TypeInternalServiceError, "the new seal description could not be written (see the node's log); the current shares stay valid")
+	}
+	resp := s.rekeyResponse()
+	resp.Complete, resp.Progress = true, 0
+	for _, p := range parts {
+		resp.NewKeyShares = append(resp.NewKeyShares, base64.StdEncoding.EncodeToString(p))
+		clear(p)
+	}
+	s.rekey = nil
+	s.log.Info("rekeyed the shamir seal: the root key is split anew; copy seal.json to the region's other nodes",
+		"shares", rk.newShares, "threshold", rk.newThreshold)
+	return resp, nil
+}
+
+var _ cofferv1.SealServiceServer = (*runningSeal)(nil)
+
+// rekeyErr is an error as the API's callers see them (the API's
+// interceptor renders server.APIError; anything else would be an
+// InternalServiceError).
+func rekeyErr(typ, msg string) error { return &server.APIError{Type: typ, Message: msg} }
