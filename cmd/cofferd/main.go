@@ -33,6 +33,9 @@ Usage:
   cofferd operator init --data-dir DIR --seal pkcs11 --pkcs11-module LIB --pkcs11-token-label T
                                            make a PKCS#11 seal (PIN in $COFFER_SEAL_PKCS11_PIN; needs
                                            a cofferd built with -tags pkcs11)
+  cofferd operator migrate-seal --data-dir DIR --from-key-file FILE --to shamir|pkcs11 [init's flags]
+                                           move a file-sealed node's root key to a Shamir or PKCS#11
+                                           seal (the same key: no data is rewritten)
   cofferd ca create DIR                    create a region's cluster CA and gossip key
   cofferd ca issue --ca-dir DIR --node-id ID [--host H]... --out-dir DIR
                                            issue a node's cluster certificate

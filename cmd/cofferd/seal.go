@@ -2,13 +2,9 @@ package main
 
 import (
 	"crypto/hmac"
-	"crypto/rand"
 	"encoding/base64"
 	"encoding/json"
-	"errors"
-	"flag"
 	"fmt"
-	"io"
 	"os"
 	"path/filepath"
 
@@ -138,95 +134,4 @@ func pkcs11RootKey(dataDir string, c PKCS11SealConfig) ([]byte, error) {
 		return nil, fmt.Errorf("%w: the HSM unwrapped a key that is not this seal's root key", kms.ErrSealed)
 	}
 	return root, nil
-}
-
-// pkcs11PINEnv is where `cofferd operator` reads the token's PIN: not a
-// flag, which ps would show.
-const pkcs11PINEnv = "COFFER_SEAL_PKCS11_PIN"
-
-// operatorUsage is `cofferd operator`'s usage.
-const operatorUsage = `usage:
-  cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]
-  cofferd operator init --data-dir DIR --seal pkcs11 --pkcs11-module LIB --pkcs11-token-label T [--pkcs11-key-label K]
-      (the token's PIN in $` + pkcs11PINEnv + `)`
-
-// runOperator runs `cofferd operator init`.
-func runOperator(args []string, stdout, stderr io.Writer, getenv func(string) string) error {
-	if len(args) == 0 || args[0] != "init" {
-		return usageError{errors.New(operatorUsage)}
-	}
-	fs := flag.NewFlagSet("cofferd operator init", flag.ContinueOnError)
-	fs.SetOutput(stderr)
-	dataDir := fs.String("data-dir", "", "the node's data directory, where seal.json is written")
-	sealType := fs.String("seal", "shamir", "the seal: shamir (key shares) or pkcs11 (the root key wrapped by an HSM key)")
-	shares := fs.Int("shares", 5, "shamir: how many key shares to make")
-	threshold := fs.Int("threshold", 3, "shamir: how many shares unseal")
-	var p11 PKCS11SealConfig
-	fs.StringVar(&p11.Module, "pkcs11-module", "", "pkcs11: the token's PKCS#11 library")
-	fs.StringVar(&p11.TokenLabel, "pkcs11-token-label", "", "pkcs11: the token's label")
-	keyLabel := fs.String("pkcs11-key-label", "coffer-root", "pkcs11: the label of the AES key that wraps the root key (made in the token if absent)")
-	if err := fs.Parse(args[1:]); err != nil {
-		if errors.Is(err, flag.ErrHelp) {
-			return usageError{}
-		}
-		return usageError{err}
-	}
-	if *dataDir == "" {
-		return usageError{errors.New("operator init: --data-dir is required")}
-	}
-	p11.PIN = getenv(pkcs11PINEnv)
-	switch *sealType {
-	case "shamir", "pkcs11":
-	default:
-		return usageError{fmt.Errorf("operator init: --seal %q: want shamir or pkcs11", *sealType)}
-	}
-	if *sealType == "pkcs11" && !kms.PKCS11Available {
-		return fmt.Errorf("operator init: %w", kms.ErrPKCS11NotBuilt)
-	}
-	if err := os.MkdirAll(*dataDir, 0o700); err != nil {
-		return fmt.Errorf("operator init: %w", err)
-	}
-	if _, err := os.Stat(filepath.Join(*dataDir, sealFileName)); err == nil {
-		return fmt.Errorf("operator init: %s exists: a seal exists already (every node of a region shares one seal: copy its seal.json; to change it use `cofferd operator migrate-seal`)", filepath.Join(*dataDir, sealFileName))
-	}
-	root := make([]byte, 32)
-	defer clear(root)
-	rand.Read(root)
-	desc := &sealFile{Type: *sealType, Check: base64.StdEncoding.EncodeToString(kms.RootKeyCheck(root))}
-	var parts [][]byte
-	if *sealType == "shamir" {
-		var err error
-		if parts, err = kms.Split(root, *shares, *threshold); err != nil {
-			return fmt.Errorf("operator init: %w", err)
-		}
-		desc.Shares, desc.Threshold = *shares, *threshold
-	} else {
-		wrapped, err := kms.WrapRootKeyPKCS11(pkcs11Config(p11, *keyLabel), root, true)
-		if err != nil {
-			return fmt.Errorf("operator init: %w", err)
-		}
-		desc.KeyLabel, desc.Wrapped = *keyLabel, base64.StdEncoding.EncodeToString(wrapped)
-	}
-	if err := writeSealFile(*dataDir, desc, false); err != nil {
-		return fmt.Errorf("operator init: %w", err)
-	}
-	path := filepath.Join(*dataDir, sealFileName)
-	if *sealType == "pkcs11" {
-		fmt.Fprintf(stdout, "wrote %s; the root key is wrapped by key %q of PKCS#11 token %q and stored nowhere else.\n", path, *keyLabel, p11.TokenLabel)
-		fmt.Fprintln(stdout, "Back up seal.json and the HSM key (your HSM's backup procedure): without both, the data cannot be decrypted.")
-		return nil
-	}
-	fmt.Fprintf(stdout, "wrote %s; the root key is split into %d shares, %d of which unseal a node.\n", path, *shares, *threshold)
-	printShares(stdout, parts)
-	return nil
-}
-
-// printShares prints key shares, one a line ("share N: BASE64"), and
-// clears them.
-func printShares(stdout io.Writer, parts [][]byte) {
-	fmt.Fprintln(stdout, "Give each share to a different person; they are printed once and stored nowhere:")
-	for i, p := range parts {
-		fmt.Fprintf(stdout, "share %d: %s\n", i+1, base64.StdEncoding.EncodeToString(p))
-		clear(p)
-	}
 }

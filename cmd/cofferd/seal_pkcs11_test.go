@@ -10,19 +10,10 @@ import (
 	"strings"
 	"testing"
 
-	"google.golang.org/grpc"
-	"google.golang.org/grpc/credentials/insecure"
-
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
-	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 	"github.com/cofferhq/coffer/test/testkit"
 	"github.com/cofferhq/coffer/test/testkit/softhsm"
 	"github.com/cofferhq/coffer/test/wait"
-)
-
-const (
-	testAccessKeyID = "AKIAPKCS11SEALTEST01"
-	testSecretKey   = "pkcs11-seal-test-secret-access-key-0001"
 )
 
 // pkcs11Args are the flags of a single node with the pkcs11 seal on tok.
@@ -44,8 +35,7 @@ func TestPKCS11SealServer(t *testing.T) {
 	tok := softhsm.New(t, "coffer-node", "1234-user-pin")
 	dir := t.TempDir()
 	dataDir := filepath.Join(dir, "data")
-	env := map[string]string{"COFFER_SEAL_PKCS11_PIN": tok.PIN,
-		"COFFER_ROOT_ACCESS_KEY_ID": testAccessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY": testSecretKey}
+	env := rootEnv(map[string]string{"COFFER_SEAL_PKCS11_PIN": tok.PIN})
 
 	var out, errOut bytes.Buffer
 	initArgs := []string{"operator", "init", "--data-dir", dataDir, "--seal", "pkcs11",
@@ -79,13 +69,7 @@ func TestPKCS11SealServer(t *testing.T) {
 	if _, body := get("http://" + metricsAddr + "/metrics"); !strings.Contains(body, "\ncoffer_sealed 0\n") || !strings.Contains(body, `coffer_seal_info{type="pkcs11"} 1`) {
 		t.Errorf("/metrics of a pkcs11-sealed node lacks coffer_sealed 0 and its seal type")
 	}
-	conn, err := grpc.NewClient(grpcAddr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
-		(&grpcsig.Credentials{AccessKeyID: testAccessKeyID, SecretAccessKey: testSecretKey, Region: "us-east-1"}).DialOptions()...)...)
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	sm := cofferv1.NewSecretsManagerServiceClient(conn)
+	sm := secretsClient(t, grpcAddr)
 	value := "under-the-hsm"
 	if _, err := sm.CreateSecret(t.Context(), &cofferv1.CreateSecretRequest{Name: "hsm/one", SecretString: &value,
 		ClientRequestToken: "token-pkcs11-0000000000000000000000001"}); err != nil {
@@ -132,5 +116,31 @@ func TestPKCS11SealServer(t *testing.T) {
 		if strings.Contains(msg, "9999-not-the-pin") || strings.Contains(msg, tok.PIN) {
 			t.Errorf("%s: the error quotes a PIN: %q", name, msg)
 		}
+	}
+}
+
+// TestMigrateSealFileToPKCS11: `cofferd operator migrate-seal --to pkcs11`
+// wraps a file-sealed node's root key under a key it makes in a SoftHSM2
+// token; the node then starts with seal.type pkcs11, unsealed by the
+// token, and reads the secret written under the file seal.
+func TestMigrateSealFileToPKCS11(t *testing.T) {
+	tok := softhsm.New(t, "coffer-migrate", "2468-user-pin")
+	dir := t.TempDir()
+	keyFile := fileSealNode(t, dir, "migrate/hsm", "written under the key file")
+	env := rootEnv(map[string]string{"COFFER_SEAL_PKCS11_PIN": tok.PIN})
+	var out, errOut bytes.Buffer
+	args := []string{"operator", "migrate-seal", "--data-dir", filepath.Join(dir, "data"), "--from-key-file", keyFile,
+		"--to", "pkcs11", "--pkcs11-module", tok.Module, "--pkcs11-token-label", tok.Label}
+	if code := run(t.Context(), args, &out, &errOut, func(k string) string { return env[k] }); code != 0 {
+		t.Fatalf("migrate-seal: exit %d %q", code, errOut.String())
+	}
+	grpcAddr := testkit.FreeAddr(t)
+	r := start(t, env, pkcs11Args(t, dir, grpcAddr, "", tok)...)
+	r.waitFor(t, &r.stderr, "node ready")
+	if got := readSecret(t, grpcAddr, "migrate/hsm"); got != "written under the key file" {
+		t.Fatalf("after the migration: %q", got)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
 	}
 }

@@ -13,9 +13,38 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/sigv4/grpcsig"
 	"github.com/cofferhq/coffer/test/testkit"
 	"github.com/cofferhq/coffer/test/wait"
 )
+
+// Fixed root credentials, so a test can call the API it started.
+const (
+	testAccessKeyID = "AKIASEALTESTROOT0001"
+	testSecretKey   = "seal-test-root-secret-access-key-0001"
+)
+
+// rootEnv is env with the fixed root credentials added.
+func rootEnv(env map[string]string) map[string]string {
+	out := map[string]string{"COFFER_ROOT_ACCESS_KEY_ID": testAccessKeyID, "COFFER_ROOT_SECRET_ACCESS_KEY": testSecretKey}
+	for k, v := range env {
+		out[k] = v
+	}
+	return out
+}
+
+// secretsClient is a Secrets Manager client of the node at addr, signed
+// with the fixed root credentials.
+func secretsClient(t *testing.T, addr string) cofferv1.SecretsManagerServiceClient {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
+		(&grpcsig.Credentials{AccessKeyID: testAccessKeyID, SecretAccessKey: testSecretKey, Region: "us-east-1"}).DialOptions()...)...)
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { conn.Close() })
+	return cofferv1.NewSecretsManagerServiceClient(conn)
+}
 
 // operatorInit runs `cofferd operator init` in dataDir and returns the
 // shares it printed.
@@ -46,6 +75,26 @@ func shamirArgs(t *testing.T, dir, grpcAddr, metricsAddr string) []string {
 	return []string{"server", "--node-id", "n1", "--data-dir", filepath.Join(dir, "data"), "--seal-type", "shamir",
 		"--grpc-addr", grpcAddr, "--aws-addr", "", "--raft-addr", testkit.FreeAddr(t),
 		"--log-level", "info", "--maintenance-interval", "1h", "--bootstrap", "true", "--metrics-addr", metricsAddr}
+}
+
+// unsealShares enters shares on the sealed node at addr and returns the
+// last answer.
+func unsealShares(t *testing.T, addr string, shares ...string) *cofferv1.UnsealResponse {
+	t.Helper()
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(insecure.NewCredentials()))
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer conn.Close()
+	seal := cofferv1.NewSealServiceClient(conn)
+	var resp *cofferv1.UnsealResponse
+	for _, s := range shares {
+		wait.Until(t, readyTimeout, func() error { // the node may still be binding
+			resp, err = seal.Unseal(t.Context(), &cofferv1.UnsealRequest{Share: s})
+			return err
+		})
+	}
+	return resp
 }
 
 // get fetches url and returns the status code and body, or 0 when nothing
@@ -95,20 +144,14 @@ func TestSealedMetricsAndHealth(t *testing.T) {
 		t.Errorf("sealed /v1/sys/health: %d %q, want 503 and sealed true", code, body)
 	}
 
-	conn, err := grpc.NewClient(grpcAddr, grpc.WithTransportCredentials(insecure.NewCredentials()))
-	if err != nil {
-		t.Fatal(err)
-	}
-	defer conn.Close()
-	seal := cofferv1.NewSealServiceClient(conn)
-	if _, err := seal.Unseal(t.Context(), &cofferv1.UnsealRequest{Share: shares[2]}); err != nil {
-		t.Fatal(err)
+	if resp := unsealShares(t, grpcAddr, shares[2]); !resp.GetSealed() || resp.GetProgress() != 1 {
+		t.Fatalf("one share of two: %v", resp)
 	}
 	if _, body := get(base + "/metrics"); !strings.Contains(body, "coffer_unseal_progress_shares 1\n") || !strings.Contains(body, "coffer_sealed 1\n") {
 		t.Errorf("after one share, /metrics does not say 1 share held and sealed")
 	}
-	if resp, err := seal.Unseal(t.Context(), &cofferv1.UnsealRequest{Share: shares[0]}); err != nil || resp.GetSealed() {
-		t.Fatalf("second share: %v %v, want unsealed", resp, err)
+	if resp := unsealShares(t, grpcAddr, shares[0]); resp.GetSealed() {
+		t.Fatalf("two shares of two: %v, want unsealed", resp)
 	}
 	r.waitFor(t, &r.stderr, "node ready")
 	wait.True(t, readyTimeout, "the running node's metrics", func() bool {
