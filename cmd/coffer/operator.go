@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"fmt"
+	"os"
 	"strings"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
@@ -71,6 +72,7 @@ func runOperatorRekey(l *leaf, args []string) error {
 	threshold := l.fs.Int("threshold", 3, "with --init: how many new shares unseal")
 	nonce := l.fs.String("nonce", "", "the rekey's nonce, as --init printed it")
 	cancel := l.fs.Bool("cancel", false, "cancel the rekey in progress and discard its shares")
+	recipients := l.fs.String("age-recipients", "", "with --init: a file of age public keys, one per new share in order; each new share is returned encrypted to its key")
 	pos, err := l.parse(args, "[SHARE]")
 	if err != nil {
 		return err
@@ -81,6 +83,11 @@ func runOperatorRekey(l *leaf, args []string) error {
 		return l.usageErrorf("--init and --cancel are exclusive")
 	case *start:
 		req.NewShares, req.NewThreshold = int32(*shares), int32(*threshold)
+		if *recipients != "" {
+			if req.AgeRecipients, err = readRecipients(*recipients); err != nil {
+				return err
+			}
+		}
 	case *cancel:
 	case *nonce == "":
 		return l.usageErrorf("give --nonce (as --init printed it) with a current share")
@@ -112,9 +119,32 @@ func newSharesText(resp *cofferv1.RekeyResponse) string {
 	var b strings.Builder
 	fmt.Fprintf(&b, "rekeyed: %d new shares, %d of which unseal; the node wrote the new seal.json: copy it to every other node of the region.\n",
 		resp.GetNewShares(), resp.GetNewThreshold())
+	if len(resp.GetAgeRecipients()) > 0 {
+		b.WriteString("Each share is encrypted to its age key; its holder enters it with: echo SHARE | base64 -d | age -d -i KEY | coffer operator unseal\n")
+	}
 	b.WriteString("Give each share to a different person; they are printed once and stored nowhere:")
 	for i, s := range resp.GetNewKeyShares() {
+		if r := resp.GetAgeRecipients(); i < len(r) {
+			fmt.Fprintf(&b, "\nshare %d (age, to %s): %s", i+1, r[i], s)
+			continue
+		}
 		fmt.Fprintf(&b, "\nshare %d: %s", i+1, s)
 	}
 	return b.String()
+}
+
+// readRecipients reads an age recipients file: one public key a line,
+// blank lines and # comments skipped (age's -R format).
+func readRecipients(path string) ([]string, error) {
+	b, err := os.ReadFile(path)
+	if err != nil {
+		return nil, err
+	}
+	var out []string
+	for line := range strings.SplitSeq(string(b), "\n") {
+		if line = strings.TrimSpace(line); line != "" && !strings.HasPrefix(line, "#") {
+			out = append(out, line)
+		}
+	}
+	return out, nil
 }

@@ -24,7 +24,7 @@ const pkcs11PINEnv = "COFFER_SEAL_PKCS11_PIN"
 
 // operatorUsage is `cofferd operator`'s usage.
 const operatorUsage = `usage:
-  cofferd operator init --data-dir DIR [--shares 5] [--threshold 3]
+  cofferd operator init --data-dir DIR [--shares 5] [--threshold 3] [--age-recipients FILE]
   cofferd operator init --data-dir DIR --seal pkcs11 --pkcs11-module LIB --pkcs11-token-label T [--pkcs11-key-label K]
   cofferd operator migrate-seal --data-dir DIR --from-key-file FILE --to shamir|pkcs11 [the flags of init]
       (the token's PIN in $` + pkcs11PINEnv + `)`
@@ -50,7 +50,9 @@ type newSealFlags struct {
 	shares, threshold   int
 	pkcs11              PKCS11SealConfig
 	keyLabel            string
+	recipientsFile      string
 	sealFlag, sealUsage string
+	recipients          []string // read from recipientsFile by check
 }
 
 func (f *newSealFlags) register(fs *flag.FlagSet) {
@@ -61,6 +63,7 @@ func (f *newSealFlags) register(fs *flag.FlagSet) {
 	fs.StringVar(&f.pkcs11.Module, "pkcs11-module", "", "pkcs11: the token's PKCS#11 library")
 	fs.StringVar(&f.pkcs11.TokenLabel, "pkcs11-token-label", "", "pkcs11: the token's label")
 	fs.StringVar(&f.keyLabel, "pkcs11-key-label", "coffer-root", "pkcs11: the label of the AES key that wraps the root key (made in the token if absent)")
+	fs.StringVar(&f.recipientsFile, "age-recipients", "", "shamir: a file of age public keys, one per share in order; each share is printed encrypted to its key")
 }
 
 // check validates the flags after parsing; cmd names the command in
@@ -82,6 +85,18 @@ func (f *newSealFlags) check(cmd string, getenv func(string) string) error {
 	default:
 		return usageError{fmt.Errorf("%s: --%s %q: want shamir or pkcs11", cmd, f.sealFlag, f.sealType)}
 	}
+	if f.recipientsFile != "" {
+		if f.sealType != "shamir" {
+			return usageError{fmt.Errorf("%s: --age-recipients encrypts key shares: only the shamir seal has them", cmd)}
+		}
+		var err error
+		if f.recipients, err = readRecipientsFile(f.recipientsFile); err != nil {
+			return fmt.Errorf("%s: %w", cmd, err)
+		}
+		if len(f.recipients) != f.shares {
+			return usageError{fmt.Errorf("%s: %s holds %d age recipients for %d shares: give one per share, in order", cmd, f.recipientsFile, len(f.recipients), f.shares)}
+		}
+	}
 	if err := os.MkdirAll(f.dataDir, 0o700); err != nil {
 		return fmt.Errorf("%s: %w", cmd, err)
 	}
@@ -95,10 +110,15 @@ func (f *newSealFlags) check(cmd string, getenv func(string) string) error {
 // the shares of a Shamir seal, or where a PKCS#11 seal's key is.
 func (f *newSealFlags) seal(root []byte, stdout io.Writer) error {
 	desc := &sealFile{Type: f.sealType, Check: base64.StdEncoding.EncodeToString(kms.RootKeyCheck(root))}
-	var parts [][]byte
+	var lines []string
 	if f.sealType == "shamir" {
-		var err error
-		if parts, err = kms.Split(root, f.shares, f.threshold); err != nil {
+		parts, err := kms.Split(root, f.shares, f.threshold)
+		if err != nil {
+			return err
+		}
+		// Encrypt before writing seal.json, so a bad recipient leaves no
+		// seal behind.
+		if lines, err = shareLines(parts, f.recipients); err != nil {
 			return err
 		}
 		desc.Shares, desc.Threshold = f.shares, f.threshold
@@ -110,9 +130,6 @@ func (f *newSealFlags) seal(root []byte, stdout io.Writer) error {
 		desc.KeyLabel, desc.Wrapped = f.keyLabel, base64.StdEncoding.EncodeToString(wrapped)
 	}
 	if err := writeSealFile(f.dataDir, desc, false); err != nil {
-		for _, p := range parts {
-			clear(p)
-		}
 		return err
 	}
 	path := filepath.Join(f.dataDir, sealFileName)
@@ -122,18 +139,14 @@ func (f *newSealFlags) seal(root []byte, stdout io.Writer) error {
 		return nil
 	}
 	fmt.Fprintf(stdout, "wrote %s; the root key is split into %d shares, %d of which unseal a node.\n", path, f.shares, f.threshold)
-	printShares(stdout, parts)
-	return nil
-}
-
-// printShares prints key shares, one a line ("share N: BASE64"), and
-// clears them.
-func printShares(stdout io.Writer, parts [][]byte) {
-	fmt.Fprintln(stdout, "Give each share to a different person; they are printed once and stored nowhere:")
-	for i, p := range parts {
-		fmt.Fprintf(stdout, "share %d: %s\n", i+1, base64.StdEncoding.EncodeToString(p))
-		clear(p)
+	if len(f.recipients) > 0 {
+		fmt.Fprintln(stdout, "Each share is encrypted to its age key; its holder enters it with: echo SHARE | base64 -d | age -d -i KEY | coffer operator unseal")
 	}
+	fmt.Fprintln(stdout, "Give each share to a different person; they are printed once and stored nowhere:")
+	for _, l := range lines {
+		fmt.Fprintln(stdout, l)
+	}
+	return nil
 }
 
 func parseOperatorFlags(fs *flag.FlagSet, args []string) error {

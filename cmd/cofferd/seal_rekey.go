@@ -38,6 +38,7 @@ type rekeyState struct {
 	nonce                   string
 	threshold               int // the current seal's
 	newShares, newThreshold int
+	recipients              []string // age keys of the new shares, or none
 	shares                  [][]byte
 }
 
@@ -84,7 +85,7 @@ func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cof
 		}
 		return &cofferv1.RekeyResponse{}, nil
 	case req.GetInit():
-		return s.initRekey(int(req.GetNewShares()), int(req.GetNewThreshold()))
+		return s.initRekey(int(req.GetNewShares()), int(req.GetNewThreshold()), req.GetAgeRecipients())
 	}
 	rk := s.rekey
 	if rk == nil {
@@ -110,12 +111,18 @@ func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cof
 	return s.finishRekey(rk)
 }
 
-func (s *runningSeal) initRekey(n, t int) (*cofferv1.RekeyResponse, error) {
+func (s *runningSeal) initRekey(n, t int, recipients []string) (*cofferv1.RekeyResponse, error) {
 	if s.rekey != nil {
 		return nil, rekeyErr(server.TypePreconditionNotMet, "a rekey is in progress: cancel it first (coffer operator rekey --cancel)")
 	}
 	if t < 2 || n < t || n > 255 {
 		return nil, rekeyErr(server.TypeInvalidParameter, fmt.Sprintf("need 2 <= threshold (%d) <= shares (%d) <= 255", t, n))
+	}
+	if len(recipients) > 0 {
+		// Check the keys now, not after the holders entered their shares.
+		if _, err := encryptShares(make([][]byte, n), recipients); err != nil {
+			return nil, rekeyErr(server.TypeInvalidParameter, err.Error())
+		}
 	}
 	desc, _, err := readSealFile(s.dataDir)
 	if err != nil {
@@ -124,7 +131,7 @@ func (s *runningSeal) initRekey(n, t int) (*cofferv1.RekeyResponse, error) {
 	}
 	nonce := make([]byte, 16)
 	rand.Read(nonce)
-	s.rekey = &rekeyState{nonce: hex.EncodeToString(nonce), threshold: desc.Threshold, newShares: n, newThreshold: t}
+	s.rekey = &rekeyState{nonce: hex.EncodeToString(nonce), threshold: desc.Threshold, newShares: n, newThreshold: t, recipients: recipients}
 	s.log.Info("rekey started", "new_shares", n, "new_threshold", t)
 	return s.rekeyResponse(), nil
 }
@@ -132,7 +139,7 @@ func (s *runningSeal) initRekey(n, t int) (*cofferv1.RekeyResponse, error) {
 func (s *runningSeal) rekeyResponse() *cofferv1.RekeyResponse {
 	rk := s.rekey
 	return &cofferv1.RekeyResponse{Nonce: rk.nonce, Progress: int32(len(rk.shares)), Threshold: int32(rk.threshold),
-		NewShares: int32(rk.newShares), NewThreshold: int32(rk.newThreshold)}
+		NewShares: int32(rk.newShares), NewThreshold: int32(rk.newThreshold), AgeRecipients: rk.recipients}
 }
 
 // finishRekey combines the shares and, if they give the root key, splits
@@ -156,20 +163,17 @@ func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, erro
 	if err != nil {
 		return nil, rekeyErr(server.TypeInvalidParameter, fmt.Sprintf("%v", err))
 	}
+	newShares, err := encodeShares(parts, rk.recipients)
+	if err != nil {
+		return nil, rekeyErr(server.TypeInvalidParameter, err.Error())
+	}
 	next := &sealFile{Type: "shamir", Shares: rk.newShares, Threshold: rk.newThreshold, Check: desc.Check}
 	if err := writeSealFile(s.dataDir, next, true); err != nil {
-		for _, p := range parts {
-			clear(p)
-		}
 		s.log.Error("rekey: writing the new seal description; the current shares stay valid", "err", err)
 		return nil, rekeyErr(server.TypeInternalServiceError, "the new seal description could not be written (see the node's log); the current shares stay valid")
 	}
 	resp := s.rekeyResponse()
-	resp.Complete, resp.Progress = true, 0
-	for _, p := range parts {
-		resp.NewKeyShares = append(resp.NewKeyShares, base64.StdEncoding.EncodeToString(p))
-		clear(p)
-	}
+	resp.Complete, resp.Progress, resp.NewKeyShares = true, 0, newShares
 	s.rekey = nil
 	s.log.Info("rekeyed the shamir seal: the root key is split anew; copy seal.json to the region's other nodes",
 		"shares", rk.newShares, "threshold", rk.newThreshold)

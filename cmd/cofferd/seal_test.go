@@ -33,9 +33,9 @@ func rootEnv(env map[string]string) map[string]string {
 	return out
 }
 
-// secretsClient is a Secrets Manager client of the node at addr, signed
+// rootConn is a connection to the node at addr whose calls are signed
 // with the fixed root credentials.
-func secretsClient(t *testing.T, addr string) cofferv1.SecretsManagerServiceClient {
+func rootConn(t *testing.T, addr string) *grpc.ClientConn {
 	t.Helper()
 	conn, err := grpc.NewClient(addr, append([]grpc.DialOption{grpc.WithTransportCredentials(insecure.NewCredentials())},
 		(&grpcsig.Credentials{AccessKeyID: testAccessKeyID, SecretAccessKey: testSecretKey, Region: "us-east-1"}).DialOptions()...)...)
@@ -43,7 +43,14 @@ func secretsClient(t *testing.T, addr string) cofferv1.SecretsManagerServiceClie
 		t.Fatal(err)
 	}
 	t.Cleanup(func() { conn.Close() })
-	return cofferv1.NewSecretsManagerServiceClient(conn)
+	return conn
+}
+
+// secretsClient is a Secrets Manager client of the node at addr, signed
+// with the fixed root credentials.
+func secretsClient(t *testing.T, addr string) cofferv1.SecretsManagerServiceClient {
+	t.Helper()
+	return cofferv1.NewSecretsManagerServiceClient(rootConn(t, addr))
 }
 
 // operatorInit runs `cofferd operator init` in dataDir and returns the

@@ -275,7 +275,10 @@ type RekeyRequest struct {
 	// share is one current key share, base64. It is never recorded.
 	Share string `protobuf:"bytes,5,opt,name=share,proto3" json:"share,omitempty"`
 	// cancel discards the rekey in progress and the shares it holds.
-	Cancel        bool `protobuf:"varint,6,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	Cancel bool `protobuf:"varint,6,opt,name=cancel,proto3" json:"cancel,omitempty"`
+	// age_recipients (init only), when set, are age public keys, one per
+	// new share in order: each new share is returned encrypted to its key.
+	AgeRecipients []string `protobuf:"bytes,7,rep,name=age_recipients,json=ageRecipients,proto3" json:"age_recipients,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -352,6 +355,13 @@ func (x *RekeyRequest) GetCancel() bool {
 	return false
 }
 
+func (x *RekeyRequest) GetAgeRecipients() []string {
+	if x != nil {
+		return x.AgeRecipients
+	}
+	return nil
+}
+
 // RekeyResponse is the rekey's state after the step.
 type RekeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -367,8 +377,12 @@ type RekeyResponse struct {
 	// complete is set once the current shares gave the root key and the
 	// node wrote the new seal description; new_key_shares are then the new
 	// shares, base64, returned this once and stored nowhere.
-	Complete      bool     `protobuf:"varint,6,opt,name=complete,proto3" json:"complete,omitempty"`
-	NewKeyShares  []string `protobuf:"bytes,7,rep,name=new_key_shares,json=newKeyShares,proto3" json:"new_key_shares,omitempty"`
+	Complete     bool     `protobuf:"varint,6,opt,name=complete,proto3" json:"complete,omitempty"`
+	NewKeyShares []string `protobuf:"bytes,7,rep,name=new_key_shares,json=newKeyShares,proto3" json:"new_key_shares,omitempty"`
+	// age_recipients are the keys the new shares are encrypted to, in order
+	// (then each of new_key_shares is an age file, base64, holding the
+	// share's base64 text).
+	AgeRecipients []string `protobuf:"bytes,8,rep,name=age_recipients,json=ageRecipients,proto3" json:"age_recipients,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -452,6 +466,13 @@ func (x *RekeyResponse) GetNewKeyShares() []string {
 	return nil
 }
 
+func (x *RekeyResponse) GetAgeRecipients() []string {
+	if x != nil {
+		return x.AgeRecipients
+	}
+	return nil
+}
+
 var File_coffer_v1_seal_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_seal_proto_rawDesc = "" +
@@ -470,7 +491,7 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\x05R\bprogress\x12\x16\n" +
 	"\x06shares\x18\x04 \x01(\x05R\x06shares\x12\x1b\n" +
-	"\tseal_type\x18\x05 \x01(\tR\bsealType\"\xaa\x01\n" +
+	"\tseal_type\x18\x05 \x01(\tR\bsealType\"\xd1\x01\n" +
 	"\fRekeyRequest\x12\x12\n" +
 	"\x04init\x18\x01 \x01(\bR\x04init\x12\x1d\n" +
 	"\n" +
@@ -478,7 +499,8 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\rnew_threshold\x18\x03 \x01(\x05R\fnewThreshold\x12\x14\n" +
 	"\x05nonce\x18\x04 \x01(\tR\x05nonce\x12\x14\n" +
 	"\x05share\x18\x05 \x01(\tR\x05share\x12\x16\n" +
-	"\x06cancel\x18\x06 \x01(\bR\x06cancel\"\xe5\x01\n" +
+	"\x06cancel\x18\x06 \x01(\bR\x06cancel\x12%\n" +
+	"\x0eage_recipients\x18\a \x03(\tR\rageRecipients\"\x8c\x02\n" +
 	"\rRekeyResponse\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\tR\x05nonce\x12\x1a\n" +
 	"\bprogress\x18\x02 \x01(\x05R\bprogress\x12\x1c\n" +
@@ -487,7 +509,8 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"new_shares\x18\x04 \x01(\x05R\tnewShares\x12#\n" +
 	"\rnew_threshold\x18\x05 \x01(\x05R\fnewThreshold\x12\x1a\n" +
 	"\bcomplete\x18\x06 \x01(\bR\bcomplete\x12$\n" +
-	"\x0enew_key_shares\x18\a \x03(\tR\fnewKeyShares2\xd3\x01\n" +
+	"\x0enew_key_shares\x18\a \x03(\tR\fnewKeyShares\x12%\n" +
+	"\x0eage_recipients\x18\b \x03(\tR\rageRecipients2\xd3\x01\n" +
 	"\vSealService\x12=\n" +
 	"\x06Unseal\x12\x18.coffer.v1.UnsealRequest\x1a\x19.coffer.v1.UnsealResponse\x12I\n" +
 	"\n" +
