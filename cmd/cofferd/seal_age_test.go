@@ -156,13 +156,15 @@ func TestAgeEncryptedShares(t *testing.T) {
 		}
 		raw = append(raw, b)
 	}
-	if _, err := kms.CombineRootKey(raw, check); err != nil {
+	root, err := kms.CombineRootKey(raw, check)
+	if err != nil {
 		t.Fatalf("the new shares do not combine to the root key: %v", err)
 	}
 	logs := r.stderr.String()
 	if code := r.stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
 	}
+	assertNoKey(t, dataDir, logs+out.String(), root)
 	for _, s := range append(shares, newShares...) {
 		if strings.Contains(logs, s) {
 			t.Fatal("a key share is in cofferd's log")

@@ -96,6 +96,13 @@ func TestPKCS11SealServer(t *testing.T) {
 	if strings.Contains(logs, tok.PIN) {
 		t.Fatal("the PIN is in cofferd's log")
 	}
+	// The canary scan of the data directory and the log, for the root key
+	// the HSM unwraps.
+	root, err := pkcs11RootKey(dataDir, PKCS11SealConfig{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN})
+	if err != nil {
+		t.Fatal(err)
+	}
+	assertNoKey(t, dataDir, logs, root)
 
 	for name, tc := range map[string]struct {
 		env  map[string]string

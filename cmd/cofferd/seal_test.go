@@ -2,9 +2,13 @@ package main
 
 import (
 	"bytes"
+	"encoding/base64"
+	"encoding/hex"
 	"encoding/json"
 	"io"
+	"io/fs"
 	"net/http"
+	"os"
 	"path/filepath"
 	"strings"
 	"testing"
@@ -175,5 +179,41 @@ func TestSealedMetricsAndHealth(t *testing.T) {
 	}
 	if code := r.stop(t); code != 0 {
 		t.Fatalf("exit %d", code)
+	}
+}
+
+// assertNoKey fails if key (raw, base64 or hex) is in any file under dir
+// or in logs: the seal's root key must exist only in memory.
+func assertNoKey(t *testing.T, dir, logs string, key []byte) {
+	t.Helper()
+	needles := map[string][]byte{"raw": key, "base64": []byte(base64.StdEncoding.EncodeToString(key)),
+		"raw base64": []byte(base64.RawStdEncoding.EncodeToString(key)), "hex": []byte(hex.EncodeToString(key))}
+	files := 0
+	err := filepath.WalkDir(dir, func(path string, d fs.DirEntry, err error) error {
+		if err != nil || !d.Type().IsRegular() {
+			return err
+		}
+		files++
+		b, err := os.ReadFile(path)
+		if err != nil {
+			return err
+		}
+		for enc, n := range needles {
+			if bytes.Contains(b, n) {
+				t.Errorf("%s holds the root key (%s)", path, enc)
+			}
+		}
+		return nil
+	})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if files < 3 {
+		t.Fatalf("searched only %d files under %s", files, dir)
+	}
+	for enc, n := range needles {
+		if bytes.Contains([]byte(logs), n) {
+			t.Errorf("the log holds the root key (%s)", enc)
+		}
 	}
 }
