@@ -34,6 +34,7 @@ var auditClearFields = map[protoreflect.Name]string{
 	"key_spec":                 "the kind of key (SYMMETRIC_DEFAULT)",
 	"customer_master_key_spec": "the kind of key (SYMMETRIC_DEFAULT)",
 	"key_usage":                "what a key is for (ENCRYPT_DECRYPT)",
+	"new_key_label":            "the label of an HSM key (SealService.Rekey), holds no key material",
 }
 
 // TestAuditParamsNeverRecordASecret walks every request message of every

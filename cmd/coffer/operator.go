@@ -65,13 +65,15 @@ func shareArg(l *leaf, pos []string) (string, error) {
 
 // runOperatorRekey runs one step of a rekey of a running node's Shamir
 // seal: --init starts it, each holder then enters a current share with the
-// nonce, and the last one gets the new shares.
+// nonce, and the last one gets the new shares. With --key-label it
+// re-wraps a pkcs11 seal's root key under another HSM key.
 func runOperatorRekey(l *leaf, args []string) error {
 	start := l.fs.Bool("init", false, "start a rekey with --shares and --threshold")
 	shares := l.fs.Int("shares", 5, "with --init: how many new shares to make")
 	threshold := l.fs.Int("threshold", 3, "with --init: how many new shares unseal")
 	nonce := l.fs.String("nonce", "", "the rekey's nonce, as --init printed it")
 	cancel := l.fs.Bool("cancel", false, "cancel the rekey in progress and discard its shares")
+	keyLabel := l.fs.String("key-label", "", "pkcs11 seal: re-wrap the root key under the token's key with this label (made if absent)")
 	recipients := l.fs.String("age-recipients", "", "with --init: a file of age public keys, one per new share in order; each new share is returned encrypted to its key")
 	pos, err := l.parse(args, "[SHARE]")
 	if err != nil {
@@ -79,6 +81,10 @@ func runOperatorRekey(l *leaf, args []string) error {
 	}
 	req := &cofferv1.RekeyRequest{Init: *start, Cancel: *cancel, Nonce: *nonce}
 	switch {
+	case *keyLabel != "" && (*start || *cancel || *nonce != ""):
+		return l.usageErrorf("--key-label (the pkcs11 seal) goes alone")
+	case *keyLabel != "":
+		req.NewKeyLabel = *keyLabel
 	case *start && *cancel:
 		return l.usageErrorf("--init and --cancel are exclusive")
 	case *start:
@@ -101,6 +107,8 @@ func runOperatorRekey(l *leaf, args []string) error {
 		return err
 	}
 	switch {
+	case *keyLabel != "":
+		return l.printLine(resp, fmt.Sprintf("re-wrapped the root key under HSM key %q; the node wrote the new seal.json: copy it to every other node of the region", resp.GetKeyLabel()))
 	case *cancel:
 		return l.printLine(resp, "rekey cancelled")
 	case resp.GetComplete():

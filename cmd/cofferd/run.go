@@ -134,7 +134,7 @@ func buildNodeOptions(cfg Config, log *slog.Logger, quietCA bool) (node.Options,
 		opts.AWSTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 		opts.MetricsTLS = &tls.Config{Certificates: []tls.Certificate{cert}, MinVersion: tls.VersionTLS12}
 	}
-	opts.SealService = &runningSeal{dataDir: cfg.DataDir, sealType: cfg.Seal.Type, log: log}
+	opts.SealService = &runningSeal{dataDir: cfg.DataDir, sealType: cfg.Seal.Type, pkcs11: cfg.Seal.PKCS11, log: log}
 	opts.MetricsAddr = cfg.MetricsAddr
 	opts.RequestLogSample = int(cfg.RequestLogSample)
 	return opts, nil

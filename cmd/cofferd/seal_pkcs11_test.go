@@ -151,3 +151,59 @@ func TestMigrateSealFileToPKCS11(t *testing.T) {
 		t.Fatalf("exit %d", code)
 	}
 }
+
+// TestPKCS11Rewrap: a running node with the pkcs11 seal re-wraps its root
+// key under another key of the token (Rekey with new_key_label, which it
+// makes); seal.json names the new key with the same check value, a
+// Shamir-style rekey is refused, and after a restart the node unseals with
+// the new key and reads the data written before.
+func TestPKCS11Rewrap(t *testing.T) {
+	tok := softhsm.New(t, "coffer-rewrap", "1357-user-pin")
+	dir := t.TempDir()
+	dataDir := filepath.Join(dir, "data")
+	env := rootEnv(map[string]string{"COFFER_SEAL_PKCS11_PIN": tok.PIN})
+	var out, errOut bytes.Buffer
+	initArgs := []string{"operator", "init", "--data-dir", dataDir, "--seal", "pkcs11", "--pkcs11-module", tok.Module, "--pkcs11-token-label", tok.Label}
+	if code := run(t.Context(), initArgs, &out, &errOut, func(k string) string { return env[k] }); code != 0 {
+		t.Fatalf("operator init: exit %d: %s", code, errOut.String())
+	}
+	before, _, err := readSealFile(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	grpcAddr := testkit.FreeAddr(t)
+	args := pkcs11Args(t, dir, grpcAddr, "", tok)
+	r := start(t, env, args...)
+	r.waitFor(t, &r.stderr, "node ready")
+	value := "wrapped twice"
+	if _, err := secretsClient(t, grpcAddr).CreateSecret(t.Context(), &cofferv1.CreateSecretRequest{Name: "hsm/rewrap", SecretString: &value,
+		ClientRequestToken: "token-rewrap-00000000000000000000000001"}); err != nil {
+		t.Fatal(err)
+	}
+	seal := cofferv1.NewSealServiceClient(rootConn(t, grpcAddr))
+	if _, err := seal.Rekey(t.Context(), &cofferv1.RekeyRequest{Init: true, NewShares: 3, NewThreshold: 2}); err == nil || !strings.Contains(err.Error(), "no key shares") {
+		t.Fatalf("a shares rekey of a pkcs11 seal: %v, want a refusal", err)
+	}
+	resp, err := seal.Rekey(t.Context(), &cofferv1.RekeyRequest{NewKeyLabel: "coffer-root-2026"})
+	if err != nil || !resp.GetComplete() || resp.GetKeyLabel() != "coffer-root-2026" {
+		t.Fatalf("rewrap: %v %v", resp, err)
+	}
+	after, _, err := readSealFile(dataDir)
+	if err != nil {
+		t.Fatal(err)
+	}
+	if after.KeyLabel != "coffer-root-2026" || after.Wrapped == before.Wrapped || after.Check != before.Check {
+		t.Fatalf("seal.json after the rewrap: %+v, before %+v", after, before)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+	r = start(t, env, args...)
+	r.waitFor(t, &r.stderr, "node ready")
+	if got := readSecret(t, grpcAddr, "hsm/rewrap"); got != value {
+		t.Fatalf("after the rewrap and a restart: %q", got)
+	}
+	if code := r.stop(t); code != 0 {
+		t.Fatalf("exit %d", code)
+	}
+}

@@ -1,10 +1,12 @@
 package main
 
 import (
+	"bytes"
 	"context"
 	"crypto/rand"
 	"encoding/base64"
 	"encoding/hex"
+	"errors"
 	"fmt"
 	"log/slog"
 	"sync"
@@ -16,7 +18,8 @@ import (
 
 // runningSeal is the SealService of a running node (node.Options
 // SealService, behind the API's authentication): the seal's status, and
-// rekeys of the Shamir seal, as Vault's `operator rekey` does. A rekey
+// rekeys of the Shamir seal, as Vault's `operator rekey` does, and
+// re-wraps of the PKCS#11 seal under another HSM key (rewrap). A rekey
 // re-splits the same root key into a new count and threshold of shares
 // once the current threshold of shares was given, and replaces seal.json
 // in this node's data directory; no stored data changes, because the root
@@ -27,6 +30,7 @@ type runningSeal struct {
 	cofferv1.UnimplementedSealServiceServer
 	dataDir  string
 	sealType string
+	pkcs11   PKCS11SealConfig // the token of the pkcs11 seal
 	log      *slog.Logger
 
 	mu    sync.Mutex
@@ -71,11 +75,18 @@ func (s *runningSeal) SealStatus(context.Context, *cofferv1.SealStatusRequest) (
 
 // Rekey runs one step of a rekey (see RekeyRequest).
 func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cofferv1.RekeyResponse, error) {
-	if s.sealType != "shamir" {
-		return nil, rekeyErr(server.TypePreconditionNotMet, fmt.Sprintf("this node's seal is %s: only the shamir seal has key shares to rekey (cofferd operator migrate-seal changes the seal)", s.sealType))
-	}
 	s.mu.Lock()
 	defer s.mu.Unlock()
+	switch {
+	case s.sealType == "pkcs11" && req.GetNewKeyLabel() != "":
+		return s.rewrap(req.GetNewKeyLabel())
+	case s.sealType == "pkcs11":
+		return nil, rekeyErr(server.TypeInvalidParameter, "the pkcs11 seal has no key shares: give new_key_label (coffer operator rekey --key-label) to re-wrap the root key under another HSM key")
+	case s.sealType != "shamir":
+		return nil, rekeyErr(server.TypePreconditionNotMet, fmt.Sprintf("this node's seal is %s: it has no shares to rekey (cofferd operator migrate-seal changes the seal)", s.sealType))
+	case req.GetNewKeyLabel() != "":
+		return nil, rekeyErr(server.TypeInvalidParameter, "new_key_label re-wraps a pkcs11 seal; this node's seal is shamir")
+	}
 	switch {
 	case req.GetCancel():
 		if s.rekey != nil {
@@ -178,6 +189,47 @@ func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, erro
 	s.log.Info("rekeyed the shamir seal: the root key is split anew; copy seal.json to the region's other nodes",
 		"shares", rk.newShares, "threshold", rk.newThreshold)
 	return resp, nil
+}
+
+// rewrap has the token unwrap the root key and wrap it again under the
+// key labelled label (made if absent), checks the new wrapping unwraps to
+// the same key, and replaces seal.json. The old HSM key is left in the
+// token: the region's other nodes use it until they get the new seal.json.
+func (s *runningSeal) rewrap(label string) (*cofferv1.RekeyResponse, error) {
+	desc, check, err := readSealFile(s.dataDir)
+	if err != nil {
+		s.log.Error("rekey: reading the seal description", "err", err)
+		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
+	}
+	if label == desc.KeyLabel {
+		return nil, rekeyErr(server.TypeInvalidParameter, fmt.Sprintf("the root key is wrapped by key %q already", label))
+	}
+	root, err := pkcs11RootKey(s.dataDir, s.pkcs11)
+	if err != nil {
+		s.log.Error("rekey: unwrapping the root key", "err", err)
+		return nil, rekeyErr(server.TypeInternalServiceError, "the HSM did not unwrap the root key; see the node's log")
+	}
+	defer clear(root)
+	cfg := pkcs11Config(s.pkcs11, label)
+	wrapped, err := kms.WrapRootKeyPKCS11(cfg, root, true)
+	if err == nil {
+		var again []byte
+		if again, err = (kms.PKCS11Seal{Config: cfg, Wrapped: wrapped}).RootKey(); err == nil && !bytes.Equal(again, root) {
+			err = errors.New("the new wrapping does not unwrap to the root key")
+		}
+		clear(again)
+	}
+	if err != nil {
+		s.log.Error("rekey: wrapping the root key under the new HSM key", "key_label", label, "err", err)
+		return nil, rekeyErr(server.TypeInternalServiceError, "the HSM could not wrap the root key under the new key; see the node's log")
+	}
+	next := &sealFile{Type: "pkcs11", KeyLabel: label, Wrapped: base64.StdEncoding.EncodeToString(wrapped), Check: base64.StdEncoding.EncodeToString(check)}
+	if err := writeSealFile(s.dataDir, next, true); err != nil {
+		s.log.Error("rekey: writing the new seal description; the current one stays", "err", err)
+		return nil, rekeyErr(server.TypeInternalServiceError, "the new seal description could not be written (see the node's log); the current one stays")
+	}
+	s.log.Info("re-wrapped the root key under another HSM key; copy seal.json to the region's other nodes", "old_key_label", desc.KeyLabel, "key_label", label)
+	return &cofferv1.RekeyResponse{Complete: true, KeyLabel: label}, nil
 }
 
 var _ cofferv1.SealServiceServer = (*runningSeal)(nil)

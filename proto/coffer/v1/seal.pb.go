@@ -279,6 +279,10 @@ type RekeyRequest struct {
 	// age_recipients (init only), when set, are age public keys, one per
 	// new share in order: each new share is returned encrypted to its key.
 	AgeRecipients []string `protobuf:"bytes,7,rep,name=age_recipients,json=ageRecipients,proto3" json:"age_recipients,omitempty"`
+	// new_key_label, for the pkcs11 seal (which has no shares), re-wraps the
+	// root key under the token's key with this label (made if absent) in
+	// one call; the caller's coffer:Rekey permission is the consent.
+	NewKeyLabel   string `protobuf:"bytes,8,opt,name=new_key_label,json=newKeyLabel,proto3" json:"new_key_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -362,6 +366,13 @@ func (x *RekeyRequest) GetAgeRecipients() []string {
 	return nil
 }
 
+func (x *RekeyRequest) GetNewKeyLabel() string {
+	if x != nil {
+		return x.NewKeyLabel
+	}
+	return ""
+}
+
 // RekeyResponse is the rekey's state after the step.
 type RekeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -383,6 +394,8 @@ type RekeyResponse struct {
 	// (then each of new_key_shares is an age file, base64, holding the
 	// share's base64 text).
 	AgeRecipients []string `protobuf:"bytes,8,rep,name=age_recipients,json=ageRecipients,proto3" json:"age_recipients,omitempty"`
+	// key_label is the HSM key now wrapping the root key (pkcs11 seal).
+	KeyLabel      string `protobuf:"bytes,9,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -473,6 +486,13 @@ func (x *RekeyResponse) GetAgeRecipients() []string {
 	return nil
 }
 
+func (x *RekeyResponse) GetKeyLabel() string {
+	if x != nil {
+		return x.KeyLabel
+	}
+	return ""
+}
+
 var File_coffer_v1_seal_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_seal_proto_rawDesc = "" +
@@ -491,7 +511,7 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\x05R\bprogress\x12\x16\n" +
 	"\x06shares\x18\x04 \x01(\x05R\x06shares\x12\x1b\n" +
-	"\tseal_type\x18\x05 \x01(\tR\bsealType\"\xd1\x01\n" +
+	"\tseal_type\x18\x05 \x01(\tR\bsealType\"\xf5\x01\n" +
 	"\fRekeyRequest\x12\x12\n" +
 	"\x04init\x18\x01 \x01(\bR\x04init\x12\x1d\n" +
 	"\n" +
@@ -500,7 +520,8 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\x05nonce\x18\x04 \x01(\tR\x05nonce\x12\x14\n" +
 	"\x05share\x18\x05 \x01(\tR\x05share\x12\x16\n" +
 	"\x06cancel\x18\x06 \x01(\bR\x06cancel\x12%\n" +
-	"\x0eage_recipients\x18\a \x03(\tR\rageRecipients\"\x8c\x02\n" +
+	"\x0eage_recipients\x18\a \x03(\tR\rageRecipients\x12\"\n" +
+	"\rnew_key_label\x18\b \x01(\tR\vnewKeyLabel\"\xa9\x02\n" +
 	"\rRekeyResponse\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\tR\x05nonce\x12\x1a\n" +
 	"\bprogress\x18\x02 \x01(\x05R\bprogress\x12\x1c\n" +
@@ -510,7 +531,8 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\rnew_threshold\x18\x05 \x01(\x05R\fnewThreshold\x12\x1a\n" +
 	"\bcomplete\x18\x06 \x01(\bR\bcomplete\x12$\n" +
 	"\x0enew_key_shares\x18\a \x03(\tR\fnewKeyShares\x12%\n" +
-	"\x0eage_recipients\x18\b \x03(\tR\rageRecipients2\xd3\x01\n" +
+	"\x0eage_recipients\x18\b \x03(\tR\rageRecipients\x12\x1b\n" +
+	"\tkey_label\x18\t \x01(\tR\bkeyLabel2\xd3\x01\n" +
 	"\vSealService\x12=\n" +
 	"\x06Unseal\x12\x18.coffer.v1.UnsealRequest\x1a\x19.coffer.v1.UnsealResponse\x12I\n" +
 	"\n" +

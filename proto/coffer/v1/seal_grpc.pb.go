@@ -41,10 +41,11 @@ type SealServiceClient interface {
 	SealStatus(ctx context.Context, in *SealStatusRequest, opts ...grpc.CallOption) (*SealStatusResponse, error)
 	// Rekey re-splits the root key into new key shares (a new count and
 	// threshold) on a running node, once the current threshold of shares was
-	// given: the root key stays the same, so no stored data is rewritten.
-	// Only a running node with the shamir seal serves it, to callers allowed
-	// coffer:Rekey; the new seal description is written to the node's data
-	// directory, to be copied to the region's other nodes.
+	// given, or re-wraps it under another HSM key (pkcs11 seal): the root key
+	// stays the same, so no stored data is rewritten. Only a running node
+	// serves it, to callers allowed coffer:Rekey; the new seal description
+	// is written to the node's data directory, to be copied to the region's
+	// other nodes.
 	Rekey(ctx context.Context, in *RekeyRequest, opts ...grpc.CallOption) (*RekeyResponse, error)
 }
 
@@ -103,10 +104,11 @@ type SealServiceServer interface {
 	SealStatus(context.Context, *SealStatusRequest) (*SealStatusResponse, error)
 	// Rekey re-splits the root key into new key shares (a new count and
 	// threshold) on a running node, once the current threshold of shares was
-	// given: the root key stays the same, so no stored data is rewritten.
-	// Only a running node with the shamir seal serves it, to callers allowed
-	// coffer:Rekey; the new seal description is written to the node's data
-	// directory, to be copied to the region's other nodes.
+	// given, or re-wraps it under another HSM key (pkcs11 seal): the root key
+	// stays the same, so no stored data is rewritten. Only a running node
+	// serves it, to callers allowed coffer:Rekey; the new seal description
+	// is written to the node's data directory, to be copied to the region's
+	// other nodes.
 	Rekey(context.Context, *RekeyRequest) (*RekeyResponse, error)
 	mustEmbedUnimplementedSealServiceServer()
 }
