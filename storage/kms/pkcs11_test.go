@@ -73,3 +73,24 @@ func TestPKCS11Seal(t *testing.T) {
 		t.Errorf("another key of the token: %v, want ErrSealed", err)
 	}
 }
+
+// BenchmarkPKCS11RootKey is what a start with the pkcs11 seal spends in
+// the token: load the module, log in, find the key, one CKM_AES_GCM
+// decryption, close.
+func BenchmarkPKCS11RootKey(b *testing.B) {
+	tok := softhsm.New(b, "coffer-bench", "9999-bench-pin")
+	cfg := PKCS11Config{Module: tok.Module, TokenLabel: tok.Label, PIN: tok.PIN, KeyLabel: "coffer-root"}
+	root := make([]byte, rootKeySize)
+	rand.Read(root)
+	wrapped, err := WrapRootKeyPKCS11(cfg, root, true)
+	if err != nil {
+		b.Fatal(err)
+	}
+	s := PKCS11Seal{Config: cfg, Wrapped: wrapped}
+	b.ReportAllocs()
+	for b.Loop() {
+		if _, err := s.RootKey(); err != nil {
+			b.Fatal(err)
+		}
+	}
+}

@@ -32,7 +32,7 @@ type Token struct {
 // its own and points SOFTHSM2_CONF at it for the rest of the test (so the
 // test must not be parallel). It fails the test when SoftHSM2 is missing:
 // `make test` installs it.
-func New(t *testing.T, label, pin string) Token {
+func New(t testing.TB, label, pin string) Token {
 	t.Helper()
 	tok := Token{Label: label, PIN: pin, SOPIN: "so-" + pin}
 	for _, m := range Modules {
