@@ -24,6 +24,8 @@ compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || command -v initdb >/
 # The PKCS#11 seal's tests (-tags pkcs11) use a real SoftHSM2 token.
 { command -v softhsm2-util && { compgen -G '/usr/lib/softhsm/libsofthsm2.so' || compgen -G '/usr/lib/*/softhsm/libsofthsm2.so'; }; } >/dev/null 2>&1 ||
 	need+=(softhsm2)
+# crypto11 (the PKCS#11 seal) is cgo: it needs a C compiler.
+command -v gcc >/dev/null 2>&1 || need+=(gcc libc6-dev)
 
 if ! command -v go >/dev/null 2>&1; then
 	echo "deps: Go is required (1.26 or newer) and is not on PATH" >&2
