@@ -2,7 +2,12 @@ package testkit
 
 import (
 	"errors"
+	"math/rand/v2"
 	"net"
+	"os"
+	"strconv"
+	"strings"
+	"sync"
 	"testing"
 )
 
@@ -17,10 +22,25 @@ var ErrNoFreePort = errors.New("testkit: no free TCP and UDP port on loopback")
 // withUDP, for gossip, which binds both) was free a moment ago. Another
 // process may take it before the caller binds it: callers that start
 // servers on it retry with a new address when that happens.
+//
+// Ports are drawn at random below the kernel's ephemeral range
+// (ip_local_port_range), never from it: a port the kernel handed out for
+// a listener on :0 is also one it hands out as the source port of
+// outbound connections, and every real node a test starts makes many, so
+// such a port was often taken again between the probe and the server's
+// bind ("address already in use").
 func ProbeAddr(withUDP bool) (string, error) {
-	for range 20 {
-		l, err := net.Listen("tcp", net.JoinHostPort(Host, "0"))
+	lo, hi := probeRange()
+	for range 50 {
+		port := "0"
+		if hi > lo {
+			port = strconv.Itoa(lo + rand.IntN(hi-lo))
+		}
+		l, err := net.Listen("tcp", net.JoinHostPort(Host, port))
 		if err != nil {
+			if port != "0" {
+				continue // taken: draw another
+			}
 			return "", err
 		}
 		addr := l.Addr().String()
@@ -39,6 +59,25 @@ func ProbeAddr(withUDP bool) (string, error) {
 	}
 	return "", ErrNoFreePort
 }
+
+// probeLow is the lowest port ProbeAddr draws; the compose deployments'
+// published ports (17411–29493 by default) stay above probeHigh.
+const probeLow, probeHigh = 10000, 17000
+
+var probeRange = sync.OnceValues(func() (int, int) {
+	hi := probeHigh
+	if b, err := os.ReadFile("/proc/sys/net/ipv4/ip_local_port_range"); err == nil {
+		if f := strings.Fields(string(b)); len(f) == 2 {
+			if first, err := strconv.Atoi(f[0]); err == nil && first < hi {
+				hi = first
+			}
+		}
+	}
+	if hi-probeLow < 1000 {
+		return 0, 0 // no room below the ephemeral range: let the kernel choose
+	}
+	return probeLow, hi
+})
 
 // FreeAddr is ProbeAddr for TCP, failing tb when it fails.
 func FreeAddr(tb testing.TB) string {
