@@ -36,6 +36,9 @@ var sessionRefused = map[string]bool{
 	"coffer:GetSessionToken":   true,
 	"coffer:PairRegion":        true,
 	"coffer:SetPairingOptions": true,
+	// The seal is root-equivalent too: a rekey or an HSM re-wrap changes
+	// who can recover the root key.
+	"coffer:Rekey": true,
 	// Roles are IAM too: a session must not widen what it, or any role,
 	// can assume or do.
 	"coffer:CreateRole":             true,

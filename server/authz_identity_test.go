@@ -7,6 +7,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	cofferv1 "github.com/cofferhq/coffer/proto/coffer/v1"
+	"github.com/cofferhq/coffer/server/policy"
 )
 
 // TestLeakedSessionCannotMintKeys (issue 13, item 8): temporary
@@ -121,5 +122,22 @@ func TestLeakedSessionCannotMintKeys(t *testing.T) {
 	}
 	if _, err := s.sm(t, "ops").GetSecretValue(ctx, &cofferv1.GetSecretValueRequest{SecretId: "app/db"}); TypeOf(err) != TypeAccessDeniedException {
 		t.Errorf("ops under a resource policy's Deny: %v, want AccessDeniedException", err)
+	}
+}
+
+// TestSessionsCannotTouchRootEquivalentActions: the actions that change
+// who holds the keys to the region — its seal, its pairings — are refused
+// to session credentials like IAM changes, whatever the policies allow.
+func TestSessionsCannotTouchRootEquivalentActions(t *testing.T) {
+	svc, store := newTestService(t)
+	a := NewIAM(svc, store).Authorizer()
+	for _, action := range []string{"coffer:Rekey", "coffer:PairRegion", "coffer:SetPairingOptions", "coffer:CreateAccessKey"} {
+		v, refused := a.identityRule(Caller{Principal: RootPrincipal, Session: true}, action, Target{})
+		if !refused || v.Result.Decision != policy.ExplicitDeny {
+			t.Errorf("%s with session credentials: refused %v (%+v), want an explicit deny", action, refused, v)
+		}
+		if _, refused := a.identityRule(Caller{Principal: RootPrincipal}, action, Target{}); refused {
+			t.Errorf("%s with root's long-term key: refused by the identity rules", action)
+		}
 	}
 }

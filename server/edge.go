@@ -438,6 +438,7 @@ var sensitiveFields = map[protoreflect.Name]bool{
 	"shared_secret":        true, // a rotation function's HMAC key
 	"value":                true, // AuditHash's value
 	"web_identity_token":   true, // a bearer credential (AssumeRoleWithWebIdentity)
+	"nonce":                true, // a rekey's nonce (SealService.Rekey)
 }
 
 // omittedFields are never recorded, not even as a hash: a snapshot chunk

@@ -412,15 +412,17 @@ func commandTree() *command {
 			summary: "Show whether the node is sealed and how many shares it holds",
 		},
 		&command{
-			name: "rekey", synopsis: "--init [--shares N] [--threshold T] [--age-recipients FILE] | --nonce NONCE [SHARE] | --cancel | --key-label L", run: runOperatorRekey,
+			name: "rekey", synopsis: "--init [--shares N] [--threshold T] [--age-recipients FILE] | --status | --nonce NONCE [--verify] --yes [SHARE] | --cancel --nonce NONCE | --key-label L", run: runOperatorRekey,
 			summary: "Re-split a running node's root key into new key shares, or re-wrap it under another HSM key",
-			detail: "With the current threshold of shares, as Vault's operator rekey: --init starts it and prints a\n" +
-				"nonce; each holder enters a current share with --nonce (SHARE or the first line of standard\n" +
-				"input); the last one gets the new shares, printed once. The root key does not change, so no\n" +
-				"data is rewritten; the node replaces its seal.json, which must be copied to the region's other\n" +
-				"nodes. With --age-recipients (one age key per new share, in order) each new share is returned\n" +
-				"encrypted to its key. --key-label re-wraps a pkcs11 seal's root key under the token's key\n" +
-				"with that label (made if absent). Needs coffer:Rekey.",
+			detail: "With the current threshold of shares, as Vault's operator rekey with verification: --init starts\n" +
+				"it and prints a nonce; --status shows who started it and where the new shares go; each holder\n" +
+				"enters a current share with --nonce and --yes (SHARE or the first line of standard input); the\n" +
+				"last one gets the new shares and a verification nonce. Nothing changes until the new threshold\n" +
+				"of new shares is entered back with --verify; then the node replaces its seal.json, which must be\n" +
+				"copied to the region's other nodes. The root key does not change, so no data is rewritten.\n" +
+				"With --age-recipients (one age key per new share, in order) each new share is returned\n" +
+				"encrypted to its key. --cancel needs the nonce. --key-label re-wraps a pkcs11 seal's root key\n" +
+				"under the token's key with that label (made if absent). Needs coffer:Rekey; not for sessions.",
 		},
 	)
 	drill := &command{

@@ -66,20 +66,30 @@ func readSealFile(dataDir string) (*sealFile, []byte, error) {
 // to overwrite one (the error wraps fs.ErrExist); with it, it replaces the
 // file atomically (a rename), so a crash leaves the old seal or the new
 // one, never half of either.
-func writeSealFile(dataDir string, f *sealFile, replace bool) error {
+func writeSealFile(dataDir string, f *sealFile, replace bool) (err error) {
 	b, err := json.MarshalIndent(f, "", "  ")
 	if err != nil {
 		return err
 	}
 	b = append(b, '\n')
 	path := filepath.Join(dataDir, sealFileName)
-	tmp := path
-	if replace {
-		tmp = path + ".new"
-		_ = os.Remove(tmp)
-	}
-	out, err := os.OpenFile(tmp, os.O_WRONLY|os.O_CREATE|os.O_EXCL, 0o600)
+	// The whole file is written and synced under a temporary name first,
+	// then put in place in one step (a rename, or a link that fails if
+	// seal.json exists when replace is false), so a failure leaves either
+	// the old file or none — never a partial seal.json that blocks every
+	// retry and the node's start.
+	out, err := os.CreateTemp(dataDir, sealFileName+".new-*")
 	if err != nil {
+		return err
+	}
+	tmp := out.Name()
+	defer func() {
+		if err != nil {
+			_ = os.Remove(tmp)
+		}
+	}()
+	if err := out.Chmod(0o600); err != nil {
+		out.Close()
 		return err
 	}
 	if _, err := out.Write(b); err != nil {
@@ -93,13 +103,15 @@ func writeSealFile(dataDir string, f *sealFile, replace bool) error {
 	if err := out.Close(); err != nil {
 		return err
 	}
-	if !replace {
-		return nil
+	if replace {
+		err = os.Rename(tmp, path)
+	} else if err = os.Link(tmp, path); err == nil {
+		err = os.Remove(tmp)
 	}
-	if err := os.Rename(tmp, path); err != nil {
+	if err != nil {
 		return err
 	}
-	if d, err := os.Open(dataDir); err == nil {
+	if d, derr := os.Open(dataDir); derr == nil {
 		_ = d.Sync()
 		d.Close()
 	}

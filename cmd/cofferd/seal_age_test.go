@@ -140,13 +140,28 @@ func TestAgeEncryptedShares(t *testing.T) {
 			t.Fatal(err)
 		}
 	}
-	if !done.GetComplete() || len(done.GetAgeRecipients()) != 2 {
-		t.Fatalf("rekey: %v", done)
+	if done.GetComplete() || !done.GetVerificationRequired() || len(done.GetAgeRecipients()) != 2 || len(done.GetNewKeyShares()) != 2 {
+		t.Fatalf("rekey after the current shares: %v, want the new shares handed out and verification required", done)
 	}
 	newShares := openShares(t, done.GetNewKeyShares(), newIDs)
-	_, check, err := readSealFile(dataDir)
+	before, check, err := readSealFile(dataDir)
 	if err != nil {
 		t.Fatal(err)
+	}
+	if before.Shares != 3 {
+		t.Fatalf("seal.json changed before the new shares were verified: %+v", before)
+	}
+	var verified *cofferv1.RekeyResponse
+	for _, s := range newShares {
+		if verified, err = seal.Rekey(t.Context(), &cofferv1.RekeyRequest{Nonce: done.GetNonce(), Share: s, Verify: true}); err != nil {
+			t.Fatal(err)
+		}
+	}
+	if !verified.GetComplete() {
+		t.Fatalf("rekey after the new shares were entered back: %v", verified)
+	}
+	if after, _, err := readSealFile(dataDir); err != nil || after.Shares != 2 || after.Threshold != 2 {
+		t.Fatalf("seal.json after the verification: %+v, %v", after, err)
 	}
 	var raw [][]byte
 	for _, s := range newShares {

@@ -4,6 +4,7 @@ import (
 	"bytes"
 	"context"
 	"crypto/rand"
+	"crypto/subtle"
 	"encoding/base64"
 	"encoding/hex"
 	"errors"
@@ -21,8 +22,9 @@ import (
 // rekeys of the Shamir seal, as Vault's `operator rekey` does, and
 // re-wraps of the PKCS#11 seal under another HSM key (rewrap). A rekey
 // re-splits the same root key into a new count and threshold of shares
-// once the current threshold of shares was given, and replaces seal.json
-// in this node's data directory; no stored data changes, because the root
+// once the current threshold of shares was given, hands them out, and
+// replaces seal.json in this node's data directory once a threshold of the
+// new shares was entered back (see rekeyState); no stored data changes, because the root
 // key does not. The old shares still combine to the root key (nothing can
 // revoke a share of an unchanged key): a rekey changes who can unseal,
 // not what an old share holder learnt.
@@ -37,13 +39,29 @@ type runningSeal struct {
 	rekey *rekeyState // nil when no rekey is in progress
 }
 
-// rekeyState is one rekey in progress.
+// rekeyState is one rekey in progress. It runs in two phases, as Vault's
+// rekey with verification does: the current threshold of current shares
+// gives the root key, which is split anew and the new shares handed out
+// (verifying); then new_threshold of the NEW shares must be entered back
+// and combine to the root key before seal.json changes. Until then the
+// current shares and seal.json stay in force, so new shares lost on the
+// way (an answer that never arrived) cost nothing: cancel and start again.
 type rekeyState struct {
-	nonce                   string
-	threshold               int // the current seal's
+	nonce                   string // the current phase's
+	startedBy               string // principal ARN
+	threshold               int    // the current seal's
 	newShares, newThreshold int
 	recipients              []string // age keys of the new shares, or none
-	shares                  [][]byte
+	verifying               bool
+	shares                  [][]byte // the phase's shares entered so far
+}
+
+// need is how many shares the current phase takes.
+func (r *rekeyState) need() int {
+	if r.verifying {
+		return r.newThreshold
+	}
+	return r.threshold
 }
 
 func (r *rekeyState) clearShares() {
@@ -62,7 +80,9 @@ func (s *runningSeal) Unseal(context.Context, *cofferv1.UnsealRequest) (*cofferv
 	return resp, nil
 }
 
-// SealStatus reports the running node unsealed, with seal.json's split.
+// SealStatus reports the running node unsealed, with seal.json's split
+// and the rekey in progress, if any: who started it and where the new
+// shares will go, for each holder to check before entering a share.
 func (s *runningSeal) SealStatus(context.Context, *cofferv1.SealStatusRequest) (*cofferv1.SealStatusResponse, error) {
 	resp := &cofferv1.SealStatusResponse{SealType: s.sealType}
 	if s.sealType == "shamir" {
@@ -70,11 +90,21 @@ func (s *runningSeal) SealStatus(context.Context, *cofferv1.SealStatusRequest) (
 			resp.Threshold, resp.Shares = int32(desc.Threshold), int32(desc.Shares)
 		}
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if rk := s.rekey; rk != nil {
+		resp.Rekey = &cofferv1.RekeyInProgress{Nonce: rk.nonce, StartedBy: rk.startedBy, NewShares: int32(rk.newShares),
+			NewThreshold: int32(rk.newThreshold), AgeRecipients: rk.recipients, Verifying: rk.verifying,
+			Progress: int32(len(rk.shares)), Threshold: int32(rk.need())}
+	}
 	return resp, nil
 }
 
+// sameNonce compares nonces in constant time.
+func sameNonce(a, b string) bool { return subtle.ConstantTimeCompare([]byte(a), []byte(b)) == 1 }
+
 // Rekey runs one step of a rekey (see RekeyRequest).
-func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cofferv1.RekeyResponse, error) {
+func (s *runningSeal) Rekey(ctx context.Context, req *cofferv1.RekeyRequest) (*cofferv1.RekeyResponse, error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	switch {
@@ -87,23 +117,26 @@ func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cof
 	case req.GetNewKeyLabel() != "":
 		return nil, rekeyErr(server.TypeInvalidParameter, "new_key_label re-wraps a pkcs11 seal; this node's seal is shamir")
 	}
-	switch {
-	case req.GetCancel():
-		if s.rekey != nil {
-			s.rekey.clearShares()
-			s.rekey = nil
-			s.log.Info("rekey cancelled")
-		}
-		return &cofferv1.RekeyResponse{}, nil
-	case req.GetInit():
-		return s.initRekey(int(req.GetNewShares()), int(req.GetNewThreshold()), req.GetAgeRecipients())
+	if req.GetInit() {
+		return s.initRekey(int(req.GetNewShares()), int(req.GetNewThreshold()), req.GetAgeRecipients(), server.PrincipalFrom(ctx))
 	}
 	rk := s.rekey
-	if rk == nil {
+	switch {
+	case rk == nil && req.GetCancel():
+		return &cofferv1.RekeyResponse{}, nil
+	case rk == nil:
 		return nil, rekeyErr(server.TypePreconditionNotMet, "no rekey is in progress: start one with init (coffer operator rekey --init)")
-	}
-	if req.GetNonce() != rk.nonce {
-		return nil, rekeyErr(server.TypeInvalidParameter, "the nonce does not name the rekey in progress")
+	case !sameNonce(req.GetNonce(), rk.nonce):
+		return nil, rekeyErr(server.TypeInvalidParameter, "the nonce does not name the rekey in progress (coffer operator rekey --status shows it)")
+	case req.GetCancel():
+		rk.clearShares()
+		s.rekey = nil
+		s.log.Info("rekey cancelled", "by", server.PrincipalFrom(ctx), "started_by", rk.startedBy)
+		return &cofferv1.RekeyResponse{}, nil
+	case req.GetVerify() && !rk.verifying:
+		return nil, rekeyErr(server.TypePreconditionNotMet, "the rekey has not handed out new shares yet: enter a current share (without verify)")
+	case !req.GetVerify() && rk.verifying:
+		return nil, rekeyErr(server.TypePreconditionNotMet, "the rekey handed out its new shares: enter one of the NEW shares back with verify (coffer operator rekey --verify), or cancel it")
 	}
 	share, err := base64.StdEncoding.DecodeString(req.GetShare())
 	if err != nil || len(share) != 33 {
@@ -115,14 +148,16 @@ func (s *runningSeal) Rekey(_ context.Context, req *cofferv1.RekeyRequest) (*cof
 		}
 	}
 	rk.shares = append(rk.shares, share)
-	resp := s.rekeyResponse()
-	if len(rk.shares) < rk.threshold {
-		return resp, nil
+	if len(rk.shares) < rk.need() {
+		return s.rekeyResponse(), nil
 	}
-	return s.finishRekey(rk)
+	if rk.verifying {
+		return s.finishRekey(rk)
+	}
+	return s.handOut(rk)
 }
 
-func (s *runningSeal) initRekey(n, t int, recipients []string) (*cofferv1.RekeyResponse, error) {
+func (s *runningSeal) initRekey(n, t int, recipients []string, by string) (*cofferv1.RekeyResponse, error) {
 	if s.rekey != nil {
 		return nil, rekeyErr(server.TypePreconditionNotMet, "a rekey is in progress: cancel it first (coffer operator rekey --cancel)")
 	}
@@ -140,24 +175,30 @@ func (s *runningSeal) initRekey(n, t int, recipients []string) (*cofferv1.RekeyR
 		s.log.Error("rekey: reading the seal description", "err", err)
 		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
 	}
-	nonce := make([]byte, 16)
-	rand.Read(nonce)
-	s.rekey = &rekeyState{nonce: hex.EncodeToString(nonce), threshold: desc.Threshold, newShares: n, newThreshold: t, recipients: recipients}
-	s.log.Info("rekey started", "new_shares", n, "new_threshold", t)
+	s.rekey = &rekeyState{nonce: newNonce(), startedBy: by, threshold: desc.Threshold, newShares: n, newThreshold: t, recipients: recipients}
+	s.log.Info("rekey started", "by", by, "new_shares", n, "new_threshold", t, "age_recipients", len(recipients))
 	return s.rekeyResponse(), nil
+}
+
+func newNonce() string {
+	b := make([]byte, 16)
+	rand.Read(b)
+	return hex.EncodeToString(b)
 }
 
 func (s *runningSeal) rekeyResponse() *cofferv1.RekeyResponse {
 	rk := s.rekey
 	return &cofferv1.RekeyResponse{Nonce: rk.nonce, Progress: int32(len(rk.shares)), Threshold: int32(rk.threshold),
-		NewShares: int32(rk.newShares), NewThreshold: int32(rk.newThreshold), AgeRecipients: rk.recipients}
+		NewShares: int32(rk.newShares), NewThreshold: int32(rk.newThreshold), AgeRecipients: rk.recipients,
+		VerificationRequired: rk.verifying, StartedBy: rk.startedBy}
 }
 
-// finishRekey combines the shares and, if they give the root key, splits
-// it anew and replaces seal.json. Shares that do not combine are all
-// discarded (the rekey stays, for them to be entered again).
-func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
-	desc, check, err := readSealFile(s.dataDir)
+// handOut combines the current shares and, if they give the root key,
+// splits it anew and hands the new shares out; seal.json does not change
+// yet (finishRekey). Shares that do not combine are all discarded (the
+// rekey stays, for them to be entered again).
+func (s *runningSeal) handOut(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
+	_, check, err := readSealFile(s.dataDir)
 	if err != nil {
 		rk.clearShares()
 		s.log.Error("rekey: reading the seal description", "err", err)
@@ -175,19 +216,47 @@ func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, erro
 		return nil, rekeyErr(server.TypeInvalidParameter, fmt.Sprintf("%v", err))
 	}
 	newShares, err := encodeShares(parts, rk.recipients)
+	for _, p := range parts {
+		clear(p)
+	}
 	if err != nil {
 		return nil, rekeyErr(server.TypeInvalidParameter, err.Error())
 	}
+	rk.verifying, rk.nonce = true, newNonce()
+	resp := s.rekeyResponse()
+	resp.NewKeyShares = newShares
+	s.log.Info("rekey: new shares handed out; seal.json changes once enough of them are entered back (verify)",
+		"new_shares", rk.newShares, "new_threshold", rk.newThreshold)
+	return resp, nil
+}
+
+// finishRekey combines the new shares entered back and, if they give the
+// root key, writes the new seal.json. Shares that do not combine are all
+// discarded (the rekey stays verifying, for them to be entered again).
+func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
+	desc, check, err := readSealFile(s.dataDir)
+	if err != nil {
+		rk.clearShares()
+		s.log.Error("rekey: reading the seal description", "err", err)
+		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
+	}
+	root, err := kms.CombineRootKey(rk.shares, check)
+	rk.clearShares()
+	if err != nil {
+		s.log.Warn("rekey: the new shares entered back do not combine to the root key; enter them again")
+		return nil, rekeyErr(server.TypeInvalidRequest, "the new shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again (the current seal stays in force)")
+	}
+	clear(root)
 	next := &sealFile{Type: "shamir", Shares: rk.newShares, Threshold: rk.newThreshold, Check: desc.Check}
 	if err := writeSealFile(s.dataDir, next, true); err != nil {
 		s.log.Error("rekey: writing the new seal description; the current shares stay valid", "err", err)
 		return nil, rekeyErr(server.TypeInternalServiceError, "the new seal description could not be written (see the node's log); the current shares stay valid")
 	}
 	resp := s.rekeyResponse()
-	resp.Complete, resp.Progress, resp.NewKeyShares = true, 0, newShares
+	resp.Complete, resp.Progress, resp.VerificationRequired = true, 0, false
 	s.rekey = nil
-	s.log.Info("rekeyed the shamir seal: the root key is split anew; copy seal.json to the region's other nodes",
-		"shares", rk.newShares, "threshold", rk.newThreshold)
+	s.log.Info("rekeyed the shamir seal: the new shares were verified and seal.json written; copy it to the region's other nodes",
+		"shares", rk.newShares, "threshold", rk.newThreshold, "started_by", rk.startedBy)
 	return resp, nil
 }
 

@@ -189,7 +189,10 @@ type SealStatusResponse struct {
 	// shares is how many shares were made.
 	Shares int32 `protobuf:"varint,4,opt,name=shares,proto3" json:"shares,omitempty"`
 	// seal_type is "shamir".
-	SealType      string `protobuf:"bytes,5,opt,name=seal_type,json=sealType,proto3" json:"seal_type,omitempty"`
+	SealType string `protobuf:"bytes,5,opt,name=seal_type,json=sealType,proto3" json:"seal_type,omitempty"`
+	// rekey is the rekey in progress on a running node (unset when none):
+	// what a share holder checks before entering a share for it.
+	Rekey         *RekeyInProgress `protobuf:"bytes,6,opt,name=rekey,proto3" json:"rekey,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -259,6 +262,124 @@ func (x *SealStatusResponse) GetSealType() string {
 	return ""
 }
 
+func (x *SealStatusResponse) GetRekey() *RekeyInProgress {
+	if x != nil {
+		return x.Rekey
+	}
+	return nil
+}
+
+// RekeyInProgress describes a rekey being run, so that each holder can see
+// who started it and where the new shares will go before consenting.
+type RekeyInProgress struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// nonce names the rekey (the current phase's nonce).
+	Nonce string `protobuf:"bytes,1,opt,name=nonce,proto3" json:"nonce,omitempty"`
+	// started_by is the principal ARN that started it.
+	StartedBy string `protobuf:"bytes,2,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
+	// new_shares and new_threshold are the split being made.
+	NewShares    int32 `protobuf:"varint,3,opt,name=new_shares,json=newShares,proto3" json:"new_shares,omitempty"`
+	NewThreshold int32 `protobuf:"varint,4,opt,name=new_threshold,json=newThreshold,proto3" json:"new_threshold,omitempty"`
+	// age_recipients are the keys the new shares will be encrypted to; when
+	// empty, whoever enters the last current share receives every new share
+	// in clear.
+	AgeRecipients []string `protobuf:"bytes,5,rep,name=age_recipients,json=ageRecipients,proto3" json:"age_recipients,omitempty"`
+	// verifying is set once the new shares were handed out: new_threshold of
+	// them must be entered back (verify) before the node writes seal.json.
+	Verifying bool `protobuf:"varint,6,opt,name=verifying,proto3" json:"verifying,omitempty"`
+	// progress is how many shares the current phase holds, of threshold.
+	Progress      int32 `protobuf:"varint,7,opt,name=progress,proto3" json:"progress,omitempty"`
+	Threshold     int32 `protobuf:"varint,8,opt,name=threshold,proto3" json:"threshold,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *RekeyInProgress) Reset() {
+	*x = RekeyInProgress{}
+	mi := &file_coffer_v1_seal_proto_msgTypes[4]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *RekeyInProgress) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*RekeyInProgress) ProtoMessage() {}
+
+func (x *RekeyInProgress) ProtoReflect() protoreflect.Message {
+	mi := &file_coffer_v1_seal_proto_msgTypes[4]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use RekeyInProgress.ProtoReflect.Descriptor instead.
+func (*RekeyInProgress) Descriptor() ([]byte, []int) {
+	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{4}
+}
+
+func (x *RekeyInProgress) GetNonce() string {
+	if x != nil {
+		return x.Nonce
+	}
+	return ""
+}
+
+func (x *RekeyInProgress) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
+func (x *RekeyInProgress) GetNewShares() int32 {
+	if x != nil {
+		return x.NewShares
+	}
+	return 0
+}
+
+func (x *RekeyInProgress) GetNewThreshold() int32 {
+	if x != nil {
+		return x.NewThreshold
+	}
+	return 0
+}
+
+func (x *RekeyInProgress) GetAgeRecipients() []string {
+	if x != nil {
+		return x.AgeRecipients
+	}
+	return nil
+}
+
+func (x *RekeyInProgress) GetVerifying() bool {
+	if x != nil {
+		return x.Verifying
+	}
+	return false
+}
+
+func (x *RekeyInProgress) GetProgress() int32 {
+	if x != nil {
+		return x.Progress
+	}
+	return 0
+}
+
+func (x *RekeyInProgress) GetThreshold() int32 {
+	if x != nil {
+		return x.Threshold
+	}
+	return 0
+}
+
 // RekeyRequest is one step of a rekey: the first (init) sets the new
 // split and returns a nonce; each later one gives one current key share
 // with that nonce; cancel ends it.
@@ -282,14 +403,18 @@ type RekeyRequest struct {
 	// new_key_label, for the pkcs11 seal (which has no shares), re-wraps the
 	// root key under the token's key with this label (made if absent) in
 	// one call; the caller's coffer:Rekey permission is the consent.
-	NewKeyLabel   string `protobuf:"bytes,8,opt,name=new_key_label,json=newKeyLabel,proto3" json:"new_key_label,omitempty"`
+	NewKeyLabel string `protobuf:"bytes,8,opt,name=new_key_label,json=newKeyLabel,proto3" json:"new_key_label,omitempty"`
+	// verify: share is one of the NEW shares this rekey handed out, entered
+	// back with the verification nonce; seal.json changes only once
+	// new_threshold of them combine to the root key.
+	Verify        bool `protobuf:"varint,9,opt,name=verify,proto3" json:"verify,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RekeyRequest) Reset() {
 	*x = RekeyRequest{}
-	mi := &file_coffer_v1_seal_proto_msgTypes[4]
+	mi := &file_coffer_v1_seal_proto_msgTypes[5]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -301,7 +426,7 @@ func (x *RekeyRequest) String() string {
 func (*RekeyRequest) ProtoMessage() {}
 
 func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_seal_proto_msgTypes[4]
+	mi := &file_coffer_v1_seal_proto_msgTypes[5]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -314,7 +439,7 @@ func (x *RekeyRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RekeyRequest.ProtoReflect.Descriptor instead.
 func (*RekeyRequest) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{4}
+	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{5}
 }
 
 func (x *RekeyRequest) GetInit() bool {
@@ -373,6 +498,13 @@ func (x *RekeyRequest) GetNewKeyLabel() string {
 	return ""
 }
 
+func (x *RekeyRequest) GetVerify() bool {
+	if x != nil {
+		return x.Verify
+	}
+	return false
+}
+
 // RekeyResponse is the rekey's state after the step.
 type RekeyResponse struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
@@ -385,9 +517,10 @@ type RekeyResponse struct {
 	// new_shares and new_threshold are the split being made.
 	NewShares    int32 `protobuf:"varint,4,opt,name=new_shares,json=newShares,proto3" json:"new_shares,omitempty"`
 	NewThreshold int32 `protobuf:"varint,5,opt,name=new_threshold,json=newThreshold,proto3" json:"new_threshold,omitempty"`
-	// complete is set once the current shares gave the root key and the
-	// node wrote the new seal description; new_key_shares are then the new
-	// shares, base64, returned this once and stored nowhere.
+	// complete is set once a threshold of the new shares, entered back,
+	// combined to the root key and the node wrote the new seal description.
+	// new_key_shares are the new shares, base64, returned once (with
+	// verification_required) and stored nowhere.
 	Complete     bool     `protobuf:"varint,6,opt,name=complete,proto3" json:"complete,omitempty"`
 	NewKeyShares []string `protobuf:"bytes,7,rep,name=new_key_shares,json=newKeyShares,proto3" json:"new_key_shares,omitempty"`
 	// age_recipients are the keys the new shares are encrypted to, in order
@@ -395,14 +528,22 @@ type RekeyResponse struct {
 	// share's base64 text).
 	AgeRecipients []string `protobuf:"bytes,8,rep,name=age_recipients,json=ageRecipients,proto3" json:"age_recipients,omitempty"`
 	// key_label is the HSM key now wrapping the root key (pkcs11 seal).
-	KeyLabel      string `protobuf:"bytes,9,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
+	KeyLabel string `protobuf:"bytes,9,opt,name=key_label,json=keyLabel,proto3" json:"key_label,omitempty"`
+	// verification_required is set when new_key_shares were handed out and
+	// the node waits for new_threshold of them to be entered back (verify,
+	// with nonce, now the verification nonce) before it writes seal.json:
+	// until then the current shares and seal.json stay in force, so shares
+	// lost on the way (a dropped answer) lose nothing.
+	VerificationRequired bool `protobuf:"varint,10,opt,name=verification_required,json=verificationRequired,proto3" json:"verification_required,omitempty"`
+	// started_by is the principal ARN that started the rekey.
+	StartedBy     string `protobuf:"bytes,11,opt,name=started_by,json=startedBy,proto3" json:"started_by,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
 
 func (x *RekeyResponse) Reset() {
 	*x = RekeyResponse{}
-	mi := &file_coffer_v1_seal_proto_msgTypes[5]
+	mi := &file_coffer_v1_seal_proto_msgTypes[6]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -414,7 +555,7 @@ func (x *RekeyResponse) String() string {
 func (*RekeyResponse) ProtoMessage() {}
 
 func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_coffer_v1_seal_proto_msgTypes[5]
+	mi := &file_coffer_v1_seal_proto_msgTypes[6]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -427,7 +568,7 @@ func (x *RekeyResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use RekeyResponse.ProtoReflect.Descriptor instead.
 func (*RekeyResponse) Descriptor() ([]byte, []int) {
-	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{5}
+	return file_coffer_v1_seal_proto_rawDescGZIP(), []int{6}
 }
 
 func (x *RekeyResponse) GetNonce() string {
@@ -493,6 +634,20 @@ func (x *RekeyResponse) GetKeyLabel() string {
 	return ""
 }
 
+func (x *RekeyResponse) GetVerificationRequired() bool {
+	if x != nil {
+		return x.VerificationRequired
+	}
+	return false
+}
+
+func (x *RekeyResponse) GetStartedBy() string {
+	if x != nil {
+		return x.StartedBy
+	}
+	return ""
+}
+
 var File_coffer_v1_seal_proto protoreflect.FileDescriptor
 
 const file_coffer_v1_seal_proto_rawDesc = "" +
@@ -505,13 +660,25 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\x06sealed\x18\x01 \x01(\bR\x06sealed\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\x05R\bprogress\"\x13\n" +
-	"\x11SealStatusRequest\"\x9b\x01\n" +
+	"\x11SealStatusRequest\"\xcd\x01\n" +
 	"\x12SealStatusResponse\x12\x16\n" +
 	"\x06sealed\x18\x01 \x01(\bR\x06sealed\x12\x1c\n" +
 	"\tthreshold\x18\x02 \x01(\x05R\tthreshold\x12\x1a\n" +
 	"\bprogress\x18\x03 \x01(\x05R\bprogress\x12\x16\n" +
 	"\x06shares\x18\x04 \x01(\x05R\x06shares\x12\x1b\n" +
-	"\tseal_type\x18\x05 \x01(\tR\bsealType\"\xf5\x01\n" +
+	"\tseal_type\x18\x05 \x01(\tR\bsealType\x120\n" +
+	"\x05rekey\x18\x06 \x01(\v2\x1a.coffer.v1.RekeyInProgressR\x05rekey\"\x89\x02\n" +
+	"\x0fRekeyInProgress\x12\x14\n" +
+	"\x05nonce\x18\x01 \x01(\tR\x05nonce\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\x02 \x01(\tR\tstartedBy\x12\x1d\n" +
+	"\n" +
+	"new_shares\x18\x03 \x01(\x05R\tnewShares\x12#\n" +
+	"\rnew_threshold\x18\x04 \x01(\x05R\fnewThreshold\x12%\n" +
+	"\x0eage_recipients\x18\x05 \x03(\tR\rageRecipients\x12\x1c\n" +
+	"\tverifying\x18\x06 \x01(\bR\tverifying\x12\x1a\n" +
+	"\bprogress\x18\a \x01(\x05R\bprogress\x12\x1c\n" +
+	"\tthreshold\x18\b \x01(\x05R\tthreshold\"\x8d\x02\n" +
 	"\fRekeyRequest\x12\x12\n" +
 	"\x04init\x18\x01 \x01(\bR\x04init\x12\x1d\n" +
 	"\n" +
@@ -521,7 +688,8 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\x05share\x18\x05 \x01(\tR\x05share\x12\x16\n" +
 	"\x06cancel\x18\x06 \x01(\bR\x06cancel\x12%\n" +
 	"\x0eage_recipients\x18\a \x03(\tR\rageRecipients\x12\"\n" +
-	"\rnew_key_label\x18\b \x01(\tR\vnewKeyLabel\"\xa9\x02\n" +
+	"\rnew_key_label\x18\b \x01(\tR\vnewKeyLabel\x12\x16\n" +
+	"\x06verify\x18\t \x01(\bR\x06verify\"\xfd\x02\n" +
 	"\rRekeyResponse\x12\x14\n" +
 	"\x05nonce\x18\x01 \x01(\tR\x05nonce\x12\x1a\n" +
 	"\bprogress\x18\x02 \x01(\x05R\bprogress\x12\x1c\n" +
@@ -532,7 +700,11 @@ const file_coffer_v1_seal_proto_rawDesc = "" +
 	"\bcomplete\x18\x06 \x01(\bR\bcomplete\x12$\n" +
 	"\x0enew_key_shares\x18\a \x03(\tR\fnewKeyShares\x12%\n" +
 	"\x0eage_recipients\x18\b \x03(\tR\rageRecipients\x12\x1b\n" +
-	"\tkey_label\x18\t \x01(\tR\bkeyLabel2\xd3\x01\n" +
+	"\tkey_label\x18\t \x01(\tR\bkeyLabel\x123\n" +
+	"\x15verification_required\x18\n" +
+	" \x01(\bR\x14verificationRequired\x12\x1d\n" +
+	"\n" +
+	"started_by\x18\v \x01(\tR\tstartedBy2\xd3\x01\n" +
 	"\vSealService\x12=\n" +
 	"\x06Unseal\x12\x18.coffer.v1.UnsealRequest\x1a\x19.coffer.v1.UnsealResponse\x12I\n" +
 	"\n" +
@@ -551,27 +723,29 @@ func file_coffer_v1_seal_proto_rawDescGZIP() []byte {
 	return file_coffer_v1_seal_proto_rawDescData
 }
 
-var file_coffer_v1_seal_proto_msgTypes = make([]protoimpl.MessageInfo, 6)
+var file_coffer_v1_seal_proto_msgTypes = make([]protoimpl.MessageInfo, 7)
 var file_coffer_v1_seal_proto_goTypes = []any{
 	(*UnsealRequest)(nil),      // 0: coffer.v1.UnsealRequest
 	(*UnsealResponse)(nil),     // 1: coffer.v1.UnsealResponse
 	(*SealStatusRequest)(nil),  // 2: coffer.v1.SealStatusRequest
 	(*SealStatusResponse)(nil), // 3: coffer.v1.SealStatusResponse
-	(*RekeyRequest)(nil),       // 4: coffer.v1.RekeyRequest
-	(*RekeyResponse)(nil),      // 5: coffer.v1.RekeyResponse
+	(*RekeyInProgress)(nil),    // 4: coffer.v1.RekeyInProgress
+	(*RekeyRequest)(nil),       // 5: coffer.v1.RekeyRequest
+	(*RekeyResponse)(nil),      // 6: coffer.v1.RekeyResponse
 }
 var file_coffer_v1_seal_proto_depIdxs = []int32{
-	0, // 0: coffer.v1.SealService.Unseal:input_type -> coffer.v1.UnsealRequest
-	2, // 1: coffer.v1.SealService.SealStatus:input_type -> coffer.v1.SealStatusRequest
-	4, // 2: coffer.v1.SealService.Rekey:input_type -> coffer.v1.RekeyRequest
-	1, // 3: coffer.v1.SealService.Unseal:output_type -> coffer.v1.UnsealResponse
-	3, // 4: coffer.v1.SealService.SealStatus:output_type -> coffer.v1.SealStatusResponse
-	5, // 5: coffer.v1.SealService.Rekey:output_type -> coffer.v1.RekeyResponse
-	3, // [3:6] is the sub-list for method output_type
-	0, // [0:3] is the sub-list for method input_type
-	0, // [0:0] is the sub-list for extension type_name
-	0, // [0:0] is the sub-list for extension extendee
-	0, // [0:0] is the sub-list for field type_name
+	4, // 0: coffer.v1.SealStatusResponse.rekey:type_name -> coffer.v1.RekeyInProgress
+	0, // 1: coffer.v1.SealService.Unseal:input_type -> coffer.v1.UnsealRequest
+	2, // 2: coffer.v1.SealService.SealStatus:input_type -> coffer.v1.SealStatusRequest
+	5, // 3: coffer.v1.SealService.Rekey:input_type -> coffer.v1.RekeyRequest
+	1, // 4: coffer.v1.SealService.Unseal:output_type -> coffer.v1.UnsealResponse
+	3, // 5: coffer.v1.SealService.SealStatus:output_type -> coffer.v1.SealStatusResponse
+	6, // 6: coffer.v1.SealService.Rekey:output_type -> coffer.v1.RekeyResponse
+	4, // [4:7] is the sub-list for method output_type
+	1, // [1:4] is the sub-list for method input_type
+	1, // [1:1] is the sub-list for extension type_name
+	1, // [1:1] is the sub-list for extension extendee
+	0, // [0:1] is the sub-list for field type_name
 }
 
 func init() { file_coffer_v1_seal_proto_init() }
@@ -585,7 +759,7 @@ func file_coffer_v1_seal_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_coffer_v1_seal_proto_rawDesc), len(file_coffer_v1_seal_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   6,
+			NumMessages:   7,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
