@@ -286,18 +286,15 @@ func TestSwitchoverBothWaysLosesNoWrite(t *testing.T) {
 	}
 	w2 := startDrillWriter(t, names, euWest, clientsOf(us, eu))
 	w2.waitWrites(t, euWest, 20)
-	go func() {
-		// Retarget as soon as us takes writes back: refusals from eu say
-		// whom to call.
-		for range 2000 {
-			time.Sleep(5 * time.Millisecond)
-			if d, err := describe(t, us, 0, names[0]); err == nil && d.GetPrimaryRegion() == usEast {
-				w2.retarget(usEast)
-				return
-			}
+	// Retarget as soon as us takes writes back (the switchover reports the
+	// promotion); until then, refusals from eu say whom to call.
+	back := func(at time.Time, step string) {
+		progress(at, step)
+		if strings.HasPrefix(step, usEast+" promoted ") {
+			w2.retarget(usEast)
 		}
-	}()
-	if _, err := failover.Switchover(ctx, asRegion(eu, euWest), asRegion(us, usEast), progress); err != nil {
+	}
+	if _, err := failover.Switchover(ctx, asRegion(eu, euWest), asRegion(us, usEast), back); err != nil {
 		t.Fatalf("switchover eu → us: %v\n%s", err, strings.Join(steps, "\n"))
 	}
 	w2.waitWrites(t, usEast, 20)
