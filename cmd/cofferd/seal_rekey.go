@@ -193,22 +193,33 @@ func (s *runningSeal) rekeyResponse() *cofferv1.RekeyResponse {
 		VerificationRequired: rk.verifying, StartedBy: rk.startedBy}
 }
 
+// combine reads seal.json and combines the phase's shares, which are
+// discarded whatever the outcome, into the root key; wrong is the caller's
+// answer when they do not give it.
+func (s *runningSeal) combine(rk *rekeyState, wrong string) (*sealFile, []byte, error) {
+	desc, check, err := readSealFile(s.dataDir)
+	if err != nil {
+		rk.clearShares()
+		s.log.Error("rekey: reading the seal description", "err", err)
+		return nil, nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
+	}
+	root, err := kms.CombineRootKey(rk.shares, check)
+	rk.clearShares()
+	if err != nil {
+		s.log.Warn("rekey: the shares entered do not combine to the root key; enter them again", "verifying", rk.verifying)
+		return nil, nil, rekeyErr(server.TypeInvalidRequest, wrong)
+	}
+	return desc, root, nil
+}
+
 // handOut combines the current shares and, if they give the root key,
 // splits it anew and hands the new shares out; seal.json does not change
 // yet (finishRekey). Shares that do not combine are all discarded (the
 // rekey stays, for them to be entered again).
 func (s *runningSeal) handOut(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
-	_, check, err := readSealFile(s.dataDir)
+	_, root, err := s.combine(rk, "the shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again")
 	if err != nil {
-		rk.clearShares()
-		s.log.Error("rekey: reading the seal description", "err", err)
-		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
-	}
-	root, err := kms.CombineRootKey(rk.shares, check)
-	rk.clearShares()
-	if err != nil {
-		s.log.Warn("rekey: the shares entered do not combine to this seal's root key; enter them again")
-		return nil, rekeyErr(server.TypeInvalidRequest, "the shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again")
+		return nil, err
 	}
 	parts, err := kms.Split(root, rk.newShares, rk.newThreshold)
 	clear(root)
@@ -234,17 +245,9 @@ func (s *runningSeal) handOut(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
 // root key, writes the new seal.json. Shares that do not combine are all
 // discarded (the rekey stays verifying, for them to be entered again).
 func (s *runningSeal) finishRekey(rk *rekeyState) (*cofferv1.RekeyResponse, error) {
-	desc, check, err := readSealFile(s.dataDir)
+	desc, root, err := s.combine(rk, "the new shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again (the current seal stays in force)")
 	if err != nil {
-		rk.clearShares()
-		s.log.Error("rekey: reading the seal description", "err", err)
-		return nil, rekeyErr(server.TypePreconditionNotMet, "this node's seal description (seal.json) cannot be read; see the node's log")
-	}
-	root, err := kms.CombineRootKey(rk.shares, check)
-	rk.clearShares()
-	if err != nil {
-		s.log.Warn("rekey: the new shares entered back do not combine to the root key; enter them again")
-		return nil, rekeyErr(server.TypeInvalidRequest, "the new shares do not combine to this seal's root key: one of them is wrong; all were discarded, enter them again (the current seal stays in force)")
+		return nil, err
 	}
 	clear(root)
 	next := &sealFile{Type: "shamir", Shares: rk.newShares, Threshold: rk.newThreshold, Check: desc.Check}
